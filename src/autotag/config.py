@@ -1,0 +1,188 @@
+"""All of autotag's settings in one place.
+
+Order of precedence (last wins): the defaults below, the ``"autotag"`` section of the
+project's ``config.json``, then environment variables ``AUTOTAG_<KEY>`` (upper-case key).
+Storm workers inherit the Supervisor's environment, so a cluster started with a given
+``AUTOTAG_RUN_DIR`` / ``AUTOTAG_PORT_OFFSET`` hands the same settings to every bolt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+
+def find_project_root() -> Path:
+    """The checkout that holds config.json and project.clj (``AUTOTAG_HOME`` wins)."""
+    env = os.environ.get("AUTOTAG_HOME")
+    if env:
+        return Path(env).resolve()
+    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
+        for candidate in (start, *start.parents):
+            if (candidate / "project.clj").is_file() and (candidate / "config.json").is_file():
+                return candidate
+    return Path.cwd().resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of autotag. Paths are absolute once loaded."""
+
+    home: Path
+    run_dir: Path
+    models_dir: Path
+    host: str = "127.0.0.1"
+    # Base ports; each is shifted by port_offset so a test cluster can run beside the user's.
+    port_offset: int = 0
+    zookeeper_port: int = 2181
+    nimbus_port: int = 6627
+    supervisor_port: int = 6628
+    ui_port: int = 8080
+    worker_ports: tuple[int, ...] = (6700, 6701)
+    redis_port: int = 6380
+    postgres_port: int = 5433
+    http_port: int = 8090
+    postgres_db: str = "autotag"
+    postgres_user: str = "autotag"
+    storm_version: str = "2.8.4"
+    storm_cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "autotag")
+    # Queue and topology behaviour.
+    stream: str = "autotag:photos"
+    dead_letter_stream: str = "autotag:dead"
+    consumer_group: str = "autotag"
+    max_attempts: int = 3
+    # Input limits (decompression bombs, giant uploads).
+    max_file_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 64_000_000
+    max_dimension: int = 20_000
+    # Tagging.
+    feature_set: str = "cnn"
+    min_tag_score: float = 0.05
+    max_tags: int = 10
+    onnx_threads: int = 1
+    # DB writer batching.
+    db_batch_size: int = 64
+    db_flush_secs: float = 1.0
+
+    def port(self, base: int) -> int:
+        return base + self.port_offset
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Every port autotag binds, after the offset: name -> port."""
+        named = {
+            "zookeeper": self.zookeeper_port,
+            "nimbus": self.nimbus_port,
+            "supervisor": self.supervisor_port,
+            "ui": self.ui_port,
+            "redis": self.redis_port,
+            "postgres": self.postgres_port,
+            "http": self.http_port,
+        }
+        out = {k: self.port(v) for k, v in named.items()}
+        for i, p in enumerate(self.worker_ports):
+            out[f"worker{i}"] = self.port(p)
+        return out
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def storm_home(self) -> Path:
+        return self.storm_cache / f"storm-{self.storm_version}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.host}:{self.port(self.redis_port)}/0"
+
+    @property
+    def postgres_dsn(self) -> str:
+        return (
+            f"host={self.host} port={self.port(self.postgres_port)} "
+            f"dbname={self.postgres_db} user={self.postgres_user}"
+        )
+
+    @property
+    def venv(self) -> Path:
+        return self.home / "virtualenvs" / "autotag"
+
+
+_PATH_KEYS = {"run_dir", "models_dir", "storm_cache", "home"}
+
+
+def _coerce(name: str, raw: object, current: object) -> object:
+    """Turn a config.json value or an env string into the field's type."""
+    if name in _PATH_KEYS:
+        return Path(str(raw)).expanduser()
+    if isinstance(current, tuple):
+        if isinstance(raw, str):
+            return tuple(int(x) for x in raw.replace(",", " ").split())
+        return tuple(int(x) for x in raw)  # type: ignore[union-attr]
+    if isinstance(current, bool):
+        return str(raw).lower() in ("1", "true", "yes")
+    if isinstance(current, int):
+        return int(raw)  # type: ignore[arg-type]
+    if isinstance(current, float):
+        return float(raw)  # type: ignore[arg-type]
+    return str(raw)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build Settings from defaults, config.json's "autotag" section and AUTOTAG_* env vars."""
+    env = dict(os.environ if env is None else env)
+    home = Path(env["AUTOTAG_HOME"]).resolve() if env.get("AUTOTAG_HOME") else find_project_root()
+    base = Settings(home=home, run_dir=home / "run", models_dir=home / "models")
+    overrides: dict[str, object] = {}
+    cfg = home / "config.json"
+    if cfg.is_file():
+        section = json.loads(cfg.read_text()).get("autotag", {})
+        for key, value in section.items():
+            if key in {f.name for f in dataclasses.fields(Settings)}:
+                overrides[key] = value
+    for f in dataclasses.fields(Settings):
+        key = "AUTOTAG_" + f.name.upper()
+        if key in env and f.name != "home":
+            overrides[f.name] = env[key]
+    typed = {k: _coerce(k, v, getattr(base, k)) for k, v in overrides.items()}
+    settings = dataclasses.replace(base, **typed)
+    # Relative paths in config.json are relative to the project.
+    fixed = {}
+    for k in ("run_dir", "models_dir"):
+        p = getattr(settings, k)
+        if not p.is_absolute():
+            fixed[k] = (home / p).resolve()
+    return dataclasses.replace(settings, **fixed) if fixed else settings
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings (cached; tests call load_settings directly)."""
+    return load_settings()
+
+
+def child_env(s: Settings) -> dict[str, str]:
+    """Environment that hands these settings to a child process (daemons, workers, tests)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "AUTOTAG_HOME": str(s.home),
+            "AUTOTAG_RUN_DIR": str(s.run_dir),
+            "AUTOTAG_MODELS_DIR": str(s.models_dir),
+            "AUTOTAG_PORT_OFFSET": str(s.port_offset),
+            "AUTOTAG_STORM_CACHE": str(s.storm_cache),
+        }
+    )
+    return env

@@ -1,0 +1,1 @@
+"""Local services autotag runs itself: ZooKeeper, Storm daemons, Redis and PostgreSQL."""

@@ -1,0 +1,223 @@
+"""A long-running local service that autotag starts, watches and stops.
+
+Each daemon has a pid file and a log file under the run directory, a port it must own,
+and a health check. ``stop`` only ever signals a pid this project wrote down itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autotag.config import Settings
+from autotag.errors import ServiceError
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still "exists"; treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class Status:
+    """What ``autotag cluster status`` prints for one daemon."""
+
+    name: str
+    pid: int | None
+    port: int | None
+    healthy: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "port": self.port,
+            "healthy": self.healthy,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class Daemon:
+    """One service process. Subclasses fill in argv, environment and health."""
+
+    settings: Settings
+    name: str = "daemon"
+    port: int | None = None
+    start_timeout: float = 90.0
+    stop_signal: signal.Signals = signal.SIGTERM
+    env_extra: dict[str, str] = field(default_factory=dict)
+
+    # -- paths -------------------------------------------------------------------------
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.run_dir / "pids" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.log_dir / f"{self.name}.log"
+
+    # -- to override -------------------------------------------------------------------
+    def argv(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Create config files / data directories before the first start."""
+
+    def check(self) -> str | None:
+        """None when healthy, else the reason it is not."""
+        if self.port is not None and not port_open(self.settings.host, self.port):
+            return f"not accepting connections on {self.settings.host}:{self.port}"
+        return None
+
+    def preexec_user(self) -> Sequence[str]:
+        """A prefix such as ``runuser -u postgres --`` for daemons that refuse root."""
+        return ()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def status(self) -> Status:
+        pid = self.pid()
+        if pid is None:
+            reason = "not running"
+            if self.port is not None and port_open(self.settings.host, self.port):
+                reason = f"not started by autotag, but port {self.port} is taken by another process"
+            return Status(self.name, None, self.port, False, reason)
+        problem = self.check()
+        return Status(self.name, pid, self.port, problem is None, problem or "ok")
+
+    def start(self, wait: bool = True) -> Status:
+        """Start if not running (idempotent); wait until healthy when asked."""
+        current = self.status()
+        if current.pid is not None:
+            if wait:
+                self.wait_healthy()
+            return self.status()
+        if self.port is not None and port_open(self.settings.host, self.port):
+            raise ServiceError(
+                f"{self.name}: port {self.settings.host}:{self.port} is already taken by another "
+                "process (stop it, or set AUTOTAG_PORT_OFFSET to move autotag's ports)"
+            )
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        env = dict(os.environ)
+        env.update(self.env_extra)
+        argv = [*self.preexec_user(), *self.argv()]
+        with open(self.log_file, "ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=str(self.settings.run_dir),
+                    start_new_session=True,
+                )
+            except FileNotFoundError as exc:
+                raise ServiceError(f"{self.name}: cannot run {argv[0]!r}: {exc.strerror}") from exc
+        self.pid_file.write_text(f"{proc.pid}\n")
+        if wait:
+            self.wait_healthy(proc)
+        return self.status()
+
+    def wait_healthy(self, proc: subprocess.Popen[bytes] | None = None) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        problem: str | None = "starting"
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise ServiceError(
+                    f"{self.name} exited with status {proc.returncode} during start-up; "
+                    f"see {self.log_file}: {self.last_log_line()}"
+                )
+            if self.pid() is None:
+                raise ServiceError(f"{self.name} died during start-up; see {self.log_file}")
+            problem = self.check()
+            if problem is None:
+                return
+            time.sleep(0.5)
+        raise ServiceError(
+            f"{self.name} not healthy after {self.start_timeout:.0f}s ({problem}); see {self.log_file}"
+        )
+
+    def last_log_line(self) -> str:
+        try:
+            lines = [ln for ln in self.log_file.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return "(no log)"
+        return lines[-1][:300] if lines else "(empty log)"
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """SIGTERM the process group we started, then SIGKILL after timeout. True if it was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        self._signal(pid, self.stop_signal)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.2)
+        if pid_alive(pid):
+            self._signal(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL, for fault-injection tests."""
+        pid = self.pid()
+        if pid is not None:
+            self._signal(pid, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """Poll predicate until it is true or timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
