@@ -1,0 +1,68 @@
+"""Shared fixtures: real services on loopback, started by the tests themselves.
+
+Tests run against their own run directory and a port offset, so they never touch a
+cluster the user has running. Fixtures are session-scoped: each service starts once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autotag.config import Settings, child_env, load_settings
+
+TEST_PORT_OFFSET = int(os.environ.get("AUTOTAG_TEST_PORT_OFFSET", "20000"))
+
+
+@pytest.fixture(scope="session")
+def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings for an isolated test environment; exported to os.environ for child processes."""
+    run_dir = Path(os.environ.get("AUTOTAG_TEST_RUN_DIR") or tmp_path_factory.mktemp("run"))
+    run_dir.chmod(0o755)
+    models_dir = Path(os.environ.get("AUTOTAG_TEST_MODELS_DIR") or (run_dir / "models"))
+    models_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "AUTOTAG_RUN_DIR": str(run_dir),
+        "AUTOTAG_MODELS_DIR": str(models_dir),
+        "AUTOTAG_PORT_OFFSET": str(TEST_PORT_OFFSET),
+    }
+    s = load_settings(env)
+    saved = dict(os.environ)
+    os.environ.update(child_env(s))
+    from autotag import config
+
+    config.settings.cache_clear()
+    yield s
+    os.environ.clear()
+    os.environ.update(saved)
+    config.settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_service(test_settings: Settings) -> Iterator[Settings]:
+    from autotag.daemons.redis import RedisDaemon
+
+    d = RedisDaemon(test_settings)
+    d.start()
+    yield test_settings
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_service(test_settings: Settings) -> Iterator[Settings]:
+    from autotag.daemons.postgres import PostgresDaemon
+
+    d = PostgresDaemon(test_settings)
+    d.start()
+    yield test_settings
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def services(redis_service: Settings, postgres_service: Settings) -> Settings:
+    """Redis and Postgres, both up, for the test settings."""
+    return redis_service
