@@ -48,7 +48,7 @@ class Settings:
     http_port: int = 8090
     postgres_db: str = "autotag"
     postgres_user: str = "autotag"
-    storm_version: str = "2.8.4"
+    storm_version: str = "2.8.3"
     storm_cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "autotag")
     # Queue and topology behaviour.
     stream: str = "autotag:photos"

@@ -175,7 +175,9 @@ class Daemon:
 
     def last_log_line(self) -> str:
         try:
-            lines = [ln for ln in self.log_file.read_text(errors="replace").splitlines() if ln.strip()]
+            lines = [
+                ln for ln in self.log_file.read_text(errors="replace").splitlines() if ln.strip()
+            ]
         except OSError:
             return "(no log)"
         return lines[-1][:300] if lines else "(empty log)"

@@ -60,8 +60,10 @@ class PostgresDaemon(Daemon):
         cmd = [
             *self.preexec_user(),
             pg_bin("initdb"),
-            "-D", str(self.data_dir),
-            "-U", self.settings.postgres_user,
+            "-D",
+            str(self.data_dir),
+            "-U",
+            self.settings.postgres_user,
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C",
@@ -74,14 +76,22 @@ class PostgresDaemon(Daemon):
     def argv(self) -> Sequence[str]:
         return [
             pg_bin("postgres"),
-            "-D", str(self.data_dir),
-            "-p", str(self.port),
-            "-c", f"listen_addresses={self.settings.host}",
-            "-c", f"unix_socket_directories={self.data_dir}",
-            "-c", "max_connections=200",
-            "-c", "shared_buffers=256MB",
-            "-c", "fsync=on",
-            "-c", "synchronous_commit=on",
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-c",
+            f"listen_addresses={self.settings.host}",
+            "-c",
+            f"unix_socket_directories={self.data_dir}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "fsync=on",
+            "-c",
+            "synchronous_commit=on",
         ]
 
     def _ensure_database(self) -> None:
@@ -89,8 +99,12 @@ class PostgresDaemon(Daemon):
 
         s = self.settings
         with psycopg.connect(
-            host=s.host, port=self.port, dbname="postgres", user=s.postgres_user,
-            autocommit=True, connect_timeout=3,
+            host=s.host,
+            port=self.port,
+            dbname="postgres",
+            user=s.postgres_user,
+            autocommit=True,
+            connect_timeout=3,
         ) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)

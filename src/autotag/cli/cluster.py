@@ -1,0 +1,81 @@
+"""`autotag cluster up | down | status | logs`: the local Storm cluster and data services."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import click
+
+from autotag import cluster as cluster_mod
+from autotag.config import settings
+from autotag.errors import AutotagError
+
+
+@click.group()
+def cluster() -> None:
+    """Run the local cluster: ZooKeeper, Nimbus, Supervisor, Storm UI, Redis, Postgres."""
+
+
+@cluster.command()
+@click.argument("services", nargs=-1)
+def up(services: tuple[str, ...]) -> None:
+    """Start the cluster (or the named SERVICES); idempotent; waits until healthy."""
+    s = settings()
+    t0 = time.monotonic()
+    cluster_mod.up(s, services or None, progress=click.echo)
+    click.echo(f"cluster healthy in {time.monotonic() - t0:.1f}s  (run dir {s.run_dir})")
+    click.echo(
+        f"Storm UI: http://{s.host}:{s.port(s.ui_port)}/   Nimbus: {s.host}:{s.port(s.nimbus_port)}"
+    )
+
+
+@cluster.command()
+@click.argument("services", nargs=-1)
+def down(services: tuple[str, ...]) -> None:
+    """Stop what `cluster up` started (or the named SERVICES). Committed data is kept."""
+    cluster_mod.down(settings(), services or None, progress=click.echo)
+
+
+@cluster.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per daemon.")
+def status(as_json: bool) -> None:
+    """Each daemon's pid, port and health (with the reason when unhealthy)."""
+    rows = cluster_mod.status(settings())
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        for r in rows:
+            state = "healthy" if r.healthy else "DOWN"
+            click.echo(
+                f"{r.name:<10} {state:<8} pid {r.pid or '-':<8} port {r.port or '-':<6} {r.reason}"
+            )
+    if not all(r.healthy for r in rows):
+        raise SystemExit(3)
+
+
+@cluster.command()
+@click.argument("name", required=False)
+@click.option("-n", "--lines", default=40, show_default=True, help="Lines to show from each log.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the log grows.")
+def logs(name: str | None, lines: int, follow: bool) -> None:
+    """List logs under the run directory, or show NAME's (a daemon, 'storm', or a file path)."""
+    s = settings()
+    groups = cluster_mod.log_files(s)
+    if not name:
+        for group, files in groups.items():
+            click.echo(f"{group}:")
+            for f in files:
+                click.echo(f"  {f}")
+        return
+    candidates = [f for f in sum(groups.values(), []) if name in f.rsplit("/", 1)[-1] or f == name]
+    if not candidates:
+        candidates = groups.get(name, [])
+    if not candidates:
+        raise AutotagError(f"no log matching {name!r} under {s.log_dir}")
+    args = ["tail", f"-n{lines}"] + (["-F"] if follow else []) + candidates
+    subprocess.run(args, check=False)
+
+
+commands = [cluster]

@@ -1,0 +1,112 @@
+"""Topology lifecycle on the local cluster: submit, list, activate, deactivate, rebalance, kill, run.
+
+`sparse submit` / `sparse list` / `sparse kill` work as streamparse users expect; these add
+what streamparse lacks (activate, deactivate, rebalance, a status table, a working local mode).
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from autotag import topology as topo
+from autotag.config import settings
+from autotag.nimbus import NimbusClient
+
+
+def _uptime(secs: int) -> str:
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def topologies(as_json: bool) -> None:
+    """Running topologies: name, status (ACTIVE/INACTIVE/KILLED/REBALANCING), uptime, workers, executors."""
+    rows = NimbusClient(settings()).topologies()
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no topologies running")
+        return
+    click.echo(f"{'NAME':<20} {'STATUS':<12} {'UPTIME':>10} {'WORKERS':>8} {'EXECUTORS':>10}  ID")
+    for r in rows:
+        click.echo(
+            f"{r.name:<20} {r.status:<12} {_uptime(r.uptime_secs):>10} {r.workers:>8} {r.executors:>10}  {r.id}"
+        )
+
+
+@click.command()
+@click.argument("name")
+def activate(name: str) -> None:
+    """Resume a deactivated topology: its spouts start emitting again."""
+    NimbusClient(settings()).activate(name)
+    click.echo(f"{name}: activated")
+
+
+@click.command()
+@click.argument("name")
+def deactivate(name: str) -> None:
+    """Pause a topology: spouts stop emitting; in-flight tuples finish; workers stay up."""
+    NimbusClient(settings()).deactivate(name)
+    click.echo(f"{name}: deactivated")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--workers", type=int, help="New number of workers.")
+@click.option(
+    "--executor", "executors", multiple=True, metavar="COMPONENT=N", help="New executor count."
+)
+@click.option(
+    "--wait", "wait_secs", default=0, show_default=True, help="Seconds to deactivate first."
+)
+def rebalance(name: str, workers: int | None, executors: tuple[str, ...], wait_secs: int) -> None:
+    """Spread a running topology over a new number of workers / executors."""
+    parsed: dict[str, int] = {}
+    for item in executors:
+        comp, _, n = item.partition("=")
+        if not n.isdigit():
+            raise click.BadParameter(f"{item!r} is not COMPONENT=N", param_hint="--executor")
+        parsed[comp] = int(n)
+    NimbusClient(settings()).rebalance(name, wait_secs, workers, parsed or None)
+    click.echo(f"{name}: rebalancing")
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--wait", "wait_secs", default=0, show_default=True, help="Seconds to drain before killing."
+)
+def kill(name: str, wait_secs: int) -> None:
+    """Kill a topology (same as `sparse kill -n NAME`)."""
+    NimbusClient(settings()).kill(name, wait_secs)
+    click.echo(f"{name}: killed")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Replace a running topology of that name.")
+@click.option(
+    "-o", "--option", "options", multiple=True, help="Storm option KEY=VALUE (as sparse -o)."
+)
+def submit(name: str, force: bool, options: tuple[str, ...]) -> None:
+    """`sparse submit -n NAME` against this run's cluster (ports and environment filled in)."""
+    out = topo.submit(settings(), name, force=force, options=list(options))
+    click.echo(out.strip().splitlines()[-1] if out.strip() else f"{name}: submitted")
+
+
+@click.command()
+@click.argument("name")
+@click.option("-t", "--time", "seconds", default=30, show_default=True, help="Seconds to run.")
+def run(name: str, seconds: int) -> None:
+    """Run topologies/NAME.py in local mode (in-process LocalCluster), no cluster needed."""
+    status = topo.run_local(settings(), name, seconds)
+    if status != 0:
+        raise SystemExit(status)
+
+
+commands = [topologies, activate, deactivate, rebalance, kill, submit, run]

@@ -1,0 +1,145 @@
+"""The whole local system as one unit: bring it up in order, report on it, take it down.
+
+Order matters: ZooKeeper before Nimbus, Nimbus before the Supervisor registers, and the
+data services (Redis, Postgres) before any topology runs. ``up`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from autotag.config import Settings, child_env
+from autotag.daemons.base import Daemon, Status
+from autotag.daemons.postgres import PostgresDaemon
+from autotag.daemons.redis import RedisDaemon
+from autotag.daemons.storm import NimbusDaemon, SupervisorDaemon, ZooKeeperDaemon
+from autotag.daemons.storm_home import ensure_storm_home, java_bin
+from autotag.errors import ServiceError
+
+
+class StormUiDaemon(Daemon):
+    """The REST/HTML Storm UI (autotag.storm_ui) as a managed process."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, name="ui", port=settings.port(settings.ui_port))
+        self.env_extra = child_env(settings)
+
+    def argv(self) -> Sequence[str]:
+        return [sys.executable, "-m", "autotag.storm_ui"]
+
+    def check(self) -> str | None:
+        problem = super().check()
+        if problem:
+            return problem
+        import json
+        import urllib.request
+
+        url = f"http://{self.settings.host}:{self.port}/api/v1/cluster/summary"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                json.loads(resp.read())
+        except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+            return f"{url} failed: {exc}"
+        return None
+
+
+STORM_DAEMONS = ("zookeeper", "nimbus", "supervisor", "ui")
+DATA_DAEMONS = ("redis", "postgres")
+
+
+def daemons(settings: Settings, names: Sequence[str] | None = None) -> list[Daemon]:
+    """All managed daemons in start order (optionally only the named ones)."""
+    factories: dict[str, Callable[[Settings], Daemon]] = {
+        "zookeeper": ZooKeeperDaemon,
+        "nimbus": NimbusDaemon,
+        "supervisor": SupervisorDaemon,
+        "ui": StormUiDaemon,
+        "redis": RedisDaemon,
+        "postgres": PostgresDaemon,
+    }
+    wanted = list(names) if names else list(factories)
+    unknown = [n for n in wanted if n not in factories]
+    if unknown:
+        raise ServiceError(f"unknown service {unknown[0]!r}; known: {', '.join(factories)}")
+    return [factories[n](settings) for n in factories if n in wanted]
+
+
+def preflight(settings: Settings) -> None:
+    """Fail early, with the reason, when a prerequisite is missing."""
+    java_bin()
+    if not (settings.venv / "bin" / "streamparse_run").exists() and not shutil.which(
+        "streamparse_run"
+    ):
+        raise ServiceError(
+            "streamparse_run not found: run scripts/install-deps.sh to build the virtualenv"
+        )
+
+
+def up(
+    settings: Settings, names: Sequence[str] | None = None, progress: Callable[[str], None] = print
+) -> list[Status]:
+    """Start every (or the named) daemon that is not running; wait until all are healthy."""
+    preflight(settings)
+    for sub in ("logs", "pids", "conf", "data"):
+        (settings.run_dir / sub).mkdir(parents=True, exist_ok=True)
+    selected = daemons(settings, names)
+    if any(d.name in STORM_DAEMONS for d in selected):
+        progress(f"storm.home: {settings.storm_home}")
+        ensure_storm_home(settings)
+    statuses = []
+    for d in selected:
+        t0 = time.monotonic()
+        st = d.start(wait=True)
+        progress(
+            f"{d.name:<10} up   pid {st.pid}  port {st.port or '-'}  ({time.monotonic() - t0:.1f}s)"
+        )
+        statuses.append(st)
+    if any(d.name == "postgres" for d in selected):
+        _prepare_database(settings, progress)
+    return statuses
+
+
+def _prepare_database(settings: Settings, progress: Callable[[str], None]) -> None:
+    """Apply schema migrations and the SQL helpers once Postgres answers."""
+    try:
+        from autotag import store
+    except ImportError:
+        return
+    with store.connect(settings) as conn:
+        applied = store.migrate(conn)
+        if applied:
+            progress(f"postgres   migrations applied: {', '.join(map(str, applied))}")
+    try:
+        from autotag import sqlfuncs
+    except ImportError:
+        return
+    with store.connect(settings) as conn:
+        sqlfuncs.install_sql_functions(conn, settings)
+
+
+def down(
+    settings: Settings, names: Sequence[str] | None = None, progress: Callable[[str], None] = print
+) -> None:
+    """Stop what autotag started, in reverse order (Postgres with a fast, clean shutdown)."""
+    for d in reversed(daemons(settings, names)):
+        if d.stop():
+            progress(f"{d.name:<10} stopped")
+        else:
+            progress(f"{d.name:<10} was not running")
+
+
+def status(settings: Settings) -> list[Status]:
+    return [d.status() for d in daemons(settings)]
+
+
+def log_files(settings: Settings) -> dict[str, list[str]]:
+    """Every log under the run directory, grouped by daemon / worker."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(settings.log_dir.rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(settings.log_dir)
+            out.setdefault(rel.parts[0], []).append(str(path))
+    return out

@@ -1,0 +1,208 @@
+"""ZooKeeper, Nimbus and Supervisor as local JVM processes, configured for one run directory.
+
+One ``storm.yaml`` per run directory holds every address and path; daemons and the workers
+the Supervisor launches all read it (``-Dstorm.conf.file``), and inherit the Supervisor's
+environment — which is how workers find ``streamparse_run`` (the project's virtualenv is
+first on PATH) and autotag's settings (``AUTOTAG_*``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+from autotag.config import Settings, child_env
+from autotag.daemons.base import Daemon
+from autotag.daemons.storm_home import ensure_loopback_shim, java_bin
+
+# Deliberate reliability settings (see RELIABILITY.md): a photo that takes long must not get
+# its Python subprocess killed, and a dead worker must be noticed and restarted quickly.
+WORKER_HEAP_MB = 768
+SUBPROCESS_TIMEOUT_SECS = 120
+
+
+def storm_yaml(settings: Settings) -> str:
+    """The cluster configuration, rendered as YAML (JSON is valid YAML)."""
+    s = settings
+    conf = {
+        "storm.zookeeper.servers": [s.host],
+        "storm.zookeeper.port": s.port(s.zookeeper_port),
+        "storm.zookeeper.root": "/storm",
+        "storm.local.dir": str(s.run_dir / "storm-local"),
+        "storm.local.hostname": s.host,
+        "storm.log.dir": str(s.log_dir / "storm"),
+        "nimbus.seeds": [s.host],
+        "nimbus.thrift.port": s.port(s.nimbus_port),
+        "supervisor.thrift.port": s.port(s.supervisor_port),
+        "supervisor.slots.ports": [s.port(p) for p in s.worker_ports],
+        "ui.host": s.host,
+        "ui.port": s.port(s.ui_port),
+        "worker.childopts": f"-Xmx{WORKER_HEAP_MB}m -XX:+UseG1GC -Djava.net.preferIPv4Stack=true",
+        "nimbus.childopts": "-Xmx512m",
+        "supervisor.childopts": "-Xmx256m",
+        "topology.subprocess.timeout.secs": SUBPROCESS_TIMEOUT_SECS,
+        "supervisor.worker.timeout.secs": 60,
+        "nimbus.task.launch.secs": 120,
+        "supervisor.worker.start.timeout.secs": 120,
+        "nimbus.monitor.freq.secs": 5,
+        "supervisor.monitor.frequency.secs": 3,
+        "storm.health.check.dir": str(s.run_dir / "conf" / "healthchecks"),
+        "topology.eventlogger.executors": 0,
+    }
+    return json.dumps(conf, indent=2) + "\n"
+
+
+def conf_file(settings: Settings) -> Path:
+    return settings.run_dir / "conf" / "storm.yaml"
+
+
+def write_storm_conf(settings: Settings) -> Path:
+    path = conf_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (settings.run_dir / "conf" / "healthchecks").mkdir(exist_ok=True)
+    (settings.log_dir / "storm").mkdir(parents=True, exist_ok=True)
+    path.write_text(storm_yaml(settings))
+    return path
+
+
+class _StormJvm(Daemon):
+    """A Storm JVM daemon started straight from storm.home's jars (no bin/storm needed)."""
+
+    main_class = ""
+    heap = "-Xmx512m"
+
+    def classpath(self) -> str:
+        h = self.settings.storm_home
+        return os.pathsep.join(
+            [
+                f"{h}/lib/*",
+                f"{h}/extlib/*",
+                f"{h}/extlib-daemon/*",
+                str(self.settings.run_dir / "conf"),
+            ]
+        )
+
+    def jvm_props(self) -> list[str]:
+        h = self.settings.storm_home
+        return [
+            f"-Dstorm.home={h}",
+            f"-Dstorm.conf.file={conf_file(self.settings)}",
+            f"-Dstorm.log.dir={self.settings.log_dir / 'storm'}",
+            f"-Dlogfile.name={self.name}.log",
+            f"-Ddaemon.name={self.name}",
+            f"-Dlog4j.configurationFile={h}/log4j2/cluster.xml",
+            "-Djava.net.preferIPv4Stack=true",
+        ]
+
+    def prepare(self) -> None:
+        write_storm_conf(self.settings)
+        self.env_extra["LD_PRELOAD"] = str(ensure_loopback_shim(self.settings))
+
+    def argv(self) -> Sequence[str]:
+        return [
+            java_bin(),
+            "-server",
+            self.heap,
+            *self.jvm_props(),
+            "-cp",
+            self.classpath(),
+            self.main_class,
+        ]
+
+
+class ZooKeeperDaemon(_StormJvm):
+    """ZooKeeper from Storm's shaded dependency jar (Maven Central), standalone on loopback."""
+
+    main_class = "org.apache.storm.shade.org.apache.zookeeper.server.ZooKeeperServerMain"
+    heap = "-Xmx256m"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, name="zookeeper", port=settings.port(settings.zookeeper_port))
+
+    @property
+    def zoo_cfg(self) -> Path:
+        return self.settings.run_dir / "conf" / "zoo.cfg"
+
+    def prepare(self) -> None:
+        super().prepare()
+        data = self.settings.data_dir / "zookeeper"
+        data.mkdir(parents=True, exist_ok=True)
+        self.zoo_cfg.write_text(
+            "\n".join(
+                [
+                    "tickTime=2000",
+                    f"dataDir={data}",
+                    f"clientPort={self.port}",
+                    f"clientPortAddress={self.settings.host}",
+                    "maxClientCnxns=200",
+                    "admin.enableServer=false",
+                    "4lw.commands.whitelist=ruok,srvr,stat",
+                    "autopurge.snapRetainCount=3",
+                    "autopurge.purgeInterval=1",
+                    "",
+                ]
+            )
+        )
+
+    def argv(self) -> Sequence[str]:
+        return [*super().argv(), str(self.zoo_cfg)]
+
+    def check(self) -> str | None:
+        problem = super().check()
+        if problem:
+            return problem
+        try:
+            with socket.create_connection((self.settings.host, self.port), timeout=2) as sock:
+                sock.sendall(b"ruok")
+                answer = sock.recv(16)
+        except OSError as exc:
+            return f"no answer to ruok: {exc}"
+        return None if answer == b"imok" else f"answered {answer!r} to ruok"
+
+
+class NimbusDaemon(_StormJvm):
+    main_class = "org.apache.storm.daemon.nimbus.Nimbus"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, name="nimbus", port=settings.port(settings.nimbus_port))
+        self.start_timeout = 120.0
+
+    def check(self) -> str | None:
+        problem = super().check()
+        if problem:
+            return problem
+        from autotag.nimbus import NimbusClient
+
+        try:
+            NimbusClient(self.settings).cluster_info()
+        except Exception as exc:  # noqa: BLE001 - any Thrift failure means "not healthy yet"
+            return f"Thrift getClusterInfo failed: {exc or type(exc).__name__}"
+        return None
+
+
+class SupervisorDaemon(_StormJvm):
+    main_class = "org.apache.storm.daemon.supervisor.Supervisor"
+    heap = "-Xmx256m"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, name="supervisor", port=None)
+        self.start_timeout = 120.0
+        env = child_env(settings)
+        venv_bin = str(settings.venv / "bin")
+        env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.env_extra = env
+
+    def check(self) -> str | None:
+        from autotag.nimbus import NimbusClient
+
+        try:
+            info = NimbusClient(self.settings).cluster_info()
+        except Exception as exc:  # noqa: BLE001
+            return f"cannot ask Nimbus whether it registered: {exc or type(exc).__name__}"
+        if not info.supervisors:
+            return "not registered with Nimbus yet"
+        return None
