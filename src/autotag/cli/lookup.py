@@ -1,0 +1,180 @@
+"""``autotag search | show | stats | failed``: reading what the pipeline stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from autotag import blobs, store
+from autotag import queue as rq
+from autotag.config import Settings, settings
+from autotag.errors import AutotagError, ServiceError
+
+
+def _dump(payload: Any) -> None:
+    click.echo(json.dumps(payload, indent=2, default=str))
+
+
+def _queue_info(s: Settings) -> dict[str, Any]:
+    """Backlog, pending and dead letters; an "error" entry instead if Redis is down."""
+    try:
+        r = rq.client(s, check=True)
+        try:
+            with rq.redis_errors(s):
+                return {
+                    "backlog": rq.backlog_len(r, settings=s),
+                    "pending": rq.pending_count(r, settings=s),
+                    "dead_letters": int(r.xlen(s.dead_letter_stream)),
+                }
+        finally:
+            r.close()
+    except ServiceError as exc:
+        return {"error": str(exc)}
+
+
+@click.command()
+@click.argument("tag")
+@click.option("--min-score", type=float, default=0.0, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--exact", is_flag=True, help="Whole-tag matches only (no words of longer tags).")
+@click.option("--json", "as_json", is_flag=True)
+def search(tag: str, min_score: float, limit: int, exact: bool, as_json: bool) -> None:
+    """Photos tagged TAG (case-insensitive), best score first.
+
+    Exact tag matches come first, then photos whose multi-word tag contains every word of
+    TAG ("retriever" also finds "golden retriever"), unless --exact.
+    """
+    s = settings()
+    with store.connect(s) as conn, store.pg_errors(s):
+        hits = store.search(conn, tag, min_score, limit, words=not exact)
+    if as_json:
+        _dump([h.as_dict() for h in hits])
+        return
+    if not hits:
+        click.echo(f"no photos tagged {tag!r}", err=True)
+        return
+    for h in hits:
+        click.echo(f"{h.score:6.3f}  {h.photo_id}  {h.tag}  {h.source or ''}".rstrip())
+
+
+def _resolve_photo(arg: str) -> str:
+    """A photo id, or a file path hashed to its id."""
+    if blobs.is_photo_id(arg.strip().lower()):
+        return arg.strip().lower()
+    path = Path(arg).expanduser()
+    if path.is_file():
+        return blobs.hash_file(path)
+    raise AutotagError(f"{arg!r} is neither a photo id (64 hex characters) nor a file")
+
+
+@click.command()
+@click.argument("photo")
+@click.option("--json", "as_json", is_flag=True)
+def show(photo: str, as_json: bool) -> None:
+    """One photo (an id, or a file hashed to its id): status, current tags, vector."""
+    s = settings()
+    pid = _resolve_photo(photo)
+    with store.connect(s) as conn, store.pg_errors(s):
+        info = store.show(conn, pid)
+    if info is None:
+        raise AutotagError(f"no photo {pid} (upload it with `autotag upload`)")
+    if as_json:
+        _dump(info.as_dict())
+        return
+    d = info.as_dict()
+    size = f"{info.width}x{info.height}" if info.width and info.height else "?"
+    click.echo(f"photo     {info.photo_id}")
+    click.echo(f"status    {info.status}" + (f" ({info.reason})" if info.reason else ""))
+    click.echo(f"source    {info.source or '-'}  ({info.bytes or 0} bytes, {size})")
+    click.echo(f"model     {info.model_version or '-'}  attempts {info.attempts}")
+    click.echo(f"uploaded  {d['uploaded_at']}  tagged {d['tagged_at'] or '-'}")
+    vecs = ", ".join(f"{fs} ({dim})" for fs, dim in info.vectors.items()) or "none"
+    click.echo(f"vectors   {vecs}")
+    click.echo("tags" if info.tags else "tags      none")
+    for tag, score in info.tags:
+        click.echo(f"  {score:6.3f}  {tag}")
+    if info.other_model_versions:
+        older = ", ".join(f"{v} ({n})" for v, n in info.other_model_versions.items())
+        click.echo(f"older tags from {older}")
+
+
+@click.command()
+@click.option("--top", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def stats(top: int, as_json: bool) -> None:
+    """Photos by status, tags per photo, top tags, and the queue (if Redis is up)."""
+    s = settings()
+    with store.connect(s) as conn, store.pg_errors(s):
+        st = store.stats(conn, top)
+    st["queue"] = _queue_info(s)
+    if as_json:
+        _dump(st)
+        return
+    by = st["by_status"]
+    click.echo(
+        f"photos    {st['photos']}  (tagged {by['tagged']}, queued {by['queued']},"
+        f" failed {by['failed']})"
+    )
+    click.echo(f"tags      {st['current_tags']} current, {st['tags_per_photo']} per tagged photo")
+    if st["model_versions"]:
+        versions = ", ".join(f"{v} ({n})" for v, n in st["model_versions"].items())
+        click.echo(f"models    {versions}")
+    if st["vectors"]:
+        click.echo("vectors   " + ", ".join(f"{k} ({n})" for k, n in st["vectors"].items()))
+    q = st["queue"]
+    if "error" in q:
+        click.echo(f"autotag: queue unknown: {q['error']}", err=True)
+    else:
+        click.echo(
+            f"queue     {q['backlog']} in stream, {q['pending']} being processed,"
+            f" {q['dead_letters']} dead letters"
+        )
+    if st["top_tags"]:
+        click.echo("top tags")
+        for t in st["top_tags"]:
+            click.echo(f"  {t['photos']:7d}  {t['tag']}  (avg {t['avg_score']:.3f})")
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def failed(limit: int, as_json: bool) -> None:
+    """Photos that could not be tagged, with reasons, and the queue's dead letters."""
+    s = settings()
+    with store.connect(s) as conn, store.pg_errors(s):
+        rows = store.failed(conn, limit)
+    dead: list[dict[str, Any]] = []
+    dead_error = None
+    try:
+        r = rq.client(s, check=True)
+        try:
+            with rq.redis_errors(s):
+                dead = [d.as_dict() for d in rq.dead_letters(r, limit, settings=s)]
+        finally:
+            r.close()
+    except ServiceError as exc:
+        dead_error = str(exc)
+    if as_json:
+        out: dict[str, Any] = {"failed": rows, "dead_letters": dead}
+        if dead_error:
+            out["dead_letters_error"] = dead_error
+        _dump(out)
+        return
+    if not rows:
+        click.echo("no failed photos")
+    for f in rows:
+        click.echo(
+            f"{f['photo_id']}  {f['source'] or '-'}  attempts {f['attempts']}: {f['reason']}"
+        )
+    if dead_error:
+        click.echo(f"autotag: dead letters unknown: {dead_error}", err=True)
+    elif dead:
+        click.echo(f"dead letters ({len(dead)})")
+        for d in dead:
+            click.echo(f"  {d['at']}  {d['photo_id']}  attempts {d['attempts']}: {d['reason']}")
+
+
+commands = [search, show, stats, failed]
