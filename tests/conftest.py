@@ -7,6 +7,8 @@ cluster the user has running. Fixtures are session-scoped: each service starts o
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +20,14 @@ TEST_PORT_OFFSET = int(os.environ.get("AUTOTAG_TEST_PORT_OFFSET", "20000"))
 
 
 @pytest.fixture(scope="session")
-def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def test_settings() -> Iterator[Settings]:
     """Settings for an isolated test environment; exported to os.environ for child processes."""
-    run_dir = Path(os.environ.get("AUTOTAG_TEST_RUN_DIR") or tmp_path_factory.mktemp("run"))
+    # Not under pytest's tmp base: that is mode 0700, and when tests run as root the
+    # Postgres cluster belongs to the postgres user, who must be able to reach its data.
+    run_dir = Path(
+        os.environ.get("AUTOTAG_TEST_RUN_DIR") or tempfile.mkdtemp(prefix="autotag-test-")
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o755)
     models_dir = Path(os.environ.get("AUTOTAG_TEST_MODELS_DIR") or (run_dir / "models"))
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -37,6 +44,8 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
 
     config.settings.cache_clear()
     yield s
+    if not os.environ.get("AUTOTAG_TEST_RUN_DIR") and not os.environ.get("AUTOTAG_KEEP_TEST_RUN"):
+        shutil.rmtree(run_dir, ignore_errors=True)
     os.environ.clear()
     os.environ.update(saved)
     config.settings.cache_clear()
@@ -66,3 +75,13 @@ def postgres_service(test_settings: Settings) -> Iterator[Settings]:
 def services(redis_service: Settings, postgres_service: Settings) -> Settings:
     """Redis and Postgres, both up, for the test settings."""
     return redis_service
+
+
+@pytest.fixture(scope="session")
+def storm_cluster(test_settings: Settings) -> Iterator[Settings]:
+    """A real local Storm cluster (ZooKeeper, Nimbus, Supervisor, UI) for the test settings."""
+    from autotag import cluster
+
+    cluster.up(test_settings, cluster.STORM_DAEMONS, progress=lambda _msg: None)
+    yield test_settings
+    cluster.down(test_settings, cluster.STORM_DAEMONS, progress=lambda _msg: None)

@@ -108,7 +108,7 @@ def _prepare_database(settings: Settings, progress: Callable[[str], None]) -> No
         from autotag import store
     except ImportError:
         return
-    with store.connect(settings) as conn:
+    with store.connect(settings, migrate_schema=False) as conn:
         applied = store.migrate(conn)
         if applied:
             progress(f"postgres   migrations applied: {', '.join(map(str, applied))}")

@@ -38,7 +38,9 @@ def derived_config(settings: Settings) -> Path:
     base = json.loads((settings.home / "config.json").read_text())
     env = base["envs"]["local"]
     env["nimbus"] = f"{settings.host}:{settings.port(settings.nimbus_port)}"
-    env["log"] = {**env.get("log", {}), "path": str(settings.log_dir / "streamparse")}
+    log_dir = settings.log_dir / "streamparse"
+    log_dir.mkdir(parents=True, exist_ok=True)  # streamparse components die if it is missing
+    env["log"] = {**env.get("log", {}), "path": str(log_dir)}
     out = settings.run_dir / "conf" / "sparse-config.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(base, indent=2))
@@ -136,12 +138,12 @@ def build_jar(settings: Settings) -> Path:
 def flux_yaml(settings: Settings, name: str, out_dir: Path) -> Path:
     """Flux YAML for topologies/NAME.py, as streamparse renders it."""
     code = (
-        "import sys, yaml\n"
+        "import json, sys\n"
         "from streamparse.util import get_topology_from_file\n"
         f"cls = get_topology_from_file('topologies/{name}.py')\n"
         f"d = cls.to_flux_dict({name!r})\n"
         "d['config'] = {'topology.workers': 1, 'topology.max.spout.pending': 64}\n"
-        "yaml.safe_dump(d, sys.stdout, default_flow_style=False)\n"
+        "json.dump(d, sys.stdout, indent=1)\n"  # JSON is YAML: Flux reads it as is
     )
     proc = subprocess.run(
         [str(settings.venv / "bin" / "python"), "-c", code],
@@ -166,7 +168,7 @@ def run_local(settings: Settings, name: str, seconds: int) -> int:
     work.mkdir(parents=True, exist_ok=True)
     yaml_path = flux_yaml(settings, name, work)
     h = settings.storm_home
-    classpath = os.pathsep.join([f"{h}/lib/*", f"{h}/lib-worker/*", str(flux), str(jar)])
+    classpath = os.pathsep.join([f"{h}/lib/*", str(flux), str(jar)])
     log_dir = settings.log_dir / "local"
     log_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -177,6 +179,7 @@ def run_local(settings: Settings, name: str, seconds: int) -> int:
         f"-Dlogfile.name={name}.log",
         f"-Dlog4j.configurationFile={h}/log4j2/cluster.xml",
         f"-Dstorm.local.sleeptime={seconds}",
+        f"-Dstorm.jar={jar}",
         "-Djava.net.preferIPv4Stack=true",
         "-cp",
         classpath,
