@@ -1,0 +1,29 @@
+"""DB-writer bolt: batches results into Postgres (by count and by tick), acks after commit.
+
+Tags, status and the feature vector of a batch go in one transaction, idempotent on
+(photo, tag, model version), so a replayed tuple never duplicates anything.
+"""
+
+from __future__ import annotations
+
+from streamparse import Bolt
+
+from autotag import store
+from autotag.config import settings
+from autotag.pipeline import ResultBatcher
+
+
+class DbWriterBolt(Bolt):
+    auto_ack = False  # acked only after the batch is committed
+    auto_fail = True
+
+    def initialize(self, stormconf, context) -> None:
+        s = settings()
+        self.batcher = ResultBatcher(s, self.ack, s.db_batch_size, s.db_flush_secs)
+
+    def process(self, tup) -> None:
+        self.batcher.add(store.Result.from_tuple(tup.values), tup)
+
+    def process_tick(self, tup) -> None:
+        if self.batcher.due() or self.batcher.retry_at:
+            self.batcher.flush()

@@ -1,0 +1,50 @@
+"""Image spout: one tuple per queued photo; the Redis stream entry id is the message id.
+
+Ack → the entry is acknowledged and deleted. Fail (timeout, crash) → re-queued with its
+attempt count raised, or dead-lettered and marked failed after ``max_attempts``. Entries a
+dead spout left pending are reclaimed. Storm's ``topology.max.spout.pending`` caps in-flight
+tuples (Storm stops calling next_tuple at the cap).
+"""
+
+from __future__ import annotations
+
+from streamparse import Spout
+
+from autotag.config import settings
+from autotag.pipeline import PhotoSource
+
+
+class PhotoSpout(Spout):
+    outputs = ["photo_id", "blob", "source", "attempt"]
+
+    def initialize(self, stormconf, context) -> None:
+        timeout = int(stormconf.get("topology.message.timeout.secs", 30))
+        self.source = PhotoSource(settings(), f"spout-{context['taskid']}", timeout)
+        recovered = self.source.recover_own_pending()
+        self.logger.info(
+            "photo spout ready (consumer %s); %d orphaned entries re-queued",
+            self.source.consumer,
+            recovered,
+        )
+
+    def next_tuple(self) -> None:
+        try:
+            self.source.reclaim_stale()
+            entries = self.source.next_entries(count=8, block_ms=100)
+        except Exception as exc:  # noqa: BLE001 - Redis down: try again on the next call
+            self.logger.warning("reading the photo queue failed: %s", exc)
+            return
+        for e in entries:
+            self.emit(e.as_tuple(), tup_id=e.entry_id)
+
+    def ack(self, tup_id) -> None:
+        try:
+            self.source.ack(tup_id)
+        except Exception as exc:  # noqa: BLE001 - left pending; reclaimed and replayed later
+            self.logger.warning("ack of %s failed (%s); it will be replayed", tup_id, exc)
+
+    def fail(self, tup_id) -> None:
+        try:
+            self.source.fail(tup_id)
+        except Exception as exc:  # noqa: BLE001 - left pending; reclaimed and replayed later
+            self.logger.warning("fail of %s not recorded (%s); it will be reclaimed", tup_id, exc)

@@ -1,0 +1,30 @@
+"""The autotagger topology (not "autotag": streamparse imports topology files by module
+name, which would clash with the autotag package): image spout → autotag bolts → DB writer (Flickr's AutoTags).
+
+    photos (1) ──shuffle──▶ autotag (2, daemonized model) ──shuffle──▶ db_writer (1) ──▶ Postgres
+
+Parallelism is sized for one 2-core machine: one tagging process per core. Raise `autotag`
+(and `topology.workers`) on a bigger cluster, or `autotag rebalance autotagger --executor autotag=N`.
+"""
+
+from streamparse import Grouping, Topology
+
+from bolts.autotag import AutotagBolt
+from bolts.dbwriter import DbWriterBolt
+from spouts.photos import PhotoSpout
+
+
+class Autotag(Topology):
+    config = {
+        "topology.workers": 1,
+        "topology.acker.executors": 1,
+        "topology.max.spout.pending": 32,  # photos in flight per spout task
+        "topology.message.timeout.secs": 120,  # a photo not stored by then is replayed
+        "topology.subprocess.timeout.secs": 120,  # a slow photo must not kill its bolt process
+    }
+
+    photos = PhotoSpout.spec(par=1)
+    autotag = AutotagBolt.spec(inputs={photos: Grouping.SHUFFLE}, par=2)
+    db_writer = DbWriterBolt.spec(
+        inputs={autotag: Grouping.SHUFFLE}, par=1, config={"topology.tick.tuple.freq.secs": 1}
+    )
