@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "training",
     "similar",
     "reliability",
+    "demo",
 ]
 
 

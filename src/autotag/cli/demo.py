@@ -1,0 +1,103 @@
+"""`autotag demo`: the main job, from nothing to tagged photos in Postgres.
+
+Starts the cluster and data services, installs the default model, submits the autotagger
+topology, uploads the sample photos that ship with scikit-image / scikit-learn, waits for
+their tags, prints them, and says where to look next.
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from autotag import cluster, intake, samples, store
+from autotag.config import settings
+from autotag.errors import AutotagError
+from autotag.nimbus import NimbusClient
+from autotag.topology import submit
+
+TOPOLOGY = "autotagger"
+
+
+@click.command()
+@click.option("--timeout", default=600, show_default=True, help="Seconds to wait for tags.")
+def demo(timeout: int) -> None:
+    """Bring everything up, tag the bundled sample photos, show the tags and where to look."""
+    s = settings()
+    t0 = time.monotonic()
+    click.echo("==> cluster: ZooKeeper, Nimbus, Supervisor, Storm UI, Redis, Postgres")
+    cluster.up(s, progress=lambda m: click.echo("    " + m))
+    click.echo(f"    healthy after {time.monotonic() - t0:.0f}s")
+
+    from autotag.bundle import active_bundle_id
+    from autotag.default_model import build_default_bundle
+
+    click.echo("==> model")
+    bundle_id = active_bundle_id(s.models_dir) or build_default_bundle(s.models_dir)
+    click.echo(f"    active bundle: {bundle_id}")
+
+    click.echo(f"==> topology {TOPOLOGY}")
+    running = {t.name for t in NimbusClient(s).topologies()}
+    if TOPOLOGY in running:
+        click.echo("    already running")
+    else:
+        t1 = time.monotonic()
+        submit(s, TOPOLOGY)
+        click.echo(f"    submitted with sparse submit in {time.monotonic() - t1:.0f}s")
+
+    photos = samples.export(s.run_dir / "samples", samples.package_photos())
+    click.echo(f"==> uploading {len(photos)} sample photos from scikit-image and scikit-learn")
+    records = intake.upload([str(p) for p in photos], s)
+    ids = {r.photo_id: r.path for r in records if r.photo_id}
+
+    t2 = time.monotonic()
+    with store.connect(s) as conn:
+        with click.progressbar(length=len(ids), label="    tagging") as bar:
+            done = 0
+            while True:
+                rows = conn.execute(
+                    "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status <> 'queued'",
+                    (list(ids),),
+                ).fetchone()
+                bar.update(rows[0] - done)
+                done = rows[0]
+                if done >= len(ids):
+                    break
+                if time.monotonic() - t2 > timeout:
+                    raise AutotagError(
+                        f"only {done}/{len(ids)} photos tagged after {timeout}s; "
+                        "see `autotag cluster logs worker`"
+                    )
+                time.sleep(1)
+        click.echo(f"    {len(ids)} photos done in {time.monotonic() - t2:.0f}s\n")
+        for pid, path in sorted(ids.items(), key=lambda kv: kv[1]):
+            info = store.show(conn, pid)
+            if info is None:
+                continue
+            name = path.rsplit("/", 1)[-1]
+            if info.status == "failed":
+                click.echo(f"  {name:<28} FAILED: {info.reason}")
+                continue
+            tags = (
+                ", ".join(f"{t} {sc:.2f}" for t, sc in info.tags[:4]) or "(no tag above threshold)"
+            )
+            click.echo(f"  {name:<28} {tags}")
+
+    click.echo(
+        f"""
+Where to look next:
+  Storm UI          http://{s.host}:{s.port(s.ui_port)}/  (REST: /api/v1/cluster/summary)
+  topologies        autotag topologies      (sparse list works too)
+  photos by tag     autotag search cat
+  one photo         autotag show {photos[0]}
+  counts            autotag stats
+  similar photos    autotag similar {photos[0]}
+  tag more          autotag upload ~/Pictures     (or drop files in {s.run_dir / "inbox"} and run `autotag inbox`)
+  SQL               psql -h {s.host} -p {s.port(s.postgres_port)} -U {s.postgres_user} {s.postgres_db}
+  logs              autotag cluster logs
+  stop              autotag cluster down"""
+    )
+
+
+commands = [demo]
