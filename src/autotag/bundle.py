@@ -1,0 +1,469 @@
+"""Model bundles: every tag's linear classifier in one matrix, verified before use.
+
+A bundle is a directory ``models/bundles/<id>/`` holding ``manifest.json`` and
+``weights.npz`` (format in ARCHITECTURE.md). Scoring is one matrix product ``Z = X Wᵀ − b``
+(Flickr's ``W·x − b`` form) followed by each head group's activation: a softmax over the
+group's columns, or a calibrated sigmoid ``σ(a·z + c)`` per column. Every file's sha256 is in
+the manifest and checked on load, and the arrays are read with ``allow_pickle=False``: a
+bundle is data, never code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotag.errors import ModelError
+
+FORMAT = "autotag-bundle/1"
+WEIGHTS_FILE = "weights.npz"
+MANIFEST_FILE = "manifest.json"
+ACTIVE_FILE = "ACTIVE"
+ACTIVATIONS = ("softmax", "sigmoid")
+ARRAYS = ("W", "b", "thresholds", "calib_a", "calib_c")
+# A softmax over many classes spreads probability thin; 0.15 keeps the one or two classes
+# the network clearly prefers and drops the long tail. Sigmoid heads are calibrated, so 0.5.
+DEFAULT_SOFTMAX_THRESHOLD = 0.15
+DEFAULT_SIGMOID_THRESHOLD = 0.5
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Head:
+    """A group of classes sharing an activation: columns ``start:stop`` of W."""
+
+    group: str
+    activation: str
+    start: int
+    stop: int
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def new_bundle_id(name: str, when: datetime | None = None) -> str:
+    """``<name>-<YYYYmmdd-HHMMSS>`` (UTC)."""
+    when = when or datetime.now(UTC)
+    return f"{name}-{when:%Y%m%d-%H%M%S}"
+
+
+def check_bundle_id(bundle_id: str) -> str:
+    """Ids become directory names: letters, digits, ``. _ + -`` only, no path tricks."""
+    if not isinstance(bundle_id, str) or not _ID_RE.match(bundle_id) or ".." in bundle_id:
+        raise ModelError(f"invalid bundle id {bundle_id!r} (letters, digits, . _ + - only)")
+    return bundle_id
+
+
+def bundles_root(models_dir: Path) -> Path:
+    return Path(models_dir) / "bundles"
+
+
+def bundle_dir(models_dir: Path, bundle_id: str) -> Path:
+    return bundles_root(models_dir) / check_bundle_id(bundle_id)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ModelBundle:
+    """A loaded, verified bundle: classes, heads and the stacked weights."""
+
+    id: str
+    name: str
+    version: str
+    created: str
+    feature_set: dict[str, Any]
+    classes: list[str]
+    heads: list[Head]
+    W: np.ndarray
+    b: np.ndarray
+    thresholds: np.ndarray
+    calib_a: np.ndarray
+    calib_c: np.ndarray
+    detectors: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    dataset: Any = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    # --- construction -------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        name: str,
+        feature_set: dict[str, Any],
+        classes: list[str],
+        heads: list[Head],
+        W: np.ndarray,
+        b: np.ndarray,
+        thresholds: np.ndarray | None = None,
+        calib_a: np.ndarray | None = None,
+        calib_c: np.ndarray | None = None,
+        detectors: list[str] | None = None,
+        metrics: dict[str, Any] | None = None,
+        dataset: Any = None,
+        provenance: dict[str, Any] | None = None,
+        id: str | None = None,
+        version: str = "1",
+        created: str | None = None,
+    ) -> ModelBundle:
+        """A new bundle; thresholds default per activation, calibration to identity."""
+        k = len(classes)
+        if thresholds is None:
+            thresholds = np.empty(k, np.float32)
+            for h in heads:
+                thresholds[h.start : h.stop] = (
+                    DEFAULT_SOFTMAX_THRESHOLD
+                    if h.activation == "softmax"
+                    else DEFAULT_SIGMOID_THRESHOLD
+                )
+        bundle = cls(
+            id=check_bundle_id(id or new_bundle_id(name)),
+            name=name,
+            version=str(version),
+            created=created or _now_iso(),
+            feature_set=dict(feature_set),
+            classes=list(classes),
+            heads=list(heads),
+            W=np.asarray(W, np.float32),
+            b=np.asarray(b, np.float32),
+            thresholds=np.asarray(thresholds, np.float32),
+            calib_a=np.ones(k, np.float32) if calib_a is None else np.asarray(calib_a, np.float32),
+            calib_c=np.zeros(k, np.float32) if calib_c is None else np.asarray(calib_c, np.float32),
+            detectors=list(detectors or []),
+            metrics=dict(metrics or {}),
+            dataset=dataset,
+            provenance=dict(provenance or {}),
+        )
+        bundle.validate()
+        return bundle
+
+    def validate(self) -> None:
+        """Shapes, head layout and names must agree; raise ModelError saying what doesn't."""
+        who = f"bundle {self.id}"
+        k = len(self.classes)
+        d = int(self.feature_set.get("dim", -1))
+        if not {"name", "version", "dim"} <= set(self.feature_set):
+            raise ModelError(f"{who}: feature_set needs name, version and dim")
+        if self.W.shape != (k, d):
+            raise ModelError(f"{who}: W is {self.W.shape}, expected ({k}, {d})")
+        for arr in ARRAYS[1:]:
+            if getattr(self, arr).shape != (k,):
+                raise ModelError(f"{who}: {arr} is {getattr(self, arr).shape}, expected ({k},)")
+        for arr in ARRAYS:
+            if not np.all(np.isfinite(getattr(self, arr))):
+                raise ModelError(f"{who}: {arr} holds NaN or infinite values")
+        if len(set(self.classes)) != k:
+            dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            raise ModelError(f"{who}: duplicate class names {dup[:5]}")
+        pos = 0
+        groups = set()
+        for h in self.heads:
+            if h.activation not in ACTIVATIONS:
+                raise ModelError(f"{who}: head {h.group} has unknown activation {h.activation!r}")
+            if h.start != pos or h.stop <= h.start:
+                raise ModelError(f"{who}: heads must tile the classes in order (at {h.group})")
+            if h.group in groups:
+                raise ModelError(f"{who}: head group {h.group!r} appears twice")
+            groups.add(h.group)
+            pos = h.stop
+        if pos != k:
+            raise ModelError(f"{who}: heads cover {pos} classes, bundle has {k}")
+
+    # --- files --------------------------------------------------------------------------
+
+    def manifest(self, files: dict[str, str] | None = None) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "created": self.created,
+            "feature_set": self.feature_set,
+            "classes": self.classes,
+            "heads": [h.to_json() for h in self.heads],
+            "detectors": self.detectors,
+            "files": files or {},
+            "metrics": self.metrics,
+            "dataset": self.dataset,
+            "provenance": self.provenance,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the bundle into ``directory`` (created or replaced whole, atomically)."""
+        self.validate()
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            with open(tmp / WEIGHTS_FILE, "wb") as f:
+                np.savez(f, **{a: getattr(self, a) for a in ARRAYS})
+            files = {WEIGHTS_FILE: _sha256(tmp / WEIGHTS_FILE)}
+            text = json.dumps(self.manifest(files), indent=2, ensure_ascii=False)
+            (tmp / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
+            tmp.chmod(0o755)
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.path = target
+        return target
+
+    def install(self, models_dir: str | Path) -> Path:
+        """Save under ``<models_dir>/bundles/<id>/``."""
+        return self.save(bundle_dir(Path(models_dir), self.id))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelBundle:
+        """Load and verify a bundle directory; any mismatch is a ModelError."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        who = f"bundle {manifest.get('id', path.name)}"
+        if manifest.get("format") != FORMAT:
+            raise ModelError(f"{who}: format {manifest.get('format')!r}, expected {FORMAT}")
+        files = manifest.get("files") or {}
+        if WEIGHTS_FILE not in files:
+            raise ModelError(f"{who}: manifest lists no checksum for {WEIGHTS_FILE}")
+        for fname, digest in files.items():
+            if "/" in fname or "\\" in fname or fname.startswith("."):
+                raise ModelError(f"{who}: bad file name {fname!r} in manifest")
+            fpath = path / fname
+            if not fpath.is_file():
+                raise ModelError(f"{who}: {fname} is missing")
+            if _sha256(fpath) != digest:
+                raise ModelError(f"{who}: {fname} fails its sha256 check (corrupt or altered)")
+        try:
+            with np.load(path / WEIGHTS_FILE, allow_pickle=False) as npz:
+                arrays = {a: np.asarray(npz[a], np.float32) for a in ARRAYS}
+        except KeyError as exc:
+            raise ModelError(f"{who}: {WEIGHTS_FILE} lacks array {exc}") from None
+        except (ValueError, OSError) as exc:
+            raise ModelError(f"{who}: cannot read {WEIGHTS_FILE}: {exc}") from None
+        try:
+            heads = [Head(**h) for h in manifest["heads"]]
+            bundle = cls(
+                id=check_bundle_id(manifest["id"]),
+                name=str(manifest["name"]),
+                version=str(manifest.get("version", "1")),
+                created=str(manifest.get("created", "")),
+                feature_set=dict(manifest["feature_set"]),
+                classes=[str(c) for c in manifest["classes"]],
+                heads=heads,
+                detectors=list(manifest.get("detectors") or []),
+                metrics=dict(manifest.get("metrics") or {}),
+                dataset=manifest.get("dataset"),
+                provenance=dict(manifest.get("provenance") or {}),
+                path=path,
+                **arrays,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"{who}: manifest.json is missing or has a bad field: {exc}") from None
+        bundle.validate()
+        return bundle
+
+    # --- scoring ------------------------------------------------------------------------
+
+    @property
+    def k(self) -> int:
+        return len(self.classes)
+
+    @property
+    def dim(self) -> int:
+        return int(self.W.shape[1])
+
+    @property
+    def feature_key(self) -> str:
+        return f"{self.feature_set['name']}@{self.feature_set['version']}"
+
+    def decision(self, X: np.ndarray) -> np.ndarray:
+        """Raw scores ``Z = X Wᵀ − b``, (n, k): the one matrix product."""
+        X = np.asarray(X, np.float32)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.dim:
+            raise ModelError(
+                f"bundle {self.id} expects {self.dim}-d {self.feature_key} features, "
+                f"got shape {X.shape}"
+            )
+        return X @ self.W.T - self.b
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities (n, k): per head, softmax over the group or calibrated sigmoid."""
+        Z = self.decision(X)
+        P = np.empty_like(Z)
+        for h in self.heads:
+            z = Z[:, h.start : h.stop]
+            if h.activation == "softmax":
+                e = np.exp(z - z.max(axis=1, keepdims=True))
+                P[:, h.start : h.stop] = e / e.sum(axis=1, keepdims=True)
+            else:
+                t = self.calib_a[h.start : h.stop] * z + self.calib_c[h.start : h.stop]
+                P[:, h.start : h.stop] = 0.5 * (1.0 + np.tanh(0.5 * t))  # overflow-free σ
+        return P
+
+    def tags_for(
+        self, probs_row: np.ndarray, min_score: float = 0.0, max_tags: int | None = None
+    ) -> list[tuple[str, float]]:
+        """Classes at or above their threshold (and ``min_score``), best first."""
+        p = np.asarray(probs_row, np.float32).reshape(-1)
+        keep = np.flatnonzero((p >= self.thresholds) & (p >= min_score))
+        order = keep[np.argsort(-p[keep], kind="stable")]
+        if max_tags is not None:
+            order = order[:max_tags]
+        return [(self.classes[i], float(p[i])) for i in order]
+
+    # --- combining ----------------------------------------------------------------------
+
+    def merge(
+        self, other: ModelBundle, *, id: str | None = None, name: str | None = None
+    ) -> ModelBundle:
+        """This bundle's heads followed by ``other``'s, over the same feature set."""
+        if self.feature_set != other.feature_set:
+            raise ModelError(
+                f"cannot merge {other.id} ({other.feature_key}, dim {other.dim}) into "
+                f"{self.id} ({self.feature_key}, dim {self.dim}): different feature sets"
+            )
+        clash = sorted(set(self.classes) & set(other.classes))
+        if clash:
+            raise ModelError(f"cannot merge {other.id} into {self.id}: both have tags {clash[:5]}")
+        groups = sorted({h.group for h in self.heads} & {h.group for h in other.heads})
+        if groups:
+            raise ModelError(f"cannot merge {other.id} into {self.id}: both have heads {groups}")
+        off = self.k
+        heads = self.heads + [
+            dataclasses.replace(h, start=h.start + off, stop=h.stop + off) for h in other.heads
+        ]
+        merged_name = name or other.name
+        return ModelBundle.create(
+            id=id,
+            name=merged_name,
+            feature_set=self.feature_set,
+            classes=self.classes + other.classes,
+            heads=heads,
+            W=np.concatenate([self.W, other.W]),
+            b=np.concatenate([self.b, other.b]),
+            thresholds=np.concatenate([self.thresholds, other.thresholds]),
+            calib_a=np.concatenate([self.calib_a, other.calib_a]),
+            calib_c=np.concatenate([self.calib_c, other.calib_c]),
+            detectors=list(dict.fromkeys(self.detectors + other.detectors)),
+            metrics={**self.metrics, **other.metrics},
+            dataset=other.dataset if other.dataset is not None else self.dataset,
+            provenance={
+                "merged_from": [self.id, other.id],
+                "parts": {self.id: self.provenance, other.id: other.provenance},
+            },
+        )
+
+
+# --- the models directory ---------------------------------------------------------------
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """A bundle directory's manifest.json, unverified (for listings)."""
+    mpath = Path(path) / MANIFEST_FILE
+    try:
+        data = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"no bundle at {path} (missing {MANIFEST_FILE})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"bundle at {path}: unreadable {MANIFEST_FILE}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"bundle at {path}: {MANIFEST_FILE} is not a JSON object")
+    return data
+
+
+def active_bundle_id(models_dir: str | Path) -> str | None:
+    """The id in ``<models_dir>/ACTIVE``, or None when nothing is active."""
+    try:
+        text = (Path(models_dir) / ACTIVE_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def list_bundles(models_dir: str | Path) -> list[dict[str, Any]]:
+    """Every bundle's manifest plus ``path`` and ``active``, oldest first (unverified).
+
+    An unreadable bundle is listed as ``{"id", "path", "error"}`` rather than hidden.
+    """
+    root = bundles_root(Path(models_dir))
+    active = active_bundle_id(models_dir)
+    out: list[dict[str, Any]] = []
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        try:
+            m = read_manifest(d)
+            m["path"] = str(d)
+        except ModelError as exc:
+            m = {"id": d.name, "path": str(d), "error": str(exc)}
+        m["active"] = m.get("id") == active
+        out.append(m)
+    out.sort(key=lambda m: (str(m.get("created", "")), str(m.get("id"))))
+    return out
+
+
+def set_active(models_dir: str | Path, bundle_id: str) -> None:
+    """Make a (verified) bundle the active one: ``models/ACTIVE`` replaced atomically."""
+    models_dir = Path(models_dir)
+    ModelBundle.load(bundle_dir(models_dir, bundle_id))  # refuse a missing or corrupt bundle
+    models_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ACTIVE.", dir=models_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(bundle_id + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, models_dir / ACTIVE_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_bundle(models_dir: str | Path, bundle_id: str) -> ModelBundle:
+    path = bundle_dir(Path(models_dir), bundle_id)
+    if not path.is_dir():
+        raise ModelError(f"no bundle {bundle_id!r} in {bundles_root(Path(models_dir))}")
+    return ModelBundle.load(path)
+
+
+def load_active(models_dir: str | Path) -> ModelBundle:
+    """The active bundle, verified; ModelError (with what to do) when there is none."""
+    bundle_id = active_bundle_id(models_dir)
+    if bundle_id is None:
+        raise ModelError(
+            f"no active model bundle in {models_dir} "
+            "(run `autotag models init-default`, or `autotag models activate ID`)"
+        )
+    return load_bundle(models_dir, bundle_id)

@@ -1,0 +1,147 @@
+"""``autotag models``: list, inspect and activate model bundles; build the default one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from autotag import bundle as bundles
+from autotag.config import settings
+from autotag.errors import ModelError
+
+
+def _dataset_name(dataset: Any) -> str:
+    if isinstance(dataset, dict):
+        return str(dataset.get("name") or dataset.get("id") or "")
+    return "" if dataset is None else str(dataset)
+
+
+def _key_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
+    """The first few scalar metrics, formatted short (``top1=0.881 map=0.72``)."""
+    parts = []
+    for k, v in (metrics or {}).items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+        if len(parts) == limit:
+            break
+    return " ".join(parts)
+
+
+def _summary(m: dict[str, Any]) -> dict[str, Any]:
+    fs = m.get("feature_set") or {}
+    return {
+        "id": m.get("id"),
+        "name": m.get("name"),
+        "created": m.get("created"),
+        "feature_set": f"{fs.get('name')}@{fs.get('version')}" if fs else None,
+        "classes": len(m.get("classes") or []),
+        "heads": [h.get("group") for h in m.get("heads") or []],
+        "active": bool(m.get("active")),
+        "metrics": m.get("metrics") or {},
+        "dataset": m.get("dataset"),
+        "path": m.get("path"),
+        **({"error": m["error"]} if "error" in m else {}),
+    }
+
+
+@click.group()
+def models() -> None:
+    """Model bundles: list, show, activate, init-default."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_cmd(as_json: bool) -> None:
+    """List bundles in the models directory (* marks the active one)."""
+    models_dir = settings().models_dir
+    rows = [_summary(m) for m in bundles.list_bundles(models_dir)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no bundles in {bundles.bundles_root(models_dir)}")
+        click.echo("build the default one with: autotag models init-default")
+        return
+    header = f"  {'ID':34} {'CREATED':20} {'FEATURES':10} {'TAGS':>5}  METRICS (DATASET)"
+    click.echo(header)
+    for r in rows:
+        mark = "*" if r["active"] else " "
+        if "error" in r:
+            click.echo(f"{mark} {r['id']:34} BROKEN: {r['error']}")
+            continue
+        metrics = _key_metrics(r["metrics"]) or "-"
+        ds = _dataset_name(r["dataset"])
+        click.echo(
+            f"{mark} {r['id']:34} {str(r['created'] or '-'):20} {str(r['feature_set']):10} "
+            f"{r['classes']:>5}  {metrics}{f' ({ds})' if ds else ''}"
+        )
+
+
+@models.command("show")
+@click.argument("bundle_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def show_cmd(bundle_id: str, as_json: bool) -> None:
+    """Show one bundle's manifest (verified against its checksums)."""
+    models_dir = settings().models_dir
+    b = bundles.load_bundle(models_dir, bundle_id)
+    manifest = bundles.read_manifest(b.path or bundles.bundle_dir(models_dir, bundle_id))
+    manifest["active"] = bundles.active_bundle_id(models_dir) == b.id
+    manifest["path"] = str(b.path)
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"id:          {b.id}{'  (active)' if manifest['active'] else ''}")
+    click.echo(f"name:        {b.name} v{b.version}")
+    click.echo(f"created:     {b.created}")
+    click.echo(f"path:        {b.path}")
+    click.echo(f"features:    {b.feature_key} (dim {b.dim})")
+    click.echo(f"classes:     {b.k}")
+    for h in b.heads:
+        sample = ", ".join(b.classes[h.start : min(h.stop, h.start + 5)])
+        more = "…" if h.stop - h.start > 5 else ""
+        click.echo(f"  head {h.group}: {h.activation}, {h.stop - h.start} tags ({sample}{more})")
+        if h.source:
+            click.echo(f"    source: {h.source}")
+    click.echo(f"detectors:   {', '.join(b.detectors) or '-'}")
+    click.echo(f"dataset:     {_dataset_name(b.dataset) or '-'}")
+    if b.metrics:
+        click.echo("metrics:")
+        for k, v in b.metrics.items():
+            click.echo(f"  {k}: {json.dumps(v)}")
+    else:
+        click.echo("metrics:     -")
+    if b.provenance:
+        click.echo("provenance:")
+        for k, v in b.provenance.items():
+            click.echo(f"  {k}: {v if isinstance(v, str) else json.dumps(v)}")
+
+
+@models.command("activate")
+@click.argument("bundle_id")
+def activate_cmd(bundle_id: str) -> None:
+    """Make BUNDLE_ID the active bundle (new topologies and restarted bolts pick it up)."""
+    models_dir = settings().models_dir
+    if not bundles.bundle_dir(models_dir, bundle_id).is_dir():
+        known = ", ".join(m.get("id", "?") for m in bundles.list_bundles(models_dir)) or "none"
+        raise ModelError(f"no bundle {bundle_id!r} (known: {known})")
+    bundles.set_active(models_dir, bundle_id)
+    click.echo(f"active bundle: {bundle_id}")
+
+
+@models.command("init-default")
+def init_default_cmd() -> None:
+    """Build the ImageNet bundle from the shipped EfficientNet-Lite0 (idempotent)."""
+    from autotag.default_model import build_default_bundle
+
+    models_dir = settings().models_dir
+    bundle_id = build_default_bundle(models_dir)
+    active = bundles.active_bundle_id(models_dir)
+    note = " (active)" if active == bundle_id else f" (active bundle stays {active})"
+    click.echo(f"default bundle: {bundle_id}{note}")
+    click.echo(f"  in {bundles.bundle_dir(models_dir, bundle_id)}")
+
+
+commands = [models]

@@ -1,0 +1,390 @@
+"""Feature sets: BGR pixels → fixed-length float32 vectors, versioned by name.
+
+A bundle's linear heads are only valid for the exact features they were trained on, so each
+set has a ``name`` and a ``version`` (bumped whenever preprocessing or weights change) and
+bundles record both. Sets:
+
+- ``cnn``: EfficientNet-Lite0's 1280-d pooled embedding (ONNX, onnxruntime). Raw, not
+  normalized: the pretrained ImageNet classifier is a linear map of exactly this vector.
+- ``hog``: histogram of oriented gradients on a 64×64 grey resize plus an HSV colour
+  histogram; cheap, no model file, works on 28×28 Fashion-MNIST.
+- ``cnn+hog``: both, each L2-normalized first so neither dominates by scale.
+
+OpenCV 5 dropped ``cv2.HOGDescriptor`` from the main modules, so HOG is computed here in
+numpy with OpenCV's default layout (8×8 cells, 2×2-cell blocks, stride one cell, 9 unsigned
+bins, L2-Hys), batched over images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from autotag.config import Settings, settings
+from autotag.errors import ModelError
+
+ONNX_DIRNAME = "efficientnet-lite0"
+ONNX_FILENAME = "efficientnet_lite0_embedding_logits.onnx"
+# Also recorded in models/efficientnet-lite0/PROVENANCE.md, which wins when present.
+ONNX_SHA256 = "75944fa7084c42b9811df733ece6727d3f6e7c541dfb0e480b40f64588d39a50"
+
+CNN_INPUT = 224
+CNN_RESIZE = 256
+CNN_DIM = 1280
+HOG_SIZE = 64
+HOG_CELL = 8
+HOG_BINS = 9
+HOG_DIM = ((HOG_SIZE // HOG_CELL) - 1) ** 2 * 4 * HOG_BINS  # 7*7 blocks * 4 cells * 9 bins
+HSV_BINS = (8, 4, 4)
+COLOR_DIM = HSV_BINS[0] * HSV_BINS[1] * HSV_BINS[2]
+
+# name → (version, dim). Known without loading any model, for bundle manifests.
+FEATURE_SPECS: dict[str, tuple[str, int]] = {
+    "cnn": ("1", CNN_DIM),
+    "hog": ("1", HOG_DIM + COLOR_DIM),
+    "cnn+hog": ("1", CNN_DIM + HOG_DIM + COLOR_DIM),
+}
+
+
+def feature_set_spec(name: str) -> dict[str, object]:
+    """``{name, version, dim}`` of a feature set, as bundles record it (no model loaded)."""
+    if name not in FEATURE_SPECS:
+        known = ", ".join(FEATURE_SPECS)
+        raise ModelError(f"unknown feature set {name!r} (known: {known})")
+    version, dim = FEATURE_SPECS[name]
+    return {"name": name, "version": version, "dim": dim}
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        n = float(np.linalg.norm(x))
+        return x / n if n > eps else x.copy()
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, eps)
+
+
+def as_bgr(img: np.ndarray) -> np.ndarray:
+    """Accept grey (HxW / HxWx1), BGR or BGRA uint8 and return HxWx3 uint8 BGR."""
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {img.dtype}")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return img
+    raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {img.shape}")
+
+
+def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    shrinking = width <= w and height <= h
+    interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(img, (width, height), interpolation=interp)
+
+
+class FeatureSet(ABC):
+    """Turns a batch of BGR images into an (n, dim) float32 matrix."""
+
+    name: str
+    version: str
+    dim: int
+
+    @abstractmethod
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Features of each image, one row each, float32."""
+
+    @property
+    def key(self) -> str:
+        """``name@version``: what vectors and bundles are tagged with."""
+        return f"{self.name}@{self.version}"
+
+    def spec(self) -> dict[str, object]:
+        return {"name": self.name, "version": self.version, "dim": self.dim}
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.dim), np.float32)
+
+
+# --- cnn --------------------------------------------------------------------------------
+
+
+def onnx_model_path(s: Settings | None = None) -> Path:
+    """The EfficientNet-Lite0 ONNX file: under models_dir, else under the project's models/."""
+    s = s or settings()
+    candidates = [
+        s.models_dir / ONNX_DIRNAME / ONNX_FILENAME,
+        s.home / "models" / ONNX_DIRNAME / ONNX_FILENAME,
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    looked = " or ".join(str(p) for p in dict.fromkeys(candidates))
+    raise ModelError(f"EfficientNet-Lite0 ONNX model not found (looked in {looked})")
+
+
+def expected_onnx_sha256(path: Path) -> str:
+    """The sha256 that PROVENANCE.md beside the model records (else the built-in one)."""
+    prov = path.parent / "PROVENANCE.md"
+    if prov.is_file():
+        m = re.search(r"sha256\s*`([0-9a-f]{64})`", prov.read_text(encoding="utf-8"))
+        if m:
+            return m.group(1)
+    return ONNX_SHA256
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def verify_onnx(path: Path) -> str:
+    """Check the model file against its recorded sha256 (once per file version)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _VERIFIED:
+        return _VERIFIED[key]
+    actual = file_sha256(path)
+    expected = expected_onnx_sha256(path)
+    if actual != expected:
+        raise ModelError(
+            f"{path} fails its checksum: sha256 {actual[:12]}…, expected {expected[:12]}… "
+            "(corrupt or replaced model file)"
+        )
+    _VERIFIED[key] = actual
+    return actual
+
+
+def preprocess_cnn(img: np.ndarray) -> np.ndarray:
+    """One image → (3, 224, 224) float32, exactly as the export was checked.
+
+    BGR→RGB, short side to 256 (INTER_AREA), centre 224×224 crop, (x − 127) / 128, CHW.
+    A very elongated image is first cut to its centre 4:1 region: the crop would discard
+    the rest anyway, and resizing all of it could allocate gigabytes.
+    """
+    bgr = as_bgr(img)
+    h, w = bgr.shape[:2]
+    short = min(h, w)
+    if max(h, w) > 4 * short:
+        keep = 4 * short
+        if h > w:
+            top = (h - keep) // 2
+            bgr = bgr[top : top + keep]
+        else:
+            left = (w - keep) // 2
+            bgr = bgr[:, left : left + keep]
+        h, w = bgr.shape[:2]
+    scale = CNN_RESIZE / min(h, w)
+    nh = max(CNN_RESIZE, round(h * scale))
+    nw = max(CNN_RESIZE, round(w * scale))
+    resized = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
+    top = (nh - CNN_INPUT) // 2
+    left = (nw - CNN_INPUT) // 2
+    crop = resized[top : top + CNN_INPUT, left : left + CNN_INPUT, ::-1]
+    x = (crop.astype(np.float32) - 127.0) / 128.0
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+class CnnFeatures(FeatureSet):
+    """EfficientNet-Lite0 embedding through onnxruntime; also exposes the ImageNet logits."""
+
+    name = "cnn"
+    version = FEATURE_SPECS["cnn"][0]
+    dim = CNN_DIM
+
+    def __init__(self, onnx_path: Path, *, threads: int = 1, batch_size: int = 16) -> None:
+        import onnxruntime as ort
+
+        self.onnx_path = onnx_path
+        self.onnx_sha256 = verify_onnx(onnx_path)
+        self.batch_size = batch_size
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # No busy-waiting: the machine's cores are shared with Storm and other bolts.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load {onnx_path.name}: {exc}") from None
+        outputs = [o.name for o in self.session.get_outputs()]
+        if not {"embedding", "logits"} <= set(outputs):
+            raise ModelError(f"{onnx_path.name} has outputs {outputs}, expected embedding, logits")
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(embedding (n, 1280), logits (n, 1000)), in batches of ``batch_size``."""
+        if len(images) == 0:
+            return self._empty(), np.zeros((0, 1000), np.float32)
+        embs, logits = [], []
+        for start in range(0, len(images), self.batch_size):
+            batch = np.stack([preprocess_cnn(im) for im in images[start : start + self.batch_size]])
+            e, lg = self.session.run(["embedding", "logits"], {self.input_name: batch})
+            embs.append(e)
+            logits.append(lg)
+        return (
+            np.concatenate(embs).astype(np.float32, copy=False),
+            np.concatenate(logits).astype(np.float32, copy=False),
+        )
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.run(images)[0]
+
+    def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The network's own ImageNet logits, for checking bundles built from it."""
+        return self.run(images)[1]
+
+
+# --- hog --------------------------------------------------------------------------------
+
+
+def hog_batch(gray: np.ndarray) -> np.ndarray:
+    """HOG of (n, 64, 64) grey images → (n, 1764) float32, OpenCV's default layout."""
+    g = gray.astype(np.float32)
+    n, h, w = g.shape
+    gx = np.zeros_like(g)
+    gy = np.zeros_like(g)
+    gx[:, :, 1:-1] = g[:, :, 2:] - g[:, :, :-2]
+    gx[:, :, 0] = g[:, :, 1] - g[:, :, 0]
+    gx[:, :, -1] = g[:, :, -1] - g[:, :, -2]
+    gy[:, 1:-1, :] = g[:, 2:, :] - g[:, :-2, :]
+    gy[:, 0, :] = g[:, 1, :] - g[:, 0, :]
+    gy[:, -1, :] = g[:, -1, :] - g[:, -2, :]
+    mag, ang = cv2.cartToPolar(gx.reshape(n * h, w), gy.reshape(n * h, w), angleInDegrees=True)
+    mag = mag.reshape(n, h, w)
+    ang = ang.reshape(n, h, w) % np.float32(180.0)
+    # Each gradient votes into its two nearest orientation bins (bin centres at 10°, 30°, …).
+    pos = ang * np.float32(HOG_BINS / 180.0) - np.float32(0.5)
+    lo = np.floor(pos)
+    frac = pos - lo
+    b0 = lo.astype(np.int32)  # -1 … 8
+    b0[b0 < 0] = HOG_BINS - 1
+    b1 = b0 + 1
+    b1[b1 == HOG_BINS] = 0
+    cy, cx = h // HOG_CELL, w // HOG_CELL
+    cell_of = (np.arange(h) // HOG_CELL)[:, None] * cx + (np.arange(w) // HOG_CELL)[None, :]
+    base = ((np.arange(n) * cy * cx)[:, None, None] + cell_of[None]).astype(np.int32) * HOG_BINS
+    size = n * cy * cx * HOG_BINS
+    upper = mag * frac
+    hist = np.bincount((base + b0).ravel(), (mag - upper).ravel(), size)
+    hist += np.bincount((base + b1).ravel(), upper.ravel(), size)
+    cells = hist.reshape(n, cy, cx, HOG_BINS).astype(np.float32)
+    blocks = np.concatenate(
+        [cells[:, :-1, :-1], cells[:, 1:, :-1], cells[:, :-1, 1:], cells[:, 1:, 1:]], axis=-1
+    )  # (n, cy-1, cx-1, 36)
+    eps = 1e-3
+    v = blocks / np.sqrt((blocks**2).sum(-1, keepdims=True) + eps**2)
+    v = np.minimum(v, 0.2)
+    v = v / np.sqrt((v**2).sum(-1, keepdims=True) + eps**2)
+    return v.reshape(n, -1).astype(np.float32)
+
+
+def color_hist_batch(small_bgr: Sequence[np.ndarray]) -> np.ndarray:
+    """HSV joint histograms (8 hue × 4 sat × 4 value), Hellinger-mapped (sqrt of freqs)."""
+    hb, sb, vb = HSV_BINS
+    out = np.zeros((len(small_bgr), COLOR_DIM), np.float32)
+    for i, img in enumerate(small_bgr):
+        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+        hh = hsv[:, :, 0].astype(np.int64) * hb // 180
+        ss = hsv[:, :, 1].astype(np.int64) * sb // 256
+        vv = hsv[:, :, 2].astype(np.int64) * vb // 256
+        idx = (np.minimum(hh, hb - 1) * sb + ss) * vb + vv
+        counts = np.bincount(idx.ravel(), minlength=COLOR_DIM).astype(np.float32)
+        out[i] = np.sqrt(counts / counts.sum())
+    return out
+
+
+class HogFeatures(FeatureSet):
+    """HOG (shape) + HSV histogram (colour): a light feature set with no model file."""
+
+    name = "hog"
+    version = FEATURE_SPECS["hog"][0]
+    dim = HOG_DIM + COLOR_DIM
+    chunk = 2048
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.empty((len(images), self.dim), np.float32)
+        for start in range(0, len(images), self.chunk):  # bounds temporaries on big datasets
+            small = [
+                _resize(as_bgr(im), HOG_SIZE, HOG_SIZE) for im in images[start : start + self.chunk]
+            ]
+            gray = np.stack([cv2.cvtColor(s, cv2.COLOR_BGR2GRAY) for s in small])
+            stop = start + len(small)
+            out[start:stop, :HOG_DIM] = l2_normalize(hog_batch(gray))
+            out[start:stop, HOG_DIM:] = color_hist_batch(small)
+        return out
+
+
+# --- cnn+hog ----------------------------------------------------------------------------
+
+
+class ConcatFeatures(FeatureSet):
+    """Several feature sets side by side, each part L2-normalized first."""
+
+    def __init__(self, name: str, parts: Sequence[FeatureSet]) -> None:
+        self.name = name
+        self.version = FEATURE_SPECS[name][0]
+        self.parts = list(parts)
+        self.dim = sum(p.dim for p in self.parts)
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        if len(images) == 0:
+            return self._empty()
+        return np.concatenate([l2_normalize(p.extract(images)) for p in self.parts], axis=1)
+
+
+# --- registry ---------------------------------------------------------------------------
+
+_CACHE: dict[tuple[str, str, int], FeatureSet] = {}
+_LOCK = threading.Lock()
+
+
+def _build(name: str, s: Settings) -> FeatureSet:
+    if name == "cnn":
+        return CnnFeatures(onnx_model_path(s), threads=s.onnx_threads)
+    if name == "hog":
+        return HogFeatures()
+    if name == "cnn+hog":
+        return ConcatFeatures("cnn+hog", [get_feature_set("cnn", s), get_feature_set("hog", s)])
+    raise ModelError(f"unknown feature set {name!r} (known: {', '.join(FEATURE_SPECS)})")
+
+
+def get_feature_set(name: str, s: Settings | None = None) -> FeatureSet:
+    """The named feature set, loaded once per process (models are shared, thread-safe)."""
+    s = s or settings()
+    feature_set_spec(name)  # unknown names fail fast with the list of known ones
+    model_key = str(onnx_model_path(s)) if "cnn" in name.split("+") else ""
+    key = (name, model_key, s.onnx_threads)
+    with _LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    fs = _build(name, s)
+    with _LOCK:
+        return _CACHE.setdefault(key, fs)
+
+
+def available_feature_sets() -> list[str]:
+    return list(FEATURE_SPECS)

@@ -1,0 +1,321 @@
+"""Photo bytes → BGR pixels, or an ``ImageError`` whose reason a person can act on.
+
+Everything uploaded is untrusted, so the order of checks matters: size on disk first, then
+the format from the magic bytes, then the dimensions from the header alone (Pillow's image
+classes parse headers lazily), and only then a full decode. A decompression bomb is refused
+before a single pixel buffer is allocated.
+
+Decoders: OpenCV for JPEG (it applies EXIF orientation and converts CMYK and grey itself),
+PNG, WebP, BMP and TIFF (read unchanged, so that 16-bit depth and alpha are handled here);
+Pillow for GIF (first frame, palette transparency), which OpenCV reads poorly.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import (
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
+
+from autotag.config import settings
+from autotag.errors import ImageError
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+
+# Header parsers, called directly rather than through Image.open: Image.open runs Pillow's own
+# decompression-bomb check, which would pre-empt ours (and its message) with a fixed limit.
+_HEADER_CLASSES: dict[str, type[Image.Image]] = {
+    "JPEG": JpegImagePlugin.JpegImageFile,
+    "PNG": PngImagePlugin.PngImageFile,
+    "GIF": GifImagePlugin.GifImageFile,
+    "WEBP": WebPImagePlugin.WebPImageFile,
+    "BMP": BmpImagePlugin.BmpImageFile,
+    "TIFF": TiffImagePlugin.TiffImageFile,
+}
+
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels ready for feature extraction: uint8 BGR, upright, alpha flattened onto white."""
+
+    bgr: np.ndarray
+    width: int
+    height: int
+    format: str
+
+
+def _fmt_bytes(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n} bytes"
+
+
+def _too_big(size: int, limit: int) -> str:
+    a, b = _fmt_bytes(size), _fmt_bytes(limit)
+    if a == b:  # rounding would hide the difference
+        a, b = f"{size:,} bytes", f"{limit:,} bytes"
+    return f"file is {a}, limit {b}"
+
+
+def _fmt_mpx(pixels: int) -> str:
+    mpx = pixels / 1_000_000
+    return f"{mpx:.0f} Mpx" if mpx >= 10 else f"{mpx:.1f} Mpx"
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the magic bytes, or None when it is none we decode."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:2] == b"BM" and len(data) >= 26:
+        return "BMP"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return None
+
+
+def _describe_unknown(data: bytes) -> str:
+    """Why bytes are not an image we take, as specific as a quick look allows."""
+    head = data[:512]
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1", b"ftyphevc"):
+        return "unsupported image format: HEIC/HEIF"
+    if head[4:12] in (b"ftypavif", b"ftypavis"):
+        return "unsupported image format: AVIF"
+    if head[:4] in (b"II+\x00", b"MM\x00+"):
+        return "unsupported image format: BigTIFF"
+    if head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or head[:4] == b"\xff\x4f\xff\x51":
+        return "unsupported image format: JPEG 2000"
+    if head[:4] == b"%PDF":
+        return "not an image: PDF document"
+    if head[:4] == b"PK\x03\x04" or head[:2] == b"\x1f\x8b":
+        return "not an image: compressed archive"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<?xml") or b"<svg" in text:
+        return "not an image: SVG/XML text (vector images are not supported)"
+    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text:
+        return "not an image: HTML text"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        first = " ".join(f"{b:02x}" for b in data[:8])
+        return f"not an image: unknown format (first bytes {first})"
+    return "not an image: plain text"
+
+
+def _read_header(data: bytes, fmt: str) -> Image.Image:
+    # Pillow calls a zero-size PNG/GIF "not identified"; say what is really wrong.
+    raw = None
+    if fmt == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+        raw = struct.unpack(">II", data[16:24])
+    elif fmt == "GIF" and len(data) >= 10:
+        raw = struct.unpack("<HH", data[6:10])
+    if raw is not None and 0 in raw:
+        raise ImageError(f"image has zero size ({raw[0]}x{raw[1]})")
+    cls = _HEADER_CLASSES[fmt]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(io.BytesIO(data))
+    # struct.error and IndexError escape Pillow's parsers on short or odd headers.
+    except (SyntaxError, OSError, ValueError, EOFError, struct.error, IndexError) as exc:
+        raise ImageError(f"corrupt {fmt} header: {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return msg[:160]
+
+
+def check_dimensions(width: int, height: int, *, max_pixels: int, max_dimension: int) -> None:
+    """Refuse zero-size, too many pixels, or too long a side (in that order of precedence)."""
+    if width <= 0 or height <= 0:
+        raise ImageError(f"image has zero size ({width}x{height})")
+    pixels = width * height
+    if pixels > max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} = {_fmt_mpx(pixels)}, limit {_fmt_mpx(max_pixels)}"
+        )
+    if max(width, height) > max_dimension:
+        raise ImageError(f"image is {width}x{height}, limit {max_dimension} px per side")
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """Scale any integer or float depth to 8 bits (16-bit PNG/TIFF, float TIFF)."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return cv2.convertScaleAbs(img, alpha=1.0 / 257.0)  # rounds and saturates
+    if np.issubdtype(img.dtype, np.floating):
+        f = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        scale = 255.0 if float(f.max(initial=0.0)) <= 1.0 else 1.0
+        return np.clip(f * scale + 0.5, 0, 255).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.integer):
+        info = np.iinfo(img.dtype)
+        f = (img.astype(np.float64) - info.min) / (info.max - info.min)
+        return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    raise ImageError(f"unsupported pixel type {img.dtype}")
+
+
+def _to_bgr(img: np.ndarray) -> np.ndarray:
+    """Any channel layout → 3-channel BGR; alpha is composited onto white."""
+    img = _to_uint8(img)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    channels = img.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if channels == 2:  # grey + alpha
+        grey = _composite_on_white(img[:, :, :1], img[:, :, 1])
+        return cv2.cvtColor(grey[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if channels == 3:
+        return img
+    return _composite_on_white(img[:, :, :3], img[:, :, 3])
+
+
+def _composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha.astype(np.uint16)[:, :, None]
+    out = (color.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def apply_orientation(bgr: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn pixels upright according to an EXIF orientation value (1-8; others ignored)."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+        7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+        8: lambda a: a.transpose(1, 0, 2)[::-1],
+    }
+    op = ops.get(orientation)
+    return np.ascontiguousarray(op(bgr)) if op else bgr
+
+
+def _orientation(header: Image.Image, data: bytes, fmt: str) -> int:
+    """EXIF orientation of a PNG/WebP/TIFF (JPEG's is applied by OpenCV); 1 when absent/bad."""
+    if fmt == "PNG" and b"eXIf" not in data:
+        return 1  # Pillow would decode the whole PNG looking for a late eXIf chunk
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = header.getexif().get(_EXIF_ORIENTATION, 1)
+        return int(value) if isinstance(value, int) else 1
+    except Exception:  # a malformed EXIF block only costs us the rotation
+        return 1
+
+
+def _truncation_hint(data: bytes, fmt: str) -> str:
+    tail = data[-64:].rstrip(b"\x00")
+    if fmt == "JPEG" and b"\xff\xd9" not in tail:
+        return "truncated JPEG (no end-of-image marker)"
+    if fmt == "PNG" and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk)"
+    return f"corrupt {fmt} data (decoder failed)"
+
+
+def _decode_gif(header: Image.Image) -> np.ndarray:
+    try:
+        header.seek(0)
+        rgba = np.asarray(header.convert("RGBA"))
+    except (OSError, ValueError, EOFError, SyntaxError, IndexError) as exc:
+        raise ImageError(f"corrupt GIF data: {_short(exc)}") from None
+    return _composite_on_white(rgba[:, :, 2::-1], rgba[:, :, 3])
+
+
+def _decode_cv2(data: bytes, fmt: str, header: Image.Image) -> np.ndarray:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    # JPEG (and CMYK TIFF): IMREAD_COLOR applies EXIF orientation and converts CMYK/grey.
+    color_mode = fmt == "JPEG" or (fmt == "TIFF" and header.mode in ("CMYK", "YCbCr", "LAB"))
+    flags = cv2.IMREAD_COLOR if color_mode else cv2.IMREAD_UNCHANGED
+    try:
+        img = cv2.imdecode(buf, flags)
+    except cv2.error as exc:
+        raise ImageError(f"corrupt {fmt} data: {_short(exc)}") from None
+    if img is None or img.size == 0:
+        raise ImageError(_truncation_hint(data, fmt))
+    bgr = _to_bgr(img)
+    if not color_mode:
+        bgr = apply_orientation(bgr, _orientation(header, data, fmt))
+    return bgr
+
+
+def decode(
+    data: bytes,
+    *,
+    max_pixels: int | None = None,
+    max_dimension: int | None = None,
+    max_bytes: int | None = None,
+) -> DecodedImage:
+    """Decode untrusted bytes to upright uint8 BGR, or raise ImageError with the reason.
+
+    Limits default to ``settings()`` (max_pixels, max_dimension, max_file_bytes).
+    """
+    s = settings()
+    max_pixels = s.max_pixels if max_pixels is None else max_pixels
+    max_dimension = s.max_dimension if max_dimension is None else max_dimension
+    max_bytes = s.max_file_bytes if max_bytes is None else max_bytes
+
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    if len(data) > max_bytes:
+        raise ImageError(_too_big(len(data), max_bytes))
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageError(_describe_unknown(data))
+
+    header = _read_header(data, fmt)
+    width, height = header.size
+    check_dimensions(width, height, max_pixels=max_pixels, max_dimension=max_dimension)
+
+    bgr = _decode_gif(header) if fmt == "GIF" else _decode_cv2(data, fmt, header)
+    bgr = np.ascontiguousarray(bgr)  # OpenCV calls downstream want C order
+    h, w = bgr.shape[:2]
+    if h == 0 or w == 0:
+        raise ImageError(f"image has zero size ({w}x{h})")
+    return DecodedImage(bgr=bgr, width=int(w), height=int(h), format=fmt)
+
+
+def decode_file(
+    path: str | Path,
+    *,
+    max_pixels: int | None = None,
+    max_dimension: int | None = None,
+    max_bytes: int | None = None,
+) -> DecodedImage:
+    """decode() for a file, refusing an oversized one from its size before reading it."""
+    max_bytes = settings().max_file_bytes if max_bytes is None else max_bytes
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise ImageError(_too_big(size, max_bytes))
+        data = p.read_bytes()
+    except ImageError:
+        raise
+    except OSError as exc:
+        raise ImageError(f"cannot read {p.name}: {exc.strerror or exc}") from None
+    return decode(data, max_pixels=max_pixels, max_dimension=max_dimension, max_bytes=max_bytes)

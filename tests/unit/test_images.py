@@ -1,0 +1,185 @@
+"""Decoding untrusted bytes: every hostile kind gets its outcome and a specific reason."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from autotag.errors import ImageError
+from autotag.images import apply_orientation, decode, decode_file, sniff_format
+
+MAX_BYTES = 400_000
+
+
+def _load_hostile() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "hostile.py"
+    spec = importlib.util.spec_from_file_location("autotag_tests_hostile", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hostile = _load_hostile()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    d = tmp_path_factory.mktemp("hostile")
+    return d, hostile.make_hostile_corpus(d, max_bytes=MAX_BYTES)
+
+
+def test_corpus_has_every_kind(corpus: tuple[Path, dict[str, str]]) -> None:
+    d, expected = corpus
+    assert len(expected) >= 20
+    assert set(expected.values()) == {"tagged", "failed"}
+    assert {n for n, o in expected.items() if o == "failed"} == set(hostile.EXPECTED_REASONS)
+    assert all((d / n).is_file() for n in expected)
+    assert (d / "oversized.jpg").stat().st_size == MAX_BYTES + 1
+    assert (d / "bomb_30000x30000.png").stat().st_size < 200_000
+
+
+@pytest.mark.parametrize("name", sorted(hostile.hostile_files(MAX_BYTES)))
+def test_hostile_file_outcome(corpus: tuple[Path, dict[str, str]], name: str) -> None:
+    d, expected = corpus
+    if expected[name] == "tagged":
+        img = decode_file(d / name, max_bytes=MAX_BYTES)
+        assert img.bgr.dtype == np.uint8
+        assert img.bgr.ndim == 3 and img.bgr.shape[2] == 3
+        assert img.bgr.shape[:2] == (img.height, img.width)
+        assert img.bgr.flags["C_CONTIGUOUS"]
+    else:
+        with pytest.raises(ImageError) as err:
+            decode_file(d / name, max_bytes=MAX_BYTES)
+        assert hostile.EXPECTED_REASONS[name] in str(err.value)
+        assert "\n" not in str(err.value)
+
+
+def test_bomb_refused_from_header_without_decoding(corpus: tuple[Path, dict[str, str]]) -> None:
+    d, _ = corpus
+    data = (d / "bomb_30000x30000.png").read_bytes()
+    t0 = time.perf_counter()
+    with pytest.raises(ImageError) as err:
+        decode(data)
+    assert time.perf_counter() - t0 < 0.5
+    assert str(err.value) == "image is 30000x30000 = 900 Mpx, limit 64 Mpx"
+
+
+def test_limits_are_parameters() -> None:
+    png = _png(np.zeros((100, 200, 3), np.uint8))
+    assert decode(png).width == 200
+    with pytest.raises(ImageError, match=r"image is 200x100 = 0.0 Mpx, limit 0.0 Mpx"):
+        decode(png, max_pixels=10_000)
+    with pytest.raises(ImageError, match="limit 150 px per side"):
+        decode(png, max_dimension=150)
+    with pytest.raises(ImageError, match=r"^file is \d+ bytes, limit 100 bytes$"):
+        decode(png, max_bytes=100)
+
+
+def _png(rgb: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb, mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _jpeg(img: Image.Image, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", **kw)
+    return buf.getvalue()
+
+
+def test_exif_orientation_6_is_applied() -> None:
+    rgb = hostile._photo(320, 240)
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    data = _jpeg(Image.fromarray(rgb), quality=95, exif=ex.tobytes())
+    img = decode(data)
+    assert (img.width, img.height) == (240, 320)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))[:, :, ::-1]
+    assert np.abs(img.bgr.astype(int) - upright.astype(int)).mean() < 3
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_apply_orientation_matches_pillow(orientation: int) -> None:
+    rgb = np.random.default_rng(orientation).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    im = Image.fromarray(rgb)
+    ex = im.getexif()
+    ex[0x0112] = orientation
+    im.info["exif"] = ex.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(im))
+    assert np.array_equal(apply_orientation(rgb, orientation), expected)
+
+
+def test_alpha_is_composited_onto_white() -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255  # red, but...
+    rgba[:2, :, 3] = 0  # ...transparent on top
+    rgba[2:, :, 3] = 255
+    img = decode(_png(rgba, "RGBA"))
+    assert img.bgr[0, 0].tolist() == [255, 255, 255]
+    assert img.bgr[3, 0].tolist() == [0, 0, 255]
+
+
+def test_16bit_is_scaled_not_clipped() -> None:
+    g = np.array([[0, 257 * 128, 65535]], dtype=">u2")
+    buf = io.BytesIO()
+    Image.frombuffer("I;16B", (3, 1), g.tobytes(), "raw").save(buf, "PNG")
+    img = decode(buf.getvalue())
+    assert img.bgr[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_grey_and_cmyk_become_bgr() -> None:
+    rgb = hostile._photo(64, 48)
+    pil = Image.fromarray(rgb)
+    grey = decode(_jpeg(pil.convert("L"), quality=95))
+    assert grey.bgr.shape == (48, 64, 3)
+    assert np.array_equal(grey.bgr[..., 0], grey.bgr[..., 2])
+    cmyk = decode(_jpeg(pil.convert("CMYK"), quality=95))
+    assert np.abs(cmyk.bgr[..., ::-1].astype(int) - rgb.astype(int)).mean() < 12
+
+
+def test_animated_gif_gives_first_frame(corpus: tuple[Path, dict[str, str]]) -> None:
+    d, _ = corpus
+    img = decode_file(d / "animated.gif", max_bytes=MAX_BYTES)
+    first = np.asarray(Image.open(d / "animated.gif").convert("RGB"))[:, :, ::-1]
+    assert img.format == "GIF"
+    assert np.array_equal(img.bgr, first)
+
+
+def test_formats_are_sniffed_from_bytes_not_names(corpus: tuple[Path, dict[str, str]]) -> None:
+    d, _ = corpus
+    assert sniff_format((d / "photo.webp").read_bytes()) == "WEBP"
+    assert sniff_format((d / "photo.tiff").read_bytes()) == "TIFF"
+    assert sniff_format((d / "text_renamed.jpg").read_bytes()) is None
+
+
+def test_missing_file_is_an_image_error(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="cannot read nothing.jpg"):
+        decode_file(tmp_path / "nothing.jpg")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"])
+def test_mutated_files_never_crash(fmt: str) -> None:
+    """Random byte flips and cuts: decode either succeeds or raises ImageError."""
+    buf = io.BytesIO()
+    Image.fromarray(hostile._photo(48, 32)).save(buf, fmt)
+    good = buf.getvalue()
+    rng = np.random.default_rng(42)
+    for _ in range(40):
+        data = bytearray(good)
+        for pos in rng.integers(0, len(data), 8):
+            data[pos] = int(rng.integers(0, 256))
+        if rng.random() < 0.3:
+            data = data[: int(rng.integers(1, len(data)))]
+        try:
+            img = decode(bytes(data))
+        except ImageError:
+            continue
+        assert img.bgr.ndim == 3 and img.bgr.shape[2] == 3
