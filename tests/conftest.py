@@ -36,6 +36,8 @@ def test_settings() -> Iterator[Settings]:
         "AUTOTAG_RUN_DIR": str(run_dir),
         "AUTOTAG_MODELS_DIR": str(models_dir),
         "AUTOTAG_PORT_OFFSET": str(TEST_PORT_OFFSET),
+        # A smaller upload limit keeps the hostile corpus' oversized file small.
+        "AUTOTAG_MAX_FILE_BYTES": os.environ.get("AUTOTAG_MAX_FILE_BYTES", str(8 * 1024 * 1024)),
     }
     s = load_settings(env)
     saved = dict(os.environ)
@@ -85,3 +87,38 @@ def storm_cluster(test_settings: Settings) -> Iterator[Settings]:
     cluster.up(test_settings, cluster.STORM_DAEMONS, progress=lambda _msg: None)
     yield test_settings
     cluster.down(test_settings, cluster.STORM_DAEMONS, progress=lambda _msg: None)
+
+
+@pytest.fixture(scope="session")
+def default_bundle(test_settings: Settings) -> str:
+    """The default ImageNet bundle, built into the test models dir and active."""
+    from autotag.bundle import set_active
+    from autotag.default_model import build_default_bundle
+
+    bundle_id = build_default_bundle(test_settings.models_dir)
+    set_active(test_settings.models_dir, bundle_id)
+    return bundle_id
+
+
+@pytest.fixture(scope="session")
+def autotagger(
+    storm_cluster: Settings, services: Settings, default_bundle: str
+) -> Iterator[Settings]:
+    """The autotagger topology running on the test cluster (submitted with sparse submit)."""
+    from autotag import cluster, store
+    from autotag.daemons.base import wait_for
+    from autotag.nimbus import NimbusClient
+    from autotag.topology import submit
+
+    cluster.up(storm_cluster, cluster.DATA_DAEMONS, progress=lambda _m: None)  # migrations
+    with store.connect(storm_cluster):
+        pass
+    submit(storm_cluster, "autotagger")
+    assert wait_for(
+        lambda: NimbusClient(storm_cluster).topology("autotagger").status == "ACTIVE", 60
+    )
+    yield storm_cluster
+    try:
+        NimbusClient(storm_cluster).kill("autotagger")
+    except Exception:  # noqa: BLE001 - the cluster is going down anyway
+        pass

@@ -183,6 +183,7 @@ def child_env(s: Settings) -> dict[str, str]:
             "AUTOTAG_MODELS_DIR": str(s.models_dir),
             "AUTOTAG_PORT_OFFSET": str(s.port_offset),
             "AUTOTAG_STORM_CACHE": str(s.storm_cache),
+            "AUTOTAG_MAX_FILE_BYTES": str(s.max_file_bytes),
         }
     )
     return env

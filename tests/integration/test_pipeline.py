@@ -1,0 +1,158 @@
+"""End to end on the real cluster, Redis and Postgres: upload → topology → tags in Postgres.
+
+What a user checks: every uploaded photo is tagged within a bounded time; the tags and scores
+in Postgres are exactly what the same model gives when run directly in Python on the same
+files (the topology changes nothing); obvious photos get the obvious tags; hostile files end
+as `failed` with a reason while the topology keeps working.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autotag import intake, samples, store
+from autotag.config import Settings
+from autotag.tagger import Tagger
+
+pytestmark = pytest.mark.cluster
+
+N_PHOTOS = 200
+TAG_TIMEOUT_SECS = 600
+
+
+def _wait_settled(s: Settings, ids: list[str], timeout: float) -> dict[str, str]:
+    """Wait until none of ids is 'queued'; return photo_id -> status."""
+    deadline = time.monotonic() + timeout
+    with store.connect(s) as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT photo_id, status FROM photos WHERE photo_id = ANY(%s)", (ids,)
+            ).fetchall()
+            status = dict(rows)
+            if len(status) == len(ids) and "queued" not in status.values():
+                return status
+            if time.monotonic() > deadline:
+                left = [i for i in ids if status.get(i, "queued") == "queued"]
+                pytest.fail(f"{len(left)} of {len(ids)} photos still queued after {timeout}s")
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def real_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """≥ 200 distinct real photos from installed packages (scikit-image, scikit-learn, Tux Paint)."""
+    paths = samples.package_photos() + samples.tuxpaint_photos()
+    out = samples.export(tmp_path_factory.mktemp("photos"), paths)
+    unique: dict[bytes, Path] = {}
+    for p in out:
+        unique.setdefault(p.read_bytes(), p)
+    chosen = list(unique.values())[: N_PHOTOS + 20]
+    assert len(chosen) >= N_PHOTOS, "need Debian's tuxpaint-stamps-default for enough real photos"
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def uploaded(autotagger: Settings, real_photos: list[Path]) -> dict[str, Path]:
+    records = intake.upload([str(p) for p in real_photos], autotagger)
+    assert {r.status for r in records} <= {"queued", "duplicate", "already-tagged"}, records
+    ids = {r.photo_id: Path(r.path) for r in records if r.photo_id}
+    status = _wait_settled(autotagger, list(ids), TAG_TIMEOUT_SECS)
+    failed = {ids[i].name for i, st in status.items() if st != "tagged"}
+    assert not failed, f"real photos failed: {sorted(failed)[:10]}"
+    return ids
+
+
+def test_every_photo_is_tagged(uploaded: dict[str, Path]) -> None:
+    assert len(uploaded) >= N_PHOTOS
+
+
+def test_topology_results_equal_direct_python(
+    autotagger: Settings, uploaded: dict[str, Path]
+) -> None:
+    tagger = Tagger.from_active(autotagger)
+    with store.connect(autotagger) as conn:
+        for photo_id, path in uploaded.items():
+            direct = tagger.tag_file(path)
+            info = store.show(conn, photo_id)
+            assert info is not None and info.status == "tagged"
+            assert info.model_version == direct.model_version
+            stored = dict(info.tags)
+            expected = dict(direct.tags)
+            assert stored.keys() == expected.keys(), (path.name, stored, expected)
+            for tag, score in expected.items():
+                assert stored[tag] == pytest.approx(score, abs=1e-5), (path.name, tag)
+            vec = store.get_vector(conn, photo_id)
+            assert vec is not None
+            assert np.allclose(vec, direct.vector, atol=1e-6)
+
+
+def _named(uploaded: dict[str, Path], name: str) -> Path:
+    """The uploaded copy of a sample (copies may carry an index prefix)."""
+    (path,) = [p for p in uploaded.values() if p.name == name or p.name.endswith("_" + name)]
+    return path
+
+
+def _tags_of(s: Settings, path: Path) -> list[str]:
+    from autotag.blobs import hash_file
+
+    with store.connect(s) as conn:
+        info = store.show(conn, hash_file(path))
+    assert info is not None, path
+    return [t.lower() for t, _ in info.tags]
+
+
+def test_obvious_photos_get_obvious_tags(autotagger: Settings, uploaded: dict[str, Path]) -> None:
+    cat = _tags_of(autotagger, _named(uploaded, "chelsea.png"))
+    assert any("cat" in t or "tabby" in t for t in cat), cat
+    coffee = _tags_of(autotagger, _named(uploaded, "coffee.png"))
+    assert any(w in t for t in coffee for w in ("espresso", "cup", "coffee")), coffee
+    astronaut = _tags_of(autotagger, _named(uploaded, "astronaut.png"))
+    assert "person" in astronaut or "face" in astronaut, astronaut
+
+
+def test_search_finds_the_cat(autotagger: Settings, uploaded: dict[str, Path]) -> None:
+    from autotag.blobs import hash_file
+
+    chelsea = hash_file(_named(uploaded, "chelsea.png"))
+    with store.connect(autotagger) as conn:
+        tags = [t for t, _ in store.show(conn, chelsea).tags if "cat" in t.lower()]
+        hits = store.search(conn, tags[0], 0.0, 50)
+    assert chelsea in [h.photo_id for h in hits]
+
+
+def test_hostile_files_fail_with_reasons_and_topology_keeps_working(
+    autotagger: Settings, tmp_path: Path
+) -> None:
+    from tests.hostile import make_hostile_corpus
+
+    expected = make_hostile_corpus(tmp_path / "hostile", max_bytes=autotagger.max_file_bytes)
+    records = {Path(r.path).name: r for r in intake.upload([str(tmp_path / "hostile")], autotagger)}
+    assert set(records) == set(expected)
+    queued = {
+        name: r.photo_id for name, r in records.items() if r.status in ("queued", "duplicate")
+    }
+    for name, r in records.items():
+        if r.status == "rejected":  # refused at upload (size limit), with a reason, nothing queued
+            assert expected[name] == "failed" and r.reason, (name, r)
+    status = _wait_settled(autotagger, list(set(queued.values())), 300)
+    with store.connect(autotagger) as conn:
+        for name, pid in queued.items():
+            info = store.show(conn, pid)
+            assert status[pid] == expected[name], (name, status[pid], info.reason)
+            if status[pid] == "failed":
+                assert info.reason and len(info.reason) > 10, (name, info.reason)
+                assert info.attempts <= 1, f"{name} was replayed {info.attempts} times"
+
+    # The bolts survived: a fresh good photo is still tagged.
+    good = tmp_path / "after.png"
+    import cv2
+
+    img = np.full((120, 160, 3), 200, np.uint8)
+    cv2.circle(img, (80, 60), 40, (30, 90, 200), -1)
+    cv2.putText(img, str(time.time()), (5, 110), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.imwrite(str(good), img)
+    (rec,) = intake.upload([str(good)], autotagger)
+    assert _wait_settled(autotagger, [rec.photo_id], 120)[rec.photo_id] == "tagged"
