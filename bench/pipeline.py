@@ -1,0 +1,171 @@
+"""Throughput and latency of the running autotagger topology, side by side in one run with
+(a) a plain single-process loop doing the same decode + features + scoring on the same
+photos, and (b) Flickr's first attempt: a loop that reloads the classifiers for every photo.
+
+Needs the cluster and the topology running (`make up`, or `autotag demo`). Prints figures;
+BENCHMARKS.md records them.
+
+    python bench/pipeline.py --n 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from autotag import intake, samples, store
+from autotag.config import settings
+from autotag.nimbus import NimbusClient
+from autotag.tagger import Tagger
+
+TOPOLOGY = "autotagger"
+
+
+def make_photos(n: int, dest: Path, long_side: int, seed: int) -> list[Path]:
+    """n distinct JPEGs (real photos from installed packages, each made unique by a pixel)."""
+    bases = samples.package_photos() + samples.tuxpaint_photos()
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        img = cv2.imread(str(bases[i % len(bases)]), cv2.IMREAD_COLOR)
+        h, w = img.shape[:2]
+        scale = long_side / max(h, w)
+        img = cv2.resize(
+            img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
+        img[0, 0] = rng.integers(0, 256, 3)  # new content hash: a new photo
+        img[0, 1] = (i % 256, (i // 256) % 256, seed % 256)
+        path = dest / f"bench_{seed}_{i:05d}.jpg"
+        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        out.append(path)
+    return out
+
+
+def plain_loop(paths: list[Path], threads: int) -> float:
+    """Photos/s of one process, model loaded once, `threads` ONNX threads."""
+    os.environ["AUTOTAG_ONNX_THREADS"] = str(threads)
+    from autotag import config
+
+    config.settings.cache_clear()
+    tagger = Tagger.from_active(config.settings())
+    tagger.tag_file(paths[0])  # warm-up
+    t0 = time.perf_counter()
+    for p in paths:
+        tagger.tag_file(p)
+    return len(paths) / (time.perf_counter() - t0)
+
+
+def reload_loop(paths: list[Path]) -> tuple[float, float]:
+    """Flickr's first attempt: load the classifiers for every photo. Returns (photos/s, load share)."""
+    from autotag import config, features
+
+    load = work = 0.0
+    for p in paths:
+        features._CACHE.clear()  # noqa: SLF001 - the point of this loop is to reload
+        t0 = time.perf_counter()
+        tagger = Tagger.from_active(config.settings())
+        t1 = time.perf_counter()
+        tagger.tag_file(p)
+        t2 = time.perf_counter()
+        load += t1 - t0
+        work += t2 - t1
+    return len(paths) / (load + work), load / (load + work)
+
+
+def topology_run(paths: list[Path], timeout: float) -> dict[str, float]:
+    s = settings()
+    t0 = time.time()
+    records = intake.upload([str(p) for p in paths], s)
+    ids = [r.photo_id for r in records if r.status == "queued"]
+    upload_secs = time.time() - t0
+    with store.connect(s) as conn:
+        while True:
+            left = conn.execute(
+                "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'queued'", (ids,)
+            ).fetchone()[0]
+            if left == 0 or time.time() - t0 > timeout:
+                break
+            time.sleep(0.2)
+        rows = conn.execute(
+            "SELECT extract(epoch FROM uploaded_at), extract(epoch FROM tagged_at), status "
+            "FROM photos WHERE photo_id = ANY(%s)",
+            (ids,),
+        ).fetchall()
+    done = [(float(u), float(t)) for u, t, st in rows if t is not None]
+    lat = sorted(t - u for u, t in done)
+    span = max(t for _, t in done) - min(u for u, _ in done)
+
+    def pct(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))]
+
+    return {
+        "photos": len(ids),
+        "tagged": sum(1 for *_, st in rows if st == "tagged"),
+        "failed": sum(1 for *_, st in rows if st == "failed"),
+        "upload_secs": upload_secs,
+        "photos_per_sec": len(done) / span,
+        "p50": pct(0.50),
+        "p95": pct(0.95),
+        "p99": pct(0.99),
+        "mean": statistics.fmean(lat),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--n", type=int, default=600, help="photos through the topology and the plain loop"
+    )
+    ap.add_argument(
+        "--reload-n", type=int, default=40, help="photos for the reload-every-photo loop"
+    )
+    ap.add_argument("--long-side", type=int, default=640, help="photo size (longest side, pixels)")
+    ap.add_argument("--timeout", type=float, default=1800)
+    args = ap.parse_args()
+
+    s = settings()
+    status = NimbusClient(s).topology(TOPOLOGY).status
+    if status != "ACTIVE":
+        raise SystemExit(f"bench: topology {TOPOLOGY} is {status}; run `autotag demo` first")
+    seed = int(time.time())
+    with tempfile.TemporaryDirectory(prefix="autotag-bench-") as tmp:
+        paths = make_photos(args.n, Path(tmp), args.long_side, seed)
+        print(
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+            f"{args.n} distinct JPEGs, long side {args.long_side}px, model {Tagger.from_active(s).model_version}"
+        )
+        plain2 = plain_loop(paths, threads=2)
+        print(f"plain loop, 1 process, 2 ONNX threads: {plain2:7.1f} photos/s")
+        plain1 = plain_loop(paths[: max(50, args.n // 3)], threads=1)
+        print(f"plain loop, 1 process, 1 ONNX thread:  {plain1:7.1f} photos/s")
+        topo = topology_run(paths, args.timeout)
+        print(
+            f"topology ({topo['tagged']} tagged, {topo['failed']} failed of {topo['photos']}): "
+            f"{topo['photos_per_sec']:7.1f} photos/s; upload {topo['upload_secs']:.1f}s"
+        )
+        print(
+            f"  upload→tagged latency: p50 {topo['p50']:.2f}s  p95 {topo['p95']:.2f}s  "
+            f"p99 {topo['p99']:.2f}s  (mean {topo['mean']:.2f}s; includes queueing behind the batch)"
+        )
+        reload_rate, load_share = reload_loop(paths[: args.reload_n])
+        print(
+            f"reload-every-photo loop: {reload_rate:7.2f} photos/s; loading = {100 * load_share:.0f}% of time"
+        )
+        print(
+            f"ratio topology / plain loop (2 threads, same 2 cores): {topo['photos_per_sec'] / plain2:.2f}"
+        )
+        print(f"ratio plain loop / reload loop: {plain2 / reload_rate:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
