@@ -6,9 +6,12 @@ one matrix product, and face detection.
 
 Face detection uses the Viola-Jones Haar cascade ``haarcascade_frontalface_default.xml``
 from Debian's opencv-data. OpenCV 5 moved ``CascadeClassifier`` out of its main modules
-(the opencv-python-headless wheel no longer has it), so the cascade is evaluated here:
-numpy over an image pyramid, stage by stage over the windows still alive, with OpenCV's
-window normalization and rectangle grouping.
+(the opencv-python-headless wheel no longer has it), so the cascade is evaluated here,
+with OpenCV's pyramid, window normalization and rectangle grouping. Each stage is a sparse
+linear map from integral-image corners to stump features (scipy CSR, ~9 weights a stump):
+the first stages run over every window of a pyramid level at once, later ones only over
+the windows still alive. Slower than OpenCV's C (tens of ms, not a few), so photos are
+shrunk first; see FaceDetector for the trade-offs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import scipy.sparse
 
 from autotag import config
 from autotag.bundle import ModelBundle, load_active
@@ -38,7 +42,7 @@ CASCADE_DIRS = (
     Path("/usr/local/share/opencv4/haarcascades"),
 )
 KNOWN_DETECTORS = ("face",)
-_CHUNK = 1024  # windows per block in the cascade's later stages
+_CHUNK = 2048  # windows per block in the cascade's later stages
 
 
 # --- vectors on the wire ----------------------------------------------------------------
@@ -65,8 +69,7 @@ class _Stage:
 
     threshold: float
     corners: np.ndarray  # (U, 2) int: (dy, dx) of each integral-image corner used
-    coef: np.ndarray  # (U, K) float32: signed rectangle weights per stump
-    terms: tuple[tuple[tuple[int, int, float], ...], ...]  # per stump: (dy, dx, weight)
+    coef: Any  # (K, U) scipy CSR float32: signed rectangle weights, ~9 per stump
     node_thr: np.ndarray  # (K,)
     left: np.ndarray  # (K,) leaf value when feature < threshold
     right: np.ndarray  # (K,)
@@ -91,24 +94,18 @@ def _stage_from_stumps(
             ):
                 u = index.setdefault((dy, dx), len(index))
                 entries.append((u, k, sign * wt))
-    coef = np.zeros((len(index), len(stumps)), np.float32)
+    coef = np.zeros((len(stumps), len(index)), np.float32)
     for u, k, v in entries:
-        coef[u, k] += v
-    corners = list(index)
-    terms = tuple(
-        tuple((corners[u][0], corners[u][1], float(coef[u, k])) for u in np.flatnonzero(coef[:, k]))
-        for k in range(len(stumps))
-    )
+        coef[k, u] += v
     return _Stage(
         threshold=threshold,
-        corners=np.array(corners, np.int64).reshape(-1, 2),
-        coef=coef,
-        terms=terms,
-        left_sum=float(sum(st[2] for st in stumps)),
-        gain=np.array([st[3] - st[2] for st in stumps], np.float32),
+        corners=np.array(list(index), np.int64).reshape(-1, 2),
+        coef=scipy.sparse.csr_matrix(coef),
         node_thr=np.array([st[1] for st in stumps], np.float32),
         left=np.array([st[2] for st in stumps], np.float32),
         right=np.array([st[3] for st in stumps], np.float32),
+        left_sum=float(sum(st[2] for st in stumps)),
+        gain=np.array([st[3] - st[2] for st in stumps], np.float32),
     )
 
 
@@ -161,8 +158,8 @@ class HaarCascade:
         """Run the first stages over every window of one pyramid level.
 
         Returns the level's integral image (float32) and, for windows still alive, their
-        top-left (ys, xs) and 1/normalization. Strided views of the integral image give each
-        rectangle corner for all windows at once, so nothing is gathered here.
+        top-left (ys, xs) and 1/normalization. Slices of the integral image give one corner
+        for all windows at once, so nothing is gathered index by index here.
         """
         h, w = img.shape
         ii, sq = cv2.integral2(img, sdepth=cv2.CV_32S, sqdepth=cv2.CV_64F)
@@ -196,19 +193,17 @@ class HaarCascade:
             p = planes[(dy % step, dx % step)]
             return p[dy // step : dy // step + ny, dx // step : dx // step + nx]
 
-        tmp = np.empty((ny, nx), np.float32)
-        above = np.empty((ny, nx), bool)
+        n = ny * nx
         for st in self.stages[:n_dense]:
-            total = np.full((ny, nx), st.left_sum, np.float32)
-            for k, terms in enumerate(st.terms):
-                feat = np.zeros((ny, nx), np.float32)
-                for dy, dx, wt in terms:
-                    np.multiply(corner(dy, dx), np.float32(wt), out=tmp)
-                    feat += tmp
-                # feature/nf ≥ thr  ⇔  feature ≥ thr·nf   (nf > 0 wherever alive)
-                np.greater_equal(feat, st.node_thr[k] * nf, out=above)
-                total += above * st.gain[k]
-            alive &= total >= st.threshold
+            # All windows' corner values, (U, n), times the stage's coefficients: one product.
+            stack = np.empty((len(st.corners), n), np.float32)
+            for u, (dy, dx) in enumerate(st.corners.tolist()):
+                stack[u].reshape(ny, nx)[...] = corner(dy, dx)
+            feat = st.coef @ stack  # (K, n)
+            # feature/nf ≥ thr  ⇔  feature ≥ thr·nf   (nf > 0 wherever alive)
+            above = feat >= st.node_thr[:, None] * nf.reshape(1, n)
+            score = st.gain @ above.astype(np.float32) + st.left_sum
+            alive &= (score >= st.threshold).reshape(ny, nx)
         gy, gx = np.nonzero(alive)
         return iif, gy * step, gx * step, (1.0 / nf[gy, gx]).astype(np.float32)
 
@@ -217,9 +212,10 @@ class HaarCascade:
     ) -> np.ndarray:
         """Run the remaining stages on surviving windows; return the indices that pass.
 
-        A stage gathers each window's corner values (m × U) and multiplies by the stage's
-        coefficient matrix. Windows go through in chunks so that the gathered block stays
-        in cache; most are rejected within a few stages.
+        A stage gathers the corner values it needs for each window (U × m, corner-major so
+        the sparse product reads rows) and multiplies by its K × U coefficient matrix.
+        Windows go through in chunks to bound the gathered block; most are rejected within a
+        few stages.
         """
         passed = []
         for start in range(0, base.size, _CHUNK):
@@ -228,9 +224,10 @@ class HaarCascade:
             idx = np.arange(start, start + b.size)
             for st in self.stages[n_dense:]:
                 offs = st.corners[:, 0] * stride + st.corners[:, 1]
-                feat = (flat[b[:, None] + offs[None, :]] @ st.coef) * inv[:, None]  # (m, K)
-                score = (feat >= st.node_thr).astype(np.float32) @ st.gain + st.left_sum
-                keep = score >= st.threshold
+                vals = flat[offs[:, None] + b[None, :]]  # (U, m), corner-major
+                feat = (st.coef @ vals) * inv[None, :]  # (K, m)
+                above = feat >= st.node_thr[:, None]
+                keep = st.gain @ above.astype(np.float32) + st.left_sum >= st.threshold
                 b, inv, idx = b[keep], inv[keep], idx[keep]
                 if idx.size == 0:
                     break
