@@ -34,6 +34,7 @@ EXPECTED_REASONS: dict[str, str] = {
     "bad_header.png": "corrupt PNG header",
     "bomb_30000x30000.png": "image is 30000x30000 = 900 Mpx, limit",
     "huge_header.gif": "image is 65535x65535",
+    "bomb_header.webp": "image is 16383x16383 = 268 Mpx, limit",
     "too_wide_25000x1.png": "px per side",
     "zero_width.png": "zero size",
     "oversized.jpg": "file is",
@@ -107,6 +108,16 @@ def _gif_with_screen(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def _webp_with_canvas(width: int, height: int) -> bytes:
+    """A 1x1 extended WebP whose VP8X chunk claims a ``width`` x ``height`` canvas."""
+    exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00"
+    data = bytearray(_save(Image.new("RGBA", (1, 1)), "WEBP", lossless=True, exif=exif))
+    assert data[12:16] == b"VP8X"
+    data[24:27] = (width - 1).to_bytes(3, "little")
+    data[27:30] = (height - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
 def _animated_gif() -> bytes:
     frames = [Image.fromarray(_photo(160, 120, seed=i)).convert("P") for i in range(3)]
     return _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -146,6 +157,7 @@ def hostile_files(max_bytes: int) -> dict[str, tuple[bytes, str]]:
         "bad_header.png": (b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + b"\xff" * 7, FAILED),
         "bomb_30000x30000.png": (png_bomb(30000, 30000), FAILED),
         "huge_header.gif": (_gif_with_screen(65535, 65535), FAILED),
+        "bomb_header.webp": (_webp_with_canvas(16383, 16383), FAILED),
         "too_wide_25000x1.png": (_save(Image.new("L", (25000, 1), 128), "PNG"), FAILED),
         "zero_width.png": (_png_header_only(0, 100), FAILED),
         # Awkward but legitimate: must be tagged.

@@ -124,23 +124,45 @@ def _describe_unknown(data: bytes) -> str:
     return "not an image: plain text"
 
 
-def _read_header(data: bytes, fmt: str) -> Image.Image:
+def _read_header(data: bytes, fmt: str, limits: tuple[int, int] | None = None) -> Image.Image:
     # Pillow calls a zero-size PNG/GIF "not identified"; say what is really wrong.
-    raw = None
-    if fmt == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
-        raw = struct.unpack(">II", data[16:24])
-    elif fmt == "GIF" and len(data) >= 10:
-        raw = struct.unpack("<HH", data[6:10])
+    raw = _raw_size(data, fmt)
     if raw is not None and 0 in raw:
         raise ImageError(f"image has zero size ({raw[0]}x{raw[1]})")
+    if raw is not None and limits is not None:
+        # Pillow's WebP reader allocates the whole canvas when it opens the file.
+        check_dimensions(*raw, max_pixels=limits[0], max_dimension=limits[1])
     cls = _HEADER_CLASSES[fmt]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return cls(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large: {_short(exc)}") from None
     # struct.error and IndexError escape Pillow's parsers on short or odd headers.
     except (SyntaxError, OSError, ValueError, EOFError, struct.error, IndexError) as exc:
         raise ImageError(f"corrupt {fmt} header: {_short(exc)}") from None
+
+
+def _raw_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) read straight from a PNG, GIF or WebP header; None if not parsed."""
+    if fmt == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if fmt == "GIF" and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if fmt == "WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            w = int.from_bytes(data[24:27], "little") + 1
+            h = int.from_bytes(data[27:30], "little") + 1
+            return w, h
+        if chunk == b"VP8L" and data[20] == 0x2F:
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+            w, h = struct.unpack("<HH", data[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+    return None
 
 
 def _short(exc: BaseException) -> str:
@@ -241,7 +263,7 @@ def _decode_gif(header: Image.Image) -> np.ndarray:
     try:
         header.seek(0)
         rgba = np.asarray(header.convert("RGBA"))
-    except (OSError, ValueError, EOFError, SyntaxError, IndexError) as exc:
+    except (OSError, ValueError, EOFError, SyntaxError, IndexError, struct.error) as exc:
         raise ImageError(f"corrupt GIF data: {_short(exc)}") from None
     return _composite_on_white(rgba[:, :, 2::-1], rgba[:, :, 3])
 
@@ -287,11 +309,18 @@ def decode(
     if fmt is None:
         raise ImageError(_describe_unknown(data))
 
-    header = _read_header(data, fmt)
+    header = _read_header(data, fmt, (max_pixels, max_dimension))
     width, height = header.size
     check_dimensions(width, height, max_pixels=max_pixels, max_dimension=max_dimension)
 
-    bgr = _decode_gif(header) if fmt == "GIF" else _decode_cv2(data, fmt, header)
+    try:
+        bgr = _decode_gif(header) if fmt == "GIF" else _decode_cv2(data, fmt, header)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(f"not enough memory to decode this {width}x{height} {fmt}") from None
+    except Exception as exc:  # hostile input must end as a reason, never as a crash
+        raise ImageError(f"corrupt {fmt} data: {type(exc).__name__}: {_short(exc)}") from None
     bgr = np.ascontiguousarray(bgr)  # OpenCV calls downstream want C order
     h, w = bgr.shape[:2]
     if h == 0 or w == 0:
