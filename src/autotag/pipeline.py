@@ -40,6 +40,7 @@ class PhotoSource:
         self.stale_ms = (message_timeout_secs + 30) * 1000
         self._last_reclaim = 0.0
         self._pg: Any = None
+        self.unacked: list[str] = []  # acks Redis missed (it was down); sent again later
 
     def recover_own_pending(self) -> int:
         """At start: what this consumer had in flight when it died counts as a failed attempt."""
@@ -72,7 +73,17 @@ class PhotoSource:
 
     def ack(self, entry_id: str) -> None:
         self.inflight.pop(entry_id, None)
-        queue.ack(self.redis, entry_id, settings=self.settings)
+        try:
+            queue.ack(self.redis, entry_id, settings=self.settings)
+        except Exception:
+            self.unacked.append(entry_id)
+            raise
+
+    def flush_acks(self) -> None:
+        """Send acks that failed while Redis was away (the photos are already stored)."""
+        if self.unacked:
+            queue.ack(self.redis, self.unacked, settings=self.settings)
+            self.unacked = []
 
     def fail(self, entry_id: str) -> str | None:
         """Storm gave up on the tuple (timeout or a crash): retry it, or dead-letter it."""
@@ -103,6 +114,33 @@ class PhotoSource:
 
 
 # -- autotag bolt side --------------------------------------------------------------------
+
+
+class ActiveTagger:
+    """A Tagger for the active bundle that follows ``models/ACTIVE``: when another bundle is
+    activated, the next photo after the check interval is tagged with it (no resubmit)."""
+
+    def __init__(self, settings: Settings, check_every_secs: float = 5.0) -> None:
+        from autotag.tagger import Tagger
+
+        self.settings = settings
+        self.check_every = check_every_secs
+        self.tagger = Tagger.from_active(settings)
+        self._checked = time.monotonic()
+
+    def current(self) -> Any:
+        if time.monotonic() - self._checked >= self.check_every:
+            self._checked = time.monotonic()
+            from autotag.bundle import active_bundle_id
+            from autotag.tagger import Tagger
+
+            active = active_bundle_id(self.settings.models_dir)
+            if active and active != self.tagger.model_version:
+                log.info(
+                    "active model changed: %s -> %s; loading it", self.tagger.model_version, active
+                )
+                self.tagger = Tagger.from_active(self.settings)
+        return self.tagger
 
 
 def tag_blob(tagger: Any, photo_id: str, blob: str | Path) -> store.Result:

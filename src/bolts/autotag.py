@@ -1,4 +1,5 @@
-"""Autotag bolt, daemonized: the model bundle is loaded once, in initialize(), and kept.
+"""Autotag bolt, daemonized: the model bundle is loaded once, in initialize(), and kept
+(replaced only when another bundle is activated — no resubmit needed).
 
 Per photo: decode (OpenCV) → features → every classifier in one matrix product → tags.
 A photo that cannot be tagged is emitted as a *failed result* with its reason, so the DB
@@ -12,8 +13,7 @@ import time
 from streamparse import Bolt
 
 from autotag.config import settings
-from autotag.pipeline import tag_blob
-from autotag.tagger import Tagger
+from autotag.pipeline import ActiveTagger, tag_blob
 
 
 class AutotagBolt(Bolt):
@@ -31,17 +31,18 @@ class AutotagBolt(Bolt):
 
     def initialize(self, stormconf, context) -> None:
         t0 = time.monotonic()
-        self.tagger = Tagger.from_active(settings())
+        self.tagger = ActiveTagger(settings())
+        loaded = self.tagger.current()
         self.logger.info(
             "model %s loaded once in %.2fs (%d classifiers)",
-            self.tagger.model_version,
+            loaded.model_version,
             time.monotonic() - t0,
-            len(self.tagger.bundle.classes),
+            len(loaded.bundle.classes),
         )
 
     def process(self, tup) -> None:
         photo_id, blob, source, _attempt = tup.values
-        result = tag_blob(self.tagger, photo_id, blob)
+        result = tag_blob(self.tagger.current(), photo_id, blob)
         if result.status == "failed":
             self.logger.warning("photo %s (%s) failed: %s", photo_id, source, result.reason)
         self.emit(result.to_tuple())

@@ -29,6 +29,7 @@ class PhotoSpout(Spout):
 
     def next_tuple(self) -> None:
         try:
+            self.source.flush_acks()
             self.source.reclaim_stale()
             entries = self.source.next_entries(count=8, block_ms=100)
         except Exception as exc:  # noqa: BLE001 - Redis down: try again on the next call

@@ -1,0 +1,57 @@
+"""Putting photos back on the queue: failed ones, dead letters, rows stuck in 'queued'
+(an upload that crashed between Postgres and Redis), and the backlog when a new model lands.
+
+Re-queueing is always safe: the DB writer's writes are idempotent per (photo, model version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from autotag import blobs, queue, store
+from autotag.config import Settings
+
+
+def requeue(
+    settings: Settings,
+    photo_ids: Sequence[str] | None = None,
+    *,
+    statuses: Sequence[str] = ("failed",),
+    older_than_secs: float = 0.0,
+    include_tagged: bool = False,
+    limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Re-enqueue matching photos (attempts reset); returns how many were queued."""
+    r = queue.client(settings)
+    with store.connect(settings) as conn:
+        items = store.requeue_info(
+            conn, photo_ids, statuses=statuses, older_than_secs=older_than_secs, limit=limit
+        )
+        n = 0
+        for item in items:
+            if not blobs.exists(item.photo_id, settings):
+                continue  # nothing to tag: the bytes are gone
+            store.mark_queued(conn, [item.photo_id], include_tagged=include_tagged)
+            queue.enqueue(
+                r,
+                item.photo_id,
+                str(blobs.path_for(item.photo_id, settings)),
+                item.source or "",
+                settings=settings,
+            )
+            n += 1
+            if progress:
+                progress(1)
+    return n
+
+
+def stale_model_ids(settings: Settings, active_version: str, limit: int | None = None) -> list[str]:
+    """Tagged photos whose current tags come from another model (the re-tag backlog)."""
+    with store.connect(settings) as conn:
+        rows = conn.execute(
+            "SELECT photo_id FROM photos WHERE status = 'tagged' AND model_version IS DISTINCT FROM %s "
+            "ORDER BY uploaded_at LIMIT %s",
+            (active_version, limit),
+        ).fetchall()
+    return [r[0] for r in rows]
