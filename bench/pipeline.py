@@ -18,35 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from autotag import intake, samples, store
 from autotag.config import settings
 from autotag.nimbus import NimbusClient
 from autotag.tagger import Tagger
 
 TOPOLOGY = "autotagger"
-
-
-def make_photos(n: int, dest: Path, long_side: int, seed: int) -> list[Path]:
-    """n distinct JPEGs (real photos from installed packages, each made unique by a pixel)."""
-    bases = samples.package_photos() + samples.tuxpaint_photos()
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        img = cv2.imread(str(bases[i % len(bases)]), cv2.IMREAD_COLOR)
-        h, w = img.shape[:2]
-        scale = long_side / max(h, w)
-        img = cv2.resize(
-            img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
-        img[0, 0] = rng.integers(0, 256, 3)  # new content hash: a new photo
-        img[0, 1] = (i % 256, (i // 256) % 256, seed % 256)
-        path = dest / f"bench_{seed}_{i:05d}.jpg"
-        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        out.append(path)
-    return out
 
 
 def plain_loop(paths: list[Path], threads: int) -> float:
@@ -139,7 +116,7 @@ def main() -> None:
         raise SystemExit(f"bench: topology {TOPOLOGY} is {status}; run `autotag demo` first")
     seed = int(time.time())
     with tempfile.TemporaryDirectory(prefix="autotag-bench-") as tmp:
-        paths = make_photos(args.n, Path(tmp), args.long_side, seed)
+        paths = samples.make_distinct_photos(args.n, Path(tmp), args.long_side, seed)
         print(
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
             f"{args.n} distinct JPEGs, long side {args.long_side}px, model {Tagger.from_active(s).model_version}"

@@ -150,8 +150,29 @@ class Intake:
                 return ALREADY_TAGGED, None
             if reg.previous_status == "queued" and not force:
                 return DUPLICATE, "already queued"
-            rq.enqueue(self.redis, photo_id, str(blob), source, settings=self.settings)
+            try:
+                rq.enqueue(self.redis, photo_id, str(blob), source, settings=self.settings)
+            except Exception:
+                # Not on the stream after all: undo the 'queued' row so a retried upload
+                # queues it again instead of calling it a duplicate (nothing stuck, nothing lost).
+                self._undo_register(photo_id, reg)
+                raise
         return QUEUED, None
+
+    def _undo_register(self, photo_id: str, reg: store.Registration) -> None:
+        assert self.conn is not None
+        try:
+            if reg.new:
+                self.conn.execute(
+                    "DELETE FROM photos WHERE photo_id = %s AND status = 'queued'", (photo_id,)
+                )
+            elif reg.previous_status and reg.previous_status != "queued":
+                self.conn.execute(
+                    "UPDATE photos SET status = %s WHERE photo_id = %s AND status = 'queued'",
+                    (reg.previous_status, photo_id),
+                )
+        except Exception:  # noqa: BLE001 - `autotag retry --stuck` recovers the row later
+            pass
 
     def upload_file(
         self, path: Path, *, force: bool = False, seen: set[str] | None = None

@@ -11,6 +11,9 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png"}
 TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 
@@ -53,4 +56,25 @@ def export(dest: Path, paths: list[Path]) -> list[Path]:
         if not target.exists():
             shutil.copyfile(p, target)
         out.append(target)
+    return out
+
+
+def make_distinct_photos(n: int, dest: Path, long_side: int = 640, seed: int = 0) -> list[Path]:
+    """n distinct JPEGs for benchmarks and fault tests: real photos from installed packages,
+    resized, each made unique (a new content hash, so a new photo) by two marker pixels."""
+    bases = package_photos() + tuxpaint_photos()
+    rng = np.random.default_rng(seed)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        img = cv2.imread(str(bases[i % len(bases)]), cv2.IMREAD_COLOR)
+        h, w = img.shape[:2]
+        scale = long_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        img[0, 0] = rng.integers(0, 256, 3)
+        img[0, 1] = (i % 256, (i // 256) % 256, seed % 256)
+        path = dest / f"photo_{seed}_{i:05d}.jpg"
+        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        out.append(path)
     return out

@@ -182,18 +182,26 @@ class Daemon:
             return "(no log)"
         return lines[-1][:300] if lines else "(empty log)"
 
-    def stop(self, timeout: float = 30.0) -> bool:
-        """SIGTERM the process group we started, then SIGKILL after timeout. True if it was running."""
+    def stop(self, timeout: float = 30.0, *, group: bool = True) -> bool:
+        """Signal the process group we started (or, with group=False, only the daemon — a
+        Supervisor restart that leaves its workers running), SIGKILL after timeout.
+        True if it was running."""
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        self._signal(pid, self.stop_signal)
+        if group:
+            self._signal(pid, self.stop_signal)
+        else:
+            os.kill(pid, self.stop_signal)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.2)
         if pid_alive(pid):
-            self._signal(pid, signal.SIGKILL)
+            if group:
+                self._signal(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
             time.sleep(0.5)
         self.pid_file.unlink(missing_ok=True)
         return True

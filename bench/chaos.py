@@ -1,0 +1,260 @@
+"""Chaos run: photos stream in while every part of the system is killed or restarted; then
+nothing may be missing and nothing doubled.
+
+On an isolated environment of its own (temporary run dir, shifted ports; the user's cluster is
+untouched): cluster up, default model, the autotagger topology; then per run, an uploader
+streams N photos while these faults are injected one after another, each once progress has
+resumed after the previous one:
+
+    kill -9 the worker JVM · kill -9 a Python autotag bolt · restart the Supervisor
+    restart Nimbus · restart Redis · restart Postgres
+
+It waits for the queue to drain and reports photos sent / tagged / failed / lost, duplicate
+tag rows, dead letters and each fault's recovery time (fault → tagging progresses again).
+Exit status 1 if anything was lost or duplicated.
+
+    python bench/chaos.py --photos 2000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from autotag import cluster, config, intake, queue, samples, store
+from autotag.config import Settings, child_env, load_settings
+from autotag.daemons.base import wait_for
+from autotag.daemons.postgres import PostgresDaemon
+from autotag.daemons.redis import RedisDaemon
+from autotag.daemons.storm import NimbusDaemon, SupervisorDaemon
+from autotag.errors import AutotagError
+
+TOPOLOGY = "autotagger"
+
+
+# -- finding the processes to kill ---------------------------------------------------------
+
+
+def _procs(run_dir: Path, *needles: str, exclude: str | None = None) -> list[int]:
+    """Pids whose command line holds every needle and whose environment is this run's."""
+    marker = f"AUTOTAG_RUN_DIR={run_dir}".encode()
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            env = (d / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            all(n in cmd for n in needles)
+            and (exclude is None or exclude not in cmd)
+            and marker in env
+        ):
+            found.append(int(d.name))
+    return found
+
+
+def kill_worker(s: Settings) -> str:
+    pids = _procs(
+        s.run_dir, "org.apache.storm.daemon.worker.Worker", exclude="org.apache.storm.LogWriter"
+    )
+    if not pids:
+        raise AutotagError("no worker JVM found")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return f"worker pid {pids}"
+
+
+def kill_bolt(s: Settings) -> str:
+    pids = _procs(s.run_dir, "streamparse_run", "bolts.autotag.AutotagBolt")
+    if not pids:
+        raise AutotagError("no autotag bolt process found")
+    os.kill(pids[0], signal.SIGKILL)
+    return f"bolt pid {pids[0]}"
+
+
+def restart(daemon_cls: type, group: bool = True) -> Callable[[Settings], str]:
+    def go(s: Settings) -> str:
+        d = daemon_cls(s)
+        d.stop(group=group)
+        d.start(wait=True)
+        return f"{d.name} pid {d.pid()}"
+
+    return go
+
+
+FAULTS: list[tuple[str, Callable[[Settings], str]]] = [
+    ("kill -9 worker JVM", kill_worker),
+    ("kill -9 Python bolt", kill_bolt),
+    ("restart Supervisor", restart(SupervisorDaemon, group=False)),
+    ("restart Nimbus", restart(NimbusDaemon)),
+    ("restart Redis", restart(RedisDaemon)),
+    ("restart Postgres", restart(PostgresDaemon)),
+]
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def _count(s: Settings, ids: list[str], status: str) -> int | None:
+    try:
+        with store.connect(s, migrate_schema=False, connect_timeout=2) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = %s",
+                (ids, status),
+            ).fetchone()[0]
+    except Exception:  # noqa: BLE001 - Postgres may be the thing being restarted
+        return None
+
+
+class Uploader(threading.Thread):
+    """Streams photos in at a steady rate, retrying each until it is queued."""
+
+    def __init__(self, s: Settings, paths: list[Path], rate: float) -> None:
+        super().__init__(daemon=True)
+        self.s, self.paths, self.rate = s, paths, rate
+        self.ids: list[str] = []
+        self.retries = 0
+
+    def run(self) -> None:
+        for i, p in enumerate(self.paths):
+            t_next = time.monotonic() + 1.0 / self.rate
+            while True:
+                try:
+                    (rec,) = intake.upload([str(p)], self.s)
+                    if rec.status in ("queued", "duplicate", "already-tagged"):
+                        self.ids.append(rec.photo_id)
+                        break
+                    raise AutotagError(f"{p.name}: {rec.status} {rec.reason}")
+                except Exception:  # noqa: BLE001 - a service is down: try again
+                    self.retries += 1
+                    time.sleep(0.5)
+            if i % 200 == 0:
+                print(f"    uploaded {i}/{len(self.paths)}", flush=True)
+            time.sleep(max(0.0, t_next - time.monotonic()))
+
+
+def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict[str, object]:
+    paths = samples.make_distinct_photos(n, photo_dir / f"run{run}", long_side=320, seed=1000 + run)
+    up = Uploader(s, paths, rate)
+    t_start = time.monotonic()
+    up.start()
+    wait_for(lambda: len(up.ids) >= min(n, 100), timeout=300, interval=0.5)
+    recoveries: dict[str, float] = {}
+    for name, fault in FAULTS:
+        ids = list(up.ids)
+        before = _count(s, ids, "tagged") or 0
+        t0 = time.monotonic()
+        what = fault(s)
+        ok = wait_for(
+            lambda ids=ids, before=before: (
+                (_count(s, ids, "tagged") or 0) >= before + 5
+                or (_count(s, ids, "tagged") or 0) >= len(ids)
+            ),
+            timeout=600,
+            interval=0.5,
+        )
+        recoveries[name] = time.monotonic() - t0 if ok else float("inf")
+        print(f"    {name:<22} ({what}): progress again after {recoveries[name]:.1f}s", flush=True)
+    up.join()
+    ids = up.ids
+    drained = wait_for(lambda: (_count(s, ids, "queued") or 1) == 0, timeout=1800, interval=2)
+    with store.connect(s) as conn:
+        tagged = conn.execute(
+            "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'tagged'", (ids,)
+        ).fetchone()[0]
+        failed = conn.execute(
+            "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'failed'", (ids,)
+        ).fetchone()[0]
+        dup = conn.execute(
+            "SELECT count(*) - count(DISTINCT (photo_id, model_version, tag)) FROM tags "
+            "WHERE photo_id = ANY(%s)",
+            (ids,),
+        ).fetchone()[0]
+        untagged_vectors = conn.execute(
+            "SELECT count(*) FROM photos p WHERE photo_id = ANY(%s) AND status = 'tagged' AND NOT EXISTS "
+            "(SELECT 1 FROM photo_vectors v WHERE v.photo_id = p.photo_id)",
+            (ids,),
+        ).fetchone()[0]
+    dead = len(queue.dead_letters(queue.client(s), 100000, settings=s))
+    return {
+        "sent": n,
+        "queued_ids": len(set(ids)),
+        "tagged": tagged,
+        "failed": failed,
+        "lost": n - tagged - failed,
+        "duplicate_tag_rows": dup,
+        "tagged_without_vector": untagged_vectors,
+        "dead_letters_total": dead,
+        "upload_retries": up.retries,
+        "drained": drained,
+        "minutes": (time.monotonic() - t_start) / 60,
+        "recoveries": recoveries,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--photos", type=int, default=2000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rate", type=float, default=25.0, help="uploads per second")
+    ap.add_argument("--port-offset", type=int, default=30000)
+    ap.add_argument("--keep", action="store_true", help="leave the environment running")
+    args = ap.parse_args()
+
+    run_dir = Path(tempfile.mkdtemp(prefix="autotag-chaos-"))
+    run_dir.chmod(0o755)
+    env = {
+        **os.environ,
+        "AUTOTAG_RUN_DIR": str(run_dir),
+        "AUTOTAG_MODELS_DIR": str(run_dir / "models"),
+        "AUTOTAG_PORT_OFFSET": str(args.port_offset),
+    }
+    s = load_settings(env)
+    os.environ.update(child_env(s))
+    config.settings.cache_clear()
+    print(f"chaos environment: {run_dir} (ports +{args.port_offset})", flush=True)
+    cluster.up(s, progress=lambda m: print("   ", m, flush=True))
+    from autotag.bundle import set_active
+    from autotag.default_model import build_default_bundle
+    from autotag.topology import submit
+
+    set_active(s.models_dir, build_default_bundle(s.models_dir))
+    submit(s, TOPOLOGY)
+    results = []
+    try:
+        for run in range(args.runs):
+            print(
+                f"== run {run + 1}/{args.runs}: {args.photos} photos at {args.rate}/s", flush=True
+            )
+            r = one_run(s, run, args.photos, args.rate, run_dir / "photos")
+            results.append(r)
+            rec = ", ".join(f"{k} {v:.0f}s" for k, v in r["recoveries"].items())  # type: ignore[union-attr]
+            print(
+                f"   sent {r['sent']}, tagged {r['tagged']}, failed {r['failed']}, lost {r['lost']}, "
+                f"duplicate tag rows {r['duplicate_tag_rows']}, tagged without vector "
+                f"{r['tagged_without_vector']}, dead letters {r['dead_letters_total']}, upload retries "
+                f"{r['upload_retries']}, {r['minutes']:.1f} min\n   recovery: {rec}",
+                flush=True,
+            )
+    finally:
+        if not args.keep:
+            cluster.down(s, progress=lambda m: None)
+    bad = [r for r in results if r["lost"] or r["duplicate_tag_rows"] or not r["drained"]]
+    print(f"== {len(results) - len(bad)}/{len(results)} runs passed", flush=True)
+    return 1 if bad or len(results) < args.runs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

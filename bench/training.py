@@ -1,0 +1,186 @@
+"""Benchmark: training time and peak memory vs number of classes (autotag.training.fit_heads).
+
+Synthetic one-vs-rest tasks on a cached-feature-sized matrix (default 20,000 x 1,280 float32,
+the EfficientNet-Lite0 embedding size), ~9% positives per class (Flickr's ~10K vs ~100K).
+Labels are a noisy linear function of the features so the solver does real work. Each class
+count runs in a fresh child process; its peak memory is sampled over the whole process tree
+(parent + joblib workers, from /proc) and cross-checked with getrusage maxrss.
+
+    nice -n 10 python bench/training.py --classes 10,100,1000 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Sum of VmRSS over root and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                stat = fh.read()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        rss[int(d)] = int(line.split()[1])
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+class PeakSampler(threading.Thread):
+    """Samples the process tree's total RSS every interval seconds; keeps the peak."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peak_kb = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.peak_kb = max(self.peak_kb, _tree_rss_kb(os.getpid()))
+            self._halt.wait(self.interval)
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join()
+        return self.peak_kb
+
+
+def synthetic(n: int, dim: int, k: int, pos_rate: float, seed: int = 0):
+    """(X float32 (n, dim), LabelSet with k classes): y_j = top pos_rate of X.u_j + noise."""
+    import numpy as np
+
+    from autotag.datasets import LabelSet
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, dim), dtype=np.float32)
+    Y = np.empty((n, k), dtype=np.int8)
+    for start in range(0, k, 256):
+        stop = min(k, start + 256)
+        U = rng.standard_normal((dim, stop - start), dtype=np.float32) / np.sqrt(dim)
+        S = X @ U + 0.5 * rng.standard_normal((n, stop - start), dtype=np.float32)
+        cut = np.quantile(S, 1 - pos_rate, axis=0)
+        Y[:, start:stop] = (S > cut).astype(np.int8)
+    return X, LabelSet([f"class{j:04d}" for j in range(k)], [str(i) for i in range(n)], Y)
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measurement, printed as a JSON line (runs in its own process)."""
+    import numpy as np
+    from joblib.externals.loky import get_reusable_executor
+
+    from autotag.training import TrainConfig, fit_heads
+
+    sampler = PeakSampler()
+    sampler.start()
+    t0 = time.perf_counter()
+    X, labels = synthetic(args.n, args.dim, args.k, args.pos_rate)
+    t_data = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    heads = fit_heads(X, labels, TrainConfig(), jobs=args.jobs, progress=args.progress)
+    t_train = time.perf_counter() - t1
+    get_reusable_executor().shutdown(wait=True)  # reap workers so RUSAGE_CHILDREN counts them
+    peak_tree = sampler.stop()
+    per = [h.metrics["seconds"] for h in heads]
+    out = {
+        "classes": args.k,
+        "n": args.n,
+        "dim": args.dim,
+        "jobs": args.jobs,
+        "data_seconds": round(t_data, 2),
+        "train_seconds": round(t_train, 2),
+        "seconds_per_class_wall": round(t_train / args.k, 3),
+        "seconds_per_class_cpu_median": round(float(np.median(per)), 3),
+        "iterations_median": int(np.median([h.metrics["n_iter"] for h in heads])),
+        "not_converged": sum(not h.metrics["converged"] for h in heads),
+        "val_ap_mean": round(float(np.mean([h.metrics["val_ap"] for h in heads])), 4),
+        "peak_tree_rss_mb": round(peak_tree / 1024, 1),
+        "maxrss_main_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "maxrss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "X_mb": round(X.nbytes / 2**20, 1),
+    }
+    print(json.dumps(out), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--classes", default="10,100,1000", help="comma-separated class counts")
+    ap.add_argument("--n", type=int, default=20_000, help="photos (rows)")
+    ap.add_argument("--dim", type=int, default=1280, help="feature dimension")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--pos-rate", type=float, default=0.09)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "training.json")
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--k", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args)
+        return
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    results = []
+    for k in [int(x) for x in args.classes.split(",")]:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            f"--k={k}",
+            f"--n={args.n}",
+            f"--dim={args.dim}",
+            f"--jobs={args.jobs}",
+            f"--pos-rate={args.pos_rate}",
+        ]
+        if args.progress:
+            cmd.append("--progress")
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True)
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(res)
+        print(json.dumps(res), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "bench": "training",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "results": results,
+    }
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
