@@ -353,17 +353,20 @@ class FaceDetector:
     Tuned for precision over recall, and for speed (numpy, not OpenCV's C): the photo is
     shrunk so its short side is at most ``analysis_side`` px, a face must span at least
     ``min_face_fraction`` of that side (a face that matters to the photo, not a crowd in the
-    background), windows step 2 px at every scale, and a face needs more than
-    ``min_neighbors`` overlapping hits (textures such as coins reach 5-6; a real face 10+).
-    The score grows with the hits: ``n / (n + 1)``, 0.875 at the minimum of 7, 0.94 at 15.
+    background; 24 px, the cascade's own window, at 180 px), windows step 2 px at every
+    scale, and a face needs more than ``min_neighbors`` overlapping hits. Measured on 100
+    LFW faces pasted into 320×240 scenes: 86% found; none of 100 LFW non-face patches nor
+    13 scikit-image photos without faces fired (textures such as coins reach 4-5 hits, a
+    real face 10+). The score grows with the hits: ``n / (n + 1)``, 0.875 at the minimum
+    of 7, 0.93 at 13.
     """
 
     def __init__(
         self,
         cascade: HaarCascade,
         *,
-        analysis_side: int = 200,
-        min_face_fraction: float = 0.12,
+        analysis_side: int = 180,
+        min_face_fraction: float = 0.13,
         min_neighbors: int = 6,
         scale_factor: float = 1.1,
     ) -> None:

@@ -202,3 +202,20 @@ def test_group_rectangles_like_opencv() -> None:
     assert len(out) == 1
     assert (out[0].x, out[0].y, out[0].w, out[0].neighbors) == (101, 100, 50, 5)
     assert group_rectangles([], 3) == []
+
+
+def test_face_recall_and_precision_on_lfw(faces: FaceDetector) -> None:
+    """LFW crops (scikit-image's lfw_subset) pasted into textured 320x240 scenes."""
+    lfw = (skimage.data.lfw_subset() * 255).astype(np.uint8)  # 100 faces, then 100 non-faces
+    rng = np.random.default_rng(0)
+
+    def scene(patch: np.ndarray) -> np.ndarray:
+        noise = np.clip(rng.normal(128, 30, (240, 320)), 0, 255).astype(np.uint8)
+        bg = cv2.GaussianBlur(noise, (0, 0), 3)
+        bg[40:130, 100:190] = cv2.resize(patch, (90, 90), interpolation=cv2.INTER_CUBIC)
+        return cv2.cvtColor(bg, cv2.COLOR_GRAY2BGR)
+
+    found = sum(bool(faces.tags(scene(lfw[i]))) for i in range(20))
+    false = sum(bool(faces.tags(scene(lfw[100 + i]))) for i in range(20))
+    assert found >= 14, found
+    assert false == 0, false
