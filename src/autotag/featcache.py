@@ -1,0 +1,325 @@
+"""On-disk feature cache: each photo's features are computed once per feature-set version.
+
+Keyed by the photo's content sha256 (the photo id everywhere in autotag) and the feature set's
+``name@version``, so renaming or moving files costs nothing and a new feature version never
+reads stale vectors. Storage is append-only ``.npz`` shards (``keys`` + ``X`` float32), each
+written to a temp file and renamed: a crash loses at most the chunk in flight, and the next
+run skips everything already on disk (resumable). Photos that cannot be decoded are recorded
+in ``failed.jsonl`` so they are not retried on every run. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from autotag.errors import AutotagError, ImageError
+
+
+class FeatureSetLike(Protocol):
+    """What the cache needs from ``autotag.features`` (the bolt's own feature code)."""
+
+    name: str
+    version: str
+    dim: int
+
+    def extract(self, images: list[np.ndarray]) -> np.ndarray: ...
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """Content hash = photo id (ARCHITECTURE.md)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_cache_root() -> Path:
+    from autotag.config import settings
+
+    return settings().run_dir / "featcache"
+
+
+def _safe(s: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_.+@" else "_" for ch in s)
+
+
+class FeatureCache:
+    """Features of one feature set (``name@version``, ``dim``) under ``root/<name>@<version>/``."""
+
+    def __init__(self, root: Path | str, name: str, version: str, dim: int) -> None:
+        self.key = f"{name}@{version}"
+        self.dir = Path(root) / _safe(self.key)
+        self.dim = int(dim)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = self.dir / "cache.json"
+        info = {"format": "autotag-featcache/1", "feature_set": self.key, "dim": self.dim}
+        if meta.is_file():
+            old = json.loads(meta.read_text())
+            if old.get("dim") != self.dim:
+                raise AutotagError(
+                    f"feature cache {self.dir} holds dim {old.get('dim')}, feature set says {self.dim}"
+                )
+        else:
+            tmp = meta.with_name(f".cache.json.{os.getpid()}")
+            tmp.write_text(json.dumps(info) + "\n")
+            os.replace(tmp, meta)
+        self._index: dict[str, tuple[Path, int]] = {}
+        self._failed: dict[str, str] = {}
+        self._seen_shards: set[Path] = set()
+        self.refresh()
+
+    @classmethod
+    def for_feature_set(cls, fs: FeatureSetLike, root: Path | str | None = None) -> FeatureCache:
+        return cls(root or default_cache_root(), fs.name, str(fs.version), fs.dim)
+
+    def refresh(self) -> None:
+        """Pick up shards written since (by this or another process)."""
+        for shard in sorted(self.dir.glob("shard-*.npz")):
+            if shard in self._seen_shards:
+                continue
+            try:
+                with np.load(shard, allow_pickle=False) as z:
+                    keys = z["keys"]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                # a torn file from a crash (renames are atomic, but disks and people aren't)
+                bad = shard.with_suffix(".corrupt")
+                os.replace(shard, bad)
+                print(f"featcache: moved unreadable shard aside ({exc}): {bad}")
+                continue
+            self._seen_shards.add(shard)
+            for row, k in enumerate(keys.tolist()):
+                self._index.setdefault(str(k), (shard, row))
+        failed = self.dir / "failed.jsonl"
+        if failed.is_file():
+            for line in failed.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # half-written last line
+                self._failed[rec["sha256"]] = rec.get("reason", "")
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, sha: str) -> bool:
+        return sha in self._index
+
+    def failed_reason(self, sha: str) -> str | None:
+        return self._failed.get(sha)
+
+    def put(self, shas: Sequence[str], X: np.ndarray) -> Path | None:
+        """Append one shard (atomic rename). Keys already present are not written again."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.shape != (len(shas), self.dim):
+            raise ValueError(f"features shape {X.shape}, expected ({len(shas)}, {self.dim})")
+        new = [i for i, s in enumerate(shas) if s not in self._index]
+        if not new:
+            return None
+        keys = np.asarray([shas[i] for i in new], dtype="<U64")
+        name = f"shard-{time.time_ns():020d}-{os.getpid()}.npz"
+        tmp = self.dir / f".{name}.tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, keys=keys, X=X[new])
+            fh.flush()
+            os.fsync(fh.fileno())
+        dst = self.dir / name
+        os.replace(tmp, dst)
+        self._seen_shards.add(dst)
+        for row, k in enumerate(keys.tolist()):
+            self._index[k] = (dst, row)
+        return dst
+
+    def mark_failed(self, sha: str, reason: str) -> None:
+        self._failed[sha] = reason
+        with (self.dir / "failed.jsonl").open("a") as fh:
+            fh.write(json.dumps({"sha256": sha, "reason": reason}) + "\n")
+
+    def get(self, shas: Sequence[str]) -> np.ndarray:
+        """Features for shas (all must be cached), loading each shard once."""
+        out = np.empty((len(shas), self.dim), dtype=np.float32)
+        by_shard: dict[Path, list[tuple[int, int]]] = {}
+        for i, s in enumerate(shas):
+            try:
+                shard, row = self._index[s]
+            except KeyError:
+                raise KeyError(f"{s} not in feature cache {self.key}") from None
+            by_shard.setdefault(shard, []).append((i, row))
+        for shard, pairs in by_shard.items():
+            with np.load(shard, allow_pickle=False) as z:
+                X = z["X"]
+            idx = np.asarray(pairs, dtype=np.int64)
+            out[idx[:, 0]] = X[idx[:, 1]]
+        return out
+
+    def compact(self) -> None:
+        """Merge all shards into one (fewer files to open on the next run)."""
+        self.refresh()
+        if len(self._seen_shards) <= 1:
+            return
+        keys = sorted(self._index)
+        X = self.get(keys)
+        old = set(self._seen_shards)
+        self._index.clear()
+        self._seen_shards.clear()
+        self.put(keys, X)
+        for shard in old:
+            shard.unlink(missing_ok=True)
+
+
+@dataclass
+class FeatureResult:
+    """Features for a list of paths, aligned with it; ``ok`` is False where decoding failed."""
+
+    shas: list[str]
+    X: np.ndarray
+    ok: np.ndarray
+    reasons: dict[int, str] = field(default_factory=dict)
+    computed: int = 0
+    reused: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "photos": len(self.shas),
+            "computed": self.computed,
+            "reused": self.reused,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _decode(path: Path) -> np.ndarray:
+    from autotag.images import decode_file
+
+    return decode_file(path).bgr
+
+
+def featurize(
+    paths: Sequence[Path | str],
+    feature_set: FeatureSetLike,
+    cache: FeatureCache | None = None,
+    *,
+    cache_root: Path | str | None = None,
+    chunk: int = 256,
+    progress: bool = True,
+    decode: Callable[[Path], np.ndarray] | None = None,
+) -> FeatureResult:
+    """Features for every path with the bolt's own code (images.decode_file + feature set).
+
+    Already-cached photos (by content sha256) are skipped; new ones are computed in chunks and
+    each chunk is saved before the next starts, so an interrupted run resumes where it stopped.
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    parts = getattr(feature_set, "parts", None)
+    if parts and cache is None and hasattr(feature_set, "name"):
+        return _featurize_concat(
+            paths,
+            feature_set,
+            parts,
+            cache_root,
+            chunk=chunk,
+            progress=progress,
+            decode=decode,
+            t0=t0,
+        )
+    decode = decode or _decode
+    cache = cache or FeatureCache.for_feature_set(feature_set, cache_root)
+    paths = [Path(p) for p in paths]
+    shas = [
+        sha256_file(p)
+        for p in tqdm(paths, desc="hashing", unit="img", disable=not progress or len(paths) < 5000)
+    ]
+    todo: dict[str, Path] = {}
+    for s, p in zip(shas, paths, strict=True):
+        if s not in cache and cache.failed_reason(s) is None and s not in todo:
+            todo[s] = p
+    computed = 0
+    bar = tqdm(total=len(todo), desc=f"features {cache.key}", unit="img", disable=not progress)
+    items = list(todo.items())
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        good_shas, imgs = [], []
+        for s, p in part:
+            try:
+                imgs.append(decode(p))
+                good_shas.append(s)
+            except ImageError as exc:
+                cache.mark_failed(s, str(exc))
+        if imgs:
+            X = np.asarray(feature_set.extract(imgs), dtype=np.float32)
+            cache.put(good_shas, X)
+            computed += len(imgs)
+        bar.update(len(part))
+    bar.close()
+    ok = np.asarray([s in cache for s in shas], dtype=bool)
+    X = np.zeros((len(paths), cache.dim), dtype=np.float32)
+    if ok.any():
+        X[ok] = cache.get([s for s, g in zip(shas, ok, strict=True) if g])
+    reasons = {i: cache.failed_reason(s) or "" for i, s in enumerate(shas) if not ok[i]}
+    n_unique_done = len({s for s, g in zip(shas, ok, strict=True) if g})
+    return FeatureResult(
+        shas=shas,
+        X=X,
+        ok=ok,
+        reasons=reasons,
+        computed=computed,
+        reused=n_unique_done - computed,
+        failed=int((~ok).sum()),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _featurize_concat(
+    paths: Sequence[Path | str],
+    feature_set: FeatureSetLike,
+    parts: Sequence[FeatureSetLike],
+    cache_root: Path | str | None,
+    *,
+    chunk: int,
+    progress: bool,
+    decode: Callable[[Path], np.ndarray] | None,
+    t0: float,
+) -> FeatureResult:
+    """``cnn+hog`` from the parts' own caches: features.ConcatFeatures is exactly
+    ``concat(l2_normalize(part.extract(images)))``, so nothing is computed twice."""
+    from autotag.features import l2_normalize
+
+    results = [
+        featurize(paths, p, cache_root=cache_root, chunk=chunk, progress=progress, decode=decode)
+        for p in parts
+    ]
+    ok = np.logical_and.reduce([r.ok for r in results])
+    X = np.concatenate([l2_normalize(r.X) for r in results], axis=1)
+    X[~ok] = 0.0
+    if X.shape[1] != feature_set.dim:
+        raise AutotagError(
+            f"{feature_set.name}: parts give dim {X.shape[1]}, expected {feature_set.dim}"
+        )
+    reasons: dict[int, str] = {}
+    for r in results:
+        for i, why in r.reasons.items():
+            reasons.setdefault(i, why)
+    return FeatureResult(
+        shas=results[0].shas,
+        X=X,
+        ok=ok,
+        reasons=reasons,
+        computed=sum(r.computed for r in results),
+        reused=sum(r.reused for r in results),
+        failed=int((~ok).sum()),
+        seconds=time.perf_counter() - t0,
+    )
