@@ -19,10 +19,8 @@ from autotag.errors import ImageError, ModelError
 from autotag.features import feature_set_spec, get_feature_set
 from autotag.tagger import (
     FaceDetector,
-    HaarCascade,
     Tagger,
     find_cascade,
-    group_rectangles,
     vector_from_b64,
     vector_to_b64,
 )
@@ -185,23 +183,10 @@ def test_no_faces_in_non_portraits(faces: FaceDetector) -> None:
 
 
 def test_missing_cascade_is_a_model_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="cannot read Haar cascade"):
+    with pytest.raises(ModelError, match="could not be loaded"):
         FaceDetector.load(tmp_path / "missing.xml")
     with pytest.raises(ModelError, match="opencv-data"):
         find_cascade("no_such_cascade.xml")
-    (tmp_path / "lbp.xml").write_text(
-        "<opencv_storage><cascade><featureType>LBP</featureType></cascade></opencv_storage>"
-    )
-    with pytest.raises(ModelError, match="not a new-format HAAR cascade"):
-        HaarCascade(tmp_path / "lbp.xml")
-
-
-def test_group_rectangles_like_opencv() -> None:
-    rects = [(100, 100, 50, 50)] * 3 + [(102, 101, 50, 50)] * 2 + [(300, 300, 40, 40)]
-    out = group_rectangles(rects, group_threshold=2)
-    assert len(out) == 1
-    assert (out[0].x, out[0].y, out[0].w, out[0].neighbors) == (101, 100, 50, 5)
-    assert group_rectangles([], 3) == []
 
 
 def test_face_recall_and_precision_on_lfw(faces: FaceDetector) -> None:
