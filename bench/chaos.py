@@ -167,7 +167,7 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
         print(f"    {name:<22} ({what}): progress again after {recoveries[name]:.1f}s", flush=True)
     up.join()
     ids = up.ids
-    drained = wait_for(lambda: (_count(s, ids, "queued") or 1) == 0, timeout=1800, interval=2)
+    drained = wait_for(lambda: _count(s, ids, "queued") == 0, timeout=1800, interval=2)
     with store.connect(s) as conn:
         tagged = conn.execute(
             "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'tagged'", (ids,)

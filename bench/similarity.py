@@ -120,6 +120,20 @@ def bandwidth(gib: float = 2.0, repeat: int = 5) -> dict[str, float]:
     return out
 
 
+class Probe:
+    """A 1 GiB array kept for the run: bandwidth re-measured next to each latency test, since
+    the cores are shared and the load changes from minute to minute."""
+
+    def __init__(self) -> None:
+        self.a = np.ones(2**28, dtype=np.float32)
+        self.X = self.a.reshape(-1, 1024)
+        self.q = np.ones(1024, dtype=np.float32)
+
+    def gb_s(self) -> float:
+        gb = self.a.nbytes / 1e9
+        return gb / min(best_of(self.a.sum, 3), best_of(lambda: self.X @ self.q, 3))
+
+
 # -- data --------------------------------------------------------------------------------
 
 
@@ -188,11 +202,12 @@ CODE_BYTES = {"exact": 4, "fp16": 2, "int8": 1, "ivf": 4, "hnsw": 4}
 
 
 def measure(
-    index: VectorIndex, data: Data, n: int, truth: dict, single_q: int, batch_q: int, bw: float
+    index: VectorIndex, data: Data, n: int, truth: dict, single_q: int, batch_q: int, probe: Probe
 ) -> dict[str, Any]:
     mode = index.mode
     qs = data.queries
     gc.collect()
+    bw = probe.gb_s()
     times, single = latency(index, qs[:single_q])
     p50, p99 = pct(times, 50), pct(times, 99)
     t = time.perf_counter()
@@ -208,6 +223,7 @@ def measure(
         "batch_q": batch_q,
         "batch_qps": batch_q / tb,
         "memory_per_million_gib": index.memory_bytes() / n * 1e6 / 2**30,
+        "bw_gb_s": bw,
         "nn_found": float(
             np.mean([r[0][0] == f"{s:012d}" for r, s in zip(single, data.sources, strict=False)])
         ),
@@ -228,7 +244,7 @@ def measure(
 
 
 def bench_mode(
-    mode: str, data: Data, sizes: list[int], truth: dict, args: argparse.Namespace, bw: float
+    mode: str, data: Data, sizes: list[int], truth: dict, args: argparse.Namespace, probe: Probe
 ) -> list[dict[str, Any]]:
     params: dict[str, Any] = {}
     if mode == "ivf":
@@ -249,7 +265,7 @@ def bench_mode(
         built += time.perf_counter() - t
         done = n
         single_q = args.queries if mode in ("ivf", "hnsw") or n <= 100_000 else args.queries_1m
-        r = measure(index, data, n, truth, single_q, args.batch, bw)
+        r = measure(index, data, n, truth, single_q, args.batch, probe)
         r["build_s"] = built
         r["load"] = loadavg()
         if mode == "exact" and n == sizes[-1]:
@@ -275,7 +291,8 @@ def fmt_row(r: dict[str, Any]) -> str:
     s = (
         f"{r['mode']:<5} n={r['n']:>9,}  p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms  "
         f"recall@10 {r['recall_single']:.3f}/{r['recall_batch']:.3f}  "
-        f"mem {r['memory_per_million_gib']:.2f} GiB/M  build {r['build_s']:.0f}s"
+        f"mem {r['memory_per_million_gib']:.2f} GiB/M  build {r['build_s']:.0f}s  "
+        f"bw {r['bw_gb_s']:.1f} GB/s load {r['load']}"
     )
     if "single_gb_s" in r:
         s += (
@@ -460,11 +477,12 @@ def markdown(m: dict, bw: dict, results: list[dict], pg: list[dict], args, start
         f"Single-query latency over {args.queries} queries ({args.queries_1m} for the flat "
         f"modes at 1 M), top-10; batch = {args.batch} queries in one call; recall@10 against "
         "the exact mode's top-10. *GB/s* counts the bytes of the codes scanned (4/2/1 bytes "
-        "per dimension); *of bw* is single-query GB/s over the reference bandwidth.",
+        "per dimension); *bw GB/s* is the bandwidth re-measured (1 GiB `sum` / sgemv, best "
+        "of 3) just before that row's queries, and *of bw* is single-query GB/s over it.",
         "",
-        "| dim | mode | vectors | p50 ms | p99 ms | 1-query Mvec/s | 1-query GB/s | of bw "
-        "| batch Mvec/s (q/s) | recall@10 | GiB per M | build s | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dim | mode | vectors | p50 ms | p99 ms | 1-query Mvec/s | 1-query GB/s | bw GB/s "
+        "| of bw | batch Mvec/s (q/s) | recall@10 | GiB per M | build s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         flat = "single_gb_s" in r
@@ -483,9 +501,9 @@ def markdown(m: dict, bw: dict, results: list[dict], pg: list[dict], args, start
             f"{r['p99_ms']:.2f} | "
             + (
                 f"{r['single_vectors_per_s'] / 1e6:.2f} | {r['single_gb_s']:.1f} | "
-                f"{r['single_ratio_bw']:.0%} | "
+                f"{r['bw_gb_s']:.1f} | {r['single_ratio_bw']:.0%} | "
                 if flat
-                else "– | – | – | "
+                else f"– | – | {r['bw_gb_s']:.1f} | – | "
             )
             + f"{batch} | {r['recall_single']:.3f} | {r['memory_per_million_gib']:.2f} | "
             f"{r['build_s']:.0f} | {r['load']} |"
@@ -561,6 +579,7 @@ def main() -> None:
     bw = bandwidth()
     log("bandwidth GB/s: " + ", ".join(f"{k} {v:.1f}" for k, v in bw.items()))
     sizes = sorted({min(100_000, args.n), args.n})
+    probe = Probe()
     results: list[dict[str, Any]] = []
     for dim in args.dims:
         log(f"dim {dim}: generating queries (load {loadavg()})")
@@ -569,7 +588,7 @@ def main() -> None:
         modes = ["exact"] + [x for x in args.modes if x != "exact"]
         for mode in modes:
             log(f" mode {mode}")
-            for r in bench_mode(mode, data, sizes, truth, args, bw["reference"]):
+            for r in bench_mode(mode, data, sizes, truth, args, probe):
                 r["dim"] = dim
                 results.append(r)
         del data, truth

@@ -89,10 +89,10 @@ class FaceDetector:
         self,
         cascade_path: Path,
         *,
-        analysis_side: int = 240,
+        analysis_side: int = 180,
         min_face_fraction: float = 0.13,
         min_neighbors: int = 6,
-        scale_factor: float = 1.1,
+        scale_factor: float = 1.2,
     ) -> None:
         self.cascade = cv2.CascadeClassifier(str(cascade_path))
         if self.cascade.empty():

@@ -232,7 +232,13 @@ def evaluate(
 
     from autotag.config import settings
     from autotag.evaluation import cross_validate, evaluate_bundle, write_report
-    from autotag.training import TrainConfig, load_bundle_ref, load_training_data
+    from autotag.training import (
+        TrainConfig,
+        _safe_name,
+        dataset_name,
+        load_bundle_ref,
+        load_training_data,
+    )
 
     s = settings()
     images_dir, label_set = _labels(images, labels, folders, "evaluate")
@@ -253,7 +259,8 @@ def evaluate(
         report = cross_validate(X, lab, cfg, folds=folds, seed=seed, jobs=jobs, progress=progress)
         report["data"] = {"images": str(images_dir), "labels": lab.source, **info}
         report["features"] = f"{fs.name}@{fs.version}"
-        out = out or s.run_dir / "eval" / f"cv{folds}-{images_dir.name}-{features}-{stamp}"
+        ds = _safe_name(dataset_name(label_set)).replace("/", "-")
+        out = out or s.run_dir / "eval" / f"cv{folds}-{ds}-{features}-{stamp}"
     else:
         b = load_bundle_ref(bundle or "active", s.models_dir)
         report = evaluate_bundle(
