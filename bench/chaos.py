@@ -148,7 +148,12 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
     up = Uploader(s, paths, rate)
     t_start = time.monotonic()
     up.start()
-    wait_for(lambda: len(up.ids) >= min(n, 100), timeout=300, interval=0.5)
+    # Faults start once the topology is tagging (not while its first worker is still starting).
+    wait_for(
+        lambda: len(up.ids) >= min(n, 100) and (_count(s, up.ids[:100], "tagged") or 0) >= 20,
+        timeout=600,
+        interval=0.5,
+    )
     recoveries: dict[str, float] = {}
     for name, fault in FAULTS:
         ids = list(up.ids)

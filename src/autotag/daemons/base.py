@@ -35,12 +35,19 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child still "exists"; treat it as dead.
+    # A zombie still "exists"; treat it as dead. But a JVM's main thread can exit (and show
+    # as Z) while its other threads still run and hold its ports: only a zombie with no
+    # live threads is dead.
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
+    except ChildProcessError:
+        pass
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
+            zombie = fh.read().split(") ", 1)[1][0] == "Z"
+        return not zombie or len(os.listdir(f"/proc/{pid}/task")) > 1
     except OSError:
-        return True
+        return os.path.exists(f"/proc/{pid}")
 
 
 @dataclass

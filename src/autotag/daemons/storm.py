@@ -46,7 +46,7 @@ def storm_yaml(settings: Settings) -> str:
         "topology.subprocess.timeout.secs": SUBPROCESS_TIMEOUT_SECS,
         "supervisor.worker.timeout.secs": 60,
         "nimbus.task.launch.secs": 120,
-        "supervisor.worker.start.timeout.secs": 120,
+        "supervisor.worker.start.timeout.secs": 60,  # a worker that dies while starting is relaunched after this
         "nimbus.monitor.freq.secs": 5,
         "supervisor.monitor.frequency.secs": 3,
         "storm.health.check.dir": str(s.run_dir / "conf" / "healthchecks"),
