@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import re
@@ -269,7 +270,14 @@ def bench_mode(
         r["build_s"] = built
         r["load"] = loadavg()
         if mode == "exact" and n == sizes[-1]:
-            # The same scan on one core (segments scanned in turn), for comparison.
+            # BLAS limited to one thread: what one core's scan gives.
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                times, _ = latency(index, data.queries[: min(20, single_q)])
+            r["p50_ms_1_thread"] = pct(times, 50) * 1e3
+        if mode == "fp16" and n == sizes[-1]:
+            # faiss scans one query on one core; segments in turn = what faiss alone would do.
             store = index._store
             store._parallel = lambda nq: False
             times, _ = latency(index, data.queries[: min(20, single_q)])
@@ -338,6 +346,16 @@ def copy_rows(ids: list[str], fs: str, x: np.ndarray) -> bytes:
     return rec.tobytes()
 
 
+def free_offset(start: int, base_port: int = 5433) -> int:
+    """First port offset (start, start+100, ...) whose Postgres port nobody listens on."""
+    from autotag.daemons.base import port_open
+
+    offset = start
+    while port_open("127.0.0.1", base_port + offset):
+        offset += 100
+    return offset
+
+
 def bench_postgres(dim: int, rows: int, port_offset: int) -> dict[str, Any]:
     import hashlib
 
@@ -346,8 +364,10 @@ def bench_postgres(dim: int, rows: int, port_offset: int) -> dict[str, Any]:
     from autotag import store
     from autotag.config import load_settings
     from autotag.daemons.postgres import PostgresDaemon
+    from autotag.errors import AutotagError
     from autotag.sqlfuncs import FALLBACK_SQL, install_sql_functions
 
+    port_offset = free_offset(port_offset)
     run_dir = Path(tempfile.mkdtemp(prefix="autotag-bench-sim-"))
     run_dir.chmod(0o755)
     env = {**os.environ, "AUTOTAG_RUN_DIR": str(run_dir), "AUTOTAG_PORT_OFFSET": str(port_offset)}
@@ -432,7 +452,7 @@ def bench_postgres(dim: int, rows: int, port_offset: int) -> dict[str, Any]:
             sql_2k, _ = timed(slice_sql.format("fallback.dot_product"), (q,), repeat=1)
             out["fallback_rows_per_s"] = 2000 / sql_2k
             out["c_rows_per_s_2k"] = 2000 / c_2k
-    except psycopg.Error as exc:
+    except (psycopg.Error, AutotagError) as exc:
         out["error"] = str(exc).strip().splitlines()[0]
     finally:
         daemon.stop()
@@ -510,11 +530,15 @@ def markdown(m: dict, bw: dict, results: list[dict], pg: list[dict], args, start
         )
     one = [r for r in results if "p50_ms_1_thread" in r]
     if one:
-        lines += ["", "Exact mode, one core vs all cores (segments scanned in parallel):"]
+        lines += [
+            "",
+            "One core vs all cores for one query (exact: OpenBLAS limited to one thread; "
+            "fp16: segments scanned in turn, which is what faiss alone does for one query):",
+        ]
         for r in one:
             lines.append(
-                f"- {r['dim']}-d, {r['n']:,} vectors: p50 {r['p50_ms_1_thread']:.0f} ms on one "
-                f"core, {r['p50_ms']:.0f} ms on {m['faiss_threads']} "
+                f"- {r['mode']} {r['dim']}-d, {r['n']:,} vectors: p50 {r['p50_ms_1_thread']:.0f} "
+                f"ms on one core, {r['p50_ms']:.0f} ms on {m['faiss_threads']}."
             )
     for p in pg:
         lines += [
@@ -571,6 +595,7 @@ def main() -> None:
     ap.add_argument("--pg-port-offset", type=int, default=30000)
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--write-md", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also dump raw figures here")
     args = ap.parse_args()
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -591,6 +616,8 @@ def main() -> None:
             for r in bench_mode(mode, data, sizes, truth, args, probe):
                 r["dim"] = dim
                 results.append(r)
+                if args.json:
+                    args.json.write_text(json.dumps({"machine": m, "bw": bw, "rows": results}))
         del data, truth
         gc.collect()
     pg = []
