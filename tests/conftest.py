@@ -100,11 +100,12 @@ def default_bundle(test_settings: Settings) -> str:
     return bundle_id
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def autotagger(
     storm_cluster: Settings, services: Settings, default_bundle: str
 ) -> Iterator[Settings]:
-    """The autotagger topology running on the test cluster (submitted with sparse submit)."""
+    """The autotagger topology running on the test cluster (submitted with sparse submit),
+    for one test module: killed afterwards so it never competes with other tests' readers."""
     from autotag import cluster, store
     from autotag.daemons.base import wait_for
     from autotag.nimbus import NimbusClient
@@ -120,5 +121,9 @@ def autotagger(
     yield storm_cluster
     try:
         NimbusClient(storm_cluster).kill("autotagger")
+        wait_for(
+            lambda: "autotagger" not in {t.name for t in NimbusClient(storm_cluster).topologies()},
+            60,
+        )
     except Exception:  # noqa: BLE001 - the cluster is going down anyway
         pass

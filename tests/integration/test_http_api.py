@@ -170,10 +170,10 @@ def test_similar(api: tuple[str, Settings]) -> None:
     code, out = call(f"{base}/similar/{up['photo_id']}")
     assert code == 404 and "no feature vector yet" in out["error"]
     a, b = up["photo_id"], call(f"{base}/photos", body())[1]["photo_id"]
-    vec = np.ones(8, dtype=np.float32) / np.sqrt(8)
+    vec = np.ones(1280, dtype=np.float32) / np.sqrt(1280)  # the default feature set, cnn@1
     with store.connect(s) as conn:
         store.write_results(
-            conn, [Result(pid, "tagged", "v1", "cnn", [("sim", 0.5)], vec) for pid in (a, b)]
+            conn, [Result(pid, "tagged", "v1", "cnn@1", [("sim", 0.5)], vec) for pid in (a, b)]
         )
     code, out = call(f"{base}/similar/{a}?top=3")
     if importlib.util.find_spec("autotag.similarity") is None:

@@ -56,7 +56,8 @@ def real_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def uploaded(autotagger: Settings, real_photos: list[Path]) -> dict[str, Path]:
-    records = intake.upload([str(p) for p in real_photos], autotagger)
+    # force: other tests may have left the same bytes 'queued' without a stream entry.
+    records = intake.upload([str(p) for p in real_photos], autotagger, force=True)
     assert {r.status for r in records} <= {"queued", "duplicate", "already-tagged"}, records
     ids = {r.photo_id: Path(r.path) for r in records if r.photo_id}
     status = _wait_settled(autotagger, list(ids), TAG_TIMEOUT_SECS)
@@ -129,7 +130,8 @@ def test_hostile_files_fail_with_reasons_and_topology_keeps_working(
     from tests.hostile import make_hostile_corpus
 
     expected = make_hostile_corpus(tmp_path / "hostile", max_bytes=autotagger.max_file_bytes)
-    records = {Path(r.path).name: r for r in intake.upload([str(tmp_path / "hostile")], autotagger)}
+    uploads = intake.upload([str(tmp_path / "hostile")], autotagger, force=True)
+    records = {Path(r.path).name: r for r in uploads}
     assert set(records) == set(expected)
     queued = {
         name: r.photo_id for name, r in records.items() if r.status in ("queued", "duplicate")
