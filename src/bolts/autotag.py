@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 from streamparse import Bolt
 
 from autotag.config import settings
@@ -31,6 +32,8 @@ class AutotagBolt(Bolt):
 
     def initialize(self, stormconf, context) -> None:
         t0 = time.monotonic()
+        # One tagging process per core: OpenCV's own thread pool would only oversubscribe.
+        cv2.setNumThreads(settings().onnx_threads)
         self.tagger = ActiveTagger(settings())
         loaded = self.tagger.current()
         self.logger.info(
