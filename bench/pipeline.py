@@ -57,10 +57,17 @@ def reload_loop(paths: list[Path]) -> tuple[float, float]:
     return len(paths) / (load + work), load / (load + work)
 
 
-def topology_run(paths: list[Path], timeout: float) -> dict[str, float]:
+def topology_run(paths: list[Path], timeout: float, rate: float | None = None) -> dict[str, float]:
+    """Upload paths (all at once, or paced at `rate` per second) and wait for their tags."""
     s = settings()
     t0 = time.time()
-    records = intake.upload([str(p) for p in paths], s)
+    if rate:
+        records = []
+        for i, p in enumerate(paths):
+            records += intake.upload([str(p)], s)
+            time.sleep(max(0.0, t0 + (i + 1) / rate - time.time()))
+    else:
+        records = intake.upload([str(p) for p in paths], s)
     ids = [r.photo_id for r in records if r.status == "queued"]
     upload_secs = time.time() - t0
     with store.connect(s) as conn:
@@ -133,6 +140,15 @@ def main() -> None:
         print(
             f"  upload→tagged latency: p50 {topo['p50']:.2f}s  p95 {topo['p95']:.2f}s  "
             f"p99 {topo['p99']:.2f}s  (mean {topo['mean']:.2f}s; includes queueing behind the batch)"
+        )
+        paced_rate = 0.5 * topo["photos_per_sec"]
+        paced_paths = samples.make_distinct_photos(
+            args.paced_n, Path(tmp) / "paced", args.long_side, seed + 1
+        )
+        paced = topology_run(paced_paths, args.timeout, rate=paced_rate)
+        print(
+            f"topology at a steady {paced_rate:.1f} uploads/s (half its capacity), {paced['photos']} photos:"
+            f" latency p50 {paced['p50']:.2f}s  p95 {paced['p95']:.2f}s  p99 {paced['p99']:.2f}s"
         )
         reload_rate, load_share = reload_loop(paths[: args.reload_n])
         print(
