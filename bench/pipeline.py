@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument(
         "--reload-n", type=int, default=40, help="photos for the reload-every-photo loop"
     )
+    ap.add_argument("--paced-n", type=int, default=150, help="photos for the steady-rate latency run")
     ap.add_argument("--long-side", type=int, default=640, help="photo size (longest side, pixels)")
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args()
