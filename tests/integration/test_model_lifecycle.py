@@ -1,0 +1,112 @@
+"""A bundle trained here and activated is picked up by the running topology (no resubmit),
+and its tags reach Postgres; `autotag retag` re-tags the backlog with it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from autotag import intake, samples, store
+from autotag.config import Settings, child_env
+
+pytestmark = pytest.mark.cluster
+
+CLASSES = ("birds", "fish", "insects")  # Tux Paint's animals/<class>/ photo cut-outs
+
+
+def _autotag(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(s.venv / "bin" / "autotag"), *args],
+        env=child_env(s),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def _wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) -> store.PhotoInfo:
+    deadline = time.monotonic() + timeout
+    with store.connect(s) as conn:
+        while True:
+            info = store.show(conn, photo_id)
+            if info and info.status == "tagged" and info.model_version == model:
+                return info
+            if time.monotonic() > deadline:
+                pytest.fail(f"photo not tagged with {model} in {timeout}s: {info}")
+            time.sleep(1)
+
+
+@pytest.fixture
+def restore_default(autotagger: Settings, default_bundle: str):
+    yield default_bundle
+    from autotag.bundle import set_active
+
+    set_active(autotagger.models_dir, default_bundle)  # later modules expect the default model
+
+
+def test_trained_bundle_is_used_by_the_running_topology(
+    autotagger: Settings, restore_default: str, tmp_path: Path
+) -> None:
+    s = autotagger
+    root = samples.TUXPAINT_STAMPS / "animals"
+    folders = tmp_path / "train"
+    held_out: dict[str, Path] = {}
+    for cls in CLASSES:
+        files = sorted((root / cls).glob("*.png"))
+        files = [f for f in files if not f.name.endswith(("_mirror.png", "_flip.png"))]
+        assert len(files) >= 6, cls
+        (folders / cls).mkdir(parents=True)
+        for f in files[:-1]:
+            shutil.copy(f, folders / cls / f.name)
+        held_out[cls] = files[-1]
+
+    # An older photo, tagged by the default model before the new bundle exists.
+    (old,) = intake.upload([str(samples.package_photos()[0])], s, force=True)
+    _wait_model(s, old.photo_id, restore_default)
+    trained = _autotag(
+        s,
+        "train",
+        "--folders",
+        str(folders),
+        "--features",
+        "cnn",
+        "--merge-default",
+        "--name",
+        "tux",
+        "--activate",
+        "--json",
+        "-q",
+        "--target-precision",
+        "0.5",
+    )
+    assert trained.returncode == 0, trained.stderr
+    bundle_id = json.loads(trained.stdout)["id"] if trained.stdout.strip().startswith("{") else None
+    listed = json.loads(_autotag(s, "models", "list", "--json").stdout)
+    active = [b for b in listed if b.get("active")]
+    assert active and active[0]["id"].startswith("tux-"), listed
+    bundle_id = bundle_id or active[0]["id"]
+
+    time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
+    from autotag.bundle import load_bundle
+    from autotag.tagger import Tagger
+
+    direct = Tagger(load_bundle(s.models_dir, bundle_id), settings=s)
+    own_class_found = 0
+    for cls, photo in held_out.items():
+        (rec,) = intake.upload([str(photo)], s, force=True)
+        info = _wait_model(s, rec.photo_id, bundle_id)
+        stored = dict(info.tags)
+        expected = dict(direct.tag_file(photo).tags)
+        assert stored.keys() == expected.keys(), (cls, stored, expected)
+        own_class_found += cls in stored
+    assert own_class_found >= 1, "no held-out photo got its trained class tag"
+
+    # The backlog: photos tagged by the old model are re-tagged with the new one.
+    result = _autotag(s, "retag")
+    assert result.returncode == 0, result.stderr
+    _wait_model(s, old.photo_id, bundle_id)
