@@ -221,7 +221,7 @@ def evaluate_bundle(
 ) -> dict[str, Any]:
     """Score labeled photos with a bundle (the bolt's decode + features + bundle maths)."""
     from autotag.datasets import resolve_photos
-    from autotag.featcache import FeatureCache, featurize
+    from autotag.featcache import featurize
     from autotag.training import bundle_feature_set, bundle_probabilities
 
     fs = bundle_feature_set(bundle)
@@ -230,12 +230,7 @@ def evaluate_bundle(
     )
     have = [i for i, p in enumerate(paths) if p is not None]
     labels = labels.subset(have)
-    fr = featurize(
-        [paths[i] for i in have],
-        fs,
-        FeatureCache.for_feature_set(fs, cache_root),
-        progress=progress,
-    )
+    fr = featurize([paths[i] for i in have], fs, cache_root=cache_root, progress=progress)
     ok = np.flatnonzero(fr.ok)
     labels = labels.subset(ok)
     sub, cols, missing = align_classes(bundle.classes, labels)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -95,7 +96,7 @@ class FeatureCache:
                 # a torn file from a crash (renames are atomic, but disks and people aren't)
                 bad = shard.with_suffix(".corrupt")
                 os.replace(shard, bad)
-                print(f"featcache: moved unreadable shard aside ({exc}): {bad}")
+                print(f"featcache: moved unreadable shard aside ({exc}): {bad}", file=sys.stderr)
                 continue
             self._seen_shards.add(shard)
             for row, k in enumerate(keys.tolist()):
@@ -220,12 +221,14 @@ def featurize(
 
     Already-cached photos (by content sha256) are skipped; new ones are computed in chunks and
     each chunk is saved before the next starts, so an interrupted run resumes where it stopped.
+    A concatenated set (one with ``parts``, e.g. ``cnn+hog``) is assembled from its parts'
+    caches; ``cache`` is ignored for it.
     """
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     parts = getattr(feature_set, "parts", None)
-    if parts and cache is None and hasattr(feature_set, "name"):
+    if parts:  # a concatenation: assembled from its parts' caches, never stored itself
         return _featurize_concat(
             paths,
             feature_set,

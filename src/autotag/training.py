@@ -36,7 +36,7 @@ TRAINED_GROUP = "trained"
 class TrainConfig:
     """The training recipe; part of every class fingerprint (change it and all classes retrain)."""
 
-    C: float = 1.0
+    C: float = 0.01  # chosen on a Fashion-MNIST training-set split, see MODELS.md
     target_precision: float = 0.9
     val_fraction: float = 0.2
     max_iter: int = 500

@@ -342,6 +342,20 @@ def test_merge_default_and_cnn_hog_from_part_caches(
     r = featurize(paths, fs, cache_root=tmp_path / "cache", progress=False)
     direct = fs.extract([cv2.imread(str(p)) for p in paths])
     np.testing.assert_allclose(r.X, direct, rtol=1e-5, atol=1e-6)
+    # Training + held-out evaluation on cnn+hog read the part caches too: nothing stored twice.
+    test_labels = read_labels(fmnist / "test" / "labels.csv").subset(range(12))
+    both = train_bundle(
+        labels,
+        fmnist / "train" / "images",
+        features="cnn+hog",
+        jobs=1,
+        progress=False,
+        cache_root=tmp_path / "cache",
+        models_dir=tmp_path / "models",
+        test=(fmnist / "test" / "images", test_labels),
+    )
+    assert both.features["computed"] == 60  # their hog half only: cnn was cached above
+    assert both.test["data"]["features"]["computed"] == 0
     assert not any((tmp_path / "cache").glob("cnn+hog*"))  # derived, never stored twice
 
 

@@ -62,7 +62,13 @@ def _dir_opt(name: str, help: str):  # noqa: A002 - click's keyword
     default=None,
     help="Per-class threshold reaches this precision on validation [0.9].",
 )
-@click.option("--C", "C", type=float, default=None, help="Inverse L2 strength [1.0].")
+@click.option(
+    "--C",
+    "C",
+    type=float,
+    default=None,
+    help="Inverse L2 strength, sklearn C on standardized features [0.01].",
+)
 @click.option("--val-fraction", type=float, default=None, help="Held out per class [0.2].")
 @click.option("--seed", type=int, default=None, help="Split seed [0].")
 @click.option("--merge-default", is_flag=True, help="Add the pretrained ImageNet heads (cnn).")
@@ -202,7 +208,7 @@ def train(
 )
 @click.option("--features", type=FEATURES, default="cnn", show_default=True, help="With --cv.")
 @click.option("--target-precision", type=float, default=0.9, show_default=True, help="With --cv.")
-@click.option("--C", "C", type=float, default=1.0, show_default=True, help="With --cv.")
+@click.option("--C", "C", type=float, default=0.01, show_default=True, help="With --cv.")
 @click.option("--jobs", type=int, default=-1, show_default=True, help="With --cv.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Fold seed (with --cv).")
 @click.option("--allow-missing", is_flag=True, help="Skip labeled photos with no file.")
