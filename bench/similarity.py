@@ -257,7 +257,7 @@ def bench_mode(
     index = VectorIndex(data.dim, mode, **params)
     rows, done, built = [], 0, 0.0
     for n in sizes:
-        if mode == "hnsw" and n > args.hnsw_max_n:
+        if mode == "hnsw" and n > args.hnsw_max_n and data.dim not in args.hnsw_dims:
             log(f"  {mode}: skipping n={n:,} (--hnsw-max-n {args.hnsw_max_n:,})")
             continue
         t = time.perf_counter()
@@ -591,12 +591,17 @@ def main() -> None:
     ap.add_argument(
         "--hnsw-max-n", type=int, default=100_000, help="graph builds are slow: ~1 h/M here"
     )
+    ap.add_argument(
+        "--hnsw-dims", type=int, nargs="*", default=None, help="dims built to --n anyway"
+    )
     ap.add_argument("--pg-rows", type=int, default=100_000)
     ap.add_argument("--pg-port-offset", type=int, default=30000)
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--write-md", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also dump raw figures here")
     args = ap.parse_args()
+    if args.hnsw_dims is None:
+        args.hnsw_dims = args.dims[:1]
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     m = machine()
