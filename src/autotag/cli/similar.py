@@ -65,12 +65,13 @@ def similar(
             results = service.similar_to_photo(photo_id, top, min_score, tag)
         searched = len(service)
         active = service.index.active_mode if service.index is not None else mode
+        resolved = service.feature_set
     done = time.perf_counter()
     if as_json:
         payload = {
             "query": query,
             "mode": active,
-            "feature_set": feature_set or settings.feature_set,
+            "feature_set": resolved,
             "min_score": min_score,
             "tag": tag,
             "searched": searched,
