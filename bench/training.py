@@ -1,12 +1,15 @@
 """Benchmark: training time and peak memory vs number of classes (autotag.training.fit_heads).
 
-Synthetic one-vs-rest tasks on a cached-feature-sized matrix (default 20,000 x 1,280 float32,
-the EfficientNet-Lite0 embedding size), ~9% positives per class (Flickr's ~10K vs ~100K).
-Labels are a noisy linear function of the features so the solver does real work. Each class
-count runs in a fresh child process; its peak memory is sampled over the whole process tree
-(parent + joblib workers, from /proc) and cross-checked with getrusage maxrss.
+One-vs-rest tasks on a cached-feature-sized matrix (default 20,000 x 1,280 float32, the
+EfficientNet-Lite0 embedding size): the real cached Fashion-MNIST cnn vectors when present,
+else Gaussian. Each synthetic class is a noisy "concept" (the ~9% of photos nearest a random
+prototype photo, 5% of labels flipped; Flickr's ~10K vs ~100K), so the solver does a
+realistic number of iterations. Each class count runs in a fresh child process; peak memory
+is sampled over the whole process tree (parent + joblib workers, from /proc) and
+reported with the main process's getrusage maxrss.
 
     nice -n 10 python bench/training.py --classes 10,100,1000 --jobs 2
+    python bench/training.py c-sweep --features cnn+hog --C 1,0.1,0.01   # choosing C
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Sum of VmRSS over root and all its descendants (Linux /proc)."""
+def _tree_rss_kb(root: int) -> tuple[int, int, int]:
+    """(total VmRSS of root + descendants, root's own, largest single descendant's), in kB."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for d in os.listdir("/proc"):
@@ -47,32 +50,40 @@ def _tree_rss_kb(root: int) -> int:
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(d))
-    total, stack = 0, [root]
+    total, biggest, stack = 0, 0, [root]
     while stack:
         pid = stack.pop()
         total += rss.get(pid, 0)
+        if pid != root:
+            biggest = max(biggest, rss.get(pid, 0))
         stack.extend(children.get(pid, []))
-    return total
+    return total, rss.get(root, 0), biggest
 
 
 class PeakSampler(threading.Thread):
-    """Samples the process tree's total RSS every interval seconds; keeps the peak."""
+    """Samples RSS every interval seconds: peaks of the tree, the main process, one worker.
+
+    The tree total counts X's memory-mapped pages once per process that touches them, so it
+    over-states physical use; getrusage's children maxrss is useless here (Linux carries a
+    parent's maxrss into forked children), hence this sampler.
+    """
 
     def __init__(self, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.interval = interval
-        self.peak_kb = 0
+        self.peak = (0, 0, 0)
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak_kb = max(self.peak_kb, _tree_rss_kb(os.getpid()))
+            now = _tree_rss_kb(os.getpid())
+            self.peak = tuple(max(a, b) for a, b in zip(self.peak, now, strict=True))
             self._halt.wait(self.interval)
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, int, int]:
         self._halt.set()
         self.join()
-        return self.peak_kb
+        return self.peak
 
 
 def real_features(n: int) -> np.ndarray | None:
@@ -144,8 +155,8 @@ def child(args: argparse.Namespace) -> None:
     t1 = time.perf_counter()
     heads = fit_heads(X, labels, TrainConfig(), jobs=args.jobs, progress=args.progress)
     t_train = time.perf_counter() - t1
-    get_reusable_executor().shutdown(wait=True)  # reap workers so RUSAGE_CHILDREN counts them
-    peak_tree = sampler.stop()
+    get_reusable_executor().shutdown(wait=True)  # workers gone before the next measurement
+    peak_tree, peak_main, peak_worker = sampler.stop()
     per = [h.metrics["seconds"] for h in heads]
     out = {
         "classes": args.k,
@@ -160,8 +171,9 @@ def child(args: argparse.Namespace) -> None:
         "not_converged": sum(not h.metrics["converged"] for h in heads),
         "val_ap_mean": round(float(np.mean([h.metrics["val_ap"] for h in heads])), 4),
         "peak_tree_rss_mb": round(peak_tree / 1024, 1),
+        "peak_main_rss_mb": round(peak_main / 1024, 1),
+        "peak_one_worker_rss_mb": round(peak_worker / 1024, 1),
         "maxrss_main_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "maxrss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "X_mb": round(X.nbytes / 2**20, 1),
         "features": source,
         "C": TrainConfig().C,
@@ -169,7 +181,54 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(out), flush=True)
 
 
+def c_sweep(argv: list[str]) -> None:
+    """Choose C without the test set: fit on Fashion-MNIST train[0:20000], score train[50000:].
+
+    python bench/training.py c-sweep --features cnn+hog --C 1,0.1,0.01,0.003,0.001
+    """
+    from autotag.config import settings
+    from autotag.datasets import read_labels, resolve_photos
+    from autotag.evaluation import evaluate_scores
+    from autotag.featcache import featurize
+    from autotag.features import get_feature_set
+    from autotag.training import TrainConfig, fit_heads, score_heads, stack_heads
+
+    ap = argparse.ArgumentParser(prog="bench/training.py c-sweep", description=c_sweep.__doc__)
+    ap.add_argument("--features", default="cnn+hog")
+    ap.add_argument("--C", dest="Cs", default="1,0.1,0.01,0.003,0.001")
+    ap.add_argument("--fit", type=int, default=20_000, help="fit on train[0:FIT]")
+    ap.add_argument("--val-from", type=int, default=50_000, help="validate on train[VAL_FROM:]")
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args(argv)
+    d = settings().run_dir / "datasets" / "fashion-mnist" / "train"
+    labels = read_labels(d / "labels.csv")
+    paths, _ = resolve_photos(d / "images", labels.photo_ids)
+    X = featurize(paths, get_feature_set(args.features)).X
+    fit, val = np.arange(args.fit), np.arange(args.val_from, labels.n_photos)
+    print("features C seconds val_top1 val_map not_converged")
+    for C in [float(c) for c in args.Cs.split(",")]:
+        t = time.perf_counter()
+        heads = fit_heads(
+            X[fit], labels.subset(fit), TrainConfig(C=C), jobs=args.jobs, progress=False
+        )
+        arrays = stack_heads(heads, X.shape[1])
+        rep = evaluate_scores(score_heads(X[val], arrays), labels.subset(val), arrays["thresholds"])
+        s = rep["summary"]
+        print(
+            args.features,
+            C,
+            round(time.perf_counter() - t),
+            s["top1_accuracy"],
+            s["map"],
+            sum(not h.metrics["converged"] for h in heads),
+            flush=True,
+        )
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["c-sweep"]:
+        c_sweep(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--classes", default="10,100,1000", help="comma-separated class counts")
     ap.add_argument("--n", type=int, default=20_000, help="photos (rows)")

@@ -255,7 +255,10 @@ def standardizer(X: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarr
     return mu.astype(np.float32), sd.astype(np.float32)
 
 
-def _fit_job(X, ycol, name, cfg, mu, sigma) -> Head:  # noqa: ANN001 - joblib entry point
+def _fit_job(
+    X: np.ndarray, ycol: np.ndarray, name: str, cfg: TrainConfig, mu: np.ndarray, sigma: np.ndarray
+) -> Head:
+    """Module-level entry point, so joblib's worker processes can import it."""
     return fit_class(X, ycol, name, cfg, mu, sigma)
 
 
@@ -312,7 +315,7 @@ def class_fingerprints(
     """
     if len(shas) != labels.n_photos:
         raise ValueError("one sha per photo")
-    # 64 bits of each photo hash, shifted to make room for the label bit: sortable integers.
+    # 60 bits of each photo hash, shifted to make room for the label bit: sortable integers.
     h64 = np.asarray([int(s[:15], 16) for s in shas], dtype=np.int64)
     recipe = json.dumps({"features": feature_key, **cfg.as_dict()}, sort_keys=True).encode()
     out = {}
