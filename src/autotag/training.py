@@ -500,17 +500,10 @@ def _stack_exact(heads: Sequence[Head], dim: int, reused: dict[str, tuple[Any, i
     return arrays
 
 
-def _sub_bundle(bundle: Any, groups: Sequence[str]) -> Any:
-    """Only the named head groups of a bundle (to carry them into a new one)."""
+def _with_rows(bundle: Any, heads: list[Any], cols: list[int]) -> Any:
+    """A copy of bundle keeping only rows ``cols`` (in order), laid out as ``heads``."""
     from autotag.bundle import ModelBundle
 
-    heads, cols, pos = [], [], 0
-    for h in bundle.heads:
-        if h.group in groups:
-            n = h.stop - h.start
-            heads.append(dataclasses.replace(h, start=pos, stop=pos + n))
-            cols.extend(range(h.start, h.stop))
-            pos += n
     idx = np.asarray(cols, dtype=np.int64)
     return ModelBundle.create(
         name=bundle.name,
@@ -532,10 +525,20 @@ def _sub_bundle(bundle: Any, groups: Sequence[str]) -> Any:
     )
 
 
+def _sub_bundle(bundle: Any, groups: Sequence[str]) -> Any:
+    """Only the named head groups of a bundle (to carry them into a new one)."""
+    heads, cols, pos = [], [], 0
+    for h in bundle.heads:
+        if h.group in groups:
+            n = h.stop - h.start
+            heads.append(dataclasses.replace(h, start=pos, stop=pos + n))
+            cols.extend(range(h.start, h.stop))
+            pos += n
+    return _with_rows(bundle, heads, cols)
+
+
 def _drop_classes(bundle: Any, names: set[str]) -> Any:
     """A copy of bundle without some classes (trained tags replace same-named default ones)."""
-    from autotag.bundle import ModelBundle
-
     if not names:
         return bundle
     heads, cols, pos = [], [], 0
@@ -545,25 +548,7 @@ def _drop_classes(bundle: Any, names: set[str]) -> Any:
             heads.append(dataclasses.replace(h, start=pos, stop=pos + len(keep)))
             cols.extend(keep)
             pos += len(keep)
-    idx = np.asarray(cols, dtype=np.int64)
-    return ModelBundle.create(
-        name=bundle.name,
-        feature_set=bundle.feature_set,
-        classes=[bundle.classes[i] for i in idx],
-        heads=heads,
-        W=bundle.W[idx],
-        b=bundle.b[idx],
-        thresholds=bundle.thresholds[idx],
-        calib_a=bundle.calib_a[idx],
-        calib_c=bundle.calib_c[idx],
-        detectors=bundle.detectors,
-        metrics=bundle.metrics,
-        dataset=bundle.dataset,
-        provenance=bundle.provenance,
-        id=bundle.id,
-        version=bundle.version,
-        created=bundle.created,
-    )
+    return _with_rows(bundle, heads, cols)
 
 
 def _unique_id(models_dir: Path, name: str) -> str:
