@@ -28,13 +28,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from autotag import cluster, config, intake, queue, samples, store
+from autotag import config
 from autotag.config import Settings, child_env, load_settings
-from autotag.daemons.base import wait_for
-from autotag.daemons.postgres import PostgresDaemon
-from autotag.daemons.redis import RedisDaemon
-from autotag.daemons.storm import NimbusDaemon, SupervisorDaemon
 from autotag.errors import AutotagError
+from autotag.learning import samples
+from autotag.ops import cluster
+from autotag.ops.daemons.base import wait_for
+from autotag.ops.daemons.postgres import PostgresDaemon
+from autotag.ops.daemons.redis import RedisDaemon
+from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon
+from autotag.pipeline import intake
+from autotag.storage import photo_stream
+from autotag.storage import postgres as store
 
 TOPOLOGY = "autotagger"
 
@@ -190,7 +195,7 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
             "(SELECT 1 FROM photo_vectors v WHERE v.photo_id = p.photo_id)",
             (ids,),
         ).fetchone()[0]
-    dead = len(queue.dead_letters(queue.client(s), 100000, settings=s))
+    dead = len(photo_stream.dead_letters(photo_stream.client(s), 100000, settings=s))
     return {
         "sent": n,
         "queued_ids": len(set(ids)),
@@ -231,9 +236,9 @@ def main() -> int:
     config.settings.cache_clear()
     print(f"chaos environment: {run_dir} (ports +{args.port_offset})", flush=True)
     cluster.up(s, progress=lambda m: print("   ", m, flush=True))
-    from autotag.bundle import set_active
-    from autotag.default_model import build_default_bundle
-    from autotag.topology import submit
+    from autotag.ops.topology import submit
+    from autotag.vision.bundle import set_active
+    from autotag.vision.imagenet import build_default_bundle
 
     set_active(s.models_dir, build_default_bundle(s.models_dir))
     submit(s, TOPOLOGY)

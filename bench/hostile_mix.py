@@ -13,8 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from autotag import intake, samples, store
 from autotag.config import settings
+from autotag.learning import samples
+from autotag.pipeline import intake
+from autotag.storage import postgres as store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.pipeline import topology_run  # noqa: E402

@@ -18,10 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from autotag import intake, samples, store
 from autotag.config import settings
-from autotag.nimbus import NimbusClient
-from autotag.tagger import Tagger
+from autotag.learning import samples
+from autotag.ops.nimbus import NimbusClient
+from autotag.pipeline import intake
+from autotag.storage import postgres as store
+from autotag.vision.tagger import Tagger
 
 TOPOLOGY = "autotagger"
 
@@ -42,7 +44,8 @@ def plain_loop(paths: list[Path], threads: int) -> float:
 
 def reload_loop(paths: list[Path]) -> tuple[float, float]:
     """Flickr's first attempt: load the classifiers for every photo. Returns (photos/s, load share)."""
-    from autotag import config, features
+    from autotag import config
+    from autotag.vision import features
 
     load = work = 0.0
     for p in paths:
@@ -113,7 +116,9 @@ def main() -> None:
     ap.add_argument(
         "--reload-n", type=int, default=40, help="photos for the reload-every-photo loop"
     )
-    ap.add_argument("--paced-n", type=int, default=150, help="photos for the steady-rate latency run")
+    ap.add_argument(
+        "--paced-n", type=int, default=150, help="photos for the steady-rate latency run"
+    )
     ap.add_argument("--long-side", type=int, default=640, help="photo size (longest side, pixels)")
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args()

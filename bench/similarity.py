@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import faiss  # noqa: E402
 
-from autotag.similarity import VectorIndex  # noqa: E402
+from autotag.search.similarity import VectorIndex  # noqa: E402
 
 CHUNK = 50_000
 CLUSTERS = 1000
@@ -348,7 +348,7 @@ def copy_rows(ids: list[str], fs: str, x: np.ndarray) -> bytes:
 
 def free_offset(start: int, base_port: int = 5433) -> int:
     """First port offset (start, start+100, ...) whose Postgres port nobody listens on."""
-    from autotag.daemons.base import port_open
+    from autotag.ops.daemons.base import port_open
 
     offset = start
     while port_open("127.0.0.1", base_port + offset):
@@ -361,11 +361,11 @@ def bench_postgres(dim: int, rows: int, port_offset: int) -> dict[str, Any]:
 
     import psycopg
 
-    from autotag import store
     from autotag.config import load_settings
-    from autotag.daemons.postgres import PostgresDaemon
     from autotag.errors import AutotagError
-    from autotag.sqlfuncs import FALLBACK_SQL, install_sql_functions
+    from autotag.ops.daemons.postgres import PostgresDaemon
+    from autotag.ops.sql_functions import FALLBACK_SQL, install_sql_functions
+    from autotag.storage import postgres as store
 
     port_offset = free_offset(port_offset)
     run_dir = Path(tempfile.mkdtemp(prefix="autotag-bench-sim-"))

@@ -1,4 +1,4 @@
-"""Benchmark: training time and peak memory vs number of classes (autotag.training.fit_heads).
+"""Benchmark: training time and peak memory vs number of classes (autotag.learning.training.fit_heads).
 
 One-vs-rest tasks on a cached-feature-sized matrix (default 20,000 x 1,280 float32, the
 EfficientNet-Lite0 embedding size): the real cached Fashion-MNIST cnn vectors when present,
@@ -90,9 +90,9 @@ def real_features(n: int) -> np.ndarray | None:
     """The first n cached cnn vectors of prepared Fashion-MNIST train photos, if cached."""
 
     from autotag.config import settings
-    from autotag.datasets import read_labels, resolve_photos
-    from autotag.featcache import FeatureCache, sha256_file
-    from autotag.features import FEATURE_SPECS
+    from autotag.learning.datasets import read_labels, resolve_photos
+    from autotag.learning.feature_cache import FeatureCache, sha256_file
+    from autotag.vision.features import FEATURE_SPECS
 
     d = settings().run_dir / "datasets" / "fashion-mnist" / "train"
     if not (d / "labels.csv").is_file():
@@ -118,7 +118,7 @@ def synthetic(n: int, dim: int, k: int, pos_rate: float, source: str, seed: int 
     features when available (realistic conditioning), else Gaussian.
     """
 
-    from autotag.datasets import LabelSet
+    from autotag.learning.datasets import LabelSet
 
     rng = np.random.default_rng(seed)
     X = real_features(n) if source in ("auto", "real") and dim == 1280 else None
@@ -145,7 +145,7 @@ def child(args: argparse.Namespace) -> None:
     """One measurement, printed as a JSON line (runs in its own process)."""
     from joblib.externals.loky import get_reusable_executor
 
-    from autotag.training import TrainConfig, fit_heads
+    from autotag.learning.training import TrainConfig, fit_heads
 
     sampler = PeakSampler()
     sampler.start()
@@ -187,11 +187,11 @@ def c_sweep(argv: list[str]) -> None:
     python bench/training.py c-sweep --features cnn+hog --C 1,0.1,0.01,0.003,0.001
     """
     from autotag.config import settings
-    from autotag.datasets import read_labels, resolve_photos
-    from autotag.evaluation import evaluate_scores
-    from autotag.featcache import featurize
-    from autotag.features import get_feature_set
-    from autotag.training import TrainConfig, fit_heads, score_heads, stack_heads
+    from autotag.learning.datasets import read_labels, resolve_photos
+    from autotag.learning.evaluation import evaluate_scores
+    from autotag.learning.feature_cache import featurize
+    from autotag.learning.training import TrainConfig, fit_heads, score_heads, stack_heads
+    from autotag.vision.features import get_feature_set
 
     ap = argparse.ArgumentParser(prog="bench/training.py c-sweep", description=c_sweep.__doc__)
     ap.add_argument("--features", default="cnn+hog")

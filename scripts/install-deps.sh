@@ -52,8 +52,8 @@ fi
 echo "==> Storm storm.home (Maven Central) and Flux"
 "$VENV/bin/python" - <<'PY'
 from autotag.config import settings
-from autotag.daemons.storm_home import ensure_loopback_shim, ensure_storm_home
-from autotag.topology import ensure_flux
+from autotag.ops.daemons.storm_home import ensure_loopback_shim, ensure_storm_home
+from autotag.ops.topology import ensure_flux
 s = settings()
 print("   ", ensure_storm_home(s))
 print("   ", ensure_flux(s))

@@ -55,7 +55,7 @@ def test_settings() -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def redis_service(test_settings: Settings) -> Iterator[Settings]:
-    from autotag.daemons.redis import RedisDaemon
+    from autotag.ops.daemons.redis import RedisDaemon
 
     d = RedisDaemon(test_settings)
     d.start()
@@ -65,7 +65,7 @@ def redis_service(test_settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def postgres_service(test_settings: Settings) -> Iterator[Settings]:
-    from autotag.daemons.postgres import PostgresDaemon
+    from autotag.ops.daemons.postgres import PostgresDaemon
 
     d = PostgresDaemon(test_settings)
     d.start()
@@ -82,7 +82,7 @@ def services(redis_service: Settings, postgres_service: Settings) -> Settings:
 @pytest.fixture(scope="session")
 def storm_cluster(test_settings: Settings) -> Iterator[Settings]:
     """A real local Storm cluster (ZooKeeper, Nimbus, Supervisor, UI) for the test settings."""
-    from autotag import cluster
+    from autotag.ops import cluster
 
     cluster.up(test_settings, cluster.STORM_DAEMONS, progress=lambda _msg: None)
     yield test_settings
@@ -92,8 +92,8 @@ def storm_cluster(test_settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def default_bundle(test_settings: Settings) -> str:
     """The default ImageNet bundle, built into the test models dir and active."""
-    from autotag.bundle import set_active
-    from autotag.default_model import build_default_bundle
+    from autotag.vision.bundle import set_active
+    from autotag.vision.imagenet import build_default_bundle
 
     bundle_id = build_default_bundle(test_settings.models_dir)
     set_active(test_settings.models_dir, bundle_id)
@@ -106,10 +106,11 @@ def autotagger(
 ) -> Iterator[Settings]:
     """The autotagger topology running on the test cluster (submitted with sparse submit),
     for one test module: killed afterwards so it never competes with other tests' readers."""
-    from autotag import cluster, store
-    from autotag.daemons.base import wait_for
-    from autotag.nimbus import NimbusClient
-    from autotag.topology import submit
+    from autotag.ops import cluster
+    from autotag.ops.daemons.base import wait_for
+    from autotag.ops.nimbus import NimbusClient
+    from autotag.ops.topology import submit
+    from autotag.storage import postgres as store
 
     cluster.up(storm_cluster, cluster.DATA_DAEMONS, progress=lambda _m: None)  # migrations
     with store.connect(storm_cluster):

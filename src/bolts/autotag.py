@@ -14,7 +14,7 @@ import cv2
 from streamparse import Bolt
 
 from autotag.config import settings
-from autotag.pipeline import ActiveTagger, tag_blob
+from autotag.pipeline.steps import ActiveTagger, tag_blob
 
 
 class AutotagBolt(Bolt):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from streamparse import Bolt
 
-from autotag import store
 from autotag.config import settings
-from autotag.pipeline import ResultBatcher
+from autotag.pipeline.steps import ResultBatcher
+from autotag.storage import postgres as store
 
 
 class DbWriterBolt(Bolt):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from streamparse import Spout
 
 from autotag.config import settings
-from autotag.pipeline import PhotoSource
+from autotag.pipeline.steps import PhotoSource
 
 
 class PhotoSpout(Spout):

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from autotag.config import Settings
-from autotag.daemons.base import wait_for
-from autotag.nimbus import NimbusClient
-from autotag.topology import derived_config, sparse_env
+from autotag.ops.daemons.base import wait_for
+from autotag.ops.nimbus import NimbusClient
+from autotag.ops.topology import derived_config, sparse_env
 
 pytestmark = pytest.mark.cluster
 

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 from autotag.config import Settings, child_env
-from autotag.daemons.redis import RedisDaemon
 from autotag.errors import ServiceError
-from autotag.nimbus import NimbusClient
+from autotag.ops.daemons.redis import RedisDaemon
+from autotag.ops.nimbus import NimbusClient
 
 
 def _autotag(

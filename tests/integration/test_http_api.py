@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autotag import http_api, store
-from autotag import queue as rq
 from autotag.config import Settings
-from autotag.store import Result
+from autotag.storage import photo_stream
+from autotag.storage import postgres as store
+from autotag.storage.postgres import Result
+from autotag.web import api as http_api
 
 pytestmark = pytest.mark.services
 
@@ -46,7 +47,7 @@ def api(services: Settings) -> Iterator[tuple[str, Settings]]:
     server.shutdown()
     server.server_close()
     server.app.close()
-    r = rq.client(s)
+    r = photo_stream.client(s)
     r.delete(s.stream, s.dead_letter_stream)
     r.close()
 
@@ -91,8 +92,8 @@ def test_upload_raw_then_duplicate(api: tuple[str, Settings]) -> None:
     assert (out["status"], out["source"], out["bytes"]) == ("queued", "beach.jpg", len(data))
     code, out = call(f"{base}/photos", data)
     assert code == 200 and out["status"] == "duplicate"
-    r = rq.client(s)
-    entries = rq.read(r, "t", count=100, block_ms=50, settings=s)
+    r = photo_stream.client(s)
+    entries = photo_stream.read(r, "t", count=100, block_ms=50, settings=s)
     r.close()
     assert [e.photo_id for e in entries] == [hashlib.sha256(data).hexdigest()]
 
@@ -176,7 +177,7 @@ def test_similar(api: tuple[str, Settings]) -> None:
             conn, [Result(pid, "tagged", "v1", "cnn@1", [("sim", 0.5)], vec) for pid in (a, b)]
         )
     code, out = call(f"{base}/similar/{a}?top=3")
-    if importlib.util.find_spec("autotag.similarity") is None:
+    if importlib.util.find_spec("autotag.search.similarity") is None:
         assert code == 501 and "not available" in out["error"]
     else:
         assert code == 200, out

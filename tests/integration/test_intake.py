@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from autotag import intake, store
-from autotag import queue as rq
 from autotag.config import Settings
-from autotag.store import Result
+from autotag.pipeline import intake
+from autotag.storage import photo_stream
+from autotag.storage import postgres as store
+from autotag.storage.postgres import Result
 
 pytestmark = pytest.mark.services
 
@@ -31,15 +32,15 @@ def s(services: Settings) -> Iterator[Settings]:
         max_file_bytes=1000,
     )
     yield st
-    r = rq.client(st)
+    r = photo_stream.client(st)
     r.delete(st.stream, st.dead_letter_stream)
     r.close()
 
 
 def stream_ids(st: Settings) -> list[str]:
-    r = rq.client(st)
+    r = photo_stream.client(st)
     try:
-        return [e.photo_id for e in rq.read(r, "t", count=1000, block_ms=50, settings=st)]
+        return [e.photo_id for e in photo_stream.read(r, "t", count=1000, block_ms=50, settings=st)]
     finally:
         r.close()
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from autotag import intake, samples, store
 from autotag.config import Settings, child_env
+from autotag.learning import samples
+from autotag.pipeline import intake
+from autotag.storage import postgres as store
 
 pytestmark = pytest.mark.cluster
 
@@ -44,7 +46,7 @@ def _wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) ->
 @pytest.fixture
 def restore_default(autotagger: Settings, default_bundle: str):
     yield default_bundle
-    from autotag.bundle import set_active
+    from autotag.vision.bundle import set_active
 
     set_active(autotagger.models_dir, default_bundle)  # later modules expect the default model
 
@@ -92,8 +94,8 @@ def test_trained_bundle_is_used_by_the_running_topology(
     bundle_id = bundle_id or active[0]["id"]
 
     time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
-    from autotag.bundle import load_bundle
-    from autotag.tagger import Tagger
+    from autotag.vision.bundle import load_bundle
+    from autotag.vision.tagger import Tagger
 
     direct = Tagger(load_bundle(s.models_dir, bundle_id), settings=s)
     own_class_found = 0

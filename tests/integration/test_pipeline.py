@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotag import intake, samples, store
 from autotag.config import Settings
-from autotag.tagger import Tagger
+from autotag.learning import samples
+from autotag.pipeline import intake
+from autotag.storage import postgres as store
+from autotag.vision.tagger import Tagger
 
 pytestmark = pytest.mark.cluster
 
@@ -97,7 +99,7 @@ def _named(uploaded: dict[str, Path], name: str) -> Path:
 
 
 def _tags_of(s: Settings, path: Path) -> list[str]:
-    from autotag.blobs import hash_file
+    from autotag.storage.blobs import hash_file
 
     with store.connect(s) as conn:
         info = store.show(conn, hash_file(path))
@@ -115,7 +117,7 @@ def test_obvious_photos_get_obvious_tags(autotagger: Settings, uploaded: dict[st
 
 
 def test_search_finds_the_cat(autotagger: Settings, uploaded: dict[str, Path]) -> None:
-    from autotag.blobs import hash_file
+    from autotag.storage.blobs import hash_file
 
     chelsea = hash_file(_named(uploaded, "chelsea.png"))
     with store.connect(autotagger) as conn:

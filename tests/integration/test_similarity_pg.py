@@ -1,7 +1,7 @@
 """Similarity against a real Postgres: the SQL dot_product and the index kept in sync.
 
 Runs in a private database (and run directory) on the session's test cluster, with the
-real schema (autotag.store migrations) and rows written by the DB writer's own code path.
+real schema (autotag.storage.postgres migrations) and rows written by the DB writer's own code path.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from autotag import store
 from autotag.config import Settings
-from autotag.similarity import SimilarityService, resolve_feature_set, similar_to_file
-from autotag.sqlfuncs import dot_product_language, install_sql_functions
+from autotag.ops.sql_functions import dot_product_language, install_sql_functions
+from autotag.search.similarity import SimilarityService, resolve_feature_set, similar_to_file
+from autotag.storage import postgres as store
 
 pytestmark = pytest.mark.services
 
@@ -151,7 +151,7 @@ def test_sql_errors_are_clear(conn, sim_settings, prefer_c: bool) -> None:
 
 
 def test_fallback_when_the_build_fails(conn, sim_settings, monkeypatch, caplog) -> None:
-    from autotag import sqlfuncs
+    from autotag.ops import sql_functions as sqlfuncs
 
     def broken(*args, **kwargs):
         raise sqlfuncs.BuildError("gcc not found")

@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from autotag import store
 from autotag.config import Settings
-from autotag.store import Result
+from autotag.storage import postgres as store
+from autotag.storage.postgres import Result
 
 pytestmark = pytest.mark.services
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autotag import blobs
 from autotag.config import Settings
+from autotag.storage import blobs
 
 
 @pytest.fixture

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import skimage.data
 
-from autotag import bundle as bundles
-from autotag.bundle import Head, ModelBundle
-from autotag.default_model import (
+from autotag.errors import ModelError
+from autotag.vision import bundle as bundles
+from autotag.vision.bundle import Head, ModelBundle
+from autotag.vision.features import feature_set_spec, get_feature_set
+from autotag.vision.imagenet import (
     DEFAULT_BUNDLE_ID,
     build_default_bundle,
     imagenet_class_names,
 )
-from autotag.errors import ModelError
-from autotag.features import feature_set_spec, get_feature_set
 
 FS = {"name": "hog", "version": "1", "dim": 4}
 

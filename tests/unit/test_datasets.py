@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from autotag.datasets import (
+from autotag.errors import AutotagError
+from autotag.learning.datasets import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_DIR,
     TUXPAINT_DIR,
@@ -21,7 +22,6 @@ from autotag.datasets import (
     resolve_photos,
     tuxpaint_classes,
 )
-from autotag.errors import AutotagError
 
 needs_fmnist = pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist not installed"

@@ -16,9 +16,9 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from autotag.datasets import LabelSet
-from autotag.evaluation import cross_validate, evaluate_scores, write_report
-from autotag.training import TrainConfig
+from autotag.learning.datasets import LabelSet
+from autotag.learning.evaluation import cross_validate, evaluate_scores, write_report
+from autotag.learning.training import TrainConfig
 
 
 def _exclusive(n: int = 400, k: int = 5, seed: int = 0):

@@ -12,7 +12,7 @@ import skimage.data
 
 from autotag.config import load_settings, settings
 from autotag.errors import ModelError
-from autotag.features import (
+from autotag.vision.features import (
     CNN_DIM,
     ONNX_DIRNAME,
     ONNX_FILENAME,

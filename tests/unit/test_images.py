@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from autotag.errors import ImageError
-from autotag.images import apply_orientation, decode, decode_file, sniff_format
+from autotag.vision.decode import apply_orientation, decode, decode_file, sniff_format
 
 MAX_BYTES = 400_000
 

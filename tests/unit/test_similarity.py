@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotag.similarity import MODES, VectorIndex, find_duplicate_groups
+from autotag.search.similarity import MODES, VectorIndex, find_duplicate_groups
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 APPROXIMATE = ("fp16", "int8", "ivf", "hnsw")

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import skimage.data
 
-from autotag import bundle as bundles
-from autotag.bundle import Head, ModelBundle
 from autotag.config import Settings, load_settings
-from autotag.default_model import build_default_bundle
 from autotag.errors import ImageError, ModelError
-from autotag.features import feature_set_spec, get_feature_set
-from autotag.tagger import (
+from autotag.vision import bundle as bundles
+from autotag.vision.bundle import Head, ModelBundle
+from autotag.vision.features import feature_set_spec, get_feature_set
+from autotag.vision.imagenet import build_default_bundle
+from autotag.vision.tagger import (
     FaceDetector,
     Tagger,
     find_cascade,

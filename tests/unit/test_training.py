@@ -11,10 +11,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_score
 
 from autotag.config import Settings
-from autotag.datasets import FASHION_MNIST_DIR, LabelSet, prepare_fashion_mnist, read_labels
 from autotag.errors import AutotagError
-from autotag.featcache import FeatureCache, featurize
-from autotag.training import (
+from autotag.learning.datasets import (
+    FASHION_MNIST_DIR,
+    LabelSet,
+    prepare_fashion_mnist,
+    read_labels,
+)
+from autotag.learning.feature_cache import FeatureCache, featurize
+from autotag.learning.training import (
     TrainConfig,
     _class_seed,
     choose_threshold,
@@ -166,7 +171,7 @@ def hog_bundle(fmnist: Path, test_settings: Settings, tmp_path_factory: pytest.T
 
 @needs_fmnist
 def test_trained_bundle_loads_and_beats_chance(hog_bundle) -> None:
-    from autotag.bundle import ModelBundle
+    from autotag.vision.bundle import ModelBundle
 
     res, models, _ = hog_bundle
     b = ModelBundle.load(res.path)  # the other side of the contract: checksums, shapes
@@ -205,7 +210,7 @@ def test_second_run_computes_no_features(hog_bundle, fmnist: Path) -> None:
 
 @needs_fmnist
 def test_update_retrains_only_the_changed_class(hog_bundle, fmnist: Path, tmp_path: Path) -> None:
-    from autotag.bundle import ModelBundle
+    from autotag.vision.bundle import ModelBundle
 
     res, models, cache = hog_bundle
     old = ModelBundle.load(res.path)
@@ -259,7 +264,7 @@ def test_update_retrains_only_the_changed_class(hog_bundle, fmnist: Path, tmp_pa
 def test_feature_cache_resumes_and_remembers_failures(
     fmnist: Path, tmp_path: Path, test_settings: Settings
 ) -> None:
-    from autotag.features import get_feature_set
+    from autotag.vision.features import get_feature_set
 
     fs = get_feature_set("hog")
     imgs = sorted((fmnist / "test" / "images").glob("*.png"))[:30]
@@ -282,7 +287,7 @@ def test_feature_cache_resumes_and_remembers_failures(
 
 def _onnx_available() -> bool:
     try:
-        from autotag.features import onnx_model_path
+        from autotag.vision.features import onnx_model_path
 
         onnx_model_path()
         return True
@@ -302,8 +307,8 @@ def test_merge_default_and_cnn_hog_from_part_caches(
         pytest.skip("EfficientNet-Lite0 ONNX model not present")
     import cv2
 
-    from autotag.bundle import ModelBundle
-    from autotag.features import get_feature_set
+    from autotag.vision.bundle import ModelBundle
+    from autotag.vision.features import get_feature_set
 
     labels = read_labels(fmnist / "train" / "labels.csv").subset(range(60))
     res = train_bundle(

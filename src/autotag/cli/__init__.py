@@ -22,7 +22,7 @@ COMMAND_MODULES = [
     "models",
     "training",
     "similar",
-    "reliability",
+    "requeue",
     "demo",
 ]
 

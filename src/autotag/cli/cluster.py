@@ -8,9 +8,9 @@ import time
 
 import click
 
-from autotag import cluster as cluster_mod
 from autotag.config import settings
 from autotag.errors import AutotagError
+from autotag.ops import cluster as cluster_mod
 
 
 @click.group()

@@ -11,11 +11,14 @@ import time
 
 import click
 
-from autotag import cluster, intake, samples, store
 from autotag.config import settings
 from autotag.errors import AutotagError
-from autotag.nimbus import NimbusClient
-from autotag.topology import submit
+from autotag.learning import samples
+from autotag.ops import cluster
+from autotag.ops.nimbus import NimbusClient
+from autotag.ops.topology import submit
+from autotag.pipeline import intake
+from autotag.storage import postgres as store
 
 TOPOLOGY = "autotagger"
 
@@ -30,8 +33,8 @@ def demo(timeout: int) -> None:
     cluster.up(s, progress=lambda m: click.echo("    " + m))
     click.echo(f"    healthy after {time.monotonic() - t0:.0f}s")
 
-    from autotag.bundle import active_bundle_id
-    from autotag.default_model import build_default_bundle
+    from autotag.vision.bundle import active_bundle_id
+    from autotag.vision.imagenet import build_default_bundle
 
     click.echo("==> model")
     bundle_id = active_bundle_id(s.models_dir) or build_default_bundle(s.models_dir)

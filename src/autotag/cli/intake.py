@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from autotag import intake
 from autotag.config import settings
+from autotag.pipeline import intake
 
 # Above this many files, human output lists only the files that were not taken.
 LIST_ALL_UP_TO = 50
@@ -113,7 +113,7 @@ def inbox(directory: Path | None, once: bool, poll_secs: float, force: bool, as_
 @click.option("--port", type=int, default=None, help="Port (default: http_port + offset).")
 def serve(port: int | None) -> None:
     """Run the HTTP API (upload, photos, tags, similar, stats) on 127.0.0.1."""
-    from autotag import http_api
+    from autotag.web import api as http_api
 
     _setup_logging()
     s = settings()

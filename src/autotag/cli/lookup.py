@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from autotag import blobs, store
-from autotag import queue as rq
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError, ServiceError
+from autotag.storage import blobs, photo_stream
+from autotag.storage import postgres as store
 
 
 def _dump(payload: Any) -> None:
@@ -21,12 +21,12 @@ def _dump(payload: Any) -> None:
 def _queue_info(s: Settings) -> dict[str, Any]:
     """Backlog, pending and dead letters; an "error" entry instead if Redis is down."""
     try:
-        r = rq.client(s, check=True)
+        r = photo_stream.client(s, check=True)
         try:
-            with rq.redis_errors(s):
+            with photo_stream.redis_errors(s):
                 return {
-                    "backlog": rq.backlog_len(r, settings=s),
-                    "pending": rq.pending_count(r, settings=s),
+                    "backlog": photo_stream.backlog_len(r, settings=s),
+                    "pending": photo_stream.pending_count(r, settings=s),
                     "dead_letters": int(r.xlen(s.dead_letter_stream)),
                 }
         finally:
@@ -149,10 +149,10 @@ def failed(limit: int, as_json: bool) -> None:
     dead: list[dict[str, Any]] = []
     dead_error = None
     try:
-        r = rq.client(s, check=True)
+        r = photo_stream.client(s, check=True)
         try:
-            with rq.redis_errors(s):
-                dead = [d.as_dict() for d in rq.dead_letters(r, limit, settings=s)]
+            with photo_stream.redis_errors(s):
+                dead = [d.as_dict() for d in photo_stream.dead_letters(r, limit, settings=s)]
         finally:
             r.close()
     except ServiceError as exc:

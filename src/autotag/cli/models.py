@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from autotag import bundle as bundles
 from autotag.config import settings
 from autotag.errors import ModelError
+from autotag.vision import bundle as bundles
 
 
 def _dataset_name(dataset: Any) -> str:
@@ -134,7 +134,7 @@ def activate_cmd(bundle_id: str) -> None:
 @models.command("init-default")
 def init_default_cmd() -> None:
     """Build the ImageNet bundle from the shipped EfficientNet-Lite0 (idempotent)."""
-    from autotag.default_model import build_default_bundle
+    from autotag.vision.imagenet import build_default_bundle
 
     models_dir = settings().models_dir
     bundle_id = build_default_bundle(models_dir)

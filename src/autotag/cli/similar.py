@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from autotag.config import load_settings
-from autotag.similarity import MODES
+from autotag.search.similarity import MODES
 
 
 def _tags_text(tags: list[dict[str, Any]], limit: int = 5) -> str:
@@ -47,7 +47,7 @@ def similar(
     as_json: bool,
 ) -> None:
     """Photos most similar to PHOTO_ID (or a unique id prefix) or to an IMAGE_FILE."""
-    from autotag.similarity import SimilarityService
+    from autotag.search.similarity import SimilarityService
 
     settings = load_settings()
     started = time.perf_counter()
@@ -55,7 +55,7 @@ def similar(
         service.load()
         loaded = time.perf_counter()
         if Path(target).is_file():
-            from autotag.similarity import similar_to_file
+            from autotag.search.similarity import similar_to_file
 
             query = {"file": str(Path(target).resolve())}
             results = similar_to_file(settings, target, top, min_score, tag, service=service)
@@ -97,7 +97,7 @@ def similar(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def duplicates(min_score: float, mode: str, feature_set: str | None, as_json: bool) -> None:
     """Groups of near-identical photos (pairwise score > --min-score, joined transitively)."""
-    from autotag.similarity import SimilarityService, find_duplicate_groups
+    from autotag.search.similarity import SimilarityService, find_duplicate_groups
 
     settings = load_settings()
     with SimilarityService(settings, mode, feature_set, persist=True) as service:
@@ -121,8 +121,8 @@ def duplicates(min_score: float, mode: str, feature_set: str | None, as_json: bo
 @click.option("--sql-only", is_flag=True, help="Install the slow plpgsql version only.")
 def sql_functions(rebuild: bool, sql_only: bool) -> None:
     """Install dot_product(real[], real[]) in Postgres, for psql similarity queries."""
-    from autotag.similarity import connect
-    from autotag.sqlfuncs import install_sql_functions
+    from autotag.ops.sql_functions import install_sql_functions
+    from autotag.search.similarity import connect
 
     settings = load_settings()
     with connect(settings) as conn:

@@ -10,9 +10,9 @@ import json
 
 import click
 
-from autotag import topology as topo
 from autotag.config import settings
-from autotag.nimbus import NimbusClient
+from autotag.ops import topology as topo
+from autotag.ops.nimbus import NimbusClient
 
 
 def _uptime(secs: int) -> str:

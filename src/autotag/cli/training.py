@@ -20,7 +20,7 @@ FEATURES = click.Choice(["cnn", "hog", "cnn+hog"])
 
 def _labels(images: Path | None, labels: Path | None, folders: Path | None, what: str):
     """(images dir, LabelSet) from --images/--labels or --folders."""
-    from autotag.datasets import folder_labels, read_labels
+    from autotag.learning.datasets import folder_labels, read_labels
 
     if folders is not None:
         if images is not None or labels is not None:
@@ -121,7 +121,7 @@ def train(
     autotag train --folders DIR --features hog --name shoes
     autotag train --images DIR --labels new.csv --update BUNDLE_ID
     """
-    from autotag.training import train_bundle
+    from autotag.learning.training import train_bundle
 
     images_dir, label_set = _labels(images, labels, folders, "train")
     test = None
@@ -237,8 +237,8 @@ def evaluate(
     import time
 
     from autotag.config import settings
-    from autotag.evaluation import cross_validate, evaluate_bundle, write_report
-    from autotag.training import (
+    from autotag.learning.evaluation import cross_validate, evaluate_bundle, write_report
+    from autotag.learning.training import (
         TrainConfig,
         _safe_name,
         dataset_name,
@@ -255,7 +255,7 @@ def evaluate(
             raise click.UsageError("--cv retrains the recipe: give no BUNDLE")
         if folds < 2:
             raise click.UsageError("--cv needs at least 2 folds")
-        from autotag.features import get_feature_set
+        from autotag.vision.features import get_feature_set
 
         fs = get_feature_set(features)
         lab, X, _, info = load_training_data(
@@ -330,7 +330,7 @@ def prepare(name: str, out: Path | None, limit: int | None, force: bool, quiet: 
     tuxpaint:      OUT/images/<category path>/*.png, hierarchical classes (>= 10 images)
     """
     from autotag.config import settings
-    from autotag.datasets import DATASETS
+    from autotag.learning.datasets import DATASETS
 
     out = out or settings().run_dir / "datasets" / name
     meta = DATASETS[name](out, limit=limit, force=force, progress=not quiet)

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotag import queue, store
 from autotag.config import Settings
 from autotag.errors import AutotagError, ImageError
+from autotag.storage import photo_stream
+from autotag.storage import postgres as store
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ class PhotoSource:
     def __init__(self, settings: Settings, consumer: str, message_timeout_secs: int) -> None:
         self.settings = settings
         self.consumer = consumer
-        self.redis = queue.client(settings)
-        self.inflight: dict[str, queue.Entry] = {}
+        self.redis = photo_stream.client(settings)
+        self.inflight: dict[str, photo_stream.Entry] = {}
         # Entries idle longer than this on *another* consumer belong to a dead spout.
         self.stale_ms = (message_timeout_secs + 30) * 1000
         self._last_reclaim = 0.0
@@ -44,29 +45,33 @@ class PhotoSource:
 
     def recover_own_pending(self) -> int:
         """At start: what this consumer had in flight when it died counts as a failed attempt."""
-        orphans = queue.pending(self.redis, 1000, self.consumer, settings=self.settings)
+        orphans = photo_stream.pending(self.redis, 1000, self.consumer, settings=self.settings)
         if not orphans:
             return 0
-        entries = queue.reclaim(self.redis, self.consumer, 0, len(orphans), settings=self.settings)
+        entries = photo_stream.reclaim(
+            self.redis, self.consumer, 0, len(orphans), settings=self.settings
+        )
         for e in entries:
             self._retry(e, "the worker tagging it died (crash or restart)")
         return len(entries)
 
     def reclaim_stale(self, every_secs: float = 15.0) -> int:
-        """Now and then: entries another (dead) spout left pending go back in the queue."""
+        """Now and then: entries another (dead) spout left pending go back in the photo_stream."""
         now = time.monotonic()
         if now - self._last_reclaim < every_secs:
             return 0
         self._last_reclaim = now
-        entries = queue.reclaim(
+        entries = photo_stream.reclaim(
             self.redis, self.consumer, self.stale_ms, 100, settings=self.settings
         )
         for e in entries:
             self._retry(e, "its spout died before it was tagged")
         return len(entries)
 
-    def next_entries(self, count: int, block_ms: int) -> list[queue.Entry]:
-        entries = queue.read(self.redis, self.consumer, count, block_ms, settings=self.settings)
+    def next_entries(self, count: int, block_ms: int) -> list[photo_stream.Entry]:
+        entries = photo_stream.read(
+            self.redis, self.consumer, count, block_ms, settings=self.settings
+        )
         for e in entries:
             self.inflight[e.entry_id] = e
         return entries
@@ -74,7 +79,7 @@ class PhotoSource:
     def ack(self, entry_id: str) -> None:
         self.inflight.pop(entry_id, None)
         try:
-            queue.ack(self.redis, entry_id, settings=self.settings)
+            photo_stream.ack(self.redis, entry_id, settings=self.settings)
         except Exception:
             self.unacked.append(entry_id)
             raise
@@ -82,7 +87,7 @@ class PhotoSource:
     def flush_acks(self) -> None:
         """Send acks that failed while Redis was away (the photos are already stored)."""
         if self.unacked:
-            queue.ack(self.redis, self.unacked, settings=self.settings)
+            photo_stream.ack(self.redis, self.unacked, settings=self.settings)
             self.unacked = []
 
     def fail(self, entry_id: str) -> str | None:
@@ -92,10 +97,10 @@ class PhotoSource:
             return None
         return self._retry(entry, "not tagged in time (timeout, or a worker crashed)")
 
-    def _retry(self, entry: queue.Entry, reason: str) -> str:
+    def _retry(self, entry: photo_stream.Entry, reason: str) -> str:
         attempts = entry.attempt + 1
         why = f"{reason}; attempt {attempts} of {self.settings.max_attempts}"
-        outcome = queue.retry_or_dead_letter(self.redis, entry, why, settings=self.settings)
+        outcome = photo_stream.retry_or_dead_letter(self.redis, entry, why, settings=self.settings)
         log.warning("photo %s (%s): %s -> %s", entry.photo_id, entry.source, why, outcome)
         if outcome == "dead":
             self._mark_failed(
@@ -121,7 +126,7 @@ class ActiveTagger:
     activated, the next photo after the check interval is tagged with it (no resubmit)."""
 
     def __init__(self, settings: Settings, check_every_secs: float = 5.0) -> None:
-        from autotag.tagger import Tagger
+        from autotag.vision.tagger import Tagger
 
         self.settings = settings
         self.check_every = check_every_secs
@@ -131,8 +136,8 @@ class ActiveTagger:
     def current(self) -> Any:
         if time.monotonic() - self._checked >= self.check_every:
             self._checked = time.monotonic()
-            from autotag.bundle import active_bundle_id
-            from autotag.tagger import Tagger
+            from autotag.vision.bundle import active_bundle_id
+            from autotag.vision.tagger import Tagger
 
             active = active_bundle_id(self.settings.models_dir)
             if active and active != self.tagger.model_version:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from autotag.config import settings
-from autotag.requeue import requeue, stale_model_ids
+from autotag.pipeline.requeue import requeue, stale_model_ids
 
 
 @click.command()
@@ -30,7 +30,7 @@ def retry(photo_ids: tuple[str, ...], stuck_secs: float | None) -> None:
 @click.option("--limit", type=int, default=None, help="At most this many photos.")
 def retag(limit: int | None) -> None:
     """Re-tag the backlog: tagged photos whose tags come from a model other than the active one."""
-    from autotag.bundle import active_bundle_id
+    from autotag.vision.bundle import active_bundle_id
 
     s = settings()
     active = active_bundle_id(s.models_dir)

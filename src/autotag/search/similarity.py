@@ -1025,7 +1025,7 @@ def _float4_array_loader() -> type:
 
 def connect(settings: Settings) -> Any:
     """An autocommit connection (schema migrated) or a one-line ServiceError."""
-    from autotag import store
+    from autotag.storage import postgres as store
 
     return store.connect(settings)
 
@@ -1038,7 +1038,7 @@ def resolve_feature_set(name: str) -> tuple[str, int | None]:
     """
     base, _, version = name.partition("@")
     try:
-        from autotag.features import feature_set_spec
+        from autotag.vision.features import feature_set_spec
 
         spec = feature_set_spec(base)
     except (ImportError, AutotagError):
@@ -1491,7 +1491,7 @@ def similar_to_file(
     svc = _service(settings, mode, service)
     vector = svc.vector_of(photo_id)
     if vector is None:
-        from autotag.tagger import Tagger  # heavy (ONNX runtime): only when needed
+        from autotag.vision.tagger import Tagger  # heavy (ONNX runtime): only when needed
 
         result = Tagger.from_active(settings).tag_file(path)
         if getattr(result, "vector", None) is None:

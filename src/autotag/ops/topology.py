@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from autotag.config import Settings, child_env
-from autotag.daemons.storm_home import ensure_storm_home, java_bin
 from autotag.errors import AutotagError, ServiceError
+from autotag.ops.daemons.storm_home import ensure_storm_home, java_bin
 
 FLUX_JAR = "flux-core-{v}.jar"
 
@@ -69,7 +69,7 @@ def submit(
 ) -> str:
     """`sparse submit -n NAME` against this run's Nimbus; returns sparse's output."""
     _check_name(settings, name)
-    from autotag.nimbus import NimbusClient
+    from autotag.ops.nimbus import NimbusClient
 
     client = NimbusClient(settings)
     running = {t.name for t in client.topologies()}

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from autotag.datasets import LabelSet
 from autotag.errors import AutotagError
+from autotag.learning.datasets import LabelSet
 
 TRAINED_GROUP = "trained"
 
@@ -377,7 +377,7 @@ def summarize(heads: Sequence[Head]) -> dict[str, Any]:
 class TrainResult:
     """What ``train_bundle`` did: the saved bundle and which classes it (re)trained."""
 
-    bundle: Any  # autotag.bundle.ModelBundle
+    bundle: Any  # autotag.vision.bundle.ModelBundle
     path: Path
     heads: list[Head]
     retrained: list[str]
@@ -390,7 +390,7 @@ class TrainResult:
 
 def load_bundle_ref(ref: str | Path, models_dir: Path) -> Any:
     """A bundle by id (under models_dir/bundles), by directory path, or ``active``."""
-    from autotag import bundle as bundles
+    from autotag.vision import bundle as bundles
 
     p = Path(ref)
     if (p / bundles.MANIFEST_FILE).is_file():
@@ -403,7 +403,7 @@ def load_bundle_ref(ref: str | Path, models_dir: Path) -> Any:
 def bundle_feature_set(bundle: Any) -> Any:
     """The feature set a bundle was trained on; refuse a version or dim mismatch."""
     from autotag.errors import ModelError
-    from autotag.features import get_feature_set
+    from autotag.vision.features import get_feature_set
 
     fs = get_feature_set(str(bundle.feature_set["name"]))
     want = (str(bundle.feature_set["version"]), int(bundle.feature_set["dim"]))
@@ -453,8 +453,8 @@ def load_training_data(
 
     Returns (labels of the usable photos, X, their content sha256s, data info).
     """
-    from autotag.datasets import resolve_photos
-    from autotag.featcache import featurize
+    from autotag.learning.datasets import resolve_photos
+    from autotag.learning.feature_cache import featurize
 
     paths, missing = resolve_photos(images_dir, labels.photo_ids, allow_missing=allow_missing)
     have = [i for i, p in enumerate(paths) if p is not None]
@@ -502,7 +502,7 @@ def _stack_exact(heads: Sequence[Head], dim: int, reused: dict[str, tuple[Any, i
 
 def _with_rows(bundle: Any, heads: list[Any], cols: list[int]) -> Any:
     """A copy of bundle keeping only rows ``cols`` (in order), laid out as ``heads``."""
-    from autotag.bundle import ModelBundle
+    from autotag.vision.bundle import ModelBundle
 
     idx = np.asarray(cols, dtype=np.int64)
     return ModelBundle.create(
@@ -552,7 +552,7 @@ def _drop_classes(bundle: Any, names: set[str]) -> Any:
 
 
 def _unique_id(models_dir: Path, name: str) -> str:
-    from autotag.bundle import bundle_dir, new_bundle_id
+    from autotag.vision.bundle import bundle_dir, new_bundle_id
 
     base = new_bundle_id(name)
     candidate, n = base, 1
@@ -587,9 +587,9 @@ def train_bundle(
     recipe is reused unless overridden. ``test`` = (images dir, labels) adds held-out test
     metrics to the manifest.
     """
-    from autotag import bundle as bundles
     from autotag.config import settings
-    from autotag.features import get_feature_set
+    from autotag.vision import bundle as bundles
+    from autotag.vision.features import get_feature_set
 
     t0 = time.perf_counter()
     models_dir = Path(models_dir or settings().models_dir)
@@ -680,7 +680,7 @@ def train_bundle(
     import sklearn
 
     provenance = {
-        "trainer": "autotag.training.train_bundle",
+        "trainer": "autotag.learning.training.train_bundle",
         "classifier": "one-vs-rest sklearn LogisticRegression(lbfgs, class_weight='balanced') "
         "on standardized features, folded into z = W.x - b",
         "calibration": "Platt sigmoid(calib_a*z + calib_c) fitted on each class's validation split",
@@ -707,7 +707,7 @@ def train_bundle(
     )
     test_report = None
     if test is not None:
-        from autotag.evaluation import evaluate_bundle
+        from autotag.learning.evaluation import evaluate_bundle
 
         test_report = evaluate_bundle(
             trained,
@@ -744,7 +744,7 @@ def train_bundle(
         if extra_groups:
             other = _sub_bundle(old, extra_groups)
         else:
-            from autotag.default_model import DEFAULT_BUNDLE_ID, build_default_bundle
+            from autotag.vision.imagenet import DEFAULT_BUNDLE_ID, build_default_bundle
 
             build_default_bundle(models_dir)
             other = bundles.load_bundle(models_dir, DEFAULT_BUNDLE_ID)

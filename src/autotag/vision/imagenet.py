@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from autotag import bundle as bundles
 from autotag.config import settings
 from autotag.errors import ModelError
-from autotag.features import feature_set_spec, onnx_model_path, verify_onnx
+from autotag.vision import bundle as bundles
+from autotag.vision.features import feature_set_spec, onnx_model_path, verify_onnx
 
 DEFAULT_BUNDLE_ID = "imagenet-efficientnet-lite0-v1"
 DEFAULT_GROUP = "imagenet"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autotag.config import Settings
-from autotag.daemons.base import Daemon
+from autotag.ops.daemons.base import Daemon
 
 
 class RedisDaemon(Daemon):

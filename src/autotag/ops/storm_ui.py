@@ -4,7 +4,7 @@ plus a one-page HTML view, answered from Nimbus' Thrift API.
 Storm's own UI (storm-webapp) is not published to Maven Central, the only place this project
 may download Storm from, so the local cluster serves this instead. Field names follow
 Storm's REST API documentation so existing scripts (e.g. `/api/v1/cluster/summary`'s
-``supervisors`` / ``slotsFree``) keep working. Run: ``python -m autotag.storm_ui``.
+``supervisors`` / ``slotsFree``) keep working. Run: ``python -m autotag.ops.storm_ui``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from autotag.config import Settings, settings
-from autotag.nimbus import NimbusClient
+from autotag.ops.nimbus import NimbusClient
 
 STARTED = time.time()
 

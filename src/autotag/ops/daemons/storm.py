@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autotag.config import Settings, child_env
-from autotag.daemons.base import Daemon
-from autotag.daemons.storm_home import ensure_loopback_shim, java_bin
+from autotag.ops.daemons.base import Daemon
+from autotag.ops.daemons.storm_home import ensure_loopback_shim, java_bin
 
 # Deliberate reliability settings (see RELIABILITY.md): a photo that takes long must not get
 # its Python subprocess killed, and a dead worker must be noticed and restarted quickly.
@@ -174,7 +174,7 @@ class NimbusDaemon(_StormJvm):
         problem = super().check()
         if problem:
             return problem
-        from autotag.nimbus import NimbusClient
+        from autotag.ops.nimbus import NimbusClient
 
         try:
             NimbusClient(self.settings).cluster_info()
@@ -197,7 +197,7 @@ class SupervisorDaemon(_StormJvm):
         self.env_extra = env
 
     def check(self) -> str | None:
-        from autotag.nimbus import NimbusClient
+        from autotag.ops.nimbus import NimbusClient
 
         try:
             info = NimbusClient(self.settings).cluster_info()

@@ -12,23 +12,23 @@ import time
 from collections.abc import Callable, Sequence
 
 from autotag.config import Settings, child_env
-from autotag.daemons.base import Daemon, Status
-from autotag.daemons.postgres import PostgresDaemon
-from autotag.daemons.redis import RedisDaemon
-from autotag.daemons.storm import NimbusDaemon, SupervisorDaemon, ZooKeeperDaemon
-from autotag.daemons.storm_home import ensure_storm_home, java_bin
 from autotag.errors import ServiceError
+from autotag.ops.daemons.base import Daemon, Status
+from autotag.ops.daemons.postgres import PostgresDaemon
+from autotag.ops.daemons.redis import RedisDaemon
+from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon, ZooKeeperDaemon
+from autotag.ops.daemons.storm_home import ensure_storm_home, java_bin
 
 
 class StormUiDaemon(Daemon):
-    """The REST/HTML Storm UI (autotag.storm_ui) as a managed process."""
+    """The REST/HTML Storm UI (autotag.ops.storm_ui) as a managed process."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, name="ui", port=settings.port(settings.ui_port))
         self.env_extra = child_env(settings)
 
     def argv(self) -> Sequence[str]:
-        return [sys.executable, "-m", "autotag.storm_ui"]
+        return [sys.executable, "-m", "autotag.ops.storm_ui"]
 
     def check(self) -> str | None:
         problem = super().check()
@@ -105,7 +105,7 @@ def up(
 def _prepare_database(settings: Settings, progress: Callable[[str], None]) -> None:
     """Apply schema migrations and the SQL helpers once Postgres answers."""
     try:
-        from autotag import store
+        from autotag.storage import postgres as store
     except ImportError:
         return
     with store.connect(settings, migrate_schema=False) as conn:
@@ -113,7 +113,7 @@ def _prepare_database(settings: Settings, progress: Callable[[str], None]) -> No
         if applied:
             progress(f"postgres   migrations applied: {', '.join(map(str, applied))}")
     try:
-        from autotag import sqlfuncs
+        from autotag.ops import sql_functions as sqlfuncs
     except ImportError:
         return
     with store.connect(settings) as conn:

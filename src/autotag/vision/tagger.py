@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 
 from autotag import config
-from autotag.bundle import ModelBundle, load_active
 from autotag.config import Settings
 from autotag.errors import ModelError
-from autotag.features import FeatureSet, as_bgr, get_feature_set, l2_normalize
-from autotag.images import DecodedImage, decode
+from autotag.vision.bundle import ModelBundle, load_active
+from autotag.vision.decode import DecodedImage, decode
+from autotag.vision.features import FeatureSet, as_bgr, get_feature_set, l2_normalize
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
 CASCADE_DIRS = (
@@ -270,7 +270,7 @@ class Tagger:
         return self.tag_decoded(decode(data))
 
     def tag_file(self, path: str | Path) -> TagResult:
-        from autotag.images import decode_file
+        from autotag.vision.decode import decode_file
 
         return self.tag_decoded(decode_file(path))
 

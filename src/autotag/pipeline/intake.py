@@ -25,9 +25,9 @@ from typing import Any
 import psycopg
 import redis
 
-from autotag import blobs, store
-from autotag import queue as rq
 from autotag.config import Settings
+from autotag.storage import blobs, photo_stream
+from autotag.storage import postgres as store
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Intake:
         if self.conn is None or self.conn.closed:
             self.conn = store.connect(self.settings)
         if self.redis is None:
-            self.redis = rq.client(self.settings, check=True)
+            self.redis = photo_stream.client(self.settings, check=True)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -144,14 +144,16 @@ class Intake:
     ) -> tuple[str, str | None]:
         """Register a stored blob and queue it if needed: (status, reason)."""
         assert self.conn is not None and self.redis is not None
-        with store.pg_errors(self.settings), rq.redis_errors(self.settings):
+        with store.pg_errors(self.settings), photo_stream.redis_errors(self.settings):
             reg = store.register(self.conn, photo_id, source, nbytes, force=force)
             if reg.status == "tagged":
                 return ALREADY_TAGGED, None
             if reg.previous_status == "queued" and not force:
                 return DUPLICATE, "already queued"
             try:
-                rq.enqueue(self.redis, photo_id, str(blob), source, settings=self.settings)
+                photo_stream.enqueue(
+                    self.redis, photo_id, str(blob), source, settings=self.settings
+                )
             except Exception:
                 # Not on the stream after all: undo the 'queued' row so a retried upload
                 # queues it again instead of calling it a duplicate (nothing stuck, nothing lost).

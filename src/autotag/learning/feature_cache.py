@@ -27,7 +27,7 @@ from autotag.errors import AutotagError, ImageError
 
 
 class FeatureSetLike(Protocol):
-    """What the cache needs from ``autotag.features`` (the bolt's own feature code)."""
+    """What the cache needs from ``autotag.vision.features`` (the bolt's own feature code)."""
 
     name: str
     version: str
@@ -202,7 +202,7 @@ class FeatureResult:
 
 
 def _decode(path: Path) -> np.ndarray:
-    from autotag.images import decode_file
+    from autotag.vision.decode import decode_file
 
     return decode_file(path).bgr
 
@@ -299,7 +299,7 @@ def _featurize_concat(
 ) -> FeatureResult:
     """``cnn+hog`` from the parts' own caches: features.ConcatFeatures is exactly
     ``concat(l2_normalize(part.extract(images)))``, so nothing is computed twice."""
-    from autotag.features import l2_normalize
+    from autotag.vision.features import l2_normalize
 
     results = [
         featurize(paths, p, cache_root=cache_root, chunk=chunk, progress=progress, decode=decode)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from autotag import blobs, queue, store
 from autotag.config import Settings
+from autotag.storage import blobs, photo_stream
+from autotag.storage import postgres as store
 
 
 def requeue(
@@ -23,7 +24,7 @@ def requeue(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Re-enqueue matching photos (attempts reset); returns how many were queued."""
-    r = queue.client(settings)
+    r = photo_stream.client(settings)
     with store.connect(settings) as conn:
         items = store.requeue_info(
             conn, photo_ids, statuses=statuses, older_than_secs=older_than_secs, limit=limit
@@ -33,7 +34,7 @@ def requeue(
             if not blobs.exists(item.photo_id, settings):
                 continue  # nothing to tag: the bytes are gone
             store.mark_queued(conn, [item.photo_id], include_tagged=include_tagged)
-            queue.enqueue(
+            photo_stream.enqueue(
                 r,
                 item.photo_id,
                 str(blobs.path_for(item.photo_id, settings)),

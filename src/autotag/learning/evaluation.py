@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from autotag.datasets import LabelSet
 from autotag.errors import AutotagError
+from autotag.learning.datasets import LabelSet
 
 
 def _r(x: float | None) -> float | None:
@@ -220,9 +220,9 @@ def evaluate_bundle(
     allow_missing: bool = False,
 ) -> dict[str, Any]:
     """Score labeled photos with a bundle (the bolt's decode + features + bundle maths)."""
-    from autotag.datasets import resolve_photos
-    from autotag.featcache import featurize
-    from autotag.training import bundle_feature_set, bundle_probabilities
+    from autotag.learning.datasets import resolve_photos
+    from autotag.learning.feature_cache import featurize
+    from autotag.learning.training import bundle_feature_set, bundle_probabilities
 
     fs = bundle_feature_set(bundle)
     paths, missing_photos = resolve_photos(
@@ -268,7 +268,7 @@ def cross_validate(
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    from autotag.training import TrainConfig, fit_heads, score_heads, stack_heads
+    from autotag.learning.training import TrainConfig, fit_heads, score_heads, stack_heads
 
     cfg = cfg or TrainConfig()
     cols = labels.exclusive_classes()

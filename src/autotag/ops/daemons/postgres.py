@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autotag.config import Settings
-from autotag.daemons.base import Daemon
 from autotag.errors import ServiceError
+from autotag.ops.daemons.base import Daemon
 
 
 def pg_bin(tool: str) -> str:

@@ -31,10 +31,11 @@ import psycopg
 import redis
 from psycopg.pq import TransactionStatus
 
-from autotag import blobs, intake, store
-from autotag import queue as rq
 from autotag.config import Settings
 from autotag.errors import AutotagError, ServiceError
+from autotag.pipeline import intake
+from autotag.storage import blobs, photo_stream
+from autotag.storage import postgres as store
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class App:
     def redis(self) -> redis.Redis:
         with self._redis_lock:
             if self._redis is None:
-                self._redis = rq.client(self.settings)
+                self._redis = photo_stream.client(self.settings)
             return self._redis
 
     def close(self) -> None:
@@ -325,7 +326,7 @@ class Handler(BaseHTTPRequestHandler):
         except (ServiceError, HttpError, psycopg.Error) as exc:
             checks["postgres"] = str(exc)
         try:
-            with rq.redis_errors(app.settings):
+            with photo_stream.redis_errors(app.settings):
                 app.redis.ping()
             checks["redis"] = "ok"
         except (ServiceError, redis.RedisError) as exc:
@@ -338,12 +339,12 @@ class Handler(BaseHTTPRequestHandler):
         min_score = _float(query, "min_score", None)  # None: the engine's default
         tag = (query.get("tag", [""])[-1] or None) if "tag" in query else None
         try:
-            similarity = importlib.import_module("autotag.similarity")
+            similarity = importlib.import_module("autotag.search.similarity")
         except ImportError as exc:
-            if getattr(exc, "name", None) == "autotag.similarity":
+            if getattr(exc, "name", None) == "autotag.search.similarity":
                 message = "similarity search is not available in this build"
             else:  # it exists but cannot load (a missing dependency)
-                log.exception("cannot load autotag.similarity")
+                log.exception("cannot load autotag.search.similarity")
                 message = f"similarity search is unavailable: {exc}"
             raise HttpError(HTTPStatus.NOT_IMPLEMENTED, message) from None
         fn = getattr(similarity, "similar_to_photo", None)
@@ -418,7 +419,7 @@ class Handler(BaseHTTPRequestHandler):
                 )
         finally:
             app.upload_slots.release()
-        with app.pool.connection() as conn, rq.redis_errors(s):
+        with app.pool.connection() as conn, photo_stream.redis_errors(s):
             up = intake.Intake(s)
             up.conn, up.redis = conn, app.redis
             status, reason = up.register_and_enqueue(photo_id, blob, source, nbytes, force=force)
