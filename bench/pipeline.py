@@ -22,7 +22,7 @@ from autotag.config import settings
 from autotag.learning import samples
 from autotag.ops.nimbus import NimbusClient
 from autotag.pipeline import intake
-from autotag.storage import postgres as store
+from autotag.storage import database
 from autotag.vision.tagger import Tagger
 
 TOPOLOGY = "autotagger"
@@ -73,7 +73,7 @@ def topology_run(paths: list[Path], timeout: float, rate: float | None = None) -
         records = intake.upload([str(p) for p in paths], s)
     ids = [r.photo_id for r in records if r.status == "queued"]
     upload_secs = time.time() - t0
-    with store.connect(s) as conn:
+    with database.connect(s) as conn:
         while True:
             left = conn.execute(
                 "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'queued'", (ids,)

@@ -110,10 +110,10 @@ def autotagger(
     from autotag.ops.daemons.base import wait_for
     from autotag.ops.nimbus import NimbusClient
     from autotag.ops.topology import submit
-    from autotag.storage import postgres as store
+    from autotag.storage import database
 
     cluster.up(storm_cluster, cluster.DATA_DAEMONS, progress=lambda _m: None)  # migrations
-    with store.connect(storm_cluster):
+    with database.connect(storm_cluster):
         pass
     submit(storm_cluster, "autotagger")
     assert wait_for(

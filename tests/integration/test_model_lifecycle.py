@@ -14,7 +14,7 @@ import pytest
 from autotag.config import Settings, child_env
 from autotag.learning import samples
 from autotag.pipeline import intake
-from autotag.storage import postgres as store
+from autotag.storage import database, lookups
 
 pytestmark = pytest.mark.cluster
 
@@ -31,11 +31,11 @@ def _autotag(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) -> store.PhotoInfo:
+def _wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) -> lookups.PhotoInfo:
     deadline = time.monotonic() + timeout
-    with store.connect(s) as conn:
+    with database.connect(s) as conn:
         while True:
-            info = store.show(conn, photo_id)
+            info = lookups.show(conn, photo_id)
             if info and info.status == "tagged" and info.model_version == model:
                 return info
             if time.monotonic() > deadline:

@@ -21,8 +21,9 @@ from psycopg import sql
 
 from autotag.config import Settings
 from autotag.ops.sql_functions import dot_product_language, install_sql_functions
+from autotag.pipeline.contract import PhotoResult
 from autotag.search.similarity import SimilarityService, resolve_feature_set, similar_to_file
-from autotag.storage import postgres as store
+from autotag.storage import database, writer
 
 pytestmark = pytest.mark.services
 
@@ -60,14 +61,14 @@ def sim_settings(postgres_service: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def conn(sim_settings: Settings) -> Iterator[psycopg.Connection]:
-    with store.connect(sim_settings) as c:  # migrates the schema
+    with database.connect(sim_settings) as c:  # migrates the schema
         yield c
 
 
 def write(conn, rows, feature_set=FS, model="m1", tags=None) -> None:
     """Store photos the way the DB writer does (photos + tags + vectors, seq bumped)."""
     results = [
-        store.Result(
+        PhotoResult(
             photo_id=p,
             status="tagged",
             model_version=model,
@@ -77,7 +78,7 @@ def write(conn, rows, feature_set=FS, model="m1", tags=None) -> None:
         )
         for p, v in rows
     ]
-    store.write_results(conn, results)
+    writer.write_results(conn, results)
 
 
 @pytest.fixture(scope="module")

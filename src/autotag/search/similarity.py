@@ -1025,9 +1025,9 @@ def _float4_array_loader() -> type:
 
 def connect(settings: Settings) -> Any:
     """An autocommit connection (schema migrated) or a one-line ServiceError."""
-    from autotag.storage import postgres as store
+    from autotag.storage import database
 
-    return store.connect(settings)
+    return database.connect(settings)
 
 
 def resolve_feature_set(name: str) -> tuple[str, int | None]:
