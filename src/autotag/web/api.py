@@ -14,7 +14,6 @@ never to the client. It binds settings.host (127.0.0.1) only.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import logging
 import threading
@@ -34,6 +33,7 @@ from psycopg.pq import TransactionStatus
 from autotag.config import Settings
 from autotag.errors import AutotagError, ServiceError
 from autotag.pipeline import intake
+from autotag.search.service import SimilarityService
 from autotag.storage import blobs, database, lookups
 from autotag.storage.blobs import BlobStore
 from autotag.storage.photo_stream import PhotoStream
@@ -98,7 +98,8 @@ class ConnectionPool:
 
 
 class App:
-    """State shared by request handlers: settings, the Postgres pool, the Redis client."""
+    """State shared by request handlers: settings, the Postgres pool, the Redis client and
+    the similarity service."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -106,6 +107,8 @@ class App:
         self.blobs = BlobStore(settings.blob_dir)
         self._stream: PhotoStream | None = None
         self._redis_lock = threading.Lock()
+        self._similarity: SimilarityService | None = None
+        self._similarity_lock = threading.Lock()
         # Bounds memory: multipart bodies are parsed in memory.
         self.upload_slots = threading.BoundedSemaphore(4)
 
@@ -116,10 +119,22 @@ class App:
                 self._stream = PhotoStream(self.settings)
             return self._stream
 
+    def similarity(self) -> SimilarityService:
+        """The app's one similarity service, caught up with Postgres: loaded on first use,
+        then only refreshed, so repeated queries never reload the index."""
+        with self._similarity_lock:
+            if self._similarity is None:
+                self._similarity = SimilarityService(self.settings, persist=True)
+            service = self._similarity
+        service.refresh()  # the first call loads
+        return service
+
     def close(self) -> None:
         self.pool.close()
         if self._stream is not None:
             self._stream.redis.close()
+        if self._similarity is not None:
+            self._similarity.close()
 
 
 def parse_multipart(body: bytes, content_type: str) -> tuple[str | None, bytes]:
@@ -340,20 +355,6 @@ class Handler(BaseHTTPRequestHandler):
         top = _int(query, "top", 10)
         min_score = _float(query, "min_score", None)  # None: the engine's default
         tag = (query.get("tag", [""])[-1] or None) if "tag" in query else None
-        try:
-            similarity = importlib.import_module("autotag.search.similarity")
-        except ImportError as exc:
-            if getattr(exc, "name", None) == "autotag.search.similarity":
-                message = "similarity search is not available in this build"
-            else:  # it exists but cannot load (a missing dependency)
-                log.exception("cannot load autotag.search.similarity")
-                message = f"similarity search is unavailable: {exc}"
-            raise HttpError(HTTPStatus.NOT_IMPLEMENTED, message) from None
-        fn = getattr(similarity, "similar_to_photo", None)
-        if fn is None:
-            raise HttpError(
-                HTTPStatus.NOT_IMPLEMENTED, "similarity search is not available in this build"
-            )
         with app.pool.connection() as conn:
             info = lookups.show(conn, pid)
         if info is None:
@@ -364,7 +365,7 @@ class Handler(BaseHTTPRequestHandler):
                 f"photo {pid} has no feature vector yet (status {info.status})",
             )
         try:
-            results = fn(app.settings, pid, top, min_score, tag)
+            results = app.similarity().similar_to_photo(pid, top, min_score, tag)
         except (KeyError, LookupError, FileNotFoundError) as exc:
             raise HttpError(HTTPStatus.NOT_FOUND, str(exc).strip("'\"")) from None
         return HTTPStatus.OK, {"photo_id": pid, "results": _jsonable(results)}
