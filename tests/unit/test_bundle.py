@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import Head, ModelBundle
@@ -96,7 +97,7 @@ def test_pickled_arrays_are_refused_even_with_a_matching_checksum(tmp_path: Path
             calib_c=b.calib_c,
         )
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"]["weights.npz"] = bundles._sha256(path / "weights.npz")
+    manifest["files"]["weights.npz"] = file_sha256(path / "weights.npz")
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="cannot read weights.npz"):
         ModelBundle.load(path)

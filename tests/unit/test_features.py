@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+from autotag.checksums import file_sha256
 from autotag.config import load_settings, settings
 from autotag.errors import ModelError
 from autotag.vision.features import (
@@ -21,7 +22,6 @@ from autotag.vision.features import (
     available_feature_sets,
     expected_onnx_sha256,
     feature_set_spec,
-    file_sha256,
     get_feature_set,
     hog_batch,
     l2_normalize,

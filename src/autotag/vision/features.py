@@ -17,7 +17,6 @@ bins, L2-Hys), batched over images.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -27,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from autotag.checksums import file_sha256
 from autotag.config import Settings, settings
 from autotag.errors import ModelError
 
@@ -143,14 +143,6 @@ def expected_onnx_sha256(path: Path) -> str:
         if m:
             return m.group(1)
     return ONNX_SHA256
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}
