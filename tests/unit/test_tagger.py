@@ -1,8 +1,7 @@
-"""The Tagger end to end on real photos (scikit-image samples), plus the face detector."""
+"""The Tagger end to end on real photos (scikit-image samples)."""
 
 from __future__ import annotations
 
-import base64
 import os
 from pathlib import Path
 
@@ -17,13 +16,7 @@ from autotag.vision import bundle as bundles
 from autotag.vision.bundle import Head, ModelBundle
 from autotag.vision.features import feature_set_spec, get_feature_set
 from autotag.vision.imagenet import build_default_bundle
-from autotag.vision.tagger import (
-    FaceDetector,
-    Tagger,
-    find_cascade,
-    vector_from_b64,
-    vector_to_b64,
-)
+from autotag.vision.tagger import Tagger
 
 CAT_TAGS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 COFFEE_TAGS = {"espresso", "cup", "coffee mug"}
@@ -85,7 +78,6 @@ def test_result_carries_the_contract_fields(tagger: Tagger, settings_: Settings)
     assert [s for _, s in r.tags] == sorted((s for _, s in r.tags), reverse=True)
     assert len(r.tags) <= settings_.max_tags
     assert r.tags_json()[0] == [r.tags[0][0], r.tags[0][1]]
-    assert np.array_equal(vector_from_b64(r.vector_b64()), r.vector)
 
 
 def test_batch_equals_single(tagger: Tagger) -> None:
@@ -113,14 +105,6 @@ def test_grey_and_tiny_images_tag(tagger: Tagger) -> None:
     tiny = np.full((1, 1, 3), 128, np.uint8)
     for r in tagger.tag_images([grey, tiny]):
         assert r.vector.shape == (1280,)
-
-
-def test_vector_b64_is_little_endian_float32() -> None:
-    v = np.array([1.0, -2.5], np.float32)
-    assert vector_to_b64(v) == base64.b64encode(b"\x00\x00\x80?\x00\x00 \xc0").decode()
-    assert np.array_equal(vector_from_b64(vector_to_b64(v)), v)
-    with pytest.raises(ValueError):
-        vector_from_b64(base64.b64encode(b"abc").decode())
 
 
 def test_hog_bundle_without_detectors(settings_: Settings) -> None:
@@ -156,51 +140,3 @@ def test_no_active_bundle(tmp_path: Path) -> None:
     s = load_settings({**os.environ, "AUTOTAG_MODELS_DIR": str(tmp_path)})
     with pytest.raises(ModelError, match="init-default"):
         Tagger.from_active(s)
-
-
-# --- face detector ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def faces() -> FaceDetector:
-    return FaceDetector.load()
-
-
-def test_face_found_where_it_is(faces: FaceDetector) -> None:
-    found = faces.detect(_bgr("astronaut"))
-    assert len(found) == 1
-    f = found[0]
-    # Eileen Collins' face: roughly x 170-270, y 60-160 in the 512x512 photo.
-    assert 150 < f.x + f.w / 2 < 290 and 60 < f.y + f.h / 2 < 170
-    assert 60 < f.w < 140
-
-
-def test_no_faces_in_non_portraits(faces: FaceDetector) -> None:
-    for name in ("chelsea", "coffee", "coins", "rocket", "page"):
-        img = getattr(skimage.data, name)()
-        bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[:, :, ::-1]
-        assert faces.tags(np.ascontiguousarray(bgr)) == [], name
-
-
-def test_missing_cascade_is_a_model_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="could not be loaded"):
-        FaceDetector.load(tmp_path / "missing.xml")
-    with pytest.raises(ModelError, match="opencv-data"):
-        find_cascade("no_such_cascade.xml")
-
-
-def test_face_recall_and_precision_on_lfw(faces: FaceDetector) -> None:
-    """LFW crops (scikit-image's lfw_subset) pasted into textured 320x240 scenes."""
-    lfw = (skimage.data.lfw_subset() * 255).astype(np.uint8)  # 100 faces, then 100 non-faces
-    rng = np.random.default_rng(0)
-
-    def scene(patch: np.ndarray) -> np.ndarray:
-        noise = np.clip(rng.normal(128, 30, (240, 320)), 0, 255).astype(np.uint8)
-        bg = cv2.GaussianBlur(noise, (0, 0), 3)
-        bg[40:130, 100:190] = cv2.resize(patch, (90, 90), interpolation=cv2.INTER_CUBIC)
-        return cv2.cvtColor(bg, cv2.COLOR_GRAY2BGR)
-
-    found = sum(bool(faces.tags(scene(lfw[i]))) for i in range(20))
-    false = sum(bool(faces.tags(scene(lfw[100 + i]))) for i in range(20))
-    assert found >= 14, found
-    assert false == 0, false
