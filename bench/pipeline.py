@@ -30,7 +30,7 @@ TOPOLOGY = "autotagger"
 
 def plain_loop(paths: list[Path], threads: int) -> float:
     """Photos/s of one process, model loaded once, `threads` ONNX threads."""
-    os.environ["AUTOTAG_ONNX_THREADS"] = str(threads)
+    os.environ["AUTOTAG_TAGGING_THREADS"] = str(threads)
     from autotag import config
 
     config.settings.cache_clear()

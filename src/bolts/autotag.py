@@ -32,9 +32,10 @@ class AutotagBolt(Bolt):
 
     def initialize(self, stormconf, context) -> None:
         t0 = time.monotonic()
+        s = settings()
         # One tagging process per core: OpenCV's own thread pool would only oversubscribe.
-        cv2.setNumThreads(settings().onnx_threads)
-        self.tagger = ActiveTagger(settings())
+        cv2.setNumThreads(s.tagging_threads)
+        self.tagger = ActiveTagger(s)
         loaded = self.tagger.current()
         self.logger.info(
             "model %s loaded once in %.2fs (%d classifiers)",

@@ -355,7 +355,7 @@ _LOCK = threading.Lock()
 
 def _build(name: str, s: Settings) -> FeatureSet:
     if name == "cnn":
-        return CnnFeatures(onnx_model_path(s), threads=s.onnx_threads)
+        return CnnFeatures(onnx_model_path(s), threads=s.tagging_threads)
     if name == "hog":
         return HogFeatures()
     if name == "cnn+hog":
@@ -368,7 +368,7 @@ def get_feature_set(name: str, s: Settings | None = None) -> FeatureSet:
     s = s or settings()
     feature_set_spec(name)  # unknown names fail fast with the list of known ones
     model_key = str(onnx_model_path(s)) if "cnn" in name.split("+") else ""
-    key = (name, model_key, s.onnx_threads)
+    key = (name, model_key, s.tagging_threads)
     with _LOCK:
         cached = _CACHE.get(key)
     if cached is not None:
