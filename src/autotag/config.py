@@ -118,6 +118,12 @@ class Settings:
         )
 
     @property
+    def model_dirs(self) -> tuple[Path, ...]:
+        """Where shipped model files (the ONNX network) are looked for, in order: models_dir,
+        then the project's own models/ (so a fresh models_dir needs no copy of them)."""
+        return (self.models_dir, self.home / "models")
+
+    @property
     def venv(self) -> Path:
         return self.home / "virtualenvs" / "autotag"
 

@@ -16,12 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autotag.config import Settings
 from autotag.errors import AutotagError, ImageError
 from autotag.storage import photo_stream
 from autotag.storage import postgres as store
+
+if TYPE_CHECKING:
+    from autotag.vision.tagger import Tagger
 
 log = logging.getLogger(__name__)
 
@@ -121,30 +124,44 @@ class PhotoSource:
 # -- autotag bolt side --------------------------------------------------------------------
 
 
+def load_tagger(settings: Settings, bundle_id: str | None = None) -> Tagger:
+    """A Tagger for bundle ``bundle_id`` (default: the active one) with these settings'
+    decode limits, tagging threads and tag cut-offs: the bolt's own, for anyone to build."""
+    from autotag.vision.decode import DecodeLimits
+    from autotag.vision.features import FeatureOptions
+    from autotag.vision.tagger import Tagger  # heavy (ONNX Runtime): only where it tags
+
+    return Tagger.load(
+        settings.models_dir,
+        bundle_id,
+        feature_options=FeatureOptions(settings.model_dirs, settings.tagging_threads),
+        limits=DecodeLimits(settings.max_file_bytes, settings.max_pixels, settings.max_dimension),
+        min_score=settings.min_tag_score,
+        max_tags=settings.max_tags,
+    )
+
+
 class ActiveTagger:
     """A Tagger for the active bundle that follows ``models/ACTIVE``: when another bundle is
     activated, the next photo after the check interval is tagged with it (no resubmit)."""
 
     def __init__(self, settings: Settings, check_every_secs: float = 5.0) -> None:
-        from autotag.vision.tagger import Tagger
-
         self.settings = settings
         self.check_every = check_every_secs
-        self.tagger = Tagger.from_active(settings)
+        self.tagger = load_tagger(settings)
         self._checked = time.monotonic()
 
     def current(self) -> Any:
         if time.monotonic() - self._checked >= self.check_every:
             self._checked = time.monotonic()
             from autotag.vision.bundle import active_bundle_id
-            from autotag.vision.tagger import Tagger
 
             active = active_bundle_id(self.settings.models_dir)
             if active and active != self.tagger.model_version:
                 log.info(
                     "active model changed: %s -> %s; loading it", self.tagger.model_version, active
                 )
-                self.tagger = Tagger.from_active(self.settings)
+                self.tagger = load_tagger(self.settings)
         return self.tagger
 
 

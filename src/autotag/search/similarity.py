@@ -1491,9 +1491,19 @@ def similar_to_file(
     svc = _service(settings, mode, service)
     vector = svc.vector_of(photo_id)
     if vector is None:
+        from autotag.vision.decode import DecodeLimits
+        from autotag.vision.features import FeatureOptions
         from autotag.vision.tagger import Tagger  # heavy (ONNX runtime): only when needed
 
-        result = Tagger.from_active(settings).tag_file(path)
+        result = Tagger.load(
+            settings.models_dir,
+            feature_options=FeatureOptions(settings.model_dirs, settings.tagging_threads),
+            limits=DecodeLimits(
+                settings.max_file_bytes, settings.max_pixels, settings.max_dimension
+            ),
+            min_score=settings.min_tag_score,
+            max_tags=settings.max_tags,
+        ).tag_file(path)
         if getattr(result, "vector", None) is None:
             reason = getattr(result, "reason", None) or "no feature vector"
             raise AutotagError(f"{path}: cannot featurize ({reason})")

@@ -3,6 +3,9 @@
 One Tagger is built per process (the daemonized autotag bolt holds one) because loading the
 CNN and the bundle is the expensive part; tagging is then a batch of feature extraction,
 one matrix product, and face detection (``autotag.vision.faces``).
+
+Everything it needs arrives as values (decode limits, feature options, tag cut-offs), so
+two Taggers with different limits in one process each keep their own.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from autotag import config
-from autotag.config import Settings
 from autotag.errors import ModelError
-from autotag.vision.bundle import ModelBundle, load_active
-from autotag.vision.decode import DecodedImage, decode
+from autotag.vision.bundle import ModelBundle, load_active, load_bundle
+from autotag.vision.decode import DecodedImage, DecodeLimits, decode, decode_file
 from autotag.vision.faces import FaceDetector, single_threaded_blas
-from autotag.vision.features import FeatureSet, as_bgr, get_feature_set, l2_normalize
+from autotag.vision.features import (
+    FeatureOptions,
+    FeatureSet,
+    as_bgr,
+    get_feature_set,
+    l2_normalize,
+)
 
 KNOWN_DETECTORS = ("face",)
 
@@ -45,39 +52,50 @@ class Tagger:
     def __init__(
         self,
         bundle: ModelBundle,
-        feature_set: FeatureSet | None = None,
+        feature_set: FeatureSet,
+        limits: DecodeLimits,
         *,
-        settings: Settings | None = None,
-        min_score: float | None = None,
-        max_tags: int | None = None,
+        min_score: float,
+        max_tags: int,
     ) -> None:
-        s = settings or config.settings()
-        self.settings = s
         self.bundle = bundle
-        fs_name = str(bundle.feature_set["name"])
-        self.features = feature_set or get_feature_set(fs_name, s)
-        if (self.features.name, self.features.version, self.features.dim) != (
-            fs_name,
+        self.features = feature_set
+        self.limits = limits
+        if (feature_set.name, feature_set.version, feature_set.dim) != (
+            str(bundle.feature_set["name"]),
             str(bundle.feature_set["version"]),
             int(bundle.feature_set["dim"]),
         ):
             raise ModelError(
                 f"bundle {bundle.id} was built for {bundle.feature_key} "
-                f"(dim {bundle.feature_set['dim']}), this process has {self.features.key} "
-                f"(dim {self.features.dim})"
+                f"(dim {bundle.feature_set['dim']}), this process has {feature_set.key} "
+                f"(dim {feature_set.dim})"
             )
         unknown = [d for d in bundle.detectors if d not in KNOWN_DETECTORS]
         if unknown:
             raise ModelError(f"bundle {bundle.id} wants unknown detectors {unknown}")
         self.face = FaceDetector.load() if "face" in bundle.detectors else None
-        self.min_score = s.min_tag_score if min_score is None else min_score
-        self.max_tags = s.max_tags if max_tags is None else max_tags
+        self.min_score = min_score
+        self.max_tags = max_tags
 
     @classmethod
-    def from_active(cls, settings: Settings | None = None) -> Tagger:
-        """The active bundle of ``settings.models_dir`` with everything it needs, loaded."""
-        s = settings or config.settings()
-        return cls(load_active(s.models_dir), settings=s)
+    def load(
+        cls,
+        models_dir: str | Path,
+        bundle_id: str | None = None,
+        *,
+        feature_options: FeatureOptions,
+        limits: DecodeLimits,
+        min_score: float,
+        max_tags: int,
+    ) -> Tagger:
+        """Bundle ``bundle_id`` of ``models_dir`` (the active one by default) with the feature
+        set and detectors it needs, loaded."""
+        bundle = (
+            load_active(models_dir) if bundle_id is None else load_bundle(models_dir, bundle_id)
+        )
+        features = get_feature_set(str(bundle.feature_set["name"]), feature_options)
+        return cls(bundle, features, limits, min_score=min_score, max_tags=max_tags)
 
     @property
     def model_version(self) -> str:
@@ -123,13 +141,12 @@ class Tagger:
         return self.tag_images([decoded.bgr])[0]
 
     def tag_bytes(self, data: bytes) -> TagResult:
-        """Decode (with the configured limits) and tag; a bad image raises ImageError."""
-        return self.tag_decoded(decode(data))
+        """Decode (within this Tagger's limits) and tag; a bad image raises ImageError."""
+        return self.tag_decoded(decode(data, self.limits))
 
     def tag_file(self, path: str | Path) -> TagResult:
-        from autotag.vision.decode import decode_file
-
-        return self.tag_decoded(decode_file(path))
+        """tag_bytes() for a file; an oversized file is refused before it is read."""
+        return self.tag_decoded(decode_file(path, self.limits))
 
 
 __all__ = ["TagResult", "Tagger"]
