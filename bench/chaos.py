@@ -238,9 +238,10 @@ def main() -> int:
     cluster.up(s, progress=lambda m: print("   ", m, flush=True))
     from autotag.ops.topology import submit
     from autotag.vision.bundle import set_active
+    from autotag.vision.features import onnx_model_path
     from autotag.vision.imagenet import build_default_bundle
 
-    set_active(s.models_dir, build_default_bundle(s.models_dir))
+    set_active(s.models_dir, build_default_bundle(s.models_dir, onnx_model_path(s.model_dirs)))
     submit(s, TOPOLOGY)
     results = []
     try:

@@ -191,7 +191,7 @@ def c_sweep(argv: list[str]) -> None:
     from autotag.learning.evaluation import evaluate_scores
     from autotag.learning.feature_cache import featurize
     from autotag.learning.training import TrainConfig, fit_heads, score_heads, stack_heads
-    from autotag.vision.features import get_feature_set
+    from autotag.vision.features import FeatureOptions, get_feature_set
 
     ap = argparse.ArgumentParser(prog="bench/training.py c-sweep", description=c_sweep.__doc__)
     ap.add_argument("--features", default="cnn+hog")
@@ -200,10 +200,12 @@ def c_sweep(argv: list[str]) -> None:
     ap.add_argument("--val-from", type=int, default=50_000, help="validate on train[VAL_FROM:]")
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args(argv)
-    d = settings().run_dir / "datasets" / "fashion-mnist" / "train"
+    s = settings()
+    d = s.run_dir / "datasets" / "fashion-mnist" / "train"
     labels = read_labels(d / "labels.csv")
     paths, _ = resolve_photos(d / "images", labels.photo_ids)
-    X = featurize(paths, get_feature_set(args.features)).X
+    options = FeatureOptions(s.model_dirs, s.tagging_threads)
+    X = featurize(paths, get_feature_set(args.features, options)).X
     fit, val = np.arange(args.fit), np.arange(args.val_from, labels.n_photos)
     print("features C seconds val_top1 val_map not_converged")
     for C in [float(c) for c in args.Cs.split(",")]:

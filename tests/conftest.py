@@ -93,9 +93,12 @@ def storm_cluster(test_settings: Settings) -> Iterator[Settings]:
 def default_bundle(test_settings: Settings) -> str:
     """The default ImageNet bundle, built into the test models dir and active."""
     from autotag.vision.bundle import set_active
+    from autotag.vision.features import onnx_model_path
     from autotag.vision.imagenet import build_default_bundle
 
-    bundle_id = build_default_bundle(test_settings.models_dir)
+    bundle_id = build_default_bundle(
+        test_settings.models_dir, onnx_model_path(test_settings.model_dirs)
+    )
     set_active(test_settings.models_dir, bundle_id)
     return bundle_id
 

@@ -26,7 +26,7 @@ class AutotagBolt(Bolt):
         t0 = time.monotonic()
         s = settings()
         # One tagging process per core: OpenCV's own thread pool would only oversubscribe.
-        cv2.setNumThreads(s.onnx_threads)
+        cv2.setNumThreads(s.tagging_threads)
         self.blobs = BlobStore(s.blob_dir)
         self.max_bytes = s.max_file_bytes
         self.tagger = ActiveTagger(s)

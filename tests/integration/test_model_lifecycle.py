@@ -94,10 +94,9 @@ def test_trained_bundle_is_used_by_the_running_topology(
     bundle_id = bundle_id or active[0]["id"]
 
     time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
-    from autotag.vision.bundle import load_bundle
-    from autotag.vision.tagger import Tagger
+    from autotag.pipeline.tag_step import load_tagger
 
-    direct = Tagger(load_bundle(s.models_dir, bundle_id), settings=s)
+    direct = load_tagger(s, bundle_id)
     own_class_found = 0
     for cls, photo in held_out.items():
         (rec,) = intake.upload([str(photo)], s, force=True)

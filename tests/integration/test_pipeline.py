@@ -17,8 +17,8 @@ import pytest
 from autotag.config import Settings
 from autotag.learning import samples
 from autotag.pipeline import intake
+from autotag.pipeline.tag_step import load_tagger
 from autotag.storage import database, lookups, vectors
-from autotag.vision.tagger import Tagger
 
 pytestmark = pytest.mark.cluster
 
@@ -75,7 +75,7 @@ def test_every_photo_is_tagged(uploaded: dict[str, Path]) -> None:
 def test_topology_results_equal_direct_python(
     autotagger: Settings, uploaded: dict[str, Path]
 ) -> None:
-    tagger = Tagger.from_active(autotagger)
+    tagger = load_tagger(autotagger)
     with database.connect(autotagger) as conn:
         for photo_id, path in uploaded.items():
             direct = tagger.tag_file(path)

@@ -264,9 +264,9 @@ def test_update_retrains_only_the_changed_class(hog_bundle, fmnist: Path, tmp_pa
 def test_feature_cache_resumes_and_remembers_failures(
     fmnist: Path, tmp_path: Path, test_settings: Settings
 ) -> None:
-    from autotag.vision.features import get_feature_set
+    from autotag.vision.features import FeatureOptions, get_feature_set
 
-    fs = get_feature_set("hog")
+    fs = get_feature_set("hog", FeatureOptions(test_settings.model_dirs, threads=1))
     imgs = sorted((fmnist / "test" / "images").glob("*.png"))[:30]
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # header only: undecodable
@@ -285,11 +285,11 @@ def test_feature_cache_resumes_and_remembers_failures(
     np.testing.assert_allclose(second.X[11:], direct, rtol=1e-6, atol=1e-6)
 
 
-def _onnx_available() -> bool:
+def _onnx_available(settings: Settings) -> bool:
     try:
         from autotag.vision.features import onnx_model_path
 
-        onnx_model_path()
+        onnx_model_path(settings.model_dirs)
         return True
     except Exception:  # noqa: BLE001 - any reason means: skip
         return False
@@ -303,12 +303,12 @@ def test_merge_default_and_cnn_hog_from_part_caches(
 
     cnn+hog features come from the cnn and hog caches and must equal a direct extract.
     """
-    if not _onnx_available():
+    if not _onnx_available(test_settings):
         pytest.skip("EfficientNet-Lite0 ONNX model not present")
     import cv2
 
     from autotag.vision.bundle import ModelBundle
-    from autotag.vision.features import get_feature_set
+    from autotag.vision.features import FeatureOptions, get_feature_set
 
     labels = read_labels(fmnist / "train" / "labels.csv").subset(range(60))
     res = train_bundle(
@@ -343,7 +343,7 @@ def test_merge_default_and_cnn_hog_from_part_caches(
         )
 
     paths = sorted((fmnist / "test" / "images").glob("*.png"))[:12]
-    fs = get_feature_set("cnn+hog")
+    fs = get_feature_set("cnn+hog", FeatureOptions(test_settings.model_dirs, threads=1))
     r = featurize(paths, fs, cache_root=tmp_path / "cache", progress=False)
     direct = fs.extract([cv2.imread(str(p)) for p in paths])
     np.testing.assert_allclose(r.X, direct, rtol=1e-5, atol=1e-6)

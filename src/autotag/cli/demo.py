@@ -34,10 +34,13 @@ def demo(timeout: int) -> None:
     click.echo(f"    healthy after {time.monotonic() - t0:.0f}s")
 
     from autotag.vision.bundle import active_bundle_id
+    from autotag.vision.features import onnx_model_path
     from autotag.vision.imagenet import build_default_bundle
 
     click.echo("==> model")
-    bundle_id = active_bundle_id(s.models_dir) or build_default_bundle(s.models_dir)
+    bundle_id = active_bundle_id(s.models_dir) or build_default_bundle(
+        s.models_dir, onnx_model_path(s.model_dirs)
+    )
     click.echo(f"    active bundle: {bundle_id}")
 
     click.echo(f"==> topology {TOPOLOGY}")

@@ -56,9 +56,9 @@ def similar(
 
     def featurize(path: Path) -> np.ndarray:
         """A file not in the system: the vector the Storm bolt's Tagger would store."""
-        from autotag.vision.tagger import Tagger  # heavy (ONNX runtime): only when needed
+        from autotag.pipeline.tag_step import load_tagger  # heavy (ONNX runtime): when needed
 
-        return Tagger.from_active(settings).tag_file(path).vector
+        return load_tagger(settings).tag_file(path).vector
 
     started = time.perf_counter()
     with SimilarityService(settings, mode, feature_set, persist=True) as service:

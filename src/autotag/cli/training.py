@@ -255,9 +255,9 @@ def evaluate(
             raise click.UsageError("--cv retrains the recipe: give no BUNDLE")
         if folds < 2:
             raise click.UsageError("--cv needs at least 2 folds")
-        from autotag.vision.features import get_feature_set
+        from autotag.vision.features import FeatureOptions, get_feature_set
 
-        fs = get_feature_set(features)
+        fs = get_feature_set(features, FeatureOptions(s.model_dirs, s.tagging_threads))
         lab, X, _, info = load_training_data(
             label_set, images_dir, fs, progress=progress, allow_missing=allow_missing
         )

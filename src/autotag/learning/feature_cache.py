@@ -202,9 +202,11 @@ class FeatureResult:
 
 
 def _decode(path: Path) -> np.ndarray:
-    from autotag.vision.decode import decode_file
+    from autotag.config import settings
+    from autotag.vision.decode import DecodeLimits, decode_file
 
-    return decode_file(path).bgr
+    s = settings()
+    return decode_file(path, DecodeLimits(s.max_file_bytes, s.max_pixels, s.max_dimension)).bgr
 
 
 def featurize(

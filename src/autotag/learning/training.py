@@ -402,10 +402,14 @@ def load_bundle_ref(ref: str | Path, models_dir: Path) -> Any:
 
 def bundle_feature_set(bundle: Any) -> Any:
     """The feature set a bundle was trained on; refuse a version or dim mismatch."""
+    from autotag.config import settings
     from autotag.errors import ModelError
-    from autotag.vision.features import get_feature_set
+    from autotag.vision.features import FeatureOptions, get_feature_set
 
-    fs = get_feature_set(str(bundle.feature_set["name"]))
+    s = settings()
+    fs = get_feature_set(
+        str(bundle.feature_set["name"]), FeatureOptions(s.model_dirs, s.tagging_threads)
+    )
     want = (str(bundle.feature_set["version"]), int(bundle.feature_set["dim"]))
     if (str(fs.version), int(fs.dim)) != want:
         raise ModelError(
@@ -589,9 +593,10 @@ def train_bundle(
     """
     from autotag.config import settings
     from autotag.vision import bundle as bundles
-    from autotag.vision.features import get_feature_set
+    from autotag.vision.features import FeatureOptions, get_feature_set
 
     t0 = time.perf_counter()
+    feature_options = FeatureOptions(settings().model_dirs, settings().tagging_threads)
     models_dir = Path(models_dir or settings().models_dir)
     images_dir = Path(images_dir)
     old = None
@@ -616,7 +621,7 @@ def train_bundle(
     cfg = cfg or TrainConfig(**(recipe_overrides or {}))
     if merge_default and features != "cnn":
         raise AutotagError("--merge-default needs --features cnn (the ImageNet heads read cnn)")
-    fs = get_feature_set(features)
+    fs = get_feature_set(features, feature_options)
     feature_key = f"{fs.name}@{fs.version}"
     if old is not None:
         bundle_feature_set(old)  # same version and dim, or retrain from scratch
@@ -744,9 +749,10 @@ def train_bundle(
         if extra_groups:
             other = _sub_bundle(old, extra_groups)
         else:
+            from autotag.vision.features import onnx_model_path
             from autotag.vision.imagenet import DEFAULT_BUNDLE_ID, build_default_bundle
 
-            build_default_bundle(models_dir)
+            build_default_bundle(models_dir, onnx_model_path(feature_options.model_dirs))
             other = bundles.load_bundle(models_dir, DEFAULT_BUNDLE_ID)
         clash = set(trained.classes) & set(other.classes)
         other = _drop_classes(other, clash)

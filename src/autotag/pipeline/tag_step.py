@@ -14,9 +14,24 @@ from autotag.errors import AutotagError
 from autotag.pipeline.contract import PhotoResult
 from autotag.storage.blobs import BlobStore
 from autotag.vision.bundle import active_bundle_id
+from autotag.vision.decode import DecodeLimits
+from autotag.vision.features import FeatureOptions
 from autotag.vision.tagger import Tagger
 
 log = logging.getLogger(__name__)
+
+
+def load_tagger(settings: Settings, bundle_id: str | None = None) -> Tagger:
+    """A Tagger for bundle ``bundle_id`` (default: the active one) with these settings'
+    decode limits, tagging threads and tag cut-offs: the bolt's own, for anyone to build."""
+    return Tagger.load(
+        settings.models_dir,
+        bundle_id,
+        feature_options=FeatureOptions(settings.model_dirs, settings.tagging_threads),
+        limits=DecodeLimits(settings.max_file_bytes, settings.max_pixels, settings.max_dimension),
+        min_score=settings.min_tag_score,
+        max_tags=settings.max_tags,
+    )
 
 
 class ActiveTagger:
@@ -26,7 +41,7 @@ class ActiveTagger:
     def __init__(self, settings: Settings, check_every_secs: float = 5.0) -> None:
         self.settings = settings
         self.check_every = check_every_secs
-        self.tagger = Tagger.from_active(settings)
+        self.tagger = load_tagger(settings)
         self._checked = time.monotonic()
 
     def current(self) -> Tagger:
@@ -37,7 +52,7 @@ class ActiveTagger:
                 log.info(
                     "active model changed: %s -> %s; loading it", self.tagger.model_version, active
                 )
-                self.tagger = Tagger.from_active(self.settings)
+                self.tagger = load_tagger(self.settings)
         return self.tagger
 
 

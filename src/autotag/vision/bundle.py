@@ -11,7 +11,6 @@ bundle is data, never code.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 
 FORMAT = "autotag-bundle/1"
@@ -72,14 +72,6 @@ def bundles_root(models_dir: Path) -> Path:
 
 def bundle_dir(models_dir: Path, bundle_id: str) -> Path:
     return bundles_root(models_dir) / check_bundle_id(bundle_id)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _now_iso() -> str:
@@ -222,7 +214,7 @@ class ModelBundle:
         try:
             with open(tmp / WEIGHTS_FILE, "wb") as f:
                 np.savez(f, **{a: getattr(self, a) for a in ARRAYS})
-            files = {WEIGHTS_FILE: _sha256(tmp / WEIGHTS_FILE)}
+            files = {WEIGHTS_FILE: file_sha256(tmp / WEIGHTS_FILE)}
             text = json.dumps(self.manifest(files), indent=2, ensure_ascii=False)
             (tmp / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
             tmp.chmod(0o755)
@@ -260,7 +252,7 @@ class ModelBundle:
             fpath = path / fname
             if not fpath.is_file():
                 raise ModelError(f"{who}: {fname} is missing")
-            if _sha256(fpath) != digest:
+            if file_sha256(fpath) != digest:
                 raise ModelError(f"{who}: {fname} fails its sha256 check (corrupt or altered)")
         try:
             with np.load(path / WEIGHTS_FILE, allow_pickle=False) as npz:
