@@ -63,6 +63,8 @@ class Settings:
     feature_set: str = "cnn"
     min_tag_score: float = 0.05
     max_tags: int = 10
+    # Decode JPEGs only as large as the features need (1/2-1/8 scale in the DCT domain).
+    reduced_decode: bool = True
     # Threads per tagging process, for ONNX Runtime and OpenCV alike: Storm runs one tagging
     # process per core, so more threads would only oversubscribe the cores.
     tagging_threads: int = 1

@@ -9,8 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
+import cv2
 import numpy as np
 import pytest
+import skimage.data
 from PIL import Image, ImageOps
 
 from autotag.errors import ImageError
@@ -191,3 +193,45 @@ def test_mutated_files_never_crash(fmt: str) -> None:
         except ImageError:
             continue
         assert img.bgr.ndim == 3 and img.bgr.shape[2] == 3
+
+
+def _phone_jpeg(orientation: int = 1) -> bytes:
+    """A 4000×3000 JPEG like a phone's (scikit-image's astronaut, enlarged, with grain)."""
+    rgb = skimage.data.astronaut()
+    big = cv2.resize(rgb, (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    grain = np.random.default_rng(0).normal(0, 4, big.shape)
+    big = np.clip(big + grain, 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(big).save(out, "JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
+PHONE_LIMITS = replace(LIMITS, max_file_bytes=20 << 20)
+
+
+def test_reduced_jpeg_decode_keeps_the_photo_size() -> None:
+    data = _phone_jpeg()
+    full = decode(data, PHONE_LIMITS)
+    small = decode(data, PHONE_LIMITS, min_side=256)
+    assert (full.width, full.height) == (small.width, small.height) == (4000, 3000)
+    assert full.bgr.shape[:2] == (3000, 4000)
+    assert small.bgr.shape[:2] == (375, 500)  # 1/8 scale: short side 375 >= 256
+    # The reduced decode is the full one, shrunk: the same picture within JPEG noise.
+    shrunk = cv2.resize(full.bgr, (500, 375), interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk.astype(int) - small.bgr.astype(int)).mean() < 4
+    # Never below the requested side: 1/4 when 1/8 would be too small.
+    assert decode(data, PHONE_LIMITS, min_side=400).bgr.shape[:2] == (750, 1000)
+
+
+def test_reduced_decode_follows_exif_orientation() -> None:
+    small = decode(_phone_jpeg(orientation=6), PHONE_LIMITS, min_side=256)
+    assert (small.width, small.height) == (3000, 4000)  # upright: portrait
+    assert small.bgr.shape[:2] == (500, 375)
+
+
+def test_png_is_never_reduced() -> None:
+    png = cv2.imencode(".png", np.zeros((600, 800, 3), np.uint8))[1].tobytes()
+    d = decode(png, LIMITS, min_side=256)
+    assert d.bgr.shape[:2] == (600, 800) and (d.width, d.height) == (800, 600)

@@ -139,7 +139,13 @@ def test_each_tagger_decodes_within_its_own_limits(
     p = tmp_path / "wide.png"
     p.write_bytes(_png(200, 100))
     assert (tagger.tag_file(p).width, tagger.tag_bytes(p.read_bytes()).height) == (200, 100)
-    small = Tagger(tagger.bundle, tagger.features, replace(LIMITS, max_pixels=10_000), **CUTOFFS)
+    small = Tagger(
+        tagger.bundle,
+        tagger.features,
+        replace(LIMITS, max_pixels=10_000),
+        **CUTOFFS,
+        face=tagger.face,
+    )
     with pytest.raises(ImageError, match="limit 0.0 Mpx"):
         small.tag_file(p)
     with pytest.raises(ImageError, match="limit 0.0 Mpx"):

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "cluster",
     "topology",
     "intake",
+    "tagging",
     "lookup",
     "models",
     "training",

@@ -78,3 +78,27 @@ def make_distinct_photos(n: int, dest: Path, long_side: int = 640, seed: int = 0
         cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         out.append(path)
     return out
+
+
+def make_phone_photos(n: int, dest: Path, seed: int = 0) -> list[Path]:
+    """n distinct 12-megapixel JPEGs (4000×3000, quality 92) like a phone's: real photos
+    from installed packages enlarged, with sensor-like grain so they weigh what a phone's do
+    (about 3-5 MB), each made unique by two marker pixels."""
+    bases = package_photos() + tuxpaint_photos()
+    rng = np.random.default_rng(seed)
+    # One grain field, shifted differently for each photo (drawing 36 M numbers per photo
+    # would cost more than everything else here).
+    field = rng.integers(-10, 11, size=(3000 + 64, 4000 + 64, 3), dtype=np.int16)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        img = cv2.imread(str(bases[i % len(bases)]), cv2.IMREAD_COLOR)
+        img = cv2.resize(img, (4000, 3000), interpolation=cv2.INTER_CUBIC)
+        dy, dx = rng.integers(0, 64, 2)
+        img = np.clip(img + field[dy : dy + 3000, dx : dx + 4000], 0, 255).astype(np.uint8)
+        img[0, 0] = rng.integers(0, 256, 3)
+        img[0, 1] = (i % 256, (i // 256) % 256, seed % 256)
+        path = dest / f"phone_{seed}_{i:05d}.jpg"
+        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        out.append(path)
+    return out

@@ -31,6 +31,7 @@ def load_tagger(settings: Settings, bundle_id: str | None = None) -> Tagger:
         limits=DecodeLimits(settings.max_file_bytes, settings.max_pixels, settings.max_dimension),
         min_score=settings.min_tag_score,
         max_tags=settings.max_tags,
+        reduced_decode=settings.reduced_decode,
     )
 
 

@@ -101,6 +101,9 @@ class FeatureSet(ABC):
     name: str
     version: str
     dim: int
+    # The short side, in pixels, below which this set would have to enlarge a photo: a
+    # decoder may hand it anything at least this large (a reduced JPEG decode).
+    min_side: int = 0
 
     @abstractmethod
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -197,6 +200,7 @@ class CnnFeatures(FeatureSet):
     name = "cnn"
     version = FEATURE_SPECS["cnn"][0]
     dim = CNN_DIM
+    min_side = CNN_RESIZE
 
     def __init__(self, onnx_path: Path, *, threads: int = 1, batch_size: int = 16) -> None:
         import onnxruntime as ort
@@ -336,6 +340,8 @@ class ConcatFeatures(FeatureSet):
         self.version = FEATURE_SPECS[name][0]
         self.parts = list(parts)
         self.dim = sum(p.dim for p in self.parts)
+        sides = [p.min_side for p in self.parts]
+        self.min_side = 0 if 0 in sides else max(sides)
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if len(images) == 0:
