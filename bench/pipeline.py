@@ -100,16 +100,21 @@ def phase(name: str, settle: float) -> Iterator[Phase]:
     p.load_after = load1()
 
 
-def cpu_by_component() -> dict[str, float]:
-    """CPU seconds (user + system) so far of every process, summed by component."""
+def cpu_by_component(run_dir: Path) -> dict[str, float]:
+    """CPU seconds (user + system) so far of this cluster's processes, by component: those
+    whose command line names the run directory or whose working directory is inside it."""
     out: dict[str, float] = {}
+    run = str(run_dir)
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(d / "cwd")
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
+            continue
+        if run not in cmd and not (cwd == run or cwd.startswith(run + "/")):
             continue
         secs = (int(fields[11]) + int(fields[12])) / CLK_TCK
         for name, needle in COMPONENTS:
@@ -186,12 +191,12 @@ def topology_run(paths: list[Path], s: Settings, nimbus: NimbusClient, timeout: 
     time.sleep(1.0)  # the spout stops asking for photos
     ids = upload(paths, s)
     with database.connect(s) as conn:
-        before = cpu_by_component()
+        before = cpu_by_component(s.run_dir)
         t0 = time.time()
         nimbus.activate(TOPOLOGY)
         wait_tagged(conn, ids, timeout)
         wall = time.time() - t0
-        cpu = cpu_delta(before, cpu_by_component())
+        cpu = cpu_delta(before, cpu_by_component(s.run_dir))
         n_tagged = conn.execute(
             "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'tagged'", (ids,)
         ).fetchone()[0]
