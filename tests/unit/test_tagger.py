@@ -14,7 +14,7 @@ import skimage.data
 from autotag.config import Settings, load_settings
 from autotag.errors import ImageError, ModelError
 from autotag.vision import bundle as bundles
-from autotag.vision.bundle import Head, ModelBundle
+from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.features import feature_set_spec, get_feature_set
 from autotag.vision.imagenet import build_default_bundle
 from autotag.vision.tagger import (
@@ -131,7 +131,7 @@ def test_hog_bundle_without_detectors(settings_: Settings) -> None:
         name="hog-test",
         feature_set=spec,
         classes=["bright", "dark"],
-        heads=[Head("tone", "softmax", 0, 2)],
+        heads=[HeadGroup("tone", "softmax", 0, 2)],
         W=rng.normal(size=(2, spec["dim"])),
         b=np.zeros(2),
         thresholds=np.zeros(2),

@@ -698,7 +698,7 @@ def train_bundle(
         else {"name": fs.name, "version": str(fs.version), "dim": fs.dim},
         classes=[h.name for h in heads],
         heads=[
-            bundles.Head(group, "sigmoid", 0, len(heads), source=f"autotag train ({bundle_id})")
+            bundles.HeadGroup(group, "sigmoid", 0, len(heads), source=f"autotag train ({bundle_id})")
         ],
         metrics=metrics,
         dataset=dataset,

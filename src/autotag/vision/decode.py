@@ -209,14 +209,15 @@ def _to_bgr(img: np.ndarray) -> np.ndarray:
     if channels == 1:
         return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
     if channels == 2:  # grey + alpha
-        grey = _composite_on_white(img[:, :, :1], img[:, :, 1])
+        grey = composite_on_white(img[:, :, :1], img[:, :, 1])
         return cv2.cvtColor(grey[:, :, 0], cv2.COLOR_GRAY2BGR)
     if channels == 3:
         return img
-    return _composite_on_white(img[:, :, :3], img[:, :, 3])
+    return composite_on_white(img[:, :, :3], img[:, :, 3])
 
 
-def _composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 colour (HxWxC) over a white background by uint8 alpha (HxW), rounded to nearest."""
     a = alpha.astype(np.uint16)[:, :, None]
     out = (color.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
     return out.astype(np.uint8)
@@ -265,7 +266,7 @@ def _decode_gif(header: Image.Image) -> np.ndarray:
         rgba = np.asarray(header.convert("RGBA"))
     except (OSError, ValueError, EOFError, SyntaxError, IndexError, struct.error) as exc:
         raise ImageError(f"corrupt GIF data: {_short(exc)}") from None
-    return _composite_on_white(rgba[:, :, 2::-1], rgba[:, :, 3])
+    return composite_on_white(rgba[:, :, 2::-1], rgba[:, :, 3])
 
 
 def _decode_cv2(data: bytes, fmt: str, header: Image.Image) -> np.ndarray:
