@@ -21,6 +21,7 @@ up: deps
 ## The whole test suite against real services the tests start themselves.
 test: deps
 	@$(BIN)/ruff check src tests bench topologies
+	@$(BIN)/lint-imports --no-cache
 	@$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 down:

@@ -38,8 +38,8 @@ from autotag.ops.daemons.postgres import PostgresDaemon
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon
 from autotag.pipeline import intake
-from autotag.storage import photo_stream
-from autotag.storage import postgres as store
+from autotag.storage import database
+from autotag.storage.photo_stream import PhotoStream
 
 TOPOLOGY = "autotagger"
 
@@ -112,7 +112,7 @@ FAULTS: list[tuple[str, Callable[[Settings], str]]] = [
 
 def _count(s: Settings, ids: list[str], status: str) -> int | None:
     try:
-        with store.connect(s, migrate_schema=False, connect_timeout=2) as conn:
+        with database.connect(s, migrate_schema=False, connect_timeout=2) as conn:
             return conn.execute(
                 "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = %s",
                 (ids, status),
@@ -178,7 +178,7 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
     up.join()
     ids = up.ids
     drained = wait_for(lambda: _count(s, ids, "queued") == 0, timeout=1800, interval=2)
-    with store.connect(s) as conn:
+    with database.connect(s) as conn:
         tagged = conn.execute(
             "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'tagged'", (ids,)
         ).fetchone()[0]
@@ -195,7 +195,7 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
             "(SELECT 1 FROM photo_vectors v WHERE v.photo_id = p.photo_id)",
             (ids,),
         ).fetchone()[0]
-    dead = len(photo_stream.dead_letters(photo_stream.client(s), 100000, settings=s))
+    dead = len(PhotoStream(s).dead_letters(100000))
     return {
         "sent": n,
         "queued_ids": len(set(ids)),
@@ -238,9 +238,10 @@ def main() -> int:
     cluster.up(s, progress=lambda m: print("   ", m, flush=True))
     from autotag.ops.topology import submit
     from autotag.vision.bundle import set_active
+    from autotag.vision.features import onnx_model_path
     from autotag.vision.imagenet import build_default_bundle
 
-    set_active(s.models_dir, build_default_bundle(s.models_dir))
+    set_active(s.models_dir, build_default_bundle(s.models_dir, onnx_model_path(s.model_dirs)))
     submit(s, TOPOLOGY)
     results = []
     try:

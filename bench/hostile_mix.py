@@ -16,7 +16,7 @@ from pathlib import Path
 from autotag.config import settings
 from autotag.learning import samples
 from autotag.pipeline import intake
-from autotag.storage import postgres as store
+from autotag.storage import database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.pipeline import topology_run  # noqa: E402
@@ -39,7 +39,7 @@ def mixed_run(good: list[Path], hostile_dir: Path, timeout: float) -> tuple[floa
     good_names = {p.name for p in good}
     good_ids = [r.photo_id for r in records if Path(r.path).name in good_names]
     bad_ids = [r.photo_id for r in records if Path(r.path).name not in good_names and r.photo_id]
-    with store.connect(s) as conn:
+    with database.connect(s) as conn:
         while time.time() - t0 < timeout:
             left = conn.execute(
                 "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'queued'",

@@ -22,19 +22,19 @@ from autotag.config import settings
 from autotag.learning import samples
 from autotag.ops.nimbus import NimbusClient
 from autotag.pipeline import intake
-from autotag.storage import postgres as store
-from autotag.vision.tagger import Tagger
+from autotag.pipeline.tag_step import load_tagger
+from autotag.storage import database
 
 TOPOLOGY = "autotagger"
 
 
 def plain_loop(paths: list[Path], threads: int) -> float:
     """Photos/s of one process, model loaded once, `threads` ONNX threads."""
-    os.environ["AUTOTAG_ONNX_THREADS"] = str(threads)
+    os.environ["AUTOTAG_TAGGING_THREADS"] = str(threads)
     from autotag import config
 
     config.settings.cache_clear()
-    tagger = Tagger.from_active(config.settings())
+    tagger = load_tagger(config.settings())
     tagger.tag_file(paths[0])  # warm-up
     t0 = time.perf_counter()
     for p in paths:
@@ -51,7 +51,7 @@ def reload_loop(paths: list[Path]) -> tuple[float, float]:
     for p in paths:
         features._CACHE.clear()  # noqa: SLF001 - the point of this loop is to reload
         t0 = time.perf_counter()
-        tagger = Tagger.from_active(config.settings())
+        tagger = load_tagger(config.settings())
         t1 = time.perf_counter()
         tagger.tag_file(p)
         t2 = time.perf_counter()
@@ -73,7 +73,7 @@ def topology_run(paths: list[Path], timeout: float, rate: float | None = None) -
         records = intake.upload([str(p) for p in paths], s)
     ids = [r.photo_id for r in records if r.status == "queued"]
     upload_secs = time.time() - t0
-    with store.connect(s) as conn:
+    with database.connect(s) as conn:
         while True:
             left = conn.execute(
                 "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'queued'", (ids,)
@@ -132,7 +132,7 @@ def main() -> None:
         paths = samples.make_distinct_photos(args.n, Path(tmp), args.long_side, seed)
         print(
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-            f"{args.n} distinct JPEGs, long side {args.long_side}px, model {Tagger.from_active(s).model_version}"
+            f"{args.n} distinct JPEGs, long side {args.long_side}px, model {load_tagger(s).model_version}"
         )
         plain2 = plain_loop(paths, threads=2)
         print(f"plain loop, 1 process, 2 ONNX threads: {plain2:7.1f} photos/s")

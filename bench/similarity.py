@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import faiss  # noqa: E402
 
-from autotag.search.similarity import VectorIndex  # noqa: E402
+from autotag.search.index import VectorIndex  # noqa: E402
 
 CHUNK = 50_000
 CLUSTERS = 1000
@@ -365,7 +365,7 @@ def bench_postgres(dim: int, rows: int, port_offset: int) -> dict[str, Any]:
     from autotag.errors import AutotagError
     from autotag.ops.daemons.postgres import PostgresDaemon
     from autotag.ops.sql_functions import FALLBACK_SQL, install_sql_functions
-    from autotag.storage import postgres as store
+    from autotag.storage import database
 
     port_offset = free_offset(port_offset)
     run_dir = Path(tempfile.mkdtemp(prefix="autotag-bench-sim-"))
@@ -378,7 +378,7 @@ def bench_postgres(dim: int, rows: int, port_offset: int) -> dict[str, Any]:
     fs = f"bench{dim}@1"
     try:
         daemon.start()
-        with store.connect(settings) as conn:
+        with database.connect(settings) as conn:
             out["language"] = install_sql_functions(conn, settings)
             t = time.perf_counter()
             with conn.cursor() as cur:

@@ -190,7 +190,7 @@ def c_sweep(argv: list[str]) -> None:
 
     python bench/training.py c-sweep --features cnn+hog --C 1,0.1,0.01,0.003,0.001
     """
-    from autotag.cli.training import progress_bars
+    from autotag.cli.training import decode_limits, feature_options, progress_bars
     from autotag.config import settings
     from autotag.learning.datasets import read_labels, resolve_photos
     from autotag.learning.evaluation import evaluate_scores
@@ -205,11 +205,14 @@ def c_sweep(argv: list[str]) -> None:
     ap.add_argument("--val-from", type=int, default=50_000, help="validate on train[VAL_FROM:]")
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args(argv)
-    d = settings().run_dir / "datasets" / "fashion-mnist" / "train"
+    s = settings()
+    d = s.run_dir / "datasets" / "fashion-mnist" / "train"
     labels = read_labels(d / "labels.csv")
     paths, _ = resolve_photos(d / "images", labels.photo_ids)
-    fs = get_feature_set(args.features)
-    X = featurize(paths, fs, settings().run_dir / "featcache", progress=progress_bars(True)).X
+    fs = get_feature_set(args.features, feature_options(s))
+    X = featurize(
+        paths, fs, s.run_dir / "featcache", limits=decode_limits(s), progress=progress_bars(True)
+    ).X
     fit, val = np.arange(args.fit), np.arange(args.val_from, labels.n_photos)
     print("features C seconds val_top1 val_map not_converged")
     for C in [float(c) for c in args.Cs.split(",")]:
@@ -217,13 +220,13 @@ def c_sweep(argv: list[str]) -> None:
         train = labels.subset(fit)
         head = LinearHead(C=C, n_jobs=args.jobs).fit(X[fit], train.Y, train.classes)
         rep = evaluate_scores(head.predict_proba(X[val]), labels.subset(val), head.threshold_)
-        s = rep["summary"]
+        summary = rep["summary"]
         print(
             args.features,
             C,
             round(time.perf_counter() - t),
-            s["top1_accuracy"],
-            s["map"],
+            summary["top1_accuracy"],
+            summary["map"],
             sum(not m["converged"] for m in head.class_metrics_.values()),
             flush=True,
         )

@@ -93,9 +93,12 @@ def storm_cluster(test_settings: Settings) -> Iterator[Settings]:
 def default_bundle(test_settings: Settings) -> str:
     """The default ImageNet bundle, built into the test models dir and active."""
     from autotag.vision.bundle import set_active
+    from autotag.vision.features import onnx_model_path
     from autotag.vision.imagenet import build_default_bundle
 
-    bundle_id = build_default_bundle(test_settings.models_dir)
+    bundle_id = build_default_bundle(
+        test_settings.models_dir, onnx_model_path(test_settings.model_dirs)
+    )
     set_active(test_settings.models_dir, bundle_id)
     return bundle_id
 
@@ -110,10 +113,10 @@ def autotagger(
     from autotag.ops.daemons.base import wait_for
     from autotag.ops.nimbus import NimbusClient
     from autotag.ops.topology import submit
-    from autotag.storage import postgres as store
+    from autotag.storage import database
 
     cluster.up(storm_cluster, cluster.DATA_DAEMONS, progress=lambda _m: None)  # migrations
-    with store.connect(storm_cluster):
+    with database.connect(storm_cluster):
         pass
     submit(storm_cluster, "autotagger")
     assert wait_for(

@@ -2,6 +2,7 @@
 name, which would clash with the autotag package): image spout → autotag bolts → DB writer (Flickr's AutoTags).
 
     photos (1) ──shuffle──▶ autotag (2, daemonized model) ──shuffle──▶ db_writer (1) ──▶ Postgres
+       └──────────────── dead_letters (photos that ran out of attempts) ──────────▲
 
 Parallelism is sized for one 2-core machine: one tagging process per core. Raise `autotag`
 (and `topology.workers`) on a bigger cluster, or `autotag rebalance autotagger --executor autotag=N`.
@@ -26,5 +27,7 @@ class Autotag(Topology):
     photos = PhotoSpout.spec(par=1)
     autotag = AutotagBolt.spec(inputs={photos: Grouping.SHUFFLE}, par=2)
     db_writer = DbWriterBolt.spec(
-        inputs={autotag: Grouping.SHUFFLE}, par=1, config={"topology.tick.tuple.freq.secs": 1}
+        inputs={autotag: Grouping.SHUFFLE, photos["dead_letters"]: Grouping.SHUFFLE},
+        par=1,
+        config={"topology.tick.tuple.freq.secs": 1},
     )

@@ -63,7 +63,9 @@ class Settings:
     feature_set: str = "cnn"
     min_tag_score: float = 0.05
     max_tags: int = 10
-    onnx_threads: int = 1
+    # Threads per tagging process, for ONNX Runtime and OpenCV alike: Storm runs one tagging
+    # process per core, so more threads would only oversubscribe the cores.
+    tagging_threads: int = 1
     # DB writer batching.
     db_batch_size: int = 64
     db_flush_secs: float = 1.0
@@ -114,6 +116,12 @@ class Settings:
             f"host={self.host} port={self.port(self.postgres_port)} "
             f"dbname={self.postgres_db} user={self.postgres_user}"
         )
+
+    @property
+    def model_dirs(self) -> tuple[Path, ...]:
+        """Where shipped model files (the ONNX network) are looked for, in order: models_dir,
+        then the project's own models/ (so a fresh models_dir needs no copy of them)."""
+        return (self.models_dir, self.home / "models")
 
     @property
     def venv(self) -> Path:

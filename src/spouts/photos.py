@@ -1,25 +1,27 @@
 """Image spout: one tuple per queued photo; the Redis stream entry id is the message id.
 
 Ack → the entry is acknowledged and deleted. Fail (timeout, crash) → re-queued with its
-attempt count raised, or dead-lettered and marked failed after ``max_attempts``. Entries a
-dead spout left pending are reclaimed. Storm's ``topology.max.spout.pending`` caps in-flight
-tuples (Storm stops calling next_tuple at the cap).
+attempt count raised, or dead-lettered after ``max_attempts``; a dead-lettered photo goes to
+the DB writer on the ``dead_letters`` stream as a failed result. Entries a dead spout left
+pending are reclaimed. Storm's ``topology.max.spout.pending`` caps in-flight tuples.
 """
 
 from __future__ import annotations
 
-from streamparse import Spout
+from streamparse import Spout, Stream
 
 from autotag.config import settings
-from autotag.pipeline.steps import PhotoSource
+from autotag.pipeline.contract import PHOTO_FIELDS, RESULT_FIELDS
+from autotag.pipeline.source import PhotoSource
+from autotag.storage.photo_stream import PhotoStream
 
 
 class PhotoSpout(Spout):
-    outputs = ["photo_id", "blob", "source", "attempt"]
+    outputs = [Stream(PHOTO_FIELDS), Stream(RESULT_FIELDS, name="dead_letters")]
 
     def initialize(self, stormconf, context) -> None:
         timeout = int(stormconf.get("topology.message.timeout.secs", 30))
-        self.source = PhotoSource(settings(), f"spout-{context['taskid']}", timeout)
+        self.source = PhotoSource(PhotoStream(settings()), f"spout-{context['taskid']}", timeout)
         recovered = self.source.recover_own_pending()
         self.logger.info(
             "photo spout ready (consumer %s); %d orphaned entries re-queued",
@@ -28,6 +30,8 @@ class PhotoSpout(Spout):
         )
 
     def next_tuple(self) -> None:
+        for result in self.source.take_dead():
+            self.emit(result.to_tuple(), stream="dead_letters")
         try:
             self.source.flush_acks()
             self.source.reclaim_stale()

@@ -13,9 +13,9 @@ import pytest
 
 from autotag.config import Settings
 from autotag.pipeline import intake
-from autotag.storage import photo_stream
-from autotag.storage import postgres as store
-from autotag.storage.postgres import Result
+from autotag.pipeline.contract import PhotoResult
+from autotag.storage import database, lookups, photo_stream, writer
+from autotag.storage.photo_stream import PhotoStream
 
 pytestmark = pytest.mark.services
 
@@ -38,11 +38,11 @@ def s(services: Settings) -> Iterator[Settings]:
 
 
 def stream_ids(st: Settings) -> list[str]:
-    r = photo_stream.client(st)
+    stream = PhotoStream(st)
     try:
-        return [e.photo_id for e in photo_stream.read(r, "t", count=1000, block_ms=50, settings=st)]
+        return [e.photo_id for e in stream.read("t", count=1000, block_ms=50)]
     finally:
-        r.close()
+        stream.redis.close()
 
 
 def unique_bytes(n: int = 100) -> bytes:
@@ -85,8 +85,8 @@ def test_upload_folder(s: Settings, tmp_path: Path) -> None:
         "queued",
     ]
     assert sorted(stream_ids(s)) == sorted([sha(x), sha(y), sha(empty)])
-    with store.connect(s) as conn:
-        info = store.show(conn, sha(x))
+    with database.connect(s) as conn:
+        info = lookups.show(conn, sha(x))
         assert info is not None and info.status == "queued" and info.source == "a.jpg"
         assert info.bytes == len(x)
 
@@ -99,8 +99,8 @@ def test_reupload_queued_tagged_and_force(s: Settings, tmp_path: Path) -> None:
     assert rec.status == "queued"
     (rec,) = intake.upload([f], s)
     assert rec.status == "duplicate" and rec.reason == "already queued"
-    with store.connect(s) as conn:
-        store.write_results(conn, [Result(sha(data), "tagged", "v1", "cnn", [("x", 0.5)])])
+    with database.connect(s) as conn:
+        writer.write_results(conn, [PhotoResult(sha(data), "tagged", "v1", "cnn", [("x", 0.5)])])
     (rec,) = intake.upload([f], s)
     assert rec.status == "already-tagged"
     (rec,) = intake.upload([f], s, force=True)

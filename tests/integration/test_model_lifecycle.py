@@ -14,7 +14,7 @@ import pytest
 from autotag.config import Settings, child_env
 from autotag.learning import samples
 from autotag.pipeline import intake
-from autotag.storage import postgres as store
+from autotag.storage import database, lookups
 
 pytestmark = pytest.mark.cluster
 
@@ -31,11 +31,11 @@ def _autotag(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) -> store.PhotoInfo:
+def _wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) -> lookups.PhotoInfo:
     deadline = time.monotonic() + timeout
-    with store.connect(s) as conn:
+    with database.connect(s) as conn:
         while True:
-            info = store.show(conn, photo_id)
+            info = lookups.show(conn, photo_id)
             if info and info.status == "tagged" and info.model_version == model:
                 return info
             if time.monotonic() > deadline:
@@ -94,10 +94,9 @@ def test_trained_bundle_is_used_by_the_running_topology(
     bundle_id = bundle_id or active[0]["id"]
 
     time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
-    from autotag.vision.bundle import load_bundle
-    from autotag.vision.tagger import Tagger
+    from autotag.pipeline.tag_step import load_tagger
 
-    direct = Tagger(load_bundle(s.models_dir, bundle_id), settings=s)
+    direct = load_tagger(s, bundle_id)
     own_class_found = 0
     for cls, photo in held_out.items():
         (rec,) = intake.upload([str(photo)], s, force=True)

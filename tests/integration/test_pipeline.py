@@ -17,8 +17,8 @@ import pytest
 from autotag.config import Settings
 from autotag.learning import samples
 from autotag.pipeline import intake
-from autotag.storage import postgres as store
-from autotag.vision.tagger import Tagger
+from autotag.pipeline.tag_step import load_tagger
+from autotag.storage import database, lookups, vectors
 
 pytestmark = pytest.mark.cluster
 
@@ -29,7 +29,7 @@ TAG_TIMEOUT_SECS = 600
 def _wait_settled(s: Settings, ids: list[str], timeout: float) -> dict[str, str]:
     """Wait until none of ids is 'queued'; return photo_id -> status."""
     deadline = time.monotonic() + timeout
-    with store.connect(s) as conn:
+    with database.connect(s) as conn:
         while True:
             rows = conn.execute(
                 "SELECT photo_id, status FROM photos WHERE photo_id = ANY(%s)", (ids,)
@@ -75,11 +75,11 @@ def test_every_photo_is_tagged(uploaded: dict[str, Path]) -> None:
 def test_topology_results_equal_direct_python(
     autotagger: Settings, uploaded: dict[str, Path]
 ) -> None:
-    tagger = Tagger.from_active(autotagger)
-    with store.connect(autotagger) as conn:
+    tagger = load_tagger(autotagger)
+    with database.connect(autotagger) as conn:
         for photo_id, path in uploaded.items():
             direct = tagger.tag_file(path)
-            info = store.show(conn, photo_id)
+            info = lookups.show(conn, photo_id)
             assert info is not None and info.status == "tagged"
             assert info.model_version == direct.model_version
             stored = dict(info.tags)
@@ -87,7 +87,7 @@ def test_topology_results_equal_direct_python(
             assert stored.keys() == expected.keys(), (path.name, stored, expected)
             for tag, score in expected.items():
                 assert stored[tag] == pytest.approx(score, abs=1e-5), (path.name, tag)
-            vec = store.get_vector(conn, photo_id)
+            vec = vectors.get_vector(conn, photo_id)
             assert vec is not None
             assert np.allclose(vec, direct.vector, atol=1e-6)
 
@@ -99,10 +99,10 @@ def _named(uploaded: dict[str, Path], name: str) -> Path:
 
 
 def _tags_of(s: Settings, path: Path) -> list[str]:
-    from autotag.storage.blobs import hash_file
+    from autotag.checksums import file_sha256 as hash_file
 
-    with store.connect(s) as conn:
-        info = store.show(conn, hash_file(path))
+    with database.connect(s) as conn:
+        info = lookups.show(conn, hash_file(path))
     assert info is not None, path
     return [t.lower() for t, _ in info.tags]
 
@@ -117,12 +117,12 @@ def test_obvious_photos_get_obvious_tags(autotagger: Settings, uploaded: dict[st
 
 
 def test_search_finds_the_cat(autotagger: Settings, uploaded: dict[str, Path]) -> None:
-    from autotag.storage.blobs import hash_file
+    from autotag.checksums import file_sha256 as hash_file
 
     chelsea = hash_file(_named(uploaded, "chelsea.png"))
-    with store.connect(autotagger) as conn:
-        tags = [t for t, _ in store.show(conn, chelsea).tags if "cat" in t.lower()]
-        hits = store.search(conn, tags[0], 0.0, 50)
+    with database.connect(autotagger) as conn:
+        tags = [t for t, _ in lookups.show(conn, chelsea).tags if "cat" in t.lower()]
+        hits = lookups.search(conn, tags[0], 0.0, 50)
     assert chelsea in [h.photo_id for h in hits]
 
 
@@ -142,9 +142,9 @@ def test_hostile_files_fail_with_reasons_and_topology_keeps_working(
         if r.status == "rejected":  # refused at upload (size limit), with a reason, nothing queued
             assert expected[name] == "failed" and r.reason, (name, r)
     status = _wait_settled(autotagger, list(set(queued.values())), 300)
-    with store.connect(autotagger) as conn:
+    with database.connect(autotagger) as conn:
         for name, pid in queued.items():
-            info = store.show(conn, pid)
+            info = lookups.show(conn, pid)
             assert status[pid] == expected[name], (name, status[pid], info.reason)
             if status[pid] == "failed":
                 assert info.reason and len(info.reason) > 10, (name, info.reason)

@@ -13,6 +13,7 @@ import redis
 from autotag.config import Settings
 from autotag.errors import ServiceError
 from autotag.storage import photo_stream
+from autotag.storage.photo_stream import PhotoStream
 
 pytestmark = pytest.mark.services
 
@@ -35,96 +36,86 @@ def qs(redis_service: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def r(qs: Settings) -> Iterator[redis.Redis]:
-    c = photo_stream.client(qs, check=True)
+def r(qs: Settings) -> Iterator[PhotoStream]:
+    c = PhotoStream(qs, check=True)
     yield c
-    c.close()
+    c.redis.close()
 
 
-def test_enqueue_read_ack(r: redis.Redis, qs: Settings) -> None:
-    ids = [
-        photo_stream.enqueue(r, f"{i:064x}", f"/blobs/{i}", f"p{i}.jpg", settings=qs)
-        for i in range(3)
-    ]
-    assert photo_stream.backlog_len(r, settings=qs) == 3
-    got = photo_stream.read(r, "c1", count=10, block_ms=100, settings=qs)
+def test_enqueue_read_ack(r: PhotoStream, qs: Settings) -> None:
+    ids = [r.enqueue(f"{i:064x}", f"p{i}.jpg") for i in range(3)]
+    assert r.backlog_len() == 3
+    got = r.read("c1", count=10, block_ms=100)
     assert [e.entry_id for e in got] == ids
-    assert got[0].photo_id == f"{0:064x}" and got[0].blob == "/blobs/0"
+    assert got[0].photo_id == f"{0:064x}"
     assert got[0].source == "p0.jpg" and got[0].attempt == 0
-    assert got[0].as_tuple() == [f"{0:064x}", "/blobs/0", "p0.jpg", 0]
-    assert photo_stream.pending_count(r, settings=qs) == 3
-    assert photo_stream.read(r, "c2", count=10, block_ms=50, settings=qs) == []  # nothing new
-    assert photo_stream.ack(r, ids[:2], settings=qs) == 2
-    assert photo_stream.ack(r, ids[2], settings=qs) == 1
-    assert photo_stream.ack(r, ids[2], settings=qs) == 0  # already acked: harmless
-    assert photo_stream.pending_count(r, settings=qs) == 0
-    assert photo_stream.backlog_len(r, settings=qs) == 0
+    assert got[0].as_tuple() == [f"{0:064x}", "p0.jpg", 0]
+    assert r.pending_count() == 3
+    assert r.read("c2", count=10, block_ms=50) == []  # nothing new
+    assert r.ack(ids[:2]) == 2
+    assert r.ack(ids[2]) == 1
+    assert r.ack(ids[2]) == 0  # already acked: harmless
+    assert r.pending_count() == 0
+    assert r.backlog_len() == 0
 
 
-def test_read_blocks_then_returns_empty(r: redis.Redis, qs: Settings) -> None:
+def test_read_blocks_then_returns_empty(r: PhotoStream, qs: Settings) -> None:
     t0 = time.monotonic()
-    assert photo_stream.read(r, "c1", count=5, block_ms=300, settings=qs) == []
+    assert r.read("c1", count=5, block_ms=300) == []
     assert time.monotonic() - t0 >= 0.25
 
 
-def test_group_created_before_first_enqueue_sees_everything(r: redis.Redis, qs: Settings) -> None:
+def test_group_created_before_first_enqueue_sees_everything(r: PhotoStream, qs: Settings) -> None:
     # Entries added by a client that never created the group are still delivered.
     raw = redis.Redis.from_url(qs.redis_url, decode_responses=True)
-    raw.xadd(qs.stream, {"photo_id": "a" * 64, "blob": "/b", "source": "s", "attempt": 0})
-    got = photo_stream.read(r, "c1", count=5, block_ms=100, settings=qs)
+    raw.xadd(qs.stream, {"photo_id": "a" * 64, "source": "s", "attempt": 0})
+    got = r.read("c1", count=5, block_ms=100)
     assert [e.photo_id for e in got] == ["a" * 64]
     raw.close()
 
 
-def test_reclaim_from_dead_consumer(r: redis.Redis, qs: Settings) -> None:
-    ids = [photo_stream.enqueue(r, f"{i:064x}", f"/b/{i}", "s", settings=qs) for i in range(4)]
-    taken = photo_stream.read(r, "dead-worker", count=4, block_ms=100, settings=qs)
+def test_reclaim_from_dead_consumer(r: PhotoStream, qs: Settings) -> None:
+    ids = [r.enqueue(f"{i:064x}", "s") for i in range(4)]
+    taken = r.read("dead-worker", count=4, block_ms=100)
     assert len(taken) == 4
-    photo_stream.ack(r, taken[0].entry_id, settings=qs)
-    assert (
-        photo_stream.reclaim(r, "live", min_idle_ms=60_000, settings=qs) == []
-    )  # not idle long enough
+    r.ack(taken[0].entry_id)
+    assert r.reclaim("live", min_idle_ms=60_000) == []  # not idle long enough
     time.sleep(0.15)
-    got = photo_stream.reclaim(r, "live", min_idle_ms=100, count=2, settings=qs)
+    got = r.reclaim("live", min_idle_ms=100, count=2)
     assert [e.entry_id for e in got] == ids[1:3]
-    got += photo_stream.reclaim(r, "live", min_idle_ms=100, settings=qs)
+    got += r.reclaim("live", min_idle_ms=100)
     assert [e.entry_id for e in got] == ids[1:]
-    pend = photo_stream.pending(r, settings=qs)
+    pend = r.pending()
     assert {p.consumer for p in pend} == {"live"} and all(p.deliveries == 2 for p in pend)
-    photo_stream.ack(r, [e.entry_id for e in got], settings=qs)
-    assert photo_stream.pending_count(r, settings=qs) == 0
+    r.ack([e.entry_id for e in got])
+    assert r.pending_count() == 0
 
 
-def test_retry_then_dead_letter(r: redis.Redis, qs: Settings) -> None:
-    photo_stream.enqueue(r, "b" * 64, "/b", "x.jpg", settings=qs)
+def test_retry_then_dead_letter(r: PhotoStream, qs: Settings) -> None:
+    r.enqueue("b" * 64, "x.jpg")
     outcomes = []
     for attempt in range(3):
-        (e,) = photo_stream.read(r, "c", count=1, block_ms=100, settings=qs)
+        (e,) = r.read("c", count=1, block_ms=100)
         assert e.attempt == attempt
-        outcomes.append(photo_stream.retry_or_dead_letter(r, e, "worker crashed", settings=qs))
+        outcomes.append(r.retry_or_dead_letter(e, "worker crashed"))
     assert outcomes == ["requeued", "requeued", "dead"]
-    assert (
-        photo_stream.backlog_len(r, settings=qs) == 0
-        and photo_stream.pending_count(r, settings=qs) == 0
-    )
-    (d,) = photo_stream.dead_letters(r, settings=qs)
+    assert r.backlog_len() == 0 and r.pending_count() == 0
+    (d,) = r.dead_letters()
     assert (d.photo_id, d.reason, d.attempts) == ("b" * 64, "worker crashed", 3)
     assert abs(d.at - time.time()) < 60
-    photo_stream.dead_letter(r, "c" * 64, "undecodable", 1, settings=qs)
-    assert [x.photo_id for x in photo_stream.dead_letters(r, 10, settings=qs)] == [
+    r.dead_letter("c" * 64, "undecodable", 1)
+    assert [x.photo_id for x in r.dead_letters(10)] == [
         "c" * 64,
         "b" * 64,
     ]
-    assert photo_stream.dead_letters(r, 10, settings=qs)[0].as_dict()["reason"] == "undecodable"
+    assert r.dead_letters(10)[0].as_dict()["reason"] == "undecodable"
 
 
-def test_group_lost_is_recreated(r: redis.Redis, qs: Settings) -> None:
-    photo_stream.enqueue(r, "d" * 64, "/b", "s", settings=qs)
-    r.delete(qs.stream)  # as if Redis came back without its data
-    photo_stream.enqueue(
-        r, "e" * 64, "/b", "s", settings=qs
-    )  # group cached as ready; stream recreated
-    got = photo_stream.read(r, "c", count=5, block_ms=100, settings=qs)
+def test_group_lost_is_recreated(r: PhotoStream, qs: Settings) -> None:
+    r.enqueue("d" * 64, "s")
+    r.redis.delete(qs.stream)  # as if Redis came back without its data
+    r.enqueue("e" * 64, "s")  # group cached as ready; stream recreated
+    got = r.read("c", count=5, block_ms=100)
     assert [e.photo_id for e in got] == ["e" * 64]
 
 

@@ -21,8 +21,9 @@ from psycopg import sql
 
 from autotag.config import Settings
 from autotag.ops.sql_functions import dot_product_language, install_sql_functions
-from autotag.search.similarity import SimilarityService, resolve_feature_set, similar_to_file
-from autotag.storage import postgres as store
+from autotag.pipeline.contract import PhotoResult
+from autotag.search.service import SimilarityService, resolve_feature_set
+from autotag.storage import database, writer
 
 pytestmark = pytest.mark.services
 
@@ -60,14 +61,14 @@ def sim_settings(postgres_service: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def conn(sim_settings: Settings) -> Iterator[psycopg.Connection]:
-    with store.connect(sim_settings) as c:  # migrates the schema
+    with database.connect(sim_settings) as c:  # migrates the schema
         yield c
 
 
 def write(conn, rows, feature_set=FS, model="m1", tags=None) -> None:
     """Store photos the way the DB writer does (photos + tags + vectors, seq bumped)."""
     results = [
-        store.Result(
+        PhotoResult(
             photo_id=p,
             status="tagged",
             model_version=model,
@@ -77,7 +78,7 @@ def write(conn, rows, feature_set=FS, model="m1", tags=None) -> None:
         )
         for p, v in rows
     ]
-    store.write_results(conn, results)
+    writer.write_results(conn, results)
 
 
 @pytest.fixture(scope="module")
@@ -330,10 +331,33 @@ def test_similar_to_a_file_already_stored_uses_its_vector(
     photo.write_bytes(b"not really a jpeg, but its sha256 is a stored photo id")
     p = hashlib.sha256(photo.read_bytes()).hexdigest()
     write(conn, [(p, x[1080])])
+
+    def no_model(path: Path) -> np.ndarray:
+        raise AssertionError(f"{path} is stored: it must not be featurized")
+
     with SimilarityService(sim_settings, "exact", FS) as svc:
         svc.load()
-        hits = similar_to_file(sim_settings, photo, top=1, service=svc)
+        hits = svc.similar_to_file(photo, no_model, top=1)
     assert hits[0]["photo_id"] == p and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_similar_to_a_new_file_uses_the_callers_featurizer(
+    conn, sim_settings, loaded, tmp_path
+) -> None:
+    ids, x = loaded
+    photo = tmp_path / "new.bin"
+    photo.write_bytes(b"a file the system has never seen")
+    seen: list[Path] = []
+
+    def featurize(path: Path) -> np.ndarray:
+        seen.append(path)
+        return x[5]
+
+    with SimilarityService(sim_settings, "exact", FS) as svc:
+        svc.load()
+        hits = svc.similar_to_file(str(photo), featurize, top=1)
+    assert seen == [photo]
+    assert hits[0]["photo_id"] == ids[5] and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_unknown_photo_is_a_clear_error(conn, sim_settings, loaded) -> None:

@@ -14,8 +14,8 @@ import pytest
 from psycopg import sql
 
 from autotag.config import Settings
-from autotag.storage import postgres as store
-from autotag.storage.postgres import Result
+from autotag.pipeline.contract import PhotoResult
+from autotag.storage import database, lookups, registry, vectors, writer
 
 pytestmark = pytest.mark.services
 
@@ -26,7 +26,7 @@ def new_id() -> str:
 
 @pytest.fixture
 def conn(postgres_service: Settings) -> Iterator[psycopg.Connection[Any]]:
-    with store.connect(postgres_service) as c:
+    with database.connect(postgres_service) as c:
         yield c
 
 
@@ -47,9 +47,9 @@ def unit(d: int, seed: int) -> np.ndarray:
 
 
 def test_migrate_is_idempotent(conn: psycopg.Connection[Any]) -> None:
-    assert store.migrate(conn) == []
+    assert database.migrate(conn) == []
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
-    assert versions == [v for v, _ in store.migration_files()]
+    assert versions == [v for v, _ in database.migration_files()]
     assert "0001" in versions
 
 
@@ -74,8 +74,8 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
 
         def run() -> None:
             try:
-                with store.connect(s2, migrate_schema=False) as c:
-                    applied.append(store.migrate(c))
+                with database.connect(s2, migrate_schema=False) as c:
+                    applied.append(database.migrate(c))
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
@@ -85,10 +85,10 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
         for t in threads:
             t.join()
         assert not errors
-        assert sorted(len(a) for a in applied) == [0, 0, 0, len(store.migration_files())]
-        with store.connect(s2) as c:
+        assert sorted(len(a) for a in applied) == [0, 0, 0, len(database.migration_files())]
+        with database.connect(s2) as c:
             n = c.execute("SELECT count(*) FROM schema_migrations").fetchone()
-            assert n is not None and n[0] == len(store.migration_files())
+            assert n is not None and n[0] == len(database.migration_files())
     finally:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
         admin.close()
@@ -97,13 +97,13 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
 def test_write_results_idempotent_under_replay(conn: psycopg.Connection[Any]) -> None:
     a, b, c = new_id(), new_id(), new_id()
     for pid in (a, b, c):
-        assert store.register_photo(conn, pid, f"{pid[:6]}.jpg", 123)
+        assert registry.register_photo(conn, pid, f"{pid[:6]}.jpg", 123)
     batch = [
-        Result(a, "tagged", "m1", "cnn", [("dog", 0.9), ("grass", 0.4)], unit(8, 1), 640, 480),
-        Result(b, "tagged", "m1", "cnn", [("cat", 0.8)], unit(8, 2), 100, 50),
-        Result(c, "failed", reason="cannot decode image"),
+        PhotoResult(a, "tagged", "m1", "cnn", [("dog", 0.9), ("grass", 0.4)], unit(8, 1), 640, 480),
+        PhotoResult(b, "tagged", "m1", "cnn", [("cat", 0.8)], unit(8, 2), 100, 50),
+        PhotoResult(c, "failed", reason="cannot decode image"),
     ]
-    assert store.write_results(conn, batch) == 3
+    assert writer.write_results(conn, batch) == 3
     first = counts(conn, [a, b, c])
     assert first == (3, 3, 2)
     seqs = dict(
@@ -112,8 +112,8 @@ def test_write_results_idempotent_under_replay(conn: psycopg.Connection[Any]) ->
         ).fetchall()
     )
     # Replay the same batch, and a batch holding the same photo twice.
-    store.write_results(conn, batch)
-    store.write_results(conn, batch + batch[:1])
+    writer.write_results(conn, batch)
+    writer.write_results(conn, batch + batch[:1])
     assert counts(conn, [a, b, c]) == first
     seqs2 = dict(
         conn.execute(
@@ -121,12 +121,12 @@ def test_write_results_idempotent_under_replay(conn: psycopg.Connection[Any]) ->
         ).fetchall()
     )
     assert seqs2 == seqs  # unchanged vectors do not bump seq (no index churn)
-    info = store.show(conn, a)
+    info = lookups.show(conn, a)
     assert info is not None and info.status == "tagged" and info.model_version == "m1"
     assert info.tags == [("dog", pytest.approx(0.9)), ("grass", pytest.approx(0.4))]
     assert info.vectors == {"cnn": 8} and info.has_vector
     assert (info.width, info.height) == (640, 480)
-    failed_info = store.show(conn, c)
+    failed_info = lookups.show(conn, c)
     assert failed_info is not None and failed_info.status == "failed"
     assert failed_info.reason == "cannot decode image"
 
@@ -134,91 +134,95 @@ def test_write_results_idempotent_under_replay(conn: psycopg.Connection[Any]) ->
 def test_result_without_registration_and_tuple_roundtrip(conn: psycopg.Connection[Any]) -> None:
     pid = new_id()
     vec = unit(512, 3)
-    r = Result(pid, "tagged", "m1", "cnn", [("beach", 0.7)], vec, 10, 20)
+    r = PhotoResult(pid, "tagged", "m1", "cnn", [("beach", 0.7)], vec, 10, 20)
     wire = r.to_tuple()
     import json
 
-    back = Result.from_tuple(json.loads(json.dumps(wire)))
+    back = PhotoResult.from_tuple(json.loads(json.dumps(wire)))
     assert back.vector is not None and np.array_equal(back.vector, vec)
-    store.write_results(conn, [back])
-    stored = store.get_vector(conn, pid, "cnn")
+    writer.write_results(conn, [back])
+    stored = vectors.get_vector(conn, pid, "cnn")
     assert stored is not None and stored.dtype == np.float32
     assert np.array_equal(stored, vec)  # bit-exact float32 round trip
-    rows = store.vectors_since(conn, 0, "cnn", limit=100_000)
+    rows = vectors.vectors_since(conn, 0, "cnn", limit=100_000)
     assert any(v.photo_id == pid for v in rows)
     last = max(v.seq for v in rows)
-    assert all(v.photo_id != pid for v in store.vectors_since(conn, last, "cnn"))
+    assert all(v.photo_id != pid for v in vectors.vectors_since(conn, last, "cnn"))
 
 
 def test_retag_moves_to_new_model_version(conn: psycopg.Connection[Any]) -> None:
     pid = new_id()
     tag_old, tag_new = f"old{uuid.uuid4().hex[:6]}", f"new{uuid.uuid4().hex[:6]}"
-    store.register_photo(conn, pid, "x.jpg", 1)
-    store.write_results(conn, [Result(pid, "tagged", "v1", "cnn", [(tag_old, 0.9)], unit(4, 0))])
-    s1 = store.get_vector(conn, pid)
-    store.write_results(conn, [Result(pid, "tagged", "v2", "cnn", [(tag_new, 0.8)], unit(4, 5))])
-    info = store.show(conn, pid)
+    registry.register_photo(conn, pid, "x.jpg", 1)
+    writer.write_results(
+        conn, [PhotoResult(pid, "tagged", "v1", "cnn", [(tag_old, 0.9)], unit(4, 0))]
+    )
+    s1 = vectors.get_vector(conn, pid)
+    writer.write_results(
+        conn, [PhotoResult(pid, "tagged", "v2", "cnn", [(tag_new, 0.8)], unit(4, 5))]
+    )
+    info = lookups.show(conn, pid)
     assert info is not None and info.model_version == "v2"
     assert [t for t, _ in info.tags] == [tag_new]
     assert info.other_model_versions == {"v1": 1}
-    assert store.search(conn, tag_old) == []
-    assert [h.photo_id for h in store.search(conn, tag_new)] == [pid]
-    s2 = store.get_vector(conn, pid)
+    assert lookups.search(conn, tag_old) == []
+    assert [h.photo_id for h in lookups.search(conn, tag_new)] == [pid]
+    s2 = vectors.get_vector(conn, pid)
     assert s1 is not None and s2 is not None and not np.array_equal(s1, s2)
     # Re-tagging with the same version replaces that version's tags.
-    store.write_results(conn, [Result(pid, "tagged", "v2", "cnn", [(tag_old, 0.5)], None)])
-    info = store.show(conn, pid)
+    writer.write_results(conn, [PhotoResult(pid, "tagged", "v2", "cnn", [(tag_old, 0.5)], None)])
+    info = lookups.show(conn, pid)
     assert info is not None and [t for t, _ in info.tags] == [tag_old]
 
 
 def test_failed_result_does_not_downgrade_tagged(conn: psycopg.Connection[Any]) -> None:
     pid = new_id()
-    store.write_results(conn, [Result(pid, "tagged", "v1", "cnn", [("x", 0.5)])])
-    store.write_results(conn, [Result(pid, "failed", reason="flaky")])
-    info = store.show(conn, pid)
+    writer.write_results(conn, [PhotoResult(pid, "tagged", "v1", "cnn", [("x", 0.5)])])
+    writer.write_results(conn, [PhotoResult(pid, "failed", reason="flaky")])
+    info = lookups.show(conn, pid)
     assert info is not None and info.status == "tagged" and info.tags == [("x", 0.5)]
-    store.mark_failed(conn, pid, "dead-lettered", 3)
-    info = store.show(conn, pid)
+    registry.mark_failed(conn, pid, "dead-lettered", 3)
+    info = lookups.show(conn, pid)
     assert info is not None and info.status == "tagged" and info.attempts == 3
 
 
 def test_register_keeps_tagged_and_requeues_failed(conn: psycopg.Connection[Any]) -> None:
     tagged, bad = new_id(), new_id()
-    reg = store.register(conn, tagged, "a.jpg", 10)
+    reg = registry.register(conn, tagged, "a.jpg", 10)
     assert reg.new and reg.previous_status is None and reg.status == "queued"
-    store.write_results(conn, [Result(tagged, "tagged", "v1", "cnn", [("y", 0.3)])])
-    reg = store.register(conn, tagged, "again.jpg", 10)
+    writer.write_results(conn, [PhotoResult(tagged, "tagged", "v1", "cnn", [("y", 0.3)])])
+    reg = registry.register(conn, tagged, "again.jpg", 10)
     assert not reg.new and reg.status == "tagged"
-    assert store.register(conn, tagged, "b.jpg", 10, force=True).status == "queued"
-    info = store.show(conn, tagged)
+    assert registry.register(conn, tagged, "b.jpg", 10, force=True).status == "queued"
+    info = lookups.show(conn, tagged)
     assert info is not None and info.source == "a.jpg" and info.tags == [("y", pytest.approx(0.3))]
 
-    store.register(conn, bad, "bad.jpg", 5)
-    store.mark_failed(conn, bad, "not an image", 3)
+    registry.register(conn, bad, "bad.jpg", 5)
+    registry.mark_failed(conn, bad, "not an image", 3)
     assert any(
-        f["photo_id"] == bad and f["reason"] == "not an image" for f in store.failed(conn, 1000)
+        f["photo_id"] == bad and f["reason"] == "not an image" for f in lookups.failed(conn, 1000)
     )
-    items = store.requeue_info(conn, [bad])
+    items = registry.requeue_info(conn, [bad])
     assert [(i.photo_id, i.status, i.attempts) for i in items] == [(bad, "failed", 3)]
     other = new_id()
-    store.write_results(conn, [Result(other, "tagged", "v1", "cnn", [("y", 0.3)])])
-    assert store.mark_queued(conn, [bad, other]) == 1  # a tagged photo is left alone
-    assert bad in store.queued_ids(conn)
-    assert store.register(conn, bad, "bad.jpg", 5).previous_status == "queued"
+    writer.write_results(conn, [PhotoResult(other, "tagged", "v1", "cnn", [("y", 0.3)])])
+    assert registry.mark_queued(conn, [bad, other]) == 1  # a tagged photo is left alone
+    assert bad in registry.queued_ids(conn)
+    assert registry.register(conn, bad, "bad.jpg", 5).previous_status == "queued"
 
 
 def test_search_exact_words_case_scores(conn: psycopg.Connection[Any]) -> None:
     w = uuid.uuid4().hex[:8]
     ids = [new_id() for _ in range(5)]
     results = [
-        Result(ids[0], "tagged", "v1", "cnn", [(f"dog{w}", 0.6)]),
-        Result(ids[1], "tagged", "v1", "cnn", [(f"Dog{w}", 0.9)]),
-        Result(ids[2], "tagged", "v1", "cnn", [(f"hot dog{w}", 0.95), (f"dog{w} sled", 0.2)]),
-        Result(ids[3], "tagged", "v1", "cnn", [(f"dog{w}", 0.1)]),
-        Result(ids[4], "tagged", "v1", "cnn", [(f"dogs{w}", 0.99)]),
+        PhotoResult(ids[0], "tagged", "v1", "cnn", [(f"dog{w}", 0.6)]),
+        PhotoResult(ids[1], "tagged", "v1", "cnn", [(f"Dog{w}", 0.9)]),
+        PhotoResult(ids[2], "tagged", "v1", "cnn", [(f"hot dog{w}", 0.95), (f"dog{w} sled", 0.2)]),
+        PhotoResult(ids[3], "tagged", "v1", "cnn", [(f"dog{w}", 0.1)]),
+        PhotoResult(ids[4], "tagged", "v1", "cnn", [(f"dogs{w}", 0.99)]),
     ]
-    store.write_results(conn, results)
-    hits = store.search(conn, f"DOG{w}")
+    writer.write_results(conn, results)
+    hits = lookups.search(conn, f"DOG{w}")
     assert [(h.photo_id, h.match) for h in hits] == [
         (ids[1], "exact"),
         (ids[0], "exact"),
@@ -226,20 +230,20 @@ def test_search_exact_words_case_scores(conn: psycopg.Connection[Any]) -> None:
         (ids[2], "word"),
     ]
     assert hits[3].tag == f"hot dog{w}"  # the photo's best word match
-    assert [h.photo_id for h in store.search(conn, f"dog{w}", min_score=0.5)] == [
+    assert [h.photo_id for h in lookups.search(conn, f"dog{w}", min_score=0.5)] == [
         ids[1],
         ids[0],
         ids[2],
     ]
-    assert [h.photo_id for h in store.search(conn, f"dog{w}", limit=2)] == [ids[1], ids[0]]
-    assert [h.photo_id for h in store.search(conn, f"dog{w}", words=False)] == [
+    assert [h.photo_id for h in lookups.search(conn, f"dog{w}", limit=2)] == [ids[1], ids[0]]
+    assert [h.photo_id for h in lookups.search(conn, f"dog{w}", words=False)] == [
         ids[1],
         ids[0],
         ids[3],
     ]
-    assert [h.photo_id for h in store.search(conn, f"hot dog{w}")] == [ids[2]]
-    assert store.search(conn, "  ") == []
-    assert store.search(conn, "%") == []
+    assert [h.photo_id for h in lookups.search(conn, f"hot dog{w}")] == [ids[2]]
+    assert lookups.search(conn, "  ") == []
+    assert lookups.search(conn, "%") == []
 
 
 def test_word_search_uses_index(conn: psycopg.Connection[Any]) -> None:
@@ -261,18 +265,20 @@ def test_word_search_uses_index(conn: psycopg.Connection[Any]) -> None:
 
 def test_stats(conn: psycopg.Connection[Any]) -> None:
     w = uuid.uuid4().hex[:8]
-    before = store.stats(conn, top=1000)
+    before = lookups.stats(conn, top=1000)
     ids = [new_id() for _ in range(3)]
-    store.register_photo(conn, new_id(), "q.jpg", 1)
-    store.write_results(
+    registry.register_photo(conn, new_id(), "q.jpg", 1)
+    writer.write_results(
         conn,
         [
-            Result(ids[0], "tagged", "v1", "cnn", [(f"a{w}", 0.9), (f"b{w}", 0.5)], unit(4, 1)),
-            Result(ids[1], "tagged", "v1", "cnn", [(f"a{w}", 0.7)], unit(4, 2)),
-            Result(ids[2], "failed", reason="corrupt"),
+            PhotoResult(
+                ids[0], "tagged", "v1", "cnn", [(f"a{w}", 0.9), (f"b{w}", 0.5)], unit(4, 1)
+            ),
+            PhotoResult(ids[1], "tagged", "v1", "cnn", [(f"a{w}", 0.7)], unit(4, 2)),
+            PhotoResult(ids[2], "failed", reason="corrupt"),
         ],
     )
-    after = store.stats(conn, top=1000)
+    after = lookups.stats(conn, top=1000)
     assert after["photos"] == before["photos"] + 4
     assert after["by_status"]["queued"] == before["by_status"]["queued"] + 1
     assert after["by_status"]["tagged"] == before["by_status"]["tagged"] + 2
@@ -287,20 +293,20 @@ def test_stats(conn: psycopg.Connection[Any]) -> None:
 
 def test_bad_result_is_isolated_and_batch_is_atomic(conn: psycopg.Connection[Any]) -> None:
     good, bad = new_id(), new_id()
-    poison = Result(bad, "tagged", "v1", "cnn", [("huge", 1e300)])  # out of real's range
+    poison = PhotoResult(bad, "tagged", "v1", "cnn", [("huge", 1e300)])  # out of real's range
     # One transaction: the refused tags statement undoes the photos upsert before it.
     with pytest.raises(psycopg.DataError):
-        store._send(conn, store._columns([poison]))
-    assert store.show(conn, bad) is None
+        writer._send(conn, writer._columns([poison]))
+    assert lookups.show(conn, bad) is None
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     batch = [
-        Result(good, "tagged", "v1", "cnn", [("fine", 0.5)]),
+        PhotoResult(good, "tagged", "v1", "cnn", [("fine", 0.5)]),
         poison,
-        Result("not-a-photo-id", "tagged", "v1", "cnn", [("x", 0.5)]),
-        Result(new_id(), "tagged", "v1", "cnn", [("nul\x00byte", 0.5)]),
+        PhotoResult("not-a-photo-id", "tagged", "v1", "cnn", [("x", 0.5)]),
+        PhotoResult(new_id(), "tagged", "v1", "cnn", [("nul\x00byte", 0.5)]),
     ]
-    assert store.write_results(conn, batch) == 3
-    g, b = store.show(conn, good), store.show(conn, bad)
+    assert writer.write_results(conn, batch) == 3
+    g, b = lookups.show(conn, good), lookups.show(conn, bad)
     assert g is not None and g.status == "tagged" and g.tags == [("fine", 0.5)]
     assert b is not None and b.status == "failed" and "could not store result" in (b.reason or "")
-    assert store.show(conn, batch[3].photo_id).tags == [("nulbyte", 0.5)]  # type: ignore[union-attr]
+    assert lookups.show(conn, batch[3].photo_id).tags == [("nulbyte", 0.5)]  # type: ignore[union-attr]

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from autotag.checksums import CHUNK, file_sha256
 from autotag.config import Settings
 from autotag.storage import blobs
+from autotag.storage.blobs import BlobStore
 
 
 @pytest.fixture
@@ -17,59 +19,93 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path, run_dir=tmp_path / "run", models_dir=tmp_path / "models")
 
 
-def test_put_bytes_layout_and_idempotence(settings: Settings) -> None:
+@pytest.fixture
+def store(settings: Settings) -> BlobStore:
+    return BlobStore(settings.blob_dir)
+
+
+def test_put_bytes_layout_and_idempotence(store: BlobStore, settings: Settings) -> None:
     data = b"not really a jpeg"
-    pid, path = blobs.put_bytes(data, settings)
+    pid, path = store.put_bytes(data)
     assert pid == hashlib.sha256(data).hexdigest()
     assert path == settings.blob_dir / pid[:2] / pid
     assert path.read_bytes() == data
-    pid2, path2 = blobs.put_bytes(data, settings)
+    pid2, path2 = store.put_bytes(data)
     assert (pid2, path2) == (pid, path)
     # No temp files left behind.
     assert list((settings.blob_dir / ".tmp").iterdir()) == []
 
 
-def test_put_file_streams_large_file(settings: Settings, tmp_path: Path) -> None:
+def test_put_file_streams_large_file(store: BlobStore, settings: Settings, tmp_path: Path) -> None:
     src = tmp_path / "big.bin"
-    data = bytes(range(256)) * (3 * blobs.CHUNK // 256 + 7)
+    data = bytes(range(256)) * (3 * CHUNK // 256 + 7)
     src.write_bytes(data)
-    pid, path = blobs.put_file(src, settings)
-    assert pid == blobs.hash_file(src) == hashlib.sha256(data).hexdigest()
+    pid, path = store.put_file(src)
+    assert pid == file_sha256(src) == hashlib.sha256(data).hexdigest()
     assert path.read_bytes() == data
-    assert blobs.exists(pid, settings)
+    assert store.exists(pid)
 
 
-def test_empty_file_is_a_blob(settings: Settings, tmp_path: Path) -> None:
+def test_empty_file_is_a_blob(store: BlobStore, settings: Settings, tmp_path: Path) -> None:
     src = tmp_path / "empty"
     src.write_bytes(b"")
-    pid, path = blobs.put_file(src, settings)
+    pid, path = store.put_file(src)
     assert pid == hashlib.sha256(b"").hexdigest()
     assert path.stat().st_size == 0
 
 
-def test_size_limit_leaves_nothing(settings: Settings) -> None:
+def test_size_limit_leaves_nothing(store: BlobStore, settings: Settings) -> None:
     with pytest.raises(blobs.BlobTooLarge):
-        blobs.put_stream(io.BytesIO(b"x" * 100), max_bytes=99, settings=settings)
+        store.put_stream(io.BytesIO(b"x" * 100), max_bytes=99)
     assert list((settings.blob_dir / ".tmp").iterdir()) == []
     assert not any(p.is_file() for p in settings.blob_dir.rglob("*"))
 
 
-def test_length_bounded_stream(settings: Settings) -> None:
-    pid, path, n = blobs.put_stream(io.BytesIO(b"abcdef"), length=3, settings=settings)
+def test_length_bounded_stream(store: BlobStore, settings: Settings) -> None:
+    pid, path, n = store.put_stream(io.BytesIO(b"abcdef"), length=3)
     assert n == 3 and path.read_bytes() == b"abc"
     with pytest.raises(EOFError):
-        blobs.put_stream(io.BytesIO(b"ab"), length=3, settings=settings)
+        store.put_stream(io.BytesIO(b"ab"), length=3)
 
 
 @pytest.mark.parametrize(
     "bad",
     ["", "../" + "a" * 61, "a" * 63, "g" * 64, "a" * 65, "/etc/passwd", "a" * 32 + "/" + "a" * 31],
 )
-def test_path_for_rejects_non_ids(settings: Settings, bad: str) -> None:
+def test_path_for_rejects_non_ids(store: BlobStore, settings: Settings, bad: str) -> None:
     with pytest.raises(ValueError):
-        blobs.path_for(bad, settings)
+        store.path_for(bad)
 
 
-def test_path_for_normalises_case(settings: Settings) -> None:
+def test_path_for_normalises_case(store: BlobStore, settings: Settings) -> None:
     pid = "AB" * 32
-    assert blobs.path_for(pid, settings).name == pid.lower()
+    assert store.path_for(pid).name == pid.lower()
+
+
+def test_read_verifies_bytes_against_id(store: BlobStore) -> None:
+    pid, path = store.put_bytes(b"photo bytes")
+    assert store.read(pid) == b"photo bytes"
+    path.chmod(0o644)
+    path.write_bytes(b"swapped bytes")
+    with pytest.raises(blobs.BlobError, match="does not match its id"):
+        store.read(pid)
+
+
+def test_read_refuses_symlink_fifo_and_missing(store: BlobStore, tmp_path: Path) -> None:
+    import os
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"secret")
+    pid = hashlib.sha256(b"secret").hexdigest()
+    link = store.path_for(pid)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(secret)
+    with pytest.raises(blobs.BlobError, match="symbolic link"):
+        store.read(pid)
+    link.unlink()
+    os.mkfifo(link)  # a FIFO must not block the reader
+    with pytest.raises(blobs.BlobError, match="not a regular file"):
+        store.read(pid)
+    link.unlink()
+    with pytest.raises(blobs.BlobError, match="missing"):
+        store.read(pid)

@@ -14,10 +14,16 @@ import pytest
 import skimage.data
 
 from autotag.checksums import file_sha256
+from autotag.config import load_settings
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
-from autotag.vision.features import feature_set_spec, get_feature_set
+from autotag.vision.features import (
+    FeatureOptions,
+    feature_set_spec,
+    get_feature_set,
+    onnx_model_path,
+)
 from autotag.vision.imagenet import (
     DEFAULT_BUNDLE_ID,
     build_default_bundle,
@@ -25,6 +31,7 @@ from autotag.vision.imagenet import (
 )
 
 FS = {"name": "hog", "version": "1", "dim": 4}
+MODEL_DIRS = load_settings().model_dirs
 
 
 def small_bundle(bundle_id: str = "tiny-1", seed: int = 0, prefix: str = "") -> ModelBundle:
@@ -256,7 +263,7 @@ def test_save_replaces_a_bundle_whole(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def default_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models_dir = tmp_path_factory.mktemp("models")
-    assert build_default_bundle(models_dir) == DEFAULT_BUNDLE_ID
+    assert build_default_bundle(models_dir, onnx_model_path(MODEL_DIRS)) == DEFAULT_BUNDLE_ID
     return models_dir
 
 
@@ -279,14 +286,14 @@ def test_default_bundle_is_idempotent(default_models: Path) -> None:
     path = default_models / "bundles" / DEFAULT_BUNDLE_ID
     before = (path / "manifest.json").read_text()
     mtime = (path / "weights.npz").stat().st_mtime_ns
-    assert build_default_bundle(default_models) == DEFAULT_BUNDLE_ID
+    assert build_default_bundle(default_models, onnx_model_path(MODEL_DIRS)) == DEFAULT_BUNDLE_ID
     assert (path / "manifest.json").read_text() == before
     assert (path / "weights.npz").stat().st_mtime_ns == mtime
 
 
 def test_default_bundle_scores_equal_onnx_softmax(default_models: Path) -> None:
     b = bundles.load_active(default_models)
-    cnn = get_feature_set("cnn")
+    cnn = get_feature_set("cnn", FeatureOptions(MODEL_DIRS, threads=1))
     photos = [
         np.ascontiguousarray(getattr(skimage.data, n)()[:, :, ::-1])
         for n in ("chelsea", "coffee", "astronaut")

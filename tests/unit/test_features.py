@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from autotag.config import load_settings, settings
+from autotag.checksums import file_sha256
+from autotag.config import Settings, load_settings
 from autotag.errors import ModelError
 from autotag.vision.features import (
     CNN_DIM,
@@ -18,16 +19,23 @@ from autotag.vision.features import (
     ONNX_FILENAME,
     ONNX_SHA256,
     CnnFeatures,
+    FeatureOptions,
     available_feature_sets,
     expected_onnx_sha256,
     feature_set_spec,
-    file_sha256,
     get_feature_set,
     hog_batch,
     l2_normalize,
     onnx_model_path,
     preprocess_cnn,
 )
+
+
+def _options(s: Settings) -> FeatureOptions:
+    return FeatureOptions(s.model_dirs, s.tagging_threads)
+
+
+OPTIONS = _options(load_settings())
 
 
 def _bgr(rgb: np.ndarray) -> np.ndarray:
@@ -53,7 +61,7 @@ def test_specs_known_without_loading() -> None:
     with pytest.raises(ModelError, match="unknown feature set 'sift'"):
         feature_set_spec("sift")
     with pytest.raises(ModelError, match="known: cnn, hog, cnn\\+hog"):
-        get_feature_set("sift")
+        get_feature_set("sift", OPTIONS)
 
 
 def test_l2_normalize() -> None:
@@ -83,7 +91,7 @@ def test_preprocess_handles_odd_shapes() -> None:
 
 
 def test_hog_dims_and_determinism(mnist_like: list[np.ndarray], photos: list[np.ndarray]) -> None:
-    hog = get_feature_set("hog")
+    hog = get_feature_set("hog", OPTIONS)
     a = hog.extract(mnist_like)
     assert a.shape == (5, hog.dim) and a.dtype == np.float32
     assert np.array_equal(a, hog.extract(mnist_like))
@@ -106,8 +114,8 @@ def test_hog_sees_edge_orientation() -> None:
 
 
 def test_cnn_dims_determinism_and_batching(photos: list[np.ndarray]) -> None:
-    cnn = get_feature_set("cnn")
-    assert get_feature_set("cnn") is cnn  # loaded once
+    cnn = get_feature_set("cnn", OPTIONS)
+    assert get_feature_set("cnn", OPTIONS) is cnn  # loaded once
     assert isinstance(cnn, CnnFeatures)
     emb, logits = cnn.run(photos)
     assert emb.shape == (2, CNN_DIM) and logits.shape == (2, 1000)
@@ -119,7 +127,7 @@ def test_cnn_dims_determinism_and_batching(photos: list[np.ndarray]) -> None:
 
 
 def test_cnn_plus_hog_concatenates_normalized_parts(photos: list[np.ndarray]) -> None:
-    both = get_feature_set("cnn+hog")
+    both = get_feature_set("cnn+hog", OPTIONS)
     x = both.extract(photos)
     assert x.shape == (2, both.dim) == (2, feature_set_spec("cnn+hog")["dim"])
     assert np.allclose(np.linalg.norm(x[:, :CNN_DIM], axis=1), 1.0, atol=1e-5)
@@ -128,7 +136,7 @@ def test_cnn_plus_hog_concatenates_normalized_parts(photos: list[np.ndarray]) ->
 
 
 def test_provenance_records_the_shipped_checksum() -> None:
-    path = onnx_model_path()
+    path = onnx_model_path(OPTIONS.model_dirs)
     assert expected_onnx_sha256(path) == ONNX_SHA256
     assert file_sha256(path) == ONNX_SHA256
 
@@ -139,7 +147,12 @@ def _settings_for(models_dir: Path):
 
 def test_models_dir_falls_back_to_the_project(tmp_path: Path) -> None:
     s = _settings_for(tmp_path / "empty-models")
-    assert onnx_model_path(s) == settings().home / "models" / ONNX_DIRNAME / ONNX_FILENAME
+    assert onnx_model_path(s.model_dirs) == s.home / "models" / ONNX_DIRNAME / ONNX_FILENAME
+
+
+def test_missing_onnx_names_every_place_looked(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"not found \(looked in .*/a/.* or .*/b/"):
+        onnx_model_path([tmp_path / "a", tmp_path / "b"])
 
 
 def test_tampered_onnx_is_refused(tmp_path: Path) -> None:
@@ -147,6 +160,6 @@ def test_tampered_onnx_is_refused(tmp_path: Path) -> None:
     d.mkdir(parents=True)
     (d / ONNX_FILENAME).write_bytes(b"not really a network")
     s = _settings_for(tmp_path / "models")
-    assert onnx_model_path(s) == d / ONNX_FILENAME
+    assert onnx_model_path(s.model_dirs) == d / ONNX_FILENAME
     with pytest.raises(ModelError, match="fails its checksum"):
-        get_feature_set("cnn", s)
+        get_feature_set("cnn", _options(s))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -13,9 +14,16 @@ import pytest
 from PIL import Image, ImageOps
 
 from autotag.errors import ImageError
-from autotag.vision.decode import apply_orientation, decode, decode_file, sniff_format
+from autotag.vision.decode import (
+    DecodeLimits,
+    apply_orientation,
+    decode,
+    decode_file,
+    sniff_format,
+)
 
 MAX_BYTES = 400_000
+LIMITS = DecodeLimits(max_file_bytes=MAX_BYTES, max_pixels=64_000_000, max_dimension=20_000)
 
 
 def _load_hostile() -> ModuleType:
@@ -50,14 +58,14 @@ def test_corpus_has_every_kind(corpus: tuple[Path, dict[str, str]]) -> None:
 def test_hostile_file_outcome(corpus: tuple[Path, dict[str, str]], name: str) -> None:
     d, expected = corpus
     if expected[name] == "tagged":
-        img = decode_file(d / name, max_bytes=MAX_BYTES)
+        img = decode_file(d / name, LIMITS)
         assert img.bgr.dtype == np.uint8
         assert img.bgr.ndim == 3 and img.bgr.shape[2] == 3
         assert img.bgr.shape[:2] == (img.height, img.width)
         assert img.bgr.flags["C_CONTIGUOUS"]
     else:
         with pytest.raises(ImageError) as err:
-            decode_file(d / name, max_bytes=MAX_BYTES)
+            decode_file(d / name, LIMITS)
         assert hostile.EXPECTED_REASONS[name] in str(err.value)
         assert "\n" not in str(err.value)
 
@@ -67,20 +75,20 @@ def test_bomb_refused_from_header_without_decoding(corpus: tuple[Path, dict[str,
     data = (d / "bomb_30000x30000.png").read_bytes()
     t0 = time.perf_counter()
     with pytest.raises(ImageError) as err:
-        decode(data)
+        decode(data, LIMITS)
     assert time.perf_counter() - t0 < 0.5
     assert str(err.value) == "image is 30000x30000 = 900 Mpx, limit 64 Mpx"
 
 
 def test_limits_are_parameters() -> None:
     png = _png(np.zeros((100, 200, 3), np.uint8))
-    assert decode(png).width == 200
+    assert decode(png, LIMITS).width == 200
     with pytest.raises(ImageError, match=r"image is 200x100 = 0.0 Mpx, limit 0.0 Mpx"):
-        decode(png, max_pixels=10_000)
+        decode(png, replace(LIMITS, max_pixels=10_000))
     with pytest.raises(ImageError, match="limit 150 px per side"):
-        decode(png, max_dimension=150)
+        decode(png, replace(LIMITS, max_dimension=150))
     with pytest.raises(ImageError, match=r"^file is \d+ bytes, limit 100 bytes$"):
-        decode(png, max_bytes=100)
+        decode(png, replace(LIMITS, max_file_bytes=100))
 
 
 def _png(rgb: np.ndarray, mode: str | None = None) -> bytes:
@@ -100,7 +108,7 @@ def test_exif_orientation_6_is_applied() -> None:
     ex = Image.Exif()
     ex[0x0112] = 6
     data = _jpeg(Image.fromarray(rgb), quality=95, exif=ex.tobytes())
-    img = decode(data)
+    img = decode(data, LIMITS)
     assert (img.width, img.height) == (240, 320)
     upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))[:, :, ::-1]
     assert np.abs(img.bgr.astype(int) - upright.astype(int)).mean() < 3
@@ -122,7 +130,7 @@ def test_alpha_is_composited_onto_white() -> None:
     rgba[..., 0] = 255  # red, but...
     rgba[:2, :, 3] = 0  # ...transparent on top
     rgba[2:, :, 3] = 255
-    img = decode(_png(rgba, "RGBA"))
+    img = decode(_png(rgba, "RGBA"), LIMITS)
     assert img.bgr[0, 0].tolist() == [255, 255, 255]
     assert img.bgr[3, 0].tolist() == [0, 0, 255]
 
@@ -131,23 +139,23 @@ def test_16bit_is_scaled_not_clipped() -> None:
     g = np.array([[0, 257 * 128, 65535]], dtype=">u2")
     buf = io.BytesIO()
     Image.frombuffer("I;16B", (3, 1), g.tobytes(), "raw").save(buf, "PNG")
-    img = decode(buf.getvalue())
+    img = decode(buf.getvalue(), LIMITS)
     assert img.bgr[0, :, 0].tolist() == [0, 128, 255]
 
 
 def test_grey_and_cmyk_become_bgr() -> None:
     rgb = hostile._photo(64, 48)
     pil = Image.fromarray(rgb)
-    grey = decode(_jpeg(pil.convert("L"), quality=95))
+    grey = decode(_jpeg(pil.convert("L"), quality=95), LIMITS)
     assert grey.bgr.shape == (48, 64, 3)
     assert np.array_equal(grey.bgr[..., 0], grey.bgr[..., 2])
-    cmyk = decode(_jpeg(pil.convert("CMYK"), quality=95))
+    cmyk = decode(_jpeg(pil.convert("CMYK"), quality=95), LIMITS)
     assert np.abs(cmyk.bgr[..., ::-1].astype(int) - rgb.astype(int)).mean() < 12
 
 
 def test_animated_gif_gives_first_frame(corpus: tuple[Path, dict[str, str]]) -> None:
     d, _ = corpus
-    img = decode_file(d / "animated.gif", max_bytes=MAX_BYTES)
+    img = decode_file(d / "animated.gif", LIMITS)
     first = np.asarray(Image.open(d / "animated.gif").convert("RGB"))[:, :, ::-1]
     assert img.format == "GIF"
     assert np.array_equal(img.bgr, first)
@@ -162,7 +170,7 @@ def test_formats_are_sniffed_from_bytes_not_names(corpus: tuple[Path, dict[str, 
 
 def test_missing_file_is_an_image_error(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="cannot read nothing.jpg"):
-        decode_file(tmp_path / "nothing.jpg")
+        decode_file(tmp_path / "nothing.jpg", LIMITS)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"])
@@ -179,7 +187,7 @@ def test_mutated_files_never_crash(fmt: str) -> None:
         if rng.random() < 0.3:
             data = data[: int(rng.integers(1, len(data)))]
         try:
-            img = decode(bytes(data))
+            img = decode(bytes(data), LIMITS)
         except ImageError:
             continue
         assert img.bgr.ndim == 3 and img.bgr.shape[2] == 3

@@ -1,32 +1,37 @@
-"""The Tagger end to end on real photos (scikit-image samples), plus the face detector."""
+"""The Tagger end to end on real photos (scikit-image samples)."""
 
 from __future__ import annotations
 
-import base64
+import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
+from PIL import Image
 
 from autotag.config import Settings, load_settings
 from autotag.errors import ImageError, ModelError
+from autotag.pipeline.tag_step import load_tagger
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
-from autotag.vision.features import feature_set_spec, get_feature_set
-from autotag.vision.imagenet import build_default_bundle
-from autotag.vision.tagger import (
-    FaceDetector,
-    Tagger,
-    find_cascade,
-    vector_from_b64,
-    vector_to_b64,
+from autotag.vision.decode import DecodeLimits
+from autotag.vision.features import (
+    FeatureOptions,
+    feature_set_spec,
+    get_feature_set,
+    onnx_model_path,
 )
+from autotag.vision.imagenet import build_default_bundle
+from autotag.vision.tagger import Tagger
 
 CAT_TAGS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 COFFEE_TAGS = {"espresso", "cup", "coffee mug"}
+LIMITS = DecodeLimits(max_file_bytes=8 << 20, max_pixels=64_000_000, max_dimension=20_000)
+CUTOFFS = {"min_score": 0.05, "max_tags": 10}
 
 
 def _jpeg(name: str) -> bytes:
@@ -40,16 +45,28 @@ def _bgr(name: str) -> np.ndarray:
     return np.ascontiguousarray(getattr(skimage.data, name)()[:, :, ::-1])
 
 
+def _png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 @pytest.fixture(scope="module")
 def settings_(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     models_dir = tmp_path_factory.mktemp("models")
-    build_default_bundle(models_dir)
-    return load_settings({**os.environ, "AUTOTAG_MODELS_DIR": str(models_dir)})
+    s = load_settings({**os.environ, "AUTOTAG_MODELS_DIR": str(models_dir)})
+    build_default_bundle(models_dir, onnx_model_path(s.model_dirs))
+    return s
 
 
 @pytest.fixture(scope="module")
-def tagger(settings_: Settings) -> Tagger:
-    return Tagger.from_active(settings_)
+def options(settings_: Settings) -> FeatureOptions:
+    return FeatureOptions(settings_.model_dirs, threads=1)
+
+
+@pytest.fixture(scope="module")
+def tagger(settings_: Settings, options: FeatureOptions) -> Tagger:
+    return Tagger.load(settings_.models_dir, feature_options=options, limits=LIMITS, **CUTOFFS)
 
 
 def _names(result) -> list[str]:
@@ -83,9 +100,8 @@ def test_result_carries_the_contract_fields(tagger: Tagger, settings_: Settings)
     assert abs(float(np.linalg.norm(r.vector)) - 1.0) < 1e-5
     assert all(isinstance(t, str) and 0.0 <= s <= 1.0 for t, s in r.tags)
     assert [s for _, s in r.tags] == sorted((s for _, s in r.tags), reverse=True)
-    assert len(r.tags) <= settings_.max_tags
+    assert len(r.tags) <= CUTOFFS["max_tags"]
     assert r.tags_json()[0] == [r.tags[0][0], r.tags[0][1]]
-    assert np.array_equal(vector_from_b64(r.vector_b64()), r.vector)
 
 
 def test_batch_equals_single(tagger: Tagger) -> None:
@@ -115,15 +131,43 @@ def test_grey_and_tiny_images_tag(tagger: Tagger) -> None:
         assert r.vector.shape == (1280,)
 
 
-def test_vector_b64_is_little_endian_float32() -> None:
-    v = np.array([1.0, -2.5], np.float32)
-    assert vector_to_b64(v) == base64.b64encode(b"\x00\x00\x80?\x00\x00 \xc0").decode()
-    assert np.array_equal(vector_from_b64(vector_to_b64(v)), v)
-    with pytest.raises(ValueError):
-        vector_from_b64(base64.b64encode(b"abc").decode())
+def test_each_tagger_decodes_within_its_own_limits(
+    tagger: Tagger, settings_: Settings, tmp_path: Path
+) -> None:
+    """A Tagger with a small max_pixels refuses what the default limits accept (it once
+    decoded with the process-wide settings, whatever it had been built with)."""
+    p = tmp_path / "wide.png"
+    p.write_bytes(_png(200, 100))
+    assert (tagger.tag_file(p).width, tagger.tag_bytes(p.read_bytes()).height) == (200, 100)
+    small = Tagger(tagger.bundle, tagger.features, replace(LIMITS, max_pixels=10_000), **CUTOFFS)
+    with pytest.raises(ImageError, match="limit 0.0 Mpx"):
+        small.tag_file(p)
+    with pytest.raises(ImageError, match="limit 0.0 Mpx"):
+        small.tag_bytes(p.read_bytes())
+    # The same through settings, as the bolt builds its Tagger.
+    env = {**os.environ, "AUTOTAG_MODELS_DIR": str(settings_.models_dir)}
+    from_settings = load_tagger(load_settings({**env, "AUTOTAG_MAX_PIXELS": "10000"}))
+    with pytest.raises(ImageError, match="limit 0.0 Mpx"):
+        from_settings.tag_file(p)
+    assert load_tagger(load_settings(env)).tag_file(p).width == 200
 
 
-def test_hog_bundle_without_detectors(settings_: Settings) -> None:
+def test_load_names_a_bundle_or_takes_the_active_one(
+    settings_: Settings, options: FeatureOptions
+) -> None:
+    active = bundles.active_bundle_id(settings_.models_dir)
+    assert active is not None
+    named = Tagger.load(
+        settings_.models_dir, active, feature_options=options, limits=LIMITS, **CUTOFFS
+    )
+    assert named.model_version == active
+    with pytest.raises(ModelError, match="no bundle 'nope-1'"):
+        Tagger.load(
+            settings_.models_dir, "nope-1", feature_options=options, limits=LIMITS, **CUTOFFS
+        )
+
+
+def test_hog_bundle_without_detectors(options: FeatureOptions) -> None:
     spec = feature_set_spec("hog")
     rng = np.random.default_rng(0)
     b = ModelBundle.create(
@@ -136,71 +180,22 @@ def test_hog_bundle_without_detectors(settings_: Settings) -> None:
         b=np.zeros(2),
         thresholds=np.zeros(2),
     )
-    t = Tagger(b, settings=settings_)
+    t = Tagger(b, get_feature_set("hog", options), LIMITS, **CUTOFFS)
     assert t.face is None
     r = t.tag_images([_bgr("coffee")])[0]
     assert r.feature_set == "hog@1" and r.vector.shape == (spec["dim"],)
     assert sorted(_names(r)) == ["bright", "dark"]
 
 
-def test_feature_set_mismatch_is_refused(settings_: Settings) -> None:
+def test_feature_set_mismatch_is_refused(settings_: Settings, options: FeatureOptions) -> None:
     b = bundles.load_active(settings_.models_dir)
     with pytest.raises(ModelError, match="was built for cnn@1"):
-        Tagger(b, get_feature_set("hog"), settings=settings_)
+        Tagger(b, get_feature_set("hog", options), LIMITS, **CUTOFFS)
     b.detectors = ["unicorn"]
     with pytest.raises(ModelError, match="unknown detectors"):
-        Tagger(b, settings=settings_)
+        Tagger(b, get_feature_set("cnn", options), LIMITS, **CUTOFFS)
 
 
-def test_no_active_bundle(tmp_path: Path) -> None:
-    s = load_settings({**os.environ, "AUTOTAG_MODELS_DIR": str(tmp_path)})
+def test_no_active_bundle(tmp_path: Path, options: FeatureOptions) -> None:
     with pytest.raises(ModelError, match="init-default"):
-        Tagger.from_active(s)
-
-
-# --- face detector ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def faces() -> FaceDetector:
-    return FaceDetector.load()
-
-
-def test_face_found_where_it_is(faces: FaceDetector) -> None:
-    found = faces.detect(_bgr("astronaut"))
-    assert len(found) == 1
-    f = found[0]
-    # Eileen Collins' face: roughly x 170-270, y 60-160 in the 512x512 photo.
-    assert 150 < f.x + f.w / 2 < 290 and 60 < f.y + f.h / 2 < 170
-    assert 60 < f.w < 140
-
-
-def test_no_faces_in_non_portraits(faces: FaceDetector) -> None:
-    for name in ("chelsea", "coffee", "coins", "rocket", "page"):
-        img = getattr(skimage.data, name)()
-        bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[:, :, ::-1]
-        assert faces.tags(np.ascontiguousarray(bgr)) == [], name
-
-
-def test_missing_cascade_is_a_model_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="could not be loaded"):
-        FaceDetector.load(tmp_path / "missing.xml")
-    with pytest.raises(ModelError, match="opencv-data"):
-        find_cascade("no_such_cascade.xml")
-
-
-def test_face_recall_and_precision_on_lfw(faces: FaceDetector) -> None:
-    """LFW crops (scikit-image's lfw_subset) pasted into textured 320x240 scenes."""
-    lfw = (skimage.data.lfw_subset() * 255).astype(np.uint8)  # 100 faces, then 100 non-faces
-    rng = np.random.default_rng(0)
-
-    def scene(patch: np.ndarray) -> np.ndarray:
-        noise = np.clip(rng.normal(128, 30, (240, 320)), 0, 255).astype(np.uint8)
-        bg = cv2.GaussianBlur(noise, (0, 0), 3)
-        bg[40:130, 100:190] = cv2.resize(patch, (90, 90), interpolation=cv2.INTER_CUBIC)
-        return cv2.cvtColor(bg, cv2.COLOR_GRAY2BGR)
-
-    found = sum(bool(faces.tags(scene(lfw[i]))) for i in range(20))
-    false = sum(bool(faces.tags(scene(lfw[100 + i]))) for i in range(20))
-    assert found >= 14, found
-    assert false == 0, false
+        Tagger.load(tmp_path, feature_options=options, limits=LIMITS, **CUTOFFS)

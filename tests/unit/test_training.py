@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotag.config import Settings
+from autotag.config import Settings, load_settings
 from autotag.errors import AutotagError
 from autotag.learning.datasets import (
     FASHION_MNIST_DIR,
@@ -18,10 +18,17 @@ from autotag.learning.datasets import (
 from autotag.learning.feature_cache import FeatureCache, featurize
 from autotag.learning.progress import Step
 from autotag.learning.workflow import TrainRequest, train_bundle
+from autotag.vision.decode import DecodeLimits
+from autotag.vision.features import FeatureOptions, get_feature_set, onnx_model_path
 
 needs_fmnist = pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist not installed"
 )
+
+# What the CLI reads from settings and passes down.
+_SETTINGS = load_settings()
+LIMITS = DecodeLimits(_SETTINGS.max_file_bytes, _SETTINGS.max_pixels, _SETTINGS.max_dimension)
+OPTIONS = FeatureOptions(_SETTINGS.model_dirs, threads=1)
 
 
 # --- real data: a 300-photo Fashion-MNIST slice ----------------------------------------------
@@ -46,7 +53,8 @@ def hog_bundle(fmnist: Path, test_settings: Settings, tmp_path_factory: pytest.T
     request = TrainRequest(
         labels, fmnist / "train" / "images", features="hog", name="fm-test", jobs=1, test=test
     )
-    return train_bundle(request, models, cache), models, cache
+    res = train_bundle(request, models, cache, limits=LIMITS, feature_options=OPTIONS)
+    return res, models, cache
 
 
 @needs_fmnist
@@ -76,7 +84,7 @@ def test_second_run_computes_no_features(hog_bundle, fmnist: Path) -> None:
     request = TrainRequest(
         labels, fmnist / "train" / "images", features="hog", name="fm-test", jobs=1
     )
-    res = train_bundle(request, models, cache)
+    res = train_bundle(request, models, cache, limits=LIMITS, feature_options=OPTIONS)
     assert res.features["computed"] == 0
     assert res.features["reused"] == 300
     assert res.bundle.id != hog_bundle[0].bundle.id  # a new version, the old one untouched
@@ -92,7 +100,9 @@ def test_progress_goes_to_the_callback_not_stdout(
     events: list[Step | str] = []
     labels = read_labels(fmnist / "train" / "labels.csv")
     request = TrainRequest(labels, fmnist / "train" / "images", update=res.bundle.id, jobs=1)
-    up = train_bundle(request, models, cache, progress=events.append)
+    up = train_bundle(
+        request, models, cache, limits=LIMITS, feature_options=OPTIONS, progress=events.append
+    )
     assert up.retrained == [] and len(up.reused) == 10
     assert events[-1] == f"update {res.bundle.id}: retrain 0, reuse 10, keep 0 classes"
     assert events[:-1] == [Step("features hog@1", 0, 0, "img")]  # all cached, nothing to fit
@@ -120,7 +130,7 @@ def test_update_retrains_only_the_changed_class(hog_bundle, fmnist: Path, tmp_pa
     request = TrainRequest(
         read_labels(changed), fmnist / "train" / "images", update=str(res.path), jobs=1
     )
-    up = train_bundle(request, models, cache)
+    up = train_bundle(request, models, cache, limits=LIMITS, feature_options=OPTIONS)
     assert up.retrained == ["bag"]
     assert up.kept == ["shirt"]
     assert len(up.reused) == 8
@@ -139,26 +149,24 @@ def test_update_retrains_only_the_changed_class(hog_bundle, fmnist: Path, tmp_pa
         request = TrainRequest(
             read_labels(changed), fmnist / "train" / "images", features="cnn", update=str(res.path)
         )
-        train_bundle(request, models, cache)
+        train_bundle(request, models, cache, limits=LIMITS, feature_options=OPTIONS)
 
 
 @needs_fmnist
 def test_feature_cache_resumes_and_remembers_failures(
     fmnist: Path, tmp_path: Path, test_settings: Settings
 ) -> None:
-    from autotag.vision.features import get_feature_set
-
-    fs = get_feature_set("hog")
+    fs = get_feature_set("hog", OPTIONS)
     imgs = sorted((fmnist / "test" / "images").glob("*.png"))[:30]
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # header only: undecodable
     paths = [*imgs[:10], bad, *imgs[10:]]
-    first = featurize(paths[:11], fs, tmp_path / "c", chunk=4)
+    first = featurize(paths[:11], fs, tmp_path / "c", limits=LIMITS, chunk=4)
     assert (first.computed, first.failed) == (10, 1) and not first.ok[10]
     # A torn shard from a "crash" is moved aside, not trusted.
     cdir = FeatureCache.for_feature_set(fs, tmp_path / "c").dir
     (cdir / "shard-99999999999999999999-1.npz").write_bytes(b"PK\x03\x04 torn")
-    second = featurize(paths, fs, tmp_path / "c", chunk=4)
+    second = featurize(paths, fs, tmp_path / "c", limits=LIMITS, chunk=4)
     assert second.computed == 20  # only the photos not done before; the bad one not retried
     assert second.failed == 1
     assert list(cdir.glob("*.corrupt"))
@@ -169,9 +177,7 @@ def test_feature_cache_resumes_and_remembers_failures(
 
 def _onnx_available() -> bool:
     try:
-        from autotag.vision.features import onnx_model_path
-
-        onnx_model_path()
+        onnx_model_path(OPTIONS.model_dirs)
         return True
     except Exception:  # noqa: BLE001 - any reason means: skip
         return False
@@ -190,13 +196,12 @@ def test_merge_default_and_cnn_hog_from_part_caches(
     import cv2
 
     from autotag.vision.bundle import ModelBundle
-    from autotag.vision.features import get_feature_set
 
     labels = read_labels(fmnist / "train" / "labels.csv").subset(range(60))
     images = fmnist / "train" / "images"
     cache, models = tmp_path / "cache", tmp_path / "models"
     request = TrainRequest(labels, images, "cnn", merge_default=True, name="fm-merged", jobs=1)
-    res = train_bundle(request, models, cache)
+    res = train_bundle(request, models, cache, limits=LIMITS, feature_options=OPTIONS)
     b = ModelBundle.load(res.path)
     assert [h.activation for h in b.heads] == ["sigmoid", "softmax"]
     assert b.classes[:10] == labels.classes
@@ -206,12 +211,13 @@ def test_merge_default_and_cnn_hog_from_part_caches(
     assert "face" in b.detectors
     assert b.metrics["training"]["retrained"] == 10  # our metrics, not the default's
 
+    hog_default = TrainRequest(labels, images, "hog", merge_default=True)
     with pytest.raises(AutotagError, match="needs --features cnn"):
-        train_bundle(TrainRequest(labels, images, "hog", merge_default=True), models, cache)
+        train_bundle(hog_default, models, cache, limits=LIMITS, feature_options=OPTIONS)
 
     paths = sorted((fmnist / "test" / "images").glob("*.png"))[:12]
-    fs = get_feature_set("cnn+hog")
-    r = featurize(paths, fs, cache)
+    fs = get_feature_set("cnn+hog", OPTIONS)
+    r = featurize(paths, fs, cache, limits=LIMITS)
     direct = fs.extract([cv2.imread(str(p)) for p in paths])
     np.testing.assert_allclose(r.X, direct, rtol=1e-5, atol=1e-6)
     # Training + held-out evaluation on cnn+hog read the part caches too: nothing stored twice.
@@ -219,7 +225,7 @@ def test_merge_default_and_cnn_hog_from_part_caches(
     request = TrainRequest(
         labels, images, "cnn+hog", jobs=1, test=(fmnist / "test" / "images", test_labels)
     )
-    both = train_bundle(request, models, cache)
+    both = train_bundle(request, models, cache, limits=LIMITS, feature_options=OPTIONS)
     assert both.features["computed"] == 60  # their hog half only: cnn was cached above
     assert both.test["data"]["features"]["computed"] == 0
     assert not any(cache.glob("cnn+hog*"))  # derived, never stored twice

@@ -18,7 +18,7 @@ from autotag.ops import cluster
 from autotag.ops.nimbus import NimbusClient
 from autotag.ops.topology import submit
 from autotag.pipeline import intake
-from autotag.storage import postgres as store
+from autotag.storage import database, lookups
 
 TOPOLOGY = "autotagger"
 
@@ -34,10 +34,13 @@ def demo(timeout: int) -> None:
     click.echo(f"    healthy after {time.monotonic() - t0:.0f}s")
 
     from autotag.vision.bundle import active_bundle_id
+    from autotag.vision.features import onnx_model_path
     from autotag.vision.imagenet import build_default_bundle
 
     click.echo("==> model")
-    bundle_id = active_bundle_id(s.models_dir) or build_default_bundle(s.models_dir)
+    bundle_id = active_bundle_id(s.models_dir) or build_default_bundle(
+        s.models_dir, onnx_model_path(s.model_dirs)
+    )
     click.echo(f"    active bundle: {bundle_id}")
 
     click.echo(f"==> topology {TOPOLOGY}")
@@ -55,7 +58,7 @@ def demo(timeout: int) -> None:
     ids = {r.photo_id: r.path for r in records if r.photo_id}
 
     t2 = time.monotonic()
-    with store.connect(s) as conn:
+    with database.connect(s) as conn:
         with click.progressbar(length=len(ids), label="    tagging") as bar:
             done = 0
             while True:
@@ -75,7 +78,7 @@ def demo(timeout: int) -> None:
                 time.sleep(1)
         click.echo(f"    {len(ids)} photos done in {time.monotonic() - t2:.0f}s\n")
         for pid, path in sorted(ids.items(), key=lambda kv: kv[1]):
-            info = store.show(conn, pid)
+            info = lookups.show(conn, pid)
             if info is None:
                 continue
             name = path.rsplit("/", 1)[-1]

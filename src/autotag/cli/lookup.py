@@ -8,10 +8,11 @@ from typing import Any
 
 import click
 
+from autotag.checksums import file_sha256
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError, ServiceError
-from autotag.storage import blobs, photo_stream
-from autotag.storage import postgres as store
+from autotag.storage import blobs, database, lookups
+from autotag.storage.photo_stream import PhotoStream
 
 
 def _dump(payload: Any) -> None:
@@ -21,16 +22,16 @@ def _dump(payload: Any) -> None:
 def _queue_info(s: Settings) -> dict[str, Any]:
     """Backlog, pending and dead letters; an "error" entry instead if Redis is down."""
     try:
-        r = photo_stream.client(s, check=True)
+        stream = PhotoStream(s, check=True)
         try:
-            with photo_stream.redis_errors(s):
+            with stream.errors():
                 return {
-                    "backlog": photo_stream.backlog_len(r, settings=s),
-                    "pending": photo_stream.pending_count(r, settings=s),
-                    "dead_letters": int(r.xlen(s.dead_letter_stream)),
+                    "backlog": stream.backlog_len(),
+                    "pending": stream.pending_count(),
+                    "dead_letters": int(stream.redis.xlen(s.dead_letter_stream)),
                 }
         finally:
-            r.close()
+            stream.redis.close()
     except ServiceError as exc:
         return {"error": str(exc)}
 
@@ -48,8 +49,8 @@ def search(tag: str, min_score: float, limit: int, exact: bool, as_json: bool) -
     TAG ("retriever" also finds "golden retriever"), unless --exact.
     """
     s = settings()
-    with store.connect(s) as conn, store.pg_errors(s):
-        hits = store.search(conn, tag, min_score, limit, words=not exact)
+    with database.connect(s) as conn, database.pg_errors(s):
+        hits = lookups.search(conn, tag, min_score, limit, words=not exact)
     if as_json:
         _dump([h.as_dict() for h in hits])
         return
@@ -66,7 +67,7 @@ def _resolve_photo(arg: str) -> str:
         return arg.strip().lower()
     path = Path(arg).expanduser()
     if path.is_file():
-        return blobs.hash_file(path)
+        return file_sha256(path)
     raise AutotagError(f"{arg!r} is neither a photo id (64 hex characters) nor a file")
 
 
@@ -77,8 +78,8 @@ def show(photo: str, as_json: bool) -> None:
     """One photo (an id, or a file hashed to its id): status, current tags, vector."""
     s = settings()
     pid = _resolve_photo(photo)
-    with store.connect(s) as conn, store.pg_errors(s):
-        info = store.show(conn, pid)
+    with database.connect(s) as conn, database.pg_errors(s):
+        info = lookups.show(conn, pid)
     if info is None:
         raise AutotagError(f"no photo {pid} (upload it with `autotag upload`)")
     if as_json:
@@ -107,8 +108,8 @@ def show(photo: str, as_json: bool) -> None:
 def stats(top: int, as_json: bool) -> None:
     """Photos by status, tags per photo, top tags, and the queue (if Redis is up)."""
     s = settings()
-    with store.connect(s) as conn, store.pg_errors(s):
-        st = store.stats(conn, top)
+    with database.connect(s) as conn, database.pg_errors(s):
+        st = lookups.stats(conn, top)
     st["queue"] = _queue_info(s)
     if as_json:
         _dump(st)
@@ -144,17 +145,17 @@ def stats(top: int, as_json: bool) -> None:
 def failed(limit: int, as_json: bool) -> None:
     """Photos that could not be tagged, with reasons, and the queue's dead letters."""
     s = settings()
-    with store.connect(s) as conn, store.pg_errors(s):
-        rows = store.failed(conn, limit)
+    with database.connect(s) as conn, database.pg_errors(s):
+        rows = lookups.failed(conn, limit)
     dead: list[dict[str, Any]] = []
     dead_error = None
     try:
-        r = photo_stream.client(s, check=True)
+        stream = PhotoStream(s, check=True)
         try:
-            with photo_stream.redis_errors(s):
-                dead = [d.as_dict() for d in photo_stream.dead_letters(r, limit, settings=s)]
+            with stream.errors():
+                dead = [d.as_dict() for d in stream.dead_letters(limit)]
         finally:
-            r.close()
+            stream.redis.close()
     except ServiceError as exc:
         dead_error = str(exc)
     if as_json:

@@ -134,10 +134,12 @@ def activate_cmd(bundle_id: str) -> None:
 @models.command("init-default")
 def init_default_cmd() -> None:
     """Build the ImageNet bundle from the shipped EfficientNet-Lite0 (idempotent)."""
+    from autotag.vision.features import onnx_model_path
     from autotag.vision.imagenet import build_default_bundle
 
-    models_dir = settings().models_dir
-    bundle_id = build_default_bundle(models_dir)
+    s = settings()
+    models_dir = s.models_dir
+    bundle_id = build_default_bundle(models_dir, onnx_model_path(s.model_dirs))
     active = bundles.active_bundle_id(models_dir)
     note = " (active)" if active == bundle_id else f" (active bundle stays {active})"
     click.echo(f"default bundle: {bundle_id}{note}")

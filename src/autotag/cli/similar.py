@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from autotag.config import load_settings
-from autotag.search.similarity import MODES
+from autotag.search.index import MODES
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _tags_text(tags: list[dict[str, Any]], limit: int = 5) -> str:
@@ -47,18 +50,23 @@ def similar(
     as_json: bool,
 ) -> None:
     """Photos most similar to PHOTO_ID (or a unique id prefix) or to an IMAGE_FILE."""
-    from autotag.search.similarity import SimilarityService
+    from autotag.search.service import SimilarityService
 
     settings = load_settings()
+
+    def featurize(path: Path) -> np.ndarray:
+        """A file not in the system: the vector the Storm bolt's Tagger would store."""
+        from autotag.pipeline.tag_step import load_tagger  # heavy (ONNX runtime): when needed
+
+        return load_tagger(settings).tag_file(path).vector
+
     started = time.perf_counter()
     with SimilarityService(settings, mode, feature_set, persist=True) as service:
         service.load()
         loaded = time.perf_counter()
         if Path(target).is_file():
-            from autotag.search.similarity import similar_to_file
-
             query = {"file": str(Path(target).resolve())}
-            results = similar_to_file(settings, target, top, min_score, tag, service=service)
+            results = service.similar_to_file(target, featurize, top, min_score, tag)
         else:
             photo_id = service.resolve_photo_id(target)
             query = {"photo_id": photo_id}
@@ -97,7 +105,8 @@ def similar(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def duplicates(min_score: float, mode: str, feature_set: str | None, as_json: bool) -> None:
     """Groups of near-identical photos (pairwise score > --min-score, joined transitively)."""
-    from autotag.search.similarity import SimilarityService, find_duplicate_groups
+    from autotag.search.duplicates import find_duplicate_groups
+    from autotag.search.service import SimilarityService
 
     settings = load_settings()
     with SimilarityService(settings, mode, feature_set, persist=True) as service:
@@ -122,10 +131,10 @@ def duplicates(min_score: float, mode: str, feature_set: str | None, as_json: bo
 def sql_functions(rebuild: bool, sql_only: bool) -> None:
     """Install dot_product(real[], real[]) in Postgres, for psql similarity queries."""
     from autotag.ops.sql_functions import install_sql_functions
-    from autotag.search.similarity import connect
+    from autotag.storage import database
 
     settings = load_settings()
-    with connect(settings) as conn:
+    with database.connect(settings) as conn:
         language = install_sql_functions(conn, settings, prefer_c=not sql_only, rebuild=rebuild)
     kind = "C (SIMD)" if language == "c" else "plpgsql fallback (slow)"
     click.echo(f"dot_product(real[], real[]) installed: {kind}")

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from autotag.config import Settings
 from autotag.errors import AutotagError
 from autotag.learning.progress import Progress, Step
+
+if TYPE_CHECKING:
+    from autotag.vision.decode import DecodeLimits
+    from autotag.vision.features import FeatureOptions
 
 FEATURES = click.Choice(["cnn", "hog", "cnn+hog"])
 
@@ -50,6 +54,20 @@ def progress_bars(show: bool) -> Progress | None:
 def _cache_root(s: Settings) -> Path:
     """Where computed features are kept (``run/featcache``)."""
     return s.run_dir / "featcache"
+
+
+def decode_limits(s: Settings) -> DecodeLimits:
+    """The tagging bolt's decode limits: training reads photos as tagging will."""
+    from autotag.vision.decode import DecodeLimits
+
+    return DecodeLimits(s.max_file_bytes, s.max_pixels, s.max_dimension)
+
+
+def feature_options(s: Settings) -> FeatureOptions:
+    """The tagging bolt's feature options (ONNX file search path, threads)."""
+    from autotag.vision.features import FeatureOptions
+
+    return FeatureOptions(s.model_dirs, s.tagging_threads)
 
 
 def _labels(images: Path | None, labels: Path | None, folders: Path | None, what: str):
@@ -190,6 +208,8 @@ def train(
         request,
         s.models_dir,
         _cache_root(s),
+        limits=decode_limits(s),
+        feature_options=feature_options(s),
         progress=progress_bars(not quiet and not as_json),
     )
     b = res.bundle
@@ -295,12 +315,13 @@ def evaluate(
             raise click.UsageError("--cv needs at least 2 folds")
         from autotag.vision.features import get_feature_set
 
-        fs = get_feature_set(features)
+        fs = get_feature_set(features, feature_options(s))
         data = load_labeled_features(
             label_set,
             images_dir,
             fs,
             _cache_root(s),
+            limits=decode_limits(s),
             allow_missing=allow_missing,
             progress=progress,
         )
@@ -319,6 +340,8 @@ def evaluate(
             images_dir,
             label_set,
             _cache_root(s),
+            limits=decode_limits(s),
+            feature_options=feature_options(s),
             allow_missing=allow_missing,
             progress=progress,
         )

@@ -25,6 +25,8 @@ from autotag.learning.head import LinearHead
 from autotag.learning.labeled_features import bundle_feature_set, load_labeled_features
 from autotag.learning.progress import Progress, note
 from autotag.vision.bundle import ModelBundle
+from autotag.vision.decode import DecodeLimits
+from autotag.vision.features import FeatureOptions
 
 
 def _r(x: float | None) -> float | None:
@@ -220,13 +222,21 @@ def evaluate_bundle(
     labels: LabelSet,
     cache_root: Path,
     *,
+    limits: DecodeLimits,
+    feature_options: FeatureOptions,
     allow_missing: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Score labeled photos with a bundle (the bolt's decode + features + bundle maths)."""
-    fs = bundle_feature_set(bundle)
+    fs = bundle_feature_set(bundle, feature_options)
     data = load_labeled_features(
-        labels, images_dir, fs, cache_root, allow_missing=allow_missing, progress=progress
+        labels,
+        images_dir,
+        fs,
+        cache_root,
+        limits=limits,
+        allow_missing=allow_missing,
+        progress=progress,
     )
     sub, cols, missing = align_classes(bundle.classes, data.labels)
     probs = bundle.score(data.X)

@@ -25,7 +25,7 @@ import numpy as np
 from autotag.checksums import file_sha256
 from autotag.errors import AutotagError, ImageError
 from autotag.learning.progress import Progress, Stage
-from autotag.vision.decode import decode_file
+from autotag.vision.decode import DecodeLimits, decode_file
 from autotag.vision.features import ConcatFeatures, FeatureSet, concat_normalized
 
 log = logging.getLogger(__name__)
@@ -189,10 +189,12 @@ def featurize(
     feature_set: FeatureSet,
     cache_root: Path | str,
     *,
+    limits: DecodeLimits,
     chunk: int = 256,
     progress: Progress | None = None,
 ) -> FeatureResult:
-    """Features for every path with the bolt's own code (decode_file + the feature set).
+    """Features for every path with the bolt's own code (decode_file under ``limits``, then
+    the feature set).
 
     Already-cached photos (by content sha256) are skipped; new ones are computed in chunks and
     each chunk is saved before the next starts, so an interrupted run resumes where it stopped.
@@ -200,7 +202,7 @@ def featurize(
     """
     t0 = time.perf_counter()
     if isinstance(feature_set, ConcatFeatures):
-        return _featurize_concat(paths, feature_set, cache_root, chunk, progress, t0)
+        return _featurize_concat(paths, feature_set, cache_root, limits, chunk, progress, t0)
     cache = FeatureCache.for_feature_set(feature_set, cache_root)
     paths = [Path(p) for p in paths]
     hashing = Stage(
@@ -222,7 +224,7 @@ def featurize(
         good_shas, imgs = [], []
         for s, p in part:
             try:
-                imgs.append(decode_file(p).bgr)
+                imgs.append(decode_file(p, limits).bgr)
                 good_shas.append(s)
             except ImageError as exc:
                 cache.mark_failed(s, str(exc))
@@ -253,6 +255,7 @@ def _featurize_concat(
     paths: Sequence[Path | str],
     feature_set: ConcatFeatures,
     cache_root: Path | str,
+    limits: DecodeLimits,
     chunk: int,
     progress: Progress | None,
     t0: float,
@@ -260,7 +263,8 @@ def _featurize_concat(
     """``cnn+hog`` from the parts' own caches, joined by the same function as
     ``ConcatFeatures.extract``, so nothing is computed or stored twice."""
     results = [
-        featurize(paths, p, cache_root, chunk=chunk, progress=progress) for p in feature_set.parts
+        featurize(paths, p, cache_root, limits=limits, chunk=chunk, progress=progress)
+        for p in feature_set.parts
     ]
     ok = np.logical_and.reduce([r.ok for r in results])
     X = concat_normalized([r.X for r in results])

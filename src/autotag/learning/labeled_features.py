@@ -18,7 +18,8 @@ from autotag.learning.datasets import LabelSet, resolve_photos
 from autotag.learning.feature_cache import featurize
 from autotag.learning.progress import Progress
 from autotag.vision.bundle import ModelBundle
-from autotag.vision.features import FeatureSet, get_feature_set
+from autotag.vision.decode import DecodeLimits
+from autotag.vision.features import FeatureOptions, FeatureSet, get_feature_set
 
 
 @dataclass
@@ -41,6 +42,7 @@ def load_labeled_features(
     feature_set: FeatureSet,
     cache_root: Path,
     *,
+    limits: DecodeLimits,
     allow_missing: bool = False,
     progress: Progress | None = None,
 ) -> LabeledFeatures:
@@ -48,7 +50,9 @@ def load_labeled_features(
     paths, missing = resolve_photos(images_dir, labels.photo_ids, allow_missing=allow_missing)
     have = [i for i, p in enumerate(paths) if p is not None]
     labels = labels.subset(have)
-    fr = featurize([paths[i] for i in have], feature_set, cache_root, progress=progress)
+    fr = featurize(
+        [paths[i] for i in have], feature_set, cache_root, limits=limits, progress=progress
+    )
     ok = np.flatnonzero(fr.ok)
     if ok.size == 0:
         raise AutotagError(f"none of the {len(have)} photos under {images_dir} could be decoded")
@@ -63,9 +67,9 @@ def load_labeled_features(
     return LabeledFeatures(labels.subset(ok), fr.X[ok], [fr.shas[i] for i in ok], info)
 
 
-def bundle_feature_set(bundle: ModelBundle) -> FeatureSet:
+def bundle_feature_set(bundle: ModelBundle, options: FeatureOptions) -> FeatureSet:
     """The feature set a bundle was trained on; refuse a version or dim mismatch."""
-    fs = get_feature_set(str(bundle.feature_set["name"]))
+    fs = get_feature_set(str(bundle.feature_set["name"]), options)
     want = (str(bundle.feature_set["version"]), int(bundle.feature_set["dim"]))
     if (str(fs.version), int(fs.dim)) != want:
         raise ModelError(

@@ -39,7 +39,8 @@ from autotag.learning.labeled_features import (
 from autotag.learning.progress import Progress, note
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
-from autotag.vision.features import get_feature_set
+from autotag.vision.decode import DecodeLimits
+from autotag.vision.features import FeatureOptions, get_feature_set, onnx_model_path
 from autotag.vision.imagenet import DEFAULT_BUNDLE_ID, build_default_bundle
 
 TRAINER = "autotag.learning.workflow.train_bundle"
@@ -108,26 +109,33 @@ def train_bundle(
     models_dir: Path,
     cache_root: Path,
     *,
+    limits: DecodeLimits,
+    feature_options: FeatureOptions,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Labels + images -> a new versioned bundle under models_dir/bundles/ (see module doc).
 
     With ``update``, classes whose fingerprint matches the old bundle are copied bit for bit,
     classes absent from these labels are kept as they were, and the rest are retrained.
+    The caller passes the tagging bolt's ``limits`` and ``feature_options`` (from settings), so
+    photos are decoded and featurized as tagging will.
     """
     t0 = time.perf_counter()
     old = _previous(request.update, models_dir) if request.update is not None else None
     features = _feature_name(request, old)
     head = LinearHead(**{**(old.recipe if old else {}), **request.recipe}, n_jobs=request.jobs)
-    fs = get_feature_set(features)
+    fs = get_feature_set(features, feature_options)
     if old is not None:
-        bundle_feature_set(old.bundle)  # same version and dim, or retrain from scratch
+        bundle_feature_set(
+            old.bundle, feature_options
+        )  # same version and dim, or retrain from scratch
 
     data = load_labeled_features(
         request.labels,
         request.images_dir,
         fs,
         cache_root,
+        limits=limits,
         allow_missing=request.allow_missing,
         progress=progress,
     )
@@ -166,6 +174,8 @@ def train_bundle(
             Path(test_images),
             test_labels,
             cache_root,
+            limits=limits,
+            feature_options=feature_options,
             allow_missing=request.allow_missing,
             progress=progress,
         )
@@ -181,7 +191,7 @@ def train_bundle(
             "features": data.info["features"],
         },
     )
-    final = _merged(trained, old, request.merge_default, models_dir)
+    final = _merged(trained, old, request.merge_default, models_dir, feature_options)
     path = final.install(models_dir)
     if request.activate:
         bundles.set_active(models_dir, final.id)
@@ -280,14 +290,19 @@ def _assemble(
 
 
 def _merged(
-    trained: ModelBundle, old: _Previous | None, merge_default: bool, models_dir: Path
+    trained: ModelBundle,
+    old: _Previous | None,
+    merge_default: bool,
+    models_dir: Path,
+    feature_options: FeatureOptions,
 ) -> ModelBundle:
-    """trained plus the old bundle's other head groups, or plus the pretrained default."""
+    """trained plus the old bundle's other head groups, or plus the pretrained default (built
+    from the same ONNX file the cnn features come from)."""
     extra_groups = [h.group for h in old.bundle.heads if h.group != old.group] if old else []
     if extra_groups:
         return bundle_edit.merge_beside(trained, bundle_edit.sub_bundle(old.bundle, extra_groups))
     if merge_default:
-        build_default_bundle(models_dir)
+        build_default_bundle(models_dir, onnx_model_path(feature_options.model_dirs))
         default = bundles.load_bundle(models_dir, DEFAULT_BUNDLE_ID)
         return bundle_edit.merge_beside(trained, default)
     return trained

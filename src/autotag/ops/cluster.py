@@ -105,18 +105,18 @@ def up(
 def _prepare_database(settings: Settings, progress: Callable[[str], None]) -> None:
     """Apply schema migrations and the SQL helpers once Postgres answers."""
     try:
-        from autotag.storage import postgres as store
+        from autotag.storage import database
     except ImportError:
         return
-    with store.connect(settings, migrate_schema=False) as conn:
-        applied = store.migrate(conn)
+    with database.connect(settings, migrate_schema=False) as conn:
+        applied = database.migrate(conn)
         if applied:
             progress(f"postgres   migrations applied: {', '.join(map(str, applied))}")
     try:
         from autotag.ops import sql_functions as sqlfuncs
     except ImportError:
         return
-    with store.connect(settings) as conn:
+    with database.connect(settings) as conn:
         sqlfuncs.install_sql_functions(conn, settings)
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
 
 from autotag.config import Settings
-from autotag.storage import blobs, photo_stream
-from autotag.storage import postgres as store
+from autotag.storage import database, registry
+from autotag.storage.blobs import BlobStore, BlobTooLarge
+from autotag.storage.photo_stream import PhotoStream
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,9 @@ class Intake:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.blobs = BlobStore(settings.blob_dir)
         self.conn: psycopg.Connection[Any] | None = None
-        self.redis: redis.Redis | None = None
+        self.stream: PhotoStream | None = None
 
     def __enter__(self) -> Intake:
         self.open()
@@ -127,33 +128,31 @@ class Intake:
     def open(self) -> None:
         """Connect (or reconnect) to Postgres and Redis; ServiceError if either is down."""
         if self.conn is None or self.conn.closed:
-            self.conn = store.connect(self.settings)
-        if self.redis is None:
-            self.redis = photo_stream.client(self.settings, check=True)
+            self.conn = database.connect(self.settings)
+        if self.stream is None:
+            self.stream = PhotoStream(self.settings, check=True)
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-        if self.redis is not None:
-            self.redis.close()
-            self.redis = None
+        if self.stream is not None:
+            self.stream.redis.close()
+            self.stream = None
 
     def register_and_enqueue(
-        self, photo_id: str, blob: Path, source: str, nbytes: int, *, force: bool = False
+        self, photo_id: str, source: str, nbytes: int, *, force: bool = False
     ) -> tuple[str, str | None]:
         """Register a stored blob and queue it if needed: (status, reason)."""
-        assert self.conn is not None and self.redis is not None
-        with store.pg_errors(self.settings), photo_stream.redis_errors(self.settings):
-            reg = store.register(self.conn, photo_id, source, nbytes, force=force)
+        assert self.conn is not None and self.stream is not None
+        with database.pg_errors(self.settings), self.stream.errors():
+            reg = registry.register(self.conn, photo_id, source, nbytes, force=force)
             if reg.status == "tagged":
                 return ALREADY_TAGGED, None
             if reg.previous_status == "queued" and not force:
                 return DUPLICATE, "already queued"
             try:
-                photo_stream.enqueue(
-                    self.redis, photo_id, str(blob), source, settings=self.settings
-                )
+                self.stream.enqueue(photo_id, source)
             except Exception:
                 # Not on the stream after all: undo the 'queued' row so a retried upload
                 # queues it again instead of calling it a duplicate (nothing stuck, nothing lost).
@@ -161,7 +160,7 @@ class Intake:
                 raise
         return QUEUED, None
 
-    def _undo_register(self, photo_id: str, reg: store.Registration) -> None:
+    def _undo_register(self, photo_id: str, reg: registry.Registration) -> None:
         assert self.conn is not None
         try:
             if reg.new:
@@ -196,16 +195,14 @@ class Intake:
                     str(path), None, REJECTED, f"{size} bytes is over the {limit}-byte limit"
                 )
             try:
-                photo_id, blob, nbytes = blobs.put_stream(
-                    fh, max_bytes=limit, settings=self.settings
-                )
-            except blobs.BlobTooLarge:
+                photo_id, _blob, nbytes = self.blobs.put_stream(fh, max_bytes=limit)
+            except BlobTooLarge:
                 return UploadRecord(str(path), None, REJECTED, f"grew over the {limit}-byte limit")
         if seen is not None:
             if photo_id in seen:
                 return UploadRecord(str(path), photo_id, DUPLICATE, "same bytes as an earlier file")
             seen.add(photo_id)
-        status, reason = self.register_and_enqueue(photo_id, blob, path.name, nbytes, force=force)
+        status, reason = self.register_and_enqueue(photo_id, path.name, nbytes, force=force)
         return UploadRecord(str(path), photo_id, status, reason)
 
 

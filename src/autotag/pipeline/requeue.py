@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from autotag.config import Settings
-from autotag.storage import blobs, photo_stream
-from autotag.storage import postgres as store
+from autotag.storage import database, registry
+from autotag.storage.blobs import BlobStore
+from autotag.storage.photo_stream import PhotoStream
 
 
 def requeue(
@@ -24,23 +25,18 @@ def requeue(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Re-enqueue matching photos (attempts reset); returns how many were queued."""
-    r = photo_stream.client(settings)
-    with store.connect(settings) as conn:
-        items = store.requeue_info(
+    stream = PhotoStream(settings)
+    blobs = BlobStore(settings.blob_dir)
+    with database.connect(settings) as conn:
+        items = registry.requeue_info(
             conn, photo_ids, statuses=statuses, older_than_secs=older_than_secs, limit=limit
         )
         n = 0
         for item in items:
-            if not blobs.exists(item.photo_id, settings):
+            if not blobs.exists(item.photo_id):
                 continue  # nothing to tag: the bytes are gone
-            store.mark_queued(conn, [item.photo_id], include_tagged=include_tagged)
-            photo_stream.enqueue(
-                r,
-                item.photo_id,
-                str(blobs.path_for(item.photo_id, settings)),
-                item.source or "",
-                settings=settings,
-            )
+            registry.mark_queued(conn, [item.photo_id], include_tagged=include_tagged)
+            stream.enqueue(item.photo_id, item.source or "")
             n += 1
             if progress:
                 progress(1)
@@ -49,7 +45,7 @@ def requeue(
 
 def stale_model_ids(settings: Settings, active_version: str, limit: int | None = None) -> list[str]:
     """Tagged photos whose current tags come from another model (the re-tag backlog)."""
-    with store.connect(settings) as conn:
+    with database.connect(settings) as conn:
         rows = conn.execute(
             "SELECT photo_id FROM photos WHERE status = 'tagged' AND model_version IS DISTINCT FROM %s "
             "ORDER BY uploaded_at LIMIT %s",

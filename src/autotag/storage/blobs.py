@@ -1,23 +1,27 @@
 """Content-addressed photo storage: a photo's id is the sha256 of its bytes.
 
-Blobs live at ``<blob_dir>/<id[:2]>/<id>``. Every write goes to a temp file in the same
+Blobs live at ``<root>/<id[:2]>/<id>``. Every write goes to a temp file in the same
 filesystem and is renamed into place, so a reader (a bolt) never sees a half-written blob,
-and storing the same bytes twice is a no-op that yields the same id.
+and storing the same bytes twice is a no-op that yields the same id. Readers find a blob from
+its id alone and check the bytes against the id, so a queue entry can never point a worker
+at another file.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from autotag.config import Settings
+from autotag.checksums import CHUNK, bytes_sha256
 from autotag.errors import AutotagError
 
-CHUNK = 1 << 20
 _ID_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -25,12 +29,8 @@ class BlobTooLarge(AutotagError):
     """The input is larger than the allowed size (settings.max_file_bytes)."""
 
 
-def _settings(settings: Settings | None) -> Settings:
-    if settings is not None:
-        return settings
-    from autotag.config import settings as current
-
-    return current()
+class BlobError(AutotagError):
+    """A stored blob is missing, not a regular file, or its bytes do not match its id."""
 
 
 def is_photo_id(value: str) -> bool:
@@ -46,29 +46,6 @@ def validate_id(photo_id: str) -> str:
     return pid
 
 
-def path_for(photo_id: str, settings: Settings | None = None) -> Path:
-    """Where the blob for photo_id lives (it may not exist)."""
-    pid = validate_id(photo_id)
-    return _settings(settings).blob_dir / pid[:2] / pid
-
-
-def exists(photo_id: str, settings: Settings | None = None) -> bool:
-    return path_for(photo_id, settings).is_file()
-
-
-def hash_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def hash_file(path: str | os.PathLike[str]) -> str:
-    """sha256 hex of a file, read in chunks so huge files do not fill memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -82,73 +59,101 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def put_stream(
-    fh: BinaryIO,
-    *,
-    length: int | None = None,
-    max_bytes: int | None = None,
-    settings: Settings | None = None,
-) -> tuple[str, Path, int]:
-    """Store a stream's bytes (at most ``length`` of them): returns (photo_id, path, nbytes).
+class BlobStore:
+    """The photo blobs under one root directory (``settings.blob_dir``)."""
 
-    Hashes while copying (one pass), then renames into place. Raises BlobTooLarge as soon
-    as more than ``max_bytes`` arrive, and EOFError if the stream ends before ``length``.
-    """
-    s = _settings(settings)
-    tmp_dir = s.blob_dir / ".tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    total = 0
-    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="in-")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while True:
-                want = CHUNK if length is None else min(CHUNK, length - total)
-                if want <= 0:
-                    break
-                chunk = fh.read(want)
-                if not chunk:
-                    if length is not None:
-                        raise EOFError(f"stream ended after {total} of {length} bytes")
-                    break
-                total += len(chunk)
-                if max_bytes is not None and total > max_bytes:
-                    raise BlobTooLarge(f"larger than the {max_bytes}-byte limit")
-                h.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        photo_id = h.hexdigest()
-        dest = path_for(photo_id, s)
-        if dest.is_file() and dest.stat().st_size == total:
-            tmp.unlink()
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, photo_id: str) -> Path:
+        """Where the blob for photo_id lives (it may not exist)."""
+        pid = validate_id(photo_id)
+        return self.root / pid[:2] / pid
+
+    def exists(self, photo_id: str) -> bool:
+        return self.path_for(photo_id).is_file()
+
+    def read(self, photo_id: str, max_bytes: int | None = None) -> bytes:
+        """A blob's bytes, verified against its id; BlobError if missing, odd or altered.
+
+        The path is derived from the id, opened without following a symlink and without
+        blocking on a FIFO, and must be a regular file no larger than ``max_bytes``.
+        """
+        path = self.path_for(photo_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise BlobError(f"photo file is missing: {path}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise BlobError(f"photo file is a symbolic link: {path}") from None
+            raise BlobError(f"cannot open photo file {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise BlobError(f"photo file is not a regular file: {path}")
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise BlobError(f"photo file is larger than the {max_bytes}-byte limit: {path}")
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+        if bytes_sha256(data) != validate_id(photo_id):
+            raise BlobError(f"photo file does not match its id (altered or corrupt): {path}")
+        return data
+
+    def put_stream(
+        self, fh: BinaryIO, *, length: int | None = None, max_bytes: int | None = None
+    ) -> tuple[str, Path, int]:
+        """Store a stream's bytes (at most ``length`` of them): returns (photo_id, path, nbytes).
+
+        Hashes while copying (one pass), then renames into place. Raises BlobTooLarge as soon
+        as more than ``max_bytes`` arrive, and EOFError if the stream ends before ``length``.
+        """
+        tmp_dir = self.root / ".tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        total = 0
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="in-")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    want = CHUNK if length is None else min(CHUNK, length - total)
+                    if want <= 0:
+                        break
+                    chunk = fh.read(want)
+                    if not chunk:
+                        if length is not None:
+                            raise EOFError(f"stream ended after {total} of {length} bytes")
+                        break
+                    total += len(chunk)
+                    if max_bytes is not None and total > max_bytes:
+                        raise BlobTooLarge(f"larger than the {max_bytes}-byte limit")
+                    h.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)
+            photo_id = h.hexdigest()
+            dest = self.path_for(photo_id)
+            if dest.is_file() and dest.stat().st_size == total:
+                tmp.unlink()
+                return photo_id, dest, total
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
             return photo_id, dest, total
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
-        return photo_id, dest, total
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
+    def put_bytes(self, data: bytes) -> tuple[str, Path]:
+        """Store bytes; returns (photo_id, path). Idempotent."""
+        photo_id, path, _ = self.put_stream(io.BytesIO(data))
+        return photo_id, path
 
-def put_bytes(data: bytes, settings: Settings | None = None) -> tuple[str, Path]:
-    """Store bytes; returns (photo_id, path). Idempotent."""
-    import io
-
-    photo_id, path, _ = put_stream(io.BytesIO(data), settings=settings)
-    return photo_id, path
-
-
-def put_file(
-    path: str | os.PathLike[str],
-    settings: Settings | None = None,
-    *,
-    max_bytes: int | None = None,
-) -> tuple[str, Path]:
-    """Store a file's bytes (streamed); returns (photo_id, blob path). Idempotent."""
-    with open(path, "rb") as fh:
-        photo_id, dest, _ = put_stream(fh, max_bytes=max_bytes, settings=settings)
-    return photo_id, dest
+    def put_file(
+        self, path: str | os.PathLike[str], *, max_bytes: int | None = None
+    ) -> tuple[str, Path]:
+        """Store a file's bytes (streamed); returns (photo_id, blob path). Idempotent."""
+        with open(path, "rb") as fh:
+            photo_id, dest, _ = self.put_stream(fh, max_bytes=max_bytes)
+        return photo_id, dest

@@ -30,7 +30,6 @@ from PIL import (
     WebPImagePlugin,
 )
 
-from autotag.config import settings
 from autotag.errors import ImageError
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
@@ -47,6 +46,16 @@ _HEADER_CLASSES: dict[str, type[Image.Image]] = {
 }
 
 _EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one untrusted image may cost before it is refused: bytes on disk, pixels, and
+    the longest side. The values come from autotag's settings, passed in by the caller."""
+
+    max_file_bytes: int
+    max_pixels: int
+    max_dimension: int
 
 
 @dataclass(frozen=True)
@@ -124,14 +133,14 @@ def _describe_unknown(data: bytes) -> str:
     return "not an image: plain text"
 
 
-def _read_header(data: bytes, fmt: str, limits: tuple[int, int] | None = None) -> Image.Image:
+def _read_header(data: bytes, fmt: str, limits: DecodeLimits) -> Image.Image:
     # Pillow calls a zero-size PNG/GIF "not identified"; say what is really wrong.
     raw = _raw_size(data, fmt)
     if raw is not None and 0 in raw:
         raise ImageError(f"image has zero size ({raw[0]}x{raw[1]})")
-    if raw is not None and limits is not None:
+    if raw is not None:
         # Pillow's WebP reader allocates the whole canvas when it opens the file.
-        check_dimensions(*raw, max_pixels=limits[0], max_dimension=limits[1])
+        check_dimensions(*raw, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension)
     cls = _HEADER_CLASSES[fmt]
     try:
         with warnings.catch_warnings():
@@ -217,7 +226,7 @@ def _to_bgr(img: np.ndarray) -> np.ndarray:
 
 
 def composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """uint8 colour (HxWxC) over a white background by uint8 alpha (HxW), rounded to nearest."""
+    """uint8 colour (HxWxC) over white through uint8 alpha (HxW), rounded to nearest."""
     a = alpha.astype(np.uint16)[:, :, None]
     out = (color.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
     return out.astype(np.uint8)
@@ -286,33 +295,21 @@ def _decode_cv2(data: bytes, fmt: str, header: Image.Image) -> np.ndarray:
     return bgr
 
 
-def decode(
-    data: bytes,
-    *,
-    max_pixels: int | None = None,
-    max_dimension: int | None = None,
-    max_bytes: int | None = None,
-) -> DecodedImage:
-    """Decode untrusted bytes to upright uint8 BGR, or raise ImageError with the reason.
-
-    Limits default to ``settings()`` (max_pixels, max_dimension, max_file_bytes).
-    """
-    s = settings()
-    max_pixels = s.max_pixels if max_pixels is None else max_pixels
-    max_dimension = s.max_dimension if max_dimension is None else max_dimension
-    max_bytes = s.max_file_bytes if max_bytes is None else max_bytes
-
+def decode(data: bytes, limits: DecodeLimits) -> DecodedImage:
+    """Decode untrusted bytes to upright uint8 BGR, or raise ImageError with the reason."""
     if not data:
         raise ImageError("empty file (0 bytes)")
-    if len(data) > max_bytes:
-        raise ImageError(_too_big(len(data), max_bytes))
+    if len(data) > limits.max_file_bytes:
+        raise ImageError(_too_big(len(data), limits.max_file_bytes))
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError(_describe_unknown(data))
 
-    header = _read_header(data, fmt, (max_pixels, max_dimension))
+    header = _read_header(data, fmt, limits)
     width, height = header.size
-    check_dimensions(width, height, max_pixels=max_pixels, max_dimension=max_dimension)
+    check_dimensions(
+        width, height, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension
+    )
 
     try:
         bgr = _decode_gif(header) if fmt == "GIF" else _decode_cv2(data, fmt, header)
@@ -329,23 +326,16 @@ def decode(
     return DecodedImage(bgr=bgr, width=int(w), height=int(h), format=fmt)
 
 
-def decode_file(
-    path: str | Path,
-    *,
-    max_pixels: int | None = None,
-    max_dimension: int | None = None,
-    max_bytes: int | None = None,
-) -> DecodedImage:
+def decode_file(path: str | Path, limits: DecodeLimits) -> DecodedImage:
     """decode() for a file, refusing an oversized one from its size before reading it."""
-    max_bytes = settings().max_file_bytes if max_bytes is None else max_bytes
     p = Path(path)
     try:
         size = p.stat().st_size
-        if size > max_bytes:
-            raise ImageError(_too_big(size, max_bytes))
+        if size > limits.max_file_bytes:
+            raise ImageError(_too_big(size, limits.max_file_bytes))
         data = p.read_bytes()
     except ImageError:
         raise
     except OSError as exc:
         raise ImageError(f"cannot read {p.name}: {exc.strerror or exc}") from None
-    return decode(data, max_pixels=max_pixels, max_dimension=max_dimension, max_bytes=max_bytes)
+    return decode(data, limits)

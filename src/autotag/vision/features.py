@@ -17,17 +17,17 @@ bins, L2-Hys), batched over images.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from autotag.config import Settings, settings
+from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 
 ONNX_DIRNAME = "efficientnet-lite0"
@@ -121,13 +121,9 @@ class FeatureSet(ABC):
 # --- cnn --------------------------------------------------------------------------------
 
 
-def onnx_model_path(s: Settings | None = None) -> Path:
-    """The EfficientNet-Lite0 ONNX file: under models_dir, else under the project's models/."""
-    s = s or settings()
-    candidates = [
-        s.models_dir / ONNX_DIRNAME / ONNX_FILENAME,
-        s.home / "models" / ONNX_DIRNAME / ONNX_FILENAME,
-    ]
+def onnx_model_path(model_dirs: Sequence[Path]) -> Path:
+    """The EfficientNet-Lite0 ONNX file in the first of ``model_dirs`` that has it."""
+    candidates = [Path(d) / ONNX_DIRNAME / ONNX_FILENAME for d in model_dirs]
     for path in candidates:
         if path.is_file():
             return path
@@ -143,14 +139,6 @@ def expected_onnx_sha256(path: Path) -> str:
         if m:
             return m.group(1)
     return ONNX_SHA256
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}
@@ -362,31 +350,41 @@ class ConcatFeatures(FeatureSet):
 
 # --- registry ---------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """How this process loads feature sets: the directories searched, in order, for the
+    CNN's ONNX file, and the threads ONNX Runtime may use (per tagging process)."""
+
+    model_dirs: tuple[Path, ...]
+    threads: int
+
+
 _CACHE: dict[tuple[str, str, int], FeatureSet] = {}
 _LOCK = threading.Lock()
 
 
-def _build(name: str, s: Settings) -> FeatureSet:
+def _build(name: str, options: FeatureOptions) -> FeatureSet:
     if name == "cnn":
-        return CnnFeatures(onnx_model_path(s), threads=s.onnx_threads)
+        return CnnFeatures(onnx_model_path(options.model_dirs), threads=options.threads)
     if name == "hog":
         return HogFeatures()
     if name == "cnn+hog":
-        return ConcatFeatures("cnn+hog", [get_feature_set("cnn", s), get_feature_set("hog", s)])
+        parts = [get_feature_set("cnn", options), get_feature_set("hog", options)]
+        return ConcatFeatures("cnn+hog", parts)
     raise ModelError(f"unknown feature set {name!r} (known: {', '.join(FEATURE_SPECS)})")
 
 
-def get_feature_set(name: str, s: Settings | None = None) -> FeatureSet:
+def get_feature_set(name: str, options: FeatureOptions) -> FeatureSet:
     """The named feature set, loaded once per process (models are shared, thread-safe)."""
-    s = s or settings()
     feature_set_spec(name)  # unknown names fail fast with the list of known ones
-    model_key = str(onnx_model_path(s)) if "cnn" in name.split("+") else ""
-    key = (name, model_key, s.onnx_threads)
+    model_key = str(onnx_model_path(options.model_dirs)) if "cnn" in name.split("+") else ""
+    key = (name, model_key, options.threads)
     with _LOCK:
         cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    fs = _build(name, s)
+    fs = _build(name, options)
     with _LOCK:
         return _CACHE.setdefault(key, fs)
 

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from autotag.config import settings
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
-from autotag.vision.features import feature_set_spec, onnx_model_path, verify_onnx
+from autotag.vision.features import feature_set_spec, verify_onnx
 
 DEFAULT_BUNDLE_ID = "imagenet-efficientnet-lite0-v1"
 DEFAULT_GROUP = "imagenet"
@@ -127,14 +126,13 @@ def check_against_onnx(onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray) -> fl
     return err
 
 
-def build_default_bundle(models_dir: str | Path | None = None) -> str:
-    """Build (or reuse) the ImageNet bundle in ``models_dir``; activate it if none is active.
+def build_default_bundle(models_dir: str | Path, onnx_path: Path) -> str:
+    """Build (or reuse) the ImageNet bundle in ``models_dir`` from the EfficientNet-Lite0
+    file ``onnx_path``; activate it if none is active.
 
     Idempotent: a bundle already built from the same ONNX file (same sha256) is kept.
     """
-    s = settings()
-    models_dir = Path(models_dir) if models_dir is not None else s.models_dir
-    onnx_path = onnx_model_path(s)
+    models_dir = Path(models_dir)
     sha = verify_onnx(onnx_path)
     target = bundles.bundle_dir(models_dir, DEFAULT_BUNDLE_ID)
     existing = None

@@ -14,7 +14,6 @@ never to the client. It binds settings.host (127.0.0.1) only.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import logging
 import threading
@@ -34,8 +33,10 @@ from psycopg.pq import TransactionStatus
 from autotag.config import Settings
 from autotag.errors import AutotagError, ServiceError
 from autotag.pipeline import intake
-from autotag.storage import blobs, photo_stream
-from autotag.storage import postgres as store
+from autotag.search.service import SimilarityService
+from autotag.storage import blobs, database, lookups
+from autotag.storage.blobs import BlobStore
+from autotag.storage.photo_stream import PhotoStream
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ class ConnectionPool:
                         continue
                     conn = candidate
             if conn is None:
-                conn = store.connect(self.settings)
-            with store.pg_errors(self.settings):
+                conn = database.connect(self.settings)
+            with database.pg_errors(self.settings):
                 yield conn
         finally:
             if conn is not None:
@@ -97,27 +98,43 @@ class ConnectionPool:
 
 
 class App:
-    """State shared by request handlers: settings, the Postgres pool, the Redis client."""
+    """State shared by request handlers: settings, the Postgres pool, the Redis client and
+    the similarity service."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pool = ConnectionPool(settings)
-        self._redis: redis.Redis | None = None
+        self.blobs = BlobStore(settings.blob_dir)
+        self._stream: PhotoStream | None = None
         self._redis_lock = threading.Lock()
+        self._similarity: SimilarityService | None = None
+        self._similarity_lock = threading.Lock()
         # Bounds memory: multipart bodies are parsed in memory.
         self.upload_slots = threading.BoundedSemaphore(4)
 
     @property
-    def redis(self) -> redis.Redis:
+    def stream(self) -> PhotoStream:
         with self._redis_lock:
-            if self._redis is None:
-                self._redis = photo_stream.client(self.settings)
-            return self._redis
+            if self._stream is None:
+                self._stream = PhotoStream(self.settings)
+            return self._stream
+
+    def similarity(self) -> SimilarityService:
+        """The app's one similarity service, caught up with Postgres: loaded on first use,
+        then only refreshed, so repeated queries never reload the index."""
+        with self._similarity_lock:
+            if self._similarity is None:
+                self._similarity = SimilarityService(self.settings, persist=True)
+            service = self._similarity
+        service.refresh()  # the first call loads
+        return service
 
     def close(self) -> None:
         self.pool.close()
-        if self._redis is not None:
-            self._redis.close()
+        if self._stream is not None:
+            self._stream.redis.close()
+        if self._similarity is not None:
+            self._similarity.close()
 
 
 def parse_multipart(body: bytes, content_type: str) -> tuple[str | None, bytes]:
@@ -284,7 +301,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) == 2 and parts[0] == "photos":
             pid = _photo_id(parts[1])
             with app.pool.connection() as conn:
-                info = store.show(conn, pid)
+                info = lookups.show(conn, pid)
             if info is None:
                 raise HttpError(HTTPStatus.NOT_FOUND, f"no photo {pid}")
             return HTTPStatus.OK, info.as_dict()
@@ -292,11 +309,11 @@ class Handler(BaseHTTPRequestHandler):
             min_score = _float(query, "min_score", 0.0) or 0.0
             limit = _int(query, "limit", 50)
             with app.pool.connection() as conn:
-                hits = store.search(conn, parts[1], min_score, limit)
+                hits = lookups.search(conn, parts[1], min_score, limit)
             return HTTPStatus.OK, {"tag": parts[1], "results": [h.as_dict() for h in hits]}
         if parts == ["stats"]:
             with app.pool.connection() as conn:
-                return HTTPStatus.OK, store.stats(conn)
+                return HTTPStatus.OK, lookups.stats(conn)
         if len(parts) == 2 and parts[0] == "similar":
             return self._similar(app, _photo_id(parts[1]), query)
         raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}")
@@ -326,8 +343,8 @@ class Handler(BaseHTTPRequestHandler):
         except (ServiceError, HttpError, psycopg.Error) as exc:
             checks["postgres"] = str(exc)
         try:
-            with photo_stream.redis_errors(app.settings):
-                app.redis.ping()
+            with app.stream.errors():
+                app.stream.redis.ping()
             checks["redis"] = "ok"
         except (ServiceError, redis.RedisError) as exc:
             checks["redis"] = str(exc)
@@ -338,22 +355,8 @@ class Handler(BaseHTTPRequestHandler):
         top = _int(query, "top", 10)
         min_score = _float(query, "min_score", None)  # None: the engine's default
         tag = (query.get("tag", [""])[-1] or None) if "tag" in query else None
-        try:
-            similarity = importlib.import_module("autotag.search.similarity")
-        except ImportError as exc:
-            if getattr(exc, "name", None) == "autotag.search.similarity":
-                message = "similarity search is not available in this build"
-            else:  # it exists but cannot load (a missing dependency)
-                log.exception("cannot load autotag.search.similarity")
-                message = f"similarity search is unavailable: {exc}"
-            raise HttpError(HTTPStatus.NOT_IMPLEMENTED, message) from None
-        fn = getattr(similarity, "similar_to_photo", None)
-        if fn is None:
-            raise HttpError(
-                HTTPStatus.NOT_IMPLEMENTED, "similarity search is not available in this build"
-            )
         with app.pool.connection() as conn:
-            info = store.show(conn, pid)
+            info = lookups.show(conn, pid)
         if info is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no photo {pid}")
         if not info.has_vector:
@@ -362,7 +365,7 @@ class Handler(BaseHTTPRequestHandler):
                 f"photo {pid} has no feature vector yet (status {info.status})",
             )
         try:
-            results = fn(app.settings, pid, top, min_score, tag)
+            results = app.similarity().similar_to_photo(pid, top, min_score, tag)
         except (KeyError, LookupError, FileNotFoundError) as exc:
             raise HttpError(HTTPStatus.NOT_FOUND, str(exc).strip("'\"")) from None
         return HTTPStatus.OK, {"photo_id": pid, "results": _jsonable(results)}
@@ -402,12 +405,12 @@ class Handler(BaseHTTPRequestHandler):
                     raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, too_big)
                 import io
 
-                photo_id, blob, nbytes = blobs.put_stream(io.BytesIO(data), settings=s)
+                photo_id, _blob, nbytes = app.blobs.put_stream(io.BytesIO(data))
                 source = _source_name(filename)
             else:
                 try:
-                    photo_id, blob, nbytes = blobs.put_stream(
-                        self.rfile, length=length, max_bytes=s.max_file_bytes, settings=s
+                    photo_id, _blob, nbytes = app.blobs.put_stream(
+                        self.rfile, length=length, max_bytes=s.max_file_bytes
                     )
                 except EOFError:
                     self.close_connection = True
@@ -419,10 +422,10 @@ class Handler(BaseHTTPRequestHandler):
                 )
         finally:
             app.upload_slots.release()
-        with app.pool.connection() as conn, photo_stream.redis_errors(s):
+        with app.pool.connection() as conn, app.stream.errors():
             up = intake.Intake(s)
-            up.conn, up.redis = conn, app.redis
-            status, reason = up.register_and_enqueue(photo_id, blob, source, nbytes, force=force)
+            up.conn, up.stream = conn, app.stream
+            status, reason = up.register_and_enqueue(photo_id, source, nbytes, force=force)
         payload = {"photo_id": photo_id, "status": status, "bytes": nbytes, "source": source}
         if reason:
             payload["reason"] = reason

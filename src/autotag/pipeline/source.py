@@ -1,0 +1,107 @@
+"""The queue side of the image spout: read photos, settle them, reclaim what the dead left.
+
+Ack → the entry is acknowledged and deleted. Fail (timeout, crash) → re-queued with its
+attempt count raised, or dead-lettered after ``max_attempts``; a dead-lettered photo becomes
+a failed ``PhotoResult`` that the spout hands to the DB writer, so the DB writer stays the
+only writer of tagging outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+from autotag.pipeline.contract import PhotoResult
+from autotag.storage.photo_stream import Entry
+
+log = logging.getLogger(__name__)
+
+
+class Stream(Protocol):
+    """What PhotoSource needs of the photo stream (``storage.photo_stream.PhotoStream``)."""
+
+    max_attempts: int
+
+    def read(self, consumer: str, count: int = ..., block_ms: int | None = ...) -> list[Entry]: ...
+    def ack(self, entry_ids: str | list[str]) -> int: ...
+    def reclaim(self, consumer: str, min_idle_ms: int, count: int = ...) -> list[Entry]: ...
+    def pending(self, count: int = ..., consumer: str | None = ...) -> list: ...  # type: ignore[type-arg]
+    def retry_or_dead_letter(self, entry: Entry, reason: str) -> str: ...
+
+
+class PhotoSource:
+    """Reads photos from the stream for one spout task and settles them."""
+
+    def __init__(self, stream: Stream, consumer: str, message_timeout_secs: int) -> None:
+        self.stream = stream
+        self.consumer = consumer
+        self.inflight: dict[str, Entry] = {}
+        # Entries idle longer than this on *another* consumer belong to a dead spout.
+        self.stale_ms = (message_timeout_secs + 30) * 1000
+        self._last_reclaim = 0.0
+        self.unacked: list[str] = []  # acks Redis missed (it was down); sent again later
+        self.dead: list[PhotoResult] = []  # dead-lettered photos for the DB writer
+
+    def recover_own_pending(self) -> int:
+        """At start: what this consumer had in flight when it died counts as a failed attempt."""
+        orphans = self.stream.pending(1000, self.consumer)
+        if not orphans:
+            return 0
+        entries = self.stream.reclaim(self.consumer, 0, len(orphans))
+        for e in entries:
+            self._retry(e, "the worker tagging it died (crash or restart)")
+        return len(entries)
+
+    def reclaim_stale(self, every_secs: float = 15.0) -> int:
+        """Now and then: entries another (dead) spout left pending go back in the queue."""
+        now = time.monotonic()
+        if now - self._last_reclaim < every_secs:
+            return 0
+        self._last_reclaim = now
+        entries = self.stream.reclaim(self.consumer, self.stale_ms, 100)
+        for e in entries:
+            self._retry(e, "its spout died before it was tagged")
+        return len(entries)
+
+    def next_entries(self, count: int, block_ms: int) -> list[Entry]:
+        entries = self.stream.read(self.consumer, count, block_ms)
+        for e in entries:
+            self.inflight[e.entry_id] = e
+        return entries
+
+    def ack(self, entry_id: str) -> None:
+        self.inflight.pop(entry_id, None)
+        try:
+            self.stream.ack(entry_id)
+        except Exception:
+            self.unacked.append(entry_id)
+            raise
+
+    def flush_acks(self) -> None:
+        """Send acks that failed while Redis was away (the photos are already stored)."""
+        if self.unacked:
+            self.stream.ack(self.unacked)
+            self.unacked = []
+
+    def fail(self, entry_id: str) -> str | None:
+        """Storm gave up on the tuple (timeout or a crash): retry it, or dead-letter it."""
+        entry = self.inflight.pop(entry_id, None)
+        if entry is None:
+            return None
+        return self._retry(entry, "not tagged in time (timeout, or a worker crashed)")
+
+    def take_dead(self) -> list[PhotoResult]:
+        """Failed results for dead-lettered photos, to be emitted to the DB writer."""
+        dead, self.dead = self.dead, []
+        return dead
+
+    def _retry(self, entry: Entry, reason: str) -> str:
+        attempts = entry.attempt + 1
+        why = f"{reason}; attempt {attempts} of {self.stream.max_attempts}"
+        outcome = self.stream.retry_or_dead_letter(entry, why)
+        log.warning("photo %s (%s): %s -> %s", entry.photo_id, entry.source, why, outcome)
+        if outcome == "dead":
+            why_dead = f"gave up after {attempts} attempts: {reason}"
+            self.dead.append(PhotoResult.failed(entry.photo_id, why_dead, attempts))
+        return outcome

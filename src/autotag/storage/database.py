@@ -1,0 +1,132 @@
+"""Postgres: connections and schema migrations.
+
+Connections are autocommit; every write that must be atomic runs in an explicit transaction.
+The schema is the ordered SQL files in ``migrations/``, applied once each and recorded in
+``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from autotag.config import Settings
+from autotag.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_MIGRATION_RE = re.compile(r"(\d{4})_[A-Za-z0-9_]+\.sql")
+# Advisory lock key (an arbitrary constant, namespaced by being unusual).
+_MIGRATE_LOCK = 0x617574_6D6967  # "autmig"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (psycopg's are multi-line)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def service_error(settings: Settings, exc: BaseException) -> ServiceError:
+    """A one-line ServiceError for a Postgres connection/operational failure."""
+    first = first_line(exc)
+    if "failed: " in first:  # psycopg repeats the address: keep just the cause
+        first = first.rsplit("failed: ", 1)[1]
+    where = f"{settings.host}:{settings.port(settings.postgres_port)}"
+    return ServiceError(f"Postgres at {where} is not answering: {first} (run `autotag cluster up`)")
+
+
+@contextmanager
+def pg_errors(settings: Settings) -> Iterator[None]:
+    """Turn psycopg's connection/operational errors into a one-line ServiceError."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise service_error(settings, exc) from exc
+
+
+def connect(
+    settings: Settings,
+    *,
+    migrate_schema: bool = True,
+    connect_timeout: int = 5,
+) -> psycopg.Connection[Any]:
+    """An autocommit connection to autotag's database, schema migrated unless told not to."""
+    try:
+        conn = psycopg.connect(
+            host=settings.host,
+            port=settings.port(settings.postgres_port),
+            dbname=settings.postgres_db,
+            user=settings.postgres_user,
+            autocommit=True,
+            connect_timeout=connect_timeout,
+            application_name="autotag",
+        )
+    except psycopg.OperationalError as exc:
+        raise service_error(settings, exc) from exc
+    if migrate_schema:
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+# -- migrations ----------------------------------------------------------------------------
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[str, Path]]:
+    """(version, path) of every NNNN_name.sql, in order."""
+    out = []
+    for p in sorted(directory.glob("*.sql")):
+        m = _MIGRATION_RE.fullmatch(p.name)
+        if m:
+            out.append((m.group(1), p))
+    return out
+
+
+def _applied(conn: psycopg.Connection[Any]) -> set[str]:
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return set()
+    return {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+
+
+def migrate(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply pending migrations in order, once each; returns the versions applied now.
+
+    An advisory lock serialises concurrent callers (several bolts starting at once); the
+    common case, nothing to do, costs one query and takes no lock.
+    """
+    files = migration_files(directory)
+    if {v for v, _ in files} <= _applied(conn):
+        return []
+    done: list[str] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = _applied(conn)
+        for version, path in files:
+            if version in applied:
+                continue
+            # No parameters: psycopg sends the file as one simple query (many statements).
+            conn.execute(path.read_text().encode())
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                (version, path.name),
+            )
+            done.append(version)
+    if done:
+        log.info("applied migrations %s", ", ".join(done))
+    return done

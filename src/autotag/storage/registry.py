@@ -1,0 +1,145 @@
+"""The ``photos`` rows outside the DB writer: registering uploads, re-queueing, dead letters.
+
+Every upload path (CLI, inbox, HTTP) registers a photo here before it is queued; retries and
+re-tagging read and reset rows here. Tagging results are written by ``storage.writer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Outcome of registering an upload: was the row new, and its status before and after."""
+
+    new: bool
+    previous_status: str | None
+    status: str
+
+
+def register(
+    conn: psycopg.Connection[Any],
+    photo_id: str,
+    source: str | None,
+    nbytes: int | None,
+    *,
+    force: bool = False,
+) -> Registration:
+    """Insert the photo as 'queued'; an existing photo becomes 'queued' again unless it is
+    'tagged' (kept, unless force). The first source name is kept."""
+    row = conn.execute(
+        """
+        WITH old AS (SELECT status FROM photos WHERE photo_id = %(id)s)
+        INSERT INTO photos AS p (photo_id, status, source, bytes)
+        VALUES (%(id)s, 'queued', %(source)s, %(bytes)s)
+        ON CONFLICT (photo_id) DO UPDATE SET
+            status = CASE WHEN p.status = 'tagged' AND NOT %(force)s THEN 'tagged'
+                          ELSE 'queued' END,
+            reason = CASE WHEN p.status = 'tagged' AND NOT %(force)s THEN p.reason END,
+            attempts = CASE WHEN p.status = 'failed' THEN 0 ELSE p.attempts END,
+            source = COALESCE(p.source, EXCLUDED.source),
+            bytes = COALESCE(p.bytes, EXCLUDED.bytes)
+        RETURNING (SELECT status FROM old), p.status
+        """,
+        {"id": photo_id, "source": source, "bytes": nbytes, "force": force},
+    ).fetchone()
+    assert row is not None
+    previous, status = row
+    return Registration(new=previous is None, previous_status=previous, status=status)
+
+
+def register_photo(
+    conn: psycopg.Connection[Any], photo_id: str, source: str | None, nbytes: int | None
+) -> bool:
+    """Register an upload as queued (a tagged photo keeps its status); True if new."""
+    return register(conn, photo_id, source, nbytes).new
+
+
+def mark_failed(conn: psycopg.Connection[Any], photo_id: str, reason: str, attempts: int) -> None:
+    """Record a photo that exhausted its attempts (dead-lettered). Tagged photos stay tagged."""
+    conn.execute(
+        """
+        INSERT INTO photos AS p (photo_id, status, reason, attempts)
+        VALUES (%s, 'failed', %s, %s)
+        ON CONFLICT (photo_id) DO UPDATE SET
+            status = CASE WHEN p.status = 'tagged' THEN 'tagged' ELSE 'failed' END,
+            reason = EXCLUDED.reason,
+            attempts = EXCLUDED.attempts
+        """,
+        (photo_id, reason, attempts),
+    )
+
+
+@dataclass(frozen=True)
+class RequeueItem:
+    """What a retry needs to put a photo back on the stream (the blob is found from the photo id)."""
+
+    photo_id: str
+    source: str | None
+    status: str
+    attempts: int
+    reason: str | None
+    uploaded_at: datetime
+
+
+def requeue_info(
+    conn: psycopg.Connection[Any],
+    photo_ids: Sequence[str] | None = None,
+    *,
+    statuses: Sequence[str] = ("queued", "failed"),
+    older_than_secs: float = 0.0,
+    limit: int | None = None,
+) -> list[RequeueItem]:
+    """Photos a retry could re-enqueue: by id, or by status and age (stuck 'queued' rows)."""
+    rows = conn.execute(
+        """
+        SELECT photo_id, source, status, attempts, reason, uploaded_at FROM photos
+        WHERE (%(ids)s::text[] IS NULL OR photo_id = ANY(%(ids)s::text[]))
+          AND status = ANY(%(st)s::text[])
+          AND uploaded_at <= now() - make_interval(secs => %(age)s)
+        ORDER BY uploaded_at, photo_id
+        LIMIT %(lim)s
+        """,
+        {
+            "ids": None if photo_ids is None else list(photo_ids),
+            "st": list(statuses),
+            "age": float(older_than_secs),
+            "lim": limit,
+        },
+    ).fetchall()
+    return [RequeueItem(*r) for r in rows]
+
+
+def mark_queued(
+    conn: psycopg.Connection[Any], photo_ids: Sequence[str], *, include_tagged: bool = False
+) -> int:
+    """Set photos back to 'queued' (before re-enqueueing them); returns rows changed."""
+    cur = conn.execute(
+        """
+        UPDATE photos SET status = 'queued', reason = NULL, attempts = 0
+        WHERE photo_id = ANY(%s::text[]) AND (status <> 'tagged' OR %s)
+        """,
+        (list(photo_ids), include_tagged),
+    )
+    return cur.rowcount
+
+
+def queued_ids(
+    conn: psycopg.Connection[Any], older_than_secs: float = 0.0, limit: int | None = None
+) -> list[str]:
+    """Ids of photos still 'queued' (optionally only those uploaded longer ago than given)."""
+    rows = conn.execute(
+        """
+        SELECT photo_id FROM photos
+        WHERE status = 'queued' AND uploaded_at <= now() - make_interval(secs => %s)
+        ORDER BY uploaded_at, photo_id LIMIT %s
+        """,
+        (float(older_than_secs), limit),
+    ).fetchall()
+    return [r[0] for r in rows]

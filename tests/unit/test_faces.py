@@ -1,0 +1,62 @@
+"""The face detector: where it finds faces, where it must not, and LFW recall/precision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from autotag.errors import ModelError
+from autotag.vision.faces import FaceDetector, find_cascade
+
+
+def _bgr(name: str) -> np.ndarray:
+    return np.ascontiguousarray(getattr(skimage.data, name)()[:, :, ::-1])
+
+
+@pytest.fixture(scope="module")
+def faces() -> FaceDetector:
+    return FaceDetector.load()
+
+
+def test_face_found_where_it_is(faces: FaceDetector) -> None:
+    found = faces.detect(_bgr("astronaut"))
+    assert len(found) == 1
+    f = found[0]
+    # Eileen Collins' face: roughly x 170-270, y 60-160 in the 512x512 photo.
+    assert 150 < f.x + f.w / 2 < 290 and 60 < f.y + f.h / 2 < 170
+    assert 60 < f.w < 140
+
+
+def test_no_faces_in_non_portraits(faces: FaceDetector) -> None:
+    for name in ("chelsea", "coffee", "coins", "rocket", "page"):
+        img = getattr(skimage.data, name)()
+        bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[:, :, ::-1]
+        assert faces.tags(np.ascontiguousarray(bgr)) == [], name
+
+
+def test_missing_cascade_is_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="could not be loaded"):
+        FaceDetector.load(tmp_path / "missing.xml")
+    with pytest.raises(ModelError, match="opencv-data"):
+        find_cascade("no_such_cascade.xml")
+
+
+def test_face_recall_and_precision_on_lfw(faces: FaceDetector) -> None:
+    """LFW crops (scikit-image's lfw_subset) pasted into textured 320x240 scenes."""
+    lfw = (skimage.data.lfw_subset() * 255).astype(np.uint8)  # 100 faces, then 100 non-faces
+    rng = np.random.default_rng(0)
+
+    def scene(patch: np.ndarray) -> np.ndarray:
+        noise = np.clip(rng.normal(128, 30, (240, 320)), 0, 255).astype(np.uint8)
+        bg = cv2.GaussianBlur(noise, (0, 0), 3)
+        bg[40:130, 100:190] = cv2.resize(patch, (90, 90), interpolation=cv2.INTER_CUBIC)
+        return cv2.cvtColor(bg, cv2.COLOR_GRAY2BGR)
+
+    found = sum(bool(faces.tags(scene(lfw[i]))) for i in range(20))
+    false = sum(bool(faces.tags(scene(lfw[100 + i]))) for i in range(20))
+    assert found >= 14, found
+    assert false == 0, false
