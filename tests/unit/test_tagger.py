@@ -17,7 +17,7 @@ from autotag.config import Settings, load_settings
 from autotag.errors import ImageError, ModelError
 from autotag.pipeline.tag_step import load_tagger
 from autotag.vision import bundle as bundles
-from autotag.vision.bundle import Head, ModelBundle
+from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.decode import DecodeLimits
 from autotag.vision.features import (
     FeatureOptions,
@@ -181,7 +181,7 @@ def test_hog_bundle_without_detectors(options: FeatureOptions) -> None:
         name="hog-test",
         feature_set=spec,
         classes=["bright", "dark"],
-        heads=[Head("tone", "softmax", 0, 2)],
+        heads=[HeadGroup("tone", "softmax", 0, 2)],
         W=rng.normal(size=(2, spec["dim"])),
         b=np.zeros(2),
         thresholds=np.zeros(2),

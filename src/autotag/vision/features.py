@@ -332,6 +332,11 @@ class HogFeatures(FeatureSet):
 # --- cnn+hog ----------------------------------------------------------------------------
 
 
+def concat_normalized(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Feature matrices side by side, each L2-normalized first so none dominates by scale."""
+    return np.concatenate([l2_normalize(x) for x in parts], axis=1)
+
+
 class ConcatFeatures(FeatureSet):
     """Several feature sets side by side, each part L2-normalized first."""
 
@@ -346,7 +351,7 @@ class ConcatFeatures(FeatureSet):
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if len(images) == 0:
             return self._empty()
-        return np.concatenate([l2_normalize(p.extract(images)) for p in self.parts], axis=1)
+        return concat_normalized([p.extract(images) for p in self.parts])
 
 
 # --- registry ---------------------------------------------------------------------------
