@@ -190,12 +190,13 @@ def c_sweep(argv: list[str]) -> None:
 
     python bench/training.py c-sweep --features cnn+hog --C 1,0.1,0.01,0.003,0.001
     """
-    from autotag.cli.training import decode_limits, feature_options, progress_bars
+    from autotag.cli.training import progress_bars
     from autotag.config import settings
     from autotag.learning.datasets import read_labels, resolve_photos
     from autotag.learning.evaluation import evaluate_scores
     from autotag.learning.feature_cache import featurize
     from autotag.learning.head import LinearHead
+    from autotag.pipeline.tag_step import decode_limits, feature_options
     from autotag.vision.features import get_feature_set
 
     ap = argparse.ArgumentParser(prog="bench/training.py c-sweep", description=c_sweep.__doc__)

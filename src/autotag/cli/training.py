@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from autotag.config import Settings
 from autotag.errors import AutotagError
 from autotag.learning.progress import Progress, Step
-
-if TYPE_CHECKING:
-    from autotag.vision.decode import DecodeLimits
-    from autotag.vision.features import FeatureOptions
+from autotag.pipeline.tag_step import decode_limits, feature_options
 
 FEATURES = click.Choice(["cnn", "hog", "cnn+hog"])
 
@@ -54,20 +51,6 @@ def progress_bars(show: bool) -> Progress | None:
 def _cache_root(s: Settings) -> Path:
     """Where computed features are kept (``run/featcache``)."""
     return s.run_dir / "featcache"
-
-
-def decode_limits(s: Settings) -> DecodeLimits:
-    """The tagging bolt's decode limits: training reads photos as tagging will."""
-    from autotag.vision.decode import DecodeLimits
-
-    return DecodeLimits(s.max_file_bytes, s.max_pixels, s.max_dimension)
-
-
-def feature_options(s: Settings) -> FeatureOptions:
-    """The tagging bolt's feature options (ONNX file search path, threads)."""
-    from autotag.vision.features import FeatureOptions
-
-    return FeatureOptions(s.model_dirs, s.tagging_threads)
 
 
 def _labels(images: Path | None, labels: Path | None, folders: Path | None, what: str):

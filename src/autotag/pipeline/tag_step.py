@@ -21,14 +21,24 @@ from autotag.vision.tagger import Tagger
 log = logging.getLogger(__name__)
 
 
+def decode_limits(settings: Settings) -> DecodeLimits:
+    """What one untrusted photo may cost (the bolt's limits; training reads photos alike)."""
+    return DecodeLimits(settings.max_file_bytes, settings.max_pixels, settings.max_dimension)
+
+
+def feature_options(settings: Settings) -> FeatureOptions:
+    """Where shipped model files are found, and the threads one tagging process may use."""
+    return FeatureOptions(settings.model_dirs, settings.tagging_threads)
+
+
 def load_tagger(settings: Settings, bundle_id: str | None = None) -> Tagger:
     """A Tagger for bundle ``bundle_id`` (default: the active one) with these settings'
     decode limits, tagging threads and tag cut-offs: the bolt's own, for anyone to build."""
     return Tagger.load(
         settings.models_dir,
         bundle_id,
-        feature_options=FeatureOptions(settings.model_dirs, settings.tagging_threads),
-        limits=DecodeLimits(settings.max_file_bytes, settings.max_pixels, settings.max_dimension),
+        feature_options=feature_options(settings),
+        limits=decode_limits(settings),
         min_score=settings.min_tag_score,
         max_tags=settings.max_tags,
         reduced_decode=settings.reduced_decode,
