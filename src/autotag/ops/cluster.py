@@ -18,6 +18,8 @@ from autotag.ops.daemons.postgres import PostgresDaemon
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon, ZooKeeperDaemon
 from autotag.ops.daemons.storm_home import ensure_storm_home, java_bin
+from autotag.ops.sql_functions import install_sql_functions
+from autotag.storage import database
 
 
 class StormUiDaemon(Daemon):
@@ -104,20 +106,11 @@ def up(
 
 def _prepare_database(settings: Settings, progress: Callable[[str], None]) -> None:
     """Apply schema migrations and the SQL helpers once Postgres answers."""
-    try:
-        from autotag.storage import database
-    except ImportError:
-        return
     with database.connect(settings, migrate_schema=False) as conn:
         applied = database.migrate(conn)
         if applied:
             progress(f"postgres   migrations applied: {', '.join(map(str, applied))}")
-    try:
-        from autotag.ops import sql_functions as sqlfuncs
-    except ImportError:
-        return
-    with database.connect(settings) as conn:
-        sqlfuncs.install_sql_functions(conn, settings)
+        install_sql_functions(conn, settings)
 
 
 def down(
