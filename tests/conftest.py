@@ -22,13 +22,15 @@ TEST_PORT_OFFSET = int(os.environ.get("AUTOTAG_TEST_PORT_OFFSET", "20000"))
 @pytest.fixture(scope="session")
 def test_settings() -> Iterator[Settings]:
     """Settings for an isolated test environment; exported to os.environ for child processes."""
-    # Not under pytest's tmp base: that is mode 0700, and when tests run as root the
-    # Postgres cluster belongs to the postgres user, who must be able to reach its data.
+    # Not under pytest's tmp base: when tests run as root the Postgres cluster belongs to the
+    # postgres user, who must be able to pass through to its data (run_dir.prepare: 0710 with
+    # group postgres; 0700 for everyone else).
+    from autotag.ops import run_dir as run_dirs
+
     run_dir = Path(
         os.environ.get("AUTOTAG_TEST_RUN_DIR") or tempfile.mkdtemp(prefix="autotag-test-")
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_dir.chmod(0o755)
+    run_dirs.prepare(run_dir)
     models_dir = Path(os.environ.get("AUTOTAG_TEST_MODELS_DIR") or (run_dir / "models"))
     models_dir.mkdir(parents=True, exist_ok=True)
     env = {
@@ -65,10 +67,13 @@ def redis_service(test_settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def postgres_service(test_settings: Settings) -> Iterator[Settings]:
+    """Postgres up, schema migrated by the owner role, as `autotag cluster up` leaves it."""
+    from autotag.ops import cluster
     from autotag.ops.daemons.postgres import PostgresDaemon
 
     d = PostgresDaemon(test_settings)
     d.start()
+    cluster.prepare_database(test_settings, progress=lambda _msg: None)
     yield test_settings
     d.stop()
 

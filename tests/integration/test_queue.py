@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from autotag.config import Settings
 from autotag.errors import ServiceError
@@ -67,7 +66,7 @@ def test_read_blocks_then_returns_empty(r: PhotoStream, qs: Settings) -> None:
 
 def test_group_created_before_first_enqueue_sees_everything(r: PhotoStream, qs: Settings) -> None:
     # Entries added by a client that never created the group are still delivered.
-    raw = redis.Redis.from_url(qs.redis_url, decode_responses=True)
+    raw = photo_stream.client(qs)
     raw.xadd(qs.stream, {"photo_id": "a" * 64, "source": "s", "attempt": 0})
     got = r.read("c1", count=5, block_ms=100)
     assert [e.photo_id for e in got] == ["a" * 64]

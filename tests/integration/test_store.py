@@ -57,13 +57,7 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
     """Several bolts starting at once on an empty database: each migration runs once."""
     s = postgres_service
     db = f"autotag_mig_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(
-        host=s.host,
-        port=s.port(s.postgres_port),
-        dbname="postgres",
-        user=s.postgres_user,
-        autocommit=True,
-    )
+    admin = database.connect(s, role="owner", migrate_schema=False, dbname="postgres")
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
     try:
         import dataclasses
@@ -74,7 +68,7 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
 
         def run() -> None:
             try:
-                with database.connect(s2, migrate_schema=False) as c:
+                with database.connect(s2, role="owner", migrate_schema=False) as c:
                     applied.append(database.migrate(c))
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
@@ -86,7 +80,7 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
             t.join()
         assert not errors
         assert sorted(len(a) for a in applied) == [0, 0, 0, len(database.migration_files())]
-        with database.connect(s2) as c:
+        with database.connect(s2, role="owner") as c:
             n = c.execute("SELECT count(*) FROM schema_migrations").fetchone()
             assert n is not None and n[0] == len(database.migration_files())
     finally:

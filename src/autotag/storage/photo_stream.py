@@ -25,6 +25,7 @@ from redis.retry import Retry
 
 from autotag.config import Settings
 from autotag.errors import ServiceError
+from autotag.storage import credentials
 
 # Reads block on the server; the socket timeout must outlast the longest block.
 SOCKET_TIMEOUT = 10.0
@@ -59,11 +60,13 @@ def redis_errors(settings: Settings) -> Iterator[None]:
 def client(settings: Settings, *, check: bool = False) -> redis.Redis:
     """A client for autotag's Redis: short connect timeout, retries (timeouts, drops) with backoff.
 
-    With ``check``, PING now and raise ServiceError if Redis is down.
+    With ``check``, PING now and raise ServiceError if Redis is down. The password is read
+    from the run dir's secrets (ServiceError if there is none yet).
     """
     r = redis.Redis(
         host=settings.host,
         port=settings.port(settings.redis_port),
+        password=credentials.read(settings.run_dir, credentials.REDIS),
         db=0,
         decode_responses=True,
         socket_connect_timeout=3,
