@@ -184,6 +184,8 @@ def child_env(s: Settings) -> dict[str, str]:
             "AUTOTAG_PORT_OFFSET": str(s.port_offset),
             "AUTOTAG_STORM_CACHE": str(s.storm_cache),
             "AUTOTAG_MAX_FILE_BYTES": str(s.max_file_bytes),
+            # Read once when OpenCV loads: its own pixel limit, matched to ours.
+            "OPENCV_IO_MAX_IMAGE_PIXELS": str(s.max_pixels),
         }
     )
     return env

@@ -22,7 +22,14 @@ class DbWriterBolt(Bolt):
 
     def initialize(self, stormconf, context) -> None:
         s = settings()
-        self.batcher = ResultBatcher(ResultWriter(s), self.ack, s.db_batch_size, s.db_flush_secs)
+        self.batcher = ResultBatcher(
+            ResultWriter(s),
+            self.ack,
+            s.db_batch_size,
+            s.db_flush_secs,
+            fail=self.fail,
+            max_retries=s.db_max_retries,
+        )
 
     def process(self, tup) -> None:
         self.batcher.add(PhotoResult.from_tuple(tup.values), tup)

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "training",
     "similar",
     "requeue",
+    "gc",
     "demo",
 ]
 

@@ -183,6 +183,30 @@ def check_dimensions(width: int, height: int, *, max_pixels: int, max_dimension:
         raise ImageError(f"image is {width}x{height}, limit {max_dimension} px per side")
 
 
+def check_decode_budget(header: Image.Image, data: bytes, fmt: str, max_bytes: int) -> None:
+    """Refuse, from the header alone, a decode whose pixels would take more than max_bytes:
+    width x height x channels (at least the 3 of BGR) x bytes per sample."""
+    width, height = header.size
+    channels = 4 if fmt == "GIF" or header.mode == "P" else max(3, len(header.getbands()))
+    bits = 32 if header.mode in ("I", "F") else 16 if header.mode.startswith("I;16") else 8
+    if fmt == "PNG" and len(data) > 24:
+        bits = max(bits, data[24])  # IHDR bit depth: Pillow reports 16-bit RGB as "RGB"
+    elif fmt == "TIFF":
+        tags = getattr(header, "tag_v2", {})
+        try:  # BitsPerSample (one per sample) and SamplesPerPixel
+            per_sample = tags.get(258, 8)
+            bits = max(bits, *(per_sample if isinstance(per_sample, tuple) else (per_sample,)))
+            channels = max(channels, int(tags.get(277, 1)))
+        except (TypeError, ValueError):
+            raise ImageError("corrupt TIFF header: bad BitsPerSample/SamplesPerPixel") from None
+    need = width * height * channels * max(1, int(bits) // 8)
+    if need > max_bytes:
+        raise ImageError(
+            f"decoding this {width}x{height} {fmt} ({channels} channels, {bits}-bit) needs "
+            f"{_fmt_bytes(need)}, over the {_fmt_bytes(max_bytes)} decode budget"
+        )
+
+
 def _to_uint8(img: np.ndarray) -> np.ndarray:
     """Scale any integer or float depth to 8 bits (16-bit PNG/TIFF, float TIFF)."""
     if img.dtype == np.uint8:
@@ -291,12 +315,15 @@ def decode(
     max_pixels: int | None = None,
     max_dimension: int | None = None,
     max_bytes: int | None = None,
+    max_decode_bytes: int | None = None,
 ) -> DecodedImage:
     """Decode untrusted bytes to upright uint8 BGR, or raise ImageError with the reason.
 
-    Limits default to ``settings()`` (max_pixels, max_dimension, max_file_bytes).
+    Limits default to ``settings()`` (max_pixels, max_dimension, max_file_bytes,
+    max_decode_bytes).
     """
     s = settings()
+    max_decode_bytes = s.max_decode_bytes if max_decode_bytes is None else max_decode_bytes
     max_pixels = s.max_pixels if max_pixels is None else max_pixels
     max_dimension = s.max_dimension if max_dimension is None else max_dimension
     max_bytes = s.max_file_bytes if max_bytes is None else max_bytes
@@ -312,6 +339,7 @@ def decode(
     header = _read_header(data, fmt, (max_pixels, max_dimension))
     width, height = header.size
     check_dimensions(width, height, max_pixels=max_pixels, max_dimension=max_dimension)
+    check_decode_budget(header, data, fmt, max_decode_bytes)
 
     try:
         bgr = _decode_gif(header) if fmt == "GIF" else _decode_cv2(data, fmt, header)

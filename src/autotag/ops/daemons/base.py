@@ -9,6 +9,8 @@ process is never signalled.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,6 +59,20 @@ def check_ports(settings: Settings) -> None:
             f"ports, so a service can find its port taken at any moment ({listed}); choose an "
             f"AUTOTAG_PORT_OFFSET that keeps every port below {low}"
         )
+
+
+def listener_pids(host: str, port: int) -> list[int]:
+    """Pids of the processes listening on port (any address); -1 for one we may not see."""
+    if shutil.which("ss") is None:
+        return [-1] if port_open(host, port) else []
+    out = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    pids: list[int] = []
+    for line in out.splitlines():
+        found = [int(x) for x in re.findall(r"pid=(\d+)", line)]
+        pids.extend(found or [-1])
+    return pids
 
 
 def process_start_time(pid: int) -> str | None:
@@ -157,21 +173,21 @@ class Daemon:
             return None
         if not pid_alive(pid):
             return None
-        started = fields[1] if len(fields) > 1 else None
-        return pid if self._started_by_us(pid, started) else None
+        if len(fields) > 1:
+            return pid if process_start_time(pid) == fields[1] else None
+        # A pid file from before start times were recorded: trust it only if the process
+        # belongs to this run dir.
+        return pid if self.owns(pid) else None
 
-    def _started_by_us(self, pid: int, started: str | None) -> bool:
-        """Same start time as recorded; a pid file from before start times were recorded is
-        trusted only if the process names this run dir (command line or environment)."""
-        if started is not None:
-            return process_start_time(pid) == started
+    def owns(self, pid: int) -> bool:
+        """True if the process belongs to this run dir (its command line or environment)."""
         marker = str(self.settings.run_dir).encode()
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
+        except (OSError, ValueError):
             return False
-        return marker in cmdline or b"AUTOTAG_RUN_DIR=" + marker in environ
+        return marker + b"/" in cmdline or b"AUTOTAG_RUN_DIR=" + marker in environ
 
     def status(self) -> Status:
         pid = self.pid()
