@@ -21,6 +21,7 @@ from pathlib import Path
 from autotag.config import settings
 from autotag.learning import samples
 from autotag.ops.nimbus import NimbusClient
+from autotag.ops.topology import wait_scheduled
 from autotag.pipeline import intake
 from autotag.storage import database
 from autotag.vision.tagger import Tagger
@@ -127,6 +128,7 @@ def main() -> None:
     status = NimbusClient(s).topology(TOPOLOGY).status
     if status != "ACTIVE":
         raise SystemExit(f"bench: topology {TOPOLOGY} is {status}; run `autotag demo` first")
+    wait_scheduled(s, TOPOLOGY, 60)  # fails with Nimbus's reason if it has no worker
     seed = int(time.time())
     with tempfile.TemporaryDirectory(prefix="autotag-bench-") as tmp:
         paths = samples.make_distinct_photos(args.n, Path(tmp), args.long_side, seed)

@@ -6,6 +6,7 @@ cluster the user has running. Fixtures are session-scoped: each service starts o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -16,7 +17,12 @@ import pytest
 
 from autotag.config import Settings, child_env, load_settings
 
+CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"  # bolts/autotag.py reads it
+
 TEST_PORT_OFFSET = int(os.environ.get("AUTOTAG_TEST_PORT_OFFSET", "20000"))
+# bench/chaos.py's fault hook, armed on the test cluster for this one photo only: the bolt
+# tagging it kills its own process, as a native decoder crash would (test_pipeline.py).
+POISON_PHOTO = b"autotag test poison photo: kills the process that tags it\n"
 
 
 @pytest.fixture(scope="session")
@@ -40,10 +46,12 @@ def test_settings() -> Iterator[Settings]:
         "AUTOTAG_PORT_OFFSET": str(TEST_PORT_OFFSET),
         # A smaller upload limit keeps the hostile corpus' oversized file small.
         "AUTOTAG_MAX_FILE_BYTES": os.environ.get("AUTOTAG_MAX_FILE_BYTES", str(8 * 1024 * 1024)),
+        CHAOS_KILL_ENV: hashlib.sha256(POISON_PHOTO).hexdigest(),
     }
     s = load_settings(env)
     saved = dict(os.environ)
     os.environ.update(child_env(s))
+    os.environ[CHAOS_KILL_ENV] = env[CHAOS_KILL_ENV]
     from autotag import config
 
     config.settings.cache_clear()
