@@ -105,3 +105,72 @@ def test_passwords_are_private_files_never_on_a_command_line(services: Settings)
         except OSError:
             continue
         assert not any(p in cmdline for p in passwords), f"a password on pid {proc.name}'s argv"
+
+
+def test_a_trust_cluster_from_an_older_autotag_is_converted(
+    test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 1, upgrade: a cluster made by `initdb --auth=trust -U autotag` keeps its data,
+    its superuser becomes the owner role with a password, the application role is created,
+    and no connection is trusted any more."""
+    import shutil
+    import tempfile
+
+    import psycopg
+
+    from autotag.config import load_settings
+    from autotag.ops import run_dir
+    from autotag.ops.daemons.postgres import pg_bin
+    from autotag.storage import database
+
+    run = Path(tempfile.mkdtemp(prefix="autotag-legacy-"))
+    s = load_settings(
+        {
+            **os.environ,
+            "AUTOTAG_RUN_DIR": str(run),
+            "AUTOTAG_PORT_OFFSET": str(test_settings.port_offset + 31),
+        }
+    )
+    d = PostgresDaemon(s)
+    try:
+        run_dir.prepare(run)
+        d.data_dir.mkdir(mode=0o700)
+        runas = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if runas:
+            shutil.chown(d.data_dir, "postgres", "postgres")
+        subprocess.run(
+            [*runas, pg_bin("initdb"), "-D", str(d.data_dir), "-U", s.postgres_user,
+             "--auth=trust", "--encoding=UTF8", "--locale=C"],
+            check=True, capture_output=True, cwd="/",
+        )  # fmt: skip
+        # Started as the old code left it, with data of its own.
+        monkeypatch.setattr(PostgresDaemon, "_convert_trust_cluster", lambda self: None)
+        monkeypatch.setattr(PostgresDaemon, "ensure_roles", lambda self: None)
+        d.start()
+        with d._socket_connection(s.postgres_user) as old:
+            old.execute(f"CREATE DATABASE {s.postgres_db}")
+        with psycopg.connect(
+            host=str(d.data_dir), port=d.port, dbname=s.postgres_db, user=s.postgres_user,
+            autocommit=True,
+        ) as old:  # fmt: skip
+            old.execute("CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
+        monkeypatch.undo()
+
+        d.start()  # running: converted in place
+        with database.connect(s, role="owner", migrate_schema=False) as owner:
+            assert owner.execute("SELECT x FROM kept").fetchone() == (42,)
+            assert owner.execute(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).fetchone() == (True,)
+        with database.connect(s, migrate_schema=False) as app:
+            assert app.execute(
+                "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).fetchone() == (s.postgres_user, False)
+        assert not d._trusts()
+        for host in (s.host, str(d.data_dir)):
+            r = _psql("-h", host, "-p", str(d.port), "-U", s.postgres_owner, "-d", "postgres",
+                      "-c", "SELECT 1", env=_clean_env())  # fmt: skip
+            assert r.returncode != 0 and "password" in r.stderr, (host, r.stderr)
+    finally:
+        d.stop()
+        shutil.rmtree(run, ignore_errors=True)

@@ -14,6 +14,10 @@ socket, needs a password (scram-sha-256). Two roles, each with a generated passw
 
 ``psql service=autotag`` works with ``PGSERVICEFILE=<run_dir>/secrets/pg_service.conf``,
 written here with the matching ``pgpass`` file.
+
+A cluster made by an older autotag (trust authentication, the application user as its
+superuser) is converted in place at its next start: its superuser is renamed to the owner
+role and given a password, the application role is created, then trust is gone.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ HBA = """\
 local   all       all            scram-sha-256
 host    all       all   all      scram-sha-256
 """
+# While converting an older trust cluster: trust only on the Unix socket, which lives in the
+# data directory (mode 0700: reachable by the server's user and root only).
+HBA_CONVERTING = """\
+# Written by autotag while converting a trust-auth cluster; replaced when done.
+local   all       all            trust
+host    all       all   all      scram-sha-256
+"""
+_CONVERTER = "autotag_converter"
 
 
 def pg_bin(tool: str) -> str:
@@ -80,8 +92,17 @@ class PostgresDaemon(Daemon):
         credentials.ensure(s.run_dir, credentials.POSTGRES_APP)
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb(owner_password)
-        self._write_server_file("pg_hba.conf", HBA)
+        self._write_server_file("pg_hba.conf", HBA_CONVERTING if self._trusts() else HBA)
         self._write_client_files()
+
+    def _trusts(self) -> bool:
+        """True for a cluster made with trust authentication (by an older autotag)."""
+        try:
+            lines = (self.data_dir / "pg_hba.conf").read_text().splitlines()
+        except OSError:
+            return False
+        rules = [ln.split() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        return any(rule[-1] == "trust" for rule in rules)
 
     def _initdb(self, owner_password: str) -> None:
         user = run_dir.server_user()
@@ -187,11 +208,58 @@ class PostgresDaemon(Daemon):
             connect_timeout=3,
         )
 
+    def _socket_connection(self, user: str) -> Any:
+        """Over the Unix socket in the data directory (trusted only while converting)."""
+        import psycopg
+
+        return psycopg.connect(
+            host=str(self.data_dir),
+            port=self.port,
+            dbname="postgres",
+            user=user,
+            autocommit=True,
+            connect_timeout=5,
+        )
+
     def start(self, wait: bool = True) -> Any:
         status = super().start(wait=wait)
         if wait:
+            if self._trusts():
+                self._convert_trust_cluster()
             self.ensure_roles()
         return status
+
+    def _convert_trust_cluster(self) -> None:
+        """Its bootstrap superuser (named like the application role) becomes the owner role,
+        with the owner's password; then every connection needs a password."""
+        import psycopg
+        from psycopg import sql
+
+        s = self.settings
+        over_socket = self._socket_connection
+        try:
+            conn = over_socket(s.postgres_owner)  # renamed already (an interrupted conversion)
+        except psycopg.OperationalError:
+            with over_socket(s.postgres_user) as old:  # the session user cannot rename itself
+                old.execute(sql.SQL("CREATE ROLE {} SUPERUSER LOGIN").format(
+                    sql.Identifier(_CONVERTER)))  # fmt: skip
+            with over_socket(_CONVERTER) as conv:
+                conv.execute(
+                    sql.SQL("ALTER ROLE {} RENAME TO {}").format(
+                        sql.Identifier(s.postgres_user), sql.Identifier(s.postgres_owner)
+                    )
+                )
+            conn = over_socket(s.postgres_owner)
+        with conn:
+            password = credentials.read(s.run_dir, credentials.POSTGRES_OWNER)
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                    sql.Identifier(s.postgres_owner), sql.Literal(password)
+                )
+            )
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(_CONVERTER)))
+            self._write_server_file("pg_hba.conf", HBA)
+            conn.execute("SELECT pg_reload_conf()")
 
     def ensure_roles(self) -> None:
         """The application role (no superuser, its password from the file) and the database,
@@ -230,8 +298,16 @@ class PostgresDaemon(Daemon):
         import psycopg
 
         try:
-            with self._owner_connection() as conn:
-                conn.execute("SELECT 1")
+            if self._trusts():  # being converted: no owner password yet, the socket trusts
+                try:
+                    conn = self._socket_connection(self.settings.postgres_owner)
+                except psycopg.OperationalError:
+                    conn = self._socket_connection(self.settings.postgres_user)
+                with conn:
+                    conn.execute("SELECT 1")
+            else:
+                with self._owner_connection() as conn:
+                    conn.execute("SELECT 1")
         except psycopg.Error as exc:
             return f"not answering queries: {str(exc).strip().splitlines()[0]}"
         return None
