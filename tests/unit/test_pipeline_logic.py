@@ -257,11 +257,11 @@ def test_restart_charges_only_own_pending_entries() -> None:
     """Item 11: a restarted spout claims its own pending entries, never another's (XPENDING
     for the consumer, then XCLAIM; XAUTOCLAIM from 0-0 would take spout-2's too)."""
     stream = FakeStream()
-    stream.enqueue("c" * 64, "c.jpg")
     stream.enqueue("d" * 64, "d.jpg")
+    stream.read("spout-2", 1)  # d: another spout's, still alive (first in the pending list)
+    stream.enqueue("c" * 64, "c.jpg")
     stream.read("spout-1", 1)  # c: in flight on this spout when it died
     stream.mark_working("c" * 64, 60)  # ... and being tagged
-    stream.read("spout-2", 1)  # d: another spout's, still alive
     src = PhotoSource(stream, "spout-1", 30)
     assert src.recover_own_pending() == 1
     (requeued,) = stream.waiting
