@@ -61,20 +61,26 @@ def ensure(run_dir: Path, name: str) -> str:
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     d.chmod(0o700)
     p = path(run_dir, name)
-    try:
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return read(run_dir, name)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(secrets.token_urlsafe(32) + "\n")
+    if not p.exists():
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        write_private(tmp, secrets.token_urlsafe(32) + "\n", replace=False)
+        try:
+            os.link(tmp, p)  # appears whole, and never over one another process made first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return read(run_dir, name)
 
 
-def write_private(p: Path, text: str) -> None:
-    """Write a file only its owner can read (a config holding a password), atomically."""
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+def write_private(p: Path, text: str, *, replace: bool = True) -> None:
+    """Write a file only its owner can read (a config holding a password); with ``replace``,
+    atomically in place of p, else p must not exist."""
+    target = p.with_name(f".{p.name}.{os.getpid()}.tmp") if replace else p
+    if replace:
+        target.unlink(missing_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
-    os.replace(tmp, p)
+    if replace:
+        os.replace(target, p)
