@@ -40,6 +40,7 @@ import numpy as np
 from autotag.config import Settings, settings
 from autotag.learning import samples
 from autotag.ops.nimbus import NimbusClient
+from autotag.ops.topology import wait_scheduled
 from autotag.pipeline import intake
 from autotag.pipeline.local_tagging import tag_paths
 from autotag.storage import database
@@ -255,6 +256,7 @@ def main() -> None:
     status = nimbus.topology(TOPOLOGY).status
     if status != "ACTIVE":
         raise SystemExit(f"bench: topology {TOPOLOGY} is {status}; run `make up` first")
+    wait_scheduled(s, TOPOLOGY, 60)  # fails with Nimbus's reason if it has no worker
     cv2.setNumThreads(1)
     seed = int(time.time())
     print(

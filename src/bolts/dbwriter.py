@@ -31,7 +31,14 @@ class DbWriterBolt(Bolt):
 
     def initialize(self, stormconf, context) -> None:
         s = settings()
-        self.batcher = ResultBatcher(ResultWriter(s), self.ack, s.db_batch_size, s.db_flush_secs)
+        self.batcher = ResultBatcher(
+            ResultWriter(s),
+            self.ack,
+            s.db_batch_size,
+            s.db_flush_secs,
+            fail=self.fail,
+            max_retries=s.db_max_retries,
+        )
 
     def _run(self) -> None:
         """pystorm's loop body (one message), then: nothing more waiting → write the batch."""

@@ -93,6 +93,41 @@ def test_limits_are_parameters() -> None:
         decode(png, replace(LIMITS, max_file_bytes=100))
 
 
+def test_decode_budget_is_computed_from_the_header() -> None:
+    """Item 9: pixels x channels x bytes per sample, read from the header, is checked before
+    decoding: a 16-bit RGB PNG needs twice the bytes of the 8-bit one with the same pixels."""
+    import cv2
+
+    rgb8 = np.full((500, 1000, 3), 128, np.uint8)
+    ok, png16 = cv2.imencode(".png", rgb8.astype(np.uint16) * 257)
+    assert ok
+    budget = 1000 * 500 * 3 * 2 - 1  # one byte short of the 16-bit image
+    limits = replace(LIMITS, max_file_bytes=8 << 20, max_decode_bytes=budget)
+    assert decode(_png(rgb8), limits).width == 1000
+    with pytest.raises(ImageError, match=r"1000x500 PNG \(3 channels, 16-bit\) needs 2\.9 MB"):
+        decode(png16.tobytes(), limits)
+    assert decode(png16.tobytes(), replace(limits, max_decode_bytes=budget + 1)).width == 1000
+
+
+def test_opencv_pixel_limit_matches_ours() -> None:
+    """Item 9: the workers' environment sets OpenCV's own pixel limit to max_pixels."""
+    import os
+    import subprocess
+    import sys
+
+    from autotag.config import child_env, load_settings
+
+    env = child_env(load_settings({**os.environ, "AUTOTAG_MAX_PIXELS": "1000"}))
+    assert env["OPENCV_IO_MAX_IMAGE_PIXELS"] == "1000"
+    code = (
+        "import cv2, numpy as np\n"
+        "ok, buf = cv2.imencode('.png', np.zeros((40, 40, 3), np.uint8))\n"
+        "try:\n    cv2.imdecode(buf, cv2.IMREAD_COLOR)\nexcept cv2.error:\n    print('refused')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "refused", out.stderr
+
+
 def _png(rgb: np.ndarray, mode: str | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb, mode).save(buf, "PNG")

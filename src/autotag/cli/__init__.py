@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "training",
     "similar",
     "requeue",
+    "gc",
     "demo",
 ]
 

@@ -15,6 +15,7 @@ from autotag.config import settings
 from autotag.errors import AutotagError
 from autotag.learning import samples
 from autotag.ops import cluster
+from autotag.ops.daemons.postgres import service_file
 from autotag.ops.nimbus import NimbusClient
 from autotag.ops.topology import submit
 from autotag.pipeline import intake
@@ -100,7 +101,7 @@ Where to look next:
   counts            autotag stats
   similar photos    autotag similar {photos[0]}
   tag more          autotag upload ~/Pictures     (or drop files in {s.run_dir / "inbox"} and run `autotag inbox`)
-  SQL               psql -h {s.host} -p {s.port(s.postgres_port)} -U {s.postgres_user} {s.postgres_db}
+  SQL               PGSERVICEFILE={service_file(s)} psql service=autotag
   logs              autotag cluster logs
   stop              autotag cluster down"""
     )

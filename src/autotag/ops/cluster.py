@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 
 from autotag.config import Settings, child_env
 from autotag.errors import ServiceError
-from autotag.ops.daemons.base import Daemon, Status
+from autotag.ops import run_dir
+from autotag.ops.daemons.base import Daemon, Status, check_ports
 from autotag.ops.daemons.postgres import PostgresDaemon
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon, ZooKeeperDaemon
 from autotag.ops.daemons.storm_home import ensure_storm_home, java_bin
-from autotag.ops.sql_functions import install_sql_functions
 from autotag.storage import database
 
 
@@ -71,6 +71,8 @@ def daemons(settings: Settings, names: Sequence[str] | None = None) -> list[Daem
 
 def preflight(settings: Settings) -> None:
     """Fail early, with the reason, when a prerequisite is missing."""
+    check_ports(settings)
+    run_dir.check(settings.run_dir)
     java_bin()
     if not (settings.venv / "bin" / "streamparse_run").exists() and not shutil.which(
         "streamparse_run"
@@ -85,8 +87,7 @@ def up(
 ) -> list[Status]:
     """Start every (or the named) daemon that is not running; wait until all are healthy."""
     preflight(settings)
-    for sub in ("logs", "pids", "conf", "data"):
-        (settings.run_dir / sub).mkdir(parents=True, exist_ok=True)
+    run_dir.prepare(settings.run_dir)
     selected = daemons(settings, names)
     if any(d.name in STORM_DAEMONS for d in selected):
         progress(f"storm.home: {settings.storm_home}")
@@ -100,17 +101,21 @@ def up(
         )
         statuses.append(st)
     if any(d.name == "postgres" for d in selected):
-        _prepare_database(settings, progress)
+        prepare_database(settings, progress)
     return statuses
 
 
-def _prepare_database(settings: Settings, progress: Callable[[str], None]) -> None:
-    """Apply schema migrations and the SQL helpers once Postgres answers."""
-    with database.connect(settings, migrate_schema=False) as conn:
+def prepare_database(settings: Settings, progress: Callable[[str], None] = print) -> None:
+    """As the owner role, once Postgres answers: schema migrations, the application role's
+    rights, and the SQL helpers (dot_product)."""
+    from autotag.ops import sql_functions
+
+    with database.connect(settings, role="owner", migrate_schema=False) as conn:
         applied = database.migrate(conn)
         if applied:
             progress(f"postgres   migrations applied: {', '.join(map(str, applied))}")
-        install_sql_functions(conn, settings)
+        database.grant_app_role(conn, settings.postgres_user)
+        sql_functions.install_sql_functions(conn, settings)
 
 
 def down(

@@ -446,7 +446,7 @@ def list_bundles(models_dir: str | Path) -> list[dict[str, Any]]:
 def set_active(models_dir: str | Path, bundle_id: str) -> None:
     """Make a (verified) bundle the active one: ``models/ACTIVE`` replaced atomically."""
     models_dir = Path(models_dir)
-    ModelBundle.load(bundle_dir(models_dir, bundle_id))  # refuse a missing or corrupt bundle
+    load_bundle(models_dir, bundle_id)  # refuse a missing, corrupt or misnamed bundle
     models_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".ACTIVE.", dir=models_dir)
     try:
@@ -460,10 +460,15 @@ def set_active(models_dir: str | Path, bundle_id: str) -> None:
 
 
 def load_bundle(models_dir: str | Path, bundle_id: str) -> ModelBundle:
+    """The bundle in ``bundles/<bundle_id>/``, verified; its manifest must name that same id
+    (a copied or planted folder must not pass for the bundle ACTIVE names)."""
     path = bundle_dir(Path(models_dir), bundle_id)
     if not path.is_dir():
         raise ModelError(f"no bundle {bundle_id!r} in {bundles_root(Path(models_dir))}")
-    return ModelBundle.load(path)
+    bundle = ModelBundle.load(path)
+    if bundle.id != bundle_id:
+        raise ModelError(f"bundle folder {bundle_id!r} holds a manifest for {bundle.id!r}")
+    return bundle
 
 
 def load_bundle_ref(models_dir: str | Path, ref: str | Path) -> ModelBundle:

@@ -56,6 +56,8 @@ class DecodeLimits:
     max_file_bytes: int
     max_pixels: int
     max_dimension: int
+    # What decoding may allocate, from the header: pixels x channels x bytes per sample.
+    max_decode_bytes: int = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,30 @@ def check_dimensions(width: int, height: int, *, max_pixels: int, max_dimension:
         )
     if max(width, height) > max_dimension:
         raise ImageError(f"image is {width}x{height}, limit {max_dimension} px per side")
+
+
+def check_decode_budget(header: Image.Image, data: bytes, fmt: str, max_bytes: int) -> None:
+    """Refuse, from the header alone, a decode whose pixels would take more than max_bytes:
+    width x height x channels (at least the 3 of BGR) x bytes per sample."""
+    width, height = header.size
+    channels = 4 if fmt == "GIF" or header.mode == "P" else max(3, len(header.getbands()))
+    bits = 32 if header.mode in ("I", "F") else 16 if header.mode.startswith("I;16") else 8
+    if fmt == "PNG" and len(data) > 24:
+        bits = max(bits, data[24])  # IHDR bit depth: Pillow reports 16-bit RGB as "RGB"
+    elif fmt == "TIFF":
+        tags = getattr(header, "tag_v2", {})
+        try:  # BitsPerSample (one per sample) and SamplesPerPixel
+            per_sample = tags.get(258, 8)
+            bits = max(bits, *(per_sample if isinstance(per_sample, tuple) else (per_sample,)))
+            channels = max(channels, int(tags.get(277, 1)))
+        except (TypeError, ValueError):
+            raise ImageError("corrupt TIFF header: bad BitsPerSample/SamplesPerPixel") from None
+    need = width * height * channels * max(1, int(bits) // 8)
+    if need > max_bytes:
+        raise ImageError(
+            f"decoding this {width}x{height} {fmt} ({channels} channels, {bits}-bit) needs "
+            f"{_fmt_bytes(need)}, over the {_fmt_bytes(max_bytes)} decode budget"
+        )
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -341,6 +367,7 @@ def decode(data: bytes, limits: DecodeLimits, *, min_side: int | None = None) ->
     check_dimensions(
         width, height, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension
     )
+    check_decode_budget(header, data, fmt, limits.max_decode_bytes)
 
     try:
         bgr = _decode_gif(header) if fmt == "GIF" else _decode_cv2(data, fmt, header, min_side)
