@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "similar",
     "requeue",
     "demo",
+    "url",
+    "labels",
 ]
 
 

@@ -238,3 +238,189 @@ def failed(conn: psycopg.Connection[Any], limit: int = 50) -> list[dict[str, Any
     for r in rows:
         r["uploaded_at"] = r["uploaded_at"].isoformat() if r["uploaded_at"] else None
     return rows
+
+
+# -- what the web page asks ------------------------------------------------------------------
+
+SEARCH_ORDERS = {
+    "score": "h.score DESC, h.photo_id",
+    "newest": "p.uploaded_at DESC, h.photo_id",
+}
+
+# AND search over current tags and people's labels: a photo matches when each wanted tag is
+# a current tag scoring at least min, or a positive label (counted as 1.0), and no wanted tag
+# carries a negative label; its score is its weakest wanted tag's.
+_SEARCH_ALL = """
+WITH per_tag AS (
+    SELECT m.photo_id, m.tag, max(m.score) AS score FROM (
+        SELECT t.photo_id, lower(t.tag) AS tag, t.score
+        FROM tags t JOIN photos p
+          ON p.photo_id = t.photo_id AND p.model_version = t.model_version
+        WHERE lower(t.tag) = ANY(%(tags)s::text[]) AND t.score >= %(min)s
+        UNION ALL
+        SELECT l.photo_id, lower(l.tag), 1.0 FROM labels l
+        WHERE l.positive AND lower(l.tag) = ANY(%(tags)s::text[])
+    ) m
+    WHERE NOT EXISTS (
+        SELECT 1 FROM labels n
+        WHERE n.photo_id = m.photo_id AND lower(n.tag) = m.tag AND NOT n.positive
+    )
+    GROUP BY m.photo_id, m.tag
+), hits AS (
+    SELECT photo_id, min(score) AS score FROM per_tag
+    GROUP BY photo_id HAVING count(*) = %(n)s
+)
+SELECT h.photo_id, h.score, p.source, p.uploaded_at, count(*) OVER () AS total
+FROM hits h JOIN photos p USING (photo_id)
+ORDER BY {order}
+LIMIT %(lim)s OFFSET %(off)s
+"""
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of an AND search: hits (photo_id, score, source, uploaded_at) and the total."""
+
+    tags: list[str]
+    hits: list[dict[str, Any]]
+    total: int
+    offset: int
+
+    @property
+    def more(self) -> bool:
+        return self.offset + len(self.hits) < self.total
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tags": self.tags,
+            "total": self.total,
+            "offset": self.offset,
+            "more": self.more,
+            "results": self.hits,
+        }
+
+
+def search_sql(order: str = "score") -> str:
+    """The AND search's SQL for an order (bench/ prints its plan)."""
+    if order not in SEARCH_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(SEARCH_ORDERS)}")
+    return _SEARCH_ALL.format(order=SEARCH_ORDERS[order])
+
+
+def search_all(
+    conn: psycopg.Connection[Any],
+    tags: list[str],
+    min_score: float = 0.0,
+    *,
+    order: str = "score",
+    limit: int = 48,
+    offset: int = 0,
+) -> SearchPage:
+    """Photos carrying every one of ``tags`` (case-insensitive, whole tags), one page."""
+    wanted = sorted({t.strip().lower() for t in tags if t.strip()})
+    if not wanted:
+        return SearchPage([], [], 0, offset)
+    params = {"tags": wanted, "n": len(wanted), "min": float(min_score)}
+    sql = search_sql(order)
+    rows = conn.execute(sql, {**params, "lim": int(limit), "off": int(offset)}).fetchall()
+    hits = [
+        {
+            "photo_id": pid,
+            "score": round(float(score), 6),
+            "source": source,
+            "uploaded_at": uploaded.isoformat() if uploaded else None,
+        }
+        for pid, score, source, uploaded, _total in rows
+    ]
+    if not rows and offset:  # past the end: still say how many there are
+        rows = conn.execute(sql, {**params, "lim": 1, "off": 0}).fetchall()
+    total = int(rows[0][4]) if rows else 0
+    return SearchPage(wanted, hits, total, offset)
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def autocomplete(
+    conn: psycopg.Connection[Any], prefix: str, limit: int = 10
+) -> list[dict[str, Any]]:
+    """Current tags starting with ``prefix`` (any case), most photos first."""
+    prefix = prefix.strip().lower()
+    if not prefix:
+        return []
+    rows = conn.execute(
+        """
+        SELECT min(t.tag), count(*) FROM tags t JOIN photos p
+          ON p.photo_id = t.photo_id AND p.model_version = t.model_version
+        WHERE lower(t.tag) LIKE %s
+        GROUP BY lower(t.tag) ORDER BY count(*) DESC, lower(t.tag) LIMIT %s
+        """,
+        (_like_prefix(prefix), limit),
+    ).fetchall()
+    return [{"tag": tag, "photos": int(n)} for tag, n in rows]
+
+
+def tag_cloud(conn: psycopg.Connection[Any], top: int = 50) -> list[dict[str, Any]]:
+    """The most common current tags with their photo counts, most common first."""
+    rows = conn.execute(
+        """
+        SELECT t.tag, count(*) FROM tags t JOIN photos p
+          ON p.photo_id = t.photo_id AND p.model_version = t.model_version
+        GROUP BY t.tag ORDER BY count(*) DESC, t.tag LIMIT %s
+        """,
+        (top,),
+    ).fetchall()
+    return [{"tag": tag, "photos": int(n)} for tag, n in rows]
+
+
+def tagged_per_minute(conn: psycopg.Connection[Any], minutes: int = 15) -> list[dict[str, Any]]:
+    """Photos tagged in each of the last ``minutes`` whole minutes (zeros included), oldest first."""
+    rows = conn.execute(
+        """
+        WITH m AS (
+            SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => %(n)s - 1),
+                                   date_trunc('minute', now()), interval '1 minute') AS minute
+        )
+        SELECT m.minute, count(p.photo_id) FROM m LEFT JOIN photos p
+          ON p.tagged_at >= m.minute AND p.tagged_at < m.minute + interval '1 minute'
+        GROUP BY m.minute ORDER BY m.minute
+        """,
+        {"n": int(minutes)},
+    ).fetchall()
+    return [{"minute": minute.isoformat(), "photos": int(n)} for minute, n in rows]
+
+
+def summaries(conn: psycopg.Connection[Any], photo_ids: list[str], tags: int = 5) -> list[dict]:
+    """Status, source, reason and best current tags of some photos (in the order given)."""
+    if not photo_ids:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """
+            SELECT p.photo_id, p.status, p.source, p.reason, p.model_version,
+                   coalesce(array_agg(t.tag ORDER BY t.score DESC, t.tag)
+                            FILTER (WHERE t.tag IS NOT NULL), '{}') AS tags,
+                   coalesce(array_agg(t.score ORDER BY t.score DESC, t.tag)
+                            FILTER (WHERE t.tag IS NOT NULL), '{}') AS scores
+            FROM photos p LEFT JOIN tags t
+              ON t.photo_id = p.photo_id AND t.model_version = p.model_version
+            WHERE p.photo_id = ANY(%s)
+            GROUP BY p.photo_id
+            """,
+            (list(photo_ids),),
+        ).fetchall()
+    by_id = {}
+    for r in rows:
+        pairs = list(zip(r.pop("tags"), r.pop("scores"), strict=True))[:tags]
+        r["tags"] = [{"tag": t, "score": round(float(s), 6)} for t, s in pairs]
+        by_id[r["photo_id"]] = r
+    return [by_id[pid] for pid in photo_ids if pid in by_id]
+
+
+def status_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Photos by status (every status present, zeros included)."""
+    counts = {s: 0 for s in STATUSES}
+    for status, n in conn.execute("SELECT status, count(*) FROM photos GROUP BY status"):
+        counts[status] = int(n)
+    return counts
