@@ -110,14 +110,21 @@ def _errors(info: Any, component: str) -> list[dict[str, Any]]:
     ]
 
 
-def _kinds(info: Any) -> dict[str, str]:
-    """component id -> 'spout' | 'bolt' (system components such as __acker left out)."""
-    out: dict[str, str] = {}
+def _kinds(info: Any, structure: Mapping[str, str] | None) -> dict[str, str]:
+    """component id -> 'spout' | 'bolt' (system components such as __acker left out): from
+    the topology's structure when given, else from the executors' stats."""
+    out = {c: k for c, k in (structure or {}).items() if not c.startswith("__")}
     for ex in info.executors or []:
         if ex.component_id.startswith("__") or ex.stats is None:
             continue
         out[ex.component_id] = "spout" if ex.stats.specific.spout is not None else "bolt"
     return out
+
+
+def stats_reported(info: Any) -> bool:
+    """Whether Nimbus has executor stats yet: workers report them every
+    ``executor.metrics.frequency.secs`` (60 s by default), so a new topology has none."""
+    return any(ex.stats is not None for ex in info.executors or [])
 
 
 def _totals(info: Any, component: str, window: str) -> _Totals:
@@ -151,10 +158,12 @@ def _row(kind: str, name: str, t: _Totals, errors: list[dict[str, Any]]) -> dict
     return row
 
 
-def topology_page(info: Any, window: str = ":all-time") -> dict[str, Any]:
+def topology_page(
+    info: Any, window: str = ":all-time", structure: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """``/api/v1/topology/<id>``: the topology and every spout and bolt for one window."""
     window = check_window(window)
-    kinds = _kinds(info)
+    kinds = _kinds(info, structure)
     spouts, bolts = [], []
     for name in sorted(kinds):
         row = _row(kinds[name], name, _totals(info, name, window), _errors(info, name))
@@ -168,6 +177,7 @@ def topology_page(info: Any, window: str = ":all-time") -> dict[str, Any]:
         "uptimeSeconds": info.uptime_secs,
         "window": window,
         "windowHint": WINDOWS[window],
+        "statsReported": stats_reported(info),
         "topologyStats": {
             "emitted": sum(t.emitted for t in totals),
             "transferred": sum(t.transferred for t in totals),
@@ -180,9 +190,11 @@ def topology_page(info: Any, window: str = ":all-time") -> dict[str, Any]:
     }
 
 
-def component_page(info: Any, component: str) -> dict[str, Any]:
+def component_page(
+    info: Any, component: str, structure: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """``/api/v1/topology/<id>/component/<name>``: one component over every window."""
-    kind = _kinds(info).get(component)
+    kind = _kinds(info, structure).get(component)
     if kind is None:
         raise KeyError(component)
     errors = _errors(info, component)
@@ -199,6 +211,7 @@ def component_page(info: Any, component: str) -> dict[str, Any]:
         "executors": all_time.executors,
         "tasks": all_time.tasks,
         "hosts": sorted(all_time.hosts),
+        "statsReported": stats_reported(info),
         ("spoutSummary" if kind == "spout" else "boltStats"): stats,
         "componentErrors": errors,
     }

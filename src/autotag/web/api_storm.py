@@ -21,15 +21,16 @@ from autotag.web.api_photos import State
 router = APIRouter(prefix="/api/v1", tags=["storm"])
 
 
-def topology_info(state: State, topology: str) -> Any:
-    """Nimbus' TopologyInfo for a topology named by id or name (404 if none)."""
+def topology_info(state: State, topology: str) -> tuple[Any, dict[str, str]]:
+    """Nimbus' TopologyInfo for a topology named by id or name (404 if none), and its
+    components' kinds."""
     client = NimbusClient(state.settings)
     try:
         rows = client.topologies()
         row = next((t for t in rows if topology in (t.id, t.name)), None)
         if row is None:
             raise HTTPException(404, f"no topology {topology!r}")
-        return client.topology_info(row.name)
+        return client.topology_info(row.name), client.components(row.name)
     except ServiceError:
         raise
     except AutotagError as exc:
@@ -42,7 +43,8 @@ def topology(topology: str, state: State, window: str = ":all-time") -> dict[str
         window = component_stats.check_window(window)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    return component_stats.topology_page(topology_info(state, topology), window)
+    info, structure = topology_info(state, topology)
+    return component_stats.topology_page(info, window, structure)
 
 
 @router.get(
@@ -50,8 +52,8 @@ def topology(topology: str, state: State, window: str = ":all-time") -> dict[str
     summary="One spout or bolt over every window (Storm UI REST)",
 )
 def component(topology: str, component: str, state: State) -> dict[str, Any]:
-    info = topology_info(state, topology)
+    info, structure = topology_info(state, topology)
     try:
-        return component_stats.component_page(info, component)
+        return component_stats.component_page(info, component, structure)
     except KeyError:
         raise HTTPException(404, f"no component {component!r} in {info.name}") from None

@@ -247,7 +247,8 @@ def topology_page(request: Request, name: str, state: State, window: str = "600"
         window = component_stats.check_window(window)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    page = component_stats.topology_page(api_storm.topology_info(state, name), window)
+    info, structure = api_storm.topology_info(state, name)
+    page = component_stats.topology_page(info, window, structure)
     return _page(request, "topology.html", topo=page, windows=component_stats.WINDOWS)
 
 
