@@ -2,9 +2,10 @@
 
 Loads N synthetic photos (default 100,000) with their current tags into a database of its
 own on the running Postgres (``autotag cluster up postgres``), with the real schema
-(migrations), then prints the plan of the page's search query (``lookups.search_sql``) for a
-common tag, and the server time (median of repeated runs) of that search, of a two-tag AND
-search, of newest-first order, a deep page, autocomplete and the tag cloud.
+(migrations), then prints the plan of the page's search query (``lookups.search_sql``) and of its capped match
+count for a common tag, and the server time (median of repeated runs) of that search, of
+newest-first order, a deep page, a two-tag AND search, and of the tag counts behind the tag
+cloud and autocomplete.
 
 Tags follow a Zipf law over a 2,000-word vocabulary (as real tags do), plus one common tag
 ("dog") on a third of the photos: the search the page must answer in < 300 ms.
@@ -105,36 +106,58 @@ def main() -> None:
                 f"loaded {args.photos} photos, {n_tags} tags in {time.perf_counter() - t0:.1f}s;"
                 f" {common} photos tagged {COMMON!r}"
             )
-            one = {"tags": [COMMON], "n": 1, "min": 0.0, "lim": 48, "off": 0}
-            plan = conn.execute(
-                f"EXPLAIN (ANALYZE, BUFFERS) {lookups.search_sql('score')}", one
-            ).fetchall()
-            print(f"\nEXPLAIN ANALYZE of the Search page's query, tag={COMMON!r}, first page:")
-            print("\n".join(r[0] for r in plan))
+            one = {**lookups.search_params([COMMON], 0.0), "lim": 48, "off": 0}
+            total = min(common, lookups.COUNT_CAP + 1)
+            for title, query in (
+                ("the Search page's query", lookups.search_sql("score", 1)),
+                ("its match count (capped)", lookups.count_sql(1)),
+            ):
+                plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {query}", one).fetchall()
+                print(f"\nEXPLAIN ANALYZE of {title}, tag={COMMON!r}, first page:")
+                print("\n".join(r[0] for r in plan))
             (second,) = conn.execute(
                 "SELECT tag FROM tags WHERE tag <> %s GROUP BY tag ORDER BY count(*) DESC LIMIT 1",
                 (COMMON,),
             ).fetchone()
+            two = {**lookups.search_params([COMMON, second], 0.0), "lim": 48, "off": 0}
             cases = [
-                (f"search {COMMON!r}, best first, page 1", "score", one),
-                (f"search {COMMON!r}, newest first, page 1", "newest", one),
-                (f"search {COMMON!r}, best first, page 100", "score", {**one, "off": 48 * 99}),
+                (f"{COMMON!r}, best first, page 1", lookups.search_sql("score", 1), one),
                 (
-                    f"search {COMMON!r} AND {second!r}",
-                    "score",
-                    {**one, "tags": sorted([COMMON, second]), "n": 2},
+                    f"{COMMON!r}, newest first, page 1",
+                    lookups.search_sql("newest", 1, total),
+                    one,
                 ),
-                (f"search {COMMON!r}, min score 0.9", "score", {**one, "min": 0.9}),
+                (
+                    f"{COMMON!r}, best first, page 100",
+                    lookups.search_sql("score", 1),
+                    {**one, "off": 48 * 99},
+                ),
+                (f"{COMMON!r}, min score 0.9", lookups.search_sql("score", 1), {**one, "min": 0.9}),
+                (f"{COMMON!r}: count (up to 1,001)", lookups.count_sql(1), one),
+                (f"{COMMON!r} AND {second!r}, page 1", lookups.search_sql("score", 2), two),
+                (f"{COMMON!r} AND {second!r}: count", lookups.count_sql(2), two),
             ]
             print("\nserver time (EXPLAIN ANALYZE execution time, median of 7):")
-            for label, order, params in cases:
-                print(f"  {label:<44} {server_ms(conn, lookups.search_sql(order), params):8.1f} ms")
+            for label, query, params in cases:
+                print(f"  {label:<44} {server_ms(conn, query, params):8.1f} ms")
+            counts = lookups.tag_counts(conn)
             print("\nround trip from Python (median of 7):")
             rounds = [
-                ("autocomplete 'ta'", lambda: lookups.autocomplete(conn, "ta"), 7),
-                ("autocomplete 'do'", lambda: lookups.autocomplete(conn, "do"), 7),
-                ("tag cloud, top 50 (the page caches it 30 s)", lambda: lookups.tag_cloud(conn), 3),
-                (f"search_all {COMMON!r}", lambda: lookups.search_all(conn, [COMMON]), 7),
+                (
+                    f"search_all([{COMMON!r}]): count + page 1",
+                    lambda: lookups.search_all(conn, [COMMON]),
+                    7,
+                ),
+                (
+                    "tag counts (cloud + autocomplete; cached 30 s)",
+                    lambda: lookups.tag_counts(conn),
+                    3,
+                ),
+                (
+                    "autocomplete 'ta' from the cached counts",
+                    lambda: lookups.complete(counts, "ta"),
+                    7,
+                ),
             ]
             for label, fn, repeat in rounds:
                 print(f"  {label:<44} {wall_ms(fn, repeat):8.1f} ms")

@@ -30,10 +30,10 @@ from fastapi.testclient import TestClient
 from autotag.cli import cli
 from autotag.config import Settings
 from autotag.learning import samples
-from autotag.learning.datasets import read_labels
+from autotag.learning.datasets import read_labels, resolve_photos
 from autotag.ops.web_token import read_token, token_file
 from autotag.pipeline.contract import PhotoResult
-from autotag.storage import database, photo_stream, writer
+from autotag.storage import database, lookups, photo_stream, writer
 from autotag.storage.photo_stream import PhotoStream
 from autotag.web.app import create_app
 
@@ -208,7 +208,9 @@ def test_similar(client: TestClient, api_settings: Settings) -> None:
     assert a not in [h["photo_id"] for h in out["results"]]
 
 
-def test_search_and_tags_autocomplete_cloud(client: TestClient, api_settings: Settings) -> None:
+def test_search_and_tags_autocomplete_cloud(
+    client: TestClient, api_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     word = f"zz{uuid.uuid4().hex[:6]}"
     dog, cat, grass = f"{word} dog", f"{word} cat", f"{word} grass"
     ids = [upload(client, body())[1]["photo_id"] for _ in range(4)]
@@ -233,14 +235,21 @@ def test_search_and_tags_autocomplete_cloud(client: TestClient, api_settings: Se
     assert found(tag=[dog], order="newest") == [ids[3], ids[1], ids[0]]
     page = client.get("/search", params={"tag": dog, "limit": 2, "offset": 2}).json()
     assert page["total"] == 3 and page["more"] is False and len(page["results"]) == 1
+    assert page["total_capped"] is False
     assert client.get("/search", params={"tag": dog, "limit": 2}).json()["more"] is True
     # Corrections feed search: a removed tag stops matching, an added one starts.
     assert client.post(f"/photos/{ids[0]}/labels", json={"tag": dog, "positive": False}).is_success
     assert client.post(f"/photos/{ids[2]}/labels", json={"tag": dog, "positive": True}).is_success
     assert found(tag=[dog]) == [ids[2], ids[1], ids[3]]
+    assert found(tag=[dog], order="newest") == [ids[3], ids[2], ids[1]]
+    monkeypatch.setattr(lookups, "DENSE_TAG", 0)  # the walk for tags on many photos
+    assert found(tag=[dog], order="newest") == [ids[3], ids[2], ids[1]]
+    assert found(tag=[dog], order="newest", min_score=0.5) == [ids[2], ids[1]]
 
     sugg = client.get("/autocomplete", params={"q": word.upper()}).json()["suggestions"]
     assert [s["tag"] for s in sugg] == [dog, grass, cat] and sugg[0]["photos"] == 3
+    sugg = client.get("/autocomplete", params={"q": "gras"}).json()["suggestions"]
+    assert grass in [s["tag"] for s in sugg]  # a word inside a longer tag
     assert client.get("/autocomplete", params={"q": "%"}).json()["suggestions"] == []
     cloud = {t["tag"]: t["photos"] for t in client.get("/tagcloud?top=500").json()["tags"]}
     assert cloud.get(grass) == 3 or len(cloud) == 500
@@ -512,3 +521,22 @@ def test_live_feed_and_big_body_over_a_socket(
         mine = [e for e in events if e["photo_id"] == pid]
         assert mine and mine[0]["status"] == "tagged"
         assert mine[0]["tags"] == [{"tag": word, "score": 0.66}]
+
+
+def test_labels_export_command_makes_a_training_folder(
+    client: TestClient, api_settings: Settings, tmp_path: Path
+) -> None:
+    photo = next(p for p in samples.package_photos() if p.name == "coffee.png")
+    pid = upload(client, photo.read_bytes(), name="coffee.png")[1]["photo_id"]
+    junk = upload(client, body())[1]["photo_id"]
+    for target in (pid, junk):
+        r = client.post(f"/photos/{target}/labels", json={"tag": "espresso", "positive": True})
+        assert r.status_code == 201
+    result = CliRunner().invoke(cli, ["labels", "export", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "not an image" in result.stderr
+    ls = read_labels(tmp_path / "out" / "labels.csv")
+    assert pid in ls.photo_ids and junk not in ls.photo_ids
+    paths, missing = resolve_photos(tmp_path / "out" / "images", ls.photo_ids)
+    assert not missing and (tmp_path / "out" / "images" / f"{pid}.png") in paths
+    assert (tmp_path / "out" / "images" / f"{pid}.png").read_bytes() == photo.read_bytes()

@@ -122,8 +122,9 @@ def _kinds(info: Any, structure: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def stats_reported(info: Any) -> bool:
-    """Whether Nimbus has executor stats yet: workers report them every
-    ``executor.metrics.frequency.secs`` (60 s by default), so a new topology has none."""
+    """Whether Nimbus has executor stats. On Storm 2 it may have none: workers heartbeat over
+    RPC without stats and write them to ZooKeeper, which Nimbus reads only for pre-2.0
+    topologies; the components and errors are still there."""
     return any(ex.stats is not None for ex in info.executors or [])
 
 

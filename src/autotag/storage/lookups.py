@@ -242,15 +242,75 @@ def failed(conn: psycopg.Connection[Any], limit: int = 50) -> list[dict[str, Any
 
 # -- what the web page asks ------------------------------------------------------------------
 
-SEARCH_ORDERS = {
-    "score": "h.score DESC, h.photo_id",
-    "newest": "p.uploaded_at DESC, h.photo_id",
-}
+SEARCH_ORDERS = ("score", "newest")
+# Totals are counted up to this many; past it the page says "1,000+".
+COUNT_CAP = 1_000
+# A tag on more photos than this is searched newest-first by walking photos newest-first
+# (matches are dense); a rarer one by sorting its matches (they are few).
+DENSE_TAG = 500
 
-# AND search over current tags and people's labels: a photo matches when each wanted tag is
-# a current tag scoring at least min, or a positive label (counted as 1.0), and no wanted tag
-# carries a negative label; its score is its weakest wanted tag's.
-_SEARCH_ALL = """
+# One tag (the common case): current tags scoring at least min whose photo has no label for
+# the tag, plus the photos people labeled with it (score 1.0). The labeled photos are read
+# once (an InitPlan array), which keeps the scan a plain filter: best-first then walks the
+# (lower(tag), score) index in order and stops after the page.
+_MODEL_MATCH = """
+    FROM tags t JOIN photos p ON p.photo_id = t.photo_id AND p.model_version = t.model_version
+    WHERE lower(t.tag) = %(tag)s AND t.score >= %(min)s
+      AND NOT t.photo_id = ANY(ARRAY(SELECT l.photo_id FROM labels l
+                                     WHERE lower(l.tag) = %(tag)s))
+"""
+_LABEL_MATCH = """
+    FROM labels l JOIN photos p ON p.photo_id = l.photo_id
+    WHERE l.positive AND lower(l.tag) = %(tag)s
+"""
+_ONE_TAG_BEST = f"""
+SELECT * FROM (
+    (SELECT t.photo_id, t.score, p.source, p.uploaded_at {_MODEL_MATCH}
+     ORDER BY t.score DESC, t.photo_id LIMIT %(lim)s + %(off)s)
+    UNION ALL
+    (SELECT l.photo_id, 1.0, p.source, p.uploaded_at {_LABEL_MATCH})
+) h
+ORDER BY h.score DESC, h.photo_id
+LIMIT %(lim)s OFFSET %(off)s
+"""
+# Newest first for a tag on few photos: all its matches, sorted.
+_ONE_TAG_SPARSE_NEWEST = f"""
+SELECT * FROM (
+    SELECT t.photo_id, t.score, p.source, p.uploaded_at {_MODEL_MATCH}
+    UNION ALL
+    SELECT l.photo_id, 1.0, p.source, p.uploaded_at {_LABEL_MATCH}
+) h
+ORDER BY h.uploaded_at DESC, h.photo_id
+LIMIT %(lim)s OFFSET %(off)s
+"""
+_ONE_TAG_COUNT = f"""
+SELECT (SELECT count(*) FROM (SELECT 1 {_MODEL_MATCH} LIMIT {{cap}}) m)
+     + (SELECT count(*) {_LABEL_MATCH})
+"""
+
+# Newest first for a tag on many photos: walk photos newest-first, keep those that match.
+_ONE_TAG_DENSE_NEWEST = """
+SELECT p.photo_id,
+       CASE WHEN lab.positive THEN 1.0 ELSE t.score END AS score, p.source, p.uploaded_at
+FROM photos p
+LEFT JOIN LATERAL (
+    SELECT max(t.score) AS score FROM tags t
+    WHERE t.photo_id = p.photo_id AND t.model_version = p.model_version
+      AND lower(t.tag) = %(tag)s AND t.score >= %(min)s
+) t ON true
+LEFT JOIN LATERAL (
+    SELECT bool_or(l.positive) AS positive FROM labels l
+    WHERE l.photo_id = p.photo_id AND lower(l.tag) = %(tag)s
+) lab ON true
+WHERE CASE WHEN lab.positive IS NULL THEN t.score IS NOT NULL ELSE lab.positive END
+ORDER BY p.uploaded_at DESC, p.photo_id
+LIMIT %(lim)s OFFSET %(off)s
+"""
+
+# Several tags (AND): a photo matches when each wanted tag is a current tag scoring at least
+# min, or a positive label (1.0), and no wanted tag carries a negative label; its score is
+# its weakest wanted tag's.
+_ALL_TAGS = """
 WITH per_tag AS (
     SELECT m.photo_id, m.tag, max(m.score) AS score FROM (
         SELECT t.photo_id, lower(t.tag) AS tag, t.score
@@ -270,41 +330,63 @@ WITH per_tag AS (
     SELECT photo_id, min(score) AS score FROM per_tag
     GROUP BY photo_id HAVING count(*) = %(n)s
 )
-SELECT h.photo_id, h.score, p.source, p.uploaded_at, count(*) OVER () AS total
+SELECT h.photo_id, h.score, p.source, p.uploaded_at
 FROM hits h JOIN photos p USING (photo_id)
 ORDER BY {order}
 LIMIT %(lim)s OFFSET %(off)s
 """
+_ALL_ORDERS = {"score": "h.score DESC, h.photo_id", "newest": "p.uploaded_at DESC, h.photo_id"}
 
 
 @dataclass(frozen=True)
 class SearchPage:
-    """One page of an AND search: hits (photo_id, score, source, uploaded_at) and the total."""
+    """One page of a search: hits (photo_id, score, source, uploaded_at) and the total,
+    counted up to COUNT_CAP (``capped`` when there are more)."""
 
     tags: list[str]
     hits: list[dict[str, Any]]
     total: int
     offset: int
+    capped: bool = False
 
     @property
     def more(self) -> bool:
-        return self.offset + len(self.hits) < self.total
+        return self.capped or self.offset + len(self.hits) < self.total
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "tags": self.tags,
             "total": self.total,
+            "total_capped": self.capped,
             "offset": self.offset,
             "more": self.more,
             "results": self.hits,
         }
 
 
-def search_sql(order: str = "score") -> str:
-    """The AND search's SQL for an order (bench/ prints its plan)."""
+def search_sql(order: str, n_tags: int, total: int = 0) -> str:
+    """The search's SQL for an order, a number of tags and the (capped) match count
+    (bench/web_search.py prints its plan)."""
     if order not in SEARCH_ORDERS:
         raise ValueError(f"order must be one of {', '.join(SEARCH_ORDERS)}")
-    return _SEARCH_ALL.format(order=SEARCH_ORDERS[order])
+    if n_tags > 1:
+        return _ALL_TAGS.format(order=_ALL_ORDERS[order])
+    if order == "score":
+        return _ONE_TAG_BEST
+    return _ONE_TAG_DENSE_NEWEST if total > DENSE_TAG else _ONE_TAG_SPARSE_NEWEST
+
+
+def count_sql(n_tags: int) -> str:
+    """Matches, counted up to COUNT_CAP + 1 (one tag) or all of them (several)."""
+    if n_tags == 1:
+        return _ONE_TAG_COUNT.format(cap=COUNT_CAP + 1)
+    inner = _ALL_TAGS.rsplit("ORDER BY", 1)[0]
+    return f"SELECT count(*) FROM ({inner} LIMIT {COUNT_CAP + 1}) c"
+
+
+def search_params(tags: list[str], min_score: float) -> dict[str, Any]:
+    wanted = sorted({t.strip().lower() for t in tags if t.strip()})
+    return {"tags": wanted, "tag": wanted[0] if wanted else "", "n": len(wanted), "min": min_score}
 
 
 def search_all(
@@ -316,12 +398,18 @@ def search_all(
     limit: int = 48,
     offset: int = 0,
 ) -> SearchPage:
-    """Photos carrying every one of ``tags`` (case-insensitive, whole tags), one page."""
-    wanted = sorted({t.strip().lower() for t in tags if t.strip()})
-    if not wanted:
+    """Photos carrying every one of ``tags`` (case-insensitive, whole tags), one page.
+
+    People's labels count: a tag removed from a photo no longer finds it, a tag added does.
+    """
+    params = search_params(tags, float(min_score))
+    if not params["tags"]:
         return SearchPage([], [], 0, offset)
-    params = {"tags": wanted, "n": len(wanted), "min": float(min_score)}
-    sql = search_sql(order)
+    n = params["n"]
+    row = conn.execute(count_sql(n), params).fetchone()
+    total = int(row[0]) if row else 0
+    capped = total > COUNT_CAP
+    sql = search_sql(order, n, total)
     rows = conn.execute(sql, {**params, "lim": int(limit), "off": int(offset)}).fetchall()
     hits = [
         {
@@ -330,39 +418,13 @@ def search_all(
             "source": source,
             "uploaded_at": uploaded.isoformat() if uploaded else None,
         }
-        for pid, score, source, uploaded, _total in rows
+        for pid, score, source, uploaded in rows
     ]
-    if not rows and offset:  # past the end: still say how many there are
-        rows = conn.execute(sql, {**params, "lim": 1, "off": 0}).fetchall()
-    total = int(rows[0][4]) if rows else 0
-    return SearchPage(wanted, hits, total, offset)
+    return SearchPage(params["tags"], hits, min(total, COUNT_CAP), offset, capped)
 
 
-def _like_prefix(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def autocomplete(
-    conn: psycopg.Connection[Any], prefix: str, limit: int = 10
-) -> list[dict[str, Any]]:
-    """Current tags starting with ``prefix`` (any case), most photos first."""
-    prefix = prefix.strip().lower()
-    if not prefix:
-        return []
-    rows = conn.execute(
-        """
-        SELECT min(t.tag), count(*) FROM tags t JOIN photos p
-          ON p.photo_id = t.photo_id AND p.model_version = t.model_version
-        WHERE lower(t.tag) LIKE %s
-        GROUP BY lower(t.tag) ORDER BY count(*) DESC, lower(t.tag) LIMIT %s
-        """,
-        (_like_prefix(prefix), limit),
-    ).fetchall()
-    return [{"tag": tag, "photos": int(n)} for tag, n in rows]
-
-
-def tag_cloud(conn: psycopg.Connection[Any], top: int = 50) -> list[dict[str, Any]]:
-    """The most common current tags with their photo counts, most common first."""
+def tag_counts(conn: psycopg.Connection[Any], top: int | None = None) -> list[dict[str, Any]]:
+    """Current tags with their photo counts, most common first (all, or the ``top``)."""
     rows = conn.execute(
         """
         SELECT t.tag, count(*) FROM tags t JOIN photos p
@@ -372,6 +434,22 @@ def tag_cloud(conn: psycopg.Connection[Any], top: int = 50) -> list[dict[str, An
         (top,),
     ).fetchall()
     return [{"tag": tag, "photos": int(n)} for tag, n in rows]
+
+
+def complete(counts: list[dict[str, Any]], prefix: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Autocomplete from ``tag_counts``: tags starting with the prefix, or with a word of it
+    ("retr" finds "golden retriever"), most photos first."""
+    p = prefix.strip().lower()
+    if not p:
+        return []
+    starts = [c for c in counts if c["tag"].lower().startswith(p)]
+    words = [
+        c
+        for c in counts
+        if not c["tag"].lower().startswith(p)
+        and any(w.startswith(p) for w in c["tag"].lower().replace(",", " ").split())
+    ]
+    return (starts + words)[:limit]
 
 
 def tagged_per_minute(conn: psycopg.Connection[Any], minutes: int = 15) -> list[dict[str, Any]]:

@@ -29,8 +29,8 @@ router = APIRouter(tags=["search"])
 
 MAX_LIMIT = 1000
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-# The tag cloud is a GROUP BY over every current tag: recomputed at most this often.
-CLOUD_TTL_SECS = 30.0
+# Tag counts are a GROUP BY over every current tag: recomputed at most this often.
+TAGS_TTL_SECS = 30.0
 
 
 def jsonable(value: Any) -> Any:
@@ -71,30 +71,29 @@ def search(
     return page.as_dict()
 
 
-@router.get("/autocomplete", summary="Current tags starting with q")
+def tag_counts(state: WebState) -> list[dict[str, Any]]:
+    """Every current tag with its photo count, most common first: one GROUP BY over the
+    tags, cached for TAGS_TTL_SECS, serves both the tag cloud and autocomplete."""
+    at, tags = state.cache.get("tag_counts", (0.0, []))
+    if time.monotonic() - at > TAGS_TTL_SECS:
+        with state.pool.connection() as conn:
+            tags = lookups.tag_counts(conn)
+        state.cache["tag_counts"] = (time.monotonic(), tags)
+    return tags
+
+
+@router.get("/autocomplete", summary="Current tags starting with q (or with a word of it)")
 def autocomplete(
     state: State,
     q: Annotated[str, Query(max_length=200)] = "",
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> dict[str, Any]:
-    with state.pool.connection() as conn:
-        return {"q": q, "suggestions": lookups.autocomplete(conn, q, limit)}
-
-
-def cloud(state: WebState, top: int) -> list[dict[str, Any]]:
-    """The tag cloud, cached for CLOUD_TTL_SECS."""
-    key = f"tagcloud:{top}"
-    at, tags = state.cache.get(key, (0.0, []))
-    if time.monotonic() - at > CLOUD_TTL_SECS:
-        with state.pool.connection() as conn:
-            tags = lookups.tag_cloud(conn, top)
-        state.cache[key] = (time.monotonic(), tags)
-    return tags
+    return {"q": q, "suggestions": lookups.complete(tag_counts(state), q, limit)}
 
 
 @router.get("/tagcloud", summary="The most common current tags with photo counts")
 def tagcloud(state: State, top: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-    return {"tags": cloud(state, top)}
+    return {"tags": tag_counts(state)[:top]}
 
 
 @router.get("/similar/{photo_id}", summary="Photos most similar to a photo (dot product)")

@@ -82,7 +82,7 @@ def search_page(
         tags=tags,
         min_score=min_score,
         order=order,
-        cloud=api_search.cloud(state, 50),
+        cloud=api_search.tag_counts(state)[:50],
         **context,
     )
 
@@ -105,8 +105,7 @@ def suggest_fragment(
     request: Request, state: State, tag: Annotated[str, Query(max_length=200)] = ""
 ) -> HTMLResponse:
     """``<option>``s for the tag box's datalist (the box sends its value as ``tag``)."""
-    with state.pool.connection() as conn:
-        suggestions = lookups.autocomplete(conn, tag, 10)
+    suggestions = lookups.complete(api_search.tag_counts(state), tag, 10)
     return _page(request, "_suggest.html", suggestions=suggestions)
 
 
