@@ -526,11 +526,11 @@ def test_live_feed_and_big_body_over_a_socket(
 def test_labels_export_command_makes_a_training_folder(
     client: TestClient, api_settings: Settings, tmp_path: Path
 ) -> None:
-    photo = next(p for p in samples.package_photos() if p.name == "coffee.png")
-    pid = upload(client, photo.read_bytes(), name="coffee.png")[1]["photo_id"]
+    photo = next(p for p in samples.package_photos() if p.name == "rocket.jpg")
+    pid = upload(client, photo.read_bytes(), name="rocket.jpg")[1]["photo_id"]
     junk = upload(client, body())[1]["photo_id"]
     for target in (pid, junk):
-        r = client.post(f"/photos/{target}/labels", json={"tag": "espresso", "positive": True})
+        r = client.post(f"/photos/{target}/labels", json={"tag": "rocket", "positive": True})
         assert r.status_code == 201
     result = CliRunner().invoke(cli, ["labels", "export", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
@@ -538,5 +538,5 @@ def test_labels_export_command_makes_a_training_folder(
     ls = read_labels(tmp_path / "out" / "labels.csv")
     assert pid in ls.photo_ids and junk not in ls.photo_ids
     paths, missing = resolve_photos(tmp_path / "out" / "images", ls.photo_ids)
-    assert not missing and (tmp_path / "out" / "images" / f"{pid}.png") in paths
-    assert (tmp_path / "out" / "images" / f"{pid}.png").read_bytes() == photo.read_bytes()
+    assert not missing and (tmp_path / "out" / "images" / f"{pid}.jpg") in paths
+    assert (tmp_path / "out" / "images" / f"{pid}.jpg").read_bytes() == photo.read_bytes()

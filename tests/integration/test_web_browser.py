@@ -153,11 +153,13 @@ def test_a_person_uses_the_page(
     assert "photo" in page.inner_text("#result-count")
     shot(page, "search")
 
-    # Photo: its tags with scores, similar photos (the other upload is one of them).
+    # Photo: its tags with scores, similar photos (the dot-product ranking the API gives).
     page.click(f'#results a[href="/photo/{ids[0]}"]')
     page.wait_for_selector(f'#tags tr[data-tag="{tag}"]')
-    assert page.query_selector_all("#similar .card"), page.inner_text("#similar")
-    assert page.query_selector(f'#similar a[href="/photo/{ids[1]}"]')
+    cards = [c.get_attribute("href") for c in page.query_selector_all("#similar .card")]
+    ranked = page.request.get(f"{base}/similar/{ids[0]}?top=12").json()["results"]
+    assert cards and cards == [f"/photo/{r['photo_id']}" for r in ranked]
+    assert f"/photo/{ids[0]}" not in cards
     shot(page, "photo")
 
     # A correction: remove the tag; the page shows it, and it is stored as a label.
