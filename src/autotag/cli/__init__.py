@@ -26,6 +26,8 @@ COMMAND_MODULES = [
     "requeue",
     "gc",
     "demo",
+    "url",
+    "labels",
 ]
 
 

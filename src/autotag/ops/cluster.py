@@ -19,6 +19,7 @@ from autotag.ops.daemons.postgres import PostgresDaemon
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon, ZooKeeperDaemon
 from autotag.ops.daemons.storm_home import ensure_storm_home, java_bin
+from autotag.ops.web_token import load_or_create_token, read_token
 from autotag.storage import database
 
 
@@ -48,8 +49,54 @@ class StormUiDaemon(Daemon):
         return None
 
 
+class WebDaemon(Daemon):
+    """The web page and HTTP API (``python -m autotag.web``, uvicorn) as a managed process.
+
+    Healthy when ``/healthz`` answers 200 to the token in the run directory's token file:
+    the server is up, the token works, and it reaches Redis and Postgres.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, name="web", port=settings.port(settings.http_port))
+        self.env_extra = child_env(settings)
+
+    def argv(self) -> Sequence[str]:
+        return [sys.executable, "-m", "autotag.web"]
+
+    def prepare(self) -> None:
+        load_or_create_token(self.settings.run_dir)  # before start: `autotag url` agrees
+
+    def check(self) -> str | None:
+        problem = super().check()
+        if problem:
+            return problem
+        import json
+        import urllib.error
+        import urllib.request
+
+        url = f"http://{self.settings.host}:{self.port}/healthz"
+        try:
+            token = read_token(self.settings.run_dir)
+            req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read())
+            except ValueError:
+                detail = {}
+            why = detail.get("error") or ", ".join(
+                f"{k}: {v}" for k, v in detail.items() if k != "ok" and v != "ok"
+            )
+            return f"{url} answered {exc.code}: {why or exc.reason}"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+            return f"{url} failed: {exc}"
+        return None
+
+
 STORM_DAEMONS = ("zookeeper", "nimbus", "supervisor", "ui")
 DATA_DAEMONS = ("redis", "postgres")
+WEB_DAEMONS = ("web",)
 
 
 def daemons(settings: Settings, names: Sequence[str] | None = None) -> list[Daemon]:
@@ -61,6 +108,7 @@ def daemons(settings: Settings, names: Sequence[str] | None = None) -> list[Daem
         "ui": StormUiDaemon,
         "redis": RedisDaemon,
         "postgres": PostgresDaemon,
+        "web": WebDaemon,
     }
     wanted = list(names) if names else list(factories)
     unknown = [n for n in wanted if n not in factories]
@@ -100,8 +148,8 @@ def up(
             f"{d.name:<10} up   pid {st.pid}  port {st.port or '-'}  ({time.monotonic() - t0:.1f}s)"
         )
         statuses.append(st)
-    if any(d.name == "postgres" for d in selected):
-        prepare_database(settings, progress)
+        if d.name == "postgres":  # schema first: the web service reads it
+            prepare_database(settings, progress)
     return statuses
 
 

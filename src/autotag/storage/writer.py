@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 # Vector writes take this transaction-scoped advisory lock just before commit.
 _VECTOR_SEQ_LOCK = 0x617574_766563  # "autvec"
+# Each committed batch is announced on this channel (the web page's live feed LISTENs):
+# the payload is the batch's photo ids, comma-separated, at most this many per notification
+# (a NOTIFY payload must stay under 8,000 bytes).
+NOTIFY_CHANNEL = "autotag_results"
+NOTIFY_IDS_PER_MESSAGE = 100
 
 
 class StorableResult(Protocol):
@@ -114,6 +119,15 @@ WHERE v.feature IS DISTINCT FROM EXCLUDED.feature
 """
 
 
+# One statement per batch, delivered by Postgres only if the transaction commits.
+_NOTIFY = "SELECT pg_notify(%s, m) FROM unnest(%s::text[]) AS m"
+
+
+def _notify_payloads(photo_ids: Sequence[str]) -> list[str]:
+    n = NOTIFY_IDS_PER_MESSAGE
+    return [",".join(photo_ids[i : i + n]) for i in range(0, len(photo_ids), n)]
+
+
 def _dedupe(results: Iterable[StorableResult]) -> list[StorableResult]:
     """Last result per photo wins (a replay can put the same photo twice in one batch)."""
     by_id: dict[str, StorableResult] = {}
@@ -199,6 +213,7 @@ def _send(conn: psycopg.Connection[Any], b: _Batch) -> None:
     if b.vectors[0]:
         statements.append(("SELECT pg_advisory_xact_lock(%s)", (_VECTOR_SEQ_LOCK,)))
         statements.append((_UPSERT_VECTORS, b.vectors))
+    statements.append((_NOTIFY, (NOTIFY_CHANNEL, _notify_payloads(b.photos[0]))))
     if not conn.autocommit:
         # A caller-managed connection: psycopg's own transaction (a few more round trips).
         with conn.pipeline(), conn.transaction():
