@@ -5,6 +5,10 @@ per ImageNet class over the ``cnn`` feature set. Lifting W and b out of the grap
 working bundle with no training and no download; trained heads are later merged beside it.
 Our score is ``W·x − b``, so the bundle stores ``b = −b_onnx``.
 
+Everyday concepts (dog, animal, vehicle …) ride along: a reviewed vocabulary
+(``concepts.tsv``) mapped through WordNet's noun hierarchy to sums of leaf probabilities
+(``autotag.vision.concepts``), stored in the bundle as one more matrix.
+
 Class names are the first WordNet lemma of each synset (timm's ImageNet files, read as data:
 timm itself imports torch), e.g. ``tabby``, ``tiger cat``, ``espresso``. Names that clash
 (``crane`` the bird and the machine, ``maillot`` twice, ``Cardigan``/``cardigan``) take their
@@ -18,11 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
+from autotag.vision.concepts import VOCABULARY_FILE, build_concepts, leaf_words, read_vocabulary
 from autotag.vision.features import feature_set_spec, verify_onnx
+from autotag.vision.wordnet import WORDNET_DIR, WordNet
 
-DEFAULT_BUNDLE_ID = "imagenet-efficientnet-lite0-v1"
+# v2: concepts from WordNet (v1 had the 1,000 leaves only).
+DEFAULT_BUNDLE_ID = "imagenet-efficientnet-lite0-v2"
+DEFAULT_FAMILY = "imagenet-efficientnet-lite0-v"
 DEFAULT_GROUP = "imagenet"
 # Softmax over 1,000 classes: 0.15 passes the one or two classes the network clearly
 # prefers (coffee → espresso 0.90; a cat → tabby / tiger cat) and drops the long tail.
@@ -126,14 +135,22 @@ def check_against_onnx(onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray) -> fl
     return err
 
 
-def build_default_bundle(models_dir: str | Path, onnx_path: Path) -> str:
+def build_default_bundle(
+    models_dir: str | Path,
+    onnx_path: Path,
+    *,
+    vocabulary: Path = VOCABULARY_FILE,
+    wordnet_dir: Path = WORDNET_DIR,
+) -> str:
     """Build (or reuse) the ImageNet bundle in ``models_dir`` from the EfficientNet-Lite0
-    file ``onnx_path``; activate it if none is active.
+    file ``onnx_path``, with the concepts of ``vocabulary``; activate it if none is active
+    or the active one is an older default bundle (``autotag retag`` then moves the photos).
 
-    Idempotent: a bundle already built from the same ONNX file (same sha256) is kept.
+    Idempotent: a bundle already built from the same ONNX and vocabulary files is kept.
     """
     models_dir = Path(models_dir)
     sha = verify_onnx(onnx_path)
+    vocab_sha = file_sha256(vocabulary)
     target = bundles.bundle_dir(models_dir, DEFAULT_BUNDLE_ID)
     existing = None
     if target.is_dir():
@@ -141,10 +158,19 @@ def build_default_bundle(models_dir: str | Path, onnx_path: Path) -> str:
             existing = bundles.ModelBundle.load(target)
         except ModelError:
             existing = None  # corrupt or half-written: rebuild it
-    if existing is None or existing.provenance.get("onnx_sha256") != sha:
+    if (
+        existing is None
+        or existing.provenance.get("onnx_sha256") != sha
+        or existing.provenance.get("vocabulary_sha256") != vocab_sha
+    ):
         W, b_onnx = read_onnx_classifier(onnx_path)
         err = check_against_onnx(onnx_path, W, b_onnx)
         classes = imagenet_class_names()
+        synsets = imagenet_synsets()
+        wordnet = WordNet.load(wordnet_dir)
+        concepts, concept_matrix, concept_thresholds = build_concepts(
+            read_vocabulary(vocabulary), synsets, wordnet
+        )
         spec = feature_set_spec("cnn")
         if W.shape != (len(classes), spec["dim"]):
             raise ModelError(f"{onnx_path.name}: classifier is {W.shape}, expected (1000, 1280)")
@@ -166,7 +192,11 @@ def build_default_bundle(models_dir: str | Path, onnx_path: Path) -> str:
             W=W,
             b=-b_onnx,
             thresholds=np.full(len(classes), DEFAULT_THRESHOLD, np.float32),
-            detectors=["face"],
+            detectors=["face", "monochrome"],
+            concepts=concepts,
+            concept_matrix=concept_matrix,
+            concept_thresholds=concept_thresholds,
+            class_words=leaf_words(classes, synsets, wordnet),
             metrics={},
             dataset={
                 "name": "ImageNet-1k",
@@ -183,9 +213,15 @@ def build_default_bundle(models_dir: str | Path, onnx_path: Path) -> str:
                 "onnx_sha256": sha,
                 "threshold": f"{DEFAULT_THRESHOLD} on every class (softmax probability)",
                 "check_max_abs_error": err,
+                "concepts": f"{vocabulary.name} ({len(concepts)} concepts) through WordNet 3.0 "
+                "noun hypernyms (Debian wordnet-base); a concept's probability is the sum of "
+                "its leaves' softmax probabilities",
+                "vocabulary_sha256": vocab_sha,
+                "wordnet_license": "WordNet 3.0 license (Princeton University)",
             },
         )
         bundle.install(models_dir)
-    if bundles.active_bundle_id(models_dir) is None:
+    active = bundles.active_bundle_id(models_dir)
+    if active is None or (active.startswith(DEFAULT_FAMILY) and active != DEFAULT_BUNDLE_ID):
         bundles.set_active(models_dir, DEFAULT_BUNDLE_ID)
     return DEFAULT_BUNDLE_ID
