@@ -123,7 +123,9 @@ def _concepts(matrix: list[list[float]], thr: float = 0.5) -> dict:
 
     names = ["dog", "animal"][: len(matrix)]
     return {
-        "concepts": [Concept(n, ["n0"], [n], int(sum(r))) for n, r in zip(names, matrix)],
+        "concepts": [
+            Concept(n, ["n0"], [n], int(sum(r))) for n, r in zip(names, matrix, strict=True)
+        ],
         "concept_matrix": np.array(matrix, np.float32),
         "concept_thresholds": np.full(len(matrix), thr, np.float32),
     }

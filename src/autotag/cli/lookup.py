@@ -95,8 +95,10 @@ def show(photo: str, as_json: bool) -> None:
     vecs = ", ".join(f"{fs} ({dim})" for fs, dim in info.vectors.items()) or "none"
     click.echo(f"vectors   {vecs}")
     click.echo("tags" if info.tags else "tags      none")
+    width = max((len(t) for t, _ in info.tags), default=0)
     for tag, score in info.tags:
-        click.echo(f"  {score:6.3f}  {tag}")
+        kind, via = info.kinds.get(tag, ("leaf", None))
+        click.echo(f"  {score:6.3f}  {tag:<{width}}  {kind}{f' (via {via})' if via else ''}")
     if info.other_model_versions:
         older = ", ".join(f"{v} ({n})" for v, n in info.other_model_versions.items())
         click.echo(f"older tags from {older}")

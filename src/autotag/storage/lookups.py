@@ -110,7 +110,8 @@ class PhotoInfo:
     model_version: str | None
     uploaded_at: datetime | None
     tagged_at: datetime | None
-    tags: list[tuple[str, float]] = field(default_factory=list)
+    tags: list[tuple[str, float]] = field(default_factory=list)  # concepts first
+    kinds: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # tag -> (kind, via)
     vectors: dict[str, int] = field(default_factory=dict)  # feature_set -> dimension
     other_model_versions: dict[str, int] = field(default_factory=dict)  # version -> tag rows
 
@@ -131,7 +132,15 @@ class PhotoInfo:
             "model_version": self.model_version,
             "uploaded_at": self.uploaded_at.isoformat() if self.uploaded_at else None,
             "tagged_at": self.tagged_at.isoformat() if self.tagged_at else None,
-            "tags": [{"tag": t, "score": round(float(s), 6)} for t, s in self.tags],
+            "tags": [
+                {
+                    "tag": t,
+                    "score": round(float(s), 6),
+                    "kind": self.kinds.get(t, ("leaf", None))[0],
+                    "via": self.kinds.get(t, ("leaf", None))[1],
+                }
+                for t, s in self.tags
+            ],
             "has_vector": self.has_vector,
             "vectors": dict(self.vectors),
             "other_model_versions": dict(self.other_model_versions),
@@ -149,14 +158,13 @@ def show(conn: psycopg.Connection[Any], photo_id: str) -> PhotoInfo | None:
     if row is None:
         return None
     info = PhotoInfo(**row)
-    info.tags = [
-        (t, float(s))
-        for t, s in conn.execute(
-            "SELECT tag, score FROM tags WHERE photo_id = %s AND model_version = %s"
-            " ORDER BY score DESC, tag",
-            (photo_id, info.model_version),
-        )
-    ]
+    rows = conn.execute(
+        "SELECT tag, score, kind, via FROM tags WHERE photo_id = %s AND model_version = %s"
+        " ORDER BY kind <> 'concept', score DESC, tag",
+        (photo_id, info.model_version),
+    ).fetchall()
+    info.tags = [(t, float(s)) for t, s, _, _ in rows]
+    info.kinds = {t: (k, v) for t, _, k, v in rows}
     info.vectors = {
         fs: int(dim or 0)
         for fs, dim in conn.execute(
