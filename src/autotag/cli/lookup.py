@@ -10,9 +10,11 @@ import click
 
 from autotag.checksums import file_sha256
 from autotag.config import Settings, settings
-from autotag.errors import AutotagError, ServiceError
+from autotag.errors import AutotagError, ModelError, ServiceError
 from autotag.storage import blobs, database, lookups
 from autotag.storage.photo_stream import PhotoStream
+from autotag.vision import bundle as bundles
+from autotag.vision.concepts import search_vocabulary
 
 
 def _dump(payload: Any) -> None:
@@ -36,29 +38,53 @@ def _queue_info(s: Settings) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
+def _vocabulary(s: Settings) -> dict[str, list[str]]:
+    """Search words of the active bundle (its tags, synonyms, plurals); detector and
+    property words only when there is no readable active bundle."""
+    active = bundles.active_bundle_id(s.models_dir)
+    manifest = None
+    if active:
+        try:
+            manifest = bundles.read_manifest(bundles.bundle_dir(s.models_dir, active))
+        except ModelError:
+            manifest = None
+    return search_vocabulary(manifest)
+
+
 @click.command()
-@click.argument("tag")
+@click.argument("query", nargs=-1, required=True)
 @click.option("--min-score", type=float, default=0.0, show_default=True)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--exact", is_flag=True, help="Whole-tag matches only (no words of longer tags).")
-@click.option("--json", "as_json", is_flag=True)
-def search(tag: str, min_score: float, limit: int, exact: bool, as_json: bool) -> None:
-    """Photos tagged TAG (case-insensitive), best score first.
+@click.option("--json", "as_json", is_flag=True, help="JSON, with why each photo matched.")
+def search(
+    query: tuple[str, ...], min_score: float, limit: int, exact: bool, as_json: bool
+) -> None:
+    """Photos tagged QUERY (case-insensitive), best first.
 
-    Exact tag matches come first, then photos whose multi-word tag contains every word of
-    TAG ("retriever" also finds "golden retriever"), unless --exact.
+    Finds tags by name, plural and synonym ("dogs", "automobile" finds car) and everyday
+    concepts (dog finds the German shepherds); several words must all match ("dog beach").
+    Exact tag matches come first, then plurals and synonyms, then photos whose multi-word tag
+    contains every word of a term ("retriever" also finds "golden retriever"), unless --exact.
     """
     s = settings()
+    text = " ".join(query)
     with database.connect(s) as conn, database.pg_errors(s):
-        hits = lookups.search(conn, tag, min_score, limit, words=not exact)
+        hits = lookups.search(
+            conn, text, min_score, limit, words=not exact, vocabulary=_vocabulary(s)
+        )
     if as_json:
         _dump([h.as_dict() for h in hits])
         return
     if not hits:
-        click.echo(f"no photos tagged {tag!r}", err=True)
+        click.echo(f"no photos tagged {text!r}", err=True)
         return
     for h in hits:
-        click.echo(f"{h.score:6.3f}  {h.photo_id}  {h.tag}  {h.source or ''}".rstrip())
+        why = ", ".join(
+            f"{m['tag']} ({m['kind']}{', ' + m['match'] if m['match'] != 'exact' else ''})"
+            for m in h.matches
+        )
+        click.echo(f"{h.score:6.3f}  {h.photo_id}  {why}  {h.source or ''}".rstrip())
 
 
 def _resolve_photo(arg: str) -> str:

@@ -11,19 +11,23 @@ use for each tag (synonyms and plurals), recorded in the bundle for ``autotag se
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from autotag.errors import ModelError
 from autotag.vision.bundle import Concept
+from autotag.vision.properties import PROPERTY_WORDS
 from autotag.vision.wordnet import WordNet
 
 VOCABULARY_FILE = Path(__file__).with_name("concepts.tsv")
 _SYNSET_RE = re.compile(r"^-?n\d{8}$")
 _COLUMNS = ["tag", "synsets", "words", "threshold", "note"]
+# What else a search may type for the face detector's tags.
+DETECTOR_WORDS = {"person": ["people", "persons", "human", "humans"], "face": []}
 
 
 @dataclass(frozen=True)
@@ -142,3 +146,29 @@ def leaf_words(
         words = [w for w in search_words([name, *wordnet[sid].lemmas], wordnet)]
         out[name] = [w for w in words if w != name.lower()]
     return out
+
+
+def search_vocabulary(manifest: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """Search word (lower-case) → the tags it names, from a bundle's manifest: every class
+    and concept by its own name, its recorded synonyms and irregular plurals; detector and
+    property tags too. With no manifest, only the detector and property words."""
+    vocab: dict[str, list[str]] = {}
+
+    def add(word: str, tag: str) -> None:
+        tags = vocab.setdefault(word.lower(), [])
+        if tag not in tags:
+            tags.append(tag)
+
+    for tag, words in {**DETECTOR_WORDS, **PROPERTY_WORDS}.items():
+        for w in [tag, *words]:
+            add(w, tag)
+    if manifest:
+        for name in manifest.get("classes") or []:
+            add(str(name), str(name))
+        for name, words in (manifest.get("class_words") or {}).items():
+            for w in words:
+                add(str(w), str(name))
+        for c in manifest.get("concepts") or []:
+            for w in [c["tag"], *c.get("words", [])]:
+                add(str(w), str(c["tag"]))
+    return vocab
