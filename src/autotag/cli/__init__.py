@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "lookup",
     "models",
     "training",
+    "concepts",
     "similar",
     "requeue",
     "demo",
