@@ -432,3 +432,24 @@ def test_psql_finds_concepts_by_kind(conn: psycopg.Connection[Any]) -> None:
         (f"dog{w}",),
     ).fetchall()
     assert rows == [(pid, pytest.approx(0.8), "pug")]
+
+
+def test_stats_show_the_retag_backlog(conn: psycopg.Connection[Any]) -> None:
+    """After a new default bundle lands: how many photos are still on another version."""
+    new = f"new-{uuid.uuid4().hex[:8]}"
+    before = lookups.stats(conn, active_version=new)["backlog"]
+    assert before["active"] == new
+    old_ids, new_ids = [new_id() for _ in range(3)], [new_id() for _ in range(2)]
+    writer.write_results(
+        conn,
+        [PhotoResult(i, "tagged", "old-v1", "cnn", [("x", 0.5)]) for i in old_ids]
+        + [PhotoResult(i, "tagged", new, "cnn", [("x", 0.5)]) for i in new_ids],
+    )
+    assert registry.mark_queued(conn, old_ids[:1], include_tagged=True) == 1  # being re-tagged
+    after = lookups.stats(conn, active_version=new)["backlog"]
+    assert after["on_other_versions"] == before["on_other_versions"] + 3
+    assert after["queued_for_retag"] == before["queued_for_retag"] + 1
+    writer.write_results(conn, [PhotoResult(old_ids[0], "tagged", new, "cnn", [("x", 0.6)])])
+    done = lookups.stats(conn, active_version=new)["backlog"]
+    assert done["on_other_versions"] == before["on_other_versions"] + 2
+    assert lookups.stats(conn)["backlog"] is None

@@ -183,3 +183,43 @@ def test_merge_keeps_concepts_over_the_merged_columns() -> None:
     ).merge(base)
     assert [c.tag for c in kept.concepts] == ["dog"]
     assert kept.concept_matrix.tolist() == [[0, 1, 1, 0, 0]]
+
+
+def test_new_default_bundle_replaces_an_older_default_only(tmp_path: Path) -> None:
+    """init-default activates v2 over the old v1 default (then `autotag retag` moves the
+    photos), but never over a bundle someone trained."""
+    import dataclasses
+
+    from autotag.config import load_settings
+    from autotag.vision import bundle as bundles
+    from autotag.vision.features import LITE2, onnx_model_path
+    from autotag.vision.imagenet import DEFAULT_BUNDLE_ID, LITE2_BUNDLE_ID, build_default_bundle
+
+    dirs = load_settings().model_dirs
+    assert build_default_bundle(tmp_path, onnx_model_path(dirs)) == DEFAULT_BUNDLE_ID
+    v2 = bundles.load_active(tmp_path)
+    dataclasses.replace(v2, id="imagenet-efficientnet-lite0-v1").install(tmp_path)
+    dataclasses.replace(v2, id="my-trained-1").install(tmp_path)
+    bundles.set_active(tmp_path, "imagenet-efficientnet-lite0-v1")
+    build_default_bundle(tmp_path, onnx_model_path(dirs))
+    assert bundles.active_bundle_id(tmp_path) == DEFAULT_BUNDLE_ID
+    bundles.set_active(tmp_path, "my-trained-1")
+    build_default_bundle(tmp_path, onnx_model_path(dirs))
+    assert bundles.active_bundle_id(tmp_path) == "my-trained-1"
+    lite2 = build_default_bundle(tmp_path, onnx_model_path(dirs, LITE2), backbone=LITE2)
+    assert lite2 == LITE2_BUNDLE_ID and bundles.active_bundle_id(tmp_path) == "my-trained-1"
+    b2 = bundles.load_bundle(tmp_path, LITE2_BUNDLE_ID)
+    assert b2.feature_key == "cnn-lite2@1" and np.all(b2.concept_thresholds == np.float32(0.65))
+
+
+def test_lite2_features_tag_the_coffee_photo() -> None:
+    import skimage.data
+
+    from autotag.config import load_settings
+    from autotag.vision.features import FeatureOptions, get_feature_set
+
+    fs = get_feature_set("cnn-lite2", FeatureOptions(load_settings().model_dirs, 1))
+    rgb = skimage.data.coffee()
+    emb, logits = fs.run([np.ascontiguousarray(rgb[:, :, ::-1])])
+    assert emb.shape == (1, 1280) and fs.key == "cnn-lite2@1"
+    assert imagenet_class_names()[int(np.argmax(logits[0]))] == "espresso"

@@ -137,7 +137,7 @@ def stats(top: int, as_json: bool) -> None:
     """Photos by status, tags per photo, top tags, and the queue (if Redis is up)."""
     s = settings()
     with database.connect(s) as conn, database.pg_errors(s):
-        st = lookups.stats(conn, top)
+        st = lookups.stats(conn, top, bundles.active_bundle_id(s.models_dir))
     st["queue"] = _queue_info(s)
     if as_json:
         _dump(st)
@@ -151,6 +151,13 @@ def stats(top: int, as_json: bool) -> None:
     if st["model_versions"]:
         versions = ", ".join(f"{v} ({n})" for v, n in st["model_versions"].items())
         click.echo(f"models    {versions}")
+    backlog = st["backlog"]
+    if backlog and backlog["on_other_versions"]:
+        click.echo(
+            f"backlog   {backlog['on_other_versions']} photos still on older models"
+            f" ({backlog['queued_for_retag']} queued); `autotag retag` moves them to"
+            f" {backlog['active']}"
+        )
     if st["vectors"]:
         click.echo("vectors   " + ", ".join(f"{k} ({n})" for k, n in st["vectors"].items()))
     q = st["queue"]

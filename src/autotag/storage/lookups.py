@@ -237,8 +237,12 @@ def show(conn: psycopg.Connection[Any], photo_id: str) -> PhotoInfo | None:
     return info
 
 
-def stats(conn: psycopg.Connection[Any], top: int = 20) -> dict[str, Any]:
-    """Counts by status, current tags per tagged photo, top tags, model versions, vectors."""
+def stats(
+    conn: psycopg.Connection[Any], top: int = 20, active_version: str | None = None
+) -> dict[str, Any]:
+    """Counts by status, current tags per tagged photo, top tags, model versions, vectors;
+    with ``active_version``, also the re-tag backlog: photos whose tags come from another
+    model (queued for re-tagging or not yet)."""
     by_status = {s: 0 for s in STATUSES}
     for status, n in conn.execute("SELECT status, count(*) FROM photos GROUP BY status"):
         by_status[status] = int(n)
@@ -277,9 +281,22 @@ def stats(conn: psycopg.Connection[Any], top: int = 20) -> dict[str, Any]:
             "SELECT feature_set, count(*) FROM photo_vectors GROUP BY feature_set ORDER BY 1"
         )
     }
+    backlog = None
+    if active_version is not None:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FROM photos"
+            " WHERE model_version IS NOT NULL AND model_version <> %s",
+            (active_version,),
+        ).fetchone()
+        backlog = {
+            "active": active_version,
+            "on_other_versions": int(row[1]) if row else 0,
+            "queued_for_retag": int(row[0]) if row else 0,
+        }
     return {
         "photos": sum(by_status.values()),
         "by_status": by_status,
+        "backlog": backlog,
         "current_tags": current_tags,
         "tags_per_photo": round(current_tags / n_versioned, 3) if n_versioned else 0.0,
         "top_tags": top_tags,
