@@ -6,6 +6,11 @@ A bundle is a directory ``models/bundles/<id>/`` holding ``manifest.json`` and
 group's columns, or a calibrated sigmoid ``σ(a·z + c)`` per column. Every file's sha256 is in
 the manifest and checked on load, and the arrays are read with ``allow_pickle=False``: a
 bundle is data, never code.
+
+A bundle may also carry *concepts* (dog, animal, …): each the sum of some softmax classes'
+probabilities, one more matrix product (``autotag.vision.concepts`` builds them). They are
+stored, validated, scored and merged with the rest of the bundle, which is why this one
+module runs past 500 lines.
 """
 
 from __future__ import annotations
