@@ -137,7 +137,8 @@ def test_photo_tags_stats(api: tuple[str, Settings]) -> None:
         writer.write_results(conn, [PhotoResult(pid, "tagged", "v1", "cnn", [(word, 0.75)])])
     code, info = call(f"{base}/photos/{pid.upper()}")
     assert code == 200 and info["status"] == "tagged" and info["model_version"] == "v1"
-    assert info["tags"] == [{"tag": word, "score": 0.75}] and info["has_vector"] is False
+    assert info["tags"] == [{"tag": word, "score": 0.75, "kind": "leaf", "via": None}]
+    assert info["has_vector"] is False
     code, found = call(f"{base}/tags/{urllib.parse.quote(word.upper())}?min_score=0.5&limit=5")
     assert code == 200 and [h["photo_id"] for h in found["results"]] == [pid]
     code, found = call(f"{base}/tags/{urllib.parse.quote(word)}?min_score=0.8")
