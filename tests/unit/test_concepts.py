@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autotag.errors import ModelError
-from autotag.vision.bundle import Head, ModelBundle
+from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.concepts import (
     build_concepts,
     irregular_plurals,
@@ -111,7 +111,7 @@ def _tiny_bundle(**extra) -> ModelBundle:
         name="t",
         feature_set={"name": "hog", "version": "1", "dim": 2},
         classes=["husky", "pug", "tabby", "spam"],
-        heads=[Head("g", "softmax", 0, 3), Head("s", "sigmoid", 3, 4)],
+        heads=[HeadGroup("g", "softmax", 0, 3), HeadGroup("s", "sigmoid", 3, 4)],
         W=np.eye(4, 2, dtype=np.float32),
         b=np.zeros(4, np.float32),
         **extra,
@@ -167,7 +167,7 @@ def test_merge_keeps_concepts_over_the_merged_columns() -> None:
         name="o",
         feature_set=base.feature_set,
         classes=["dog", "x"],
-        heads=[Head("o", "sigmoid", 0, 2)],
+        heads=[HeadGroup("o", "sigmoid", 0, 2)],
         W=np.ones((2, 2), np.float32),
         b=np.zeros(2, np.float32),
     )
@@ -177,12 +177,30 @@ def test_merge_keeps_concepts_over_the_merged_columns() -> None:
         name="o2",
         feature_set=base.feature_set,
         classes=["y"],
-        heads=[Head("y", "sigmoid", 0, 1)],
+        heads=[HeadGroup("y", "sigmoid", 0, 1)],
         W=np.ones((1, 2), np.float32),
         b=np.zeros(1, np.float32),
     ).merge(base)
     assert [c.tag for c in kept.concepts] == ["dog"]
     assert kept.concept_matrix.tolist() == [[0, 1, 1, 0, 0]]
+
+
+def test_bundle_surgery_keeps_the_concepts_of_the_kept_classes() -> None:
+    """Training carries an old bundle's other head groups (sub_bundle) or drops replaced
+    classes (drop_classes): concepts over the kept classes stay, the rest go."""
+    from autotag.learning import bundle_edit
+
+    base = _tiny_bundle(**_concepts([[1, 1, 0, 0], [0, 0, 1, 0]]))
+    base.class_words = {"husky": ["huskies"], "spam": ["spams"]}
+    sub = bundle_edit.sub_bundle(base, ["g"])
+    assert [c.tag for c in sub.concepts] == ["dog", "animal"]
+    assert sub.concept_matrix.tolist() == [[1, 1, 0], [0, 0, 1]]
+    assert sub.class_words == {"husky": ["huskies"]}
+    only_s = bundle_edit.sub_bundle(base, ["s"])
+    assert only_s.concepts == [] and only_s.class_words == {"spam": ["spams"]}
+    dropped = bundle_edit.drop_classes(base, {"tabby", "husky"})
+    assert [c.tag for c in dropped.concepts] == ["dog"] and dropped.concepts[0].leaves == 1
+    assert dropped.concept_matrix.tolist() == [[1, 0]]
 
 
 def test_new_default_bundle_replaces_an_older_default_only(tmp_path: Path) -> None:

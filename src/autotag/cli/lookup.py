@@ -10,11 +10,11 @@ import click
 
 from autotag.checksums import file_sha256
 from autotag.config import Settings, settings
-from autotag.errors import AutotagError, ModelError, ServiceError
+from autotag.errors import AutotagError, ServiceError
 from autotag.storage import blobs, database, lookups
 from autotag.storage.photo_stream import PhotoStream
 from autotag.vision import bundle as bundles
-from autotag.vision.concepts import search_vocabulary
+from autotag.vision.concepts import active_search_vocabulary
 
 
 def _dump(payload: Any) -> None:
@@ -38,19 +38,6 @@ def _queue_info(s: Settings) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def _vocabulary(s: Settings) -> dict[str, list[str]]:
-    """Search words of the active bundle (its tags, synonyms, plurals); detector and
-    property words only when there is no readable active bundle."""
-    active = bundles.active_bundle_id(s.models_dir)
-    manifest = None
-    if active:
-        try:
-            manifest = bundles.read_manifest(bundles.bundle_dir(s.models_dir, active))
-        except ModelError:
-            manifest = None
-    return search_vocabulary(manifest)
-
-
 @click.command()
 @click.argument("query", nargs=-1, required=True)
 @click.option("--min-score", type=float, default=0.0, show_default=True)
@@ -71,7 +58,12 @@ def search(
     text = " ".join(query)
     with database.connect(s) as conn, database.pg_errors(s):
         hits = lookups.search(
-            conn, text, min_score, limit, words=not exact, vocabulary=_vocabulary(s)
+            conn,
+            text,
+            min_score,
+            limit,
+            words=not exact,
+            vocabulary=active_search_vocabulary(s.models_dir),
         )
     if as_json:
         _dump([h.as_dict() for h in hits])

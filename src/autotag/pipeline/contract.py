@@ -3,8 +3,9 @@
 Storm's multilang protocol is JSON, so tuples carry no image bytes: the spout sends a
 photo's id (its bytes live in the blob store), and the autotag bolt sends a
 ``PhotoResult`` whose vector is base64 of little-endian float32 and whose tags are
-``[tag, score, kind, via]`` lists (a ``[tag, score]`` pair from an older bolt is a leaf). These field lists are
-what the spout and bolts declare as their ``outputs``; ARCHITECTURE.md documents them.
+``[tag, score, kind, via]`` lists (a ``[tag, score]`` pair from an older bolt is a leaf).
+These field lists are what the spout and bolts declare as their ``outputs``;
+ARCHITECTURE.md documents them.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from autotag.errors import ModelError
+from autotag.vision import bundle as bundles
 from autotag.vision.bundle import Concept
 from autotag.vision.properties import PROPERTY_WORDS
 from autotag.vision.wordnet import WordNet
@@ -172,3 +173,16 @@ def search_vocabulary(manifest: Mapping[str, Any] | None) -> dict[str, list[str]
             for w in [c["tag"], *c.get("words", [])]:
                 add(str(w), str(c["tag"]))
     return vocab
+
+
+def active_search_vocabulary(models_dir: str | Path) -> dict[str, list[str]]:
+    """``search_vocabulary`` of the active bundle; detector and property words only when
+    there is no readable active bundle."""
+    active = bundles.active_bundle_id(models_dir)
+    manifest = None
+    if active:
+        try:
+            manifest = bundles.read_manifest(bundles.bundle_dir(Path(models_dir), active))
+        except ModelError:
+            manifest = None
+    return search_vocabulary(manifest)

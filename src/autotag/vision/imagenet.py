@@ -195,7 +195,7 @@ def build_default_bundle(
             feature_set=spec,
             classes=classes,
             heads=[
-                bundles.Head(
+                bundles.HeadGroup(
                     group=DEFAULT_GROUP,
                     activation="softmax",
                     start=0,
