@@ -183,7 +183,10 @@ def concept_scores(
         raise AutotagError(f"bundle {bundle.id} has no concepts")
     probs, detected = [], []
     for start in range(0, len(photos), batch):
-        images = [decode_file(p.path, _LIMITS).bgr for p in photos[start : start + batch]]
+        images = [
+            decode_file(p.path, _LIMITS, min_side=tagger.min_side).bgr
+            for p in photos[start : start + batch]
+        ]
         P = bundle.score(tagger.features.extract(images))
         probs.append(bundle.concept_scores(P))
         for img in images:
