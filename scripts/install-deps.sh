@@ -13,6 +13,8 @@ APT_PACKAGES=(
   python3-venv                                     # the project virtualenv
   opencv-data                                      # Haar cascades (face / person tag)
   dataset-fashion-mnist tuxpaint-stamps-default    # real labelled images for training and tests
+  wordnet-base                                     # WordNet 3.0 nouns: ImageNet leaves -> concepts
+  opencv-doc                                       # its sample photos: concept threshold choice
   chromium                                         # the web page's browser tests (Playwright drives it)
   curl procps iproute2
 )

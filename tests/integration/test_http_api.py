@@ -91,8 +91,8 @@ def upload(client: TestClient, data: bytes, **params: Any) -> tuple[int, dict[st
     return r.status_code, r.json()
 
 
-def tag_photos(s: Settings, rows: dict[str, list[tuple[str, float]]], vec: bool = False) -> None:
-    """Store results the way the DB writer does."""
+def tag_photos(s: Settings, rows: dict[str, list[tuple[Any, ...]]], vec: bool = False) -> None:
+    """Store results the way the DB writer does: (tag, score) or (tag, score, kind, via)."""
     v = np.ones(1280, dtype=np.float32) / np.sqrt(1280) if vec else None
     with database.connect(s) as conn:
         writer.write_results(
@@ -163,7 +163,8 @@ def test_photo_tags_stats(client: TestClient, api_settings: Settings) -> None:
     r = client.get(f"/photos/{pid.upper()}")
     info = r.json()
     assert r.status_code == 200 and info["status"] == "tagged" and info["model_version"] == "v1"
-    assert info["tags"] == [{"tag": word, "score": 0.75}] and info["has_vector"] is False
+    assert info["tags"] == [{"tag": word, "score": 0.75, "kind": "leaf", "via": None}]
+    assert info["has_vector"] is False
     r = client.get(f"/tags/{urllib.parse.quote(word.upper())}?min_score=0.5&limit=5")
     assert r.status_code == 200 and [h["photo_id"] for h in r.json()["results"]] == [pid]
     r = client.get(f"/tags/{urllib.parse.quote(word)}?min_score=0.8")
@@ -253,6 +254,45 @@ def test_search_and_tags_autocomplete_cloud(
     assert client.get("/autocomplete", params={"q": "%"}).json()["suggestions"] == []
     cloud = {t["tag"]: t["photos"] for t in client.get("/tagcloud?top=500").json()["tags"]}
     assert cloud.get(grass) == 3 or len(cloud) == 500
+
+
+def test_typed_words_find_concepts_plurals_and_synonyms(
+    client: TestClient, api_settings: Settings, default_bundle: str
+) -> None:
+    """One box of words (``q``) reads as ``autotag search`` does, with the active bundle's
+    vocabulary: "dogs" finds a dog concept, "automobile" a car."""
+    client.app.state.web.cache.pop("vocabulary", None)  # type: ignore[attr-defined]
+    dog, car, cat = (upload(client, body())[1]["photo_id"] for _ in range(3))
+    tag_photos(
+        api_settings,
+        {
+            dog: [("dog", 0.97, "concept", "malamute"), ("malamute", 0.6)],
+            car: [("car", 0.96, "concept", "cab")],
+            cat: [("cat", 0.95, "concept", "tabby")],
+        },
+    )
+
+    def found(q: str) -> dict[str, Any]:
+        r = client.get("/search", params={"q": q, "limit": 1000})
+        assert r.status_code == 200, r.text
+        return {h["photo_id"]: h for h in r.json()["results"]}
+
+    for q in ("dog", "dogs", "Dogs"):
+        hits = found(q)
+        assert dog in hits and car not in hits and cat not in hits, q
+    assert (hits[dog]["kind"], hits[dog]["via"], hits[dog]["match"]) == (
+        "concept",
+        "malamute",
+        "plural",
+    )
+    hits = found("automobile")
+    assert car in hits and dog not in hits and hits[car]["match"] == "synonym"
+    both = found("dog automobile")  # AND: no photo is tagged both
+    assert dog not in both and car not in both
+    r = client.get("/tags/dogs", params={"limit": 1000})
+    assert dog in [h["photo_id"] for h in r.json()["results"]]
+    r = client.get("/search", params={"q": "dog", "order": "newest"})
+    assert r.status_code == 400 and "order" in r.json()["error"]
 
 
 def test_labels_export_as_training_data(

@@ -102,8 +102,10 @@ def test_trained_bundle_is_used_by_the_running_topology(
         (rec,) = intake.upload([str(photo)], s, force=True)
         info = _wait_model(s, rec.photo_id, bundle_id)
         stored = dict(info.tags)
-        expected = dict(direct.tag_file(photo).tags)
+        direct_tags = direct.tag_file(photo).tags
+        expected = {t.tag: t.score for t in direct_tags}
         assert stored.keys() == expected.keys(), (cls, stored, expected)
+        assert info.kinds == {t.tag: (t.kind, t.via) for t in direct_tags}, cls
         own_class_found += cls in stored
     assert own_class_found >= 1, "no held-out photo got its trained class tag"
 

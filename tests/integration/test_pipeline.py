@@ -95,8 +95,9 @@ def test_topology_results_equal_direct_python(
             assert info is not None and info.status == "tagged"
             assert info.model_version == direct.model_version
             stored = dict(info.tags)
-            expected = dict(direct.tags)
+            expected = {t.tag: t.score for t in direct.tags}
             assert stored.keys() == expected.keys(), (path.name, stored, expected)
+            assert info.kinds == {t.tag: (t.kind, t.via) for t in direct.tags}, path.name
             for tag, score in expected.items():
                 assert stored[tag] == pytest.approx(score, abs=1e-5), (path.name, tag)
             vec = vectors.get_vector(conn, photo_id)

@@ -365,3 +365,146 @@ def test_gc_removes_blobs_of_deleted_photos_and_stale_temp_files(
     assert done.output.startswith("removed ") and "stale temp files" in done.output
     assert not blobs.exists(deleted) and not stale_tmp.exists()
     assert blobs.exists(kept) and blobs.exists(fresh)
+
+
+# -- tag kinds and searching by everyday words ---------------------------------------------
+
+
+def test_tag_kinds_are_stored_and_concepts_listed_first(conn: psycopg.Connection[Any]) -> None:
+    pid, old, bad = new_id(), new_id(), new_id()
+    refused = PhotoResult(bad, "tagged", "v2", "cnn@1")
+    refused.tags = [("x", 0.5, "guess", None)]  # past the contract's own check
+    tags = [
+        ("malamute", 0.45, "leaf", None),
+        ("German shepherd", 0.26, "leaf", None),
+        ("dog", 0.71, "concept", "malamute"),
+        ("animal", 0.72, "concept", "malamute"),
+        ("person", 0.88, "detector", None),
+        ("black and white", 1.0, "property", None),
+    ]
+    writer.write_results(
+        conn,
+        [
+            PhotoResult(pid, "tagged", "v2", "cnn@1", tags),
+            PhotoResult(old, "tagged", "v1", "cnn@1", [("tabby", 0.5)]),  # an older bolt
+            refused,
+        ],
+    )
+    info = lookups.show(conn, pid)
+    assert info is not None
+    assert [t for t, _ in info.tags] == [
+        "animal",
+        "dog",
+        "black and white",
+        "person",
+        "malamute",
+        "German shepherd",
+    ]
+    assert info.kinds["dog"] == ("concept", "malamute")
+    assert info.kinds["person"] == ("detector", None)
+    assert info.as_dict()["tags"][0] == {
+        "tag": "animal",
+        "score": pytest.approx(0.72),
+        "kind": "concept",
+        "via": "malamute",
+    }
+    legacy = lookups.show(conn, old)
+    assert legacy is not None and legacy.kinds == {"tabby": ("leaf", None)}
+    stored = lookups.show(conn, bad)  # the tags table checks kinds: stored as failed
+    assert stored is not None and stored.status == "failed" and "kind" in (stored.reason or "")
+
+
+def test_search_by_concept_synonym_plural_and_several_words(
+    conn: psycopg.Connection[Any],
+) -> None:
+    w = uuid.uuid4().hex[:6]
+    dog, cat, car, beach_dog = (new_id() for _ in range(4))
+    writer.write_results(
+        conn,
+        [
+            PhotoResult(
+                dog,
+                "tagged",
+                "v2",
+                "cnn@1",
+                [(f"shepherd{w}", 0.3), (f"dog{w}", 0.8, "concept", f"shepherd{w}")],
+            ),
+            PhotoResult(cat, "tagged", "v2", "cnn@1", [(f"cat{w}", 0.9, "concept", f"tabby{w}")]),
+            PhotoResult(car, "tagged", "v2", "cnn@1", [(f"car{w}", 0.7, "concept", f"cab{w}")]),
+            PhotoResult(
+                beach_dog,
+                "tagged",
+                "v2",
+                "cnn@1",
+                [(f"dog{w}", 0.6, "concept", f"pug{w}"), (f"beach{w}", 0.9, "concept", "x")],
+            ),
+        ],
+    )
+    vocab = {
+        f"dog{w}": [f"dog{w}"],
+        f"hound{w}": [f"dog{w}"],
+        f"cat{w}": [f"cat{w}"],
+        f"car{w}": [f"car{w}"],
+        f"automobile{w}": [f"car{w}"],
+        f"beach{w}": [f"beach{w}"],
+        f"shepherd{w}": [f"shepherd{w}"],
+    }
+
+    def ids(q: str) -> list[str]:
+        return [h.photo_id for h in lookups.search(conn, q, vocabulary=vocab)]
+
+    assert ids(f"dog{w}") == [dog, beach_dog]
+    assert ids(f"DOG{w}s") == [dog, beach_dog]  # a plural
+    assert ids(f"automobile{w}") == [car]  # a synonym
+    assert ids(f"dog{w} beach{w}") == [beach_dog]  # both words
+    assert ids(f"beach{w} cat{w}") == []
+    (hit,) = lookups.search(conn, f"hound{w}s beach{w}", vocabulary=vocab)
+    why = hit.as_dict()
+    assert why["matches"][0] == {
+        "term": f"hound{w}s",
+        "tag": f"dog{w}",
+        "score": pytest.approx(0.6),
+        "match": "synonym",
+        "kind": "concept",
+        "via": f"pug{w}",
+    }
+    assert why["matches"][1]["match"] == "exact" and why["matches"][1]["tag"] == f"beach{w}"
+    assert (why["tag"], why["match"]) == (f"dog{w}", "synonym")  # the weakest term
+    plural = lookups.search(conn, f"shepherd{w}s", vocabulary=vocab)
+    assert [(h.photo_id, h.match, h.kind) for h in plural] == [(dog, "plural", "leaf")]
+
+
+def test_psql_finds_concepts_by_kind(conn: psycopg.Connection[Any]) -> None:
+    """The README's psql query for concepts."""
+    pid, w = new_id(), uuid.uuid4().hex[:6]
+    writer.write_results(
+        conn, [PhotoResult(pid, "tagged", "v2", "cnn@1", [(f"dog{w}", 0.8, "concept", "pug")])]
+    )
+    rows = conn.execute(
+        "SELECT p.photo_id, t.score, t.via FROM tags t JOIN photos p"
+        " ON p.photo_id = t.photo_id AND p.model_version = t.model_version"
+        " WHERE t.kind = 'concept' AND t.tag = %s ORDER BY t.score DESC",
+        (f"dog{w}",),
+    ).fetchall()
+    assert rows == [(pid, pytest.approx(0.8), "pug")]
+
+
+def test_stats_show_the_retag_backlog(conn: psycopg.Connection[Any]) -> None:
+    """After a new default bundle lands: how many photos are still on another version."""
+    new = f"new-{uuid.uuid4().hex[:8]}"
+    before = lookups.stats(conn, active_version=new)["backlog"]
+    assert before["active"] == new
+    old_ids, new_ids = [new_id() for _ in range(3)], [new_id() for _ in range(2)]
+    writer.write_results(
+        conn,
+        [PhotoResult(i, "tagged", "old-v1", "cnn", [("x", 0.5)]) for i in old_ids]
+        + [PhotoResult(i, "tagged", new, "cnn", [("x", 0.5)]) for i in new_ids],
+    )
+    assert registry.mark_queued(conn, old_ids[:1], include_tagged=True) == 1  # being re-tagged
+    after = lookups.stats(conn, active_version=new)["backlog"]
+    assert after["on_other_versions"] == before["on_other_versions"] + 3
+    assert after["queued_for_retag"] == before["queued_for_retag"] + 1
+    writer.write_results(conn, [PhotoResult(old_ids[0], "tagged", new, "cnn", [("x", 0.6)])])
+    done = lookups.stats(conn, active_version=new)["backlog"]
+    assert done["on_other_versions"] == before["on_other_versions"] + 2
+    assert lookups.stats(conn)["backlog"] is None

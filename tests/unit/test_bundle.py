@@ -275,8 +275,11 @@ def test_default_bundle_layout(default_models: Path) -> None:
     assert [(h.group, h.activation, h.start, h.stop) for h in b.heads] == [
         ("imagenet", "softmax", 0, 1000)
     ]
-    assert b.detectors == ["face"]
+    assert b.detectors == ["face", "monochrome"]
     assert b.provenance["weights_license"] == "Apache-2.0"
+    assert len(b.concepts) >= 50 and b.concept_matrix.shape == (len(b.concepts), 1000)
+    assert {"dog", "cat", "animal", "vehicle"} <= {c.tag for c in b.concepts}
+    assert "alsatian" in b.class_words["German shepherd"]
     assert np.all(b.thresholds == np.float32(0.15))
     with zipfile.ZipFile(b.path / "weights.npz") as z:  # plain arrays, nothing pickled
         assert all(n.endswith(".npy") for n in z.namelist())

@@ -54,13 +54,13 @@ def mnist_like() -> list[np.ndarray]:
 
 
 def test_specs_known_without_loading() -> None:
-    assert available_feature_sets() == ["cnn", "hog", "cnn+hog"]
+    assert available_feature_sets() == ["cnn", "cnn-lite2", "hog", "cnn+hog"]
     assert feature_set_spec("cnn") == {"name": "cnn", "version": "1", "dim": 1280}
     hog = feature_set_spec("hog")["dim"]
     assert feature_set_spec("cnn+hog")["dim"] == 1280 + hog
     with pytest.raises(ModelError, match="unknown feature set 'sift'"):
         feature_set_spec("sift")
-    with pytest.raises(ModelError, match="known: cnn, hog, cnn\\+hog"):
+    with pytest.raises(ModelError, match="known: cnn, cnn-lite2, hog, cnn\\+hog"):
         get_feature_set("sift", OPTIONS)
 
 

@@ -344,7 +344,7 @@ def test_result_round_trips_through_json_tuple() -> None:
     wire = json.loads(json.dumps(r.to_tuple()))
     assert len(wire) == len(RESULT_FIELDS)
     back = PhotoResult.from_tuple(wire)
-    assert back.tags == [("cat", 0.75)] and back.width == 640
+    assert back.tags == [("cat", 0.75, "leaf", None)] and back.width == 640
     assert back.vector is not None and np.array_equal(back.vector, vec)
 
 
@@ -376,7 +376,12 @@ def test_tag_step_tags_a_verified_blob(tmp_path: Path) -> None:
     pid, _ = blobs.put_bytes(b"image bytes")
     tagger = FakeTagger()
     r = tag_photo(tagger, blobs, pid)  # type: ignore[arg-type]
-    assert (r.status, r.tags, r.width, r.model_version) == (TAGGED, [("cat", 0.9)], 4, "m1")
+    assert (r.status, r.tags, r.width, r.model_version) == (
+        TAGGED,
+        [("cat", 0.9, "leaf", None)],
+        4,
+        "m1",
+    )
     assert tagger.seen == [b"image bytes"]
 
 
@@ -488,3 +493,18 @@ def test_only_connection_class_errors_are_transient() -> None:
     assert not is_transient(errors.UndefinedTable())
     assert not is_transient(errors.NumericValueOutOfRange())
     assert not is_transient(ValueError("a bug in a row"))
+
+
+def test_tags_carry_kind_and_via_and_old_pairs_are_leaves() -> None:
+    wire = [[["dog", 0.71, "concept", "malamute"], ["malamute", 0.45, "leaf", None]]]
+    r = PhotoResult.from_tuple(["f" * 64, TAGGED, "m2", "cnn@1", *wire, None, 1, 1, None, 0])
+    assert r.tags[0] == ("dog", 0.71, "concept", "malamute") and r.tags[0].via == "malamute"
+    assert json.loads(json.dumps(r.to_tuple()))[4] == wire[0]
+    old = PhotoResult.from_tuple(
+        ["f" * 64, TAGGED, "m1", "cnn@1", [["tabby", 0.5]], None, 1, 1, None, 0]
+    )
+    assert old.tags == [("tabby", 0.5, "leaf", None)]
+    with pytest.raises(ValueError, match="kind"):
+        PhotoResult.from_tuple(
+            ["f" * 64, TAGGED, "m", "c", [["x", 0.5, "guess", None]], None, 1, 1, None, 0]
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from autotag.vision.features import (
     onnx_model_path,
 )
 from autotag.vision.imagenet import build_default_bundle
-from autotag.vision.tagger import Tagger
+from autotag.vision.tagger import Tag, Tagger
 
 CAT_TAGS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 COFFEE_TAGS = {"espresso", "cup", "coffee mug"}
@@ -70,7 +71,8 @@ def tagger(settings_: Settings, options: FeatureOptions) -> Tagger:
 
 
 def _names(result) -> list[str]:
-    return [t for t, _ in result.tags]
+    """Leaf and detector tags, in order (concepts and properties come before and after)."""
+    return [t.tag for t in result.tags if t.kind in ("leaf", "detector")]
 
 
 def test_cat_photo(tagger: Tagger) -> None:
@@ -83,13 +85,13 @@ def test_cat_photo(tagger: Tagger) -> None:
 def test_coffee_photo(tagger: Tagger) -> None:
     r = tagger.tag_bytes(_jpeg("coffee"))
     assert _names(r)[0] in COFFEE_TAGS, r.tags
-    assert r.tags[0][1] > 0.5
+    assert {t.tag: t.score for t in r.tags}[_names(r)[0]] > 0.5
 
 
 def test_astronaut_is_a_person(tagger: Tagger) -> None:
     r = tagger.tag_bytes(_jpeg("astronaut"))
     assert {"person", "face"} <= set(_names(r)), r.tags
-    assert dict(r.tags)["person"] >= 0.85
+    assert {t.tag: t.score for t in r.tags}["person"] >= 0.85
 
 
 def test_result_carries_the_contract_fields(tagger: Tagger, settings_: Settings) -> None:
@@ -98,10 +100,15 @@ def test_result_carries_the_contract_fields(tagger: Tagger, settings_: Settings)
     assert r.feature_set == "cnn@1"
     assert r.vector.dtype == np.float32 and r.vector.shape == (1280,)
     assert abs(float(np.linalg.norm(r.vector)) - 1.0) < 1e-5
-    assert all(isinstance(t, str) and 0.0 <= s <= 1.0 for t, s in r.tags)
-    assert [s for _, s in r.tags] == sorted((s for _, s in r.tags), reverse=True)
-    assert len(r.tags) <= CUTOFFS["max_tags"]
-    assert r.tags_json()[0] == [r.tags[0][0], r.tags[0][1]]
+    assert all(isinstance(t.tag, str) and 0.0 <= t.score <= 1.0 for t in r.tags)
+    kinds = [t.kind for t in r.tags]
+    n = kinds.count("concept")
+    assert n and kinds[:n] == ["concept"] * n and "concept" not in kinds[n:]  # concepts first
+    for group in ({"concept"}, {"leaf", "detector"}):
+        scores = [t.score for t in r.tags if t.kind in group]
+        assert scores == sorted(scores, reverse=True)
+        assert len(scores) <= CUTOFFS["max_tags"]
+    assert r.tags_json()[0] == [r.tags[0].tag, r.tags[0].score, r.tags[0].kind, r.tags[0].via]
 
 
 def test_batch_equals_single(tagger: Tagger) -> None:
@@ -205,3 +212,81 @@ def test_feature_set_mismatch_is_refused(settings_: Settings, options: FeatureOp
 def test_no_active_bundle(tmp_path: Path, options: FeatureOptions) -> None:
     with pytest.raises(ModelError, match="init-default"):
         Tagger.load(tmp_path, feature_options=options, limits=LIMITS, **CUTOFFS)
+
+
+# -- concepts, kinds and properties ------------------------------------------------------
+
+LEAF_TAGS = Path(__file__).parent.parent / "data" / "leaf_tags_lite0.json"
+SKIMAGE_DATA = Path(skimage.data.__file__).parent
+
+
+def test_leaf_tags_are_unchanged_by_concepts(tagger: Tagger) -> None:
+    """Today's leaf and detector tags of the 28 sample photos, recorded before concepts were
+    added (tests/data/leaf_tags_lite0.json, same ONNX model and cut-offs), stay the same."""
+    from autotag.learning.samples import package_photos
+
+    recorded = json.loads(LEAF_TAGS.read_text())
+    assert (recorded["min_score"], recorded["max_tags"]) == (
+        CUTOFFS["min_score"],
+        CUTOFFS["max_tags"],
+    )
+    photos = {p.name: p for p in package_photos()}
+    assert set(recorded["photos"]) == set(photos)
+    for name, expected in recorded["photos"].items():
+        got = [t for t in tagger.tag_file(photos[name]).tags if t.kind in ("leaf", "detector")]
+        assert [t.tag for t in got] == [t for t, _ in expected], name
+        assert [t.score for t in got] == pytest.approx([s for _, s in expected], abs=2e-3), name
+        assert all(t.kind == "detector" for t in got if t.tag in ("face", "person")), name
+
+
+def _tags(r) -> dict[str, Tag]:
+    return {t.tag: t for t in r.tags}
+
+
+def test_sample_photos_get_everyday_words(tagger: Tagger) -> None:
+    chelsea = _tags(tagger.tag_bytes(_jpeg("chelsea")))
+    assert {"cat", "animal"} <= chelsea.keys(), chelsea
+    assert chelsea["cat"].kind == "concept" and chelsea["cat"].via in CAT_TAGS
+    assert "dog" not in chelsea and "vehicle" not in chelsea
+    coffee = _tags(tagger.tag_bytes(_jpeg("coffee")))
+    assert {"drink", "cup"} & coffee.keys(), coffee
+    assert coffee["drink"].via == "espresso"
+    for side in ("left", "right"):
+        bike = _tags(tagger.tag_file(SKIMAGE_DATA / f"motorcycle_{side}.png"))
+        assert {"vehicle", "motorcycle"} <= bike.keys() and "animal" not in bike, bike
+    astronaut = _tags(tagger.tag_bytes(_jpeg("astronaut")))
+    assert astronaut["person"].kind == "detector" and "animal" not in astronaut
+
+
+def test_concepts_are_the_sums_of_their_leaves(tagger: Tagger) -> None:
+    b = tagger.bundle
+    P = b.score(tagger.features.extract([_bgr("chelsea")]))
+    C = b.concept_scores(P)
+    cat = [c.tag for c in b.concepts].index("cat")
+    leaves = [b.classes.index(n) for n in ("tabby", "tiger cat", "Persian cat", "lion")]
+    assert C[0, cat] >= P[0, leaves].sum() - 1e-6
+    assert C[0, cat] <= 1.0 + 1e-5
+
+
+def test_black_and_white_property_on_real_photos(tagger: Tagger) -> None:
+    """Grey photos (stored grey, or grey pixels in colour files, after JPEG) get it; colour
+    photos, and a colour photo with its saturation cut to a sepia tint, do not."""
+    grey = ["camera", "moon", "coins", "page", "text", "brick", "grass", "gravel"]
+    colour = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png"]
+    colour += ["hubble_deep_field.jpg", "color.png", "retina.jpg"]
+
+    def bw(img: np.ndarray) -> bool:
+        return "black and white" in _tags(tagger.tag_images([img])[0])
+
+    for name in grey:
+        img = getattr(skimage.data, name)()
+        rgb = np.dstack([img] * 3) if img.ndim == 2 else img
+        ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]))
+        assert bw(img) and bw(cv2.imdecode(jpg, cv2.IMREAD_COLOR)), name
+    for name in colour:
+        assert not bw(cv2.imread(str(SKIMAGE_DATA / name), cv2.IMREAD_COLOR)), name
+    grey_coffee = cv2.cvtColor(cv2.cvtColor(_bgr("coffee"), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    sepia = np.clip(grey_coffee * np.array([0.75, 0.9, 1.1]), 0, 255).astype(np.uint8)
+    assert bw(grey_coffee) and not bw(sepia)
+    r = _tags(tagger.tag_images([grey_coffee])[0])["black and white"]
+    assert r.kind == "property" and r.score >= 0.99

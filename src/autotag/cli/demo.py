@@ -38,12 +38,14 @@ def demo(timeout: int) -> None:
 
     from autotag.vision.bundle import active_bundle_id
     from autotag.vision.features import onnx_model_path
-    from autotag.vision.imagenet import build_default_bundle
+    from autotag.vision.imagenet import DEFAULT_FAMILY, build_default_bundle
 
     click.echo("==> model")
-    bundle_id = active_bundle_id(s.models_dir) or build_default_bundle(
-        s.models_dir, onnx_model_path(s.model_dirs)
-    )
+    active = active_bundle_id(s.models_dir)
+    if active is None or active.startswith(DEFAULT_FAMILY):
+        # None yet, or an older default bundle: the current default replaces it.
+        build_default_bundle(s.models_dir, onnx_model_path(s.model_dirs))
+    bundle_id = active_bundle_id(s.models_dir)
     click.echo(f"    active bundle: {bundle_id}")
 
     click.echo(f"==> topology {TOPOLOGY}")

@@ -13,6 +13,8 @@ from autotag.config import Settings, settings
 from autotag.errors import AutotagError, ServiceError
 from autotag.storage import blobs, database, lookups
 from autotag.storage.photo_stream import PhotoStream
+from autotag.vision import bundle as bundles
+from autotag.vision.concepts import active_search_vocabulary
 
 
 def _dump(payload: Any) -> None:
@@ -37,28 +39,44 @@ def _queue_info(s: Settings) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("tag")
+@click.argument("query", nargs=-1, required=True)
 @click.option("--min-score", type=float, default=0.0, show_default=True)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--exact", is_flag=True, help="Whole-tag matches only (no words of longer tags).")
-@click.option("--json", "as_json", is_flag=True)
-def search(tag: str, min_score: float, limit: int, exact: bool, as_json: bool) -> None:
-    """Photos tagged TAG (case-insensitive), best score first.
+@click.option("--json", "as_json", is_flag=True, help="JSON, with why each photo matched.")
+def search(
+    query: tuple[str, ...], min_score: float, limit: int, exact: bool, as_json: bool
+) -> None:
+    """Photos tagged QUERY (case-insensitive), best first.
 
-    Exact tag matches come first, then photos whose multi-word tag contains every word of
-    TAG ("retriever" also finds "golden retriever"), unless --exact.
+    Finds tags by name, plural and synonym ("dogs", "automobile" finds car) and everyday
+    concepts (dog finds the German shepherds); several words must all match ("dog beach").
+    Exact tag matches come first, then plurals and synonyms, then photos whose multi-word tag
+    contains every word of a term ("retriever" also finds "golden retriever"), unless --exact.
     """
     s = settings()
+    text = " ".join(query)
     with database.connect(s) as conn, database.pg_errors(s):
-        hits = lookups.search(conn, tag, min_score, limit, words=not exact)
+        hits = lookups.search(
+            conn,
+            text,
+            min_score,
+            limit,
+            words=not exact,
+            vocabulary=active_search_vocabulary(s.models_dir),
+        )
     if as_json:
         _dump([h.as_dict() for h in hits])
         return
     if not hits:
-        click.echo(f"no photos tagged {tag!r}", err=True)
+        click.echo(f"no photos tagged {text!r}", err=True)
         return
     for h in hits:
-        click.echo(f"{h.score:6.3f}  {h.photo_id}  {h.tag}  {h.source or ''}".rstrip())
+        why = ", ".join(
+            f"{m['tag']} ({m['kind']}{', ' + m['match'] if m['match'] != 'exact' else ''})"
+            for m in h.matches
+        )
+        click.echo(f"{h.score:6.3f}  {h.photo_id}  {why}  {h.source or ''}".rstrip())
 
 
 def _resolve_photo(arg: str) -> str:
@@ -95,8 +113,10 @@ def show(photo: str, as_json: bool) -> None:
     vecs = ", ".join(f"{fs} ({dim})" for fs, dim in info.vectors.items()) or "none"
     click.echo(f"vectors   {vecs}")
     click.echo("tags" if info.tags else "tags      none")
+    width = max((len(t) for t, _ in info.tags), default=0)
     for tag, score in info.tags:
-        click.echo(f"  {score:6.3f}  {tag}")
+        kind, via = info.kinds.get(tag, ("leaf", None))
+        click.echo(f"  {score:6.3f}  {tag:<{width}}  {kind}{f' (via {via})' if via else ''}")
     if info.other_model_versions:
         older = ", ".join(f"{v} ({n})" for v, n in info.other_model_versions.items())
         click.echo(f"older tags from {older}")
@@ -109,7 +129,7 @@ def stats(top: int, as_json: bool) -> None:
     """Photos by status, tags per photo, top tags, and the queue (if Redis is up)."""
     s = settings()
     with database.connect(s) as conn, database.pg_errors(s):
-        st = lookups.stats(conn, top)
+        st = lookups.stats(conn, top, bundles.active_bundle_id(s.models_dir))
     st["queue"] = _queue_info(s)
     if as_json:
         _dump(st)
@@ -123,6 +143,13 @@ def stats(top: int, as_json: bool) -> None:
     if st["model_versions"]:
         versions = ", ".join(f"{v} ({n})" for v, n in st["model_versions"].items())
         click.echo(f"models    {versions}")
+    backlog = st["backlog"]
+    if backlog and backlog["on_other_versions"]:
+        click.echo(
+            f"backlog   {backlog['on_other_versions']} photos still on older models"
+            f" ({backlog['queued_for_retag']} queued); `autotag retag` moves them to"
+            f" {backlog['active']}"
+        )
     if st["vectors"]:
         click.echo("vectors   " + ", ".join(f"{k} ({n})" for k, n in st["vectors"].items()))
     q = st["queue"]

@@ -119,6 +119,30 @@ def show_cmd(bundle_id: str, as_json: bool) -> None:
             click.echo(f"  {k}: {v if isinstance(v, str) else json.dumps(v)}")
 
 
+@models.command("concepts")
+@click.argument("bundle_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a list.")
+def concepts_cmd(bundle_id: str | None, as_json: bool) -> None:
+    """A bundle's concepts (the active one by default): threshold, search words, leaves."""
+    models_dir = settings().models_dir
+    b = bundles.load_bundle(models_dir, bundle_id) if bundle_id else bundles.load_active(models_dir)
+    rows = []
+    for i, c in enumerate(b.concepts):
+        leaves = [b.classes[j] for j in b.concept_matrix[i].nonzero()[0]]  # type: ignore[index]
+        thr = float(b.concept_thresholds[i])  # type: ignore[index]
+        rows.append({**c.to_json(), "threshold": thr, "leaf_classes": leaves})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(f"bundle {b.id} has no concepts")
+    for r in rows:
+        click.echo(
+            f"{r['tag']}  (threshold {r['threshold']:.2f}; also: {', '.join(r['words'][1:]) or '-'})"
+        )
+        click.echo(f"    {len(r['leaf_classes'])} leaves: {', '.join(r['leaf_classes'])}")
+
+
 @models.command("activate")
 @click.argument("bundle_id")
 def activate_cmd(bundle_id: str) -> None:
@@ -132,14 +156,23 @@ def activate_cmd(bundle_id: str) -> None:
 
 
 @models.command("init-default")
-def init_default_cmd() -> None:
-    """Build the ImageNet bundle from the shipped EfficientNet-Lite0 (idempotent)."""
-    from autotag.vision.features import onnx_model_path
+@click.option(
+    "--backbone",
+    type=click.Choice(["lite0", "lite2"]),
+    default="lite0",
+    show_default=True,
+    help="Which shipped EfficientNet-Lite (lite2: feature set cnn-lite2, not activated).",
+)
+def init_default_cmd(backbone: str) -> None:
+    """Build the ImageNet bundle (with its concepts) from a shipped EfficientNet-Lite
+    (idempotent)."""
+    from autotag.vision.features import LITE0, LITE2, onnx_model_path
     from autotag.vision.imagenet import build_default_bundle
 
     s = settings()
     models_dir = s.models_dir
-    bundle_id = build_default_bundle(models_dir, onnx_model_path(s.model_dirs))
+    net = LITE2 if backbone == "lite2" else LITE0
+    bundle_id = build_default_bundle(models_dir, onnx_model_path(s.model_dirs, net), backbone=net)
     active = bundles.active_bundle_id(models_dir)
     note = " (active)" if active == bundle_id else f" (active bundle stays {active})"
     click.echo(f"default bundle: {bundle_id}{note}")

@@ -66,11 +66,14 @@ def _print(path: Path, result, reason: str | None, as_json: bool) -> None:  # no
                 model_version=result.model_version,
                 width=result.width,
                 height=result.height,
-                tags=[{"tag": t, "score": round(float(sc), 4)} for t, sc in result.tags],
+                tags=[
+                    {"tag": t.tag, "score": round(float(t.score), 4), "kind": t.kind, "via": t.via}
+                    for t in result.tags
+                ],
             )
         click.echo(json.dumps(payload))
     elif result is not None and result.status == TAGGED:
-        tags = ", ".join(f"{t} {sc:.2f}" for t, sc in result.tags) or "(no tag)"
+        tags = ", ".join(f"{t.tag} {t.score:.2f}" for t in result.tags) or "(no tag)"
         click.echo(f"{path}  {tags}")
     else:
         click.echo(f"{path}  FAILED: {reason}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,7 @@ def _with_rows(bundle: ModelBundle, heads: list[HeadGroup], cols: list[int]) -> 
     """A copy of bundle keeping only rows ``cols`` (in order), laid out as ``heads``."""
     idx = np.asarray(cols, dtype=np.int64)
     return ModelBundle.create(
+        **_concepts_over(bundle, idx),
         name=bundle.name,
         feature_set=bundle.feature_set,
         classes=[bundle.classes[i] for i in idx],
@@ -64,6 +66,26 @@ def _with_rows(bundle: ModelBundle, heads: list[HeadGroup], cols: list[int]) -> 
         version=bundle.version,
         created=bundle.created,
     )
+
+
+def _concepts_over(bundle: ModelBundle, idx: np.ndarray) -> dict[str, Any]:
+    """The bundle's concepts over the kept columns ``idx``: a concept none of whose classes
+    is kept goes (a trained head merged beside this keeps its everyday words)."""
+    kept = {bundle.classes[i] for i in idx}
+    out: dict[str, Any] = {
+        "class_words": {c: w for c, w in bundle.class_words.items() if c in kept}
+    }
+    if bundle.concepts and bundle.concept_matrix is not None:
+        M = bundle.concept_matrix[:, idx]
+        live = np.flatnonzero(M.any(axis=1))
+        if live.size:
+            out["concepts"] = [
+                dataclasses.replace(bundle.concepts[i], leaves=int(np.count_nonzero(M[i])))
+                for i in live
+            ]
+            out["concept_matrix"] = M[live]
+            out["concept_thresholds"] = bundle.concept_thresholds[live]  # type: ignore[index]
+    return out
 
 
 def sub_bundle(bundle: ModelBundle, groups: Sequence[str]) -> ModelBundle:

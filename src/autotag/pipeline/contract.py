@@ -2,8 +2,10 @@
 
 Storm's multilang protocol is JSON, so tuples carry no image bytes: the spout sends a
 photo's id (its bytes live in the blob store), and the autotag bolt sends a
-``PhotoResult`` whose vector is base64 of little-endian float32. These field lists are
-what the spout and bolts declare as their ``outputs``; ARCHITECTURE.md documents them.
+``PhotoResult`` whose vector is base64 of little-endian float32 and whose tags are
+``[tag, score, kind, via]`` lists (a ``[tag, score]`` pair from an older bolt is a leaf).
+These field lists are what the spout and bolts declare as their ``outputs``;
+ARCHITECTURE.md documents them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from autotag.vision.tagger import TagResult
+from autotag.vision.tagger import KINDS, Tag, TagResult
 
 # spout -> autotag bolt; the tuple id is the Redis stream entry id.
 PHOTO_FIELDS = ["photo_id", "source", "attempt"]
@@ -33,6 +35,18 @@ RESULT_FIELDS = [
     "attempts",
 ]
 TAGGED, FAILED = "tagged", "failed"
+
+
+def decode_tag(entry: Sequence[Any]) -> Tag:
+    """``[tag, score]`` (a leaf) or ``[tag, score, kind, via]`` → a Tag; a bad kind is an error."""
+    if isinstance(entry, Tag):
+        return entry
+    if len(entry) == 2:
+        return Tag(str(entry[0]), float(entry[1]))
+    tag, score, kind, via = entry
+    if kind not in KINDS:
+        raise ValueError(f"tag kind {kind!r} is not one of {KINDS}")
+    return Tag(str(tag), float(score), str(kind), None if via is None else str(via))
 
 
 def encode_vector(vector: np.ndarray) -> str:
@@ -61,12 +75,15 @@ class PhotoResult:
     status: str  # TAGGED | FAILED
     model_version: str | None = None
     feature_set: str | None = None
-    tags: list[tuple[str, float]] = field(default_factory=list)
+    tags: list[Tag] = field(default_factory=list)
     vector: np.ndarray | None = None
     width: int | None = None
     height: int | None = None
     reason: str | None = None
     attempts: int = 0  # delivery attempts used up (non-zero for dead-lettered photos)
+
+    def __post_init__(self) -> None:
+        self.tags = [decode_tag(t) for t in self.tags]  # (tag, score) pairs become leaves
 
     @classmethod
     def tagged(cls, photo_id: str, r: TagResult) -> PhotoResult:
@@ -94,7 +111,7 @@ class PhotoResult:
             status=status,
             model_version=mv,
             feature_set=fs,
-            tags=[(str(t), float(s)) for t, s in (tags or [])],
+            tags=[decode_tag(t) for t in (tags or [])],
             vector=decode_vector(vec),
             width=None if w is None else int(w),
             height=None if h is None else int(h),
@@ -109,7 +126,7 @@ class PhotoResult:
             self.status,
             self.model_version,
             self.feature_set,
-            [[t, float(s)] for t, s in self.tags],
+            [[t.tag, float(t.score), t.kind, t.via] for t in self.tags],
             None if self.vector is None else encode_vector(self.vector),
             self.width,
             self.height,

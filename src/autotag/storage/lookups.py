@@ -1,16 +1,23 @@
 """Reading tags back: search by tag, one photo's details, statistics, failures.
 
-A photo's current tags are those whose ``model_version`` equals the photo's.
+A photo's current tags are those whose ``model_version`` equals the photo's. A search is
+read into terms by ``autotag.storage.terms`` (plurals, synonyms, several words = AND).
+
+One module, though long, because every query here reads the same thing (a photo's current
+tags and labels) and the web page's paged searches share their SQL with the CLI's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+
+from autotag.storage.terms import MATCHES, parse_query
 
 STATUSES = ("queued", "tagged", "failed")
 # Word split shared by the tags_words_idx index and search(); must match it exactly.
@@ -19,12 +26,17 @@ _WORDS_SQL = "array_remove(regexp_split_to_array(lower({}), '[^[:alnum:]]+'), ''
 
 @dataclass(frozen=True)
 class SearchHit:
+    """A photo found by a search, under its best match (the weakest, for several terms)."""
+
     photo_id: str
     tag: str
     score: float
-    match: str  # 'exact' (case-insensitive) | 'word' (a word of a multi-word tag)
+    match: str  # 'exact' | 'plural' | 'synonym' (of the tag) | 'word' (of a multi-word tag)
     source: str | None
     model_version: str
+    kind: str = "leaf"  # the matched tag's kind: leaf | concept | detector | property
+    via: str | None = None  # for a concept, the leaf that contributed most
+    matches: tuple[dict[str, Any], ...] = ()  # one per term: why the photo matched it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -32,40 +44,48 @@ class SearchHit:
             "tag": self.tag,
             "score": round(float(self.score), 6),
             "match": self.match,
+            "kind": self.kind,
+            "via": self.via,
             "source": self.source,
             "model_version": self.model_version,
+            "matches": list(self.matches),
         }
 
 
-_SEARCH = f"""
-WITH exact AS (
-    SELECT t.photo_id, t.tag, t.score, 0 AS rank
-    FROM tags t JOIN photos p
-      ON p.photo_id = t.photo_id AND p.model_version = t.model_version
-    WHERE lower(t.tag) = lower(%(tag)s) AND t.score >= %(min)s
-    ORDER BY t.score DESC, t.photo_id
-    LIMIT %(lim)s
-), word AS (
-    SELECT * FROM (
-        SELECT DISTINCT ON (t.photo_id) t.photo_id, t.tag, t.score, 1 AS rank
+_TERM = f"""
+t{{i}} AS (
+    SELECT DISTINCT ON (x.photo_id) x.* FROM (
+        SELECT t.photo_id, t.tag, t.score, t.kind, t.via,
+               CASE WHEN lower(t.tag) = %(q{{i}})s THEN 0
+                    WHEN lower(t.tag) = ANY(%(a{{i}})s::text[])
+                    THEN (%(r{{i}})s::int[])[array_position(%(a{{i}})s::text[], lower(t.tag))]
+                    ELSE 3 END AS rank
         FROM tags t JOIN photos p
           ON p.photo_id = t.photo_id AND p.model_version = t.model_version
-        WHERE %(words)s
-          AND cardinality({_WORDS_SQL.format("%(tag)s::text")}) > 0
-          AND {_WORDS_SQL.format("t.tag")} @> {_WORDS_SQL.format("%(tag)s::text")}
-          AND lower(t.tag) <> lower(%(tag)s)
-          AND t.score >= %(min)s
-        ORDER BY t.photo_id, t.score DESC
-    ) w
-    ORDER BY w.score DESC, w.photo_id
-    LIMIT %(lim)s
-), best AS (
-    SELECT DISTINCT ON (photo_id) * FROM (SELECT * FROM exact UNION ALL SELECT * FROM word) h
-    ORDER BY photo_id, rank, score DESC
-)
-SELECT b.photo_id, b.tag, b.score, b.rank, p.source, p.model_version
-FROM best b JOIN photos p USING (photo_id)
-ORDER BY b.rank, b.score DESC, b.photo_id
+        WHERE t.score >= %(min)s
+          AND (lower(t.tag) = %(q{{i}})s OR lower(t.tag) = ANY(%(a{{i}})s::text[])
+               OR (%(words)s
+                   AND cardinality({_WORDS_SQL.format("%(q{i})s::text")}) > 0
+                   AND {_WORDS_SQL.format("t.tag")} @> {_WORDS_SQL.format("%(q{i})s::text")}))
+    ) x
+    ORDER BY x.photo_id, x.rank, x.score DESC
+)"""
+
+
+def _search_sql(n_terms: int) -> str:
+    """One CTE per term (each photo's best tag for it), joined: every term must match."""
+    ctes = ",".join(_TERM.replace("{i}", str(i)) for i in range(n_terms))
+    cols = ", ".join(
+        f"t{i}.tag, t{i}.score, t{i}.rank, t{i}.kind, t{i}.via" for i in range(n_terms)
+    )
+    joins = " ".join(f"JOIN t{i} USING (photo_id)" for i in range(1, n_terms))
+    ranks = ", ".join(f"t{i}.rank" for i in range(n_terms))
+    scores = ", ".join(f"t{i}.score" for i in range(n_terms))
+    return f"""
+WITH {ctes}
+SELECT t0.photo_id, p.source, p.model_version, {cols}
+FROM t0 {joins} JOIN photos p ON p.photo_id = t0.photo_id
+ORDER BY GREATEST({ranks}), LEAST({scores}) DESC, t0.photo_id
 LIMIT %(lim)s
 """
 
@@ -77,6 +97,7 @@ def search(
     limit: int = 50,
     *,
     words: bool = True,
+    vocabulary: Mapping[str, Sequence[str]] | None = None,
 ) -> list[SearchHit]:
     """Photos carrying a tag under their current model version, best first.
 
@@ -84,15 +105,50 @@ def search(
     ``words=False``, photos whose tag contains every word of the query ("retriever" finds
     "golden retriever", "Golden Retriever" and "retriever, golden"), also by score. Each
     photo appears once, under its best match.
+
+    With a ``vocabulary`` (search word -> tags it names; see ``autotag.storage.terms``) the
+    query also finds tags by plural ("dogs") and synonym ("automobile" finds car), and
+    several words are several terms that must all match ("dog beach"); a photo then ranks
+    by its weakest term.
     """
-    rows = conn.execute(
-        _SEARCH,
-        {"tag": tag.strip(), "min": float(min_score), "lim": int(limit), "words": bool(words)},
-    ).fetchall()
-    return [
-        SearchHit(pid, t, float(s), "exact" if rank == 0 else "word", src, mv)
-        for pid, t, s, rank, src, mv in rows
-    ]
+    terms = parse_query(tag, vocabulary)
+    if not terms:
+        return []
+    params: dict[str, Any] = {"min": float(min_score), "lim": int(limit), "words": bool(words)}
+    for i, term in enumerate(terms):
+        params[f"q{i}"] = term.text
+        params[f"a{i}"] = list(term.tags)
+        params[f"r{i}"] = [MATCHES.index(how) for how in term.tags.values()]
+    hits = []
+    for row in conn.execute(_search_sql(len(terms)), params).fetchall():
+        pid, src, mv = row[:3]
+        per = [row[3 + 5 * i : 8 + 5 * i] for i in range(len(terms))]
+        matches = tuple(
+            {
+                "term": term.text,
+                "tag": t,
+                "score": round(float(sc), 6),
+                "match": MATCHES[rank],
+                "kind": kind,
+                "via": via,
+            }
+            for term, (t, sc, rank, kind, via) in zip(terms, per, strict=True)
+        )
+        worst = min(matches, key=lambda m: (-MATCHES.index(m["match"]), m["score"]))
+        hits.append(
+            SearchHit(
+                pid,
+                worst["tag"],
+                float(worst["score"]),
+                worst["match"],
+                src,
+                mv,
+                worst["kind"],
+                worst["via"],
+                matches,
+            )
+        )
+    return hits
 
 
 @dataclass
@@ -110,7 +166,8 @@ class PhotoInfo:
     model_version: str | None
     uploaded_at: datetime | None
     tagged_at: datetime | None
-    tags: list[tuple[str, float]] = field(default_factory=list)
+    tags: list[tuple[str, float]] = field(default_factory=list)  # concepts first
+    kinds: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # tag -> (kind, via)
     vectors: dict[str, int] = field(default_factory=dict)  # feature_set -> dimension
     other_model_versions: dict[str, int] = field(default_factory=dict)  # version -> tag rows
 
@@ -131,7 +188,15 @@ class PhotoInfo:
             "model_version": self.model_version,
             "uploaded_at": self.uploaded_at.isoformat() if self.uploaded_at else None,
             "tagged_at": self.tagged_at.isoformat() if self.tagged_at else None,
-            "tags": [{"tag": t, "score": round(float(s), 6)} for t, s in self.tags],
+            "tags": [
+                {
+                    "tag": t,
+                    "score": round(float(s), 6),
+                    "kind": self.kinds.get(t, ("leaf", None))[0],
+                    "via": self.kinds.get(t, ("leaf", None))[1],
+                }
+                for t, s in self.tags
+            ],
             "has_vector": self.has_vector,
             "vectors": dict(self.vectors),
             "other_model_versions": dict(self.other_model_versions),
@@ -149,14 +214,13 @@ def show(conn: psycopg.Connection[Any], photo_id: str) -> PhotoInfo | None:
     if row is None:
         return None
     info = PhotoInfo(**row)
-    info.tags = [
-        (t, float(s))
-        for t, s in conn.execute(
-            "SELECT tag, score FROM tags WHERE photo_id = %s AND model_version = %s"
-            " ORDER BY score DESC, tag",
-            (photo_id, info.model_version),
-        )
-    ]
+    rows = conn.execute(
+        "SELECT tag, score, kind, via FROM tags WHERE photo_id = %s AND model_version = %s"
+        " ORDER BY kind <> 'concept', score DESC, tag",
+        (photo_id, info.model_version),
+    ).fetchall()
+    info.tags = [(t, float(s)) for t, s, _, _ in rows]
+    info.kinds = {t: (k, v) for t, _, k, v in rows}
     info.vectors = {
         fs: int(dim or 0)
         for fs, dim in conn.execute(
@@ -176,8 +240,12 @@ def show(conn: psycopg.Connection[Any], photo_id: str) -> PhotoInfo | None:
     return info
 
 
-def stats(conn: psycopg.Connection[Any], top: int = 20) -> dict[str, Any]:
-    """Counts by status, current tags per tagged photo, top tags, model versions, vectors."""
+def stats(
+    conn: psycopg.Connection[Any], top: int = 20, active_version: str | None = None
+) -> dict[str, Any]:
+    """Counts by status, current tags per tagged photo, top tags, model versions, vectors;
+    with ``active_version``, also the re-tag backlog: photos whose tags come from another
+    model (queued for re-tagging or not yet)."""
     by_status = {s: 0 for s in STATUSES}
     for status, n in conn.execute("SELECT status, count(*) FROM photos GROUP BY status"):
         by_status[status] = int(n)
@@ -216,9 +284,22 @@ def stats(conn: psycopg.Connection[Any], top: int = 20) -> dict[str, Any]:
             "SELECT feature_set, count(*) FROM photo_vectors GROUP BY feature_set ORDER BY 1"
         )
     }
+    backlog = None
+    if active_version is not None:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FROM photos"
+            " WHERE model_version IS NOT NULL AND model_version <> %s",
+            (active_version,),
+        ).fetchone()
+        backlog = {
+            "active": active_version,
+            "on_other_versions": int(row[1]) if row else 0,
+            "queued_for_retag": int(row[0]) if row else 0,
+        }
     return {
         "photos": sum(by_status.values()),
         "by_status": by_status,
+        "backlog": backlog,
         "current_tags": current_tags,
         "tags_per_photo": round(current_tags / n_versioned, 3) if n_versioned else 0.0,
         "top_tags": top_tags,

@@ -39,7 +39,7 @@ class StorableResult(Protocol):
     status: str  # 'tagged' | 'failed'
     model_version: str | None
     feature_set: str | None
-    tags: Sequence[tuple[str, float]]
+    tags: Sequence[tuple[Any, ...]]  # (tag, score) or (tag, score, kind, via)
     vector: np.ndarray | None
     width: int | None
     height: int | None
@@ -56,7 +56,7 @@ class _FailedRow:
     status: str = "failed"
     model_version: str | None = None
     feature_set: str | None = None
-    tags: Sequence[tuple[str, float]] = field(default_factory=tuple)
+    tags: Sequence[tuple[Any, ...]] = field(default_factory=tuple)
     vector: np.ndarray | None = None
     width: int | None = None
     height: int | None = None
@@ -98,12 +98,13 @@ WHERE t.photo_id = b.photo_id AND t.model_version = b.model_version
 """
 
 _INSERT_TAGS = """
-INSERT INTO tags (photo_id, tag, score, model_version)
-SELECT r.photo_id, r.tag, r.score, r.model_version
-FROM unnest(%s::text[], %s::text[], %s::real[], %s::text[])
-     AS r(photo_id, tag, score, model_version)
+INSERT INTO tags (photo_id, tag, score, model_version, kind, via)
+SELECT r.photo_id, r.tag, r.score, r.model_version, r.kind, r.via
+FROM unnest(%s::text[], %s::text[], %s::real[], %s::text[], %s::text[], %s::text[])
+     AS r(photo_id, tag, score, model_version, kind, via)
 ORDER BY r.photo_id, r.tag
-ON CONFLICT (photo_id, model_version, tag) DO UPDATE SET score = EXCLUDED.score
+ON CONFLICT (photo_id, model_version, tag) DO UPDATE SET
+    score = EXCLUDED.score, kind = EXCLUDED.kind, via = EXCLUDED.via
 """
 
 _UPSERT_VECTORS = """
@@ -154,7 +155,7 @@ class _Batch:
 def _columns(batch: Sequence[StorableResult]) -> _Batch:
     p_ids, p_status, p_mv, p_w, p_h, p_reason, p_att = [], [], [], [], [], [], []
     d_ids, d_mv = [], []
-    t_ids, t_tags, t_scores, t_mv = [], [], [], []
+    t_ids, t_tags, t_scores, t_mv, t_kinds, t_via = [], [], [], [], [], []
     v_ids, v_fs, v_mv, v_feat = [], [], [], []
     for r in batch:
         if r.status not in ("tagged", "failed"):
@@ -174,16 +175,20 @@ def _columns(batch: Sequence[StorableResult]) -> _Batch:
         mv = _clean(r.model_version)
         d_ids.append(r.photo_id)
         d_mv.append(mv)
-        best: dict[str, float] = {}
-        for tag, score in r.tags:
+        best: dict[str, tuple[float, str, str | None]] = {}
+        for tag, score, *more in r.tags:
             name, value = _clean(tag) or "", float(score)
-            if name and math.isfinite(value) and (name not in best or value > best[name]):
-                best[name] = value
-        for name, value in best.items():
+            kind = str(more[0]) if more else "leaf"  # the tags table checks it
+            via = _clean(more[1]) if len(more) > 1 else None
+            if name and math.isfinite(value) and (name not in best or value > best[name][0]):
+                best[name] = (value, kind, via)
+        for name, (value, kind, via) in best.items():
             t_ids.append(r.photo_id)
             t_tags.append(name)
             t_scores.append(value)
             t_mv.append(mv)
+            t_kinds.append(kind)
+            t_via.append(via)
         if r.vector is not None:
             lit = _vector_literal(r.vector)
             if lit is None:
@@ -198,7 +203,7 @@ def _columns(batch: Sequence[StorableResult]) -> _Batch:
     return _Batch(
         (p_ids, p_status, p_mv, p_w, p_h, p_reason, p_att),
         (d_ids, d_mv),
-        (t_ids, t_tags, t_scores, t_mv),
+        (t_ids, t_tags, t_scores, t_mv, t_kinds, t_via),
         (v_ids, v_fs, v_mv, v_feat),
     )
 

@@ -6,6 +6,11 @@ A bundle is a directory ``models/bundles/<id>/`` holding ``manifest.json`` and
 group's columns, or a calibrated sigmoid ``σ(a·z + c)`` per column. Every file's sha256 is in
 the manifest and checked on load, and the arrays are read with ``allow_pickle=False``: a
 bundle is data, never code.
+
+A bundle may also carry *concepts* (dog, animal, …): each the sum of some softmax classes'
+probabilities, one more matrix product (``autotag.vision.concepts`` builds them). They are
+stored, validated, scored and merged with the rest of the bundle, which is why this one
+module runs past 500 lines.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ ARRAYS = ("W", "b", "thresholds", "calib_a", "calib_c")
 # the network clearly prefers and drops the long tail. Sigmoid heads are calibrated, so 0.5.
 DEFAULT_SOFTMAX_THRESHOLD = 0.15
 DEFAULT_SIGMOID_THRESHOLD = 0.5
+# Optional arrays of weights.npz, present when the bundle has concepts.
+CONCEPT_ARRAYS = ("concept_matrix", "concept_thresholds")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
@@ -48,6 +55,21 @@ class HeadGroup:
     start: int
     stop: int
     source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Concept:
+    """An everyday word scored as the sum of some classes' softmax probabilities: row
+    ``i`` of ``concept_matrix`` marks its classes (``autotag.vision.concepts`` builds it)."""
+
+    tag: str
+    synsets: list[str]  # WordNet ids; "-n…" = excluded again
+    words: list[str]  # what a search may type for it: synonyms and plurals
+    leaves: int  # how many classes it sums
+    note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,6 +137,10 @@ class ModelBundle:
     dataset: Any = None
     provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    concepts: list[Concept] = field(default_factory=list)
+    concept_matrix: np.ndarray | None = None  # (len(concepts), k) of 0/1
+    concept_thresholds: np.ndarray | None = None  # (len(concepts),)
+    class_words: dict[str, list[str]] = field(default_factory=dict)  # class -> search words
 
     # --- construction -------------------------------------------------------------------
 
@@ -138,6 +164,10 @@ class ModelBundle:
         id: str | None = None,
         version: str = "1",
         created: str | None = None,
+        concepts: list[Concept] | None = None,
+        concept_matrix: np.ndarray | None = None,
+        concept_thresholds: np.ndarray | None = None,
+        class_words: dict[str, list[str]] | None = None,
     ) -> ModelBundle:
         """A new bundle; thresholds default per activation, calibration to identity."""
         k = len(classes)
@@ -166,6 +196,14 @@ class ModelBundle:
             metrics=dict(metrics or {}),
             dataset=dataset,
             provenance=dict(provenance or {}),
+            concepts=list(concepts or []),
+            concept_matrix=None
+            if concept_matrix is None
+            else np.asarray(concept_matrix, np.float32),
+            concept_thresholds=None
+            if concept_thresholds is None
+            else np.asarray(concept_thresholds, np.float32),
+            class_words=dict(class_words or {}),
         )
         bundle.validate()
         return bundle
@@ -201,6 +239,33 @@ class ModelBundle:
             pos = h.stop
         if pos != k:
             raise ModelError(f"{who}: heads cover {pos} classes, bundle has {k}")
+        self._validate_concepts()
+
+    def _validate_concepts(self) -> None:
+        """Concepts sum softmax probabilities only: a sigmoid class's columns must be 0."""
+        who = f"bundle {self.id}"
+        n = len(self.concepts)
+        if n == 0:
+            if self.concept_matrix is not None and self.concept_matrix.size:
+                raise ModelError(f"{who}: concept_matrix without concepts")
+            return
+        M, thr = self.concept_matrix, self.concept_thresholds
+        if M is None or M.shape != (n, self.k):
+            shape = None if M is None else M.shape
+            raise ModelError(f"{who}: concept_matrix is {shape}, expected ({n}, {self.k})")
+        if thr is None or thr.shape != (n,) or not np.all(np.isfinite(thr)):
+            raise ModelError(f"{who}: concept_thresholds must be {n} finite numbers")
+        if not np.all((M == 0) | (M == 1)):
+            raise ModelError(f"{who}: concept_matrix must hold only 0 and 1")
+        for h in self.heads:
+            if h.activation != "softmax" and M[:, h.start : h.stop].any():
+                raise ModelError(f"{who}: concepts may only sum softmax classes ({h.group})")
+        tags = [c.tag for c in self.concepts]
+        if len(set(tags)) != n:
+            raise ModelError(f"{who}: concept tags repeat")
+        clash = sorted(set(tags) & set(self.classes))
+        if clash:
+            raise ModelError(f"{who}: concepts named like classes: {clash[:5]}")
 
     # --- files --------------------------------------------------------------------------
 
@@ -215,6 +280,8 @@ class ModelBundle:
             "classes": self.classes,
             "heads": [h.to_json() for h in self.heads],
             "detectors": self.detectors,
+            "concepts": [c.to_json() for c in self.concepts],
+            "class_words": self.class_words,
             "files": files or {},
             "metrics": self.metrics,
             "dataset": self.dataset,
@@ -229,7 +296,8 @@ class ModelBundle:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             with open(tmp / WEIGHTS_FILE, "wb") as f:
-                np.savez(f, **{a: getattr(self, a) for a in ARRAYS})
+                arrays = ARRAYS + (CONCEPT_ARRAYS if self.concepts else ())
+                np.savez(f, **{a: getattr(self, a) for a in arrays})
             files = {WEIGHTS_FILE: file_sha256(tmp / WEIGHTS_FILE)}
             text = json.dumps(self.manifest(files), indent=2, ensure_ascii=False)
             (tmp / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
@@ -270,9 +338,10 @@ class ModelBundle:
                 raise ModelError(f"{who}: {fname} is missing")
             if file_sha256(fpath) != digest:
                 raise ModelError(f"{who}: {fname} fails its sha256 check (corrupt or altered)")
+        names = ARRAYS + (CONCEPT_ARRAYS if manifest.get("concepts") else ())
         try:
             with np.load(path / WEIGHTS_FILE, allow_pickle=False) as npz:
-                arrays = {a: np.asarray(npz[a], np.float32) for a in ARRAYS}
+                arrays = {a: np.asarray(npz[a], np.float32) for a in names}
         except KeyError as exc:
             raise ModelError(f"{who}: {WEIGHTS_FILE} lacks array {exc}") from None
         except (ValueError, OSError) as exc:
@@ -292,6 +361,11 @@ class ModelBundle:
                 dataset=manifest.get("dataset"),
                 provenance=dict(manifest.get("provenance") or {}),
                 path=path,
+                concepts=[Concept(**c) for c in manifest.get("concepts") or []],
+                class_words={
+                    str(k): [str(w) for w in v]
+                    for k, v in (manifest.get("class_words") or {}).items()
+                },
                 **arrays,
             )
         except (KeyError, TypeError) as exc:
@@ -350,6 +424,37 @@ class ModelBundle:
             order = order[:max_tags]
         return [(self.classes[i], float(p[i])) for i in order]
 
+    def concept_scores(self, probs: np.ndarray) -> np.ndarray:
+        """Concept probabilities (n, concepts): sums of class probabilities, one product."""
+        P = np.asarray(probs, np.float32)
+        if not self.concepts:
+            return np.zeros((P.shape[0], 0), np.float32)
+        return P @ self.concept_matrix.T  # type: ignore[union-attr]
+
+    def concept_tags_for(
+        self,
+        probs_row: np.ndarray,
+        concepts_row: np.ndarray,
+        min_score: float = 0.0,
+        max_tags: int | None = None,
+    ) -> list[tuple[str, float, str]]:
+        """Concepts at or above their threshold, best first, each with the class that
+        contributed most: ``(tag, score, via)``."""
+        if not self.concepts:
+            return []
+        p = np.asarray(probs_row, np.float32).reshape(-1)
+        c = np.asarray(concepts_row, np.float32).reshape(-1)
+        thr = self.concept_thresholds
+        keep = np.flatnonzero((c >= thr) & (c >= min_score))
+        order = keep[np.argsort(-c[keep], kind="stable")]
+        if max_tags is not None:
+            order = order[:max_tags]
+        M = self.concept_matrix
+        return [
+            (self.concepts[i].tag, float(min(c[i], 1.0)), self.classes[int(np.argmax(M[i] * p))])  # type: ignore[index]
+            for i in order
+        ]
+
     # --- combining ----------------------------------------------------------------------
 
     def merge(
@@ -384,6 +489,7 @@ class ModelBundle:
             calib_a=np.concatenate([self.calib_a, other.calib_a]),
             calib_c=np.concatenate([self.calib_c, other.calib_c]),
             detectors=list(dict.fromkeys(self.detectors + other.detectors)),
+            **_merged_concepts(self, other),
             metrics={**self.metrics, **other.metrics},
             dataset=other.dataset if other.dataset is not None else self.dataset,
             provenance={
@@ -391,6 +497,26 @@ class ModelBundle:
                 "parts": {self.id: self.provenance, other.id: other.provenance},
             },
         )
+
+
+def _merged_concepts(first: ModelBundle, second: ModelBundle) -> dict[str, Any]:
+    """Both bundles' concepts over the merged columns (zeros for the other's classes)."""
+    classes = set(first.classes) | set(second.classes)
+    parts = []
+    for b, left, right in ((first, 0, second.k), (second, first.k, 0)):
+        # A trained class of the same name ("dog") replaces the concept.
+        keep = [i for i, c in enumerate(b.concepts) if c.tag not in classes]
+        if keep:
+            M = np.pad(b.concept_matrix[keep], ((0, 0), (left, right)))  # type: ignore[index]
+            parts.append(([b.concepts[i] for i in keep], M, b.concept_thresholds[keep]))  # type: ignore[index]
+    if not parts:
+        return {"class_words": {**first.class_words, **second.class_words}}
+    return {
+        "concepts": [c for p in parts for c in p[0]],
+        "concept_matrix": np.concatenate([p[1] for p in parts]),
+        "concept_thresholds": np.concatenate([p[2] for p in parts]),
+        "class_words": {**first.class_words, **second.class_words},
+    }
 
 
 # --- the models directory ---------------------------------------------------------------

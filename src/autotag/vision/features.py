@@ -6,6 +6,8 @@ bundles record both. Sets:
 
 - ``cnn``: EfficientNet-Lite0's 1280-d pooled embedding (ONNX, onnxruntime). Raw, not
   normalized: the pretrained ImageNet classifier is a linear map of exactly this vector.
+- ``cnn-lite2``: the same from EfficientNet-Lite2 (260 px input, about 2.5x the compute,
+  higher ImageNet accuracy); a different vector space, so bundles and vectors do not mix.
 - ``hog``: histogram of oriented gradients on a 64×64 grey resize plus an HSV colour
   histogram; cheap, no model file, works on 28×28 Fashion-MNIST.
 - ``cnn+hog``: both, each L2-normalized first so neither dominates by scale.
@@ -38,6 +40,31 @@ ONNX_SHA256 = "75944fa7084c42b9811df733ece6727d3f6e7c541dfb0e480b40f64588d39a50"
 CNN_INPUT = 224
 CNN_RESIZE = 256
 CNN_DIM = 1280
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One exported EfficientNet-Lite: where its ONNX file lives and the input it takes
+    (short side resized to ``resize``, centre crop ``size``: the networks' own 0.875 ratio)."""
+
+    feature_set: str
+    dirname: str
+    filename: str
+    sha256: str  # also in PROVENANCE.md beside the file, which wins when present
+    size: int
+    resize: int
+
+
+LITE0 = Backbone("cnn", ONNX_DIRNAME, ONNX_FILENAME, ONNX_SHA256, CNN_INPUT, CNN_RESIZE)
+LITE2 = Backbone(
+    "cnn-lite2",
+    "efficientnet-lite2",
+    "efficientnet_lite2_embedding_logits.onnx",
+    "e8d020e0b3e48ebb84db5744825430904aaae4ff90641f9bbb9378e4fec234e8",
+    260,
+    292,
+)
+BACKBONES = {b.feature_set: b for b in (LITE0, LITE2)}
 HOG_SIZE = 64
 HOG_CELL = 8
 HOG_BINS = 9
@@ -48,6 +75,7 @@ COLOR_DIM = HSV_BINS[0] * HSV_BINS[1] * HSV_BINS[2]
 # name → (version, dim). Known without loading any model, for bundle manifests.
 FEATURE_SPECS: dict[str, tuple[str, int]] = {
     "cnn": ("1", CNN_DIM),
+    "cnn-lite2": ("1", CNN_DIM),
     "hog": ("1", HOG_DIM + COLOR_DIM),
     "cnn+hog": ("1", CNN_DIM + HOG_DIM + COLOR_DIM),
 }
@@ -124,14 +152,15 @@ class FeatureSet(ABC):
 # --- cnn --------------------------------------------------------------------------------
 
 
-def onnx_model_path(model_dirs: Sequence[Path]) -> Path:
-    """The EfficientNet-Lite0 ONNX file in the first of ``model_dirs`` that has it."""
-    candidates = [Path(d) / ONNX_DIRNAME / ONNX_FILENAME for d in model_dirs]
+def onnx_model_path(model_dirs: Sequence[Path], backbone: Backbone = LITE0) -> Path:
+    """The backbone's ONNX file (EfficientNet-Lite0 by default) in the first of
+    ``model_dirs`` that has it."""
+    candidates = [Path(d) / backbone.dirname / backbone.filename for d in model_dirs]
     for path in candidates:
         if path.is_file():
             return path
     looked = " or ".join(str(p) for p in dict.fromkeys(candidates))
-    raise ModelError(f"EfficientNet-Lite0 ONNX model not found (looked in {looked})")
+    raise ModelError(f"{backbone.dirname} ONNX model not found (looked in {looked})")
 
 
 def expected_onnx_sha256(path: Path) -> str:
@@ -141,6 +170,9 @@ def expected_onnx_sha256(path: Path) -> str:
         m = re.search(r"sha256\s*`([0-9a-f]{64})`", prov.read_text(encoding="utf-8"))
         if m:
             return m.group(1)
+    for b in BACKBONES.values():
+        if path.name == b.filename:
+            return b.sha256
     return ONNX_SHA256
 
 
@@ -164,10 +196,11 @@ def verify_onnx(path: Path) -> str:
     return actual
 
 
-def preprocess_cnn(img: np.ndarray) -> np.ndarray:
-    """One image → (3, 224, 224) float32, exactly as the export was checked.
+def preprocess_cnn(img: np.ndarray, size: int = CNN_INPUT, resize: int = CNN_RESIZE) -> np.ndarray:
+    """One image → (3, size, size) float32, exactly as the export was checked.
 
-    BGR→RGB, short side to 256 (INTER_AREA), centre 224×224 crop, (x − 127) / 128, CHW.
+    BGR→RGB, short side to ``resize`` (INTER_AREA), centre crop, (x − 127) / 128, CHW;
+    224 from 256 for Lite0, 260 from 292 for Lite2.
     A very elongated image is first cut to its centre 4:1 region: the crop would discard
     the rest anyway, and resizing all of it could allocate gigabytes.
     """
@@ -183,28 +216,38 @@ def preprocess_cnn(img: np.ndarray) -> np.ndarray:
             left = (w - keep) // 2
             bgr = bgr[:, left : left + keep]
         h, w = bgr.shape[:2]
-    scale = CNN_RESIZE / min(h, w)
-    nh = max(CNN_RESIZE, round(h * scale))
-    nw = max(CNN_RESIZE, round(w * scale))
+    scale = resize / min(h, w)
+    nh = max(resize, round(h * scale))
+    nw = max(resize, round(w * scale))
     resized = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
-    top = (nh - CNN_INPUT) // 2
-    left = (nw - CNN_INPUT) // 2
-    crop = resized[top : top + CNN_INPUT, left : left + CNN_INPUT, ::-1]
+    top = (nh - size) // 2
+    left = (nw - size) // 2
+    crop = resized[top : top + size, left : left + size, ::-1]
     x = (crop.astype(np.float32) - 127.0) / 128.0
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
 class CnnFeatures(FeatureSet):
-    """EfficientNet-Lite0 embedding through onnxruntime; also exposes the ImageNet logits."""
+    """EfficientNet-Lite embedding through onnxruntime; also exposes the ImageNet logits."""
 
     name = "cnn"
     version = FEATURE_SPECS["cnn"][0]
     dim = CNN_DIM
     min_side = CNN_RESIZE
 
-    def __init__(self, onnx_path: Path, *, threads: int = 1, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        onnx_path: Path,
+        *,
+        threads: int = 1,
+        batch_size: int = 16,
+        backbone: Backbone = LITE0,
+    ) -> None:
         import onnxruntime as ort
 
+        self.name = backbone.feature_set
+        self.version = FEATURE_SPECS[backbone.feature_set][0]
+        self.backbone = backbone
         self.onnx_path = onnx_path
         self.onnx_sha256 = verify_onnx(onnx_path)
         self.batch_size = batch_size
@@ -232,7 +275,12 @@ class CnnFeatures(FeatureSet):
             return self._empty(), np.zeros((0, 1000), np.float32)
         embs, logits = [], []
         for start in range(0, len(images), self.batch_size):
-            batch = np.stack([preprocess_cnn(im) for im in images[start : start + self.batch_size]])
+            batch = np.stack(
+                [
+                    preprocess_cnn(im, self.backbone.size, self.backbone.resize)
+                    for im in images[start : start + self.batch_size]
+                ]
+            )
             e, lg = self.session.run(["embedding", "logits"], {self.input_name: batch})
             embs.append(e)
             logits.append(lg)
@@ -371,8 +419,10 @@ _LOCK = threading.Lock()
 
 
 def _build(name: str, options: FeatureOptions) -> FeatureSet:
-    if name == "cnn":
-        return CnnFeatures(onnx_model_path(options.model_dirs), threads=options.threads)
+    if name in BACKBONES:
+        backbone = BACKBONES[name]
+        path = onnx_model_path(options.model_dirs, backbone)
+        return CnnFeatures(path, threads=options.threads, backbone=backbone)
     if name == "hog":
         return HogFeatures()
     if name == "cnn+hog":
@@ -384,7 +434,10 @@ def _build(name: str, options: FeatureOptions) -> FeatureSet:
 def get_feature_set(name: str, options: FeatureOptions) -> FeatureSet:
     """The named feature set, loaded once per process (models are shared, thread-safe)."""
     feature_set_spec(name)  # unknown names fail fast with the list of known ones
-    model_key = str(onnx_model_path(options.model_dirs)) if "cnn" in name.split("+") else ""
+    parts = name.split("+")
+    model_key = ";".join(
+        str(onnx_model_path(options.model_dirs, BACKBONES[p])) for p in parts if p in BACKBONES
+    )
     key = (name, model_key, options.threads)
     with _LOCK:
         cached = _CACHE.get(key)

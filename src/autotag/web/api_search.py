@@ -1,11 +1,15 @@
 """Finding photos over HTTP: by tag, by several tags, similar ones; counts and health.
 
-GET /tags/<tag>?min_score=&limit=      one tag (exact, then words of longer tags)
+GET /tags/<tag>?min_score=&limit=      typed words, as ``autotag search`` reads them
 GET /search?tag=a&tag=b&min_score=&order=score|newest&offset=&limit=   every tag (AND)
+GET /search?q=dogs+beach&min_score=&offset=&limit=   one box of words, as ``autotag search``
 GET /autocomplete?q=                   current tags starting with q, most photos first
 GET /tagcloud?top=                     the most common current tags
 GET /similar/<id>?top=&min_score=&tag= photos by feature-vector dot product
 GET /stats, GET /healthz
+
+Typed words go through the active bundle's search vocabulary: plurals ("dogs"), synonyms
+("automobile" finds car), concepts ("dog" finds the German shepherds), several words = AND.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from fastapi.responses import JSONResponse
 
 from autotag.errors import ServiceError
 from autotag.storage import lookups
+from autotag.vision.concepts import active_search_vocabulary
 from autotag.web.api_photos import State, photo_id_of
 from autotag.web.state import WebState
 
@@ -50,10 +55,21 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-@router.get("/tags/{tag}", summary="Photos carrying a tag, best score first")
+def vocabulary(state: WebState) -> dict[str, list[str]]:
+    """The active bundle's search words, re-read at most every TAGS_TTL_SECS (a newly
+    activated bundle's words then apply)."""
+    at, vocab = state.cache.get("vocabulary", (0.0, {}))
+    if time.monotonic() - at > TAGS_TTL_SECS:
+        vocab = active_search_vocabulary(state.settings.models_dir)
+        state.cache["vocabulary"] = (time.monotonic(), vocab)
+    return vocab
+
+
+@router.get("/tags/{tag}", summary="Photos matching typed words, best score first")
 def by_tag(tag: str, state: State, min_score: float = 0.0, limit: Limit = 50) -> dict[str, Any]:
+    vocab = vocabulary(state)
     with state.pool.connection() as conn:
-        hits = lookups.search(conn, tag, min_score, limit)
+        hits = lookups.search(conn, tag, min_score, limit, vocabulary=vocab)
     return {"tag": tag, "results": [h.as_dict() for h in hits]}
 
 
@@ -61,14 +77,40 @@ def by_tag(tag: str, state: State, min_score: float = 0.0, limit: Limit = 50) ->
 def search(
     state: State,
     tag: Annotated[list[str], Query(description="repeat for AND")] = [],  # noqa: B006
+    q: Annotated[str, Query(max_length=200, description="typed words instead of tags")] = "",
     min_score: float = 0.0,
     order: Literal["score", "newest"] = "score",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Limit = 48,
 ) -> dict[str, Any]:
+    if q.strip() and not tag:
+        if order != "score":
+            raise HTTPException(400, "order=newest needs tag= (typed words rank best first)")
+        return words_page(state, q, min_score, offset, limit)
     with state.pool.connection() as conn:
         page = lookups.search_all(conn, tag, min_score, order=order, limit=limit, offset=offset)
     return page.as_dict()
+
+
+def words_page(state: State, q: str, min_score: float, offset: int, limit: int) -> dict[str, Any]:
+    """One page of ``lookups.search`` for typed words, laid out as ``SearchPage.as_dict``
+    (matches counted up to COUNT_CAP); each hit says why it matched (tag, kind, plural or
+    synonym)."""
+    vocab = vocabulary(state)
+    with state.pool.connection() as conn:
+        hits = lookups.search(conn, q, min_score, lookups.COUNT_CAP + 1, vocabulary=vocab)
+    capped = len(hits) > lookups.COUNT_CAP
+    total = min(len(hits), lookups.COUNT_CAP)
+    shown = hits[offset : offset + limit]
+    return {
+        "q": q,
+        "tags": [],
+        "total": total,
+        "total_capped": capped,
+        "offset": offset,
+        "more": capped or offset + len(shown) < total,
+        "results": [h.as_dict() for h in shown],
+    }
 
 
 def tag_counts(state: WebState) -> list[dict[str, Any]]:

@@ -1,0 +1,94 @@
+"""On the real cluster: photos uploaded and tagged by the topology are found by everyday
+words — ``autotag search dog`` finds the dogs (tagged with breeds), ``animal`` the dogs and
+the cat, ``vehicle`` the trucks and the motorbike — and not the unrelated photos."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autotag.config import Settings
+from autotag.learning.samples import TUXPAINT_STAMPS, package_photos
+from autotag.pipeline import intake
+from autotag.storage import database, lookups
+from tests.integration.test_pipeline import _wait_settled
+
+pytestmark = pytest.mark.cluster
+
+OPENCV = Path("/usr/share/doc/opencv-doc/examples/data")
+SAMPLES = {p.name: p for p in package_photos()}
+PHOTOS = {
+    "dogs": [OPENCV / "chicky_512.png", TUXPAINT_STAMPS / "animals/mammals/dogs/dog.png"],
+    "cat": [SAMPLES["chelsea.png"]],
+    "vehicles": [
+        TUXPAINT_STAMPS / "vehicles/emergency/firetruck.png",
+        TUXPAINT_STAMPS / "vehicles/garbagetruck.png",
+        SAMPLES["motorcycle_left.png"],
+    ],
+    "unrelated": [SAMPLES["coffee.png"], SAMPLES["text.png"], SAMPLES["brick.png"]],
+}
+
+
+@pytest.fixture(scope="module")
+def uploaded(autotagger: Settings) -> dict[str, set[str]]:
+    ids: dict[str, set[str]] = {}
+    for group, paths in PHOTOS.items():
+        records = intake.upload([str(p) for p in paths], autotagger, force=True)
+        ids[group] = {r.photo_id for r in records if r.photo_id}
+        assert len(ids[group]) == len(paths), records
+    status = _wait_settled(autotagger, [i for g in ids.values() for i in g], 300)
+    assert set(status.values()) == {"tagged"}, status
+    return ids
+
+
+def _search(*words: str) -> list[dict]:
+    """`autotag search WORDS --json`, as a user runs it."""
+    autotag = Path(sys.executable).with_name("autotag")
+    out = subprocess.run(
+        [str(autotag), "search", *words, "--json", "--limit", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_search_dog_finds_the_dogs_by_concept(uploaded: dict[str, set[str]]) -> None:
+    hits = {h["photo_id"]: h for h in _search("dog")}
+    assert uploaded["dogs"] <= hits.keys()
+    assert not hits.keys() & (uploaded["cat"] | uploaded["vehicles"] | uploaded["unrelated"])
+    for pid in uploaded["dogs"]:
+        (why,) = hits[pid]["matches"]
+        assert (why["tag"], why["kind"], why["match"]) == ("dog", "concept", "exact")
+        assert why["via"]  # the breed that counted most
+    assert uploaded["dogs"] <= {h["photo_id"] for h in _search("dogs")}
+
+
+def test_search_animal_and_vehicle(uploaded: dict[str, set[str]]) -> None:
+    animals = {h["photo_id"] for h in _search("animal")}
+    assert uploaded["dogs"] | uploaded["cat"] <= animals
+    assert not animals & (uploaded["vehicles"] | uploaded["unrelated"])
+    vehicles = {h["photo_id"] for h in _search("vehicles")}
+    assert uploaded["vehicles"] <= vehicles
+    assert not vehicles & (uploaded["dogs"] | uploaded["cat"] | uploaded["unrelated"])
+    trucks = {h["photo_id"]: h for h in _search("lorry")}  # a synonym
+    assert trucks.keys() & uploaded["vehicles"]
+    assert all(m["match"] == "synonym" for h in trucks.values() for m in h["matches"])
+
+
+def test_stored_concepts_name_their_leaf(
+    autotagger: Settings, uploaded: dict[str, set[str]]
+) -> None:
+    with database.connect(autotagger) as conn:
+        for pid in uploaded["dogs"]:
+            info = lookups.show(conn, pid)
+            assert info is not None
+            first, _ = info.tags[0]
+            assert info.kinds[first][0] == "concept"  # concepts are listed first
+            kind, via = info.kinds["dog"]
+            assert kind == "concept" and via in dict(info.tags)
