@@ -30,23 +30,6 @@ def _key_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
     return " ".join(parts)
 
 
-def _summary(m: dict[str, Any]) -> dict[str, Any]:
-    fs = m.get("feature_set") or {}
-    return {
-        "id": m.get("id"),
-        "name": m.get("name"),
-        "created": m.get("created"),
-        "feature_set": f"{fs.get('name')}@{fs.get('version')}" if fs else None,
-        "classes": len(m.get("classes") or []),
-        "heads": [h.get("group") for h in m.get("heads") or []],
-        "active": bool(m.get("active")),
-        "metrics": m.get("metrics") or {},
-        "dataset": m.get("dataset"),
-        "path": m.get("path"),
-        **({"error": m["error"]} if "error" in m else {}),
-    }
-
-
 @click.group()
 def models() -> None:
     """Model bundles: list, show, activate, init-default."""
@@ -57,7 +40,7 @@ def models() -> None:
 def list_cmd(as_json: bool) -> None:
     """List bundles in the models directory (* marks the active one)."""
     models_dir = settings().models_dir
-    rows = [_summary(m) for m in bundles.list_bundles(models_dir)]
+    rows = [bundles.summarize_manifest(m) for m in bundles.list_bundles(models_dir)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

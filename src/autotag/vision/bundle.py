@@ -545,6 +545,24 @@ def active_bundle_id(models_dir: str | Path) -> str | None:
     return text or None
 
 
+def summarize_manifest(m: dict[str, Any]) -> dict[str, Any]:
+    """What a listing of bundles shows of one manifest (``list_bundles`` entries)."""
+    fs = m.get("feature_set") or {}
+    return {
+        "id": m.get("id"),
+        "name": m.get("name"),
+        "created": m.get("created"),
+        "feature_set": f"{fs.get('name')}@{fs.get('version')}" if fs else None,
+        "classes": len(m.get("classes") or []),
+        "heads": [h.get("group") for h in m.get("heads") or []],
+        "active": bool(m.get("active")),
+        "metrics": m.get("metrics") or {},
+        "dataset": m.get("dataset"),
+        "path": m.get("path"),
+        **({"error": m["error"]} if "error" in m else {}),
+    }
+
+
 def list_bundles(models_dir: str | Path) -> list[dict[str, Any]]:
     """Every bundle's manifest plus ``path`` and ``active``, oldest first (unverified).
 

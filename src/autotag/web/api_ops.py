@@ -81,28 +81,12 @@ def retry_failed(state: State) -> dict[str, Any]:
     return {"requeued": requeue(state.settings, None, statuses=("failed",))}
 
 
-def model_summary(m: dict[str, Any]) -> dict[str, Any]:
-    """What the Models page lists of a manifest."""
-    fs = m.get("feature_set") or {}
-    return {
-        "id": m.get("id"),
-        "name": m.get("name"),
-        "created": m.get("created"),
-        "feature_set": f"{fs.get('name')}@{fs.get('version')}" if fs else None,
-        "classes": len(m.get("classes") or []),
-        "heads": [h.get("group") for h in m.get("heads") or []],
-        "active": bool(m.get("active")),
-        "metrics": m.get("metrics") or {},
-        **({"error": m["error"]} if "error" in m else {}),
-    }
-
-
 @router.get("/models", summary="Model bundles with their metrics (newest last)")
 def models(state: State) -> dict[str, Any]:
     models_dir = state.settings.models_dir
     return {
         "active": bundles.active_bundle_id(models_dir),
-        "models": [model_summary(m) for m in bundles.list_bundles(models_dir)],
+        "models": [bundles.summarize_manifest(m) for m in bundles.list_bundles(models_dir)],
     }
 
 
