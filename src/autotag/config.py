@@ -69,6 +69,19 @@ class Settings:
     # DB writer batching.
     db_batch_size: int = 64
     db_flush_secs: float = 1.0
+    # Video: a second stream of segments, and what one upload may cost before it is refused.
+    video_stream: str = "autotag:videos"
+    video_dead_letter_stream: str = "autotag:videos:dead"
+    segment_secs: float = 10.0
+    max_video_bytes: int = 2 * 1024 * 1024 * 1024
+    max_video_secs: float = 4 * 3600.0
+    max_video_segments: int = 2000
+    max_video_pixels: int = 3840 * 2160
+    # Frames analysed: one every video_sample_secs while something moves, one every
+    # video_static_secs on still footage, and any frame that cuts to a new scene.
+    video_sample_secs: float = 0.5
+    video_static_secs: float = 5.0
+    segment_budget_secs: float = 90.0
 
     def port(self, base: int) -> int:
         return base + self.port_offset
