@@ -81,7 +81,7 @@ class Settings:
     # video_static_secs on still footage, and any frame that cuts to a new scene.
     video_sample_secs: float = 0.5
     video_static_secs: float = 5.0
-    segment_budget_secs: float = 90.0
+    segment_budget_secs: float = 50.0
 
     def port(self, base: int) -> int:
         return base + self.port_offset

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "models",
     "training",
     "similar",
+    "video",
     "requeue",
     "demo",
 ]

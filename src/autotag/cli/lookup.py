@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from autotag.checksums import file_sha256
+from autotag.cli.video import clock
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError, ServiceError
-from autotag.storage import blobs, database, lookups
+from autotag.storage import blobs, database, lookups, videos
 from autotag.storage.photo_stream import PhotoStream
 
 
@@ -43,22 +44,31 @@ def _queue_info(s: Settings) -> dict[str, Any]:
 @click.option("--exact", is_flag=True, help="Whole-tag matches only (no words of longer tags).")
 @click.option("--json", "as_json", is_flag=True)
 def search(tag: str, min_score: float, limit: int, exact: bool, as_json: bool) -> None:
-    """Photos tagged TAG (case-insensitive), best score first.
+    """Photos tagged TAG (case-insensitive), best score first, then video segments.
 
     Exact tag matches come first, then photos whose multi-word tag contains every word of
-    TAG ("retriever" also finds "golden retriever"), unless --exact.
+    TAG ("retriever" also finds "golden retriever"), unless --exact. Video segments whose
+    frames carried TAG follow, with their time ranges (JSON: "kind": "video_segment").
     """
     s = settings()
     with database.connect(s) as conn, database.pg_errors(s):
         hits = lookups.search(conn, tag, min_score, limit, words=not exact)
+        segments = videos.search_segments(conn, tag, min_score, limit)
     if as_json:
-        _dump([h.as_dict() for h in hits])
+        _dump([h.as_dict() for h in hits] + [g.as_dict() for g in segments])
         return
-    if not hits:
+    if not hits and not segments:
         click.echo(f"no photos tagged {tag!r}", err=True)
         return
     for h in hits:
         click.echo(f"{h.score:6.3f}  {h.photo_id}  {h.tag}  {h.source or ''}".rstrip())
+    for g in segments:
+        where = f"camera {g.camera}" if g.camera else (g.source or "")
+        span = f"{clock(g.start_secs)}-{clock(g.end_secs)}"
+        click.echo(
+            f"{g.score:6.3f}  video {g.video_id[:12]} #{g.segment} {span}  {g.tag}"
+            f" ({g.frames} frames)  {where}".rstrip()
+        )
 
 
 def _resolve_photo(arg: str) -> str:

@@ -49,7 +49,7 @@ class SamplingOptions:
     sample_secs: float = 0.5
     static_secs: float = 5.0
     vector_every_secs: float = 2.0
-    budget_secs: float = 90.0
+    budget_secs: float = 50.0
     max_pixels: int = 3840 * 2160
 
 
