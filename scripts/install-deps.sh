@@ -13,6 +13,7 @@ APT_PACKAGES=(
   python3-venv                                     # the project virtualenv
   opencv-data                                      # Haar cascades (face / person tag)
   dataset-fashion-mnist tuxpaint-stamps-default    # real labelled images for training and tests
+  opencv-doc                                       # real video clips (vtest.avi) for video tests
   curl procps iproute2
 )
 

@@ -48,7 +48,7 @@ class SamplingOptions:
 
     sample_secs: float = 0.5
     static_secs: float = 5.0
-    vector_every_secs: float = 2.0
+    vector_every_secs: float = 1.0
     budget_secs: float = 50.0
     max_pixels: int = 3840 * 2160
 
