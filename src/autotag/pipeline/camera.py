@@ -206,6 +206,12 @@ class CameraRecorder:
                 at, frame = item
                 if max_secs is not None and at >= max_secs:
                     break
+                if current is not None and at - current.start_secs >= self.segment_secs - 1e-6:
+                    self._close(conn, stream, current, feed.fps)
+                    current = None
+                    if self.run.segments >= self.settings.max_video_segments:
+                        self.run.reason = f"stopped at the {self.run.segments}-segment limit"
+                        break
                 if current is None:
                     check_frame_size(frame.shape[1], frame.shape[0], self.settings.max_video_pixels)
                     index = self.run.segments
@@ -214,12 +220,6 @@ class CameraRecorder:
                     current = _SegmentFile(path, feed.fps or 25.0, size, at)
                 current.add(at, frame)
                 self.run.frames += 1
-                if at - current.start_secs >= self.segment_secs - 1e-6:
-                    self._close(conn, stream, current, feed.fps)
-                    current = None
-                    if self.run.segments >= self.settings.max_video_segments:
-                        self.run.reason = f"stopped at the {self.run.segments}-segment limit"
-                        break
         except VideoError as exc:
             self.run.reason = str(exc)
         finally:
