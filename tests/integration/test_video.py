@@ -243,3 +243,36 @@ def test_camera_plays_a_file_and_an_empty_fifo_fails(
     fresh = write_clip(tmp_path / "after.avi", 2.0, seed=int(time.time()) % 1000)
     (rec,) = intake.upload([str(fresh)], autotagger)
     assert _wait_videos(autotagger, [rec.photo_id], 120)[rec.photo_id] == "done"
+
+
+def test_http_api_serves_segments_timeline_and_reid(autotagger: Settings, uploaded: dict) -> None:
+    import threading
+    import urllib.request
+
+    from autotag.web import api as http_api
+
+    vid = uploaded["records"]["vtest.avi"].video_id
+    server = http_api.make_server(autotagger, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://{server.server_address[0]}:{server.server_address[1]}"
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(base + path, timeout=60) as resp:
+            return json.loads(resp.read())
+
+    try:
+        tagged = get("/tags/person")
+        assert {(g["video_id"], g["segment"]) for g in tagged["segments"]} >= {
+            (vid, i) for i in range(8)
+        }
+        timeline = get(f"/videos/{vid}")
+        assert timeline["status"] == "done" and len(timeline["segments"]) == 8
+        with database.connect(autotagger) as conn:
+            det = next(d for d in videos.detections(conn, vid, 5, "person") if d["has_vector"])
+        found = get(f"/reid/{det['detection_id']}?top=3")
+        assert found["query"]["detection_id"] == det["detection_id"]
+        assert len(found["results"]) == 3
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.app.close()

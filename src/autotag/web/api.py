@@ -4,6 +4,8 @@
     GET  /photos/<id>                a photo, its current tags, whether it has a vector
     GET  /tags/<tag>?min_score=&limit=
     GET  /similar/<id>?top=&min_score=&tag=
+    GET  /videos/<id>                a video's timeline (tags, detections per segment)
+    GET  /reid/<detection_id>?top=   the same person in other segments, videos, cameras
     GET  /stats
     GET  /healthz
 
@@ -33,8 +35,9 @@ from psycopg.pq import TransactionStatus
 from autotag.config import Settings
 from autotag.errors import AutotagError, ServiceError
 from autotag.pipeline import intake
+from autotag.search.reid import ReidIndex
 from autotag.search.service import SimilarityService
-from autotag.storage import blobs, database, lookups
+from autotag.storage import blobs, database, lookups, videos
 from autotag.storage.blobs import BlobStore
 from autotag.storage.photo_stream import PhotoStream
 
@@ -310,7 +313,28 @@ class Handler(BaseHTTPRequestHandler):
             limit = _int(query, "limit", 50)
             with app.pool.connection() as conn:
                 hits = lookups.search(conn, parts[1], min_score, limit)
-            return HTTPStatus.OK, {"tag": parts[1], "results": [h.as_dict() for h in hits]}
+                segments = videos.search_segments(conn, parts[1], min_score, limit)
+            return HTTPStatus.OK, {
+                "tag": parts[1],
+                "results": [h.as_dict() for h in hits],
+                "segments": [g.as_dict() for g in segments],
+            }
+        if len(parts) == 2 and parts[0] == "videos":
+            with app.pool.connection() as conn:
+                vid = videos.resolve_video_id(conn, parts[1])
+                info = None if vid is None else videos.show_video(conn, vid)
+            if info is None:
+                raise HttpError(HTTPStatus.NOT_FOUND, f"no video {parts[1]!r}")
+            return HTTPStatus.OK, _jsonable(info.as_dict())
+        if len(parts) == 2 and parts[0] == "reid" and parts[1].isdigit():
+            with app.pool.connection() as conn:
+                index = ReidIndex(conn)
+                index.load()
+                try:
+                    q, hits = index.like_detection(int(parts[1]), _int(query, "top", 10))
+                except AutotagError as exc:
+                    raise HttpError(HTTPStatus.NOT_FOUND, str(exc)) from None
+            return HTTPStatus.OK, _jsonable({"query": q, "results": hits})
         if parts == ["stats"]:
             with app.pool.connection() as conn:
                 return HTTPStatus.OK, lookups.stats(conn)
