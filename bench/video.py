@@ -37,6 +37,7 @@ from autotag.pipeline.video_intake import plan_segments, video_limits
 from autotag.pipeline.video_step import SamplingOptions, VideoAnalyser
 from autotag.storage.blobs import BlobStore
 from autotag.vision.features import FeatureOptions, get_feature_set
+from autotag.vision.people import Box
 from autotag.vision.video import FrameSampler, SegmentReader, probe
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
@@ -99,6 +100,29 @@ def loop(jobs: list[SegmentJob], procs: int, every_frame: bool) -> tuple[float, 
 
 def people_frames(results: list[SegmentResult]) -> set[int]:
     return {d.frame for r in results for d in r.detections if d.kind == PERSON}
+
+
+def track_recall(
+    every: list[SegmentResult], sampled: list[SegmentResult], min_len: int
+) -> tuple[int, int]:
+    """(tracks of the every-frame loop at least ``min_len`` frames long, how many of them a
+    sampled detection overlaps: IoU >= 0.3 with the track's box in the same frame)."""
+    boxes: dict[int, list[Box]] = {}
+    for r in sampled:
+        for d in r.detections:
+            if d.kind == PERSON:
+                boxes.setdefault(d.frame, []).append(Box(d.x, d.y, d.w, d.h, d.score))
+    tracks: dict[tuple[int, int], list] = {}
+    for r in every:
+        for d in r.detections:
+            if d.kind == PERSON:
+                tracks.setdefault((r.segment, d.track), []).append(d)
+    long = [t for t in tracks.values() if t[-1].frame - t[0].frame + 1 >= min_len]
+    found = 0
+    for t in long:
+        if any(Box(d.x, d.y, d.w, d.h, 0).iou(b) >= 0.3 for d in t for b in boxes.get(d.frame, [])):
+            found += 1
+    return len(long), found
 
 
 def jpeg_bytes(path: Path, jobs: list[SegmentJob], s) -> tuple[int, int]:
@@ -223,6 +247,10 @@ def main() -> None:
     share = len(covered) / len(truth) if truth else 1.0
     print(f"people-frames: {len(truth)} with a person (every-frame loop); the sampled analysis"
           f" finds {len(covered)} of them within ±{half} frames: {share:.1%}")  # fmt: skip
+    every_step = max(1, round(s.video_sample_secs * info.fps))
+    n_tracks, n_found = track_recall(every, sampled, 2 * every_step)
+    print(f"walkers: {n_tracks} every-frame tracks of >= {2 * every_step} frames; a sampled"
+          f" detection overlaps {n_found} of them ({n_found / max(n_tracks, 1):.1%})")  # fmt: skip
 
 
 if __name__ == "__main__":
