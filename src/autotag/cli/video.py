@@ -33,6 +33,30 @@ def video() -> None:
     """Uploaded videos and camera runs: their segments, tags and detections."""
 
 
+@video.command("list")
+@click.option(
+    "--status", type=click.Choice(["recording", "queued", "done", "failed"]), default=None
+)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def list_(status: str | None, limit: int, as_json: bool) -> None:
+    """Videos and camera runs, newest first, with why any failed."""
+    from autotag.storage import database, videos
+
+    s = settings()
+    with database.connect(s) as conn, database.pg_errors(s):
+        rows = videos.list_videos(conn, status, limit)
+    if as_json:
+        _dump(rows)
+        return
+    if not rows:
+        click.echo("no videos", err=True)
+    for r in rows:
+        where = f"camera {r['camera']}" if r["kind"] == "camera" else (r["source"] or "-")
+        line = f"{r['video_id']}  {r['status']:<9} {clock(r['duration_secs']):>9}  {where}"
+        click.echo(line + (f"  ({r['reason']})" if r["reason"] else ""))
+
+
 @video.command("show")
 @click.argument("video_id")
 @click.option("--detections", "with_detections", is_flag=True, help="List every box too.")

@@ -232,6 +232,20 @@ def show_video(conn: psycopg.Connection[Any], video_id: str) -> VideoInfo | None
     return VideoInfo(_iso(video, "uploaded_at", "done_at"), segments)
 
 
+def list_videos(
+    conn: psycopg.Connection[Any], status: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Videos and camera runs, newest first (optionally of one status), with their reasons."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT video_id, kind, camera, source, status, reason, duration_secs, segments,"
+            " uploaded_at FROM videos WHERE (%s::text IS NULL OR status = %s::text)"
+            " ORDER BY uploaded_at DESC, video_id LIMIT %s",
+            (status, status, int(limit)),
+        ).fetchall()
+    return [_iso(r, "uploaded_at") for r in rows]
+
+
 def resolve_video_id(conn: psycopg.Connection[Any], prefix: str) -> str | None:
     """A video id from a unique prefix (at least 6 hex characters); None if unknown."""
     p = prefix.strip().lower()
