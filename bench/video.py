@@ -71,6 +71,7 @@ def _analyser(every_frame: bool) -> tuple[VideoAnalyser, BlobStore]:
     options = SamplingOptions(
         sample_secs=1e-6 if every_frame else s.video_sample_secs,
         static_secs=1e-6 if every_frame else s.video_static_secs,
+        vector_every_secs=s.video_vector_secs,
         budget_secs=3600.0,
         max_pixels=s.max_video_pixels,
     )

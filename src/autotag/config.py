@@ -81,6 +81,9 @@ class Settings:
     # video_static_secs on still footage, and any frame that cuts to a new scene.
     video_sample_secs: float = 0.5
     video_static_secs: float = 5.0
+    # A tracked person's crop embedding is kept once per this many seconds (re-identification
+    # vs storage: the vectors are most of what a video costs in Postgres).
+    video_vector_secs: float = 1.0
     segment_budget_secs: float = 50.0
 
     def port(self, base: int) -> int:

@@ -35,6 +35,7 @@ class VideoBolt(Bolt):
         options = SamplingOptions(
             sample_secs=s.video_sample_secs,
             static_secs=s.video_static_secs,
+            vector_every_secs=s.video_vector_secs,
             budget_secs=s.segment_budget_secs,
             max_pixels=s.max_video_pixels,
         )
