@@ -142,7 +142,7 @@ def test_search_person_lists_segments_with_time_ranges(
     text = _autotag(autotagger, "search", "person")
     assert f"video {vid[:12]} #6 1:00.0-1:10.0" in text.stdout, text.stdout
     shown = _autotag(autotagger, "video", "show", vid[:10])
-    assert shown.returncode == 0 and "#7" in shown.stdout and "people" in shown.stdout
+    assert shown.returncode == 0 and "#7" in shown.stdout and "person boxes in" in shown.stdout
     failed = _autotag(autotagger, "video", "list", "--status", "failed")
     assert "video frames are 4096x2304" in failed.stdout, failed.stdout
 

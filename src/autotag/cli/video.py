@@ -88,9 +88,9 @@ def show(video_id: str, with_detections: bool, as_json: bool) -> None:
         span = f"{clock(seg['start_secs'])}-{clock(seg['end_secs'])}"
         people = seg["detections"].get("person", {})
         faces = seg["detections"].get("face", {})
-        found = f"{people.get('tracks', 0)} people ({people.get('boxes', 0)} boxes)"
+        found = f"{people.get('boxes', 0)} person boxes in {people.get('tracks', 0)} tracks"
         if faces:
-            found += f", {faces.get('boxes', 0)} faces"
+            found += f", {faces.get('boxes', 0)} face boxes"
         frames = f"{seg['frames_analysed'] or 0}/{seg['frames_decoded'] or 0} frames"
         line = f"  #{seg['segment']:<3d} {span:>15}  {seg['status']:<6} {frames:>12}  {found}"
         click.echo(line)
