@@ -36,6 +36,7 @@ from autotag.pipeline.video_contract import PERSON, SegmentJob, SegmentResult
 from autotag.pipeline.video_intake import plan_segments, video_limits
 from autotag.pipeline.video_step import SamplingOptions, VideoAnalyser
 from autotag.storage.blobs import BlobStore
+from autotag.vision.faces import FaceDetector
 from autotag.vision.features import FeatureOptions, get_feature_set
 from autotag.vision.people import Box
 from autotag.vision.video import FrameSampler, SegmentReader, probe
@@ -77,7 +78,8 @@ def _analyser(every_frame: bool) -> tuple[VideoAnalyser, BlobStore]:
     )
     tagger = load_tagger(s)
     embedder = get_feature_set("cnn", FeatureOptions(s.model_dirs, 1))
-    return VideoAnalyser(lambda: tagger, embedder, blobs, options), blobs
+    faces = FaceDetector.load(s.model_dirs)
+    return VideoAnalyser(lambda: tagger, embedder, blobs, options, faces=faces), blobs
 
 
 def _work(args: tuple[list[str], bool]) -> list[list]:

@@ -14,6 +14,7 @@ APT_PACKAGES=(
   opencv-data                                      # Haar cascades (face / person tag)
   dataset-fashion-mnist tuxpaint-stamps-default    # real labelled images for training and tests
   opencv-doc                                       # real video clips (vtest.avi) for video tests
+  chromium                                         # the web page's browser tests (Playwright drives it)
   curl procps iproute2
 )
 

@@ -47,7 +47,8 @@ class Settings:
     postgres_port: int = 5433
     http_port: int = 8090
     postgres_db: str = "autotag"
-    postgres_user: str = "autotag"
+    postgres_user: str = "autotag"  # the application role: no superuser, no DDL
+    postgres_owner: str = "autotag_owner"  # owns the schema: migrations, dot_product (C)
     storm_version: str = "2.8.3"
     storm_cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "autotag")
     # Queue and topology behaviour.
@@ -55,20 +56,32 @@ class Settings:
     dead_letter_stream: str = "autotag:dead"
     consumer_group: str = "autotag"
     max_attempts: int = 3
+    # Replays that charge no attempt (a crash or timeout while the photo was not being
+    # tagged: a neighbour's crash, a DB outage) before they start counting anyway.
+    max_uncharged_replays: int = 10
+    # Dead letters kept in Redis (XADD MAXLEN ~); the failed photos stay in Postgres.
+    dead_letter_cap: int = 10_000
     # Input limits (decompression bombs, giant uploads).
     max_file_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 64_000_000
     max_dimension: int = 20_000
+    # Memory a decode may take, from the header (pixels x channels x bytes per sample).
+    max_decode_bytes: int = 512 * 1024 * 1024
     # Tagging.
     feature_set: str = "cnn"
     min_tag_score: float = 0.05
     max_tags: int = 10
+    # Decode JPEGs only as large as the features need (1/2-1/8 scale in the DCT domain).
+    reduced_decode: bool = True
     # Threads per tagging process, for ONNX Runtime and OpenCV alike: Storm runs one tagging
     # process per core, so more threads would only oversubscribe the cores.
     tagging_threads: int = 1
     # DB writer batching.
     db_batch_size: int = 64
     db_flush_secs: float = 1.0
+    # Failed writes of one batch (connection errors, with back-off) before its tuples are
+    # failed back to Storm, which replays them.
+    db_max_retries: int = 12
     # Video: a second stream of segments, and what one upload may cost before it is refused.
     video_stream: str = "autotag:videos"
     video_dead_letter_stream: str = "autotag:videos:dead"
@@ -121,17 +134,6 @@ class Settings:
     @property
     def storm_home(self) -> Path:
         return self.storm_cache / f"storm-{self.storm_version}"
-
-    @property
-    def redis_url(self) -> str:
-        return f"redis://{self.host}:{self.port(self.redis_port)}/0"
-
-    @property
-    def postgres_dsn(self) -> str:
-        return (
-            f"host={self.host} port={self.port(self.postgres_port)} "
-            f"dbname={self.postgres_db} user={self.postgres_user}"
-        )
 
     @property
     def model_dirs(self) -> tuple[Path, ...]:
@@ -208,6 +210,8 @@ def child_env(s: Settings) -> dict[str, str]:
             "AUTOTAG_PORT_OFFSET": str(s.port_offset),
             "AUTOTAG_STORM_CACHE": str(s.storm_cache),
             "AUTOTAG_MAX_FILE_BYTES": str(s.max_file_bytes),
+            # Read once when OpenCV loads: its own pixel limit, matched to ours.
+            "OPENCV_IO_MAX_IMAGE_PIXELS": str(s.max_pixels),
         }
     )
     return env

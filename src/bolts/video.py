@@ -4,6 +4,9 @@ once, in initialize().
 Per segment: find its blob → seek to its first frame → sampled frames → tags, people,
 faces, tracks and crop vectors → one result. A segment that cannot be analysed is emitted as
 a *failed result* with its reason, so the video writer records it and Storm never replays it.
+While a segment is analysed it carries an in-progress mark on the segment stream (as photos
+do), so a crash while analysing it charges that segment an attempt and a crash elsewhere does
+not.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from autotag.pipeline.video_contract import (
     SegmentResult,
     parse_segment_key,
 )
+from autotag.pipeline.video_intake import segment_stream
 from autotag.pipeline.video_step import SamplingOptions, VideoAnalyser
 from autotag.storage.blobs import BlobStore
+from autotag.vision.faces import FaceDetector
 from autotag.vision.features import FeatureOptions, get_feature_set
 
 
@@ -40,7 +45,13 @@ class VideoBolt(Bolt):
             max_pixels=s.max_video_pixels,
         )
         embedder = get_feature_set("cnn", FeatureOptions(s.model_dirs, s.tagging_threads))
-        self.analyser = VideoAnalyser(tagger.current, embedder, BlobStore(s.blob_dir), options)
+        faces = FaceDetector.load(s.model_dirs)
+        self.analyser = VideoAnalyser(
+            tagger.current, embedder, BlobStore(s.blob_dir), options, faces=faces
+        )
+        self.marks = segment_stream(s)
+        timeout = int(stormconf.get("topology.message.timeout.secs", 120))
+        self.mark_ttl_secs = 2 * timeout + 60  # outlives a worker restart and a tuple timeout
         self.logger.info("video bolt ready (model %s)", tagger.current().model_version)
 
     def process(self, tup) -> None:
@@ -51,7 +62,20 @@ class VideoBolt(Bolt):
             video_id, segment = parse_segment_key(key)
             result = SegmentResult.failed(video_id, segment, f"bad segment job: {exc}")
         else:
-            result = self.analyser.analyse(job, int(attempt or 0))
+            result = self._analyse_marked(key, job, int(attempt or 0))
         if result.status == FAILED:
             self.logger.warning("segment %s failed: %s", key, result.reason)
         self.emit(result.to_tuple())
+
+    def _analyse_marked(self, key: str, job: SegmentJob, attempt: int) -> SegmentResult:
+        try:
+            self.marks.mark_working(key, self.mark_ttl_secs)
+        except Exception as exc:  # noqa: BLE001 - Redis away: analyse anyway, just unmarked
+            self.logger.warning("segment %s: could not mark it in progress (%s)", key, exc)
+        try:
+            return self.analyser.analyse(job, attempt)
+        finally:
+            try:
+                self.marks.clear_working(key)
+            except Exception as exc:  # noqa: BLE001 - the mark expires by itself
+                self.logger.warning("segment %s: could not clear its mark (%s)", key, exc)

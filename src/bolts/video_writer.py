@@ -20,7 +20,14 @@ class VideoWriterBolt(Bolt):
 
     def initialize(self, stormconf, context) -> None:
         s = settings()
-        self.batcher = ResultBatcher(SegmentWriter(s), self.ack, 8, s.db_flush_secs)
+        self.batcher = ResultBatcher(
+            SegmentWriter(s),
+            self.ack,
+            8,
+            s.db_flush_secs,
+            fail=self.fail,
+            max_retries=s.db_max_retries,
+        )
 
     def process(self, tup) -> None:
         self.batcher.add(SegmentResult.from_tuple(tup.values), tup)

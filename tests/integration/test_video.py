@@ -248,21 +248,20 @@ def test_camera_plays_a_file_and_an_empty_fifo_fails(
 
 
 def test_http_api_serves_segments_timeline_and_reid(autotagger: Settings, uploaded: dict) -> None:
-    import threading
-    import urllib.request
+    from fastapi.testclient import TestClient
 
-    from autotag.web import api as http_api
+    from autotag.web.app import create_app
 
     vid = uploaded["records"]["vtest.avi"].video_id
-    server = http_api.make_server(autotagger, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://{server.server_address[0]}:{server.server_address[1]}"
+    with TestClient(create_app(autotagger, token="video-test"), base_url="http://127.0.0.1") as c:
+        assert c.get(f"/videos/{vid}").status_code == 401  # the same token guard as photos
+        c.headers["Authorization"] = "Bearer video-test"
 
-    def get(path: str) -> dict:
-        with urllib.request.urlopen(base + path, timeout=60) as resp:
-            return json.loads(resp.read())
+        def get(path: str) -> dict:
+            resp = c.get(path)
+            assert resp.status_code == 200, resp.text
+            return resp.json()
 
-    try:
         tagged = get("/tags/person")
         assert {(g["video_id"], g["segment"]) for g in tagged["segments"]} >= {
             (vid, i) for i in range(8)
@@ -274,7 +273,5 @@ def test_http_api_serves_segments_timeline_and_reid(autotagger: Settings, upload
         found = get(f"/reid/{det['detection_id']}?top=3")
         assert found["query"]["detection_id"] == det["detection_id"]
         assert len(found["results"]) == 3
-    finally:
-        server.shutdown()
-        server.server_close()
-        server.app.close()
+        assert c.get("/reid/999999999").status_code == 404
+        assert c.get("/videos/nosuchvideo").status_code == 404

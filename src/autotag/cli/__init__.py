@@ -18,13 +18,17 @@ COMMAND_MODULES = [
     "cluster",
     "topology",
     "intake",
+    "tagging",
     "lookup",
     "models",
     "training",
     "similar",
     "video",
     "requeue",
+    "gc",
     "demo",
+    "url",
+    "labels",
 ]
 
 
@@ -36,12 +40,7 @@ def cli() -> None:
 
 def _register() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"autotag.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"autotag.cli.{name}":
-                continue  # that command group is not built yet
-            raise
+        module = importlib.import_module(f"autotag.cli.{name}")
         for command in module.commands:
             cli.add_command(command)
 

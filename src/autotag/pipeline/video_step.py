@@ -1,7 +1,7 @@
 """The video bolt's work: one segment of a stored video → a ``SegmentResult``.
 
 Decode the segment's frames (seeking to its first), keep those the sampler picks, and for
-each kept frame: tag it with the active bundle, find people (HOG) and faces (Haar), link the
+each kept frame: tag it with the active bundle, find people (HOG) and faces (BlazeFace), link the
 boxes into tracks, and embed a crop with the CNN for the first box of each track and then one
 every ``vector_every_secs``. Nothing of the pixels leaves this function. A segment that
 cannot be analysed becomes a failed result with its reason, never an exception, so Storm
@@ -96,15 +96,15 @@ class VideoAnalyser:
         blobs: BlobStore,
         options: SamplingOptions,
         *,
+        faces: FaceDetector,
         people: PeopleDetector | None = None,
-        faces: FaceDetector | None = None,
     ) -> None:
         self.tagger = tagger
         self.embedder = embedder
         self.blobs = blobs
         self.options = options
         self.people = people or PeopleDetector()
-        self.faces = faces or FaceDetector.load()
+        self.faces = faces
 
     def analyse(self, job: SegmentJob, attempts: int = 0) -> SegmentResult:
         started = time.monotonic()
@@ -215,8 +215,8 @@ class _SegmentRun:
                 found = {
                     PERSON: self.a.people.detect(f.bgr),
                     FACE: [
-                        Box(x.x, x.y, x.w, x.h, round(x.neighbors / (x.neighbors + 1.0), 4))
-                        for x in self.a.faces.detect(f.bgr)
+                        Box(x.x, x.y, x.w, x.h, round(score, 4))
+                        for x, score in self.a.faces.detect_scored(f.bgr)
                     ],
                 }
                 for kind, boxes in found.items():

@@ -19,6 +19,7 @@ import psycopg
 from autotag.config import Settings
 from autotag.storage import videos
 from autotag.storage.database import connect, first_line
+from autotag.storage.writer import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -170,16 +171,14 @@ def _write(conn: psycopg.Connection[Any], batch: Sequence[StorableSegment]) -> N
         videos.settle(conn, sorted({r.video_id for r in batch}))
 
 
-_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, ValueError)
-
-
 def write_segment_results(conn: psycopg.Connection[Any], results: Sequence[StorableSegment]) -> int:
     """Store a batch of segment results in one transaction; returns the results stored.
 
     Idempotent (a segment's detections and tags are replaced; a 'failed' result never
     downgrades a 'done' segment). A batch refused as data is retried one result at a time,
-    and a result still refused is stored as a failed segment with the reason.
-    Connection errors propagate: the tuples fail and Storm replays them.
+    and a result still refused is stored as a failed segment with the reason. Only
+    connection-class errors (``is_transient``) propagate: the batcher keeps the batch and
+    retries it, then fails the tuples back to Storm, which replays them.
     """
     last: dict[tuple[str, int], StorableSegment] = {}
     for r in results:
@@ -192,7 +191,9 @@ def write_segment_results(conn: psycopg.Connection[Any], results: Sequence[Stora
     try:
         _write(conn, batch)
         return len(batch)
-    except _DATA_ERRORS as exc:
+    except Exception as exc:
+        if is_transient(exc):
+            raise
         log.warning("segment batch of %d refused (%s); one by one", len(batch), first_line(exc))
     stored = 0
     for r in batch:
@@ -200,13 +201,17 @@ def write_segment_results(conn: psycopg.Connection[Any], results: Sequence[Stora
             _write(conn, [r])
             stored += 1
             continue
-        except _DATA_ERRORS as exc:
+        except Exception as exc:
+            if is_transient(exc):
+                raise
             reason = f"could not store result: {first_line(exc)}"
         try:
             _write(conn, [_Failed(r.video_id, int(r.segment), reason, r.attempts)])
             log.error("segment %s:%s: %s", r.video_id, r.segment, reason)
             stored += 1
-        except _DATA_ERRORS as exc:
+        except Exception as exc:
+            if is_transient(exc):
+                raise
             log.error("dropping the result for %s:%s: %s", r.video_id, r.segment, first_line(exc))
     return stored
 

@@ -1,4 +1,8 @@
-"""A project-local Redis (queue of photos), on 127.0.0.1 with an append-only file."""
+"""A project-local Redis (queue of photos), on 127.0.0.1 with an append-only file.
+
+It requires a password (``requirepass``), generated once into ``<run_dir>/secrets`` and
+written into a 0600 config file, never on the command line where ``ps`` would show it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 from autotag.config import Settings
 from autotag.ops.daemons.base import Daemon
+from autotag.storage import credentials
 
 
 class RedisDaemon(Daemon):
@@ -23,15 +28,18 @@ class RedisDaemon(Daemon):
         return self.settings.run_dir / "conf" / "redis.conf"
 
     def prepare(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.conf_file.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.conf_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        password = credentials.ensure(self.settings.run_dir, credentials.REDIS)
         # appendfsync everysec: an acknowledged upload survives a Redis crash (≤1 s window
         # covered by the Postgres 'queued' row, which `autotag retry --stuck` re-queues).
-        self.conf_file.write_text(
+        credentials.write_private(
+            self.conf_file,
             "\n".join(
                 [
                     f"bind {self.settings.host}",
                     "protected-mode yes",
+                    f"requirepass {password}",
                     f"port {self.port}",
                     f"dir {self.data_dir}",
                     "daemonize no",
@@ -41,7 +49,7 @@ class RedisDaemon(Daemon):
                     "loglevel notice",
                     "",
                 ]
-            )
+            ),
         )
 
     def argv(self) -> Sequence[str]:
@@ -55,7 +63,9 @@ class RedisDaemon(Daemon):
         import redis
 
         try:
-            redis.Redis.from_url(self.settings.redis_url, socket_timeout=2).ping()
+            password = credentials.read(self.settings.run_dir, credentials.REDIS)
+            s = self.settings
+            redis.Redis(host=s.host, port=self.port, password=password, socket_timeout=2).ping()
         except redis.RedisError as exc:
             return f"PING failed: {exc}"
         return None
