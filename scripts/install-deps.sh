@@ -14,7 +14,7 @@ APT_PACKAGES=(
   opencv-data                                      # Haar cascades (face / person tag)
   dataset-fashion-mnist tuxpaint-stamps-default    # real labelled images for training and tests
   wordnet-base                                     # WordNet 3.0 nouns: ImageNet leaves -> concepts
-  opencv-doc                                       # its sample photos: concept threshold choice
+  opencv-doc                                       # sample photos (concept thresholds), video clips (vtest.avi)
   chromium                                         # the web page's browser tests (Playwright drives it)
   curl procps iproute2
 )

@@ -4,6 +4,11 @@ name, which would clash with the autotag package): image spout → autotag bolts
     photos (1) ──shuffle──▶ autotag (2, daemonized model) ──shuffle──▶ db_writer (1) ──▶ Postgres
        └──────────────── dead_letters (photos that ran out of attempts) ──────────▲
 
+    videos (1) ──shuffle──▶ video (2, one segment per tuple) ──shuffle──▶ video_writer (1)
+       └──────────────── dead_letters (segments that ran out of attempts) ────────▲
+
+The video branch reads its own stream of segments and shares nothing with the photo path.
+
 Parallelism is sized for one 2-core machine: one tagging process per core. Raise `autotag`
 (and `topology.workers`) on a bigger cluster, or `autotag rebalance autotagger --executor autotag=N`.
 """
@@ -12,7 +17,10 @@ from streamparse import Grouping, Topology
 
 from bolts.autotag import AutotagBolt
 from bolts.dbwriter import DbWriterBolt
+from bolts.video import VideoBolt
+from bolts.video_writer import VideoWriterBolt
 from spouts.photos import PhotoSpout
+from spouts.videos import VideoSpout
 
 
 class Autotag(Topology):
@@ -36,6 +44,14 @@ class Autotag(Topology):
     autotag = AutotagBolt.spec(inputs={photos: Grouping.SHUFFLE}, par=2)
     db_writer = DbWriterBolt.spec(
         inputs={autotag: Grouping.SHUFFLE, photos["dead_letters"]: Grouping.SHUFFLE},
+        par=1,
+        config={"topology.tick.tuple.freq.secs": 1},
+    )
+
+    videos = VideoSpout.spec(par=1, config={"topology.max.spout.pending": 2})
+    video = VideoBolt.spec(inputs={videos: Grouping.SHUFFLE}, par=2)
+    video_writer = VideoWriterBolt.spec(
+        inputs={video: Grouping.SHUFFLE, videos["dead_letters"]: Grouping.SHUFFLE},
         par=1,
         config={"topology.tick.tuple.freq.secs": 1},
     )

@@ -82,6 +82,22 @@ class Settings:
     # Failed writes of one batch (connection errors, with back-off) before its tuples are
     # failed back to Storm, which replays them.
     db_max_retries: int = 12
+    # Video: a second stream of segments, and what one upload may cost before it is refused.
+    video_stream: str = "autotag:videos"
+    video_dead_letter_stream: str = "autotag:videos:dead"
+    segment_secs: float = 10.0
+    max_video_bytes: int = 2 * 1024 * 1024 * 1024
+    max_video_secs: float = 4 * 3600.0
+    max_video_segments: int = 2000
+    max_video_pixels: int = 3840 * 2160
+    # Frames analysed: one every video_sample_secs while something moves, one every
+    # video_static_secs on still footage, and any frame that cuts to a new scene.
+    video_sample_secs: float = 0.5
+    video_static_secs: float = 5.0
+    # A tracked person's crop embedding is kept once per this many seconds (re-identification
+    # vs storage: the vectors are most of what a video costs in Postgres).
+    video_vector_secs: float = 1.0
+    segment_budget_secs: float = 50.0
 
     def port(self, base: int) -> int:
         return base + self.port_offset

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "training",
     "concepts",
     "similar",
+    "video",
     "requeue",
     "gc",
     "demo",

@@ -29,6 +29,8 @@ def _setup_logging() -> None:
 def _line(rec: intake.UploadRecord) -> str:
     pid = rec.photo_id[:12] if rec.photo_id else "-" * 12
     text = f"{rec.status:<14} {pid}  {rec.path}"
+    if getattr(rec, "segments", 0):  # a video: queued as segments
+        text += f"  (video, {rec.segments} segments)"
     return f"{text}  ({rec.reason})" if rec.reason and rec.status != intake.QUEUED else text
 
 

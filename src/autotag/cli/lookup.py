@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from autotag.checksums import file_sha256
+from autotag.cli.video import clock
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError, ServiceError
-from autotag.storage import blobs, database, lookups
+from autotag.storage import blobs, database, lookups, videos
 from autotag.storage.photo_stream import PhotoStream
 from autotag.vision import bundle as bundles
 from autotag.vision.concepts import active_search_vocabulary
@@ -53,6 +54,8 @@ def search(
     concepts (dog finds the German shepherds); several words must all match ("dog beach").
     Exact tag matches come first, then plurals and synonyms, then photos whose multi-word tag
     contains every word of a term ("retriever" also finds "golden retriever"), unless --exact.
+    Video segments whose frames carried the words follow, with their time ranges (JSON:
+    "kind": "video_segment").
     """
     s = settings()
     text = " ".join(query)
@@ -65,10 +68,11 @@ def search(
             words=not exact,
             vocabulary=active_search_vocabulary(s.models_dir),
         )
+        segments = videos.search_segments(conn, text, min_score, limit)
     if as_json:
-        _dump([h.as_dict() for h in hits])
+        _dump([h.as_dict() for h in hits] + [g.as_dict() for g in segments])
         return
-    if not hits:
+    if not hits and not segments:
         click.echo(f"no photos tagged {text!r}", err=True)
         return
     for h in hits:
@@ -77,6 +81,13 @@ def search(
             for m in h.matches
         )
         click.echo(f"{h.score:6.3f}  {h.photo_id}  {why}  {h.source or ''}".rstrip())
+    for g in segments:
+        where = f"camera {g.camera}" if g.camera else (g.source or "")
+        span = f"{clock(g.start_secs)}-{clock(g.end_secs)}"
+        click.echo(
+            f"{g.score:6.3f}  video {g.video_id[:12]} #{g.segment} {span}  {g.tag}"
+            f" ({g.frames} frames)  {where}".rstrip()
+        )
 
 
 def _resolve_photo(arg: str) -> str:

@@ -5,7 +5,8 @@ entry. A crash between the last two leaves a 'queued' row with no entry, which
 ``autotag retry --stuck`` re-enqueues; nothing is ever queued without its blob.
 
 Only the size limit is enforced here (status ``rejected``); anything else, even an empty
-file or one that is not an image, is queued and the bolts record why it failed.
+file or one that is not an image, is queued and the bolts record why it failed. A video
+(by its bytes or its name) goes to ``video_intake`` instead, which probes and splits it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from typing import Any
 import psycopg
 
 from autotag.config import Settings
+from autotag.pipeline.video_intake import VideoUploadRecord, segment_stream, upload_video
 from autotag.storage import database, registry
 from autotag.storage.blobs import BlobStore, BlobTooLarge
 from autotag.storage.photo_stream import PhotoStream
+from autotag.vision.video import looks_like_video
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +178,15 @@ class Intake:
         except Exception:  # noqa: BLE001 - `autotag retry --stuck` recovers the row later
             pass
 
+    def upload_video(self, path: Path, *, force: bool = False) -> VideoUploadRecord:
+        """A video file: stored, probed, and queued as segments on the segment stream."""
+        assert self.conn is not None and self.stream is not None
+        segments = segment_stream(self.settings, self.stream.redis)
+        return upload_video(self.settings, self.conn, segments, self.blobs, path, force=force)
+
     def upload_file(
         self, path: Path, *, force: bool = False, seen: set[str] | None = None
-    ) -> UploadRecord:
+    ) -> UploadRecord | VideoUploadRecord:
         """Store, register and queue one regular file (size limit enforced).
 
         ``seen`` holds ids already handled in this run: the same bytes again are reported
@@ -189,6 +198,9 @@ class Intake:
         except OSError as exc:
             return UploadRecord(str(path), None, ERROR, f"cannot read: {exc.strerror or exc}")
         with fh:
+            if looks_like_video(fh.read(512), path.name):
+                return self.upload_video(path, force=force)
+            fh.seek(0)
             size = os.fstat(fh.fileno()).st_size
             if size > limit:
                 return UploadRecord(
@@ -212,9 +224,9 @@ def upload(
     *,
     recursive: bool = True,
     force: bool = False,
-    progress: Callable[[UploadRecord], None] | None = None,
+    progress: Callable[[UploadRecord | VideoUploadRecord], None] | None = None,
     inputs: Sequence[tuple[Path, str | None]] | None = None,
-) -> list[UploadRecord]:
+) -> list[UploadRecord | VideoUploadRecord]:
     """Upload files and folders; one record per input file, in walk order.
 
     The same bytes twice in one call are one photo: the second is ``duplicate``. A photo
@@ -222,7 +234,7 @@ def upload(
     ServiceError if Redis or Postgres is down (already-stored blobs are harmless).
     """
     items = list(inputs) if inputs is not None else list(iter_inputs(paths, recursive=recursive))
-    records: list[UploadRecord] = []
+    records: list[UploadRecord | VideoUploadRecord] = []
     seen: set[str] = set()
     with Intake(settings) as intake:
         for path, problem in items:

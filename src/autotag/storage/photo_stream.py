@@ -151,13 +151,21 @@ class PhotoStream:
     """autotag's photo stream and its dead letters on one Redis connection."""
 
     def __init__(
-        self, settings: Settings, *, connection: redis.Redis | None = None, check: bool = False
+        self,
+        settings: Settings,
+        *,
+        connection: redis.Redis | None = None,
+        check: bool = False,
+        name: str | None = None,
+        dead_name: str | None = None,
     ) -> None:
+        """``name`` / ``dead_name`` pick another stream with the same machinery (video
+        segments use ``settings.video_stream``); the default is the photo stream."""
         self.settings = settings
         self.redis = connection if connection is not None else client(settings, check=check)
-        self.name = settings.stream
+        self.name = name or settings.stream
         self.group = settings.consumer_group
-        self.dead_name = settings.dead_letter_stream
+        self.dead_name = dead_name or settings.dead_letter_stream
         self.max_attempts = settings.max_attempts
         self.max_replays = settings.max_uncharged_replays
         self.dead_cap = settings.dead_letter_cap

@@ -1,6 +1,7 @@
 """Finding photos over HTTP: by tag, by several tags, similar ones; counts and health.
 
-GET /tags/<tag>?min_score=&limit=      typed words, as ``autotag search`` reads them
+GET /tags/<tag>?min_score=&limit=      typed words, as ``autotag search`` reads them; video
+                                       segments carrying them under "segments"
 GET /search?tag=a&tag=b&min_score=&order=score|newest&offset=&limit=   every tag (AND)
 GET /search?q=dogs+beach&min_score=&offset=&limit=   one box of words, as ``autotag search``
 GET /autocomplete?q=                   current tags starting with q, most photos first
@@ -25,7 +26,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from autotag.errors import ServiceError
-from autotag.storage import lookups
+from autotag.storage import lookups, videos
 from autotag.vision.concepts import active_search_vocabulary
 from autotag.web.api_photos import State, photo_id_of
 from autotag.web.state import WebState
@@ -50,6 +51,8 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         return value.item()
+    if hasattr(value, "tolist"):  # numpy array
+        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     return value
@@ -70,7 +73,12 @@ def by_tag(tag: str, state: State, min_score: float = 0.0, limit: Limit = 50) ->
     vocab = vocabulary(state)
     with state.pool.connection() as conn:
         hits = lookups.search(conn, tag, min_score, limit, vocabulary=vocab)
-    return {"tag": tag, "results": [h.as_dict() for h in hits]}
+        segments = videos.search_segments(conn, tag, min_score, limit)
+    return {
+        "tag": tag,
+        "results": [h.as_dict() for h in hits],
+        "segments": [g.as_dict() for g in segments],
+    }
 
 
 @router.get("/search", summary="Photos carrying every one of the tags (AND), one page")

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from autotag.config import Settings
 from autotag.errors import AutotagError, ServiceError
 from autotag.ops.web_token import load_or_create_token
-from autotag.web import api_ops, api_photos, api_search, api_storm, live, pages
+from autotag.web import api_ops, api_photos, api_search, api_storm, api_videos, live, pages
 from autotag.web.auth import LOCAL_HOSTS, TokenGuard
 from autotag.web.state import WebState
 
@@ -97,7 +97,8 @@ def create_app(
 
     app = FastAPI(
         title="autotag",
-        summary="Photo auto-tagging: upload, tags, search, similar photos, the cluster.",
+        summary="Photo and video auto-tagging: upload, tags, search, similar photos, video "
+        "timelines, re-identification, the cluster.",
         description="Every request needs the token: `Authorization: Bearer <token>` "
         "(the token is in `<run_dir>/web/token`; `autotag url` prints the page's address).",
         version="1",
@@ -109,6 +110,7 @@ def create_app(
     for router in (
         api_photos.router,
         api_search.router,
+        api_videos.router,
         live.router,
         api_ops.router,
         api_storm.router,
