@@ -15,8 +15,7 @@ from streamparse import Bolt
 
 from autotag.config import settings
 from autotag.pipeline.contract import FAILED, RESULT_FIELDS
-from autotag.pipeline.tag_step import ActiveTagger, tag_photo
-from autotag.storage.blobs import BlobStore
+from autotag.pipeline.tag_step import ActiveTagger, blob_reader, tag_photo
 
 
 class AutotagBolt(Bolt):
@@ -27,7 +26,7 @@ class AutotagBolt(Bolt):
         s = settings()
         # One tagging process per core: OpenCV's own thread pool would only oversubscribe.
         cv2.setNumThreads(s.tagging_threads)
-        self.blobs = BlobStore(s.blob_dir)
+        self.blobs = blob_reader(s)  # local blob directory, or the intake host's blob service
         self.max_bytes = s.max_file_bytes
         self.tagger = ActiveTagger(s)
         loaded = self.tagger.current()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from autotag.config import Settings, child_env
 from autotag.errors import ServiceError
 from autotag.ops.daemons.base import Daemon, Status
+from autotag.ops.daemons.blob_service import BlobServiceDaemon
 from autotag.ops.daemons.postgres import PostgresDaemon
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon, ZooKeeperDaemon
@@ -59,6 +60,7 @@ def daemons(settings: Settings, names: Sequence[str] | None = None) -> list[Daem
         "ui": StormUiDaemon,
         "redis": RedisDaemon,
         "postgres": PostgresDaemon,
+        "blobs": BlobServiceDaemon,
     }
     wanted = list(names) if names else list(factories)
     unknown = [n for n in wanted if n not in factories]

@@ -10,9 +10,10 @@ import logging
 import time
 
 from autotag.config import Settings
-from autotag.errors import AutotagError
+from autotag.errors import AutotagError, ServiceError
 from autotag.pipeline.contract import PhotoResult
-from autotag.storage.blobs import BlobStore
+from autotag.storage.blobs import BlobReader, BlobStore
+from autotag.storage.http_blobs import HttpBlobStore
 from autotag.vision.bundle import active_bundle_id
 from autotag.vision.decode import DecodeLimits
 from autotag.vision.features import FeatureOptions
@@ -32,6 +33,21 @@ def load_tagger(settings: Settings, bundle_id: str | None = None) -> Tagger:
         min_score=settings.min_tag_score,
         max_tags=settings.max_tags,
     )
+
+
+def blob_reader(settings: Settings) -> BlobReader:
+    """Where this host's workers read photos: the local blob directory, or the intake host's
+    blob service when ``blob_url`` is set (with the token copied into secrets/)."""
+    if not settings.blob_url:
+        return BlobStore(settings.blob_dir)
+    try:
+        token = settings.blob_token_file.read_text().strip()
+    except OSError as exc:
+        raise ServiceError(
+            f"blob_url is {settings.blob_url} but its token {settings.blob_token_file} cannot be "
+            f"read ({exc.strerror}): copy it from the intake host's run directory"
+        ) from None
+    return HttpBlobStore(settings.blob_url, token)
 
 
 class ActiveTagger:
@@ -57,13 +73,16 @@ class ActiveTagger:
 
 
 def tag_photo(
-    tagger: Tagger, blobs: BlobStore, photo_id: str, max_bytes: int | None = None
+    tagger: Tagger, blobs: BlobReader, photo_id: str, max_bytes: int | None = None
 ) -> PhotoResult:
     """Tag one stored photo, found by its id and checked against it; any problem with the
-    photo becomes a failed result with a reason."""
+    photo becomes a failed result with a reason. A blob service that cannot be reached is not
+    the photo's fault: that ServiceError propagates, so Storm fails the tuple and replays it."""
     try:
         data = blobs.read(photo_id, max_bytes)
         return PhotoResult.tagged(photo_id, tagger.tag_bytes(data))
+    except ServiceError:
+        raise
     except (AutotagError, ValueError, MemoryError) as exc:
         return PhotoResult.failed(photo_id, _reason(exc))
 

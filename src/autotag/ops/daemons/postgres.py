@@ -81,7 +81,7 @@ class PostgresDaemon(Daemon):
             "-p",
             str(self.port),
             "-c",
-            f"listen_addresses={self.settings.host}",
+            f"listen_addresses={self.settings.listen_host}",
             "-c",
             f"unix_socket_directories={self.data_dir}",
             "-c",

@@ -30,7 +30,7 @@ class RedisDaemon(Daemon):
         self.conf_file.write_text(
             "\n".join(
                 [
-                    f"bind {self.settings.host}",
+                    f"bind {self.settings.listen_host}",
                     "protected-mode yes",
                     f"port {self.port}",
                     f"dir {self.data_dir}",

@@ -89,7 +89,7 @@ def java_bin() -> str:
     )
 
 
-def _copy_dependencies(pom: Path, version: str, out: Path) -> None:
+def _copy_dependencies(pom: Path, version: str, out: Path, *extra: str) -> None:
     mvn = shutil.which("mvn")
     if not mvn:
         raise ServiceError("Maven (mvn) not found: run scripts/install-deps.sh")
@@ -106,6 +106,7 @@ def _copy_dependencies(pom: Path, version: str, out: Path) -> None:
         f"-Dstorm.version={version}",
         f"-DoutputDirectory={tmp}",
         "-DincludeScope=runtime",
+        *extra,
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -134,6 +135,38 @@ def ensure_storm_home(settings: Settings) -> Path:
     (home / "log4j2" / "cluster.xml").write_text(_LOG4J_CLUSTER)
     (home / "log4j2" / "worker.xml").write_text(_LOG4J_WORKER)
     return home
+
+
+_LOG4J_CLI = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- The `storm` command's logging: what the command reports, on the terminal, as bin/storm. -->
+<configuration shutdownHook="disable">
+  <appenders>
+    <Console name="OUT" target="SYSTEM_OUT">
+      <PatternLayout pattern="%d{HH:mm:ss.SSS} %c{1} [%p] %msg%n"/>
+    </Console>
+  </appenders>
+  <loggers>
+    <root level="warn"><appender-ref ref="OUT"/></root>
+    <Logger name="org.apache.storm.command" level="info"/>
+  </loggers>
+</configuration>
+"""
+
+
+def ensure_storm_cli(settings: Settings) -> Path:
+    """storm.home/lib-cli with storm-core (the classes of Storm's own command line), once."""
+    home = ensure_storm_home(settings)
+    lib = home / "lib-cli"
+    jar = lib / f"storm-core-{settings.storm_version}.jar"
+    if not jar.is_file():
+        _copy_dependencies(
+            settings.home / "storm" / "pom-cli.xml",
+            settings.storm_version,
+            lib,
+            "-DexcludeTransitive=true",
+        )
+    (home / "log4j2" / "cli.xml").write_text(_LOG4J_CLI)
+    return lib
 
 
 def storm_home_ok(settings: Settings) -> bool:
