@@ -40,6 +40,9 @@ class Settings:
     # The address this host's own servers bind ("" = host): a host's cluster address on a
     # multi-host cluster, 127.0.0.1 on one machine, never a wildcard.
     bind_host: str = ""
+    # The private network of a multi-host cluster (CIDR, e.g. 10.20.0.0/24): Postgres accepts
+    # password logins from it ("" = one machine, loopback only).
+    cluster_network: str = ""
     # The name other hosts reach this host's workers by (storm.local.hostname; "" = bind_host).
     advertise_host: str = ""
     # Base ports; each is shifted by port_offset so a test cluster can run beside the user's.
@@ -227,6 +230,7 @@ def child_env(s: Settings) -> dict[str, str]:
             "AUTOTAG_BIND_HOST": s.bind_host,
             "AUTOTAG_ADVERTISE_HOST": s.advertise_host,
             "AUTOTAG_BLOB_URL": s.blob_url,
+            "AUTOTAG_CLUSTER_NETWORK": s.cluster_network,
         }
     )
     return env

@@ -2,7 +2,9 @@
 
 PostgreSQL refuses to run as root; when autotag runs as root (CI, containers) the cluster
 belongs to the ``postgres`` system user and is started through ``runuser``. A normal user
-owns their own cluster. It listens on 127.0.0.1 only, with trust auth for local users.
+owns their own cluster. It listens on 127.0.0.1 only, with trust auth for local users; on a
+multi-host cluster it listens on the host's own cluster address and accepts password (SCRAM)
+logins from ``settings.cluster_network`` only.
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ def _run_as_user() -> str | None:
     return "postgres" if os.geteuid() == 0 else None
 
 
+_HBA_MARK = "# autotag: cluster network (managed by autotag; rewritten on every start)"
+
+
 class PostgresDaemon(Daemon):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, password: str | None = None) -> None:
         super().__init__(settings, name="postgres", port=settings.port(settings.postgres_port))
         self.stop_signal = signal.SIGINT  # "fast" shutdown: does not wait for bolts' sessions
+        # The role's password for logins from other hosts; libpq clients read PGPASSWORD.
+        self.password = password if password is not None else os.environ.get("PGPASSWORD")
 
     @property
     def data_dir(self) -> Path:
@@ -48,6 +55,25 @@ class PostgresDaemon(Daemon):
         return ("runuser", "-u", user, "--") if user else ()
 
     def prepare(self) -> None:
+        self._initdb()
+        self._write_cluster_hba()
+
+    def _write_cluster_hba(self) -> None:
+        """pg_hba.conf's last lines: SCRAM logins from the cluster network, or nothing."""
+        network = self.settings.cluster_network
+        if network and not self.password:
+            raise ServiceError(
+                f"cluster_network is {network}: Postgres needs a password for logins from it"
+            )
+        hba = self.data_dir / "pg_hba.conf"
+        text = hba.read_text()
+        kept = text.split("\n" + _HBA_MARK)[0].rstrip("\n") + "\n"
+        if network:
+            kept += f"\n{_HBA_MARK}\nhost all all {network} scram-sha-256\n"
+        if kept != text:
+            hba.write_text(kept)
+
+    def _initdb(self) -> None:
         user = _run_as_user()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         if (self.data_dir / "PG_VERSION").is_file():
@@ -98,14 +124,24 @@ class PostgresDaemon(Daemon):
         import psycopg
 
         s = self.settings
+        # Over the Unix socket (trust for the local user): it works before the role has the
+        # password that TCP logins from the cluster network need.
         with psycopg.connect(
-            host=s.host,
+            host=str(self.data_dir),
             port=self.port,
             dbname="postgres",
             user=s.postgres_user,
             autocommit=True,
             connect_timeout=3,
         ) as conn:
+            if self.password:
+                from psycopg import sql as pgsql
+
+                conn.execute(
+                    pgsql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        pgsql.Identifier(s.postgres_user), pgsql.Literal(self.password)
+                    )
+                )
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)
             ).fetchone()

@@ -89,7 +89,7 @@ def java_bin() -> str:
     )
 
 
-def _copy_dependencies(pom: Path, version: str, out: Path, *extra: str) -> None:
+def _copy_dependencies(pom: Path, version: str, out: Path) -> None:
     mvn = shutil.which("mvn")
     if not mvn:
         raise ServiceError("Maven (mvn) not found: run scripts/install-deps.sh")
@@ -106,7 +106,6 @@ def _copy_dependencies(pom: Path, version: str, out: Path, *extra: str) -> None:
         f"-Dstorm.version={version}",
         f"-DoutputDirectory={tmp}",
         "-DincludeScope=runtime",
-        *extra,
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -159,12 +158,7 @@ def ensure_storm_cli(settings: Settings) -> Path:
     lib = home / "lib-cli"
     jar = lib / f"storm-core-{settings.storm_version}.jar"
     if not jar.is_file():
-        _copy_dependencies(
-            settings.home / "storm" / "pom-cli.xml",
-            settings.storm_version,
-            lib,
-            "-DexcludeTransitive=true",
-        )
+        _copy_dependencies(settings.home / "storm" / "pom-cli.xml", settings.storm_version, lib)
     (home / "log4j2" / "cli.xml").write_text(_LOG4J_CLI)
     return lib
 
