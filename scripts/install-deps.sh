@@ -14,6 +14,7 @@ APT_PACKAGES=(
   opencv-data                                      # Haar cascades (face / person tag)
   dataset-fashion-mnist tuxpaint-stamps-default    # real labelled images for training and tests
   curl procps iproute2
+  docker-compose                                   # `docker-compose config` checks docker/ (no engine needed)
 )
 
 missing=()

@@ -40,6 +40,9 @@ class Settings:
     # The address this host's own servers bind ("" = host): a host's cluster address on a
     # multi-host cluster, 127.0.0.1 on one machine, never a wildcard.
     bind_host: str = ""
+    # Redis' and Postgres' own host names where they differ from host (docker-compose: "" = host).
+    redis_host: str = ""
+    postgres_host: str = ""
     # The private network of a multi-host cluster (CIDR, e.g. 10.20.0.0/24): Postgres accepts
     # password logins from it ("" = one machine, loopback only).
     cluster_network: str = ""
@@ -142,12 +145,12 @@ class Settings:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{self.host}:{self.port(self.redis_port)}/0"
+        return f"redis://{self.redis_host or self.host}:{self.port(self.redis_port)}/0"
 
     @property
     def postgres_dsn(self) -> str:
         return (
-            f"host={self.host} port={self.port(self.postgres_port)} "
+            f"host={self.postgres_host or self.host} port={self.port(self.postgres_port)} "
             f"dbname={self.postgres_db} user={self.postgres_user}"
         )
 
