@@ -42,6 +42,9 @@ class Settings:
     bind_host: str = ""
     # Redis' and Postgres' own host names where they differ from host (docker-compose: "" = host).
     redis_host: str = ""
+    # Redis' password ("" = none; Redis then accepts loopback clients only, which is enough
+    # on one machine). Stand-in until the hardening work's password files are merged.
+    redis_password: str = ""
     postgres_host: str = ""
     # The private network of a multi-host cluster (CIDR, e.g. 10.20.0.0/24): Postgres accepts
     # password logins from it ("" = one machine, loopback only).
@@ -145,7 +148,8 @@ class Settings:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{self.redis_host or self.host}:{self.port(self.redis_port)}/0"
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host or self.host}:{self.port(self.redis_port)}/0"
 
     @property
     def postgres_dsn(self) -> str:

@@ -62,8 +62,9 @@ def client(settings: Settings, *, check: bool = False) -> redis.Redis:
     With ``check``, PING now and raise ServiceError if Redis is down.
     """
     r = redis.Redis(
-        host=settings.host,
+        host=settings.redis_host or settings.host,
         port=settings.port(settings.redis_port),
+        password=settings.redis_password or None,
         db=0,
         decode_responses=True,
         socket_connect_timeout=3,

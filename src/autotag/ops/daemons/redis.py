@@ -1,4 +1,8 @@
-"""A project-local Redis (queue of photos), on 127.0.0.1 with an append-only file."""
+"""A project-local Redis (queue of photos), on 127.0.0.1 with an append-only file.
+
+With a password (``settings.redis_password``) it also accepts clients from other hosts on
+the host's own cluster address; without one, Redis' protected mode keeps it loopback-only.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autotag.config import Settings
+from autotag.errors import ServiceError
 from autotag.ops.daemons.base import Daemon
 
 
@@ -39,10 +44,20 @@ class RedisDaemon(Daemon):
                     "appendfsync everysec",
                     "save 60 1000",
                     "loglevel notice",
+                    *self._auth_lines(),
                     "",
                 ]
             )
         )
+        self.conf_file.chmod(0o600)  # it may hold the password
+
+    def _auth_lines(self) -> list[str]:
+        pw = self.settings.redis_password
+        if not pw:
+            return []
+        if any(c.isspace() or c in "\"'" for c in pw):
+            raise ServiceError("redis_password must not contain spaces or quotes")
+        return [f"requirepass {pw}"]
 
     def argv(self) -> Sequence[str]:
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
