@@ -230,29 +230,45 @@ def two_hosts(photos: int, work: Path, prefix: str, timeout: float, log=print) -
         ids = [r.photo_id for r in intake.upload([str(p) for p in paths], s_a) if r.photo_id]
         log(f"uploaded {len(ids)} photos on host A in {time.monotonic() - t_up:.1f}s")
         seen: dict[tuple[str, int], int] = {}
+        problems: list[str] = []
 
         def sample() -> None:
             try:
                 for key, n in autotag_counts_by_host(s_a).items():
                     seen[key] = max(seen.get(key, 0), n)
-            except Exception:  # noqa: BLE001 - Nimbus busy rescheduling: next sample
-                pass
+            except Exception as exc:  # noqa: BLE001 - Nimbus busy rescheduling: next sample
+                if not problems:
+                    log(f"  (executor stats not available yet: {exc!r})")
+                problems.append(repr(exc))
 
         def on_b() -> int:
             return sum(n for (h, _), n in seen.items() if h == ADDR_B)
 
         t_start = time.monotonic()
         deadline = t_start + timeout
+        t_first: float | None = None
+        last_log = 0.0
         while time.monotonic() < deadline:
             sample()
             done = _count(s_a, ids, "tagged") + _count(s_a, ids, "failed")
+            if done and t_first is None:
+                t_first, first = time.monotonic(), done
+            if time.monotonic() - last_log >= 10:
+                last_log = time.monotonic()
+                log(
+                    f"  {done}/{len(ids)} stored; autotag tuples by executor {sorted(seen.items())}"
+                )
             if (done >= len(ids) / 3 and on_b() > 0) or done >= len(ids):
                 break
             time.sleep(1)
-        rate = done / max(1e-9, time.monotonic() - t_start)
-        log(f"before the kill: {done} stored, {rate:.1f} photos/s on two hosts; host B {on_b()}")
+        if t_first is not None and done > first:
+            rate = (done - first) / max(1e-9, time.monotonic() - t_first)
+            log(
+                f"before the kill: {done} stored, {rate:.2f} photos/s on two hosts (after the first)"
+            )
+        log(f"before the kill: host B's autotag executors processed {on_b()} tuples")
         SupervisorDaemon(s_b).kill()  # SIGKILL: B's Supervisor, workers and Python bolts
-        log("host B's Supervisor and workers killed (SIGKILL)")
+        log(f"host B's Supervisor and workers killed (SIGKILL), {len(ids) - done} photos to go")
         while time.monotonic() < deadline and _count(s_a, ids, "queued") > 0:
             time.sleep(2)
         tagged, failed = _count(s_a, ids, "tagged"), _count(s_a, ids, "failed")

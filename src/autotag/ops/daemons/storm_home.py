@@ -4,7 +4,8 @@ Apache publishes Storm's release archive (bin/, lib/, lib-worker/...) only on it
 mirrors, not on Maven Central, so autotag builds the same layout from the Maven artifacts:
 lib/ = storm-server and its dependencies (Nimbus, Supervisor, the shaded ZooKeeper server),
 lib-worker/ = storm-client and its dependencies (what the Supervisor puts on every worker's
-classpath). Maven verifies each download against its published checksum (``-C``). The
+classpath), lib-cli/ = storm-core alone (the classes of Storm's command line, for the
+``storm`` command). Maven verifies each download against its published checksum (``-C``). The
 result is cached under ~/.cache/autotag so a second clone or CI run reuses it.
 """
 
