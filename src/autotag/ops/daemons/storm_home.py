@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from autotag.checksums import file_sha256
 from autotag.config import Settings
 from autotag.errors import ServiceError
 
@@ -171,8 +172,10 @@ def storm_home_ok(settings: Settings) -> bool:
 def ensure_loopback_shim(settings: Settings) -> Path:
     """Build (once) the LD_PRELOAD library that keeps Storm's servers on loopback."""
     src = Path(__file__).resolve().parent.parent / "native" / "loopback_bind.c"
-    out = settings.storm_cache / "native" / "loopback_bind.so"
-    if out.is_file() and out.stat().st_mtime >= src.stat().st_mtime:
+    # Named by its source's checksum: the cache is shared by every checkout on the machine, and
+    # one checkout must never run another's (older or newer) build of the shim.
+    out = settings.storm_cache / "native" / f"loopback_bind-{file_sha256(src)[:16]}.so"
+    if out.is_file():
         return out
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
@@ -180,7 +183,7 @@ def ensure_loopback_shim(settings: Settings) -> Path:
             "a C compiler (gcc) is needed to keep Storm on 127.0.0.1: run scripts/install-deps.sh"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.so")
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.so")
     result = subprocess.run(
         [cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(src), "-ldl"],
         capture_output=True,
