@@ -11,7 +11,7 @@ host B; traffic only between them), then runs:
           reading photos from A's blob service with the token copied from A's secrets/
 
 It submits the autotagger with `topology.workers: 2` (one worker per host), uploads the
-photos on host A, counts the tuples each host's autotag executors processed (Nimbus'
+photos on host A at --rate photos/s, counts the tuples each host's autotag executors processed (Nimbus'
 executor stats, as the Storm UI shows them), SIGKILLs host B's Supervisor and workers once a
 third of the photos are tagged, waits until every photo is stored, and ends with
 
@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,19 @@ def _count(s: Settings, ids: list[str], status: str) -> int:
         ).fetchone()[0]
 
 
-def two_hosts(photos: int, work: Path, prefix: str, timeout: float, log=print) -> dict[str, int]:
+def _upload_paced(s: Settings, paths: list[Path], rate: float, ids: list[str], intake) -> None:
+    """Upload on host A at ``rate`` photos/s (so that host B dies mid-run), ids into ``ids``."""
+    for p in paths:
+        t_next = time.monotonic() + 1.0 / rate
+        (rec,) = intake.upload([str(p)], s)
+        if rec.photo_id:
+            ids.append(rec.photo_id)
+        time.sleep(max(0.0, t_next - time.monotonic()))
+
+
+def two_hosts(
+    photos: int, work: Path, prefix: str, timeout: float, rate: float = 5.0, log=print
+) -> dict[str, int]:
     """One full run (see the module docstring); returns the figures of the final line."""
     from autotag.learning import samples
     from autotag.ops.daemons.base import wait_for
@@ -226,9 +239,17 @@ def two_hosts(photos: int, work: Path, prefix: str, timeout: float, log=print) -
 
         assert wait_for(lambda: {ADDR_A, ADDR_B} <= hosts_running(), 180), hosts_running()
         log("autotagger submitted: workers on both hosts")
-        t_up = time.monotonic()
-        ids = [r.photo_id for r in intake.upload([str(p) for p in paths], s_a) if r.photo_id]
-        log(f"uploaded {len(ids)} photos on host A in {time.monotonic() - t_up:.1f}s")
+        # Executor stats reach Nimbus with the workers' heartbeats: wait until both hosts'
+        # autotag executors report, so that the per-host counts start at the first photo.
+        assert wait_for(
+            lambda: {h for h, _ in autotag_counts_by_host(s_a)} >= {ADDR_A, ADDR_B}, 300, 2
+        ), "the workers never reported their executors' stats"
+        log("both hosts' workers are running")
+        ids: list[str] = []
+        uploader = threading.Thread(
+            target=_upload_paced, args=(s_a, paths, rate, ids, intake), daemon=True
+        )
+        uploader.start()
         seen: dict[tuple[str, int], int] = {}
         problems: list[str] = []
 
@@ -244,31 +265,30 @@ def two_hosts(photos: int, work: Path, prefix: str, timeout: float, log=print) -
         def on_b() -> int:
             return sum(n for (h, _), n in seen.items() if h == ADDR_B)
 
+        n = len(paths)
         t_start = time.monotonic()
         deadline = t_start + timeout
         t_first: float | None = None
         last_log = 0.0
         while time.monotonic() < deadline:
             sample()
-            done = _count(s_a, ids, "tagged") + _count(s_a, ids, "failed")
+            done = _count(s_a, list(ids), "tagged") + _count(s_a, list(ids), "failed")
             if done and t_first is None:
                 t_first, first = time.monotonic(), done
             if time.monotonic() - last_log >= 10:
                 last_log = time.monotonic()
-                log(
-                    f"  {done}/{len(ids)} stored; autotag tuples by executor {sorted(seen.items())}"
-                )
-            if (done >= len(ids) / 3 and on_b() > 0) or done >= len(ids):
+                log(f"  {done}/{n} stored; autotag tuples by executor {sorted(seen.items())}")
+            if (done >= n / 3 and on_b() > 0) or done >= n:
                 break
             time.sleep(1)
         if t_first is not None and done > first:
-            rate = (done - first) / max(1e-9, time.monotonic() - t_first)
-            log(
-                f"before the kill: {done} stored, {rate:.2f} photos/s on two hosts (after the first)"
-            )
+            speed = (done - first) / max(1e-9, time.monotonic() - t_first)
+            log(f"before the kill: {done} stored, {speed:.2f} photos/s on two hosts")
         log(f"before the kill: host B's autotag executors processed {on_b()} tuples")
         SupervisorDaemon(s_b).kill()  # SIGKILL: B's Supervisor, workers and Python bolts
-        log(f"host B's Supervisor and workers killed (SIGKILL), {len(ids) - done} photos to go")
+        log(f"host B's Supervisor and workers killed (SIGKILL), {n - done} photos to go")
+        uploader.join()
+        log(f"uploaded {len(ids)} photos on host A at {rate:g}/s")
         while time.monotonic() < deadline and _count(s_a, ids, "queued") > 0:
             time.sleep(2)
         tagged, failed = _count(s_a, ids, "tagged"), _count(s_a, ids, "failed")
@@ -316,6 +336,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=int, default=500)
     ap.add_argument("--timeout", type=float, default=1800, help="Seconds for the photos to drain.")
+    ap.add_argument("--rate", type=float, default=5.0, help="Uploads per second on host A.")
     ap.add_argument("--keep", action="store_true", help="Keep the run directories (logs).")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -324,7 +345,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="autotag-2hosts-"))
     work.chmod(0o755)
     try:
-        r = two_hosts(args.photos, work, f"at{os.getpid() % 100000}", args.timeout)
+        r = two_hosts(args.photos, work, f"at{os.getpid() % 100000}", args.timeout, args.rate)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

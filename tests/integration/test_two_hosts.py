@@ -41,7 +41,7 @@ def _namespaces() -> set[str]:
 def test_two_hosts_lose_host_b_and_nothing_else() -> None:
     before = _namespaces()
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH), "--photos", "40", "--timeout", "420"],
+        [sys.executable, str(BENCH), "--photos", "40", "--rate", "3", "--timeout", "420"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
