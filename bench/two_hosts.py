@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -147,6 +148,22 @@ def autotag_counts_by_host(s: Settings) -> dict[tuple[str, int], int]:
     return out
 
 
+def photos_read_by(s: Settings, host: str) -> set[str]:
+    """Photos a host's workers read from the blob service: its access log on host A."""
+    try:
+        lines = (s.log_dir / "blobs.log").read_text().splitlines()
+    except FileNotFoundError:
+        return set()
+    out = set()
+    for line in lines:
+        match = re.search(
+            rf' {re.escape(host)} "GET /blobs/([0-9a-f]{{64}})\S* HTTP/1.1" 200 ', line
+        )
+        if match:
+            out.add(match.group(1))
+    return out
+
+
 def _count(s: Settings, ids: list[str], status: str) -> int:
     from autotag.storage import database
 
@@ -263,7 +280,8 @@ def two_hosts(
                 problems.append(repr(exc))
 
         def on_b() -> int:
-            return sum(n for (h, _), n in seen.items() if h == ADDR_B)
+            """Photos host B's workers processed: each one read from A's blob service."""
+            return len(photos_read_by(s_a, ADDR_B) & set(ids))
 
         n = len(paths)
         t_start = time.monotonic()
@@ -284,7 +302,7 @@ def two_hosts(
         if t_first is not None and done > first:
             speed = (done - first) / max(1e-9, time.monotonic() - t_first)
             log(f"before the kill: {done} stored, {speed:.2f} photos/s on two hosts")
-        log(f"before the kill: host B's autotag executors processed {on_b()} tuples")
+        log(f"before the kill: host B's workers read {on_b()} photos from host A's blob service")
         SupervisorDaemon(s_b).kill()  # SIGKILL: B's Supervisor, workers and Python bolts
         log(f"host B's Supervisor and workers killed (SIGKILL), {n - done} photos to go")
         uploader.join()
@@ -302,7 +320,8 @@ def two_hosts(
         for (h, _), n in seen.items():
             per_host[h] = per_host.get(h, 0) + n
         for h, n in sorted(per_host.items()):
-            log(f"  tuples processed by autotag executors on {h}: {n}")
+            log(f"  tuples executed by autotag executors on {h} (Storm's stats, lagging): {n}")
+        log(f"  photos read by host B from the blob service: {on_b()}; the rest on host A")
         return {
             "photos": len(ids),
             "tagged": tagged,

@@ -97,3 +97,16 @@ def test_server_refuses_wildcard_and_missing_token(tmp_path: Path) -> None:
         BlobServer(("0.0.0.0", 0), store, TOKEN)
     with pytest.raises(ValueError, match="token"):
         BlobServer(("127.0.0.1", 0), store, "")
+
+
+def test_access_log_names_the_reader_and_the_photo(
+    served: tuple[BlobStore, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, url = served
+    pid, _ = store.put_bytes(b"logged photo")
+    with caplog.at_level("INFO", logger="autotag.blob_service"):
+        HttpBlobStore(url, TOKEN).read(pid)
+    assert any(
+        r.getMessage().startswith(f'127.0.0.1 "GET /blobs/{pid} HTTP/1.1" 200 ')
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]

@@ -47,7 +47,8 @@ class BlobHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
-        log.debug("%s " + format, self.address_string(), *args)
+        # The access log (logs/blobs.log): which host read which photo, with the status.
+        log.info("%s %s", self.client_address[0], format % args)
 
     def _plain(self, status: HTTPStatus, reason: str) -> None:
         body = (reason + "\n").encode()
