@@ -11,9 +11,10 @@ host B; traffic only between them), then runs:
           reading photos from A's blob service with the token copied from A's secrets/
 
 It submits the autotagger with `topology.workers: 2` (one worker per host), uploads the
-photos on host A at --rate photos/s, counts the photos host B's workers processed (each one read over
-HTTP from A's blob service, whose access log names the reading host), SIGKILLs host B's Supervisor and workers once a
-third of the photos are tagged, waits until every photo is stored, and ends with
+photos on host A at --rate photos/s, counts the photos host B's workers processed (each one
+read over HTTP from A's blob service, whose access log names the reading host), SIGKILLs host
+B's Supervisor and workers once a third of the photos are stored and host B has processed
+some, waits until every photo is stored, and ends with
 
     hosts 2, tagged N/N, lost 0, duplicated 0, on host B K
 
