@@ -9,9 +9,15 @@ resumed after the previous one:
     kill -9 the worker JVM · kill -9 a Python autotag bolt · restart the Supervisor
     restart Nimbus · restart Redis · restart Postgres
 
+and, in the middle of the stream, a poison photo: the bolt that tags it kills its own process
+(SIGKILL, as a native decoder crash would; a fault hook armed only by the environment variable
+AUTOTAG_CHAOS_KILL_ON_PHOTO that this run gives the cluster), so it takes its worker down on
+each of its three attempts. It must end dead-lettered, alone: every other photo tagged.
+
 It waits for the queue to drain and reports photos sent / tagged / failed / lost, duplicate
 tag rows, dead letters and each fault's recovery time (fault → tagging progresses again).
-Exit status 1 if anything was lost or duplicated.
+Exit status 1 if anything was lost or duplicated, if a photo other than the poison failed or
+was dead-lettered, or if the poison was not dead-lettered after its three attempts.
 
     python bench/chaos.py --photos 2000 --runs 3
 """
@@ -19,6 +25,7 @@ Exit status 1 if anything was lost or duplicated.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import signal
 import sys
@@ -32,16 +39,20 @@ from autotag import config
 from autotag.config import Settings, child_env, load_settings
 from autotag.errors import AutotagError
 from autotag.learning import samples
-from autotag.ops import cluster
+from autotag.ops import cluster, run_dir
 from autotag.ops.daemons.base import wait_for
 from autotag.ops.daemons.postgres import PostgresDaemon
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon
+from autotag.ops.topology import submit, wait_scheduled
 from autotag.pipeline import intake
 from autotag.storage import database
 from autotag.storage.photo_stream import PhotoStream
 
 TOPOLOGY = "autotagger"
+CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"  # read by src/bolts/autotag.py
+POISON = b"autotag chaos poison photo: the bolt tagging it kills its own process\n"
+POISON_ID = hashlib.sha256(POISON).hexdigest()
 
 
 # -- finding the processes to kill ---------------------------------------------------------
@@ -68,8 +79,20 @@ def _procs(run_dir: Path, *needles: str, exclude: str | None = None) -> list[int
     return found
 
 
+def _wait_procs(run_dir: Path, *needles: str, exclude: str | None = None) -> list[int]:
+    """As _procs, waiting up to 3 minutes for one (the poison photo may have the worker down)."""
+    found: list[int] = []
+
+    def look() -> bool:
+        found[:] = _procs(run_dir, *needles, exclude=exclude)
+        return bool(found)
+
+    wait_for(look, timeout=180, interval=1)
+    return found
+
+
 def kill_worker(s: Settings) -> str:
-    pids = _procs(
+    pids = _wait_procs(
         s.run_dir, "org.apache.storm.daemon.worker.Worker", exclude="org.apache.storm.LogWriter"
     )
     if not pids:
@@ -80,7 +103,7 @@ def kill_worker(s: Settings) -> str:
 
 
 def kill_bolt(s: Settings) -> str:
-    pids = _procs(s.run_dir, "streamparse_run", "bolts.autotag.AutotagBolt")
+    pids = _wait_procs(s.run_dir, "streamparse_run", "bolts.autotag.AutotagBolt")
     if not pids:
         raise AutotagError("no autotag bolt process found")
     os.kill(pids[0], signal.SIGKILL)
@@ -122,42 +145,65 @@ def _count(s: Settings, ids: list[str], status: str) -> int | None:
 
 
 class Uploader(threading.Thread):
-    """Streams photos in at a steady rate, retrying each until it is queued."""
+    """Streams photos in at a steady rate, retrying each until it is queued; the poison photo
+    goes in after photo number ``poison_at``."""
 
-    def __init__(self, s: Settings, paths: list[Path], rate: float) -> None:
+    def __init__(
+        self, s: Settings, paths: list[Path], rate: float, poison: Path, poison_at: int
+    ) -> None:
         super().__init__(daemon=True)
         self.s, self.paths, self.rate = s, paths, rate
+        self.poison, self.poison_at = poison, poison_at
         self.ids: list[str] = []
         self.retries = 0
+
+    def _upload(self, path: Path) -> str:
+        while True:
+            try:
+                (rec,) = intake.upload([str(path)], self.s)
+                if rec.status in ("queued", "duplicate", "already-tagged"):
+                    return rec.photo_id
+                raise AutotagError(f"{path.name}: {rec.status} {rec.reason}")
+            except Exception:  # noqa: BLE001 - a service is down: try again
+                self.retries += 1
+                time.sleep(0.5)
 
     def run(self) -> None:
         for i, p in enumerate(self.paths):
             t_next = time.monotonic() + 1.0 / self.rate
-            while True:
-                try:
-                    (rec,) = intake.upload([str(p)], self.s)
-                    if rec.status in ("queued", "duplicate", "already-tagged"):
-                        self.ids.append(rec.photo_id)
-                        break
-                    raise AutotagError(f"{p.name}: {rec.status} {rec.reason}")
-                except Exception:  # noqa: BLE001 - a service is down: try again
-                    self.retries += 1
-                    time.sleep(0.5)
+            self.ids.append(self._upload(p))
+            if i == self.poison_at:
+                assert self._upload(self.poison) == POISON_ID
+                print(f"    uploaded the poison photo after {i + 1} photos", flush=True)
             if i % 200 == 0:
                 print(f"    uploaded {i}/{len(self.paths)}", flush=True)
             time.sleep(max(0.0, t_next - time.monotonic()))
 
 
+def _progress_or_reason(s: Settings, ok: bool, what: str) -> None:
+    """No progress: say why, with Nimbus's reason when it cannot schedule the topology."""
+    if not ok:
+        wait_scheduled(s, TOPOLOGY, 60)
+        raise AutotagError(f"no tagging progress for 600 s after {what} (topology is scheduled)")
+
+
 def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict[str, object]:
     paths = samples.make_distinct_photos(n, photo_dir / f"run{run}", long_side=320, seed=1000 + run)
-    up = Uploader(s, paths, rate)
+    poison = photo_dir / "poison.jpg"
+    poison.write_bytes(POISON)
+    up = Uploader(s, paths, rate, poison, poison_at=n // 2)
     t_start = time.monotonic()
+    started_at = time.time()
     up.start()
     # Faults start once the topology is tagging (not while its first worker is still starting).
-    wait_for(
-        lambda: len(up.ids) >= min(n, 100) and (_count(s, up.ids[:100], "tagged") or 0) >= 20,
-        timeout=600,
-        interval=0.5,
+    _progress_or_reason(
+        s,
+        wait_for(
+            lambda: len(up.ids) >= min(n, 100) and (_count(s, up.ids[:100], "tagged") or 0) >= 20,
+            timeout=600,
+            interval=0.5,
+        ),
+        "the start",
     )
     recoveries: dict[str, float] = {}
     for name, fault in FAULTS:
@@ -175,9 +221,14 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
         )
         recoveries[name] = time.monotonic() - t0 if ok else float("inf")
         print(f"    {name:<22} ({what}): progress again after {recoveries[name]:.1f}s", flush=True)
+        _progress_or_reason(s, ok, name)
     up.join()
     ids = up.ids
-    drained = wait_for(lambda: _count(s, ids, "queued") == 0, timeout=1800, interval=2)
+    drained = wait_for(
+        lambda: _count(s, ids, "queued") == 0 and _count(s, [POISON_ID], "queued") == 0,
+        timeout=1800,
+        interval=2,
+    )
     with database.connect(s) as conn:
         tagged = conn.execute(
             "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'tagged'", (ids,)
@@ -195,7 +246,12 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
             "(SELECT 1 FROM photo_vectors v WHERE v.photo_id = p.photo_id)",
             (ids,),
         ).fetchone()[0]
-    dead = len(PhotoStream(s).dead_letters(100000))
+        poison_row = conn.execute(
+            "SELECT status, attempts, reason FROM photos WHERE photo_id = %s", (POISON_ID,)
+        ).fetchone()
+    dead = [d for d in PhotoStream(s).dead_letters(100000) if d.at >= started_at - 1]
+    dead_ids = {d.photo_id for d in dead}
+    poison_status, poison_attempts, poison_reason = poison_row or (None, 0, None)
     return {
         "sent": n,
         "queued_ids": len(set(ids)),
@@ -204,12 +260,31 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
         "lost": n - tagged - failed,
         "duplicate_tag_rows": dup,
         "tagged_without_vector": untagged_vectors,
-        "dead_letters_total": dead,
+        "dead_letters_this_run": len(dead),
+        "other_photos_dead_lettered": len(dead_ids - {POISON_ID}),
+        "poison_status": poison_status,
+        "poison_attempts": poison_attempts,
+        "poison_reason": poison_reason,
+        "poison_dead_lettered": POISON_ID in dead_ids
+        and poison_status == "failed"
+        and poison_attempts == 3,
         "upload_retries": up.retries,
         "drained": drained,
         "minutes": (time.monotonic() - t_start) / 60,
         "recoveries": recoveries,
     }
+
+
+def passed(r: dict[str, object]) -> bool:
+    """Nothing lost or doubled, every photo but the poison tagged, the poison alone dead."""
+    return bool(
+        r["drained"]
+        and not r["lost"]
+        and not r["duplicate_tag_rows"]
+        and not r["failed"]
+        and not r["other_photos_dead_lettered"]
+        and r["poison_dead_lettered"]
+    )
 
 
 def main() -> int:
@@ -219,52 +294,60 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rate", type=float, default=25.0, help="uploads per second")
-    ap.add_argument("--port-offset", type=int, default=30000)
+    ap.add_argument(
+        "--port-offset",
+        type=int,
+        default=10000,
+        help="shift every port (keep them below the kernel's ephemeral range)",
+    )
     ap.add_argument("--keep", action="store_true", help="leave the environment running")
     args = ap.parse_args()
 
-    run_dir = Path(tempfile.mkdtemp(prefix="autotag-chaos-"))
-    run_dir.chmod(0o755)
+    run = Path(tempfile.mkdtemp(prefix="autotag-chaos-"))
+    run_dir.prepare(run)
     env = {
         **os.environ,
-        "AUTOTAG_RUN_DIR": str(run_dir),
-        "AUTOTAG_MODELS_DIR": str(run_dir / "models"),
+        "AUTOTAG_RUN_DIR": str(run),
+        "AUTOTAG_MODELS_DIR": str(run / "models"),
         "AUTOTAG_PORT_OFFSET": str(args.port_offset),
     }
     s = load_settings(env)
     os.environ.update(child_env(s))
+    os.environ[CHAOS_KILL_ENV] = POISON_ID  # the workers inherit it from the Supervisor
     config.settings.cache_clear()
-    print(f"chaos environment: {run_dir} (ports +{args.port_offset})", flush=True)
+    print(f"chaos environment: {run} (ports +{args.port_offset})", flush=True)
+    print(f"poison photo: {POISON_ID}", flush=True)
     cluster.up(s, progress=lambda m: print("   ", m, flush=True))
-    from autotag.ops.topology import submit
     from autotag.vision.bundle import set_active
     from autotag.vision.features import onnx_model_path
     from autotag.vision.imagenet import build_default_bundle
 
     set_active(s.models_dir, build_default_bundle(s.models_dir, onnx_model_path(s.model_dirs)))
-    submit(s, TOPOLOGY)
+    submit(s, TOPOLOGY)  # waits until Nimbus has scheduled it, or says why it cannot
     results = []
     try:
-        for run in range(args.runs):
-            print(
-                f"== run {run + 1}/{args.runs}: {args.photos} photos at {args.rate}/s", flush=True
-            )
-            r = one_run(s, run, args.photos, args.rate, run_dir / "photos")
+        for i in range(args.runs):
+            print(f"== run {i + 1}/{args.runs}: {args.photos} photos at {args.rate}/s", flush=True)
+            r = one_run(s, i, args.photos, args.rate, run / "photos")
             results.append(r)
             rec = ", ".join(f"{k} {v:.0f}s" for k, v in r["recoveries"].items())  # type: ignore[union-attr]
             print(
                 f"   sent {r['sent']}, tagged {r['tagged']}, failed {r['failed']}, lost {r['lost']}, "
                 f"duplicate tag rows {r['duplicate_tag_rows']}, tagged without vector "
-                f"{r['tagged_without_vector']}, dead letters {r['dead_letters_total']}, upload retries "
-                f"{r['upload_retries']}, {r['minutes']:.1f} min\n   recovery: {rec}",
+                f"{r['tagged_without_vector']}, dead letters {r['dead_letters_this_run']} "
+                f"(other than the poison: {r['other_photos_dead_lettered']}), upload retries "
+                f"{r['upload_retries']}, {r['minutes']:.1f} min\n"
+                f"   poison photo: {r['poison_status']} after {r['poison_attempts']} attempts "
+                f"({r['poison_reason']})\n   recovery: {rec}\n"
+                f"   {'PASSED' if passed(r) else 'FAILED'}",
                 flush=True,
             )
     finally:
         if not args.keep:
             cluster.down(s, progress=lambda m: None)
-    bad = [r for r in results if r["lost"] or r["duplicate_tag_rows"] or not r["drained"]]
-    print(f"== {len(results) - len(bad)}/{len(results)} runs passed", flush=True)
-    return 1 if bad or len(results) < args.runs else 0
+    good = [r for r in results if passed(r)]
+    print(f"== {len(good)}/{args.runs} runs passed", flush=True)
+    return 0 if len(good) == args.runs else 1
 
 
 if __name__ == "__main__":

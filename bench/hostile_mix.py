@@ -15,6 +15,7 @@ from pathlib import Path
 
 from autotag.config import settings
 from autotag.learning import samples
+from autotag.ops.topology import wait_scheduled
 from autotag.pipeline import intake
 from autotag.storage import database
 
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="good photos per run")
     ap.add_argument("--timeout", type=float, default=900)
     args = ap.parse_args()
+    wait_scheduled(settings(), "autotagger", 60)  # fails with Nimbus's reason if unscheduled
     seed = int(time.time())
     with tempfile.TemporaryDirectory(prefix="autotag-hostile-") as tmp:
         clean = samples.make_distinct_photos(args.n, Path(tmp) / "clean", 640, seed)

@@ -1,170 +1,325 @@
-"""Throughput and latency of the running autotagger topology, side by side in one run with
-(a) a plain single-process loop doing the same decode + features + scoring on the same
-photos, and (b) Flickr's first attempt: a loop that reloads the classifiers for every photo.
+"""The topology against the best plain use of the same cores, side by side in one run.
 
-Needs the cluster and the topology running (`make up`, or `autotag demo`). Prints figures;
-BENCHMARKS.md records them.
+For each photo size (640 px and 12 MP by default):
+  1. plain loop: N processes × 1 thread (N = cores), the autotag bolt's own code
+     (``autotag tag --jobs N``), model loaded before the clock starts;
+  2. topology: the photos are uploaded while the topology is deactivated, then it is
+     activated and timed until the last photo is tagged (throughput), with the CPU seconds
+     of every process (Storm worker JVM, each Python component, Redis, Postgres, the Storm
+     daemons) read from /proc before and after;
+then, at 640 px: upload→tagged latency at half the measured topology capacity, and a burst
+of uploads (made while the topology is active) drained at what rate; and at 12 MP, the plain
+loop with reduced JPEG decoding off, and the tag agreement between the two.
 
-    python bench/pipeline.py --n 600
+The 1-minute load average is recorded before and after each phase; each phase first waits
+(up to --settle seconds) for it to fall below 0.5, and a figure whose phase began above 0.5
+is marked NOT COMPARABLE. Never run this beside tests, helpers or other benchmarks.
+
+Needs the cluster and the topology running (`make up`).
+
+    python bench/pipeline.py                  # defaults: 300 at 640 px, 120 at 12 MP, burst 1000
+    python bench/pipeline.py --n 60 --sizes 640 --burst 100 --paced-n 40   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from autotag.config import settings
+import cv2
+import numpy as np
+
+from autotag.config import Settings, settings
 from autotag.learning import samples
 from autotag.ops.nimbus import NimbusClient
+from autotag.ops.topology import wait_scheduled
 from autotag.pipeline import intake
-from autotag.pipeline.tag_step import load_tagger
+from autotag.pipeline.local_tagging import tag_paths
 from autotag.storage import database
 
 TOPOLOGY = "autotagger"
+IDLE_LOAD = 0.5
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Which process is which, from its command line (first match wins).
+COMPONENTS = (
+    ("autotag bolt", "bolts.autotag.AutotagBolt"),
+    ("db_writer bolt", "bolts.dbwriter.DbWriterBolt"),
+    ("photo spout", "spouts.photos.PhotoSpout"),
+    ("worker JVM", "org.apache.storm.daemon.worker.Worker"),
+    ("supervisor", "daemon.name=supervisor"),
+    ("nimbus", "daemon.name=nimbus"),
+    ("zookeeper", "zookeeper"),
+    ("storm ui", "autotag.ops.storm_ui"),
+    ("redis", "redis-server"),
+    ("postgres", "postgres"),
+)
 
 
-def plain_loop(paths: list[Path], threads: int) -> float:
-    """Photos/s of one process, model loaded once, `threads` ONNX threads."""
-    os.environ["AUTOTAG_TAGGING_THREADS"] = str(threads)
-    from autotag import config
-
-    config.settings.cache_clear()
-    tagger = load_tagger(config.settings())
-    tagger.tag_file(paths[0])  # warm-up
-    t0 = time.perf_counter()
-    for p in paths:
-        tagger.tag_file(p)
-    return len(paths) / (time.perf_counter() - t0)
+# -- machine state -------------------------------------------------------------------------
 
 
-def reload_loop(paths: list[Path]) -> tuple[float, float]:
-    """Flickr's first attempt: load the classifiers for every photo. Returns (photos/s, load share)."""
-    from autotag import config
-    from autotag.vision import features
-
-    load = work = 0.0
-    for p in paths:
-        features._CACHE.clear()  # noqa: SLF001 - the point of this loop is to reload
-        t0 = time.perf_counter()
-        tagger = load_tagger(config.settings())
-        t1 = time.perf_counter()
-        tagger.tag_file(p)
-        t2 = time.perf_counter()
-        load += t1 - t0
-        work += t2 - t1
-    return len(paths) / (load + work), load / (load + work)
+def load1() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def topology_run(paths: list[Path], timeout: float, rate: float | None = None) -> dict[str, float]:
-    """Upload paths (all at once, or paced at `rate` per second) and wait for their tags."""
-    s = settings()
-    t0 = time.time()
-    if rate:
-        records = []
-        for i, p in enumerate(paths):
-            records += intake.upload([str(p)], s)
-            time.sleep(max(0.0, t0 + (i + 1) / rate - time.time()))
-    else:
-        records = intake.upload([str(p) for p in paths], s)
-    ids = [r.photo_id for r in records if r.status == "queued"]
-    upload_secs = time.time() - t0
-    with database.connect(s) as conn:
-        while True:
-            left = conn.execute(
-                "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'queued'", (ids,)
-            ).fetchone()[0]
-            if left == 0 or time.time() - t0 > timeout:
+@dataclasses.dataclass
+class Phase:
+    name: str
+    load_before: float
+    load_after: float = 0.0
+
+    @property
+    def comparable(self) -> bool:
+        return self.load_before <= IDLE_LOAD
+
+    def mark(self) -> str:
+        note = "" if self.comparable else "  ** NOT COMPARABLE: machine busy **"
+        return f"[load {self.load_before:.2f} → {self.load_after:.2f}]{note}"
+
+
+PHASES: list[Phase] = []
+
+
+@contextmanager
+def phase(name: str, settle: float) -> Iterator[Phase]:
+    """Wait for an idle machine (up to ``settle`` s), then time a phase and record loads."""
+    deadline = time.monotonic() + settle
+    while load1() > IDLE_LOAD and time.monotonic() < deadline:
+        time.sleep(2)
+    p = Phase(name, load1())
+    PHASES.append(p)
+    yield p
+    p.load_after = load1()
+
+
+def cpu_by_component(run_dir: Path) -> dict[str, float]:
+    """CPU seconds (user + system) so far of this cluster's processes, by component: those
+    whose command line names the run directory or whose working directory is inside it."""
+    out: dict[str, float] = {}
+    run = str(run_dir)
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(d / "cwd")
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if run not in cmd and not (cwd == run or cwd.startswith(run + "/")):
+            continue
+        secs = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        for name, needle in COMPONENTS:
+            if needle in cmd:
+                out[name] = out.get(name, 0.0) + secs
                 break
-            time.sleep(0.2)
-        rows = conn.execute(
-            "SELECT extract(epoch FROM uploaded_at), extract(epoch FROM tagged_at), status "
-            "FROM photos WHERE photo_id = ANY(%s)",
-            (ids,),
-        ).fetchall()
-    done = [(float(u), float(t)) for u, t, st in rows if t is not None]
-    lat = sorted(t - u for u, t in done)
-    span = max(t for _, t in done) - min(u for u, _ in done)
+    return out
 
-    def pct(q: float) -> float:
-        return lat[min(len(lat) - 1, int(q * len(lat)))]
 
-    return {
-        "photos": len(ids),
-        "tagged": sum(1 for *_, st in rows if st == "tagged"),
-        "failed": sum(1 for *_, st in rows if st == "failed"),
-        "upload_secs": upload_secs,
-        "photos_per_sec": len(done) / span,
-        "p50": pct(0.50),
-        "p95": pct(0.95),
-        "p99": pct(0.99),
-        "mean": statistics.fmean(lat),
-    }
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+
+
+# -- the two ways to tag ---------------------------------------------------------------------
+
+
+def plain_loop(paths: list[Path], s: Settings, jobs: int) -> tuple[float, dict[Path, list]]:
+    """Photos/s of ``jobs`` processes × 1 thread, models loaded before the clock starts."""
+    started: list[float] = []
+    results = {}
+    for path, r in tag_paths(
+        paths, s, jobs=jobs, on_ready=lambda: started.append(time.perf_counter())
+    ):
+        results[path] = r.tags
+    return len(paths) / (time.perf_counter() - started[0]), results
+
+
+def wait_tagged(conn, ids: list[str], timeout: float) -> None:  # noqa: ANN001
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        left = conn.execute(
+            "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'queued'", (ids,)
+        ).fetchone()[0]
+        if left == 0:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"bench: photos still queued after {timeout:.0f}s — is the topology stuck?")
+
+
+def upload(paths: list[Path], s: Settings, rate: float | None = None) -> list[str]:
+    """Upload (all at once, or paced at ``rate`` per second); the queued photo ids."""
+    t0 = time.time()
+    ids = []
+    with intake.Intake(s) as up:
+        for i, p in enumerate(paths):
+            rec = up.upload_file(p)
+            if rec.status != intake.QUEUED or rec.photo_id is None:
+                raise SystemExit(f"bench: {p} was not queued ({rec.status}: {rec.reason})")
+            ids.append(rec.photo_id)
+            if rate:
+                time.sleep(max(0.0, t0 + (i + 1) / rate - time.time()))
+    return ids
+
+
+def latencies(conn, ids: list[str]) -> tuple[list[float], float]:  # noqa: ANN001
+    """Sorted upload→tagged latencies (s) and the span from first upload to last tag."""
+    rows = conn.execute(
+        "SELECT extract(epoch FROM uploaded_at), extract(epoch FROM tagged_at) FROM photos"
+        " WHERE photo_id = ANY(%s) AND tagged_at IS NOT NULL",
+        (ids,),
+    ).fetchall()
+    lat = sorted(float(t) - float(u) for u, t in rows)
+    span = max(float(t) for _, t in rows) - min(float(u) for u, _ in rows)
+    return lat, span
+
+
+def pct(xs: list[float], q: float) -> float:
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def topology_run(paths: list[Path], s: Settings, nimbus: NimbusClient, timeout: float):
+    """Upload with the topology paused, then time it from activation to the last tag."""
+    nimbus.deactivate(TOPOLOGY)
+    time.sleep(1.0)  # the spout stops asking for photos
+    ids = upload(paths, s)
+    with database.connect(s) as conn:
+        before = cpu_by_component(s.run_dir)
+        t0 = time.time()
+        nimbus.activate(TOPOLOGY)
+        wait_tagged(conn, ids, timeout)
+        wall = time.time() - t0
+        cpu = cpu_delta(before, cpu_by_component(s.run_dir))
+        n_tagged = conn.execute(
+            "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'tagged'", (ids,)
+        ).fetchone()[0]
+    return len(ids) / wall, cpu, n_tagged, wall
+
+
+def print_cpu(cpu: dict[str, float], n: int, wall: float, cores: int) -> None:
+    total = sum(cpu.values())
+    print(f"    CPU per component over {wall:.1f} s ({cores * wall:.1f} core-seconds available):")
+    for name, secs in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        if secs >= 0.005:
+            print(f"      {name:<15} {secs:7.2f} s   {1000 * secs / n:6.1f} ms/photo")
+    tagging = cpu.get("autotag bolt", 0.0)
+    jvm = cpu.get("worker JVM", 0.0)
+    idle = max(0.0, cores * wall - total)
+    print(f"      {'(idle)':<15} {idle:7.2f} s")
+    if tagging:
+        print(f"    worker JVM / tagging CPU per photo: {jvm / tagging:.3f}")
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def photo_set(kind: str, n: int, dest: Path, seed: int) -> list[Path]:
+    if kind == "640":
+        return samples.make_distinct_photos(n, dest, long_side=640, seed=seed)
+    return samples.make_phone_photos(n, dest, seed=seed)
+
+
+def agreement(a: dict[Path, list], b: dict[Path, list]) -> float:
+    """Share of photos whose best tag is the same in both runs."""
+    same = sum(
+        (a[p][:1] and b[p][:1] and a[p][0][0] == b[p][0][0]) or (not a[p] and not b[p]) for p in a
+    )
+    return same / len(a)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--n", type=int, default=600, help="photos through the topology and the plain loop"
-    )
-    ap.add_argument(
-        "--reload-n", type=int, default=40, help="photos for the reload-every-photo loop"
-    )
-    ap.add_argument(
-        "--paced-n", type=int, default=150, help="photos for the steady-rate latency run"
-    )
-    ap.add_argument("--long-side", type=int, default=640, help="photo size (longest side, pixels)")
+    ap.add_argument("--n", type=int, default=300, help="640 px photos, plain loop and topology")
+    ap.add_argument("--n-12mp", type=int, default=120, help="12 MP photos, plain and topology")
+    ap.add_argument("--sizes", default="640,12mp", help="comma list of 640 and/or 12mp")
+    ap.add_argument("--paced-n", type=int, default=150, help="photos for the latency run")
+    ap.add_argument("--burst", type=int, default=1000, help="photos in the burst run (0: skip)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="plain-loop processes")
+    ap.add_argument("--settle", type=float, default=180, help="max wait for load < 0.5 (s)")
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args()
 
     s = settings()
-    status = NimbusClient(s).topology(TOPOLOGY).status
+    plain_settings = dataclasses.replace(s, tagging_threads=1)
+    cores = os.cpu_count() or 1
+    nimbus = NimbusClient(s)
+    status = nimbus.topology(TOPOLOGY).status
     if status != "ACTIVE":
-        raise SystemExit(f"bench: topology {TOPOLOGY} is {status}; run `autotag demo` first")
+        raise SystemExit(f"bench: topology {TOPOLOGY} is {status}; run `make up` first")
+    wait_scheduled(s, TOPOLOGY, 60)  # fails with Nimbus's reason if it has no worker
+    cv2.setNumThreads(1)
     seed = int(time.time())
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {cores} cores; "
+        f"plain loop = {args.jobs} processes × 1 thread; load average now {load1():.2f}"
+    )
     with tempfile.TemporaryDirectory(prefix="autotag-bench-") as tmp:
-        paths = samples.make_distinct_photos(args.n, Path(tmp), args.long_side, seed)
-        print(
-            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-            f"{args.n} distinct JPEGs, long side {args.long_side}px, model {load_tagger(s).model_version}"
-        )
-        plain2 = plain_loop(paths, threads=2)
-        print(f"plain loop, 1 process, 2 ONNX threads: {plain2:7.1f} photos/s")
-        plain1 = plain_loop(paths[: max(50, args.n // 3)], threads=1)
-        print(f"plain loop, 1 process, 1 ONNX thread:  {plain1:7.1f} photos/s")
-        topo = topology_run(paths, args.timeout)
-        print(
-            f"topology ({topo['tagged']} tagged, {topo['failed']} failed of {topo['photos']}): "
-            f"{topo['photos_per_sec']:7.1f} photos/s; upload {topo['upload_secs']:.1f}s"
-        )
-        print(
-            f"  upload→tagged latency: p50 {topo['p50']:.2f}s  p95 {topo['p95']:.2f}s  "
-            f"p99 {topo['p99']:.2f}s  (mean {topo['mean']:.2f}s; includes queueing behind the batch)"
-        )
-        paced_rate = 0.5 * topo["photos_per_sec"]
-        paced_paths = samples.make_distinct_photos(
-            args.paced_n, Path(tmp) / "paced", args.long_side, seed + 1
-        )
-        paced = topology_run(paced_paths, args.timeout, rate=paced_rate)
-        print(
-            f"topology at a steady {paced_rate:.1f} uploads/s (half its capacity), {paced['photos']} photos:"
-            f" latency p50 {paced['p50']:.2f}s  p95 {paced['p95']:.2f}s  p99 {paced['p99']:.2f}s"
-        )
-        reload_rate, load_share = reload_loop(paths[: args.reload_n])
-        print(
-            f"reload-every-photo loop: {reload_rate:7.2f} photos/s; loading = {100 * load_share:.0f}% of time"
-        )
-        print(
-            f"ratio topology / plain loop (2 threads, same 2 cores): {topo['photos_per_sec'] / plain2:.2f}"
-        )
-        print(f"ratio plain loop / reload loop: {plain2 / reload_rate:.1f}x")
+        for size in [x.strip() for x in args.sizes.split(",") if x.strip()]:
+            n = args.n if size == "640" else args.n_12mp
+            paths = photo_set(size, n, Path(tmp) / size, seed)
+            mb = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
+            print(f"\n== {size}: {len(paths)} distinct JPEGs, {mb:.2f} MB each on average")
+            with phase(f"plain {size}", args.settle) as ph:
+                plain, reduced_tags = plain_loop(paths, plain_settings, args.jobs)
+            print(f"  plain loop:        {plain:7.1f} photos/s   {ph.mark()}")
+            if size != "640":
+                full_settings = dataclasses.replace(plain_settings, reduced_decode=False)
+                with phase(f"plain {size} full decode", args.settle) as ph:
+                    full, full_tags = plain_loop(paths, full_settings, args.jobs)
+                print(
+                    f"  plain, full decode:{full:7.1f} photos/s   {ph.mark()}\n"
+                    f"  reduced / full decoding: {plain / full:.2f}×; best tag agrees on "
+                    f"{100 * agreement(reduced_tags, full_tags):.1f}% of photos"
+                )
+            tp_paths = photo_set(size, n, Path(tmp) / f"{size}-topology", seed + 1)
+            with phase(f"topology {size}", args.settle) as ph:
+                rate, cpu, tagged, wall = topology_run(tp_paths, s, nimbus, args.timeout)
+            print(
+                f"  topology:          {rate:7.1f} photos/s   {ph.mark()}  ({tagged}/{len(tp_paths)} tagged)"
+            )
+            print(f"  ratio topology / plain loop: {rate / plain:.2f}")
+            print_cpu(cpu, len(tp_paths), wall, cores)
+            if size == "640" and args.paced_n:
+                paced_rate = 0.5 * rate
+                paced_paths = photo_set(size, args.paced_n, Path(tmp) / "paced", seed + 2)
+                with phase("latency 640", args.settle) as ph:
+                    ids = upload(paced_paths, s, rate=paced_rate)
+                    with database.connect(s) as conn:
+                        wait_tagged(conn, ids, args.timeout)
+                        lat, _ = latencies(conn, ids)
+                print(
+                    f"  latency at {paced_rate:.1f} uploads/s (half capacity), {len(ids)} photos: "
+                    f"p50 {1000 * pct(lat, 0.5):.0f} ms, p99 {1000 * pct(lat, 0.99):.0f} ms, "
+                    f"mean {1000 * statistics.fmean(lat):.0f} ms   {ph.mark()}"
+                )
+            if size == "640" and args.burst:
+                burst_paths = photo_set(size, args.burst, Path(tmp) / "burst", seed + 3)
+                with phase("burst 640", args.settle) as ph:
+                    ids = upload(burst_paths, s)
+                    with database.connect(s) as conn:
+                        wait_tagged(conn, ids, args.timeout)
+                        lat, span = latencies(conn, ids)
+                drain = len(ids) / span
+                print(
+                    f"  burst of {len(ids)} uploads drained at {drain:.1f} photos/s = "
+                    f"{drain / rate:.2f} × capacity (p99 wait {pct(lat, 0.99):.1f} s)   {ph.mark()}"
+                )
+    busy = [p.name for p in PHASES if not p.comparable]
+    print(
+        "\nall phases began on an idle machine" if not busy else f"\nNOT COMPARABLE (busy): {busy}"
+    )
 
 
 if __name__ == "__main__":
+    np.seterr(all="ignore")
     main()

@@ -10,7 +10,7 @@ MemSQL's claim (the seed): a DOT_PRODUCT scan runs at memory bandwidth, 50 GB/s 
    to the measured bandwidth), batched throughput, recall@10 against exact, memory per
    million vectors and build time;
 3. the psql query ``WHERE dot_product(feature, $1::real[]) > 0.9`` on 100 k rows, in a
-   throw-away Postgres (PostgresDaemon, temp run dir, port offset 30000), loaded with COPY.
+   throw-away Postgres (PostgresDaemon, temp run dir, port offset 10000), loaded with COPY.
 
 Data: synthetic L2-normalised float32 vectors around 1,000 cluster centres (a photo is its
 centre plus noise of equal norm, so same-cluster photos score ~0.5); queries are stored
@@ -363,13 +363,14 @@ def bench_postgres(dim: int, rows: int, port_offset: int) -> dict[str, Any]:
 
     from autotag.config import load_settings
     from autotag.errors import AutotagError
+    from autotag.ops import run_dir as run_dirs
     from autotag.ops.daemons.postgres import PostgresDaemon
     from autotag.ops.sql_functions import FALLBACK_SQL, install_sql_functions
     from autotag.storage import database
 
     port_offset = free_offset(port_offset)
     run_dir = Path(tempfile.mkdtemp(prefix="autotag-bench-sim-"))
-    run_dir.chmod(0o755)
+    run_dirs.prepare(run_dir)  # private; the Postgres server (run as postgres) may pass through
     env = {**os.environ, "AUTOTAG_RUN_DIR": str(run_dir), "AUTOTAG_PORT_OFFSET": str(port_offset)}
     settings = load_settings(env)
     daemon = PostgresDaemon(settings)
@@ -378,7 +379,7 @@ def bench_postgres(dim: int, rows: int, port_offset: int) -> dict[str, Any]:
     fs = f"bench{dim}@1"
     try:
         daemon.start()
-        with database.connect(settings) as conn:
+        with database.connect(settings, role="owner") as conn:  # schema, C function, DDL
             out["language"] = install_sql_functions(conn, settings)
             t = time.perf_counter()
             with conn.cursor() as cur:
@@ -595,7 +596,7 @@ def main() -> None:
         "--hnsw-dims", type=int, nargs="*", default=None, help="dims built to --n anyway"
     )
     ap.add_argument("--pg-rows", type=int, default=100_000)
-    ap.add_argument("--pg-port-offset", type=int, default=30000)
+    ap.add_argument("--pg-port-offset", type=int, default=10000)
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--write-md", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also dump raw figures here")

@@ -1,4 +1,4 @@
-"""Benchmark: training time and peak memory vs number of classes (autotag.learning.training.fit_heads).
+"""Benchmark: training time and peak memory vs number of classes (autotag.learning.head.LinearHead).
 
 One-vs-rest tasks on a cached-feature-sized matrix (default 20,000 x 1,280 float32, the
 EfficientNet-Lite0 embedding size): the real cached Fashion-MNIST cnn vectors when present,
@@ -89,9 +89,10 @@ class PeakSampler(threading.Thread):
 def real_features(n: int) -> np.ndarray | None:
     """The first n cached cnn vectors of prepared Fashion-MNIST train photos, if cached."""
 
+    from autotag.checksums import file_sha256
     from autotag.config import settings
     from autotag.learning.datasets import read_labels, resolve_photos
-    from autotag.learning.feature_cache import FeatureCache, sha256_file
+    from autotag.learning.feature_cache import FeatureCache
     from autotag.vision.features import FEATURE_SPECS
 
     d = settings().run_dir / "datasets" / "fashion-mnist" / "train"
@@ -103,7 +104,7 @@ def real_features(n: int) -> np.ndarray | None:
     paths, _ = resolve_photos(d / "images", labels.photo_ids[:n])
     version, dim = FEATURE_SPECS["cnn"]
     cache = FeatureCache(settings().run_dir / "featcache", "cnn", version, dim)
-    shas = [sha256_file(p) for p in paths]
+    shas = [file_sha256(p) for p in paths]
     if not all(s in cache for s in shas):
         return None
     return np.ascontiguousarray(cache.get(shas))
@@ -145,7 +146,8 @@ def child(args: argparse.Namespace) -> None:
     """One measurement, printed as a JSON line (runs in its own process)."""
     from joblib.externals.loky import get_reusable_executor
 
-    from autotag.learning.training import TrainConfig, fit_heads
+    from autotag.cli.training import progress_bars
+    from autotag.learning.head import LinearHead
 
     sampler = PeakSampler()
     sampler.start()
@@ -153,11 +155,13 @@ def child(args: argparse.Namespace) -> None:
     X, labels, source = synthetic(args.n, args.dim, args.k, args.pos_rate, args.source)
     t_data = time.perf_counter() - t0
     t1 = time.perf_counter()
-    heads = fit_heads(X, labels, TrainConfig(), jobs=args.jobs, progress=args.progress)
+    head = LinearHead(n_jobs=args.jobs)
+    head.fit(X, labels.Y, labels.classes, progress=progress_bars(args.progress))
     t_train = time.perf_counter() - t1
     get_reusable_executor().shutdown(wait=True)  # workers gone before the next measurement
     peak_tree, peak_main, peak_worker = sampler.stop()
-    per = [h.metrics["seconds"] for h in heads]
+    metrics = list(head.class_metrics_.values())
+    per = [m["seconds"] for m in metrics]
     out = {
         "classes": args.k,
         "n": args.n,
@@ -167,16 +171,16 @@ def child(args: argparse.Namespace) -> None:
         "train_seconds": round(t_train, 2),
         "seconds_per_class_wall": round(t_train / args.k, 3),
         "seconds_per_class_cpu_median": round(float(np.median(per)), 3),
-        "iterations_median": int(np.median([h.metrics["n_iter"] for h in heads])),
-        "not_converged": sum(not h.metrics["converged"] for h in heads),
-        "val_ap_mean": round(float(np.mean([h.metrics["val_ap"] for h in heads])), 4),
+        "iterations_median": int(np.median([m["n_iter"] for m in metrics])),
+        "not_converged": sum(not m["converged"] for m in metrics),
+        "val_ap_mean": round(float(np.mean([m["val_ap"] for m in metrics])), 4),
         "peak_tree_rss_mb": round(peak_tree / 1024, 1),
         "peak_main_rss_mb": round(peak_main / 1024, 1),
         "peak_one_worker_rss_mb": round(peak_worker / 1024, 1),
         "maxrss_main_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "X_mb": round(X.nbytes / 2**20, 1),
         "features": source,
-        "C": TrainConfig().C,
+        "C": head.C,
     }
     print(json.dumps(out), flush=True)
 
@@ -186,12 +190,14 @@ def c_sweep(argv: list[str]) -> None:
 
     python bench/training.py c-sweep --features cnn+hog --C 1,0.1,0.01,0.003,0.001
     """
+    from autotag.cli.training import progress_bars
     from autotag.config import settings
     from autotag.learning.datasets import read_labels, resolve_photos
     from autotag.learning.evaluation import evaluate_scores
     from autotag.learning.feature_cache import featurize
-    from autotag.learning.training import TrainConfig, fit_heads, score_heads, stack_heads
-    from autotag.vision.features import FeatureOptions, get_feature_set
+    from autotag.learning.head import LinearHead
+    from autotag.pipeline.tag_step import decode_limits, feature_options
+    from autotag.vision.features import get_feature_set
 
     ap = argparse.ArgumentParser(prog="bench/training.py c-sweep", description=c_sweep.__doc__)
     ap.add_argument("--features", default="cnn+hog")
@@ -204,25 +210,25 @@ def c_sweep(argv: list[str]) -> None:
     d = s.run_dir / "datasets" / "fashion-mnist" / "train"
     labels = read_labels(d / "labels.csv")
     paths, _ = resolve_photos(d / "images", labels.photo_ids)
-    options = FeatureOptions(s.model_dirs, s.tagging_threads)
-    X = featurize(paths, get_feature_set(args.features, options)).X
+    fs = get_feature_set(args.features, feature_options(s))
+    X = featurize(
+        paths, fs, s.run_dir / "featcache", limits=decode_limits(s), progress=progress_bars(True)
+    ).X
     fit, val = np.arange(args.fit), np.arange(args.val_from, labels.n_photos)
     print("features C seconds val_top1 val_map not_converged")
     for C in [float(c) for c in args.Cs.split(",")]:
         t = time.perf_counter()
-        heads = fit_heads(
-            X[fit], labels.subset(fit), TrainConfig(C=C), jobs=args.jobs, progress=False
-        )
-        arrays = stack_heads(heads, X.shape[1])
-        rep = evaluate_scores(score_heads(X[val], arrays), labels.subset(val), arrays["thresholds"])
-        s = rep["summary"]
+        train = labels.subset(fit)
+        head = LinearHead(C=C, n_jobs=args.jobs).fit(X[fit], train.Y, train.classes)
+        rep = evaluate_scores(head.predict_proba(X[val]), labels.subset(val), head.threshold_)
+        summary = rep["summary"]
         print(
             args.features,
             C,
             round(time.perf_counter() - t),
-            s["top1_accuracy"],
-            s["map"],
-            sum(not h.metrics["converged"] for h in heads),
+            summary["top1_accuracy"],
+            summary["map"],
+            sum(not m["converged"] for m in head.class_metrics_.values()),
             flush=True,
         )
 

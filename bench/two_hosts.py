@@ -103,7 +103,7 @@ def enter_namespace(name: str | None) -> None:
             os.close(fd)
 
 
-def host_env(run: Run, name: str, *, bind: str, ports: str, password: str) -> dict[str, str]:
+def host_env(run: Run, name: str, *, bind: str, ports: str) -> dict[str, str]:
     run_dir = run.work / name
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o755)  # Postgres (the postgres user) must reach its data under it
@@ -117,8 +117,6 @@ def host_env(run: Run, name: str, *, bind: str, ports: str, password: str) -> di
             "AUTOTAG_BIND_HOST": bind,
             "AUTOTAG_CLUSTER_NETWORK": f"{NET}.0/24",
             "AUTOTAG_WORKER_PORTS": ports,
-            "PGPASSWORD": password,
-            "AUTOTAG_REDIS_PASSWORD": password,
         }
     )
     return env
@@ -194,16 +192,14 @@ def two_hosts(
     from autotag.vision.imagenet import build_default_bundle
 
     run = Run(prefix, work)
-    password = os.urandom(16).hex()
-    env_a = host_env(run, "host-a", bind=ADDR_A, ports="6700 6701", password=password)
-    env_b = host_env(run, "host-b", bind=ADDR_B, ports="6700", password=password)
+    env_a = host_env(run, "host-a", bind=ADDR_A, ports="6700 6701")
+    env_b = host_env(run, "host-b", bind=ADDR_B, ports="6700")
     s_a, s_b = load_settings(env_a), load_settings(env_b)
     s_a.models_dir.mkdir(parents=True, exist_ok=True)
     set_active(
         s_a.models_dir, build_default_bundle(s_a.models_dir, onnx_model_path(s_a.model_dirs))
     )
     paths = samples.make_distinct_photos(photos, work / "photos", long_side=320, seed=7)
-    os.environ["PGPASSWORD"] = password  # this process' own Postgres clients (libpq reads it)
     try:
         make_hosts(run)
         t0 = time.monotonic()
@@ -220,7 +216,8 @@ def two_hosts(
             "blobs",
         )
         log(f"host A up ({ADDR_A}) in {time.monotonic() - t0:.0f}s")
-        # Host B's copy of A's secrets/ (the blob token), as an operator would copy it.
+        # Host B's copy of A's secrets/ (the blob token, the Redis and Postgres passwords), as an
+        # operator would copy it.
         shutil.copytree(s_a.secrets_dir, s_b.secrets_dir, dirs_exist_ok=True)
         t0 = time.monotonic()
         autotag(env_b, "cluster", "join", ADDR_A, "--bind", ADDR_B, ns=run.ns_b)

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   python3-venv                                     # the project virtualenv
   opencv-data                                      # Haar cascades (face / person tag)
   dataset-fashion-mnist tuxpaint-stamps-default    # real labelled images for training and tests
+  chromium                                         # the web page's browser tests (Playwright drives it)
   curl procps iproute2
   docker-compose                                   # `docker-compose config` checks docker/ (no engine needed)
 )

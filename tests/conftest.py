@@ -6,6 +6,7 @@ cluster the user has running. Fixtures are session-scoped: each service starts o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -16,19 +17,26 @@ import pytest
 
 from autotag.config import Settings, child_env, load_settings
 
+CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"  # bolts/autotag.py reads it
+
 TEST_PORT_OFFSET = int(os.environ.get("AUTOTAG_TEST_PORT_OFFSET", "20000"))
+# bench/chaos.py's fault hook, armed on the test cluster for this one photo only: the bolt
+# tagging it kills its own process, as a native decoder crash would (test_pipeline.py).
+POISON_PHOTO = b"autotag test poison photo: kills the process that tags it\n"
 
 
 @pytest.fixture(scope="session")
 def test_settings() -> Iterator[Settings]:
     """Settings for an isolated test environment; exported to os.environ for child processes."""
-    # Not under pytest's tmp base: that is mode 0700, and when tests run as root the
-    # Postgres cluster belongs to the postgres user, who must be able to reach its data.
+    # Not under pytest's tmp base: when tests run as root the Postgres cluster belongs to the
+    # postgres user, who must be able to pass through to its data (run_dir.prepare: 0710 with
+    # group postgres; 0700 for everyone else).
+    from autotag.ops import run_dir as run_dirs
+
     run_dir = Path(
         os.environ.get("AUTOTAG_TEST_RUN_DIR") or tempfile.mkdtemp(prefix="autotag-test-")
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_dir.chmod(0o755)
+    run_dirs.prepare(run_dir)
     models_dir = Path(os.environ.get("AUTOTAG_TEST_MODELS_DIR") or (run_dir / "models"))
     models_dir.mkdir(parents=True, exist_ok=True)
     env = {
@@ -38,10 +46,12 @@ def test_settings() -> Iterator[Settings]:
         "AUTOTAG_PORT_OFFSET": str(TEST_PORT_OFFSET),
         # A smaller upload limit keeps the hostile corpus' oversized file small.
         "AUTOTAG_MAX_FILE_BYTES": os.environ.get("AUTOTAG_MAX_FILE_BYTES", str(8 * 1024 * 1024)),
+        CHAOS_KILL_ENV: hashlib.sha256(POISON_PHOTO).hexdigest(),
     }
     s = load_settings(env)
     saved = dict(os.environ)
     os.environ.update(child_env(s))
+    os.environ[CHAOS_KILL_ENV] = env[CHAOS_KILL_ENV]
     from autotag import config
 
     config.settings.cache_clear()
@@ -65,10 +75,13 @@ def redis_service(test_settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def postgres_service(test_settings: Settings) -> Iterator[Settings]:
+    """Postgres up, schema migrated by the owner role, as `autotag cluster up` leaves it."""
+    from autotag.ops import cluster
     from autotag.ops.daemons.postgres import PostgresDaemon
 
     d = PostgresDaemon(test_settings)
     d.start()
+    cluster.prepare_database(test_settings, progress=lambda _msg: None)
     yield test_settings
     d.stop()
 

@@ -42,12 +42,9 @@ class Settings:
     bind_host: str = ""
     # Redis' and Postgres' own host names where they differ from host (docker-compose: "" = host).
     redis_host: str = ""
-    # Redis' password ("" = none; Redis then accepts loopback clients only, which is enough
-    # on one machine). Stand-in until the hardening work's password files are merged.
-    redis_password: str = ""
     postgres_host: str = ""
     # The private network of a multi-host cluster (CIDR, e.g. 10.20.0.0/24): Postgres accepts
-    # password logins from it ("" = one machine, loopback only).
+    # SCRAM logins from it ("" = one machine, loopback only).
     cluster_network: str = ""
     # The name other hosts reach this host's workers by (storm.local.hostname; "" = bind_host).
     advertise_host: str = ""
@@ -66,7 +63,8 @@ class Settings:
     # intake host's blob service (workers on other hosts).
     blob_url: str = ""
     postgres_db: str = "autotag"
-    postgres_user: str = "autotag"
+    postgres_user: str = "autotag"  # the application role: no superuser, no DDL
+    postgres_owner: str = "autotag_owner"  # owns the schema: migrations, dot_product (C)
     storm_version: str = "2.8.3"
     storm_cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "autotag")
     # Queue and topology behaviour.
@@ -74,20 +72,32 @@ class Settings:
     dead_letter_stream: str = "autotag:dead"
     consumer_group: str = "autotag"
     max_attempts: int = 3
+    # Replays that charge no attempt (a crash or timeout while the photo was not being
+    # tagged: a neighbour's crash, a DB outage) before they start counting anyway.
+    max_uncharged_replays: int = 10
+    # Dead letters kept in Redis (XADD MAXLEN ~); the failed photos stay in Postgres.
+    dead_letter_cap: int = 10_000
     # Input limits (decompression bombs, giant uploads).
     max_file_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 64_000_000
     max_dimension: int = 20_000
+    # Memory a decode may take, from the header (pixels x channels x bytes per sample).
+    max_decode_bytes: int = 512 * 1024 * 1024
     # Tagging.
     feature_set: str = "cnn"
     min_tag_score: float = 0.05
     max_tags: int = 10
+    # Decode JPEGs only as large as the features need (1/2-1/8 scale in the DCT domain).
+    reduced_decode: bool = True
     # Threads per tagging process, for ONNX Runtime and OpenCV alike: Storm runs one tagging
     # process per core, so more threads would only oversubscribe the cores.
     tagging_threads: int = 1
     # DB writer batching.
     db_batch_size: int = 64
     db_flush_secs: float = 1.0
+    # Failed writes of one batch (connection errors, with back-off) before its tuples are
+    # failed back to Storm, which replays them.
+    db_max_retries: int = 12
 
     def port(self, base: int) -> int:
         return base + self.port_offset
@@ -121,6 +131,11 @@ class Settings:
         return self.advertise_host or self.listen_host
 
     @property
+    def postgres_address(self) -> str:
+        """Where Postgres is reached (postgres_host where it differs from host)."""
+        return self.postgres_host or self.host
+
+    @property
     def secrets_dir(self) -> Path:
         return self.run_dir / "secrets"
 
@@ -128,7 +143,7 @@ class Settings:
     def blob_token_file(self) -> Path:
         """The blob service's token: written by the service on the intake host, copied (with
         the rest of secrets/) to a host that joins the cluster."""
-        return self.secrets_dir / "blob.token"
+        return self.secrets_dir / "blob.password"  # storage.credentials' BLOB
 
     @property
     def data_dir(self) -> Path:
@@ -145,18 +160,6 @@ class Settings:
     @property
     def storm_home(self) -> Path:
         return self.storm_cache / f"storm-{self.storm_version}"
-
-    @property
-    def redis_url(self) -> str:
-        auth = f":{self.redis_password}@" if self.redis_password else ""
-        return f"redis://{auth}{self.redis_host or self.host}:{self.port(self.redis_port)}/0"
-
-    @property
-    def postgres_dsn(self) -> str:
-        return (
-            f"host={self.postgres_host or self.host} port={self.port(self.postgres_port)} "
-            f"dbname={self.postgres_db} user={self.postgres_user}"
-        )
 
     @property
     def model_dirs(self) -> tuple[Path, ...]:
@@ -238,6 +241,8 @@ def child_env(s: Settings) -> dict[str, str]:
             "AUTOTAG_ADVERTISE_HOST": s.advertise_host,
             "AUTOTAG_BLOB_URL": s.blob_url,
             "AUTOTAG_CLUSTER_NETWORK": s.cluster_network,
+            # Read once when OpenCV loads: its own pixel limit, matched to ours.
+            "OPENCV_IO_MAX_IMAGE_PIXELS": str(s.max_pixels),
         }
     )
     return env

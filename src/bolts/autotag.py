@@ -1,21 +1,43 @@
 """Autotag bolt, daemonized: the model bundle is loaded once, in initialize(), and kept
 (replaced only when another bundle is activated — no resubmit needed).
 
-Per photo: read the blob by its id → decode (OpenCV) → features → every classifier in one
-matrix product → tags. A photo that cannot be tagged is emitted as a *failed result* with
-its reason, so the DB writer records it and Storm never replays it.
+Per photo: mark it in progress → read the blob by its id → decode (OpenCV) → features →
+every classifier in one matrix product → tags → clear the mark. A photo that cannot be
+tagged is emitted as a *failed result* with its reason, so the DB writer records it and
+Storm never replays it. If the process dies mid-photo, the mark tells the spout which photo
+to charge; stopped from outside (SIGTERM: its worker is going down for another reason), the
+bolt clears the mark first.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections.abc import Callable
 
 import cv2
 from streamparse import Bolt
 
 from autotag.config import settings
 from autotag.pipeline.contract import FAILED, RESULT_FIELDS
-from autotag.pipeline.tag_step import ActiveTagger, blob_reader, tag_photo
+from autotag.pipeline.tag_step import ActiveTagger, TagStep, blob_reader
+from autotag.storage.photo_stream import PhotoStream
+
+# Fault injection for bench/chaos.py only: this photo kills the process tagging it.
+CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"
+
+
+def _chaos_hook() -> Callable[[str], None] | None:
+    poison = os.environ.get(CHAOS_KILL_ENV)
+    if not poison:
+        return None
+
+    def crash(photo_id: str) -> None:
+        if photo_id == poison:
+            os.kill(os.getpid(), signal.SIGKILL)  # as a native decoder crash would
+
+    return crash
 
 
 class AutotagBolt(Bolt):
@@ -24,12 +46,20 @@ class AutotagBolt(Bolt):
     def initialize(self, stormconf, context) -> None:
         t0 = time.monotonic()
         s = settings()
+        self.settings = s
         # One tagging process per core: OpenCV's own thread pool would only oversubscribe.
         cv2.setNumThreads(s.tagging_threads)
-        self.blobs = blob_reader(s)  # local blob directory, or the intake host's blob service
-        self.max_bytes = s.max_file_bytes
-        self.tagger = ActiveTagger(s)
-        loaded = self.tagger.current()
+        timeout = int(stormconf.get("topology.message.timeout.secs", 120))
+        self.step = TagStep(
+            ActiveTagger(s),
+            blob_reader(s),  # local blob directory, or the intake host's blob service
+            PhotoStream(s),
+            max_bytes=s.max_file_bytes,
+            mark_ttl_secs=2 * timeout + 60,  # outlives a worker restart and a tuple timeout
+            before_tagging=_chaos_hook(),
+        )
+        signal.signal(signal.SIGTERM, self._stopped_from_outside)
+        loaded = self.step.tagger.current()
         self.logger.info(
             "model %s loaded once in %.2fs (%d classifiers)",
             loaded.model_version,
@@ -39,7 +69,13 @@ class AutotagBolt(Bolt):
 
     def process(self, tup) -> None:
         photo_id, source, _attempt = tup.values
-        result = tag_photo(self.tagger.current(), self.blobs, photo_id, self.max_bytes)
+        result = self.step.run(photo_id)
         if result.status == FAILED:
             self.logger.warning("photo %s (%s) failed: %s", photo_id, source, result.reason)
         self.emit(result.to_tuple())
+
+    def _stopped_from_outside(self, signum, _frame) -> None:
+        # A fresh connection: the signal may have interrupted one in use.
+        self.step.release(PhotoStream(self.settings))
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)

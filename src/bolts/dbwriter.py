@@ -1,9 +1,11 @@
-"""DB-writer bolt: batches results into Postgres (by count and by tick), acks after commit.
+"""DB-writer bolt: batches results into Postgres, acks after commit.
 
-Tags, status and the feature vector of a batch go in one transaction, idempotent on
-(photo, tag, model version), so a replayed tuple never duplicates anything. It is the only
-writer of tagging outcomes: tagged and failed photos from the autotag bolts, and photos the
-spout dead-lettered.
+A batch is written when it is full or when no more results are waiting to be read, so under
+load batches grow by themselves and an idle topology commits each photo at once; the tick is
+only a safety net. Tags, status and the feature vector of a batch go in one transaction,
+idempotent on (photo, tag, model version), so a replayed tuple never duplicates anything. It
+is the only writer of tagging outcomes: tagged and failed photos from the autotag bolts, and
+photos the spout dead-lettered.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from streamparse import Bolt
 from autotag.config import settings
 from autotag.pipeline.batcher import ResultBatcher
 from autotag.pipeline.contract import PhotoResult
+from autotag.pipeline.storm_input import StormInput
 from autotag.storage.writer import ResultWriter
 
 
@@ -20,13 +23,32 @@ class DbWriterBolt(Bolt):
     auto_ack = False  # acked only after the batch is committed
     auto_fail = True
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Our own reader over stdin, before anything is read, so we can see what is waiting.
+        self.input = StormInput()
+        self.serializer.input_stream = self.input
+
     def initialize(self, stormconf, context) -> None:
         s = settings()
-        self.batcher = ResultBatcher(ResultWriter(s), self.ack, s.db_batch_size, s.db_flush_secs)
+        self.batcher = ResultBatcher(
+            ResultWriter(s),
+            self.ack,
+            s.db_batch_size,
+            s.db_flush_secs,
+            fail=self.fail,
+            max_retries=s.db_max_retries,
+        )
+
+    def _run(self) -> None:
+        """pystorm's loop body (one message), then: nothing more waiting → write the batch."""
+        super()._run()
+        if self.batcher.pending and not self.input.waiting():
+            self.batcher.flush()
 
     def process(self, tup) -> None:
         self.batcher.add(PhotoResult.from_tuple(tup.values), tup)
 
     def process_tick(self, tup) -> None:
-        if self.batcher.due() or self.batcher.retry_at:
+        if self.batcher.pending:
             self.batcher.flush()

@@ -1,9 +1,11 @@
 """Image spout: one tuple per queued photo; the Redis stream entry id is the message id.
 
 Ack → the entry is acknowledged and deleted. Fail (timeout, crash) → re-queued with its
-attempt count raised, or dead-lettered after ``max_attempts``; a dead-lettered photo goes to
-the DB writer on the ``dead_letters`` stream as a failed result. Entries a dead spout left
-pending are reclaimed. Storm's ``topology.max.spout.pending`` caps in-flight tuples.
+attempt count raised if the photo was being tagged when it failed (else replayed uncharged,
+a bounded number of times), or dead-lettered after ``max_attempts``; a dead-lettered photo
+goes to the DB writer on the ``dead_letters`` stream as a failed result. At start the spout
+claims back its own pending entries only; entries a dead spout left pending are reclaimed.
+Storm's ``topology.max.spout.pending`` caps in-flight tuples.
 """
 
 from __future__ import annotations

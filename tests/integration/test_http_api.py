@@ -1,35 +1,50 @@
-"""The HTTP API over real Redis and Postgres, driven with urllib."""
+"""The HTTP API over real Redis and Postgres, driven with FastAPI's TestClient.
+
+Every endpoint with good and bad input: a wrong or missing token, a foreign Host header, a
+non-image, an oversized body, malformed JSON. A last test runs the app under uvicorn on a
+real socket for what only a server shows: the live feed's events and a refused big body.
+"""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
-import http.client
+import io
 import json
+import stat
 import threading
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import uvicorn
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
+from autotag.cli import cli
 from autotag.config import Settings
+from autotag.learning import samples
+from autotag.learning.datasets import read_labels, resolve_photos
+from autotag.ops.web_token import read_token, token_file
 from autotag.pipeline.contract import PhotoResult
-from autotag.storage import database, photo_stream, writer
+from autotag.storage import database, lookups, photo_stream, writer
 from autotag.storage.photo_stream import PhotoStream
-from autotag.web import api as http_api
+from autotag.web.app import create_app
 
 pytestmark = pytest.mark.services
 
-LIMIT = 2000
+LIMIT = 400_000  # big enough for a sample photo, small enough to exceed cheaply
+BASE = "http://127.0.0.1:8090"
 
 
 @pytest.fixture(scope="module")
-def api(services: Settings) -> Iterator[tuple[str, Settings]]:
+def api_settings(services: Settings) -> Iterator[Settings]:
     tag = uuid.uuid4().hex[:8]
     s = dataclasses.replace(
         services,
@@ -38,143 +53,490 @@ def api(services: Settings) -> Iterator[tuple[str, Settings]]:
         consumer_group=f"g{tag}",
         max_file_bytes=LIMIT,
     )
-    server = http_api.make_server(s, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield f"http://{host}:{port}", s
-    server.shutdown()
-    server.server_close()
-    server.app.close()
+    yield s
     r = photo_stream.client(s)
     r.delete(s.stream, s.dead_letter_stream)
     r.close()
 
 
-def call(
-    url: str, data: bytes | None = None, headers: dict[str, str] | None = None, method: str = ""
-) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method or None)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        assert exc.headers["Content-Type"] == "application/json"
-        return exc.code, json.loads(body)
+@pytest.fixture(scope="module")
+def app_client(api_settings: Settings) -> Iterator[tuple[TestClient, TestClient, str]]:
+    """An authenticated and a bare client of one app, and the run directory's real token
+    (created by the app on first start)."""
+    app = create_app(api_settings)
+    token = read_token(api_settings.run_dir)
+    with TestClient(app, base_url=BASE) as authed:
+        authed.headers["Authorization"] = f"Bearer {token}"
+        yield authed, TestClient(app, base_url=BASE), token
+
+
+@pytest.fixture()
+def client(app_client: tuple[TestClient, TestClient, str]) -> TestClient:
+    return app_client[0]
+
+
+@pytest.fixture()
+def bare(app_client: tuple[TestClient, TestClient, str]) -> TestClient:
+    """The same app with no credentials at all."""
+    app_client[1].cookies.clear()
+    return app_client[1]
 
 
 def body(n: int = 300) -> bytes:
     return (uuid.uuid4().bytes * (n // 16 + 1))[:n]
 
 
-def multipart(filename: str, content: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [
-        f"--{boundary}\r\n".encode(),
-        b'Content-Disposition: form-data; name="note"\r\n\r\nhello\r\n',
-        f"--{boundary}\r\n".encode(),
-        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'.encode(),
-        b"Content-Type: image/jpeg\r\n\r\n",
-        content,
-        f"\r\n--{boundary}--\r\n".encode(),
-    ]
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+def upload(client: TestClient, data: bytes, **params: Any) -> tuple[int, dict[str, Any]]:
+    r = client.post("/photos", content=data, params=params, headers={"Content-Type": "image/jpeg"})
+    return r.status_code, r.json()
 
 
-def test_upload_raw_then_duplicate(api: tuple[str, Settings]) -> None:
-    base, s = api
+def tag_photos(s: Settings, rows: dict[str, list[tuple[str, float]]], vec: bool = False) -> None:
+    """Store results the way the DB writer does."""
+    v = np.ones(1280, dtype=np.float32) / np.sqrt(1280) if vec else None
+    with database.connect(s) as conn:
+        writer.write_results(
+            conn,
+            [PhotoResult(pid, "tagged", "v1", "cnn@1", tags, v) for pid, tags in rows.items()],
+        )
+
+
+# -- uploads -----------------------------------------------------------------------------------
+
+
+def test_upload_raw_then_duplicate(client: TestClient, api_settings: Settings) -> None:
     data = body()
-    code, out = call(f"{base}/photos?name=beach.jpg", data)
+    code, out = upload(client, data, name="beach.jpg")
     assert code == 202
     assert out["photo_id"] == hashlib.sha256(data).hexdigest()
     assert (out["status"], out["source"], out["bytes"]) == ("queued", "beach.jpg", len(data))
-    code, out = call(f"{base}/photos", data)
+    code, out = upload(client, data)
     assert code == 200 and out["status"] == "duplicate"
-    stream = PhotoStream(s)
+    stream = PhotoStream(api_settings)
     entries = stream.read("t", count=100, block_ms=50)
     stream.redis.close()
     assert [e.photo_id for e in entries] == [hashlib.sha256(data).hexdigest()]
 
 
-def test_upload_multipart_binary_safe(api: tuple[str, Settings]) -> None:
-    base, _ = api
-    data = body(200) + b"\r\n--\r\n\r\n" + bytes(range(256))  # CRLFs and dashes inside
-    payload, ctype = multipart("../../etc/cat.png", data)
-    code, out = call(f"{base}/photos", payload, {"Content-Type": ctype})
-    assert code == 202, out
-    assert out["photo_id"] == hashlib.sha256(data).hexdigest()
-    assert out["source"] == "cat.png"  # no directories from the client
+def test_upload_binary_safe_and_no_directories(client: TestClient) -> None:
+    data = body(200) + b"\r\n--\r\n\r\n" + bytes(range(256))
+    r = client.post(
+        "/photos",
+        content=data,
+        headers={"Content-Type": "image/png", "X-Filename": "..\\..\\etc/cat.png"},
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["photo_id"] == hashlib.sha256(data).hexdigest()
+    assert r.json()["source"] == "cat.png"  # no directories from the client
 
 
-def test_upload_too_large_and_length_required(api: tuple[str, Settings]) -> None:
-    base, _ = api
-    code, out = call(f"{base}/photos", body(LIMIT + 1))
+def test_upload_refuses_what_is_not_an_image(client: TestClient) -> None:
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x"):
+        r = client.post("/photos", content=body(), headers={"Content-Type": ctype})
+        assert r.status_code == 415, ctype
+        assert "image" in r.json()["error"]
+    r = client.post("/photos", content=b"{}", headers={"Content-Type": "application/json"})
+    assert r.status_code == 415 and "image/" in r.json()["error"]
+
+
+def test_upload_too_large_and_length_required(client: TestClient) -> None:
+    code, out = upload(client, body(LIMIT + 1))
     assert code == 413 and "limit" in out["error"]
-    payload, ctype = multipart("big.jpg", body(LIMIT + 1))
-    code, out = call(f"{base}/photos", payload, {"Content-Type": ctype})
-    assert code == 413
-    host, port = urllib.parse.urlsplit(base).netloc.split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    conn.putrequest("POST", "/photos")
-    conn.putheader("Transfer-Encoding", "chunked")
-    conn.endheaders()
-    conn.send(b"5\r\nhello\r\n0\r\n\r\n")
-    resp = conn.getresponse()
-    assert resp.status == 411 and "Content-Length" in json.loads(resp.read())["error"]
-    conn.close()
+
+    def chunks() -> Iterator[bytes]:
+        yield b"hello"
+
+    r = client.post("/photos", content=chunks(), headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 411 and "Content-Length" in r.json()["error"]
 
 
-def test_photo_tags_stats(api: tuple[str, Settings]) -> None:
-    base, s = api
-    data = body()
-    _, out = call(f"{base}/photos?name=dog.jpg", data)
+# -- reading -----------------------------------------------------------------------------------
+
+
+def test_photo_tags_stats(client: TestClient, api_settings: Settings) -> None:
+    _, out = upload(client, body(), name="dog.jpg")
     pid = out["photo_id"]
-    code, info = call(f"{base}/photos/{pid}")
-    assert code == 200 and info["status"] == "queued" and info["tags"] == []
+    info = client.get(f"/photos/{pid}").json()
+    assert info["status"] == "queued" and info["tags"] == []
     word = f"golden retriever {uuid.uuid4().hex[:6]}"
-    with database.connect(s) as conn:
-        writer.write_results(conn, [PhotoResult(pid, "tagged", "v1", "cnn", [(word, 0.75)])])
-    code, info = call(f"{base}/photos/{pid.upper()}")
-    assert code == 200 and info["status"] == "tagged" and info["model_version"] == "v1"
+    tag_photos(api_settings, {pid: [(word, 0.75)]})
+    r = client.get(f"/photos/{pid.upper()}")
+    info = r.json()
+    assert r.status_code == 200 and info["status"] == "tagged" and info["model_version"] == "v1"
     assert info["tags"] == [{"tag": word, "score": 0.75}] and info["has_vector"] is False
-    code, found = call(f"{base}/tags/{urllib.parse.quote(word.upper())}?min_score=0.5&limit=5")
-    assert code == 200 and [h["photo_id"] for h in found["results"]] == [pid]
-    code, found = call(f"{base}/tags/{urllib.parse.quote(word)}?min_score=0.8")
-    assert code == 200 and found["results"] == []
-    code, st = call(f"{base}/stats")
-    assert code == 200 and st["by_status"]["tagged"] >= 1 and "top_tags" in st
+    r = client.get(f"/tags/{urllib.parse.quote(word.upper())}?min_score=0.5&limit=5")
+    assert r.status_code == 200 and [h["photo_id"] for h in r.json()["results"]] == [pid]
+    r = client.get(f"/tags/{urllib.parse.quote(word)}?min_score=0.8")
+    assert r.status_code == 200 and r.json()["results"] == []
+    st = client.get("/stats").json()
+    assert st["by_status"]["tagged"] >= 1 and "top_tags" in st
 
 
-def test_errors_are_json(api: tuple[str, Settings]) -> None:
-    base, _ = api
-    assert call(f"{base}/photos/not-an-id")[0] == 400
-    code, out = call(f"{base}/photos/{'0' * 64}")
-    assert code == 404 and "no photo" in out["error"]
-    assert call(f"{base}/tags/x?limit=abc")[0] == 400
-    assert call(f"{base}/tags/x?limit=0")[0] == 400
-    assert call(f"{base}/nope")[0] == 404
-    assert call(f"{base}/photos/{'0' * 64}", method="DELETE")[0] == 405
+def test_errors_are_json(client: TestClient) -> None:
+    def check(r: Any, code: int, words: str) -> None:
+        assert r.status_code == code, r.text
+        assert r.headers["content-type"] == "application/json"
+        assert words in r.json()["error"], r.json()
+
+    check(client.get("/photos/not-an-id"), 400, "64 hex")
+    check(client.get(f"/photos/{'0' * 64}"), 404, "no photo")
+    check(client.get("/tags/x?limit=abc"), 400, "limit")
+    check(client.get("/tags/x?limit=0"), 400, "limit")
+    check(client.get("/search?tag=x&order=sideways"), 400, "order")
+    check(client.get("/nope"), 404, "no such endpoint: /nope")
+    r = client.delete(f"/photos/{'0' * 64}", headers={"Content-Type": "application/json"})
+    check(r, 405, "DELETE is not supported")
 
 
-def test_healthz(api: tuple[str, Settings]) -> None:
-    code, out = call(f"{api[0]}/healthz")
-    assert code == 200 and out == {"ok": True, "postgres": "ok", "redis": "ok"}
+def test_healthz(client: TestClient) -> None:
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"ok": True, "postgres": "ok", "redis": "ok"}
 
 
-def test_similar(api: tuple[str, Settings]) -> None:
-    base, s = api
-    code, out = call(f"{base}/similar/{'0' * 64}?top=3")
-    assert code == 404 and "no photo" in out["error"]
-    _, up = call(f"{base}/photos", body())
-    code, out = call(f"{base}/similar/{up['photo_id']}")
-    assert code == 404 and "no feature vector yet" in out["error"]
-    a, b = up["photo_id"], call(f"{base}/photos", body())[1]["photo_id"]
-    vec = np.ones(1280, dtype=np.float32) / np.sqrt(1280)  # the default feature set, cnn@1
-    with database.connect(s) as conn:
-        writer.write_results(
-            conn, [PhotoResult(pid, "tagged", "v1", "cnn@1", [("sim", 0.5)], vec) for pid in (a, b)]
+def test_similar(client: TestClient, api_settings: Settings) -> None:
+    r = client.get(f"/similar/{'0' * 64}?top=3")
+    assert r.status_code == 404 and "no photo" in r.json()["error"]
+    a = upload(client, body())[1]["photo_id"]
+    r = client.get(f"/similar/{a}")
+    assert r.status_code == 404 and "no feature vector yet" in r.json()["error"]
+    b = upload(client, body())[1]["photo_id"]
+    tag_photos(api_settings, {a: [("sim", 0.5)], b: [("sim", 0.5)]}, vec=True)
+    r = client.get(f"/similar/{a}?top=3")
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["photo_id"] == a and b in [h["photo_id"] for h in out["results"]]
+    assert a not in [h["photo_id"] for h in out["results"]]
+
+
+def test_search_and_tags_autocomplete_cloud(
+    client: TestClient, api_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    word = f"zz{uuid.uuid4().hex[:6]}"
+    dog, cat, grass = f"{word} dog", f"{word} cat", f"{word} grass"
+    ids = [upload(client, body())[1]["photo_id"] for _ in range(4)]
+    tag_photos(
+        api_settings,
+        {
+            ids[0]: [(dog, 0.9), (grass, 0.6)],
+            ids[1]: [(dog, 0.7), (grass, 0.2)],
+            ids[2]: [(cat, 0.8), (grass, 0.9)],
+            ids[3]: [(dog, 0.4)],
+        },
+    )
+
+    def found(**params: Any) -> list[str]:
+        r = client.get("/search", params=params)
+        assert r.status_code == 200, r.text
+        return [h["photo_id"] for h in r.json()["results"]]
+
+    assert found(tag=[dog.upper()]) == [ids[0], ids[1], ids[3]]  # any case, best first
+    assert found(tag=[dog, grass]) == [ids[0], ids[1]]  # AND; scored by the weaker tag
+    assert found(tag=[dog, grass], min_score=0.5) == [ids[0]]
+    assert found(tag=[dog], order="newest") == [ids[3], ids[1], ids[0]]
+    page = client.get("/search", params={"tag": dog, "limit": 2, "offset": 2}).json()
+    assert page["total"] == 3 and page["more"] is False and len(page["results"]) == 1
+    assert page["total_capped"] is False
+    assert client.get("/search", params={"tag": dog, "limit": 2}).json()["more"] is True
+    # Corrections feed search: a removed tag stops matching, an added one starts.
+    assert client.post(f"/photos/{ids[0]}/labels", json={"tag": dog, "positive": False}).is_success
+    assert client.post(f"/photos/{ids[2]}/labels", json={"tag": dog, "positive": True}).is_success
+    assert found(tag=[dog]) == [ids[2], ids[1], ids[3]]
+    assert found(tag=[dog], order="newest") == [ids[3], ids[2], ids[1]]
+    monkeypatch.setattr(lookups, "DENSE_TAG", 0)  # the walk for tags on many photos
+    assert found(tag=[dog], order="newest") == [ids[3], ids[2], ids[1]]
+    assert found(tag=[dog], order="newest", min_score=0.5) == [ids[2], ids[1]]
+
+    sugg = client.get("/autocomplete", params={"q": word.upper()}).json()["suggestions"]
+    assert [s["tag"] for s in sugg] == [dog, grass, cat] and sugg[0]["photos"] == 3
+    sugg = client.get("/autocomplete", params={"q": "gras"}).json()["suggestions"]
+    assert grass in [s["tag"] for s in sugg]  # a word inside a longer tag
+    assert client.get("/autocomplete", params={"q": "%"}).json()["suggestions"] == []
+    cloud = {t["tag"]: t["photos"] for t in client.get("/tagcloud?top=500").json()["tags"]}
+    assert cloud.get(grass) == 3 or len(cloud) == 500
+
+
+def test_labels_export_as_training_data(
+    client: TestClient, api_settings: Settings, tmp_path: Path
+) -> None:
+    a, b = (upload(client, body())[1]["photo_id"] for _ in range(2))
+    r = client.post(f"/photos/{a}/labels", json={"tag": "sunset", "positive": True})
+    assert r.status_code == 201 and r.json()["positive"] is True
+    client.post(f"/photos/{a}/labels", json={"tag": "dog", "positive": True})
+    client.post(f"/photos/{a}/labels", json={"tag": "dog", "positive": False})  # changed mind
+    client.post(f"/photos/{b}/labels", json={"tag": "sunset", "positive": False})
+    got = client.get(f"/photos/{a}/labels").json()["labels"]
+    assert {(x["tag"], x["positive"]) for x in got} == {("sunset", True), ("dog", False)}
+
+    r = client.get("/labels.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    path = tmp_path / "labels.csv"
+    path.write_text(r.text)
+    ls = read_labels(path)  # the reader `autotag train --labels` uses
+    y = {
+        (c, p): int(ls.Y[ls.photo_ids.index(p), ls.classes.index(c)])
+        for c in ls.classes
+        for p in ls.photo_ids
+        if ls.Y[ls.photo_ids.index(p), ls.classes.index(c)] >= 0
+    }
+    assert y[("sunset", a)] == 1 and y[("sunset", b)] == 0 and y[("dog", a)] == 0
+
+    r = client.delete(f"/photos/{a}/labels/dog", headers={"Content-Type": "application/json"})
+    assert r.status_code == 200
+    rows = list(csv.reader(io.StringIO(client.get("/labels.csv").text)))
+    assert ["dog", a, "FALSE"] not in rows and ["sunset", a, "TRUE"] in rows
+    r = client.delete(f"/photos/{a}/labels/dog", headers={"Content-Type": "application/json"})
+    assert r.status_code == 404
+
+    bad = [
+        ({"tag": "a,b", "positive": True}, 400, "comma"),
+        ({"tag": "", "positive": True}, 400, "tag"),
+        ({"positive": True}, 400, "tag"),
+        ({"tag": "x", "positive": "maybe"}, 400, "positive"),
+    ]
+    for payload, code, words in bad:
+        r = client.post(f"/photos/{a}/labels", json=payload)
+        assert r.status_code == code and words in r.json()["error"], (payload, r.text)
+    r = client.post(f"/photos/{'1' * 64}/labels", json={"tag": "x", "positive": True})
+    assert r.status_code == 404 and "no photo" in r.json()["error"]
+    r = client.post(
+        f"/photos/{a}/labels",
+        content=b'{"tag": "x", ',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
+
+
+def test_image_and_thumbnails(client: TestClient, api_settings: Settings) -> None:
+    import cv2
+
+    photo = next(p for p in samples.package_photos() if p.name == "chelsea.png")
+    data = photo.read_bytes()
+    pid = upload(client, data, name="chelsea.png")[1]["photo_id"]
+    r = client.get(f"/photos/{pid}/image")
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["content-type"] == "image/png" and r.headers["x-content-type-options"]
+    r = client.get(f"/photos/{pid}/thumbnail")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    thumb = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert max(thumb.shape[:2]) == 320 and len(r.content) < len(data) / 4
+    cached = api_settings.data_dir / "thumbnails" / pid[:2] / f"{pid}.jpg"
+    assert cached.read_bytes() == r.content  # made once, kept next to the blobs
+
+    junk = b"this is not a picture at all" * 10
+    pid = upload(client, junk, name="notes.jpg")[1]["photo_id"]
+    r = client.get(f"/photos/{pid}/thumbnail")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml"
+    assert "not an image" in r.headers["x-thumbnail-error"]
+    assert b"not an image" in r.content and b"<script" not in r.content
+    r = client.get(f"/photos/{pid}/image")
+    assert r.status_code == 415 and "not an image" in r.json()["error"]
+    assert client.get(f"/photos/{'2' * 64}/image").status_code == 404
+
+
+def test_status_and_models_api(client: TestClient, api_settings: Settings) -> None:
+    st = client.get("/api/status").json()
+    names = {s["name"] for s in st["services"]}
+    assert {"redis", "postgres", "nimbus", "web"} <= names
+    assert {s["name"]: s["healthy"] for s in st["services"]}["redis"] is True
+    assert st["queue"]["backlog"] >= 0 and "tagged" in st["photos"]
+    assert (
+        len(st["tagged_per_minute"]) == 15
+        and sum(m["photos"] for m in st["tagged_per_minute"]) >= 1
+    )
+    models = client.get("/api/models").json()
+    assert isinstance(models["models"], list)
+    r = client.post("/api/models/no-such-model/activate", json={})
+    assert r.status_code == 404 and "no bundle" in r.json()["error"]
+    r = client.post("/api/models/../../etc/activate", json={})
+    assert r.status_code in (400, 404)
+    r = client.post(f"/photos/{'3' * 64}/retry", json={})
+    assert r.status_code == 409
+
+
+def test_openapi_documents_every_endpoint(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in (
+        "/photos",
+        "/photos/{photo_id}",
+        "/tags/{tag}",
+        "/similar/{photo_id}",
+        "/stats",
+        "/healthz",
+        "/search",
+        "/autocomplete",
+        "/tagcloud",
+        "/live",
+        "/labels.csv",
+        "/api/status",
+        "/api/v1/topology/{topology}",
+        "/api/v1/topology/{topology}/component/{component}",
+    ):
+        assert p in paths, p
+    assert "swagger" in client.get("/docs").text.lower()
+
+
+# -- login -------------------------------------------------------------------------------------
+
+
+def test_token_file_is_private(api_settings: Settings) -> None:
+    path = token_file(api_settings.run_dir)
+    assert (
+        stat.S_IMODE(path.stat().st_mode) == 0o600 and len(read_token(api_settings.run_dir)) >= 32
+    )
+
+
+def test_every_endpoint_refuses_without_token(client: TestClient, bare: TestClient) -> None:
+    paths = list(client.get("/openapi.json").json()["paths"])
+    pages = [
+        "/",
+        "/upload",
+        "/status",
+        "/topology",
+        "/models",
+        "/photo/" + "0" * 64,
+        "/docs",
+        "/openapi.json",
+        "/static/app.css",
+        "/static/htmx-2.0.11.min.js",
+    ]
+    pid = "0" * 64
+    for path in paths + pages:
+        url = (
+            path.replace("{photo_id}", pid)
+            .replace("{tag}", "x")
+            .replace("{topology}", "t")
+            .replace("{component}", "c")
+            .replace("{bundle_id}", "b")
+            .replace("{name}", "n")
+            .replace("{action}", "activate")
         )
-    code, out = call(f"{base}/similar/{a}?top=3")
-    assert code == 200, out
-    assert out["photo_id"] == a and isinstance(out["results"], list)
+        for method in ("GET", "POST"):
+            r = bare.request(
+                method, url, content=b"{}", headers={"Content-Type": "application/json"}
+            )
+            assert r.status_code == 401, (method, url, r.status_code)
+            assert r.headers["www-authenticate"] == "Bearer"
+        r = bare.get(url, headers={"Authorization": "Bearer " + "x" * 43})
+        assert r.status_code == 401 and "wrong token" in r.json()["error"], url
+    r = bare.get("/", headers={"Accept": "text/html"})
+    assert (
+        r.status_code == 401
+        and "autotag url" in r.text
+        and "text/html" in r.headers["content-type"]
+    )
+    assert bare.get("/healthz?token=").status_code == 401
+    assert bare.get("/healthz", headers={"Cookie": "autotag_token=nope"}).status_code == 401
+
+
+def test_token_url_sets_a_strict_cookie(
+    bare: TestClient, app_client: tuple[TestClient, TestClient, str]
+) -> None:
+    token = app_client[2]
+    r = bare.get(f"/?token={token}")
+    assert r.status_code == 200 and "<title>" in r.text
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"autotag_token={token};")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    r = bare.get("/stats")  # the cookie alone now
+    assert r.status_code == 200 and "set-cookie" not in r.headers
+
+
+def test_foreign_host_and_content_types(client: TestClient) -> None:
+    for host in ("evil.example", "127.0.0.1.evil.example:8090", "attacker.test"):
+        r = client.get("/stats", headers={"Host": host})
+        assert r.status_code == 400 and "not allowed" in r.json()["error"], host
+    assert client.get("/stats", headers={"Host": "localhost:8090"}).status_code == 200
+    # State changes take only images or JSON: what a foreign page cannot send unpreflighted.
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""):
+        r = client.post(
+            f"/photos/{'0' * 64}/labels",
+            content=b'{"tag":"x","positive":true}',
+            headers={"Content-Type": ctype},
+        )
+        assert r.status_code == 415, ctype
+        r = client.post("/api/topologies/autotagger/deactivate", headers={"Content-Type": ctype})
+        assert r.status_code == 415, ctype
+
+
+def test_autotag_url_prints_the_token(api_settings: Settings) -> None:
+    result = CliRunner().invoke(cli, ["url", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    token = read_token(api_settings.run_dir)
+    port = api_settings.port(api_settings.http_port)
+    assert out["url"] == f"http://127.0.0.1:{port}/?token={token}"
+    assert out["token_file"] == str(token_file(api_settings.run_dir))
+
+
+# -- on a real socket --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(api_settings: Settings) -> Iterator[tuple[str, Any]]:
+    app = create_app(api_settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, timeout_graceful_shutdown=2
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", app
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_live_feed_and_big_body_over_a_socket(
+    server: tuple[str, Any], api_settings: Settings
+) -> None:
+    import httpx2 as httpx
+
+    base, app = server
+    token = read_token(api_settings.run_dir)
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=20) as http:
+        r = http.post("/photos", content=body(LIMIT + 10), headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 413 and "limit" in r.json()["error"]
+        pid = http.post("/photos", content=body(), headers={"Content-Type": "image/jpeg"}).json()[
+            "photo_id"
+        ]
+        word = f"live {uuid.uuid4().hex[:6]}"
+        events: list[dict[str, Any]] = []
+        with http.stream("GET", "/live") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            assert app.state.web.live.listening.wait(10)  # LISTEN has run
+            deadline = time.monotonic() + 10
+            tag_photos(api_settings, {pid: [(word, 0.66)]})
+            for line in lines:
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    if any(e["photo_id"] == pid for e in events) or time.monotonic() > deadline:
+                        break
+        mine = [e for e in events if e["photo_id"] == pid]
+        assert mine and mine[0]["status"] == "tagged"
+        assert mine[0]["tags"] == [{"tag": word, "score": 0.66}]
+
+
+def test_labels_export_command_makes_a_training_folder(
+    client: TestClient, api_settings: Settings, tmp_path: Path
+) -> None:
+    photo = next(p for p in samples.package_photos() if p.name == "rocket.jpg")
+    pid = upload(client, photo.read_bytes(), name="rocket.jpg")[1]["photo_id"]
+    junk = upload(client, body())[1]["photo_id"]
+    for target in (pid, junk):
+        r = client.post(f"/photos/{target}/labels", json={"tag": "rocket", "positive": True})
+        assert r.status_code == 201
+    result = CliRunner().invoke(cli, ["labels", "export", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "not an image" in result.stderr
+    ls = read_labels(tmp_path / "out" / "labels.csv")
+    assert pid in ls.photo_ids and junk not in ls.photo_ids
+    paths, missing = resolve_photos(tmp_path / "out" / "images", ls.photo_ids)
+    assert not missing and (tmp_path / "out" / "images" / f"{pid}.jpg") in paths
+    assert (tmp_path / "out" / "images" / f"{pid}.jpg").read_bytes() == photo.read_bytes()

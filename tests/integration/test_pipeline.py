@@ -8,6 +8,8 @@ as `failed` with a reason while the topology keeps working.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +26,16 @@ pytestmark = pytest.mark.cluster
 
 N_PHOTOS = 200
 TAG_TIMEOUT_SECS = 600
+
+
+@pytest.fixture
+def poison_photo(tmp_path: Path) -> Path:
+    """The photo the test cluster's fault hook crashes on (tests/conftest.py)."""
+    from tests.conftest import POISON_PHOTO
+
+    path = tmp_path / "poison.jpg"
+    path.write_bytes(POISON_PHOTO)
+    return path
 
 
 def _wait_settled(s: Settings, ids: list[str], timeout: float) -> dict[str, str]:
@@ -160,3 +172,61 @@ def test_hostile_files_fail_with_reasons_and_topology_keeps_working(
     cv2.imwrite(str(good), img)
     (rec,) = intake.upload([str(good)], autotagger)
     assert _wait_settled(autotagger, [rec.photo_id], 120)[rec.photo_id] == "tagged"
+
+
+def test_no_autotag_port_listens_on_a_wildcard_address(autotagger: Settings) -> None:
+    """`ss -ltnp` with the cluster, the data services and the topology's worker up: every
+    socket of this run (by port, or by process) is bound to the host's address only."""
+    from autotag.ops.daemons.base import port_open, wait_for
+
+    s = autotagger
+    slots = {s.port(p) for p in s.worker_ports}
+    assert wait_for(lambda: any(port_open(s.host, p) for p in slots), 180), "no worker started"
+    ours = set(s.ports.values())
+    marker = f"AUTOTAG_RUN_DIR={s.run_dir}".encode()
+
+    def of_this_run(pid: int) -> bool:
+        try:
+            return marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
+
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    checked = []
+    for line in out.splitlines():
+        local = line.split()[3]
+        address, port = local.rsplit(":", 1)
+        pids = [int(p) for p in re.findall(r"pid=(\d+)", line)]
+        if int(port) in ours or any(of_this_run(p) for p in pids):
+            checked.append(local)
+            assert address == s.host, f"autotag listens on a wildcard address: {line}"
+    named = {s.port(s.zookeeper_port), s.port(s.nimbus_port), s.port(s.redis_port),
+             s.port(s.postgres_port), s.port(s.supervisor_port)}  # fmt: skip
+    assert named <= {int(c.rsplit(":", 1)[1]) for c in checked}, checked
+    assert any(int(c.rsplit(":", 1)[1]) in slots for c in checked), checked
+
+
+def test_a_poison_photo_costs_its_neighbours_nothing(
+    autotagger: Settings, tmp_path: Path, poison_photo: Path
+) -> None:
+    """Item 9 on the real topology: a photo that kills the bolt process tagging it, every
+    time (as a native decoder crash would), takes its worker down three times; it alone is
+    dead-lettered, and every photo that was in flight with it is tagged."""
+    from autotag.storage.photo_stream import PhotoStream
+
+    s = autotagger
+    neighbours = samples.make_distinct_photos(16, tmp_path / "n", long_side=160, seed=4242)
+    paths = [*neighbours[:8], poison_photo, *neighbours[8:]]
+    records = intake.upload([str(p) for p in paths], s, force=True)
+    ids = {Path(r.path).name: r.photo_id for r in records}
+    assert all(ids.values()) and len(set(ids.values())) == len(paths), records
+    poison = ids[poison_photo.name]
+    status = _wait_settled(s, list(ids.values()), TAG_TIMEOUT_SECS)
+    assert status.pop(poison) == "failed"
+    assert set(status.values()) == {"tagged"}, {n: status.get(i) for n, i in ids.items()}
+    with database.connect(s) as conn:
+        info = lookups.show(conn, poison)
+    assert info is not None and info.attempts == 3
+    assert "gave up after 3 attempts: the worker tagging it died" in (info.reason or "")
+    dead = {d.photo_id for d in PhotoStream(s).dead_letters(1000)}
+    assert poison in dead and not dead & set(status)

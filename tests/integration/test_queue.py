@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from autotag.config import Settings
 from autotag.errors import ServiceError
@@ -67,7 +66,7 @@ def test_read_blocks_then_returns_empty(r: PhotoStream, qs: Settings) -> None:
 
 def test_group_created_before_first_enqueue_sees_everything(r: PhotoStream, qs: Settings) -> None:
     # Entries added by a client that never created the group are still delivered.
-    raw = redis.Redis.from_url(qs.redis_url, decode_responses=True)
+    raw = photo_stream.client(qs)
     raw.xadd(qs.stream, {"photo_id": "a" * 64, "source": "s", "attempt": 0})
     got = r.read("c1", count=5, block_ms=100)
     assert [e.photo_id for e in got] == ["a" * 64]
@@ -89,6 +88,55 @@ def test_reclaim_from_dead_consumer(r: PhotoStream, qs: Settings) -> None:
     assert {p.consumer for p in pend} == {"live"} and all(p.deliveries == 2 for p in pend)
     r.ack([e.entry_id for e in got])
     assert r.pending_count() == 0
+
+
+def test_claim_own_pending_takes_only_this_consumers_entries(r: PhotoStream) -> None:
+    """Item 11: a restarted spout takes back what it had in flight, and nothing that another
+    (live) spout is working on."""
+    mine = [r.enqueue(f"{i:064x}", "s") for i in range(3)]
+    theirs = [r.enqueue(f"{i:064x}", "s") for i in range(3, 5)]
+    assert [e.entry_id for e in r.read("spout-1", count=3, block_ms=100)] == mine
+    assert [e.entry_id for e in r.read("spout-2", count=2, block_ms=100)] == theirs
+    r.ack(mine[1])
+    got = r.claim_own_pending("spout-1")
+    assert [e.entry_id for e in got] == [mine[0], mine[2]]
+    assert {p.entry_id for p in r.pending(consumer="spout-2")} == set(theirs)
+    assert r.claim_own_pending("spout-3") == []
+
+
+def test_uncharged_replay_keeps_the_attempt_count(r: PhotoStream) -> None:
+    """Item 9: a delivery that died while the photo was not being tagged is replayed with the
+    same attempt count and one more replay; the in-progress mark decides the charge."""
+    r.enqueue("c" * 64, "x.jpg")
+    (e,) = r.read("c", count=1, block_ms=100)
+    assert r.take_working(e.photo_id) is False
+    assert r.retry_or_dead_letter(e, "neighbour crashed", charge=False) == "replayed"
+    (e,) = r.read("c", count=1, block_ms=100)
+    assert (e.attempt, e.replays) == (0, 1)
+    r.mark_working(e.photo_id, ttl_secs=60)
+    assert r.redis.ttl(f"{r.name}:working:{e.photo_id}") > 50
+    assert r.take_working(e.photo_id) is True and r.take_working(e.photo_id) is False
+    assert r.retry_or_dead_letter(e, "it crashed the worker") == "requeued"
+    (e,) = r.read("c", count=1, block_ms=100)
+    assert (e.attempt, e.replays) == (1, 1)
+    r.mark_working(e.photo_id, ttl_secs=60)
+    r.clear_working(e.photo_id)
+    assert r.take_working(e.photo_id) is False
+    r.ack(e.entry_id)
+
+
+def test_dead_letters_are_capped(qs: Settings) -> None:
+    """Item 12: the dead-letter stream is trimmed (MAXLEN ~ dead_letter_cap), not unbounded."""
+    stream = PhotoStream(dataclasses.replace(qs, dead_letter_cap=50))
+    for i in range(400):
+        stream.dead_letter(f"{i:064x}", "undecodable", 1)
+    stream.enqueue("d" * 64, "s", attempt=2)
+    (last,) = stream.read("c", count=1, block_ms=100)
+    assert stream.retry_or_dead_letter(last, "crashed") == "dead"
+    length = int(stream.redis.xlen(qs.dead_letter_stream))
+    assert 50 <= length < 250, length  # "~": whole radix-tree nodes are trimmed
+    assert stream.dead_letters(1)[0].photo_id == "d" * 64
+    stream.redis.close()
 
 
 def test_retry_then_dead_letter(r: PhotoStream, qs: Settings) -> None:

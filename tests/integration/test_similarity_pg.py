@@ -10,6 +10,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from autotag.config import Settings
 from autotag.ops.sql_functions import dot_product_language, install_sql_functions
 from autotag.pipeline.contract import PhotoResult
 from autotag.search.service import SimilarityService, resolve_feature_set
-from autotag.storage import database, writer
+from autotag.storage import credentials, database, writer
 
 pytestmark = pytest.mark.services
 
@@ -49,19 +50,23 @@ def fashion_vectors(n: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def sim_settings(postgres_service: Settings) -> Iterator[Settings]:
     """The test cluster, but a fresh database and run directory of our own."""
-    admin = dataclasses.replace(postgres_service, postgres_db="postgres")
-    with psycopg.connect(admin.postgres_dsn, autocommit=True) as conn:
+    with database.connect(
+        postgres_service, role="owner", migrate_schema=False, dbname="postgres"
+    ) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
     run_dir = postgres_service.run_dir / "similarity"
     run_dir.mkdir(exist_ok=True)
     run_dir.chmod(0o755)
+    secrets = credentials.secrets_dir(postgres_service.run_dir)
+    shutil.copytree(secrets, credentials.secrets_dir(run_dir), dirs_exist_ok=True)
     yield dataclasses.replace(postgres_service, postgres_db=DB, run_dir=run_dir)
 
 
 @pytest.fixture(scope="module")
 def conn(sim_settings: Settings) -> Iterator[psycopg.Connection]:
-    with database.connect(sim_settings) as c:  # migrates the schema
+    # The owner migrates the schema and installs dot_product, as `autotag cluster up` does.
+    with database.connect(sim_settings, role="owner") as c:
         yield c
 
 

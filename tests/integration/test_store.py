@@ -57,13 +57,7 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
     """Several bolts starting at once on an empty database: each migration runs once."""
     s = postgres_service
     db = f"autotag_mig_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(
-        host=s.host,
-        port=s.port(s.postgres_port),
-        dbname="postgres",
-        user=s.postgres_user,
-        autocommit=True,
-    )
+    admin = database.connect(s, role="owner", migrate_schema=False, dbname="postgres")
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
     try:
         import dataclasses
@@ -74,7 +68,7 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
 
         def run() -> None:
             try:
-                with database.connect(s2, migrate_schema=False) as c:
+                with database.connect(s2, role="owner", migrate_schema=False) as c:
                     applied.append(database.migrate(c))
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
@@ -86,7 +80,7 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
             t.join()
         assert not errors
         assert sorted(len(a) for a in applied) == [0, 0, 0, len(database.migration_files())]
-        with database.connect(s2) as c:
+        with database.connect(s2, role="owner") as c:
             n = c.execute("SELECT count(*) FROM schema_migrations").fetchone()
             assert n is not None and n[0] == len(database.migration_files())
     finally:
@@ -310,3 +304,64 @@ def test_bad_result_is_isolated_and_batch_is_atomic(conn: psycopg.Connection[Any
     assert g is not None and g.status == "tagged" and g.tags == [("fine", 0.5)]
     assert b is not None and b.status == "failed" and "could not store result" in (b.reason or "")
     assert lookups.show(conn, batch[3].photo_id).tags == [("nulbyte", 0.5)]  # type: ignore[union-attr]
+
+
+def test_permanent_errors_are_isolated_not_retried(conn: psycopg.Connection[Any]) -> None:
+    """Item 10: a 3 KB tag name (past the btree row limit: SQLSTATE 54000, which psycopg
+    calls an OperationalError) and a row the builder refuses (ValueError) used to escape as
+    "transient" and stall every later batch; each now fails alone, with a reason."""
+    import os
+
+    good, long_tag, no_version = new_id(), new_id(), new_id()
+    batch = [
+        PhotoResult(good, "tagged", "v1", "cnn", [("fine", 0.5)]),
+        PhotoResult(long_tag, "tagged", "v1", "cnn", [(os.urandom(1500).hex(), 0.5)]),
+        PhotoResult(no_version, "tagged", None, "cnn", [("y", 0.5)]),
+    ]
+    assert writer.write_results(conn, batch) == 3
+    g, t, v = (lookups.show(conn, pid) for pid in (good, long_tag, no_version))
+    assert g is not None and g.status == "tagged" and g.tags == [("fine", 0.5)]
+    assert t is not None and t.status == "failed"
+    assert "could not store result" in (t.reason or "") and "index row" in (t.reason or "")
+    assert v is not None and v.status == "failed" and "no model_version" in (v.reason or "")
+
+
+def test_gc_removes_blobs_of_deleted_photos_and_stale_temp_files(
+    postgres_service: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    """Item 12: `autotag gc` (--dry-run, --json) removes what nothing refers to any more,
+    and never a blob with a photo row or a file younger than --min-age."""
+    import json
+    import os
+    import time
+
+    from click.testing import CliRunner
+
+    from autotag.cli import cli
+    from autotag.storage.blobs import BlobStore
+
+    blobs = BlobStore(postgres_service.blob_dir)
+    kept, _ = blobs.put_bytes(uuid.uuid4().bytes)
+    registry.register_photo(conn, kept, "kept.jpg", 16)
+    deleted, _ = blobs.put_bytes(uuid.uuid4().bytes)
+    registry.register_photo(conn, deleted, "deleted.jpg", 16)
+    conn.execute("DELETE FROM photos WHERE photo_id = %s", (deleted,))
+    fresh, _ = blobs.put_bytes(uuid.uuid4().bytes)  # an upload that has not registered yet
+    stale_tmp = postgres_service.blob_dir / ".tmp" / f"in-{uuid.uuid4().hex}"
+    stale_tmp.write_bytes(b"half an upload")
+    an_hour_ago = time.time() - 3700
+    for path in (blobs.path_for(kept), blobs.path_for(deleted), stale_tmp):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    dry = CliRunner().invoke(cli, ["gc", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    found = json.loads(dry.output)
+    assert deleted in found["orphan_blobs"] and str(stale_tmp) in found["temp_files"]
+    assert kept not in found["orphan_blobs"] and fresh not in found["orphan_blobs"]
+    assert found["removed"] is False and blobs.exists(deleted) and stale_tmp.exists()
+
+    done = CliRunner().invoke(cli, ["gc"])
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("removed ") and "stale temp files" in done.output
+    assert not blobs.exists(deleted) and not stale_tmp.exists()
+    assert blobs.exists(kept) and blobs.exists(fresh)

@@ -109,3 +109,40 @@ def test_read_refuses_symlink_fifo_and_missing(store: BlobStore, tmp_path: Path)
     link.unlink()
     with pytest.raises(blobs.BlobError, match="missing"):
         store.read(pid)
+
+
+def test_blobs_are_private(store: BlobStore, settings: Settings) -> None:
+    """Item 3: photos are readable by their owner only (files 0600, folders 0700)."""
+    import stat
+
+    pid, path = store.put_bytes(b"a private photo")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for folder in (path.parent, settings.blob_dir, settings.blob_dir / ".tmp"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_reupload_replaces_a_corrupt_blob_of_the_same_size(store: BlobStore) -> None:
+    """Item 12: a stored copy whose size matches is still verified; a damaged one is replaced."""
+    data = b"the original photo bytes"
+    pid, path = store.put_bytes(data)
+    path.write_bytes(b"X" * len(data))  # same size, other bytes
+    assert store.put_bytes(data) == (pid, path)
+    assert path.read_bytes() == data and store.read(pid) == data
+
+
+def test_ids_and_stale_temp_files(store: BlobStore, settings: Settings) -> None:
+    """Item 12 (autotag gc): what the store holds, and upload temp files left behind."""
+    import os
+    import time
+
+    a, _ = store.put_bytes(b"a")
+    b, _ = store.put_bytes(b"b")
+    assert sorted(store.ids()) == sorted([a, b])
+    tmp = settings.blob_dir / ".tmp"
+    old, new = tmp / "in-old", tmp / "in-new"
+    old.write_bytes(b"half an upload")
+    new.write_bytes(b"an upload in progress")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert store.stale_temp_files(3600) == [old]
+    assert store.remove(a) == 1 and store.remove(a) == 0
+    assert list(store.ids()) == [b]

@@ -17,7 +17,7 @@ from autotag.checksums import file_sha256
 from autotag.config import load_settings
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
-from autotag.vision.bundle import Head, ModelBundle
+from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.features import (
     FeatureOptions,
     feature_set_spec,
@@ -43,8 +43,8 @@ def small_bundle(bundle_id: str = "tiny-1", seed: int = 0, prefix: str = "") -> 
         feature_set=FS,
         classes=[f"{prefix}{c}" for c in ("cat", "dog", "bird", "indoor", "night")],
         heads=[
-            Head("animal", "softmax", 0, 3, "test"),
-            Head("scene", "sigmoid", 3, 5, "test"),
+            HeadGroup("animal", "softmax", 0, 3, "test"),
+            HeadGroup("scene", "sigmoid", 3, 5, "test"),
         ],
         W=rng.normal(size=(5, 4)),
         b=rng.normal(size=5),
@@ -165,7 +165,7 @@ def test_tags_for_thresholds_and_order() -> None:
 def test_merge_concatenates_heads() -> None:
     a = small_bundle("a-1", seed=1)
     c = small_bundle("c-1", seed=2, prefix="x-")
-    c.heads = [Head("animal2", "softmax", 0, 3), Head("scene2", "sigmoid", 3, 5)]
+    c.heads = [HeadGroup("animal2", "softmax", 0, 3), HeadGroup("scene2", "sigmoid", 3, 5)]
     m = a.merge(c, id="merged-1")
     assert m.id == "merged-1" and m.k == 10
     assert [h.group for h in m.heads] == ["animal", "scene", "animal2", "scene2"]
@@ -184,17 +184,17 @@ def test_merge_concatenates_heads() -> None:
 def test_validation_rejects_bad_layouts() -> None:
     with pytest.raises(ModelError, match="heads must tile"):
         ModelBundle.create(
-            name="x", feature_set=FS, classes=["a", "b"], heads=[Head("g", "softmax", 1, 2)],
+            name="x", feature_set=FS, classes=["a", "b"], heads=[HeadGroup("g", "softmax", 1, 2)],
             W=np.zeros((2, 4)), b=np.zeros(2),
         )  # fmt: skip
     with pytest.raises(ModelError, match="duplicate class names"):
         ModelBundle.create(
-            name="x", feature_set=FS, classes=["a", "a"], heads=[Head("g", "softmax", 0, 2)],
+            name="x", feature_set=FS, classes=["a", "a"], heads=[HeadGroup("g", "softmax", 0, 2)],
             W=np.zeros((2, 4)), b=np.zeros(2),
         )  # fmt: skip
     with pytest.raises(ModelError, match="NaN"):
         ModelBundle.create(
-            name="x", feature_set=FS, classes=["a"], heads=[Head("g", "sigmoid", 0, 1)],
+            name="x", feature_set=FS, classes=["a"], heads=[HeadGroup("g", "sigmoid", 0, 1)],
             W=np.full((1, 4), np.nan), b=np.zeros(1),
         )  # fmt: skip
     for bad in ("../x", "a/b", "", ".hidden", "x" * 200):
@@ -224,6 +224,29 @@ def test_active_bundle_management(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="sha256"):
         bundles.set_active(tmp_path, "one-1")
     assert bundles.active_bundle_id(tmp_path) == "two-1"
+
+
+def test_bundle_refs_and_names(tmp_path: Path) -> None:
+    path = small_bundle("one-1").install(tmp_path)
+    small_bundle("two-1").install(tmp_path)
+    bundles.set_active(tmp_path, "two-1")
+    assert bundles.load_bundle_ref(tmp_path, "one-1").id == "one-1"  # by id
+    assert bundles.load_bundle_ref(tmp_path, str(path)).id == "one-1"  # by directory
+    assert bundles.load_bundle_ref(tmp_path, "active").id == "two-1"
+    with pytest.raises(ModelError, match="no bundle"):
+        bundles.load_bundle_ref(tmp_path, "three-1")
+    assert bundles.safe_bundle_name("fashion-mnist/train-cnn+hog") == "fashion-mnist-train-cnn+hog"
+    assert bundles.safe_bundle_name("../") == "model"
+    bundles.check_bundle_id(bundles.new_bundle_id(bundles.safe_bundle_name("a b/c:d" * 20)))
+
+
+def test_calibrated_sigmoid_is_float32_and_saturates() -> None:
+    z = np.array([-1e30, -3.0, 0.0, 2.0, 1e30], np.float32)
+    p = bundles.calibrated_sigmoid(z, np.float32(1.5), np.float32(-0.5))
+    assert p.dtype == np.float32
+    expected = 1 / (1 + np.exp(-(1.5 * z[1:4].astype(np.float64) - 0.5)))
+    np.testing.assert_allclose(p[1:4], expected, atol=1e-6)
+    assert p[0] == 0.0 and p[-1] == 1.0  # no overflow at the extremes
 
 
 def test_save_replaces_a_bundle_whole(tmp_path: Path) -> None:

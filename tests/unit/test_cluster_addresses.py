@@ -36,7 +36,7 @@ def test_joining_host_connects_to_the_first_and_binds_its_own(tmp_path: Path) ->
     conf = storm_yaml(s)
     assert '"storm.local.hostname": "10.20.0.2"' in conf
     assert '"nimbus.seeds": [\n    "10.20.0.1"\n  ]' in conf
-    assert "host=10.20.0.1 " in s.postgres_dsn
+    assert s.postgres_address == "10.20.0.1"
 
 
 @pytest.mark.parametrize("bind", ["", "0.0.0.0", "::"])

@@ -122,7 +122,7 @@ def test_tuxpaint_hierarchy_and_exclusive_top_level() -> None:
 
 @needs_fmnist
 def test_prepare_fashion_mnist_slice(tmp_path: Path) -> None:
-    meta = prepare_fashion_mnist(tmp_path, limit=40, progress=False)
+    meta = prepare_fashion_mnist(tmp_path, limit=40)
     assert meta["train"]["n_images"] == 40 and meta["test"]["n_images"] == 40
     truth = _read_idx(FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz")[:40]
     pixels = _read_idx(FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz")[:40]
@@ -136,13 +136,13 @@ def test_prepare_fashion_mnist_slice(tmp_path: Path) -> None:
     np.testing.assert_array_equal(img, pixels[7])  # lossless PNG
     # A second call with the same parameters is a no-op (idempotent)
     mtime = (tmp_path / "test" / "labels.csv").stat().st_mtime_ns
-    prepare_fashion_mnist(tmp_path, limit=40, progress=False)
+    prepare_fashion_mnist(tmp_path, limit=40)
     assert (tmp_path / "test" / "labels.csv").stat().st_mtime_ns == mtime
 
 
 @needs_tux
 def test_prepare_tuxpaint_slice(tmp_path: Path) -> None:
-    meta = prepare_tuxpaint(tmp_path, limit=120, min_images=10, progress=False)
+    meta = prepare_tuxpaint(tmp_path, limit=120, min_images=10)
     labels = read_labels(tmp_path / "labels.csv")
     assert labels.classes == meta["classes"]
     assert "animals" in labels.classes and "animals/birds" in labels.classes

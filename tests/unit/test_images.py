@@ -9,8 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
+import cv2
 import numpy as np
 import pytest
+import skimage.data
 from PIL import Image, ImageOps
 
 from autotag.errors import ImageError
@@ -89,6 +91,41 @@ def test_limits_are_parameters() -> None:
         decode(png, replace(LIMITS, max_dimension=150))
     with pytest.raises(ImageError, match=r"^file is \d+ bytes, limit 100 bytes$"):
         decode(png, replace(LIMITS, max_file_bytes=100))
+
+
+def test_decode_budget_is_computed_from_the_header() -> None:
+    """Item 9: pixels x channels x bytes per sample, read from the header, is checked before
+    decoding: a 16-bit RGB PNG needs twice the bytes of the 8-bit one with the same pixels."""
+    import cv2
+
+    rgb8 = np.full((500, 1000, 3), 128, np.uint8)
+    ok, png16 = cv2.imencode(".png", rgb8.astype(np.uint16) * 257)
+    assert ok
+    budget = 1000 * 500 * 3 * 2 - 1  # one byte short of the 16-bit image
+    limits = replace(LIMITS, max_file_bytes=8 << 20, max_decode_bytes=budget)
+    assert decode(_png(rgb8), limits).width == 1000
+    with pytest.raises(ImageError, match=r"1000x500 PNG \(3 channels, 16-bit\) needs 2\.9 MB"):
+        decode(png16.tobytes(), limits)
+    assert decode(png16.tobytes(), replace(limits, max_decode_bytes=budget + 1)).width == 1000
+
+
+def test_opencv_pixel_limit_matches_ours() -> None:
+    """Item 9: the workers' environment sets OpenCV's own pixel limit to max_pixels."""
+    import os
+    import subprocess
+    import sys
+
+    from autotag.config import child_env, load_settings
+
+    env = child_env(load_settings({**os.environ, "AUTOTAG_MAX_PIXELS": "1000"}))
+    assert env["OPENCV_IO_MAX_IMAGE_PIXELS"] == "1000"
+    code = (
+        "import cv2, numpy as np\n"
+        "ok, buf = cv2.imencode('.png', np.zeros((40, 40, 3), np.uint8))\n"
+        "try:\n    cv2.imdecode(buf, cv2.IMREAD_COLOR)\nexcept cv2.error:\n    print('refused')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "refused", out.stderr
 
 
 def _png(rgb: np.ndarray, mode: str | None = None) -> bytes:
@@ -191,3 +228,45 @@ def test_mutated_files_never_crash(fmt: str) -> None:
         except ImageError:
             continue
         assert img.bgr.ndim == 3 and img.bgr.shape[2] == 3
+
+
+def _phone_jpeg(orientation: int = 1) -> bytes:
+    """A 4000×3000 JPEG like a phone's (scikit-image's astronaut, enlarged, with grain)."""
+    rgb = skimage.data.astronaut()
+    big = cv2.resize(rgb, (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    grain = np.random.default_rng(0).normal(0, 4, big.shape)
+    big = np.clip(big + grain, 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(big).save(out, "JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
+PHONE_LIMITS = replace(LIMITS, max_file_bytes=20 << 20)
+
+
+def test_reduced_jpeg_decode_keeps_the_photo_size() -> None:
+    data = _phone_jpeg()
+    full = decode(data, PHONE_LIMITS)
+    small = decode(data, PHONE_LIMITS, min_side=256)
+    assert (full.width, full.height) == (small.width, small.height) == (4000, 3000)
+    assert full.bgr.shape[:2] == (3000, 4000)
+    assert small.bgr.shape[:2] == (375, 500)  # 1/8 scale: short side 375 >= 256
+    # The reduced decode is the full one, shrunk: the same picture within JPEG noise.
+    shrunk = cv2.resize(full.bgr, (500, 375), interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk.astype(int) - small.bgr.astype(int)).mean() < 4
+    # Never below the requested side: 1/4 when 1/8 would be too small.
+    assert decode(data, PHONE_LIMITS, min_side=400).bgr.shape[:2] == (750, 1000)
+
+
+def test_reduced_decode_follows_exif_orientation() -> None:
+    small = decode(_phone_jpeg(orientation=6), PHONE_LIMITS, min_side=256)
+    assert (small.width, small.height) == (3000, 4000)  # upright: portrait
+    assert small.bgr.shape[:2] == (500, 375)
+
+
+def test_png_is_never_reduced() -> None:
+    png = cv2.imencode(".png", np.zeros((600, 800, 3), np.uint8))[1].tobytes()
+    d = decode(png, LIMITS, min_side=256)
+    assert d.bgr.shape[:2] == (600, 800) and (d.width, d.height) == (800, 600)

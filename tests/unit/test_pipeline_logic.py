@@ -7,14 +7,17 @@ topology (tests/integration/test_pipeline.py covers them on Storm, Redis and Pos
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
-from autotag.errors import ImageError
+from autotag.config import Settings
+from autotag.errors import ImageError, ModelError
 from autotag.pipeline.batcher import ResultBatcher
 from autotag.pipeline.contract import (
     FAILED,
@@ -25,9 +28,12 @@ from autotag.pipeline.contract import (
     encode_vector,
 )
 from autotag.pipeline.source import PhotoSource
-from autotag.pipeline.tag_step import tag_photo
+from autotag.pipeline.tag_step import ActiveTagger, TagStep, tag_photo
 from autotag.storage.blobs import BlobStore
 from autotag.storage.photo_stream import Entry, PendingEntry
+from autotag.storage.writer import is_transient
+from autotag.vision.bundle import HeadGroup, ModelBundle, set_active
+from autotag.vision.features import feature_set_spec
 from autotag.vision.tagger import TagResult
 
 # -- fakes ----------------------------------------------------------------------------------
@@ -35,19 +41,22 @@ from autotag.vision.tagger import TagResult
 
 @dataclass
 class FakeStream:
-    """The photo stream's semantics in memory: entries, per-consumer pending, dead letters."""
+    """The photo stream's semantics in memory: entries, per-consumer pending, dead letters,
+    in-progress marks. Every pending entry counts as just delivered (idle 0)."""
 
     max_attempts: int = 3
+    max_replays: int = 10
     waiting: list[Entry] = field(default_factory=list)
     pending_by: dict[str, tuple[str, Entry]] = field(default_factory=dict)  # id -> (consumer, e)
     dead: list[tuple[str, str, int]] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
+    working: set[str] = field(default_factory=set)
     down: bool = False
     _n: int = 0
 
-    def enqueue(self, photo_id: str, source: str, attempt: int = 0) -> str:
+    def enqueue(self, photo_id: str, source: str, attempt: int = 0, replays: int = 0) -> str:
         self._n += 1
-        e = Entry(f"{self._n}-0", photo_id, source, attempt)
+        e = Entry(f"{self._n}-0", photo_id, source, attempt, replays)
         self.waiting.append(e)
         return e.entry_id
 
@@ -69,8 +78,14 @@ class FakeStream:
         return n
 
     def reclaim(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[Entry]:
-        out = [e for c, e in self.pending_by.values() if min_idle_ms == 0 and c == consumer]
-        return out[:count]
+        """XAUTOCLAIM: any consumer's entries idle at least min_idle_ms move to this one."""
+        out = [e for _c, e in self.pending_by.values() if min_idle_ms <= 0][:count]
+        for e in out:
+            self.pending_by[e.entry_id] = (consumer, e)
+        return out
+
+    def claim_own_pending(self, consumer: str, count: int = 1000) -> list[Entry]:
+        return [e for c, e in self.pending_by.values() if c == consumer][:count]
 
     def pending(self, count: int = 100, consumer: str | None = None) -> list[PendingEntry]:
         return [
@@ -79,14 +94,26 @@ class FakeStream:
             if consumer is None or c == consumer
         ][:count]
 
-    def retry_or_dead_letter(self, entry: Entry, reason: str) -> str:
+    def mark_working(self, photo_id: str, ttl_secs: int) -> None:
+        self.working.add(photo_id)
+
+    def clear_working(self, photo_id: str) -> None:
+        self.working.discard(photo_id)
+
+    def take_working(self, photo_id: str) -> bool:
+        found = photo_id in self.working
+        self.working.discard(photo_id)
+        return found
+
+    def retry_or_dead_letter(self, entry: Entry, reason: str, *, charge: bool = True) -> str:
         self.pending_by.pop(entry.entry_id, None)
-        attempts = entry.attempt + 1
+        replay = not charge and entry.replays < self.max_replays
+        attempts = entry.attempt if replay else entry.attempt + 1
         if attempts >= self.max_attempts:
             self.dead.append((entry.photo_id, reason, attempts))
             return "dead"
-        self.enqueue(entry.photo_id, entry.source, attempts)
-        return "requeued"
+        self.enqueue(entry.photo_id, entry.source, attempts, entry.replays + int(replay))
+        return "replayed" if replay else "requeued"
 
 
 @dataclass
@@ -162,12 +189,28 @@ def test_outage_keeps_the_batch_backs_off_and_acks_after_recovery() -> None:
 
 def test_backoff_is_capped() -> None:
     clock = Clock()
-    b = ResultBatcher(FakeStore(fail_next=100), lambda t: None, 1, 60, clock=clock)
+    b = ResultBatcher(FakeStore(fail_next=100), lambda t: None, 1, 60, max_retries=100, clock=clock)
     b.add(result(1), "t1")
     for _ in range(20):
         clock.now += 60
         b.flush()
     assert b.backoff == 10.0 and len(b.pending) == 1
+
+
+def test_retries_are_capped_then_the_tuples_fail_back_to_storm() -> None:
+    """Item 10: a batch that keeps failing is not held forever: after max_retries its tuples
+    are failed (Storm replays them from the spout) and later batches go through."""
+    clock, store, acked, failed = Clock(), FakeStore(fail_next=5), [], []
+    b = ResultBatcher(store, acked.append, 2, 60, fail=failed.append, max_retries=5, clock=clock)
+    b.add(result(1), "t1")
+    b.add(result(2), "t2")
+    for _ in range(10):
+        clock.now += 60
+        b.flush()
+    assert failed == ["t1", "t2"] and acked == [] and b.pending == []
+    b.add(result(3), "t3")
+    b.add(result(4), "t4")
+    assert acked == ["t3", "t4"] and b.backoff == 0.5
 
 
 # -- the spout's settling: retries, dead letters, attempts --------------------------------------
@@ -181,6 +224,7 @@ def test_fail_requeues_with_attempt_raised_until_dead_letter() -> None:
     for attempt in range(3):
         (e,) = src.next_entries(8, 0)
         assert e.attempt == attempt
+        stream.mark_working(e.photo_id, 60)  # it was being tagged when its tuple failed
         outcomes.append(src.fail(e.entry_id))
     assert outcomes == ["requeued", "requeued", "dead"]
     assert stream.waiting == [] and stream.pending_by == {}
@@ -210,16 +254,85 @@ def test_ack_settles_and_a_missed_ack_is_sent_again() -> None:
 
 
 def test_restart_charges_only_own_pending_entries() -> None:
+    """Item 11: a restarted spout claims its own pending entries, never another's (XPENDING
+    for the consumer, then XCLAIM; XAUTOCLAIM from 0-0 would take spout-2's too)."""
     stream = FakeStream()
-    stream.enqueue("c" * 64, "c.jpg")
     stream.enqueue("d" * 64, "d.jpg")
+    stream.read("spout-2", 1)  # d: another spout's, still alive (first in the pending list)
+    stream.enqueue("c" * 64, "c.jpg")
     stream.read("spout-1", 1)  # c: in flight on this spout when it died
-    stream.read("spout-2", 1)  # d: another spout's, still alive
+    stream.mark_working("c" * 64, 60)  # ... and being tagged
     src = PhotoSource(stream, "spout-1", 30)
     assert src.recover_own_pending() == 1
     (requeued,) = stream.waiting
     assert (requeued.photo_id, requeued.attempt) == ("c" * 64, 1)
     assert [e.photo_id for _c, e in stream.pending_by.values()] == ["d" * 64]
+
+
+def test_a_crash_charges_only_the_photo_being_tagged() -> None:
+    """Item 9: a poison photo kills its worker three times; only it is dead-lettered, and
+    the neighbours that were in flight with it each time are replayed without charge."""
+    stream = FakeStream(max_attempts=3)
+    poison = "0" * 64
+    neighbours = [f"{i:064x}" for i in range(1, 8)]
+    for pid in [*neighbours[:3], poison, *neighbours[3:]]:
+        stream.enqueue(pid, "x.jpg")
+    for _crash in range(3):
+        src = PhotoSource(stream, "spout-1", 30)  # the restarted spout
+        src.recover_own_pending()
+        in_flight = src.next_entries(32, 0)
+        assert poison in [e.photo_id for e in in_flight]
+        stream.mark_working(poison, 60)  # the bolt marks it, decodes, and dies
+    PhotoSource(stream, "spout-1", 30).recover_own_pending()
+    assert [(pid, attempts) for pid, _reason, attempts in stream.dead] == [(poison, 3)]
+    assert "the worker tagging it died" in stream.dead[0][1]
+    survivors = {e.photo_id: e for e in stream.waiting}
+    assert set(survivors) == set(neighbours)
+    assert all(e.attempt == 0 and e.replays == 3 for e in survivors.values())
+
+
+def test_uncharged_replays_are_capped() -> None:
+    """Item 9: a tuple that keeps failing while not being tagged (a long DB outage) is replayed
+    free only max_replays times, then charged, so nothing loops forever."""
+    stream = FakeStream(max_attempts=3, max_replays=4)
+    src = PhotoSource(stream, "spout-1", 30)
+    stream.enqueue("e" * 64, "e.jpg")
+    outcomes = []
+    while not stream.dead:
+        (e,) = src.next_entries(8, 0)
+        outcomes.append(src.fail(e.entry_id))
+        assert len(outcomes) < 20, "replayed forever"
+    assert outcomes == ["replayed"] * 4 + ["requeued", "requeued", "dead"]
+    (dead,) = src.take_dead()
+    assert dead.attempts == 3
+
+
+def test_tag_step_marks_the_photo_only_while_tagging(tmp_path: Path) -> None:
+    """Item 9: the mark is set before decoding and cleared after, whatever the outcome;
+    release() (the bolt stopped from outside) clears it without tagging."""
+    blobs = BlobStore(tmp_path)
+    stream = FakeStream()
+    pid, _ = blobs.put_bytes(b"image bytes")
+    seen_marked: list[bool] = []
+
+    class Watching(FakeTagger):
+        def tag_bytes(self, data: bytes) -> TagResult:
+            seen_marked.append(pid in stream.working)
+            return super().tag_bytes(data)
+
+    step = TagStep(FixedTagger(Watching()), blobs, stream)  # type: ignore[arg-type]
+    assert step.run(pid).status == TAGGED
+    assert seen_marked == [True] and stream.working == set() and step.current is None
+    broken = TagStep(FixedTagger(FakeTagger(KeyError("x"))), blobs, stream)  # type: ignore[arg-type]
+    assert broken.run(pid).status == FAILED and stream.working == set()
+
+    def stopped_mid_photo(photo_id: str) -> None:
+        assert stream.working == {photo_id}
+        step.release()  # what the SIGTERM handler does
+        assert stream.working == set()
+
+    step.before_tagging = stopped_mid_photo
+    step.run(pid)
 
 
 # -- the tuple contract -------------------------------------------------------------------------
@@ -267,9 +380,26 @@ def test_tag_step_tags_a_verified_blob(tmp_path: Path) -> None:
     assert tagger.seen == [b"image bytes"]
 
 
+class FixedTagger:
+    """An ActiveTagger that always serves one tagger."""
+
+    def __init__(self, tagger: FakeTagger) -> None:
+        self.tagger = tagger
+
+    def current(self) -> FakeTagger:
+        return self.tagger
+
+
 @pytest.mark.parametrize(
     "error, reason",
-    [(ImageError("not an image: text"), "not an image"), (ValueError("odd"), "ValueError: odd")],
+    [
+        (ImageError("not an image: text"), "not an image"),
+        (ValueError("odd"), "ValueError: odd"),
+        # Item 9: exception types the old step's list did not catch crashed the bolt.
+        (KeyError("frame"), "KeyError: 'frame'"),
+        (RuntimeError("onnxruntime: bad input"), "RuntimeError: onnxruntime: bad input"),
+        (MemoryError(), "not enough memory"),
+    ],
 )
 def test_tag_step_turns_errors_into_failed_results(
     tmp_path: Path, error: Exception, reason: str
@@ -290,3 +420,71 @@ def test_tag_step_never_reads_a_missing_or_altered_blob(tmp_path: Path) -> None:
     altered = tag_photo(tagger, blobs, pid)  # type: ignore[arg-type]
     assert altered.status == FAILED and "does not match" in (altered.reason or "")
     assert tagger.seen == []
+
+
+# -- the model the bolts serve --------------------------------------------------------------------
+
+
+def _hog_bundle(bundle_id: str, seed: int) -> ModelBundle:
+    spec = feature_set_spec("hog")
+    rng = np.random.default_rng(seed)
+    return ModelBundle.create(
+        id=bundle_id,
+        name="tone",
+        feature_set=spec,
+        classes=["bright", "dark"],
+        heads=[HeadGroup("tone", "softmax", 0, 2)],
+        W=rng.normal(size=(2, spec["dim"])),
+        b=np.zeros(2),
+        thresholds=np.zeros(2),
+    )
+
+
+def test_a_bad_bundle_leaves_the_previous_model_serving(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Item 8: activating a corrupt bundle, or a folder whose manifest names another id,
+    must not crash the bolt (a crash loop charges every photo in flight): the previous model
+    keeps tagging and the failure is logged as an error; a good bundle is then picked up."""
+    s = Settings(home=tmp_path, run_dir=tmp_path / "run", models_dir=tmp_path / "models")
+    _hog_bundle("good-1", 1).install(s.models_dir)
+    set_active(s.models_dir, "good-1")
+    active = ActiveTagger(s, check_every_secs=0)
+    assert active.current().model_version == "good-1"
+
+    bad = _hog_bundle("bad-2", 2).install(s.models_dir)
+    set_active(s.models_dir, "bad-2")
+    (bad / "weights.npz").write_bytes(b"not the weights the manifest lists")
+    with caplog.at_level("ERROR"):
+        assert active.current().model_version == "good-1"
+    assert "MODEL NOT LOADED" in caplog.text and "bad-2" in caplog.text
+
+    # A copy of good-1 under another name: its manifest does not name its folder.
+    shutil.copytree(s.models_dir / "bundles" / "good-1", s.models_dir / "bundles" / "evil-3")
+    with pytest.raises(ModelError, match="holds a manifest for 'good-1'"):
+        set_active(s.models_dir, "evil-3")
+    (s.models_dir / "ACTIVE").write_text("evil-3\n")  # planted by hand
+    caplog.clear()
+    with caplog.at_level("ERROR"):
+        assert active.current().model_version == "good-1"
+    assert "evil-3" in caplog.text and "holds a manifest for 'good-1'" in caplog.text
+
+    _hog_bundle("good-4", 4).install(s.models_dir)
+    set_active(s.models_dir, "good-4")
+    assert active.current().model_version == "good-4"
+
+
+def test_only_connection_class_errors_are_transient() -> None:
+    """Item 10: the DB writer retries a batch only for SQLSTATE classes 08, 57, 40 (or a
+    connection that broke without one); everything else is isolated row by row."""
+    from psycopg import errors
+
+    assert is_transient(errors.ConnectionException())
+    assert is_transient(errors.AdminShutdown())
+    assert is_transient(errors.SerializationFailure())
+    assert is_transient(errors.DeadlockDetected())
+    assert is_transient(psycopg.OperationalError("server closed the connection unexpectedly"))
+    assert not is_transient(errors.ProgramLimitExceeded())  # the 3 KB tag name
+    assert not is_transient(errors.UndefinedTable())
+    assert not is_transient(errors.NumericValueOutOfRange())
+    assert not is_transient(ValueError("a bug in a row"))

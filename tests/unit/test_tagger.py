@@ -17,7 +17,7 @@ from autotag.config import Settings, load_settings
 from autotag.errors import ImageError, ModelError
 from autotag.pipeline.tag_step import load_tagger
 from autotag.vision import bundle as bundles
-from autotag.vision.bundle import Head, ModelBundle
+from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.decode import DecodeLimits
 from autotag.vision.features import (
     FeatureOptions,
@@ -139,7 +139,13 @@ def test_each_tagger_decodes_within_its_own_limits(
     p = tmp_path / "wide.png"
     p.write_bytes(_png(200, 100))
     assert (tagger.tag_file(p).width, tagger.tag_bytes(p.read_bytes()).height) == (200, 100)
-    small = Tagger(tagger.bundle, tagger.features, replace(LIMITS, max_pixels=10_000), **CUTOFFS)
+    small = Tagger(
+        tagger.bundle,
+        tagger.features,
+        replace(LIMITS, max_pixels=10_000),
+        **CUTOFFS,
+        face=tagger.face,
+    )
     with pytest.raises(ImageError, match="limit 0.0 Mpx"):
         small.tag_file(p)
     with pytest.raises(ImageError, match="limit 0.0 Mpx"):
@@ -175,7 +181,7 @@ def test_hog_bundle_without_detectors(options: FeatureOptions) -> None:
         name="hog-test",
         feature_set=spec,
         classes=["bright", "dark"],
-        heads=[Head("tone", "softmax", 0, 2)],
+        heads=[HeadGroup("tone", "softmax", 0, 2)],
         W=rng.normal(size=(2, spec["dim"])),
         b=np.zeros(2),
         thresholds=np.zeros(2),

@@ -18,12 +18,16 @@ COMMAND_MODULES = [
     "cluster",
     "topology",
     "intake",
+    "tagging",
     "lookup",
     "models",
     "training",
     "similar",
     "requeue",
+    "gc",
     "demo",
+    "url",
+    "labels",
 ]
 
 
@@ -35,12 +39,7 @@ def cli() -> None:
 
 def _register() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"autotag.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"autotag.cli.{name}":
-                continue  # that command group is not built yet
-            raise
+        module = importlib.import_module(f"autotag.cli.{name}")
         for command in module.commands:
             cli.add_command(command)
 

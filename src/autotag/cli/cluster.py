@@ -16,7 +16,7 @@ from autotag.ops import cluster as cluster_mod
 
 @click.group()
 def cluster() -> None:
-    """Run the local cluster: ZooKeeper, Nimbus, Supervisor, Storm UI, Redis, Postgres."""
+    """Run the local cluster: ZooKeeper, Nimbus, Supervisor, Storm UI, Redis, Postgres, web."""
 
 
 @cluster.command()
@@ -49,6 +49,8 @@ def up(
     click.echo(
         f"Storm UI: http://{s.host}:{s.port(s.ui_port)}/   Nimbus: {s.host}:{s.port(s.nimbus_port)}"
     )
+    if not services or "web" in services:
+        click.echo("web page: `autotag url` prints its address with the login token")
 
 
 @cluster.command()

@@ -1,8 +1,9 @@
 """`autotag demo`: the main job, from nothing to tagged photos in Postgres.
 
-Starts the cluster and data services, installs the default model, submits the autotagger
-topology, uploads the sample photos that ship with scikit-image / scikit-learn, waits for
-their tags, prints them, and says where to look next.
+Starts the cluster, data services and web page, installs the default model, submits the
+autotagger topology, uploads the sample photos that ship with scikit-image / scikit-learn,
+waits for their tags, prints them, and ends with where to look next: first the web page's
+address with its login token.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from autotag.config import settings
 from autotag.errors import AutotagError
 from autotag.learning import samples
 from autotag.ops import cluster
+from autotag.ops.daemons.postgres import service_file
 from autotag.ops.nimbus import NimbusClient
 from autotag.ops.topology import submit
+from autotag.ops.web_token import load_or_create_token
 from autotag.pipeline import intake
 from autotag.storage import database, lookups
 
@@ -29,7 +32,7 @@ def demo(timeout: int) -> None:
     """Bring everything up, tag the bundled sample photos, show the tags and where to look."""
     s = settings()
     t0 = time.monotonic()
-    click.echo("==> cluster: ZooKeeper, Nimbus, Supervisor, Storm UI, Redis, Postgres")
+    click.echo("==> cluster: ZooKeeper, Nimbus, Supervisor, Storm UI, Redis, Postgres, web page")
     cluster.up(s, progress=lambda m: click.echo("    " + m))
     click.echo(f"    healthy after {time.monotonic() - t0:.0f}s")
 
@@ -90,9 +93,12 @@ def demo(timeout: int) -> None:
             )
             click.echo(f"  {name:<28} {tags}")
 
+    token = load_or_create_token(s.run_dir)
     click.echo(
         f"""
 Where to look next:
+  web page          http://{s.host}:{s.port(s.http_port)}/?token={token}
+                    (search, photos, upload, status; `autotag url` prints this again)
   Storm UI          http://{s.host}:{s.port(s.ui_port)}/  (REST: /api/v1/cluster/summary)
   topologies        autotag topologies      (sparse list works too)
   photos by tag     autotag search cat
@@ -100,7 +106,7 @@ Where to look next:
   counts            autotag stats
   similar photos    autotag similar {photos[0]}
   tag more          autotag upload ~/Pictures     (or drop files in {s.run_dir / "inbox"} and run `autotag inbox`)
-  SQL               psql -h {s.host} -p {s.port(s.postgres_port)} -U {s.postgres_user} {s.postgres_db}
+  SQL               PGSERVICEFILE={service_file(s)} psql service=autotag
   logs              autotag cluster logs
   stop              autotag cluster down"""
     )

@@ -112,24 +112,21 @@ def inbox(directory: Path | None, once: bool, poll_secs: float, force: bool, as_
 @click.command()
 @click.option("--port", type=int, default=None, help="Port (default: http_port + offset).")
 def serve(port: int | None) -> None:
-    """Run the HTTP API (upload, photos, tags, similar, stats) on 127.0.0.1."""
-    from autotag.web import api as http_api
+    """Run the web page and HTTP API (uvicorn) on 127.0.0.1 in the foreground.
+
+    `autotag cluster up` runs the same server as the cluster's `web` service.
+    """
+    from autotag.ops.web_token import load_or_create_token
+    from autotag.web.app import serve as serve_app
 
     _setup_logging()
     s = settings()
-    server = http_api.make_server(s, port=port)
-    host, bound = server.server_address[:2]
-    click.echo(f"autotag HTTP API on http://{host}:{bound}/ (Ctrl-C to stop)", err=True)
-
-    def on_term(signum: int, frame: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-        server.app.close()
+    bound = s.port(s.http_port) if port is None else port
+    token = load_or_create_token(s.run_dir)
+    click.echo(
+        f"autotag web page on http://{s.host}:{bound}/?token={token} (Ctrl-C to stop)", err=True
+    )
+    serve_app(s, port=port)
 
 
 commands = [upload, inbox, serve]

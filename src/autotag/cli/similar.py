@@ -134,7 +134,7 @@ def sql_functions(rebuild: bool, sql_only: bool) -> None:
     from autotag.storage import database
 
     settings = load_settings()
-    with database.connect(settings) as conn:
+    with database.connect(settings, role="owner") as conn:
         language = install_sql_functions(conn, settings, prefer_c=not sql_only, rebuild=rebuild)
     kind = "C (SIMD)" if language == "c" else "plpgsql fallback (slow)"
     click.echo(f"dot_product(real[], real[]) installed: {kind}")

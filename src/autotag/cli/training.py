@@ -13,9 +13,44 @@ from typing import Any
 
 import click
 
+from autotag.config import Settings
 from autotag.errors import AutotagError
+from autotag.learning.progress import Progress, Step
+from autotag.pipeline.tag_step import decode_limits, feature_options
 
 FEATURES = click.Choice(["cnn", "hog", "cnn+hog"])
+
+
+class ProgressBars:
+    """Learning progress as tqdm bars (one per stage, on stderr); notes as lines on stdout."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, event: Step | str) -> None:
+        if isinstance(event, str):
+            click.echo(event)
+            return
+        bar = self._bars.get(event.stage)
+        if bar is None:
+            bar = self._tqdm(total=event.total, desc=event.stage, unit=event.unit)
+            self._bars[event.stage] = bar
+        bar.update(event.done - bar.n)
+        if event.done >= event.total:
+            bar.close()
+            del self._bars[event.stage]
+
+
+def progress_bars(show: bool) -> Progress | None:
+    return ProgressBars() if show else None
+
+
+def _cache_root(s: Settings) -> Path:
+    """Where computed features are kept (``run/featcache``)."""
+    return s.run_dir / "featcache"
 
 
 def _labels(images: Path | None, labels: Path | None, folders: Path | None, what: str):
@@ -121,7 +156,8 @@ def train(
     autotag train --folders DIR --features hog --name shoes
     autotag train --images DIR --labels new.csv --update BUNDLE_ID
     """
-    from autotag.learning.training import train_bundle
+    from autotag.config import settings
+    from autotag.learning.workflow import TrainRequest, train_bundle
 
     images_dir, label_set = _labels(images, labels, folders, "train")
     test = None
@@ -137,19 +173,27 @@ def train(
         }.items()
         if v is not None
     }
-    res = train_bundle(
-        label_set,
-        images_dir,
+    request = TrainRequest(
+        labels=label_set,
+        images_dir=images_dir,
         features=features,
-        recipe_overrides=overrides,
+        recipe=overrides,
         name=name,
         merge_default=merge_default,
         update=update,
         activate=activate,
         jobs=jobs,
-        progress=not quiet and not as_json,
         allow_missing=allow_missing,
         test=test,
+    )
+    s = settings()
+    res = train_bundle(
+        request,
+        s.models_dir,
+        _cache_root(s),
+        limits=decode_limits(s),
+        feature_options=feature_options(s),
+        progress=progress_bars(not quiet and not as_json),
     )
     b = res.bundle
     m = b.metrics
@@ -178,7 +222,7 @@ def train(
     )
     v = m["validation"]
     click.echo(
-        f"  classes: {len(res.heads)} ({len(res.retrained)} trained, {len(res.reused)} reused, "
+        f"  classes: {len(res.classes)} ({len(res.retrained)} trained, {len(res.reused)} reused, "
         f"{len(res.kept)} kept); {b.k} tags in bundle"
     )
     vm = "-" if v["val_map"] is None else f"{v['val_map']:.4f}"
@@ -237,40 +281,52 @@ def evaluate(
     import time
 
     from autotag.config import settings
+    from autotag.learning.datasets import dataset_name
     from autotag.learning.evaluation import cross_validate, evaluate_bundle, write_report
-    from autotag.learning.training import (
-        TrainConfig,
-        _safe_name,
-        dataset_name,
-        load_bundle_ref,
-        load_training_data,
-    )
+    from autotag.learning.head import LinearHead
+    from autotag.learning.labeled_features import load_labeled_features
+    from autotag.vision.bundle import load_bundle_ref, safe_bundle_name
 
     s = settings()
     images_dir, label_set = _labels(images, labels, folders, "evaluate")
-    progress = not quiet and not as_json
+    progress = progress_bars(not quiet and not as_json)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     if folds is not None:
         if bundle is not None:
             raise click.UsageError("--cv retrains the recipe: give no BUNDLE")
         if folds < 2:
             raise click.UsageError("--cv needs at least 2 folds")
-        from autotag.vision.features import FeatureOptions, get_feature_set
+        from autotag.vision.features import get_feature_set
 
-        fs = get_feature_set(features, FeatureOptions(s.model_dirs, s.tagging_threads))
-        lab, X, _, info = load_training_data(
-            label_set, images_dir, fs, progress=progress, allow_missing=allow_missing
+        fs = get_feature_set(features, feature_options(s))
+        data = load_labeled_features(
+            label_set,
+            images_dir,
+            fs,
+            _cache_root(s),
+            limits=decode_limits(s),
+            allow_missing=allow_missing,
+            progress=progress,
         )
-        cfg = TrainConfig(C=C, target_precision=target_precision)
-        report = cross_validate(X, lab, cfg, folds=folds, seed=seed, jobs=jobs, progress=progress)
-        report["data"] = {"images": str(images_dir), "labels": lab.source, **info}
-        report["features"] = f"{fs.name}@{fs.version}"
-        ds = _safe_name(dataset_name(label_set)).replace("/", "-")
+        head = LinearHead(C=C, target_precision=target_precision, n_jobs=jobs)
+        report = cross_validate(
+            data.X, data.labels, head, folds=folds, seed=seed, progress=progress
+        )
+        report["data"] = {"images": str(images_dir), "labels": data.labels.source, **data.info}
+        report["features"] = fs.key
+        ds = safe_bundle_name(dataset_name(label_set)).replace("/", "-")
         out = out or s.run_dir / "eval" / f"cv{folds}-{ds}-{features}-{stamp}"
     else:
-        b = load_bundle_ref(bundle or "active", s.models_dir)
+        b = load_bundle_ref(s.models_dir, bundle or "active")
         report = evaluate_bundle(
-            b, images_dir, label_set, progress=progress, allow_missing=allow_missing
+            b,
+            images_dir,
+            label_set,
+            _cache_root(s),
+            limits=decode_limits(s),
+            feature_options=feature_options(s),
+            allow_missing=allow_missing,
+            progress=progress,
         )
         out = out or s.run_dir / "eval" / f"{b.id}-{stamp}"
     files = write_report(report, out)
@@ -333,7 +389,7 @@ def prepare(name: str, out: Path | None, limit: int | None, force: bool, quiet: 
     from autotag.learning.datasets import DATASETS
 
     out = out or settings().run_dir / "datasets" / name
-    meta = DATASETS[name](out, limit=limit, force=force, progress=not quiet)
+    meta = DATASETS[name](out, limit=limit, force=force, progress=progress_bars(not quiet))
     if name == "fashion-mnist":
         for split, m in meta.items():
             d = out / split

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from autotag.errors import AutotagError
+from autotag.learning.progress import Progress, Stage
+from autotag.vision.decode import composite_on_white
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
@@ -221,6 +223,21 @@ def resolve_photos(
     return paths, missing
 
 
+def dataset_name(labels: LabelSet) -> str:
+    """``fashion-mnist/train`` from a prepared dataset's dataset.json, else the folder name."""
+    src = labels.source.removeprefix("folders:")
+    p = Path(src) if src else Path.cwd()
+    for d in (p.parent, p) if p.is_file() else (p,):
+        meta = d / "dataset.json"
+        if meta.is_file():
+            try:
+                m = json.loads(meta.read_text())
+                return "/".join(x for x in (m.get("name"), m.get("split")) if x)
+            except (OSError, ValueError):
+                pass
+    return (p.parent if p.is_file() else p).name or "dataset"
+
+
 def folder_labels(root: Path | str) -> LabelSet:
     """Folder-per-class layout: ``root/<class>/**/image``; each photo is TRUE for its folder only.
 
@@ -291,7 +308,7 @@ def prepare_fashion_mnist(
     source: Path | str = FASHION_MNIST_DIR,
     limit: int | None = None,
     force: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, dict]:
     """Write ``out/{train,test}/images/NNNNN.png`` + ``labels.csv`` (10 one-vs-rest rows each).
 
@@ -299,7 +316,6 @@ def prepare_fashion_mnist(
     published ones; ``limit`` keeps the first N of each split (tests, quick looks).
     """
     import cv2
-    from tqdm import tqdm
 
     out, source = Path(out), Path(source)
     result = {}
@@ -328,15 +344,15 @@ def prepare_fashion_mnist(
             images, labels = images[:limit], labels[:limit]
         (d / "images").mkdir(parents=True, exist_ok=True)
         ids = []
-        for i in tqdm(
-            range(len(images)), desc=f"fashion-mnist {split}", disable=not progress, unit="img"
-        ):
+        bar = Stage(progress, f"fashion-mnist {split}", len(images), "img")
+        for i in range(len(images)):
             pid = f"{i:05d}"
             p = d / "images" / f"{pid}.png"
             if force or not p.is_file():
                 if not cv2.imwrite(str(p), images[i]):
                     raise AutotagError(f"cannot write {p}")
             ids.append(pid)
+            bar.advance()
         Y = np.zeros((len(ids), len(FASHION_MNIST_CLASSES)), dtype=np.int8)
         Y[np.arange(len(ids)), labels] = 1
         LabelSet(list(FASHION_MNIST_CLASSES), ids, Y).write_csv(d / "labels.csv")
@@ -346,8 +362,9 @@ def prepare_fashion_mnist(
     return result
 
 
-def _composite_on_white(img: np.ndarray) -> np.ndarray:
-    """BGRA (any depth) to BGR uint8 over white, the way a stamp looks on a blank canvas."""
+def _stamp_on_white(img: np.ndarray) -> np.ndarray:
+    """A stamp as OpenCV reads it (grey, BGR or BGRA, any depth) as BGR uint8 over white,
+    the way it looks on a blank canvas."""
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)
     if img.ndim == 2:
@@ -355,10 +372,8 @@ def _composite_on_white(img: np.ndarray) -> np.ndarray:
     if img.shape[2] == 3:
         return img
     if img.shape[2] == 2:  # grey + alpha
-        img = np.dstack([img[:, :, 0]] * 3 + [img[:, :, 1]])
-    alpha = img[:, :, 3:4].astype(np.float32) / 255.0
-    bgr = img[:, :, :3].astype(np.float32)
-    return (bgr * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+        return np.repeat(composite_on_white(img[:, :, :1], img[:, :, 1]), 3, axis=2)
+    return composite_on_white(img[:, :, :3], img[:, :, 3])
 
 
 def tuxpaint_classes(
@@ -394,7 +409,7 @@ def prepare_tuxpaint(
     min_images: int = 10,
     limit: int | None = None,
     force: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> dict:
     """Write ``out/images/<category path>/<name>.png`` (alpha over white) + ``out/labels.csv``.
 
@@ -402,7 +417,6 @@ def prepare_tuxpaint(
     fewer than min_images images stay in as negatives for every class.
     """
     import cv2
-    from tqdm import tqdm
 
     out, source = Path(out), Path(source)
     if not source.is_dir():
@@ -426,9 +440,9 @@ def prepare_tuxpaint(
     if not classes:
         raise AutotagError(f"no Tux Paint folder has {min_images} or more images")
     kept_ids, kept_rows, skipped = [], [], []
-    for i, (p, rel) in enumerate(
-        tqdm(list(zip(files, rels, strict=True)), desc="tuxpaint", disable=not progress, unit="img")
-    ):
+    bar = Stage(progress, "tuxpaint", len(files), "img")
+    for i, (p, rel) in enumerate(zip(files, rels, strict=True)):
+        bar.advance()
         dst = out / "images" / rel
         if force or not dst.is_file():
             img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
@@ -436,7 +450,7 @@ def prepare_tuxpaint(
                 skipped.append(rel)
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(dst), _composite_on_white(img)):
+            if not cv2.imwrite(str(dst), _stamp_on_white(img)):
                 raise AutotagError(f"cannot write {dst}")
         kept_ids.append(rel)
         kept_rows.append(i)

@@ -21,6 +21,12 @@ import numpy as np
 
 from autotag.errors import AutotagError
 from autotag.learning.datasets import LabelSet
+from autotag.learning.head import LinearHead
+from autotag.learning.labeled_features import bundle_feature_set, load_labeled_features
+from autotag.learning.progress import Progress, note
+from autotag.vision.bundle import ModelBundle
+from autotag.vision.decode import DecodeLimits
+from autotag.vision.features import FeatureOptions
 
 
 def _r(x: float | None) -> float | None:
@@ -211,42 +217,41 @@ def align_classes(
 
 
 def evaluate_bundle(
-    bundle: Any,
+    bundle: ModelBundle,
     images_dir: Path,
     labels: LabelSet,
+    cache_root: Path,
     *,
-    cache_root: Path | None = None,
-    progress: bool = True,
+    limits: DecodeLimits,
+    feature_options: FeatureOptions,
     allow_missing: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Score labeled photos with a bundle (the bolt's decode + features + bundle maths)."""
-    from autotag.learning.datasets import resolve_photos
-    from autotag.learning.feature_cache import featurize
-    from autotag.learning.training import bundle_feature_set, bundle_probabilities
-
-    fs = bundle_feature_set(bundle)
-    paths, missing_photos = resolve_photos(
-        images_dir, labels.photo_ids, allow_missing=allow_missing
+    fs = bundle_feature_set(bundle, feature_options)
+    data = load_labeled_features(
+        labels,
+        images_dir,
+        fs,
+        cache_root,
+        limits=limits,
+        allow_missing=allow_missing,
+        progress=progress,
     )
-    have = [i for i, p in enumerate(paths) if p is not None]
-    labels = labels.subset(have)
-    fr = featurize([paths[i] for i in have], fs, cache_root=cache_root, progress=progress)
-    ok = np.flatnonzero(fr.ok)
-    labels = labels.subset(ok)
-    sub, cols, missing = align_classes(bundle.classes, labels)
-    probs, thresholds = bundle_probabilities(bundle, fr.X[ok])
-    report = evaluate_scores(probs[:, cols], sub, thresholds[cols], curves=True)
+    sub, cols, missing = align_classes(bundle.classes, data.labels)
+    probs = bundle.score(data.X)
+    report = evaluate_scores(probs[:, cols], sub, bundle.thresholds[cols], curves=True)
     report["bundle"] = {
         "id": bundle.id,
         "feature_set": fs.name + "@" + str(fs.version),
     }
     report["data"] = {
         "images": str(images_dir),
-        "labels": labels.source,
-        "photos_missing": len(missing_photos),
-        "photos_undecodable": int((~fr.ok).sum()),
+        "labels": data.labels.source,
+        "photos_missing": data.info["photos_missing"],
+        "photos_undecodable": data.info["photos_undecodable"],
         "classes_not_in_bundle": missing,
-        "features": fr.stats(),
+        "features": data.info["features"],
     }
     return report
 
@@ -254,23 +259,22 @@ def evaluate_bundle(
 def cross_validate(
     X: np.ndarray,
     labels: LabelSet,
-    cfg: Any = None,
+    head: LinearHead | None = None,
     *,
     folds: int = 5,
     seed: int = 0,
-    jobs: int = 1,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """K-fold CV of the full training recipe; mean +- std over folds and pooled out-of-fold.
 
-    Folds are stratified on the exclusive class when there is one (so every fold sees every
-    top-level class), else plain shuffled K-fold.
+    Each fold fits a fresh copy of ``head`` (default ``LinearHead()``). Folds are stratified
+    on the exclusive class when there is one (so every fold sees every top-level class), else
+    plain shuffled K-fold.
     """
+    from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    from autotag.learning.training import TrainConfig, fit_heads, score_heads, stack_heads
-
-    cfg = cfg or TrainConfig()
+    head = head or LinearHead()
     cols = labels.exclusive_classes()
     n = labels.n_photos
     if cols is not None:
@@ -284,16 +288,15 @@ def cross_validate(
     fold_reports = []
     t0 = time.perf_counter()
     for f, (tr, te) in enumerate(splitter):
-        heads = fit_heads(X[tr], labels.subset(tr), cfg, jobs=jobs, progress=progress)
-        arrays = stack_heads(heads, X.shape[1])
-        p = score_heads(X[te], arrays)
+        train = labels.subset(tr)
+        fitted = clone(head).fit(X[tr], train.Y, train.classes, progress=progress)
+        p = fitted.predict_proba(X[te])
         oof[te] = p
-        oof_pred[te] = p >= arrays["thresholds"]
-        rep = evaluate_scores(p, labels.subset(te), arrays["thresholds"])
+        oof_pred[te] = p >= fitted.threshold_
+        rep = evaluate_scores(p, labels.subset(te), fitted.threshold_)
         fold_reports.append(rep["summary"])
-        if progress:
-            s = rep["summary"]
-            print(f"fold {f + 1}/{folds}: mAP {s['map']}, top-1 {s.get('top1_accuracy')}")
+        s = rep["summary"]
+        note(progress, f"fold {f + 1}/{folds}: mAP {s['map']}, top-1 {s.get('top1_accuracy')}")
     keys = ["map", "macro_f1", "top1_accuracy", "top1_macro_f1"]
     agg = {}
     for key in keys:
@@ -318,7 +321,7 @@ def cross_validate(
             "folds": folds,
             "seed": seed,
             "stratified": cols is not None,
-            "recipe": cfg.as_dict(),
+            "recipe": head.recipe(),
             "seconds": round(time.perf_counter() - t0, 1),
             **agg,
         },

@@ -10,45 +10,28 @@ in ``failed.jsonl`` so they are not retried on every run. No pickle anywhere.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
-import sys
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from autotag.checksums import file_sha256
 from autotag.errors import AutotagError, ImageError
+from autotag.learning.progress import Progress, Stage
+from autotag.vision.decode import DecodeLimits, decode_file
+from autotag.vision.features import ConcatFeatures, FeatureSet, concat_normalized
 
+log = logging.getLogger(__name__)
 
-class FeatureSetLike(Protocol):
-    """What the cache needs from ``autotag.vision.features`` (the bolt's own feature code)."""
-
-    name: str
-    version: str
-    dim: int
-
-    def extract(self, images: list[np.ndarray]) -> np.ndarray: ...
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    """Content hash = photo id (ARCHITECTURE.md)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def default_cache_root() -> Path:
-    from autotag.config import settings
-
-    return settings().run_dir / "featcache"
+# Hashing is only worth a progress bar for big photo sets (it reads every file once).
+HASHING_BAR_FROM = 5000
 
 
 def _safe(s: str) -> str:
@@ -81,8 +64,8 @@ class FeatureCache:
         self.refresh()
 
     @classmethod
-    def for_feature_set(cls, fs: FeatureSetLike, root: Path | str | None = None) -> FeatureCache:
-        return cls(root or default_cache_root(), fs.name, str(fs.version), fs.dim)
+    def for_feature_set(cls, fs: FeatureSet, root: Path | str) -> FeatureCache:
+        return cls(root, fs.name, str(fs.version), fs.dim)
 
     def refresh(self) -> None:
         """Pick up shards written since (by this or another process)."""
@@ -96,7 +79,7 @@ class FeatureCache:
                 # a torn file from a crash (renames are atomic, but disks and people aren't)
                 bad = shard.with_suffix(".corrupt")
                 os.replace(shard, bad)
-                print(f"featcache: moved unreadable shard aside ({exc}): {bad}", file=sys.stderr)
+                log.warning("featcache: moved unreadable shard aside (%s): %s", exc, bad)
                 continue
             self._seen_shards.add(shard)
             for row, k in enumerate(keys.tolist()):
@@ -201,66 +184,47 @@ class FeatureResult:
         }
 
 
-def _decode(path: Path) -> np.ndarray:
-    from autotag.config import settings
-    from autotag.vision.decode import DecodeLimits, decode_file
-
-    s = settings()
-    return decode_file(path, DecodeLimits(s.max_file_bytes, s.max_pixels, s.max_dimension)).bgr
-
-
 def featurize(
     paths: Sequence[Path | str],
-    feature_set: FeatureSetLike,
-    cache: FeatureCache | None = None,
+    feature_set: FeatureSet,
+    cache_root: Path | str,
     *,
-    cache_root: Path | str | None = None,
+    limits: DecodeLimits,
     chunk: int = 256,
-    progress: bool = True,
-    decode: Callable[[Path], np.ndarray] | None = None,
+    progress: Progress | None = None,
 ) -> FeatureResult:
-    """Features for every path with the bolt's own code (images.decode_file + feature set).
+    """Features for every path with the bolt's own code (decode_file under ``limits``, then
+    the feature set).
 
     Already-cached photos (by content sha256) are skipped; new ones are computed in chunks and
     each chunk is saved before the next starts, so an interrupted run resumes where it stopped.
-    A concatenated set (one with ``parts``, e.g. ``cnn+hog``) is assembled from its parts'
-    caches; ``cache`` is ignored for it.
+    A concatenated set (``cnn+hog``) is assembled from its parts' caches, never stored itself.
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
-    parts = getattr(feature_set, "parts", None)
-    if parts:  # a concatenation: assembled from its parts' caches, never stored itself
-        return _featurize_concat(
-            paths,
-            feature_set,
-            parts,
-            cache_root,
-            chunk=chunk,
-            progress=progress,
-            decode=decode,
-            t0=t0,
-        )
-    decode = decode or _decode
-    cache = cache or FeatureCache.for_feature_set(feature_set, cache_root)
+    if isinstance(feature_set, ConcatFeatures):
+        return _featurize_concat(paths, feature_set, cache_root, limits, chunk, progress, t0)
+    cache = FeatureCache.for_feature_set(feature_set, cache_root)
     paths = [Path(p) for p in paths]
-    shas = [
-        sha256_file(p)
-        for p in tqdm(paths, desc="hashing", unit="img", disable=not progress or len(paths) < 5000)
-    ]
+    hashing = Stage(
+        progress if len(paths) >= HASHING_BAR_FROM else None, "hashing", len(paths), "img"
+    )
+    shas = []
+    for p in paths:
+        shas.append(file_sha256(p))
+        hashing.advance()
     todo: dict[str, Path] = {}
     for s, p in zip(shas, paths, strict=True):
         if s not in cache and cache.failed_reason(s) is None and s not in todo:
             todo[s] = p
     computed = 0
-    bar = tqdm(total=len(todo), desc=f"features {cache.key}", unit="img", disable=not progress)
+    bar = Stage(progress, f"features {cache.key}", len(todo), "img")
     items = list(todo.items())
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
         good_shas, imgs = [], []
         for s, p in part:
             try:
-                imgs.append(decode(p))
+                imgs.append(decode_file(p, limits).bgr)
                 good_shas.append(s)
             except ImageError as exc:
                 cache.mark_failed(s, str(exc))
@@ -268,8 +232,7 @@ def featurize(
             X = np.asarray(feature_set.extract(imgs), dtype=np.float32)
             cache.put(good_shas, X)
             computed += len(imgs)
-        bar.update(len(part))
-    bar.close()
+        bar.advance(len(part))
     ok = np.asarray([s in cache for s in shas], dtype=bool)
     X = np.zeros((len(paths), cache.dim), dtype=np.float32)
     if ok.any():
@@ -290,25 +253,21 @@ def featurize(
 
 def _featurize_concat(
     paths: Sequence[Path | str],
-    feature_set: FeatureSetLike,
-    parts: Sequence[FeatureSetLike],
-    cache_root: Path | str | None,
-    *,
+    feature_set: ConcatFeatures,
+    cache_root: Path | str,
+    limits: DecodeLimits,
     chunk: int,
-    progress: bool,
-    decode: Callable[[Path], np.ndarray] | None,
+    progress: Progress | None,
     t0: float,
 ) -> FeatureResult:
-    """``cnn+hog`` from the parts' own caches: features.ConcatFeatures is exactly
-    ``concat(l2_normalize(part.extract(images)))``, so nothing is computed twice."""
-    from autotag.vision.features import l2_normalize
-
+    """``cnn+hog`` from the parts' own caches, joined by the same function as
+    ``ConcatFeatures.extract``, so nothing is computed or stored twice."""
     results = [
-        featurize(paths, p, cache_root=cache_root, chunk=chunk, progress=progress, decode=decode)
-        for p in parts
+        featurize(paths, p, cache_root, limits=limits, chunk=chunk, progress=progress)
+        for p in feature_set.parts
     ]
     ok = np.logical_and.reduce([r.ok for r in results])
-    X = np.concatenate([l2_normalize(r.X) for r in results], axis=1)
+    X = concat_normalized([r.X for r in results])
     X[~ok] = 0.0
     if X.shape[1] != feature_set.dim:
         raise AutotagError(

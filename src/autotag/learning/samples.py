@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -59,22 +60,54 @@ def export(dest: Path, paths: list[Path]) -> list[Path]:
     return out
 
 
-def make_distinct_photos(n: int, dest: Path, long_side: int = 640, seed: int = 0) -> list[Path]:
-    """n distinct JPEGs for benchmarks and fault tests: real photos from installed packages,
-    resized, each made unique (a new content hash, so a new photo) by two marker pixels."""
+def _write_distinct(
+    n: int,
+    dest: Path,
+    seed: int,
+    prefix: str,
+    quality: int,
+    shape: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+) -> list[Path]:
+    """n JPEGs from the installed real photos, each reshaped by ``shape`` and made unique
+    (a new content hash, so a new photo) by two marker pixels."""
     bases = package_photos() + tuxpaint_photos()
     rng = np.random.default_rng(seed)
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(n):
-        img = cv2.imread(str(bases[i % len(bases)]), cv2.IMREAD_COLOR)
+        img = shape(cv2.imread(str(bases[i % len(bases)]), cv2.IMREAD_COLOR), rng)
+        img[0, 0] = rng.integers(0, 256, 3)
+        img[0, 1] = (i % 256, (i // 256) % 256, seed % 256)
+        path = dest / f"{prefix}_{seed}_{i:05d}.jpg"
+        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out.append(path)
+    return out
+
+
+def make_distinct_photos(n: int, dest: Path, long_side: int = 640, seed: int = 0) -> list[Path]:
+    """n distinct JPEGs for benchmarks and fault tests: real photos from installed packages,
+    resized so their long side is ``long_side``."""
+
+    def resize(img: np.ndarray, _rng: np.random.Generator) -> np.ndarray:
         h, w = img.shape[:2]
         scale = long_side / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        img[0, 0] = rng.integers(0, 256, 3)
-        img[0, 1] = (i % 256, (i // 256) % 256, seed % 256)
-        path = dest / f"photo_{seed}_{i:05d}.jpg"
-        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        out.append(path)
-    return out
+        return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+    return _write_distinct(n, dest, seed, "photo", 90, resize)
+
+
+def make_phone_photos(n: int, dest: Path, seed: int = 0) -> list[Path]:
+    """n distinct 12-megapixel JPEGs (4000×3000, quality 92) like a phone's: real photos
+    from installed packages enlarged, with sensor-like grain so they weigh what a phone's do
+    (about 3-5 MB)."""
+    # One grain field, shifted differently for each photo (drawing 36 M numbers per photo
+    # would cost more than everything else here).
+    field = np.random.default_rng(seed).integers(-10, 11, (3064, 4064, 3), dtype=np.int16)
+
+    def enlarge(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        img = cv2.resize(img, (4000, 3000), interpolation=cv2.INTER_CUBIC)
+        dy, dx = rng.integers(0, 64, 2)
+        return np.clip(img + field[dy : dy + 3000, dx : dx + 4000], 0, 255).astype(np.uint8)
+
+    return _write_distinct(n, dest, seed, "phone", 92, enlarge)

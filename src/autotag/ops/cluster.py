@@ -14,12 +14,15 @@ from collections.abc import Callable, Sequence
 
 from autotag.config import Settings, child_env
 from autotag.errors import ServiceError
-from autotag.ops.daemons.base import Daemon, Status
+from autotag.ops import run_dir
+from autotag.ops.daemons.base import Daemon, Status, check_ports
 from autotag.ops.daemons.blob_service import BlobServiceDaemon
 from autotag.ops.daemons.postgres import PostgresDaemon
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon, ZooKeeperDaemon
 from autotag.ops.daemons.storm_home import ensure_storm_home, java_bin
+from autotag.ops.web_token import load_or_create_token, read_token
+from autotag.storage import database
 
 
 class StormUiDaemon(Daemon):
@@ -48,8 +51,54 @@ class StormUiDaemon(Daemon):
         return None
 
 
+class WebDaemon(Daemon):
+    """The web page and HTTP API (``python -m autotag.web``, uvicorn) as a managed process.
+
+    Healthy when ``/healthz`` answers 200 to the token in the run directory's token file:
+    the server is up, the token works, and it reaches Redis and Postgres.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, name="web", port=settings.port(settings.http_port))
+        self.env_extra = child_env(settings)
+
+    def argv(self) -> Sequence[str]:
+        return [sys.executable, "-m", "autotag.web"]
+
+    def prepare(self) -> None:
+        load_or_create_token(self.settings.run_dir)  # before start: `autotag url` agrees
+
+    def check(self) -> str | None:
+        problem = super().check()
+        if problem:
+            return problem
+        import json
+        import urllib.error
+        import urllib.request
+
+        url = f"http://{self.settings.host}:{self.port}/healthz"
+        try:
+            token = read_token(self.settings.run_dir)
+            req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read())
+            except ValueError:
+                detail = {}
+            why = detail.get("error") or ", ".join(
+                f"{k}: {v}" for k, v in detail.items() if k != "ok" and v != "ok"
+            )
+            return f"{url} answered {exc.code}: {why or exc.reason}"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+            return f"{url} failed: {exc}"
+        return None
+
+
 STORM_DAEMONS = ("zookeeper", "nimbus", "supervisor", "ui")
 DATA_DAEMONS = ("redis", "postgres")
+WEB_DAEMONS = ("web",)
 
 
 def daemons(settings: Settings, names: Sequence[str] | None = None) -> list[Daemon]:
@@ -62,6 +111,7 @@ def daemons(settings: Settings, names: Sequence[str] | None = None) -> list[Daem
         "redis": RedisDaemon,
         "postgres": PostgresDaemon,
         "blobs": BlobServiceDaemon,
+        "web": WebDaemon,
     }
     wanted = list(names) if names else list(factories)
     unknown = [n for n in wanted if n not in factories]
@@ -72,6 +122,8 @@ def daemons(settings: Settings, names: Sequence[str] | None = None) -> list[Daem
 
 def preflight(settings: Settings) -> None:
     """Fail early, with the reason, when a prerequisite is missing."""
+    check_ports(settings)
+    run_dir.check(settings.run_dir)
     java_bin()
     if not (settings.venv / "bin" / "streamparse_run").exists() and not shutil.which(
         "streamparse_run"
@@ -86,8 +138,7 @@ def up(
 ) -> list[Status]:
     """Start every (or the named) daemon that is not running; wait until all are healthy."""
     preflight(settings)
-    for sub in ("logs", "pids", "conf", "data"):
-        (settings.run_dir / sub).mkdir(parents=True, exist_ok=True)
+    run_dir.prepare(settings.run_dir)
     selected = daemons(settings, names)
     if any(d.name in STORM_DAEMONS for d in selected):
         progress(f"storm.home: {settings.storm_home}")
@@ -100,8 +151,8 @@ def up(
             f"{d.name:<10} up   pid {st.pid}  port {st.port or '-'}  ({time.monotonic() - t0:.1f}s)"
         )
         statuses.append(st)
-    if any(d.name == "postgres" for d in selected):
-        _prepare_database(settings, progress)
+        if d.name == "postgres":  # schema first: the web service reads it
+            prepare_database(settings, progress)
     return statuses
 
 
@@ -147,22 +198,17 @@ def join(settings: Settings, progress: Callable[[str], None] = print) -> list[St
     return up(settings, ["supervisor"], progress=progress)
 
 
-def _prepare_database(settings: Settings, progress: Callable[[str], None]) -> None:
-    """Apply schema migrations and the SQL helpers once Postgres answers."""
-    try:
-        from autotag.storage import database
-    except ImportError:
-        return
-    with database.connect(settings, migrate_schema=False) as conn:
+def prepare_database(settings: Settings, progress: Callable[[str], None] = print) -> None:
+    """As the owner role, once Postgres answers: schema migrations, the application role's
+    rights, and the SQL helpers (dot_product)."""
+    from autotag.ops import sql_functions
+
+    with database.connect(settings, role="owner", migrate_schema=False) as conn:
         applied = database.migrate(conn)
         if applied:
             progress(f"postgres   migrations applied: {', '.join(map(str, applied))}")
-    try:
-        from autotag.ops import sql_functions as sqlfuncs
-    except ImportError:
-        return
-    with database.connect(settings) as conn:
-        sqlfuncs.install_sql_functions(conn, settings)
+        database.grant_app_role(conn, settings.postgres_user)
+        sql_functions.install_sql_functions(conn, settings)
 
 
 def down(

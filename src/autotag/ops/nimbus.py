@@ -101,6 +101,14 @@ class NimbusClient:
     def topology_info(self, name: str) -> Any:
         return self._call("getTopologyInfo", self.topology(name).id)
 
+    def components(self, name: str) -> dict[str, str]:
+        """Component id -> 'spout' | 'bolt', from the submitted topology's structure."""
+        topo = self._call("getUserTopology", self.topology(name).id)
+        return {
+            **{c: "spout" for c in topo.spouts or {}},
+            **{c: "bolt" for c in topo.bolts or {}},
+        }
+
     # -- actions --------------------------------------------------------------------------
     def activate(self, name: str) -> None:
         self._call("activate", name)

@@ -5,11 +5,12 @@ With it, the MemSQL-style query works from psql and from any SQL client::
     SELECT photo_id FROM photo_vectors WHERE dot_product(feature, $1::real[]) > 0.9;
 
 The function is a small C file (``sql/dot_product.c``) compiled on this machine against the
-server's own headers, into ``<run_dir>/lib`` (inside the run directory because the server
-process, which may run as the ``postgres`` user, must be able to read it, and it can read
-the run directory since its data directory lives there). No extension control file is
-needed: the project-local cluster's user is a superuser, so ``CREATE FUNCTION ... LANGUAGE C``
-is enough. If the build or the load fails (no compiler, no headers, not a superuser), a
+server's own headers, into ``<run_dir>/lib`` (inside the run directory, which the server
+process, when it runs as the ``postgres`` user, may traverse to reach its data directory;
+``lib`` is shared with that group only). No extension control file is needed: it is
+installed over a connection as the owner role, the cluster's superuser, so
+``CREATE FUNCTION ... LANGUAGE C`` is enough; the application role only calls it. If the
+build or the load fails (no compiler, no headers, not a superuser), a
 slower LANGUAGE plpgsql version with the same name, signature and errors is installed
 instead and a warning says why.
 """
@@ -30,6 +31,7 @@ from psycopg import sql
 
 from autotag.config import Settings
 from autotag.errors import AutotagError
+from autotag.ops import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +107,8 @@ def build_dot_product(
         raise BuildError("make not found")
     pg_config = find_pg_config(server_major)
     out_dir = library_dir(settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_dir.chmod(0o755)  # the server may run as another user (postgres) and must load it
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    run_dir.share_with_server(out_dir, 0o750)  # the server may run as postgres: it loads it
     out = out_dir / f"{LIB_PREFIX}-{_build_key(pg_config)}.so"
     if out.is_file() and not force:
         return out
@@ -117,7 +119,7 @@ def build_dot_product(
         tmp.unlink(missing_ok=True)
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise BuildError(f"building dot_product.so failed: {detail[-1] if detail else '?'}")
-    tmp.chmod(0o755)
+    run_dir.share_with_server(tmp, 0o750)
     os.replace(tmp, out)  # atomic: a concurrent installer never sees a half-written file
     return out
 

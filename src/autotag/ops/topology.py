@@ -14,7 +14,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from autotag.config import Settings, child_env
 from autotag.errors import AutotagError, ServiceError
@@ -66,8 +68,10 @@ def submit(
     force: bool = False,
     options: list[str] | None = None,
     wait: int | None = None,
+    schedule_timeout: float = 60.0,
 ) -> str:
-    """`sparse submit -n NAME` against this run's Nimbus; returns sparse's output."""
+    """`sparse submit -n NAME` against this run's Nimbus; returns sparse's output once Nimbus
+    has given the topology its workers (ServiceError with Nimbus's reason if it cannot)."""
     _check_name(settings, name)
     from autotag.ops.nimbus import NimbusClient
 
@@ -91,7 +95,53 @@ def submit(
     if proc.returncode != 0 or name not in {t.name for t in client.topologies()}:
         tail = " | ".join(line for line in out.strip().splitlines()[-4:] if line.strip())
         raise AutotagError(f"sparse submit {name} failed: {tail[:500]}")
+    wait_scheduled(settings, name, schedule_timeout, client=client)
     return out
+
+
+def wait_scheduled(
+    settings: Settings, name: str, timeout: float = 60.0, *, client: Any = None
+) -> None:
+    """Return once Nimbus has assigned the topology workers; a topology Nimbus cannot place
+    (no free slots, a dead Supervisor) is a ServiceError with Nimbus's reason after timeout,
+    instead of a wait that never ends."""
+    if client is None:
+        from autotag.ops.nimbus import NimbusClient
+
+        client = NimbusClient(settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        info = client.cluster_info()
+        summary = next((t for t in info.topologies if t.name == name), None)
+        if summary is None:
+            raise AutotagError(f"no running topology named {name!r}")
+        if summary.num_workers > 0:
+            return
+        if time.monotonic() >= deadline:
+            reason = _unscheduled_reason(settings, name, summary, info)
+            raise ServiceError(f"Nimbus has not scheduled {name} after {timeout:.0f}s: {reason}")
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def _unscheduled_reason(settings: Settings, name: str, summary: Any, info: Any) -> str:
+    """What Nimbus says: its scheduler status, the free slots, its log's last word on it."""
+    parts = [str(summary.sched_status).strip()] if getattr(summary, "sched_status", None) else []
+    total = sum(int(sv.num_workers or 0) for sv in info.supervisors)
+    used = sum(int(sv.num_used_workers or 0) for sv in info.supervisors)
+    parts.append(
+        f"{len(info.supervisors)} supervisor(s) with {total - used} of {total} worker slots free"
+    )
+    log = settings.log_dir / "storm" / "nimbus.log"
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 256 * 1024))
+            tail = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        tail = []
+    said = [line for line in tail if name in line and ("slot" in line or "chedul" in line)]
+    if said:
+        parts.append(f"nimbus.log: {said[-1].strip()[-300:]}")
+    return "; ".join(parts) + " (`autotag cluster status` shows which daemon is down)"
 
 
 def ensure_flux(settings: Settings) -> Path:

@@ -1,5 +1,10 @@
 """The DB writer's batching: collect results with their Storm tuples, write a batch in one
-transaction, then ack. Nothing is acked that was not committed and nothing is dropped.
+transaction, then ack. Nothing is acked that was not committed.
+
+The store raises only for connection-class failures (``storage.writer.is_transient``); a
+batch that keeps failing is retried with back-off ``max_retries`` times, then its tuples are
+failed back to Storm, which replays them from the spout, so the writer never holds an
+ever-growing batch.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ class ResultBatcher:
     """Batches results by count and by age; commit-then-ack.
 
     ``flush`` never raises for a database outage: it keeps the batch and retries later with
-    back-off, so Storm replays nothing that was stored and loses nothing that was not.
+    back-off, so Storm replays nothing that was stored and loses nothing that was not; after
+    ``max_retries`` failed writes it fails the batch's tuples (``fail``) and lets it go.
     """
 
     def __init__(
@@ -35,10 +41,15 @@ class ResultBatcher:
         batch_size: int = 64,
         max_age_secs: float = 1.0,
         *,
+        fail: Callable[[Any], None] | None = None,
+        max_retries: int = 12,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.ack = ack
+        self.fail = fail
+        self.max_retries = max_retries
+        self.failures = 0
         self.batch_size = batch_size
         self.max_age_secs = max_age_secs
         self.clock = clock
@@ -65,18 +76,39 @@ class ResultBatcher:
         try:
             self.store.write([r for r, _ in batch])
         except Exception as exc:  # noqa: BLE001 - outage: keep the batch, retry with back-off
+            self.store.reset()
+            self.failures += 1
+            if self.failures >= self.max_retries:
+                log.error(
+                    "DB write of %d results failed %d times (%s); failing them back to Storm, "
+                    "which replays them",
+                    len(batch),
+                    self.failures,
+                    exc,
+                )
+                self._reset()
+                for _, tup in batch:
+                    if self.fail is not None:
+                        self.fail(tup)
+                return 0
             log.error(
-                "DB write of %d results failed (%s); retrying in %.1fs",
+                "DB write of %d results failed (%s); retry %d of %d in %.1fs",
                 len(batch),
                 exc,
+                self.failures,
+                self.max_retries - 1,
                 self.backoff,
             )
-            self.store.reset()
             self.retry_at = self.clock() + self.backoff
             self.backoff = min(self.backoff * 2, 10.0)
             return 0
-        self.pending = []
-        self.backoff = 0.5
+        self._reset()
         for _, tup in batch:
             self.ack(tup)
         return len(batch)
+
+    def _reset(self) -> None:
+        self.pending = []
+        self.failures = 0
+        self.backoff = 0.5
+        self.retry_at = 0.0

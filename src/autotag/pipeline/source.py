@@ -4,6 +4,11 @@ Ack → the entry is acknowledged and deleted. Fail (timeout, crash) → re-queu
 attempt count raised, or dead-lettered after ``max_attempts``; a dead-lettered photo becomes
 a failed ``PhotoResult`` that the spout hands to the DB writer, so the DB writer stays the
 only writer of tagging outcomes.
+
+Only the photo that was being tagged when its worker died is charged an attempt: the bolt
+marks a photo in progress while it tags it (``pipeline.tag_step.TagStep``), and a failed
+delivery without that mark (a neighbour crashed the worker, a database outage timed the
+tuple out) is replayed without charge, up to ``max_uncharged_replays`` times.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ class Stream(Protocol):
     """What PhotoSource needs of the photo stream (``storage.photo_stream.PhotoStream``)."""
 
     max_attempts: int
+    max_replays: int
 
     def read(self, consumer: str, count: int = ..., block_ms: int | None = ...) -> list[Entry]: ...
     def ack(self, entry_ids: str | list[str]) -> int: ...
     def reclaim(self, consumer: str, min_idle_ms: int, count: int = ...) -> list[Entry]: ...
-    def pending(self, count: int = ..., consumer: str | None = ...) -> list: ...  # type: ignore[type-arg]
-    def retry_or_dead_letter(self, entry: Entry, reason: str) -> str: ...
+    def claim_own_pending(self, consumer: str, count: int = ...) -> list[Entry]: ...
+    def take_working(self, photo_id: str) -> bool: ...
+    def retry_or_dead_letter(self, entry: Entry, reason: str, *, charge: bool = ...) -> str: ...
 
 
 class PhotoSource:
@@ -44,11 +51,9 @@ class PhotoSource:
         self.dead: list[PhotoResult] = []  # dead-lettered photos for the DB writer
 
     def recover_own_pending(self) -> int:
-        """At start: what this consumer had in flight when it died counts as a failed attempt."""
-        orphans = self.stream.pending(1000, self.consumer)
-        if not orphans:
-            return 0
-        entries = self.stream.reclaim(self.consumer, 0, len(orphans))
+        """At start: what this consumer (and no other) had in flight when it died is settled
+        as a failed delivery."""
+        entries = self.stream.claim_own_pending(self.consumer, 1000)
         for e in entries:
             self._retry(e, "the worker tagging it died (crash or restart)")
         return len(entries)
@@ -97,9 +102,21 @@ class PhotoSource:
         return dead
 
     def _retry(self, entry: Entry, reason: str) -> str:
-        attempts = entry.attempt + 1
-        why = f"{reason}; attempt {attempts} of {self.stream.max_attempts}"
-        outcome = self.stream.retry_or_dead_letter(entry, why)
+        """Charge the attempt if the photo was being tagged when its delivery died; otherwise
+        replay it uncharged (bounded by the stream's ``max_replays``)."""
+        charge = self.stream.take_working(entry.photo_id)
+        if charge or entry.replays >= self.stream.max_replays:
+            attempts = entry.attempt + 1
+            why = f"{reason}; attempt {attempts} of {self.stream.max_attempts}"
+            if not charge:
+                why += f" (after {entry.replays} uncharged replays)"
+        else:
+            attempts = entry.attempt
+            why = (
+                f"{reason}; not charged, it was not being tagged "
+                f"(replay {entry.replays + 1} of {self.stream.max_replays})"
+            )
+        outcome = self.stream.retry_or_dead_letter(entry, why, charge=charge)
         log.warning("photo %s (%s): %s -> %s", entry.photo_id, entry.source, why, outcome)
         if outcome == "dead":
             why_dead = f"gave up after {attempts} attempts: {reason}"

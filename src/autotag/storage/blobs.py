@@ -1,10 +1,11 @@
 """Content-addressed photo storage: a photo's id is the sha256 of its bytes.
 
-Blobs live at ``<root>/<id[:2]>/<id>``. Every write goes to a temp file in the same
-filesystem and is renamed into place, so a reader (a bolt) never sees a half-written blob,
-and storing the same bytes twice is a no-op that yields the same id. Readers find a blob from
-its id alone and check the bytes against the id, so a queue entry can never point a worker
-at another file.
+Blobs live at ``<root>/<id[:2]>/<id>``, files 0600 in 0700 folders (photos are private).
+Every write goes to a temp file (``<root>/.tmp/in-*``) in the same filesystem and is renamed
+into place, so a reader (a bolt) never sees a half-written blob, and storing the same bytes
+twice yields the same id (a stored copy that no longer matches them is replaced). Readers
+find a blob from its id alone and check the bytes against the id, so a queue entry can never
+point a worker at another file.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ import os
 import re
 import stat
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from autotag.checksums import CHUNK, bytes_sha256
+from autotag.checksums import CHUNK, bytes_sha256, file_sha256
 from autotag.errors import AutotagError
 
 _ID_RE = re.compile(r"[0-9a-f]{64}")
+TMP_DIR = ".tmp"
+TMP_PREFIX = "in-"
 
 
 class BlobTooLarge(AutotagError):
@@ -50,6 +55,15 @@ def validate_id(photo_id: str) -> str:
     if not is_photo_id(pid):
         raise ValueError(f"not a photo id (64 hex characters): {photo_id!r}")
     return pid
+
+
+def _intact(path: Path, photo_id: str, size: int) -> bool:
+    """True if path is a regular file (not a link) of this size whose bytes hash to photo_id."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size and file_sha256(path) == photo_id
 
 
 def _fsync_dir(path: Path) -> None:
@@ -123,11 +137,12 @@ class BlobStore:
         Hashes while copying (one pass), then renames into place. Raises BlobTooLarge as soon
         as more than ``max_bytes`` arrive, and EOFError if the stream ends before ``length``.
         """
-        tmp_dir = self.root / ".tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp_dir = self.root / TMP_DIR
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp_dir.mkdir(mode=0o700, exist_ok=True)
         h = hashlib.sha256()
         total = 0
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="in-")
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=TMP_PREFIX)  # mode 0600
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -147,19 +162,60 @@ class BlobStore:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)
             photo_id = h.hexdigest()
             dest = self.path_for(photo_id)
-            if dest.is_file() and dest.stat().st_size == total:
+            if _intact(dest, photo_id, total):
                 tmp.unlink()
+                os.utime(dest)  # just stored again: not garbage (see ``garbage``)
                 return photo_id, dest, total
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.parent.mkdir(mode=0o700, exist_ok=True)
             os.replace(tmp, dest)
             _fsync_dir(dest.parent)
             return photo_id, dest, total
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def ids(self) -> Iterator[str]:
+        """Every stored photo id (regular files named by their id, in their folder)."""
+        if not self.root.is_dir():
+            return
+        for folder in sorted(self.root.iterdir()):
+            if len(folder.name) != 2 or folder.is_symlink() or not folder.is_dir():
+                continue
+            for blob in sorted(folder.iterdir()):
+                if (
+                    is_photo_id(blob.name)
+                    and blob.name[:2] == folder.name
+                    and stat.S_ISREG(blob.lstat().st_mode)
+                ):
+                    yield blob.name
+
+    def age_secs(self, photo_id: str) -> float:
+        """Seconds since the blob was last stored."""
+        return time.time() - self.path_for(photo_id).lstat().st_mtime
+
+    def remove(self, photo_id: str) -> int:
+        """Delete a blob; returns the bytes freed (0 if it was already gone)."""
+        path = self.path_for(photo_id)
+        try:
+            size = path.lstat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def stale_temp_files(self, older_than_secs: float) -> list[Path]:
+        """Temp files of uploads that died half-way (older than any upload still running)."""
+        tmp_dir = self.root / TMP_DIR
+        if not tmp_dir.is_dir():
+            return []
+        cutoff = time.time() - older_than_secs
+        return [
+            p
+            for p in sorted(tmp_dir.glob(f"{TMP_PREFIX}*"))
+            if stat.S_ISREG(p.lstat().st_mode) and p.lstat().st_mtime < cutoff
+        ]
 
     def put_bytes(self, data: bytes) -> tuple[str, Path]:
         """Store bytes; returns (photo_id, path). Idempotent."""

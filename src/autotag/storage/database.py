@@ -2,7 +2,9 @@
 
 Connections are autocommit; every write that must be atomic runs in an explicit transaction.
 The schema is the ordered SQL files in ``migrations/``, applied once each and recorded in
-``schema_migrations``.
+``schema_migrations``, by the owner role only (``autotag cluster up``); everything else
+connects as the application role, which may read and write rows and nothing more
+(``grant_app_role``), and is told to run ``autotag cluster up`` if the schema is behind.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 
 from autotag.config import Settings
 from autotag.errors import ServiceError
+from autotag.storage import credentials
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ def service_error(settings: Settings, exc: BaseException) -> ServiceError:
     first = first_line(exc)
     if "failed: " in first:  # psycopg repeats the address: keep just the cause
         first = first.rsplit("failed: ", 1)[1]
-    where = f"{settings.host}:{settings.port(settings.postgres_port)}"
+    where = f"{settings.postgres_address}:{settings.port(settings.postgres_port)}"
     return ServiceError(f"Postgres at {where} is not answering: {first} (run `autotag cluster up`)")
 
 
@@ -51,19 +55,35 @@ def pg_errors(settings: Settings) -> Iterator[None]:
         raise service_error(settings, exc) from exc
 
 
+Role = Literal["app", "owner"]
+
+
 def connect(
     settings: Settings,
     *,
+    role: Role = "app",
     migrate_schema: bool = True,
     connect_timeout: int = 5,
+    dbname: str | None = None,
 ) -> psycopg.Connection[Any]:
-    """An autocommit connection to autotag's database, schema migrated unless told not to."""
+    """An autocommit connection to autotag's database (or ``dbname``) as the application role
+    or, for migrations and server-side functions, the owner role.
+
+    With ``migrate_schema``, the owner applies pending migrations and grants the application
+    role its rights; the application role checks that there is nothing pending.
+    """
+    user, secret = (
+        (settings.postgres_owner, credentials.POSTGRES_OWNER)
+        if role == "owner"
+        else (settings.postgres_user, credentials.POSTGRES_APP)
+    )
     try:
         conn = psycopg.connect(
-            host=settings.host,
+            host=settings.postgres_address,
             port=settings.port(settings.postgres_port),
-            dbname=settings.postgres_db,
-            user=settings.postgres_user,
+            dbname=dbname or settings.postgres_db,
+            user=user,
+            password=credentials.read(settings.run_dir, secret),
             autocommit=True,
             connect_timeout=connect_timeout,
             application_name="autotag",
@@ -72,11 +92,42 @@ def connect(
         raise service_error(settings, exc) from exc
     if migrate_schema:
         try:
-            migrate(conn)
+            if role == "owner":
+                migrate(conn)
+                grant_app_role(conn, settings.postgres_user)
+            else:
+                require_current_schema(conn)
         except BaseException:
             conn.close()
             raise
     return conn
+
+
+def grant_app_role(conn: psycopg.Connection[Any], app_role: str) -> None:
+    """Rows, not schema: the application role may read and write every table (only read
+    ``schema_migrations``) and use the sequences, and create nothing. Idempotent."""
+    app = sql.Identifier(app_role)
+    with conn.transaction():
+        for statement in (
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+            "GRANT USAGE ON SCHEMA public TO {app}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app}",
+            "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {app}",
+            "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app}",
+            # The similarity index checks which cluster a saved index came from.
+            "GRANT EXECUTE ON FUNCTION pg_control_system() TO {app}",
+        ):
+            conn.execute(sql.SQL(statement).format(app=app))
+
+
+def require_current_schema(conn: psycopg.Connection[Any]) -> None:
+    """ServiceError naming the missing migrations if the schema is behind this code."""
+    missing = sorted({v for v, _ in migration_files()} - _applied(conn))
+    if missing:
+        raise ServiceError(
+            f"the database schema lacks migration(s) {', '.join(missing)}: "
+            "run `autotag cluster up` to apply them"
+        )
 
 
 # -- migrations ----------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """The Redis stream that feeds the topology: intake, consumer group, retries, dead letters.
 
-Entries carry ``photo_id``, ``source`` and ``attempt`` (ARCHITECTURE.md); the photo's bytes
-are found from its id in the blob store, so nothing in an entry names a file. The spout reads
-through the consumer group, so an entry a worker took but never acked stays pending and is
-taken over with ``reclaim`` once that worker is gone. An acked entry is also deleted, so the
-stream's length is the work not yet done.
+Entries carry ``photo_id``, ``source``, ``attempt`` (attempts charged) and ``replays``
+(re-deliveries that charged none); the photo's bytes are found from its id in the blob store,
+so nothing in an entry names a file. The spout reads through the consumer group, so an entry
+a worker took but never acked stays pending: its own spout claims it back at restart
+(``claim_own_pending``), another spout once it has been idle long (``reclaim``). An acked
+entry is also deleted, so the stream's length is the work not yet done.
+
+A bolt marks the photo it is tagging (``mark_working``), so after a crash only that photo is
+charged an attempt (``take_working``). Dead letters are capped (``MAXLEN ~``).
 
 ``PhotoStream`` holds its Redis connection and the stream's names, as RQ's ``Queue`` does.
 """
@@ -25,6 +29,7 @@ from redis.retry import Retry
 
 from autotag.config import Settings
 from autotag.errors import ServiceError
+from autotag.storage import credentials
 
 # Reads block on the server; the socket timeout must outlast the longest block.
 SOCKET_TIMEOUT = 10.0
@@ -39,7 +44,7 @@ def _s(value: Any) -> str:
 
 def service_error(settings: Settings, exc: BaseException) -> ServiceError:
     """A one-line ServiceError for a Redis connection failure."""
-    where = f"{settings.host}:{settings.port(settings.redis_port)}"
+    where = f"{settings.redis_host or settings.host}:{settings.port(settings.redis_port)}"
     cause = str(exc).strip() or type(exc).__name__
     m = re.search(r"connecting to \S+?\. (.+)$", cause)  # redis-py repeats the address
     if m:
@@ -59,12 +64,13 @@ def redis_errors(settings: Settings) -> Iterator[None]:
 def client(settings: Settings, *, check: bool = False) -> redis.Redis:
     """A client for autotag's Redis: short connect timeout, retries (timeouts, drops) with backoff.
 
-    With ``check``, PING now and raise ServiceError if Redis is down.
+    With ``check``, PING now and raise ServiceError if Redis is down. The password is read
+    from the run dir's secrets (ServiceError if there is none yet).
     """
     r = redis.Redis(
         host=settings.redis_host or settings.host,
         port=settings.port(settings.redis_port),
-        password=settings.redis_password or None,
+        password=credentials.read(settings.run_dir, credentials.REDIS),
         db=0,
         decode_responses=True,
         socket_connect_timeout=3,
@@ -88,6 +94,7 @@ class Entry:
     photo_id: str
     source: str
     attempt: int
+    replays: int = 0
 
     def as_tuple(self) -> list[Any]:
         """Spout → bolt tuple values (``pipeline.contract.PHOTO_FIELDS``)."""
@@ -98,11 +105,20 @@ def _entry(entry_id: Any, fields: dict[Any, Any] | None) -> Entry | None:
     if not fields:
         return None  # deleted while pending
     f = {_s(k): _s(v) for k, v in fields.items()}
+    return Entry(
+        _s(entry_id),
+        f.get("photo_id", ""),
+        f.get("source", ""),
+        _int(f.get("attempt")),
+        _int(f.get("replays")),
+    )
+
+
+def _int(value: str | None) -> int:
     try:
-        attempt = int(f.get("attempt", "0"))
+        return max(0, int(value or 0))
     except ValueError:
-        attempt = 0
-    return Entry(_s(entry_id), f.get("photo_id", ""), f.get("source", ""), attempt)
+        return 0
 
 
 @dataclass(frozen=True)
@@ -143,6 +159,8 @@ class PhotoStream:
         self.group = settings.consumer_group
         self.dead_name = settings.dead_letter_stream
         self.max_attempts = settings.max_attempts
+        self.max_replays = settings.max_uncharged_replays
+        self.dead_cap = settings.dead_letter_cap
         self._group_ready = False
 
     def errors(self) -> contextlib.AbstractContextManager[None]:
@@ -229,6 +247,22 @@ class PhotoStream:
                 break
         return out
 
+    def claim_own_pending(self, consumer: str, count: int = 1000) -> list[Entry]:
+        """This consumer's own pending entries (what it had in flight when it died), and no
+        other consumer's: XPENDING for the consumer, then XCLAIM those ids to it."""
+        ids = [p.entry_id for p in self.pending(count, consumer)]
+        if not ids:
+            return []
+        claimed = self._with_group(
+            lambda: self.redis.xclaim(self.name, self.group, consumer, 0, ids)
+        )
+        out = []
+        for entry_id, fields in claimed or []:
+            e = _entry(entry_id, fields)
+            if e is not None:
+                out.append(e)
+        return out
+
     def pending(self, count: int = 100, consumer: str | None = None) -> list[PendingEntry]:
         """Delivered-but-unacked entries, oldest first, with idle time and delivery count."""
         rows = self._with_group(
@@ -256,9 +290,12 @@ class PhotoStream:
         return int(self.redis.xlen(self.name))
 
     def dead_letter(self, photo_id: str, reason: str, attempts: int) -> str:
-        """Record a photo that could not be processed after its attempts; returns the entry id."""
+        """Record a photo that could not be processed after its attempts; returns the entry id.
+        The dead-letter stream keeps about the newest ``dead_letter_cap`` (MAXLEN ~)."""
         fields = {"photo_id": photo_id, "reason": reason, "attempts": attempts}
-        return _s(self.redis.xadd(self.dead_name, fields))  # type: ignore[arg-type]
+        return _s(
+            self.redis.xadd(self.dead_name, fields, maxlen=self.dead_cap, approximate=True)  # type: ignore[arg-type]
+        )
 
     def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
@@ -274,24 +311,53 @@ class PhotoStream:
             out.append(DeadLetter(eid, f.get("photo_id", ""), f.get("reason", ""), attempts, at))
         return out
 
-    def retry_or_dead_letter(self, entry: Entry, reason: str) -> str:
-        """After a failed attempt: re-enqueue with attempt+1, or dead-letter once max_attempts
-        is reached; the old entry is acked in the same MULTI. Returns 'requeued' or 'dead'."""
-        attempts = entry.attempt + 1
+    def retry_or_dead_letter(self, entry: Entry, reason: str, *, charge: bool = True) -> str:
+        """After a failed delivery: re-enqueue, or dead-letter once ``max_attempts`` attempts are
+        charged; the old entry is acked in the same MULTI.
+
+        ``charge=False`` (the photo was not being tagged when its worker died or its tuple
+        timed out) re-enqueues it with the same attempt count and one more replay, until
+        ``max_uncharged_replays``; after that replays are charged, so nothing loops forever.
+        Returns 'requeued', 'replayed' or 'dead'.
+        """
+        replay = not charge and entry.replays < self.max_replays
+        attempts = entry.attempt if replay else entry.attempt + 1
         pipe = self.redis.pipeline(transaction=True)
         if attempts >= self.max_attempts:
             pipe.xadd(
                 self.dead_name,
                 {"photo_id": entry.photo_id, "reason": reason, "attempts": attempts},
+                maxlen=self.dead_cap,
+                approximate=True,
             )
             outcome = "dead"
         else:
-            pipe.xadd(
-                self.name,
-                {"photo_id": entry.photo_id, "source": entry.source, "attempt": attempts},
-            )
-            outcome = "requeued"
+            fields = {
+                "photo_id": entry.photo_id,
+                "source": entry.source,
+                "attempt": attempts,
+                "replays": entry.replays + 1 if replay else entry.replays,
+            }
+            pipe.xadd(self.name, fields)  # type: ignore[arg-type]
+            outcome = "replayed" if replay else "requeued"
         pipe.xack(self.name, self.group, entry.entry_id)
         pipe.xdel(self.name, entry.entry_id)
         pipe.execute()
         return outcome
+
+    # -- which photo a bolt is tagging ----------------------------------------------------
+
+    def _working_key(self, photo_id: str) -> str:
+        return f"{self.name}:working:{photo_id}"
+
+    def mark_working(self, photo_id: str, ttl_secs: int) -> None:
+        """A bolt is about to decode and tag this photo (the mark expires after ttl_secs)."""
+        self.redis.set(self._working_key(photo_id), "1", ex=max(1, int(ttl_secs)))
+
+    def clear_working(self, photo_id: str) -> None:
+        """The bolt is done with the photo (tagged, failed, or stopped from outside)."""
+        self.redis.delete(self._working_key(photo_id))
+
+    def take_working(self, photo_id: str) -> bool:
+        """True if the photo was marked in progress (its delivery died with it); clears it."""
+        return bool(self.redis.delete(self._working_key(photo_id)))

@@ -143,3 +143,11 @@ def queued_ids(
         (float(older_than_secs), limit),
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def known_ids(conn: psycopg.Connection[Any], photo_ids: Sequence[str]) -> set[str]:
+    """The photo ids among these that have a ``photos`` row."""
+    rows = conn.execute(
+        "SELECT photo_id FROM photos WHERE photo_id = ANY(%s::text[])", (list(photo_ids),)
+    ).fetchall()
+    return {r[0] for r in rows}

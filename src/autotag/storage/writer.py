@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 # Vector writes take this transaction-scoped advisory lock just before commit.
 _VECTOR_SEQ_LOCK = 0x617574_766563  # "autvec"
+# Each committed batch is announced on this channel (the web page's live feed LISTENs):
+# the payload is the batch's photo ids, comma-separated, at most this many per notification
+# (a NOTIFY payload must stay under 8,000 bytes).
+NOTIFY_CHANNEL = "autotag_results"
+NOTIFY_IDS_PER_MESSAGE = 100
 
 
 class StorableResult(Protocol):
@@ -114,12 +119,19 @@ WHERE v.feature IS DISTINCT FROM EXCLUDED.feature
 """
 
 
+# One statement per batch, delivered by Postgres only if the transaction commits.
+_NOTIFY = "SELECT pg_notify(%s, m) FROM unnest(%s::text[]) AS m"
+
+
+def _notify_payloads(photo_ids: Sequence[str]) -> list[str]:
+    n = NOTIFY_IDS_PER_MESSAGE
+    return [",".join(photo_ids[i : i + n]) for i in range(0, len(photo_ids), n)]
+
+
 def _dedupe(results: Iterable[StorableResult]) -> list[StorableResult]:
     """Last result per photo wins (a replay can put the same photo twice in one batch)."""
     by_id: dict[str, StorableResult] = {}
     for r in results:
-        if r.status not in ("tagged", "failed"):
-            raise ValueError(f"result status must be 'tagged' or 'failed', not {r.status!r}")
         by_id[r.photo_id] = r
     return [by_id[k] for k in sorted(by_id)]
 
@@ -145,6 +157,8 @@ def _columns(batch: Sequence[StorableResult]) -> _Batch:
     t_ids, t_tags, t_scores, t_mv = [], [], [], []
     v_ids, v_fs, v_mv, v_feat = [], [], [], []
     for r in batch:
+        if r.status not in ("tagged", "failed"):
+            raise ValueError(f"result status must be 'tagged' or 'failed', not {r.status!r}")
         tagged = r.status == "tagged"
         p_ids.append(r.photo_id)
         p_status.append(r.status)
@@ -199,6 +213,7 @@ def _send(conn: psycopg.Connection[Any], b: _Batch) -> None:
     if b.vectors[0]:
         statements.append(("SELECT pg_advisory_xact_lock(%s)", (_VECTOR_SEQ_LOCK,)))
         statements.append((_UPSERT_VECTORS, b.vectors))
+    statements.append((_NOTIFY, (NOTIFY_CHANNEL, _notify_payloads(b.photos[0]))))
     if not conn.autocommit:
         # A caller-managed connection: psycopg's own transaction (a few more round trips).
         with conn.pipeline(), conn.transaction():
@@ -230,11 +245,13 @@ def write_results(conn: psycopg.Connection[Any], results: Sequence[StorableResul
     Vector writes take a transaction-scoped advisory lock just before commit, so vector
     ``seq`` values become visible in increasing order and ``seq > last_seen`` never skips.
 
-    A batch the database refuses as data (say a score out of real's range) is retried one
-    result at a time; a result that still fails is stored as a 'failed' photo with the
-    reason (or, if even that is refused, e.g. a malformed photo id, logged and dropped), so
-    one bad result cannot make Storm replay a batch forever. Returns the results stored.
-    Connection errors (psycopg.OperationalError) propagate: fail the tuples, Storm replays.
+    Only connection-class errors (``is_transient``) propagate: the caller keeps the batch and
+    retries it later. Anything else (a 3 KB tag name past the btree limit, a score out of
+    real's range, a bug in a row) makes the batch be stored one result at a time; a result
+    that still fails is stored as a 'failed' photo with the reason (or, if even that is
+    refused, e.g. a malformed photo id, logged and dropped: the photo stays 'queued', which
+    `autotag retry --stuck` re-queues), so one bad result cannot stall the writer. Returns
+    the results stored.
     """
     batch = _dedupe(results)
     if not batch:
@@ -242,7 +259,9 @@ def write_results(conn: psycopg.Connection[Any], results: Sequence[StorableResul
     try:
         _send(conn, _columns(batch))
         return len(batch)
-    except _DATA_ERRORS as exc:
+    except Exception as exc:
+        if is_transient(exc):
+            raise
         log.warning("batch of %d refused (%s); storing one by one", len(batch), first_line(exc))
     stored = 0
     for r in batch:
@@ -250,22 +269,36 @@ def write_results(conn: psycopg.Connection[Any], results: Sequence[StorableResul
             _send(conn, _columns([r]))
             stored += 1
             continue
-        except _DATA_ERRORS as exc:
+        except Exception as exc:
+            if is_transient(exc):
+                raise
             error: BaseException = exc
-        if r.status == "tagged":
-            reason = f"could not store result: {first_line(error)}"
-            try:
-                _send(conn, _columns([_FailedRow(r.photo_id, reason)]))
-                log.error("photo %s: %s", r.photo_id, reason)
-                stored += 1
-                continue
-            except _DATA_ERRORS as exc:
-                error = exc
+        reason = f"could not store result: {first_line(error)}"
+        try:
+            _send(conn, _columns([_FailedRow(r.photo_id, reason, attempts=int(r.attempts or 0))]))
+            log.error("photo %s: %s", r.photo_id, reason)
+            stored += 1
+            continue
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            error = exc
         log.error("dropping the result for %r: %s", r.photo_id, first_line(error))
     return stored
 
 
-_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+# SQLSTATE classes worth retrying as they are: connection exception, operator intervention
+# (shutdown, cancel), transaction rollback (serialization failure, deadlock).
+TRANSIENT_SQLSTATE_CLASSES = ("08", "57", "40")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the connection, not of the data: the same batch may succeed later."""
+    if isinstance(exc, psycopg.Error):
+        if exc.sqlstate is None:  # no answer from the server: the connection broke
+            return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        return exc.sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+    return isinstance(exc, ConnectionError)
 
 
 class ResultWriter:

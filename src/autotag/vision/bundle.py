@@ -40,7 +40,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
 @dataclass(frozen=True)
-class Head:
+class HeadGroup:
     """A group of classes sharing an activation: columns ``start:stop`` of W."""
 
     group: str
@@ -66,6 +66,22 @@ def check_bundle_id(bundle_id: str) -> str:
     return bundle_id
 
 
+def safe_bundle_name(text: str) -> str:
+    """Free text (a dataset name, ``--name``) made usable as a bundle name and id prefix."""
+    out = "".join(ch if ch.isalnum() or ch in "._+-" else "-" for ch in text).strip("-._+")
+    return (out or "model")[:80]
+
+
+def calibrated_sigmoid(z: np.ndarray, a: float | np.ndarray, c: float | np.ndarray) -> np.ndarray:
+    """``σ(a·z + c)`` in float32, written with tanh so it never overflows.
+
+    The one definition: training chooses thresholds on exactly these values, so a threshold
+    falls on the same side of every score as in the bolt.
+    """
+    t = np.asarray(a, np.float32) * np.asarray(z, np.float32) + np.asarray(c, np.float32)
+    return 0.5 * (1.0 + np.tanh(0.5 * t))
+
+
 def bundles_root(models_dir: Path) -> Path:
     return Path(models_dir) / "bundles"
 
@@ -88,7 +104,7 @@ class ModelBundle:
     created: str
     feature_set: dict[str, Any]
     classes: list[str]
-    heads: list[Head]
+    heads: list[HeadGroup]
     W: np.ndarray
     b: np.ndarray
     thresholds: np.ndarray
@@ -109,7 +125,7 @@ class ModelBundle:
         name: str,
         feature_set: dict[str, Any],
         classes: list[str],
-        heads: list[Head],
+        heads: list[HeadGroup],
         W: np.ndarray,
         b: np.ndarray,
         thresholds: np.ndarray | None = None,
@@ -262,7 +278,7 @@ class ModelBundle:
         except (ValueError, OSError) as exc:
             raise ModelError(f"{who}: cannot read {WEIGHTS_FILE}: {exc}") from None
         try:
-            heads = [Head(**h) for h in manifest["heads"]]
+            heads = [HeadGroup(**h) for h in manifest["heads"]]
             bundle = cls(
                 id=check_bundle_id(manifest["id"]),
                 name=str(manifest["name"]),
@@ -319,8 +335,8 @@ class ModelBundle:
                 e = np.exp(z - z.max(axis=1, keepdims=True))
                 P[:, h.start : h.stop] = e / e.sum(axis=1, keepdims=True)
             else:
-                t = self.calib_a[h.start : h.stop] * z + self.calib_c[h.start : h.stop]
-                P[:, h.start : h.stop] = 0.5 * (1.0 + np.tanh(0.5 * t))  # overflow-free σ
+                a, c = self.calib_a[h.start : h.stop], self.calib_c[h.start : h.stop]
+                P[:, h.start : h.stop] = calibrated_sigmoid(z, a, c)
         return P
 
     def tags_for(
@@ -430,7 +446,7 @@ def list_bundles(models_dir: str | Path) -> list[dict[str, Any]]:
 def set_active(models_dir: str | Path, bundle_id: str) -> None:
     """Make a (verified) bundle the active one: ``models/ACTIVE`` replaced atomically."""
     models_dir = Path(models_dir)
-    ModelBundle.load(bundle_dir(models_dir, bundle_id))  # refuse a missing or corrupt bundle
+    load_bundle(models_dir, bundle_id)  # refuse a missing, corrupt or misnamed bundle
     models_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".ACTIVE.", dir=models_dir)
     try:
@@ -444,10 +460,25 @@ def set_active(models_dir: str | Path, bundle_id: str) -> None:
 
 
 def load_bundle(models_dir: str | Path, bundle_id: str) -> ModelBundle:
+    """The bundle in ``bundles/<bundle_id>/``, verified; its manifest must name that same id
+    (a copied or planted folder must not pass for the bundle ACTIVE names)."""
     path = bundle_dir(Path(models_dir), bundle_id)
     if not path.is_dir():
         raise ModelError(f"no bundle {bundle_id!r} in {bundles_root(Path(models_dir))}")
-    return ModelBundle.load(path)
+    bundle = ModelBundle.load(path)
+    if bundle.id != bundle_id:
+        raise ModelError(f"bundle folder {bundle_id!r} holds a manifest for {bundle.id!r}")
+    return bundle
+
+
+def load_bundle_ref(models_dir: str | Path, ref: str | Path) -> ModelBundle:
+    """A bundle by directory path, by id under ``models_dir``, or ``active``."""
+    path = Path(ref)
+    if (path / MANIFEST_FILE).is_file():
+        return ModelBundle.load(path)
+    if str(ref) == "active":
+        return load_active(models_dir)
+    return load_bundle(models_dir, str(ref))
 
 
 def load_active(models_dir: str | Path) -> ModelBundle:

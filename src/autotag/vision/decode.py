@@ -56,11 +56,17 @@ class DecodeLimits:
     max_file_bytes: int
     max_pixels: int
     max_dimension: int
+    # What decoding may allocate, from the header: pixels x channels x bytes per sample.
+    max_decode_bytes: int = 512 << 20
 
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """Pixels ready for feature extraction: uint8 BGR, upright, alpha flattened onto white."""
+    """Pixels ready for feature extraction: uint8 BGR, upright, alpha flattened onto white.
+
+    ``width`` and ``height`` are the photo's own (upright) size; ``bgr`` may be smaller when
+    the decoder was asked for a reduced copy (see ``decode``'s ``min_side``).
+    """
 
     bgr: np.ndarray
     width: int
@@ -192,6 +198,30 @@ def check_dimensions(width: int, height: int, *, max_pixels: int, max_dimension:
         raise ImageError(f"image is {width}x{height}, limit {max_dimension} px per side")
 
 
+def check_decode_budget(header: Image.Image, data: bytes, fmt: str, max_bytes: int) -> None:
+    """Refuse, from the header alone, a decode whose pixels would take more than max_bytes:
+    width x height x channels (at least the 3 of BGR) x bytes per sample."""
+    width, height = header.size
+    channels = 4 if fmt == "GIF" or header.mode == "P" else max(3, len(header.getbands()))
+    bits = 32 if header.mode in ("I", "F") else 16 if header.mode.startswith("I;16") else 8
+    if fmt == "PNG" and len(data) > 24:
+        bits = max(bits, data[24])  # IHDR bit depth: Pillow reports 16-bit RGB as "RGB"
+    elif fmt == "TIFF":
+        tags = getattr(header, "tag_v2", {})
+        try:  # BitsPerSample (one per sample) and SamplesPerPixel
+            per_sample = tags.get(258, 8)
+            bits = max(bits, *(per_sample if isinstance(per_sample, tuple) else (per_sample,)))
+            channels = max(channels, int(tags.get(277, 1)))
+        except (TypeError, ValueError):
+            raise ImageError("corrupt TIFF header: bad BitsPerSample/SamplesPerPixel") from None
+    need = width * height * channels * max(1, int(bits) // 8)
+    if need > max_bytes:
+        raise ImageError(
+            f"decoding this {width}x{height} {fmt} ({channels} channels, {bits}-bit) needs "
+            f"{_fmt_bytes(need)}, over the {_fmt_bytes(max_bytes)} decode budget"
+        )
+
+
 def _to_uint8(img: np.ndarray) -> np.ndarray:
     """Scale any integer or float depth to 8 bits (16-bit PNG/TIFF, float TIFF)."""
     if img.dtype == np.uint8:
@@ -278,11 +308,33 @@ def _decode_gif(header: Image.Image) -> np.ndarray:
     return composite_on_white(rgba[:, :, 2::-1], rgba[:, :, 3])
 
 
-def _decode_cv2(data: bytes, fmt: str, header: Image.Image) -> np.ndarray:
+# JPEG's DCT lets OpenCV decode at 1/2, 1/4 or 1/8 scale directly, doing a fraction of the work.
+_REDUCED_JPEG_FLAGS = (
+    (8, cv2.IMREAD_REDUCED_COLOR_8),
+    (4, cv2.IMREAD_REDUCED_COLOR_4),
+    (2, cv2.IMREAD_REDUCED_COLOR_2),
+)
+
+
+def _jpeg_flags(width: int, height: int, min_side: int | None) -> int:
+    """The largest JPEG reduction that still leaves a short side of at least ``min_side``."""
+    if min_side:
+        for factor, flags in _REDUCED_JPEG_FLAGS:
+            if min(width, height) // factor >= min_side:
+                return flags
+    return cv2.IMREAD_COLOR
+
+
+def _decode_cv2(
+    data: bytes, fmt: str, header: Image.Image, min_side: int | None = None
+) -> np.ndarray:
     buf = np.frombuffer(data, dtype=np.uint8)
     # JPEG (and CMYK TIFF): IMREAD_COLOR applies EXIF orientation and converts CMYK/grey.
     color_mode = fmt == "JPEG" or (fmt == "TIFF" and header.mode in ("CMYK", "YCbCr", "LAB"))
-    flags = cv2.IMREAD_COLOR if color_mode else cv2.IMREAD_UNCHANGED
+    if fmt == "JPEG":
+        flags = _jpeg_flags(*header.size, min_side)
+    else:
+        flags = cv2.IMREAD_COLOR if color_mode else cv2.IMREAD_UNCHANGED
     try:
         img = cv2.imdecode(buf, flags)
     except cv2.error as exc:
@@ -295,8 +347,13 @@ def _decode_cv2(data: bytes, fmt: str, header: Image.Image) -> np.ndarray:
     return bgr
 
 
-def decode(data: bytes, limits: DecodeLimits) -> DecodedImage:
-    """Decode untrusted bytes to upright uint8 BGR, or raise ImageError with the reason."""
+def decode(data: bytes, limits: DecodeLimits, *, min_side: int | None = None) -> DecodedImage:
+    """Decode untrusted bytes to upright uint8 BGR, or raise ImageError with the reason.
+
+    With ``min_side``, a JPEG may be decoded reduced (1/2, 1/4 or 1/8 scale, in the DCT
+    domain) as long as its short side stays at least ``min_side`` pixels: a 12-megapixel
+    photo costs a fraction of a full decode when the features only need 256 px.
+    """
     if not data:
         raise ImageError("empty file (0 bytes)")
     if len(data) > limits.max_file_bytes:
@@ -310,9 +367,10 @@ def decode(data: bytes, limits: DecodeLimits) -> DecodedImage:
     check_dimensions(
         width, height, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension
     )
+    check_decode_budget(header, data, fmt, limits.max_decode_bytes)
 
     try:
-        bgr = _decode_gif(header) if fmt == "GIF" else _decode_cv2(data, fmt, header)
+        bgr = _decode_gif(header) if fmt == "GIF" else _decode_cv2(data, fmt, header, min_side)
     except ImageError:
         raise
     except MemoryError:
@@ -323,10 +381,16 @@ def decode(data: bytes, limits: DecodeLimits) -> DecodedImage:
     h, w = bgr.shape[:2]
     if h == 0 or w == 0:
         raise ImageError(f"image has zero size ({w}x{h})")
-    return DecodedImage(bgr=bgr, width=int(w), height=int(h), format=fmt)
+    if (h > w) != (height > width):  # EXIF orientation turned it: report the upright size
+        width, height = height, width
+    if (w, h) != (width, height) and fmt != "JPEG":
+        width, height = w, h  # only a JPEG is ever decoded reduced
+    return DecodedImage(bgr=bgr, width=int(width), height=int(height), format=fmt)
 
 
-def decode_file(path: str | Path, limits: DecodeLimits) -> DecodedImage:
+def decode_file(
+    path: str | Path, limits: DecodeLimits, *, min_side: int | None = None
+) -> DecodedImage:
     """decode() for a file, refusing an oversized one from its size before reading it."""
     p = Path(path)
     try:
@@ -338,4 +402,4 @@ def decode_file(path: str | Path, limits: DecodeLimits) -> DecodedImage:
         raise
     except OSError as exc:
         raise ImageError(f"cannot read {p.name}: {exc.strerror or exc}") from None
-    return decode(data, limits)
+    return decode(data, limits, min_side=min_side)

@@ -101,6 +101,9 @@ class FeatureSet(ABC):
     name: str
     version: str
     dim: int
+    # The short side, in pixels, below which this set would have to enlarge a photo: a
+    # decoder may hand it anything at least this large (a reduced JPEG decode).
+    min_side: int = 0
 
     @abstractmethod
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -197,6 +200,7 @@ class CnnFeatures(FeatureSet):
     name = "cnn"
     version = FEATURE_SPECS["cnn"][0]
     dim = CNN_DIM
+    min_side = CNN_RESIZE
 
     def __init__(self, onnx_path: Path, *, threads: int = 1, batch_size: int = 16) -> None:
         import onnxruntime as ort
@@ -328,6 +332,11 @@ class HogFeatures(FeatureSet):
 # --- cnn+hog ----------------------------------------------------------------------------
 
 
+def concat_normalized(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Feature matrices side by side, each L2-normalized first so none dominates by scale."""
+    return np.concatenate([l2_normalize(x) for x in parts], axis=1)
+
+
 class ConcatFeatures(FeatureSet):
     """Several feature sets side by side, each part L2-normalized first."""
 
@@ -336,11 +345,13 @@ class ConcatFeatures(FeatureSet):
         self.version = FEATURE_SPECS[name][0]
         self.parts = list(parts)
         self.dim = sum(p.dim for p in self.parts)
+        sides = [p.min_side for p in self.parts]
+        self.min_side = 0 if 0 in sides else max(sides)
 
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if len(images) == 0:
             return self._empty()
-        return np.concatenate([l2_normalize(p.extract(images)) for p in self.parts], axis=1)
+        return concat_normalized([p.extract(images) for p in self.parts])
 
 
 # --- registry ---------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def build_default_bundle(models_dir: str | Path, onnx_path: Path) -> str:
             feature_set=spec,
             classes=classes,
             heads=[
-                bundles.Head(
+                bundles.HeadGroup(
                     group=DEFAULT_GROUP,
                     activation="softmax",
                     start=0,

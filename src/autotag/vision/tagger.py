@@ -57,8 +57,12 @@ class Tagger:
         *,
         min_score: float,
         max_tags: int,
+        face: FaceDetector | None = None,
+        reduced_decode: bool = True,
     ) -> None:
         self.bundle = bundle
+        # JPEGs are decoded only as large as the feature set needs (0: always full size).
+        self.min_side = feature_set.min_side if reduced_decode else 0
         self.features = feature_set
         self.limits = limits
         if (feature_set.name, feature_set.version, feature_set.dim) != (
@@ -74,7 +78,9 @@ class Tagger:
         unknown = [d for d in bundle.detectors if d not in KNOWN_DETECTORS]
         if unknown:
             raise ModelError(f"bundle {bundle.id} wants unknown detectors {unknown}")
-        self.face = FaceDetector.load() if "face" in bundle.detectors else None
+        if "face" in bundle.detectors and face is None:
+            raise ModelError(f"bundle {bundle.id} needs a face detector; none was given")
+        self.face = face if "face" in bundle.detectors else None
         self.min_score = min_score
         self.max_tags = max_tags
 
@@ -88,6 +94,7 @@ class Tagger:
         limits: DecodeLimits,
         min_score: float,
         max_tags: int,
+        reduced_decode: bool = True,
     ) -> Tagger:
         """Bundle ``bundle_id`` of ``models_dir`` (the active one by default) with the feature
         set and detectors it needs, loaded."""
@@ -95,7 +102,16 @@ class Tagger:
             load_active(models_dir) if bundle_id is None else load_bundle(models_dir, bundle_id)
         )
         features = get_feature_set(str(bundle.feature_set["name"]), feature_options)
-        return cls(bundle, features, limits, min_score=min_score, max_tags=max_tags)
+        face = FaceDetector.load(feature_options.model_dirs) if "face" in bundle.detectors else None
+        return cls(
+            bundle,
+            features,
+            limits,
+            min_score=min_score,
+            max_tags=max_tags,
+            face=face,
+            reduced_decode=reduced_decode,
+        )
 
     @property
     def model_version(self) -> str:
@@ -138,15 +154,17 @@ class Tagger:
         return out
 
     def tag_decoded(self, decoded: DecodedImage) -> TagResult:
-        return self.tag_images([decoded.bgr])[0]
+        result = self.tag_images([decoded.bgr])[0]
+        result.width, result.height = decoded.width, decoded.height  # the photo's own size
+        return result
 
     def tag_bytes(self, data: bytes) -> TagResult:
         """Decode (within this Tagger's limits) and tag; a bad image raises ImageError."""
-        return self.tag_decoded(decode(data, self.limits))
+        return self.tag_decoded(decode(data, self.limits, min_side=self.min_side))
 
     def tag_file(self, path: str | Path) -> TagResult:
         """tag_bytes() for a file; an oversized file is refused before it is read."""
-        return self.tag_decoded(decode_file(path, self.limits))
+        return self.tag_decoded(decode_file(path, self.limits, min_side=self.min_side))
 
 
 __all__ = ["TagResult", "Tagger"]

@@ -16,10 +16,10 @@ import logging
 import shutil
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from autotag.config import Settings
+from autotag.storage import credentials
 from autotag.storage.blobs import BlobError, BlobStore, validate_id
 
 log = logging.getLogger("autotag.blob_service")
@@ -98,11 +98,6 @@ class BlobHandler(BaseHTTPRequestHandler):
             shutil.copyfileobj(fh, self.wfile, 1 << 20)
 
 
-def read_token(path: Path) -> str:
-    """The cluster's blob token from its file (written by the blob service daemon)."""
-    return path.read_text().strip()
-
-
 def serve(settings: Settings) -> None:
     """Run the blob service for these settings until killed."""
     logging.basicConfig(
@@ -111,7 +106,7 @@ def serve(settings: Settings) -> None:
     server = BlobServer(
         (settings.listen_host, settings.port(settings.blob_port)),
         BlobStore(settings.blob_dir),
-        read_token(settings.blob_token_file),
+        credentials.read(settings.run_dir, credentials.BLOB),
     )
     log.info(
         "blob service on http://%s:%d/ serving %s", *server.server_address[:2], settings.blob_dir

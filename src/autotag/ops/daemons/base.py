@@ -1,12 +1,16 @@
 """A long-running local service that autotag starts, watches and stops.
 
 Each daemon has a pid file and a log file under the run directory, a port it must own,
-and a health check. ``stop`` only ever signals a pid this project wrote down itself.
+and a health check. ``stop`` only ever signals a process this project started itself: the
+pid file records the process' start time too, so a pid the kernel has since given to another
+process is never signalled.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +21,9 @@ from pathlib import Path
 
 from autotag.config import Settings
 from autotag.errors import ServiceError
+from autotag.ops import run_dir
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -26,6 +33,55 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def ephemeral_range() -> tuple[int, int] | None:
+    """The kernel's range of local ports for outgoing connections (None if unknown)."""
+    try:
+        low, high = (int(x) for x in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse ports inside the ephemeral range: any outgoing connection may take them first."""
+    span = ephemeral_range()
+    if span is None:
+        return
+    low, high = span
+    inside = {name: p for name, p in settings.ports.items() if low <= p <= high}
+    if inside:
+        listed = ", ".join(f"{name} {p}" for name, p in sorted(inside.items(), key=lambda x: x[1]))
+        raise ServiceError(
+            f"port offset {settings.port_offset} puts ports inside the kernel's ephemeral range "
+            f"{low}-{high} ({EPHEMERAL_RANGE_FILE}), where outgoing connections take their local "
+            f"ports, so a service can find its port taken at any moment ({listed}); choose an "
+            f"AUTOTAG_PORT_OFFSET that keeps every port below {low}"
+        )
+
+
+def listener_pids(host: str, port: int) -> list[int]:
+    """Pids of the processes listening on port (any address); -1 for one we may not see."""
+    if shutil.which("ss") is None:
+        return [-1] if port_open(host, port) else []
+    out = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    pids: list[int] = []
+    for line in out.splitlines():
+        found = [int(x) for x in re.findall(r"pid=(\d+)", line)]
+        pids.extend(found or [-1])
+    return pids
+
+
+def process_start_time(pid: int) -> str | None:
+    """The process' start time in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def pid_alive(pid: int) -> bool:
@@ -110,11 +166,29 @@ class Daemon:
 
     # -- lifecycle ---------------------------------------------------------------------
     def pid(self) -> int | None:
+        """The daemon's pid if the process in the pid file is alive and is the one we started."""
         try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+            fields = self.pid_file.read_text().split()
+            pid = int(fields[0])
+        except (OSError, ValueError, IndexError):
             return None
-        return pid if pid_alive(pid) else None
+        if not pid_alive(pid):
+            return None
+        if len(fields) > 1:
+            return pid if process_start_time(pid) == fields[1] else None
+        # A pid file from before start times were recorded: trust it only if the process
+        # belongs to this run dir.
+        return pid if self.owns(pid) else None
+
+    def owns(self, pid: int) -> bool:
+        """True if the process belongs to this run dir (its command line or environment)."""
+        marker = str(self.settings.run_dir).encode()
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        return marker + b"/" in cmdline or b"AUTOTAG_RUN_DIR=" + marker in environ
 
     def status(self) -> Status:
         pid = self.pid()
@@ -128,6 +202,8 @@ class Daemon:
 
     def start(self, wait: bool = True) -> Status:
         """Start if not running (idempotent); wait until healthy when asked."""
+        run_dir.prepare(self.settings.run_dir)
+        check_ports(self.settings)
         current = self.status()
         if current.pid is not None:
             if wait:
@@ -154,10 +230,11 @@ class Daemon:
                     env=env,
                     cwd=str(self.settings.run_dir),
                     start_new_session=True,
+                    umask=0o077,  # what a daemon writes is its user's alone
                 )
             except FileNotFoundError as exc:
                 raise ServiceError(f"{self.name}: cannot run {argv[0]!r}: {exc.strerror}") from exc
-        self.pid_file.write_text(f"{proc.pid}\n")
+        self.pid_file.write_text(f"{proc.pid} {process_start_time(proc.pid)}\n")
         if wait:
             self.wait_healthy(proc)
         return self.status()

@@ -2,9 +2,24 @@
 
 PostgreSQL refuses to run as root; when autotag runs as root (CI, containers) the cluster
 belongs to the ``postgres`` system user and is started through ``runuser``. A normal user
-owns their own cluster. It listens on 127.0.0.1 only, with trust auth for local users; on a
-multi-host cluster it listens on the host's own cluster address and accepts password (SCRAM)
-logins from ``settings.cluster_network`` only.
+owns their own cluster. It listens on ``settings.listen_host`` only (127.0.0.1 on one
+machine, the host's own cluster address on a multi-host cluster, never a wildcard) and every
+connection, TCP or Unix socket, needs a password (scram-sha-256); TCP logins come from this
+host's own addresses or, on a multi-host cluster, from ``settings.cluster_network``. Two roles, each with a generated password in a
+0600 file under ``<run_dir>/secrets``:
+
+- ``autotag_owner`` (``settings.postgres_owner``), the cluster's bootstrap superuser: owns
+  the database and schema, runs migrations and installs the C ``dot_product`` function;
+  used only by ``autotag cluster up`` (and ``autotag sql-functions``).
+- ``autotag`` (``settings.postgres_user``): what the CLI, the bolts and the HTTP side use;
+  no superuser, no DDL, reads and writes the tables only.
+
+``psql service=autotag`` works with ``PGSERVICEFILE=<run_dir>/secrets/pg_service.conf``,
+written here with the matching ``pgpass`` file.
+
+A cluster made by an older autotag (trust authentication, the application user as its
+superuser) is converted in place at its next start: its superuser is renamed to the owner
+role and given a password, the application role is created, then trust is gone.
 """
 
 from __future__ import annotations
@@ -17,10 +32,30 @@ import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from autotag.config import Settings
 from autotag.errors import ServiceError
+from autotag.ops import run_dir
 from autotag.ops.daemons.base import Daemon
+from autotag.storage import credentials
+
+# Every connection authenticates; TCP logins come from this host's own addresses (samehost)
+# or from the cluster network of a multi-host cluster.
+HBA = """\
+# Written by autotag (ops/daemons/postgres.py) at every start: edits are replaced.
+# TYPE  DATABASE  USER  ADDRESS   METHOD
+local   all       all             scram-sha-256
+host    all       all   samehost  scram-sha-256
+"""
+# While converting an older trust cluster: trust only on the Unix socket, which lives in the
+# data directory (mode 0700: reachable by the server's user and root only).
+HBA_CONVERTING = """\
+# Written by autotag while converting a trust-auth cluster; replaced when done.
+local   all       all             trust
+host    all       all   samehost  scram-sha-256
+"""
+_CONVERTER = "autotag_converter"
 
 
 def pg_bin(tool: str) -> str:
@@ -32,72 +67,117 @@ def pg_bin(tool: str) -> str:
     return found
 
 
-def _run_as_user() -> str | None:
-    return "postgres" if os.geteuid() == 0 else None
+def service_file(settings: Settings) -> Path:
+    """libpq's service file for ``psql service=autotag`` (set PGSERVICEFILE to it)."""
+    return credentials.secrets_dir(settings.run_dir) / "pg_service.conf"
 
 
-_HBA_MARK = "# autotag: cluster network (managed by autotag; rewritten on every start)"
+def pgpass_file(settings: Settings) -> Path:
+    return credentials.secrets_dir(settings.run_dir) / "pgpass"
 
 
 class PostgresDaemon(Daemon):
-    def __init__(self, settings: Settings, password: str | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(settings, name="postgres", port=settings.port(settings.postgres_port))
         self.stop_signal = signal.SIGINT  # "fast" shutdown: does not wait for bolts' sessions
-        # The role's password for logins from other hosts; libpq clients read PGPASSWORD.
-        self.password = password if password is not None else os.environ.get("PGPASSWORD")
 
     @property
     def data_dir(self) -> Path:
         return self.settings.data_dir / "postgres"
 
     def preexec_user(self) -> Sequence[str]:
-        user = _run_as_user()
+        user = run_dir.server_user()
         return ("runuser", "-u", user, "--") if user else ()
 
     def prepare(self) -> None:
-        self._initdb()
-        self._write_cluster_hba()
+        s = self.settings
+        owner_password = credentials.ensure(s.run_dir, credentials.POSTGRES_OWNER)
+        credentials.ensure(s.run_dir, credentials.POSTGRES_APP)
+        if not (self.data_dir / "PG_VERSION").is_file():
+            self._initdb(owner_password)
+        self._write_server_file("pg_hba.conf", self._hba(HBA_CONVERTING if self._trusts() else HBA))
+        self._write_client_files()
 
-    def _write_cluster_hba(self) -> None:
-        """pg_hba.conf's last lines: SCRAM logins from the cluster network, or nothing."""
+    def _hba(self, base: str) -> str:
+        """pg_hba.conf: ``base``, plus SCRAM logins from the cluster network if there is one."""
         network = self.settings.cluster_network
-        if network and not self.password:
-            raise ServiceError(
-                f"cluster_network is {network}: Postgres needs a password for logins from it"
-            )
-        hba = self.data_dir / "pg_hba.conf"
-        text = hba.read_text()
-        kept = text.split("\n" + _HBA_MARK)[0].rstrip("\n") + "\n"
-        if network:
-            kept += f"\n{_HBA_MARK}\nhost all all {network} scram-sha-256\n"
-        if kept != text:
-            hba.write_text(kept)
+        return base + (f"host    all       all   {network}  scram-sha-256\n" if network else "")
 
-    def _initdb(self) -> None:
-        user = _run_as_user()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if (self.data_dir / "PG_VERSION").is_file():
-            return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if user:
-            pw = pwd.getpwnam(user)
-            os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
+    def _trusts(self) -> bool:
+        """True for a cluster made with trust authentication (by an older autotag)."""
+        try:
+            lines = (self.data_dir / "pg_hba.conf").read_text().splitlines()
+        except OSError:
+            return False
+        rules = [ln.split() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        return any(rule[-1] == "trust" for rule in rules)
+
+    def _initdb(self, owner_password: str) -> None:
+        user = run_dir.server_user()
+        owner = pwd.getpwnam(user) if user else None
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if owner:
+            os.chown(self.data_dir, owner.pw_uid, owner.pw_gid)
         os.chmod(self.data_dir, 0o700)
+        # initdb reads the owner's password from a file the server's user can read: next to
+        # the data directory, 0600, removed right after.
+        pwfile = self.settings.data_dir / ".initdb-password"
+        pwfile.unlink(missing_ok=True)
+        credentials.write_private(pwfile, owner_password + "\n")
+        if owner:
+            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
         cmd = [
             *self.preexec_user(),
             pg_bin("initdb"),
             "-D",
             str(self.data_dir),
             "-U",
-            self.settings.postgres_user,
-            "--auth=trust",
+            self.settings.postgres_owner,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
             "--encoding=UTF8",
             "--locale=C",
         ]
-        with open(self.log_file, "ab") as log:
-            result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+        try:
+            with open(self.log_file, "ab") as log:
+                result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise ServiceError(f"initdb failed (status {result.returncode}); see {self.log_file}")
+
+    def _write_server_file(self, name: str, text: str) -> None:
+        """A config file in the data directory, owned by the server's user, mode 0600."""
+        target = self.data_dir / name
+        credentials.write_private(target, text)
+        user = run_dir.server_user()
+        if user:
+            pw = pwd.getpwnam(user)
+            os.chown(target, pw.pw_uid, pw.pw_gid)
+
+    def _write_client_files(self) -> None:
+        """pgpass and a service file, so ``psql service=autotag`` needs no typing."""
+        s = self.settings
+        where = f"{s.host}:{self.port}"
+        roles = [
+            ("autotag", s.postgres_user, credentials.POSTGRES_APP),
+            ("autotag_owner", s.postgres_owner, credentials.POSTGRES_OWNER),
+        ]
+        credentials.write_private(
+            pgpass_file(s),
+            "".join(
+                f"{where}:*:{role}:{credentials.read(s.run_dir, secret)}\n"
+                for _service, role, secret in roles
+            ),
+        )
+        credentials.write_private(
+            service_file(s),
+            "".join(
+                f"[{service}]\nhost={s.host}\nport={self.port}\ndbname={s.postgres_db}\n"
+                f"user={role}\npassfile={pgpass_file(s)}\n\n"
+                for service, role, _secret in roles
+            ),
+        )
 
     def argv(self) -> Sequence[str]:
         return [
@@ -111,6 +191,8 @@ class PostgresDaemon(Daemon):
             "-c",
             f"unix_socket_directories={self.data_dir}",
             "-c",
+            "password_encryption=scram-sha-256",
+            "-c",
             "max_connections=200",
             "-c",
             "shared_buffers=256MB",
@@ -120,35 +202,102 @@ class PostgresDaemon(Daemon):
             "synchronous_commit=on",
         ]
 
-    def _ensure_database(self) -> None:
+    def _owner_connection(self, dbname: str = "postgres") -> Any:
         import psycopg
 
         s = self.settings
-        # Over the Unix socket (trust for the local user): it works before the role has the
-        # password that TCP logins from the cluster network need.
-        with psycopg.connect(
+        return psycopg.connect(
+            host=s.listen_host,
+            port=self.port,
+            dbname=dbname,
+            user=s.postgres_owner,
+            password=credentials.read(s.run_dir, credentials.POSTGRES_OWNER),
+            autocommit=True,
+            connect_timeout=3,
+        )
+
+    def _socket_connection(self, user: str) -> Any:
+        """Over the Unix socket in the data directory (trusted only while converting)."""
+        import psycopg
+
+        return psycopg.connect(
             host=str(self.data_dir),
             port=self.port,
             dbname="postgres",
-            user=s.postgres_user,
+            user=user,
             autocommit=True,
-            connect_timeout=3,
-        ) as conn:
-            if self.password:
-                from psycopg import sql as pgsql
+            connect_timeout=5,
+        )
 
-                conn.execute(
-                    pgsql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                        pgsql.Identifier(s.postgres_user), pgsql.Literal(self.password)
+    def start(self, wait: bool = True) -> Any:
+        status = super().start(wait=wait)
+        if wait:
+            if self._trusts():
+                self._convert_trust_cluster()
+            self.ensure_roles()
+        return status
+
+    def _convert_trust_cluster(self) -> None:
+        """Its bootstrap superuser (named like the application role) becomes the owner role,
+        with the owner's password; then every connection needs a password."""
+        import psycopg
+        from psycopg import sql
+
+        s = self.settings
+        over_socket = self._socket_connection
+        try:
+            conn = over_socket(s.postgres_owner)  # renamed already (an interrupted conversion)
+        except psycopg.OperationalError:
+            with over_socket(s.postgres_user) as old:  # the session user cannot rename itself
+                old.execute(sql.SQL("CREATE ROLE {} SUPERUSER LOGIN").format(
+                    sql.Identifier(_CONVERTER)))  # fmt: skip
+            with over_socket(_CONVERTER) as conv:
+                conv.execute(
+                    sql.SQL("ALTER ROLE {} RENAME TO {}").format(
+                        sql.Identifier(s.postgres_user), sql.Identifier(s.postgres_owner)
                     )
                 )
-            exists = conn.execute(
+            conn = over_socket(s.postgres_owner)
+        with conn:
+            password = credentials.read(s.run_dir, credentials.POSTGRES_OWNER)
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                    sql.Identifier(s.postgres_owner), sql.Literal(password)
+                )
+            )
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(_CONVERTER)))
+            self._write_server_file("pg_hba.conf", self._hba(HBA))
+            conn.execute("SELECT pg_reload_conf()")
+
+    def ensure_roles(self) -> None:
+        """The application role (no superuser, its password from the file) and the database,
+        owned by the owner role, that only the two roles may connect to. Idempotent."""
+        from psycopg import sql
+
+        s = self.settings
+        app = sql.Identifier(s.postgres_user)
+        password = sql.Literal(credentials.read(s.run_dir, credentials.POSTGRES_APP))
+        with self._owner_connection() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (s.postgres_user,))
+            verb = "ALTER" if exists.fetchone() else "CREATE"
+            conn.execute(
+                sql.SQL(
+                    "{} ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                    "NOBYPASSRLS PASSWORD {}"
+                ).format(sql.SQL(verb), app, password)
+            )
+            db = sql.Identifier(s.postgres_db)
+            found = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)
             ).fetchone()
-            if not exists:
-                from psycopg import sql
-
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(s.postgres_db)))
+            if not found:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        db, sql.Identifier(s.postgres_owner)
+                    )
+                )
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, app))
 
     def check(self) -> str | None:
         problem = super().check()
@@ -157,7 +306,16 @@ class PostgresDaemon(Daemon):
         import psycopg
 
         try:
-            self._ensure_database()
+            if self._trusts():  # being converted: no owner password yet, the socket trusts
+                try:
+                    conn = self._socket_connection(self.settings.postgres_owner)
+                except psycopg.OperationalError:
+                    conn = self._socket_connection(self.settings.postgres_user)
+                with conn:
+                    conn.execute("SELECT 1")
+            else:
+                with self._owner_connection() as conn:
+                    conn.execute("SELECT 1")
         except psycopg.Error as exc:
             return f"not answering queries: {str(exc).strip().splitlines()[0]}"
         return None

@@ -1,7 +1,10 @@
-"""A project-local Redis (queue of photos), on 127.0.0.1 with an append-only file.
+"""A project-local Redis (queue of photos) with an append-only file.
 
-With a password (``settings.redis_password``) it also accepts clients from other hosts on
-the host's own cluster address; without one, Redis' protected mode keeps it loopback-only.
+It requires a password (``requirepass``), generated once into ``<run_dir>/secrets`` and
+written into a 0600 config file, never on the command line where ``ps`` would show it. It
+binds ``settings.listen_host``: 127.0.0.1 on one machine, the host's own cluster address on a
+multi-host cluster (never a wildcard), where other hosts' workers log in with the same
+password file (copied with ``secrets/``).
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autotag.config import Settings
-from autotag.errors import ServiceError
 from autotag.ops.daemons.base import Daemon
+from autotag.storage import credentials
 
 
 class RedisDaemon(Daemon):
@@ -28,15 +31,18 @@ class RedisDaemon(Daemon):
         return self.settings.run_dir / "conf" / "redis.conf"
 
     def prepare(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.conf_file.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.conf_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        password = credentials.ensure(self.settings.run_dir, credentials.REDIS)
         # appendfsync everysec: an acknowledged upload survives a Redis crash (≤1 s window
         # covered by the Postgres 'queued' row, which `autotag retry --stuck` re-queues).
-        self.conf_file.write_text(
+        credentials.write_private(
+            self.conf_file,
             "\n".join(
                 [
                     f"bind {self.settings.listen_host}",
                     "protected-mode yes",
+                    f"requirepass {password}",
                     f"port {self.port}",
                     f"dir {self.data_dir}",
                     "daemonize no",
@@ -44,20 +50,10 @@ class RedisDaemon(Daemon):
                     "appendfsync everysec",
                     "save 60 1000",
                     "loglevel notice",
-                    *self._auth_lines(),
                     "",
                 ]
-            )
+            ),
         )
-        self.conf_file.chmod(0o600)  # it may hold the password
-
-    def _auth_lines(self) -> list[str]:
-        pw = self.settings.redis_password
-        if not pw:
-            return []
-        if any(c.isspace() or c in "\"'" for c in pw):
-            raise ServiceError("redis_password must not contain spaces or quotes")
-        return [f"requirepass {pw}"]
 
     def argv(self) -> Sequence[str]:
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -70,7 +66,11 @@ class RedisDaemon(Daemon):
         import redis
 
         try:
-            redis.Redis.from_url(self.settings.redis_url, socket_timeout=2).ping()
+            password = credentials.read(self.settings.run_dir, credentials.REDIS)
+            s = self.settings
+            redis.Redis(
+                host=s.listen_host, port=self.port, password=password, socket_timeout=2
+            ).ping()
         except redis.RedisError as exc:
             return f"PING failed: {exc}"
         return None

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autotag.config import Settings, child_env
-from autotag.ops.daemons.base import Daemon
+from autotag.errors import ServiceError
+from autotag.ops.daemons.base import Daemon, listener_pids
 from autotag.ops.daemons.storm_home import ensure_loopback_shim, java_bin
 
 # Deliberate reliability settings (see RELIABILITY.md): a photo that takes long must not get
@@ -188,11 +189,13 @@ class NimbusDaemon(_StormJvm):
 
 
 class SupervisorDaemon(_StormJvm):
+    """Up once its Thrift port is bound and Nimbus sees it with all its worker slots."""
+
     main_class = "org.apache.storm.daemon.supervisor.Supervisor"
     heap = "-Xmx256m"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="supervisor", port=None)
+        super().__init__(settings, name="supervisor", port=settings.port(settings.supervisor_port))
         self.start_timeout = 120.0
         env = child_env(settings)
         venv_bin = str(settings.venv / "bin")
@@ -200,7 +203,29 @@ class SupervisorDaemon(_StormJvm):
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.env_extra = env
 
+    @property
+    def slot_ports(self) -> list[int]:
+        return [self.settings.port(p) for p in self.settings.worker_ports]
+
+    def prepare(self) -> None:
+        super().prepare()
+        # A slot port another program holds would make every worker launched there die;
+        # this run's own workers (a Supervisor restart leaves them running) may hold theirs.
+        foreign = [
+            p
+            for p in self.slot_ports
+            if any(not self.owns(pid) for pid in listener_pids(self.settings.host, p))
+        ]
+        if foreign:
+            raise ServiceError(
+                f"supervisor: worker slot port(s) {', '.join(map(str, foreign))} already taken by "
+                "another process (stop it, or set AUTOTAG_PORT_OFFSET to move autotag's ports)"
+            )
+
     def check(self) -> str | None:
+        problem = super().check()
+        if problem:
+            return problem
         from autotag.ops.nimbus import NimbusClient
 
         try:
@@ -209,4 +234,7 @@ class SupervisorDaemon(_StormJvm):
             return f"cannot ask Nimbus whether it registered: {exc or type(exc).__name__}"
         if not info.supervisors:
             return "not registered with Nimbus yet"
+        slots = sum(int(sv.num_workers or 0) for sv in info.supervisors)
+        if slots < len(self.slot_ports):
+            return f"registered with {slots} of {len(self.slot_ports)} worker slots"
         return None

@@ -1,0 +1,234 @@
+"""The web page in a real headless browser (Debian's chromium, driven by Playwright) on the
+real cluster: the autotagger topology, Redis, Postgres and the web service as `autotag
+cluster up` starts it.
+
+What a person does: open the token URL; drop two real photos on the Upload page and watch
+them arrive tagged in the live feed; search one of their tags; open a photo and see its tags
+and similar photos; remove a tag and see the correction stored; look at Status, Topology and
+Models. Without the token every page and endpoint is refused. Each page's screenshot is saved
+under docs/screenshots/ (the README shows them).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from autotag.config import Settings
+from autotag.learning import samples
+from autotag.ops import cluster
+from autotag.ops.web_token import read_token
+
+pytestmark = pytest.mark.cluster
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+TAG_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def web(autotagger: Settings) -> Iterator[tuple[str, str]]:
+    """The web service started the way `autotag cluster up` starts it: (base url, token)."""
+    cluster.up(autotagger, cluster.WEB_DAEMONS, progress=lambda _m: None)
+    yield (
+        f"http://{autotagger.host}:{autotagger.port(autotagger.http_port)}",
+        read_token(autotagger.run_dir),
+    )
+    cluster.down(autotagger, cluster.WEB_DAEMONS, progress=lambda _m: None)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} missing: scripts/install-deps.sh installs Debian's chromium")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two real photos (scikit-image's cat and coffee), made new to this database by one
+    changed pixel, so they are queued and tagged now rather than found already tagged."""
+    out = tmp_path_factory.mktemp("web-photos")
+    made = []
+    for name in ("chelsea.png", "coffee.png"):
+        src = next(p for p in samples.package_photos() if p.name == name)
+        img = cv2.imread(str(src), cv2.IMREAD_COLOR)
+        img[0, 0] = np.frombuffer(uuid.uuid4().bytes[:3], np.uint8)
+        path = out / f"{src.stem}-{uuid.uuid4().hex[:6]}.jpg"
+        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        made.append(path)
+    return made
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def drop_files(page: Any, selector: str, files: list[Path]) -> None:
+    """Drag and drop files onto an element, as a person's file manager would."""
+    payload = [[p.name, base64.b64encode(p.read_bytes()).decode(), "image/jpeg"] for p in files]
+    transfer = page.evaluate_handle(
+        """(files) => {
+            const dt = new DataTransfer();
+            for (const [name, b64, type] of files) {
+                const bin = atob(b64);
+                const bytes = new Uint8Array(bin.length);
+                for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+                dt.items.add(new File([bytes], name, { type }));
+            }
+            return dt;
+        }""",
+        payload,
+    )
+    page.dispatch_event(selector, "dragover", {"dataTransfer": transfer})
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+def test_a_person_uses_the_page(
+    web: tuple[str, str], browser: Any, photos: list[Path], autotagger: Settings
+) -> None:
+    base, token = web
+    ids = [hashlib.sha256(p.read_bytes()).hexdigest() for p in photos]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+
+    # The address `autotag url` prints: a cookie, and no token left in the address bar.
+    response = page.goto(f"{base}/upload?token={token}")
+    assert response.status == 200
+    assert "token=" not in page.url
+    (cookie,) = [c for c in context.cookies() if c["name"] == "autotag_token"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+    # Upload: drop two photos, see each one's progress finish and its tags in the live feed.
+    page.wait_for_selector("#feed-state:has-text('connected')")
+    drop_files(page, "#drop", photos)
+    for pid in ids:
+        item = page.wait_for_selector(f'#feed .item[data-photo="{pid}"]', timeout=TAG_TIMEOUT_MS)
+        assert item.query_selector(".tags"), item.inner_text()  # tagged, not failed
+    rows = page.query_selector_all("#uploads tr")
+    assert len(rows) == 2 and all(r.query_selector(".state").inner_text() == "tagged" for r in rows)
+    assert all(r.query_selector("progress").get_attribute("value") == "100" for r in rows)
+    shot(page, "upload")
+
+    cat_tags = page.request.get(f"{base}/photos/{ids[0]}").json()["tags"]
+    assert cat_tags, "the cat photo got no tag"
+    tag = cat_tags[0]["tag"]
+
+    # Search: autocomplete offers the tag, the grid shows the photo.
+    page.goto(f"{base}/")
+    page.fill("#tag-box", tag[:3])
+    page.wait_for_function(
+        "(t) => [...document.querySelectorAll('#suggestions option')].some(o => o.value === t)",
+        arg=tag,
+    )
+    page.fill("#tag-box", tag)
+    page.press("#tag-box", "Enter")
+    page.wait_for_selector(f'#results a[href="/photo/{ids[0]}"]')
+    assert page.query_selector(f'#results a[href="/photo/{ids[0]}"] img').evaluate(
+        "img => img.complete && img.naturalWidth > 0 && img.naturalWidth <= 320"
+    )
+    assert "photo" in page.inner_text("#result-count")
+    shot(page, "search")
+
+    # Photo: its tags with scores, similar photos (the dot-product ranking the API gives).
+    page.click(f'#results a[href="/photo/{ids[0]}"]')
+    page.wait_for_selector(f'#tags tr[data-tag="{tag}"]')
+    cards = [c.get_attribute("href") for c in page.query_selector_all("#similar .card")]
+    ranked = page.request.get(f"{base}/similar/{ids[0]}?top=12").json()["results"]
+    assert cards and cards == [f"/photo/{r['photo_id']}" for r in ranked]
+    assert f"/photo/{ids[0]}" not in cards
+    shot(page, "photo")
+
+    # A correction: remove the tag; the page shows it, and it is stored as a label.
+    page.click(f'#tags tr[data-tag="{tag}"] button.remove')
+    page.wait_for_selector(f'#tags tr.removed[data-tag="{tag}"]')
+    assert tag in page.inner_text("#labels")
+    labels = page.request.get(f"{base}/photos/{ids[0]}/labels").json()["labels"]
+    assert [(x["tag"], x["positive"]) for x in labels] == [(tag, False)]
+    assert f"{tag},{ids[0]},FALSE" in page.request.get(f"{base}/labels.csv").text()
+
+    # Status: services, the topology (deactivate, activate again), queue, failures.
+    page.goto(f"{base}/status")
+    assert "healthy" in page.inner_text("#status")
+    page.click("#topologies button:has-text('deactivate')")
+    page.wait_for_selector("#topologies .topo-status:has-text('INACTIVE')")
+    page.click("#topologies button:has-text('activate')")
+    page.wait_for_selector("#topologies .topo-status:text-is('ACTIVE')")
+    shot(page, "status")
+
+    # Topology: Storm UI's table of spouts and bolts, and its REST paths. Storm 2's Nimbus
+    # may have no executor figures for the topology (see ops/component_stats.py); the page
+    # must then say so rather than show zeros as if they were measured.
+    topo = page.request.get(f"{base}/api/v1/topology/autotagger?window=600").json()
+    assert [s["spoutId"] for s in topo["spouts"]] == ["photos"]
+    assert sorted(b["boltId"] for b in topo["bolts"]) == ["autotag", "db_writer"]
+    comp = page.request.get(f"{base}/api/v1/topology/autotagger/component/db_writer").json()
+    assert comp["componentType"] == "bolt" and comp["executors"] == 1
+    assert [w["window"] for w in comp["boltStats"]] == ["600", "10800", "86400", ":all-time"]
+    page.goto(f"{base}/topology/autotagger?window=:all-time")
+    bolts, spouts = page.inner_text("#bolts"), page.inner_text("#spouts")
+    assert "autotag" in bolts and "db_writer" in bolts and "photos" in spouts
+    if topo["statsReported"]:
+        all_time = next(w for w in comp["boltStats"] if w["window"] == ":all-time")
+        assert all_time["executed"] >= 2
+    else:
+        assert "no executor figures" in page.inner_text("#no-stats")
+    shot(page, "topology")
+
+    page.goto(f"{base}/models")
+    assert "active" in page.inner_text("#models")
+    shot(page, "models")
+    context.close()
+
+
+def test_without_the_token_everything_is_refused(web: tuple[str, str], browser: Any) -> None:
+    base, token = web
+    context = browser.new_context()
+    page = context.new_page()
+    pid = "0" * 64
+    for path in ("/", "/upload", "/status", "/topology", "/models", f"/photo/{pid}", "/docs"):
+        response = page.goto(base + path)
+        assert response.status == 401, path
+        assert "autotag url" in page.inner_text("body")
+    for path in (
+        "/stats",
+        "/healthz",
+        "/live",
+        f"/photos/{pid}",
+        "/labels.csv",
+        "/api/status",
+        "/api/v1/topology/autotagger",
+        "/openapi.json",
+        "/static/app.js",
+    ):
+        assert page.request.get(base + path).status == 401, path
+    r = page.request.post(
+        f"{base}/photos", data=b"\xff\xd8\xff", headers={"Content-Type": "image/jpeg"}
+    )
+    assert r.status == 401
+    r = page.request.get(f"{base}/stats", headers={"Authorization": "Bearer " + "x" * len(token)})
+    assert r.status == 401
+    context.close()

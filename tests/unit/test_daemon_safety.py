@@ -1,0 +1,157 @@
+"""Daemon lifecycle safety, without starting the services: a private run dir, pid files
+that cannot make `stop` signal a stranger, ports outside the kernel's ephemeral range, a
+Supervisor that does not start on taken ports, and a submit that fails fast (with Nimbus's
+reason) when the topology cannot be scheduled.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from autotag.config import Settings, load_settings
+from autotag.errors import ServiceError
+from autotag.ops import cluster, run_dir
+from autotag.ops.daemons.base import ephemeral_range, process_start_time
+from autotag.ops.daemons.redis import RedisDaemon
+from autotag.ops.daemons.storm import SupervisorDaemon
+from autotag.ops.topology import wait_scheduled
+
+OFFSET = int(os.environ.get("AUTOTAG_TEST_PORT_OFFSET", "20000")) + 29
+
+
+def settings_for(run: Path, offset: int = OFFSET) -> Settings:
+    return load_settings(
+        {**os.environ, "AUTOTAG_RUN_DIR": str(run), "AUTOTAG_PORT_OFFSET": str(offset)}
+    )
+
+
+@pytest.fixture
+def stranger() -> Iterator[subprocess.Popen[bytes]]:
+    """A process autotag did not start (its own session, like a daemon's)."""
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_run_dir_is_private(tmp_path: Path) -> None:
+    """Item 3: the run dir is 0700 (0710 with group postgres when root: the server must pass
+    through to its data), and so are its folders; an existing 0755 one is tightened."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    run.chmod(0o755)
+    run_dir.prepare(run)
+    mode = stat.S_IMODE(run.stat().st_mode)
+    if os.geteuid() == 0:
+        assert mode == 0o710 and run.stat().st_gid == run_dir.server_gid()
+        assert stat.S_IMODE((run / "data").stat().st_mode) == 0o710
+    else:
+        assert mode == 0o700
+    for sub in ("logs", "pids", "conf", "secrets"):
+        assert stat.S_IMODE((run / sub).stat().st_mode) == 0o700, sub
+
+
+def test_daemons_refuse_a_run_dir_others_can_write(tmp_path: Path) -> None:
+    """Item 3: someone else could have planted a pid file, a config or a link in it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    run.chmod(0o777)
+    s = settings_for(run)
+    try:
+        with pytest.raises(ServiceError, match=r"writable by other users \(mode 0777\)"):
+            RedisDaemon(s).start()
+        with pytest.raises(ServiceError, match="writable by other users"):
+            cluster.up(s, ["redis"], progress=lambda _m: None)
+        assert not (run / "pids").exists()
+    finally:
+        RedisDaemon(s).stop()
+
+
+def test_stop_never_signals_a_process_it_did_not_start(
+    tmp_path: Path, stranger: subprocess.Popen[bytes]
+) -> None:
+    """Item 14: a pid file whose pid now belongs to another process (pid reuse) is stale."""
+    d = RedisDaemon(settings_for(tmp_path / "run"))
+    d.pid_file.parent.mkdir(parents=True)
+    started = process_start_time(stranger.pid)
+    assert started is not None
+    d.pid_file.write_text(f"{stranger.pid} {int(started) + 1}\n")  # another process' start
+    assert d.pid() is None and d.stop() is False
+    d.pid_file.write_text(f"{stranger.pid}\n")  # an old-style pid file: not of this run dir
+    assert d.pid() is None and d.stop() is False
+    assert stranger.poll() is None, "stop() signalled a process autotag did not start"
+    d.pid_file.write_text(f"{stranger.pid} {started}\n")  # the very process we started
+    assert d.pid() == stranger.pid and d.stop(timeout=5) is True
+    assert stranger.wait(5) is not None
+
+
+def test_ports_inside_the_ephemeral_range_are_refused(tmp_path: Path) -> None:
+    """Item 15: an outgoing connection can take such a port at any moment (a Supervisor died
+    at start with "36628 is not available" while `cluster up` called it up)."""
+    span = ephemeral_range()
+    if span is None:
+        pytest.skip("no /proc/sys/net/ipv4/ip_local_port_range")
+    low, high = span
+    if high - low < 7000:
+        pytest.skip(f"ephemeral range {low}-{high} too narrow for this test")
+    s = settings_for(tmp_path / "run", offset=low + 100 - 2181)
+    try:
+        with pytest.raises(
+            ServiceError, match=rf"inside the kernel's ephemeral range {low}-{high}"
+        ):
+            RedisDaemon(s).start()
+        with pytest.raises(ServiceError, match=rf"keeps every port below {low}"):
+            cluster.preflight(s)
+    finally:
+        RedisDaemon(s).stop()
+
+
+@pytest.mark.parametrize("which", ["worker slot", "thrift"])
+def test_supervisor_does_not_start_on_taken_ports(tmp_path: Path, which: str) -> None:
+    """Item 15: a slot port or its Thrift port held by another program is refused up front,
+    instead of a Supervisor that dies after `cluster up` reported it up."""
+    s = settings_for(tmp_path / "run")
+    port = s.port(s.worker_ports[1] if which == "worker slot" else s.supervisor_port)
+    try:
+        with socket.socket() as blocker:
+            blocker.bind((s.host, port))
+            blocker.listen(1)
+            with pytest.raises(ServiceError, match=rf"{port}.* already taken by another process"):
+                SupervisorDaemon(s).start()
+    finally:
+        SupervisorDaemon(s).stop()
+
+
+class FakeNimbus:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def cluster_info(self) -> SimpleNamespace:
+        topo = SimpleNamespace(name="autotagger", num_workers=self.workers, sched_status=None)
+        sup = SimpleNamespace(num_workers=2, num_used_workers=2)
+        return SimpleNamespace(topologies=[topo], supervisors=[sup])
+
+
+def test_an_unschedulable_topology_fails_fast_with_nimbus_reason(tmp_path: Path) -> None:
+    """Item 15: instead of waiting forever (7 minutes without a word), the submit gives up
+    with what Nimbus says: its log line and the free slots."""
+    s = settings_for(tmp_path / "run")
+    log = s.log_dir / "storm" / "nimbus.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "2026-11-29 12:00:00.000 o.a.s.s.EvenScheduler [WARN] "
+        "No available slots for topology: autotagger\n"
+    )
+    with pytest.raises(ServiceError) as err:
+        wait_scheduled(s, "autotagger", timeout=0.3, client=FakeNimbus(workers=0))
+    assert "No available slots for topology: autotagger" in str(err.value)
+    assert "0 of 2 worker slots free" in str(err.value)
+    wait_scheduled(s, "autotagger", timeout=0.3, client=FakeNimbus(workers=1))
