@@ -17,6 +17,7 @@ APT_PACKAGES=(
   opencv-doc                                       # sample photos (concept thresholds), video clips (vtest.avi)
   chromium                                         # the web page's browser tests (Playwright drives it)
   curl procps iproute2
+  docker-compose                                   # `docker-compose config` checks docker/ (no engine needed)
 )
 
 missing=()
@@ -55,11 +56,12 @@ fi
 echo "==> Storm storm.home (Maven Central) and Flux"
 "$VENV/bin/python" - <<'PY'
 from autotag.config import settings
-from autotag.ops.daemons.storm_home import ensure_loopback_shim, ensure_storm_home
+from autotag.ops.daemons.storm_home import ensure_loopback_shim, ensure_storm_cli, ensure_storm_home
 from autotag.ops.topology import ensure_flux
 s = settings()
 print("   ", ensure_storm_home(s))
 print("   ", ensure_flux(s))
+print("   ", ensure_storm_cli(s))  # storm-core: the `storm` command's classes
 print("   ", ensure_loopback_shim(s))
 PY
 echo "==> Leiningen dependencies (for sparse submit's jar)"

@@ -33,6 +33,14 @@ class Autotag(Topology):
         "topology.max.spout.pending": 64,
         "topology.message.timeout.secs": 120,  # a photo not stored by then is replayed
         "topology.subprocess.timeout.secs": 120,  # a slow photo must not kill its bolt process
+        # Tuples between workers (on other hosts) are Kryo-serialised; multilang JSON turns a
+        # result's tag list, scores and vector into these classes, which Kryo must know.
+        "topology.kryo.register": [
+            "org.apache.storm.shade.net.minidev.json.JSONArray",
+            "org.apache.storm.shade.net.minidev.json.JSONObject",
+            "java.math.BigDecimal",
+            "java.math.BigInteger",
+        ],
         # An idle executor sleeps 1 ms at a time at once, instead of first waking up 1,000
         # times (Storm's default level 2): those wake-ups cost the worker JVM as much CPU per
         # photo as tagging it.

@@ -35,7 +35,19 @@ class Settings:
     home: Path
     run_dir: Path
     models_dir: Path
+    # Where this cluster's services (ZooKeeper, Nimbus, Redis, Postgres, blobs) are reached.
     host: str = "127.0.0.1"
+    # The address this host's own servers bind ("" = host): a host's cluster address on a
+    # multi-host cluster, 127.0.0.1 on one machine, never a wildcard.
+    bind_host: str = ""
+    # Redis' and Postgres' own host names where they differ from host (docker-compose: "" = host).
+    redis_host: str = ""
+    postgres_host: str = ""
+    # The private network of a multi-host cluster (CIDR, e.g. 10.20.0.0/24): Postgres accepts
+    # SCRAM logins from it ("" = one machine, loopback only).
+    cluster_network: str = ""
+    # The name other hosts reach this host's workers by (storm.local.hostname; "" = bind_host).
+    advertise_host: str = ""
     # Base ports; each is shifted by port_offset so a test cluster can run beside the user's.
     port_offset: int = 0
     zookeeper_port: int = 2181
@@ -46,6 +58,10 @@ class Settings:
     redis_port: int = 6380
     postgres_port: int = 5433
     http_port: int = 8090
+    blob_port: int = 8091
+    # Where workers read photo bytes: "" = this host's blob directory; http://HOST:PORT = the
+    # intake host's blob service (workers on other hosts).
+    blob_url: str = ""
     postgres_db: str = "autotag"
     postgres_user: str = "autotag"  # the application role: no superuser, no DDL
     postgres_owner: str = "autotag_owner"  # owns the schema: migrations, dot_product (C)
@@ -113,11 +129,37 @@ class Settings:
             "redis": self.redis_port,
             "postgres": self.postgres_port,
             "http": self.http_port,
+            "blobs": self.blob_port,
         }
         out = {k: self.port(v) for k, v in named.items()}
         for i, p in enumerate(self.worker_ports):
             out[f"worker{i}"] = self.port(p)
         return out
+
+    @property
+    def listen_host(self) -> str:
+        """The address this host's servers bind."""
+        return self.bind_host or self.host
+
+    @property
+    def local_hostname(self) -> str:
+        """The address this host advertises to the others (Storm's storm.local.hostname)."""
+        return self.advertise_host or self.listen_host
+
+    @property
+    def postgres_address(self) -> str:
+        """Where Postgres is reached (postgres_host where it differs from host)."""
+        return self.postgres_host or self.host
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.run_dir / "secrets"
+
+    @property
+    def blob_token_file(self) -> Path:
+        """The blob service's token: written by the service on the intake host, copied (with
+        the rest of secrets/) to a host that joins the cluster."""
+        return self.secrets_dir / "blob.password"  # storage.credentials' BLOB
 
     @property
     def data_dir(self) -> Path:
@@ -210,6 +252,11 @@ def child_env(s: Settings) -> dict[str, str]:
             "AUTOTAG_PORT_OFFSET": str(s.port_offset),
             "AUTOTAG_STORM_CACHE": str(s.storm_cache),
             "AUTOTAG_MAX_FILE_BYTES": str(s.max_file_bytes),
+            "AUTOTAG_HOST": s.host,
+            "AUTOTAG_BIND_HOST": s.bind_host,
+            "AUTOTAG_ADVERTISE_HOST": s.advertise_host,
+            "AUTOTAG_BLOB_URL": s.blob_url,
+            "AUTOTAG_CLUSTER_NETWORK": s.cluster_network,
             # Read once when OpenCV loads: its own pixel limit, matched to ours.
             "OPENCV_IO_MAX_IMAGE_PIXELS": str(s.max_pixels),
         }

@@ -21,8 +21,7 @@ from streamparse import Bolt
 
 from autotag.config import settings
 from autotag.pipeline.contract import FAILED, RESULT_FIELDS
-from autotag.pipeline.tag_step import ActiveTagger, TagStep
-from autotag.storage.blobs import BlobStore
+from autotag.pipeline.tag_step import ActiveTagger, TagStep, blob_reader
 from autotag.storage.photo_stream import PhotoStream
 
 # Fault injection for bench/chaos.py only: this photo kills the process tagging it.
@@ -53,7 +52,7 @@ class AutotagBolt(Bolt):
         timeout = int(stormconf.get("topology.message.timeout.secs", 120))
         self.step = TagStep(
             ActiveTagger(s),
-            BlobStore(s.blob_dir),
+            blob_reader(s),  # local blob directory, or the intake host's blob service
             PhotoStream(s),
             max_bytes=s.max_file_bytes,
             mark_ttl_secs=2 * timeout + 60,  # outlives a worker restart and a tuple timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -20,9 +21,28 @@ def cluster() -> None:
 
 @cluster.command()
 @click.argument("services", nargs=-1)
-def up(services: tuple[str, ...]) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["all", "supervisor"]),
+    default="all",
+    show_default=True,
+    help="supervisor: only a Supervisor that joins the cluster at --nimbus HOST.",
+)
+@click.option("--nimbus", "nimbus_host", help="With --role supervisor: the first host's address.")
+@click.option("--bind", "bind_host", default="", help="This host's own cluster address.")
+@click.option("--advertise", default="", help="The name other hosts reach this host by.")
+def up(
+    services: tuple[str, ...], role: str, nimbus_host: str | None, bind_host: str, advertise: str
+) -> None:
     """Start the cluster (or the named SERVICES); idempotent; waits until healthy."""
+    if role == "supervisor":
+        if not nimbus_host:
+            raise AutotagError("--role supervisor needs --nimbus HOST (the first host's address)")
+        _join(nimbus_host, bind_host, advertise)
+        return
     s = settings()
+    if bind_host or advertise:
+        s = dataclasses.replace(s, bind_host=bind_host or s.bind_host, advertise_host=advertise)
     t0 = time.monotonic()
     cluster_mod.up(s, services or None, progress=click.echo)
     click.echo(f"cluster healthy in {time.monotonic() - t0:.1f}s  (run dir {s.run_dir})")
@@ -31,6 +51,25 @@ def up(services: tuple[str, ...]) -> None:
     )
     if not services or "web" in services:
         click.echo("web page: `autotag url` prints its address with the login token")
+
+
+@cluster.command()
+@click.argument("host")
+@click.option("--bind", "bind_host", default="", help="This host's own cluster address.")
+@click.option("--advertise", default="", help="The name other hosts reach this host by.")
+def join(host: str, bind_host: str, advertise: str) -> None:
+    """Start a Supervisor on this host for the cluster whose services run on HOST.
+
+    Copy secrets/ from HOST's run directory first (the blob service's token).
+    """
+    _join(host, bind_host, advertise)
+
+
+def _join(host: str, bind_host: str, advertise: str) -> None:
+    t0 = time.monotonic()
+    s = cluster_mod.joining_settings(settings(), host, bind_host, advertise)
+    cluster_mod.join(s, progress=click.echo)
+    click.echo(f"joined {host} in {time.monotonic() - t0:.1f}s as {s.local_hostname}")
 
 
 @cluster.command()

@@ -6,6 +6,7 @@ data services (Redis, Postgres) before any topology runs. ``up`` is idempotent.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
@@ -15,6 +16,7 @@ from autotag.config import Settings, child_env
 from autotag.errors import ServiceError
 from autotag.ops import run_dir
 from autotag.ops.daemons.base import Daemon, Status, check_ports
+from autotag.ops.daemons.blob_service import BlobServiceDaemon
 from autotag.ops.daemons.postgres import PostgresDaemon
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon, ZooKeeperDaemon
@@ -108,6 +110,7 @@ def daemons(settings: Settings, names: Sequence[str] | None = None) -> list[Daem
         "ui": StormUiDaemon,
         "redis": RedisDaemon,
         "postgres": PostgresDaemon,
+        "blobs": BlobServiceDaemon,
         "web": WebDaemon,
     }
     wanted = list(names) if names else list(factories)
@@ -151,6 +154,48 @@ def up(
         if d.name == "postgres":  # schema first: the web service reads it
             prepare_database(settings, progress)
     return statuses
+
+
+def joining_settings(
+    settings: Settings, nimbus_host: str, bind_host: str = "", advertise_host: str = ""
+) -> Settings:
+    """Settings for a host that joins the cluster whose services run on ``nimbus_host``:
+    services reached there, photos read from its blob service, this host's servers bound to
+    its own cluster address."""
+    bind = bind_host or settings.bind_host
+    if not bind or bind in ("0.0.0.0", "::"):
+        raise ServiceError(
+            "joining a cluster needs this host's own cluster address: --bind ADDRESS "
+            "(or AUTOTAG_BIND_HOST); a wildcard is never used"
+        )
+    return dataclasses.replace(
+        settings,
+        host=nimbus_host,
+        bind_host=bind,
+        advertise_host=advertise_host or settings.advertise_host,
+        blob_url=settings.blob_url or f"http://{nimbus_host}:{settings.port(settings.blob_port)}",
+    )
+
+
+def join(settings: Settings, progress: Callable[[str], None] = print) -> list[Status]:
+    """Start this host's Supervisor (and nothing else) for the cluster at ``settings.host``.
+
+    Its workers reach ZooKeeper, Nimbus, Redis and Postgres there and read photos from its
+    blob service, with the token copied into this run directory's secrets/.
+    """
+    from autotag.ops.nimbus import NimbusClient
+
+    if not settings.blob_token_file.is_file():
+        raise ServiceError(
+            f"no blob token at {settings.blob_token_file}: copy secrets/ from the first host's "
+            "run directory (its workers need it to read photos)"
+        )
+    NimbusClient(settings).cluster_info()  # a clear "unreachable" now, not a silent Supervisor
+    progress(
+        f"joining the cluster at {settings.host} as {settings.local_hostname} "
+        f"(binding {settings.listen_host}; photos from {settings.blob_url})"
+    )
+    return up(settings, ["supervisor"], progress=progress)
 
 
 def prepare_database(settings: Settings, progress: Callable[[str], None] = print) -> None:

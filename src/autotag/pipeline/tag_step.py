@@ -5,8 +5,9 @@ exception, so Storm never replays it and its neighbours never pay for it. What n
 can catch (a native decoder crash, the OOM killer, a decode that never returns) takes the
 process down; so the photo is marked *in progress* in Redis while it is tagged, and after a
 crash the spout charges an attempt only to the photo that carried that mark
-(``pipeline.source``). The model follows ``models/ACTIVE``; a bundle that fails to load
-leaves the previous one serving.
+(``pipeline.source``). The one exception that does escape is a blob service that cannot be
+reached (a worker on another host): not the photo's fault, so Storm replays it. The model
+follows ``models/ACTIVE``; a bundle that fails to load leaves the previous one serving.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from autotag.config import Settings
-from autotag.errors import AutotagError
+from autotag.errors import AutotagError, ServiceError
 from autotag.pipeline.contract import PhotoResult
-from autotag.storage.blobs import BlobStore
+from autotag.storage import credentials
+from autotag.storage.blobs import BlobReader, BlobStore
+from autotag.storage.http_blobs import HttpBlobStore
 from autotag.vision.bundle import active_bundle_id
 from autotag.vision.decode import DecodeLimits
 from autotag.vision.features import FeatureOptions
@@ -55,6 +58,21 @@ def load_tagger(settings: Settings, bundle_id: str | None = None) -> Tagger:
         max_tags=settings.max_tags,
         reduced_decode=settings.reduced_decode,
     )
+
+
+def blob_reader(settings: Settings) -> BlobReader:
+    """Where this host's workers read photos: the local blob directory, or the intake host's
+    blob service when ``blob_url`` is set (with the token copied into secrets/)."""
+    if not settings.blob_url:
+        return BlobStore(settings.blob_dir)
+    try:
+        token = credentials.read(settings.run_dir, credentials.BLOB)
+    except ServiceError as exc:
+        raise ServiceError(
+            f"blob_url is {settings.blob_url} but its token cannot be read ({exc}): copy "
+            "secrets/ from the intake host's run directory"
+        ) from None
+    return HttpBlobStore(settings.blob_url, token)
 
 
 class ActiveTagger:
@@ -113,13 +131,17 @@ class ActiveTagger:
 
 
 def tag_photo(
-    tagger: Tagger, blobs: BlobStore, photo_id: str, max_bytes: int | None = None
+    tagger: Tagger, blobs: BlobReader, photo_id: str, max_bytes: int | None = None
 ) -> PhotoResult:
     """Tag one stored photo, found by its id and checked against it; any exception, whatever
-    its type, becomes a failed result with a reason."""
+    its type, becomes a failed result with a reason. A blob service that cannot be reached is
+    not the photo's fault: that ServiceError propagates, so Storm fails the tuple and replays
+    it."""
     try:
         data = blobs.read(photo_id, max_bytes)
         return PhotoResult.tagged(photo_id, tagger.tag_bytes(data))
+    except ServiceError:
+        raise
     except Exception as exc:  # noqa: BLE001 - one photo's failure must never crash the bolt
         return PhotoResult.failed(photo_id, _reason(exc))
 
@@ -150,7 +172,7 @@ class TagStep:
     def __init__(
         self,
         tagger: ActiveTagger,
-        blobs: BlobStore,
+        blobs: BlobReader,
         marks: WorkMarks,
         *,
         max_bytes: int | None = None,

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from autotag.checksums import CHUNK, bytes_sha256, file_sha256
 from autotag.errors import AutotagError
@@ -36,6 +36,12 @@ class BlobTooLarge(AutotagError):
 
 class BlobError(AutotagError):
     """A stored blob is missing, not a regular file, or its bytes do not match its id."""
+
+
+class BlobReader(Protocol):
+    """What a bolt reads photos through: this host's ``BlobStore`` or an ``HttpBlobStore``."""
+
+    def read(self, photo_id: str, max_bytes: int | None = None) -> bytes: ...
 
 
 def is_photo_id(value: str) -> bool:
@@ -87,11 +93,12 @@ class BlobStore:
     def exists(self, photo_id: str) -> bool:
         return self.path_for(photo_id).is_file()
 
-    def read(self, photo_id: str, max_bytes: int | None = None) -> bytes:
-        """A blob's bytes, verified against its id; BlobError if missing, odd or altered.
+    def open(self, photo_id: str, max_bytes: int | None = None) -> tuple[BinaryIO, int]:
+        """A blob's open file and size, for a reader that streams it (the blob service).
 
         The path is derived from the id, opened without following a symlink and without
-        blocking on a FIFO, and must be a regular file no larger than ``max_bytes``.
+        blocking on a FIFO, and must be a regular file no larger than ``max_bytes``. The
+        bytes are not checked against the id here: whoever consumes them does that.
         """
         path = self.path_for(photo_id)
         try:
@@ -102,14 +109,23 @@ class BlobStore:
             if exc.errno == errno.ELOOP:
                 raise BlobError(f"photo file is a symbolic link: {path}") from None
             raise BlobError(f"cannot open photo file {path}: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise BlobError(f"photo file is not a regular file: {path}")
-            if max_bytes is not None and st.st_size > max_bytes:
-                raise BlobError(f"photo file is larger than the {max_bytes}-byte limit: {path}")
+        fh = os.fdopen(fd, "rb")
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            fh.close()
+            raise BlobError(f"photo file is not a regular file: {path}")
+        if max_bytes is not None and st.st_size > max_bytes:
+            fh.close()
+            raise BlobError(f"photo file is larger than the {max_bytes}-byte limit: {path}")
+        return fh, st.st_size
+
+    def read(self, photo_id: str, max_bytes: int | None = None) -> bytes:
+        """A blob's bytes, verified against its id; BlobError if missing, odd or altered."""
+        fh, _size = self.open(photo_id, max_bytes)
+        with fh:
             data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
         if bytes_sha256(data) != validate_id(photo_id):
+            path = self.path_for(photo_id)
             raise BlobError(f"photo file does not match its id (altered or corrupt): {path}")
         return data
 

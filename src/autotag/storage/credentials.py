@@ -19,6 +19,7 @@ from autotag.errors import ServiceError
 POSTGRES_OWNER = "postgres-owner"  # owns the schema: migrations, dot_product (C)
 POSTGRES_APP = "postgres-app"  # what the CLI, bolts and HTTP side connect as
 REDIS = "redis"
+BLOB = "blob"  # the blob service's token: workers on other hosts read photos with it
 
 
 def secrets_dir(run_dir: Path) -> Path:

@@ -42,7 +42,7 @@ def service_error(settings: Settings, exc: BaseException) -> ServiceError:
     first = first_line(exc)
     if "failed: " in first:  # psycopg repeats the address: keep just the cause
         first = first.rsplit("failed: ", 1)[1]
-    where = f"{settings.host}:{settings.port(settings.postgres_port)}"
+    where = f"{settings.postgres_address}:{settings.port(settings.postgres_port)}"
     return ServiceError(f"Postgres at {where} is not answering: {first} (run `autotag cluster up`)")
 
 
@@ -79,7 +79,7 @@ def connect(
     )
     try:
         conn = psycopg.connect(
-            host=settings.host,
+            host=settings.postgres_address,
             port=settings.port(settings.postgres_port),
             dbname=dbname or settings.postgres_db,
             user=user,

@@ -44,7 +44,7 @@ def _s(value: Any) -> str:
 
 def service_error(settings: Settings, exc: BaseException) -> ServiceError:
     """A one-line ServiceError for a Redis connection failure."""
-    where = f"{settings.host}:{settings.port(settings.redis_port)}"
+    where = f"{settings.redis_host or settings.host}:{settings.port(settings.redis_port)}"
     cause = str(exc).strip() or type(exc).__name__
     m = re.search(r"connecting to \S+?\. (.+)$", cause)  # redis-py repeats the address
     if m:
@@ -68,7 +68,7 @@ def client(settings: Settings, *, check: bool = False) -> redis.Redis:
     from the run dir's secrets (ServiceError if there is none yet).
     """
     r = redis.Redis(
-        host=settings.host,
+        host=settings.redis_host or settings.host,
         port=settings.port(settings.redis_port),
         password=credentials.read(settings.run_dir, credentials.REDIS),
         db=0,

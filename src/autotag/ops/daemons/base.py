@@ -155,8 +155,9 @@ class Daemon:
 
     def check(self) -> str | None:
         """None when healthy, else the reason it is not."""
-        if self.port is not None and not port_open(self.settings.host, self.port):
-            return f"not accepting connections on {self.settings.host}:{self.port}"
+        host = self.settings.listen_host
+        if self.port is not None and not port_open(host, self.port):
+            return f"not accepting connections on {host}:{self.port}"
         return None
 
     def preexec_user(self) -> Sequence[str]:
@@ -193,7 +194,7 @@ class Daemon:
         pid = self.pid()
         if pid is None:
             reason = "not running"
-            if self.port is not None and port_open(self.settings.host, self.port):
+            if self.port is not None and port_open(self.settings.listen_host, self.port):
                 reason = f"not started by autotag, but port {self.port} is taken by another process"
             return Status(self.name, None, self.port, False, reason)
         problem = self.check()
@@ -208,9 +209,9 @@ class Daemon:
             if wait:
                 self.wait_healthy()
             return self.status()
-        if self.port is not None and port_open(self.settings.host, self.port):
+        if self.port is not None and port_open(self.settings.listen_host, self.port):
             raise ServiceError(
-                f"{self.name}: port {self.settings.host}:{self.port} is already taken by another "
+                f"{self.name}: port {self.settings.listen_host}:{self.port} is already taken by another "
                 "process (stop it, or set AUTOTAG_PORT_OFFSET to move autotag's ports)"
             )
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)

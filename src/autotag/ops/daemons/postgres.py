@@ -2,8 +2,10 @@
 
 PostgreSQL refuses to run as root; when autotag runs as root (CI, containers) the cluster
 belongs to the ``postgres`` system user and is started through ``runuser``. A normal user
-owns their own cluster. It listens on 127.0.0.1 only and every connection, TCP or Unix
-socket, needs a password (scram-sha-256). Two roles, each with a generated password in a
+owns their own cluster. It listens on ``settings.listen_host`` only (127.0.0.1 on one
+machine, the host's own cluster address on a multi-host cluster, never a wildcard) and every
+connection, TCP or Unix socket, needs a password (scram-sha-256); TCP logins come from this
+host's own addresses or, on a multi-host cluster, from ``settings.cluster_network``. Two roles, each with a generated password in a
 0600 file under ``<run_dir>/secrets``:
 
 - ``autotag_owner`` (``settings.postgres_owner``), the cluster's bootstrap superuser: owns
@@ -38,19 +40,20 @@ from autotag.ops import run_dir
 from autotag.ops.daemons.base import Daemon
 from autotag.storage import credentials
 
-# Every connection authenticates; the address limit is listen_addresses (the host only).
+# Every connection authenticates; TCP logins come from this host's own addresses (samehost)
+# or from the cluster network of a multi-host cluster.
 HBA = """\
 # Written by autotag (ops/daemons/postgres.py) at every start: edits are replaced.
-# TYPE  DATABASE  USER  ADDRESS  METHOD
-local   all       all            scram-sha-256
-host    all       all   all      scram-sha-256
+# TYPE  DATABASE  USER  ADDRESS   METHOD
+local   all       all             scram-sha-256
+host    all       all   samehost  scram-sha-256
 """
 # While converting an older trust cluster: trust only on the Unix socket, which lives in the
 # data directory (mode 0700: reachable by the server's user and root only).
 HBA_CONVERTING = """\
 # Written by autotag while converting a trust-auth cluster; replaced when done.
-local   all       all            trust
-host    all       all   all      scram-sha-256
+local   all       all             trust
+host    all       all   samehost  scram-sha-256
 """
 _CONVERTER = "autotag_converter"
 
@@ -92,8 +95,13 @@ class PostgresDaemon(Daemon):
         credentials.ensure(s.run_dir, credentials.POSTGRES_APP)
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb(owner_password)
-        self._write_server_file("pg_hba.conf", HBA_CONVERTING if self._trusts() else HBA)
+        self._write_server_file("pg_hba.conf", self._hba(HBA_CONVERTING if self._trusts() else HBA))
         self._write_client_files()
+
+    def _hba(self, base: str) -> str:
+        """pg_hba.conf: ``base``, plus SCRAM logins from the cluster network if there is one."""
+        network = self.settings.cluster_network
+        return base + (f"host    all       all   {network}  scram-sha-256\n" if network else "")
 
     def _trusts(self) -> bool:
         """True for a cluster made with trust authentication (by an older autotag)."""
@@ -179,7 +187,7 @@ class PostgresDaemon(Daemon):
             "-p",
             str(self.port),
             "-c",
-            f"listen_addresses={self.settings.host}",
+            f"listen_addresses={self.settings.listen_host}",
             "-c",
             f"unix_socket_directories={self.data_dir}",
             "-c",
@@ -199,7 +207,7 @@ class PostgresDaemon(Daemon):
 
         s = self.settings
         return psycopg.connect(
-            host=s.host,
+            host=s.listen_host,
             port=self.port,
             dbname=dbname,
             user=s.postgres_owner,
@@ -258,7 +266,7 @@ class PostgresDaemon(Daemon):
                 )
             )
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(_CONVERTER)))
-            self._write_server_file("pg_hba.conf", HBA)
+            self._write_server_file("pg_hba.conf", self._hba(HBA))
             conn.execute("SELECT pg_reload_conf()")
 
     def ensure_roles(self) -> None:

@@ -1,7 +1,10 @@
-"""A project-local Redis (queue of photos), on 127.0.0.1 with an append-only file.
+"""A project-local Redis (queue of photos) with an append-only file.
 
 It requires a password (``requirepass``), generated once into ``<run_dir>/secrets`` and
-written into a 0600 config file, never on the command line where ``ps`` would show it.
+written into a 0600 config file, never on the command line where ``ps`` would show it. It
+binds ``settings.listen_host``: 127.0.0.1 on one machine, the host's own cluster address on a
+multi-host cluster (never a wildcard), where other hosts' workers log in with the same
+password file (copied with ``secrets/``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class RedisDaemon(Daemon):
             self.conf_file,
             "\n".join(
                 [
-                    f"bind {self.settings.host}",
+                    f"bind {self.settings.listen_host}",
                     "protected-mode yes",
                     f"requirepass {password}",
                     f"port {self.port}",
@@ -65,7 +68,9 @@ class RedisDaemon(Daemon):
         try:
             password = credentials.read(self.settings.run_dir, credentials.REDIS)
             s = self.settings
-            redis.Redis(host=s.host, port=self.port, password=password, socket_timeout=2).ping()
+            redis.Redis(
+                host=s.listen_host, port=self.port, password=password, socket_timeout=2
+            ).ping()
         except redis.RedisError as exc:
             return f"PING failed: {exc}"
         return None

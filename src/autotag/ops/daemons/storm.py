@@ -33,7 +33,7 @@ def storm_yaml(settings: Settings) -> str:
         "storm.zookeeper.port": s.port(s.zookeeper_port),
         "storm.zookeeper.root": "/storm",
         "storm.local.dir": str(s.run_dir / "storm-local"),
-        "storm.local.hostname": s.host,
+        "storm.local.hostname": s.local_hostname,
         "storm.log.dir": str(s.log_dir / "storm"),
         "nimbus.seeds": [s.host],
         "nimbus.thrift.port": s.port(s.nimbus_port),
@@ -101,6 +101,8 @@ class _StormJvm(Daemon):
     def prepare(self) -> None:
         write_storm_conf(self.settings)
         self.env_extra["LD_PRELOAD"] = str(ensure_loopback_shim(self.settings))
+        # The shim binds Storm's wildcard servers to this host's own address (workers inherit it).
+        self.env_extra["AUTOTAG_BIND_ADDRESS"] = self.settings.listen_host
 
     def argv(self) -> Sequence[str]:
         return [
@@ -137,7 +139,7 @@ class ZooKeeperDaemon(_StormJvm):
                     "tickTime=2000",
                     f"dataDir={data}",
                     f"clientPort={self.port}",
-                    f"clientPortAddress={self.settings.host}",
+                    f"clientPortAddress={self.settings.listen_host}",
                     "maxClientCnxns=200",
                     "admin.enableServer=false",
                     "4lw.commands.whitelist=ruok,srvr,stat",
@@ -156,7 +158,9 @@ class ZooKeeperDaemon(_StormJvm):
         if problem:
             return problem
         try:
-            with socket.create_connection((self.settings.host, self.port), timeout=2) as sock:
+            with socket.create_connection(
+                (self.settings.listen_host, self.port), timeout=2
+            ) as sock:
                 sock.sendall(b"ruok")
                 answer = sock.recv(16)
         except OSError as exc:

@@ -4,7 +4,8 @@ Apache publishes Storm's release archive (bin/, lib/, lib-worker/...) only on it
 mirrors, not on Maven Central, so autotag builds the same layout from the Maven artifacts:
 lib/ = storm-server and its dependencies (Nimbus, Supervisor, the shaded ZooKeeper server),
 lib-worker/ = storm-client and its dependencies (what the Supervisor puts on every worker's
-classpath). Maven verifies each download against its published checksum (``-C``). The
+classpath), lib-cli/ = storm-core alone (the classes of Storm's command line, for the
+``storm`` command). Maven verifies each download against its published checksum (``-C``). The
 result is cached under ~/.cache/autotag so a second clone or CI run reuses it.
 """
 
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from autotag.checksums import file_sha256
 from autotag.config import Settings
 from autotag.errors import ServiceError
 
@@ -136,6 +138,33 @@ def ensure_storm_home(settings: Settings) -> Path:
     return home
 
 
+_LOG4J_CLI = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- The `storm` command's logging: what the command reports, on the terminal, as bin/storm. -->
+<configuration shutdownHook="disable">
+  <appenders>
+    <Console name="OUT" target="SYSTEM_OUT">
+      <PatternLayout pattern="%d{HH:mm:ss.SSS} %c{1} [%p] %msg%n"/>
+    </Console>
+  </appenders>
+  <loggers>
+    <root level="warn"><appender-ref ref="OUT"/></root>
+    <Logger name="org.apache.storm.command" level="info"/>
+  </loggers>
+</configuration>
+"""
+
+
+def ensure_storm_cli(settings: Settings) -> Path:
+    """storm.home/lib-cli with storm-core (the classes of Storm's own command line), once."""
+    home = ensure_storm_home(settings)
+    lib = home / "lib-cli"
+    jar = lib / f"storm-core-{settings.storm_version}.jar"
+    if not jar.is_file():
+        _copy_dependencies(settings.home / "storm" / "pom-cli.xml", settings.storm_version, lib)
+    (home / "log4j2" / "cli.xml").write_text(_LOG4J_CLI)
+    return lib
+
+
 def storm_home_ok(settings: Settings) -> bool:
     return (settings.storm_home / ".complete").is_file()
 
@@ -143,8 +172,10 @@ def storm_home_ok(settings: Settings) -> bool:
 def ensure_loopback_shim(settings: Settings) -> Path:
     """Build (once) the LD_PRELOAD library that keeps Storm's servers on loopback."""
     src = Path(__file__).resolve().parent.parent / "native" / "loopback_bind.c"
-    out = settings.storm_cache / "native" / "loopback_bind.so"
-    if out.is_file() and out.stat().st_mtime >= src.stat().st_mtime:
+    # Named by its source's checksum: the cache is shared by every checkout on the machine, and
+    # one checkout must never run another's (older or newer) build of the shim.
+    out = settings.storm_cache / "native" / f"loopback_bind-{file_sha256(src)[:16]}.so"
+    if out.is_file():
         return out
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
@@ -152,7 +183,7 @@ def ensure_loopback_shim(settings: Settings) -> Path:
             "a C compiler (gcc) is needed to keep Storm on 127.0.0.1: run scripts/install-deps.sh"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.so")
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.so")
     result = subprocess.run(
         [cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(src), "-ldl"],
         capture_output=True,
