@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "lookup",
     "models",
     "training",
+    "networks",
     "similar",
     "requeue",
     "demo",
