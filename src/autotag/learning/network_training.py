@@ -21,6 +21,7 @@ import math
 import multiprocessing as mp
 import os
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -238,6 +239,7 @@ def _train(config: NetworkConfig, rank: int) -> None:
             print(
                 f"epoch {epoch + 1}: {seconds:.1f} s, loss {losses[-1]:.4f}, "
                 f"validation accuracy {val_acc:.4f}",
+                file=sys.stderr,
                 flush=True,
             )
             _save_checkpoint(ckpt, config, params, s_dev, best_params, epoch + 1, history, best)
