@@ -115,4 +115,6 @@ def test_trained_network_tags_through_the_cluster(
     from autotag.learning.datasets import fashion_mnist_arrays
 
     _, y = fashion_mnist_arrays("test", limit=40)
-    assert summary["top1_accuracy"] == pytest.approx(float((logits.argmax(1) == y).mean()), abs=1e-4)
+    assert summary["top1_accuracy"] == pytest.approx(
+        float((logits.argmax(1) == y).mean()), abs=1e-4
+    )

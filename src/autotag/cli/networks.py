@@ -103,7 +103,9 @@ def train_cnn(
     )
     click.echo(f"  {m['seconds_per_epoch']:.1f} s per epoch with {procs} process(es)")
     d = m["onnx_max_abs_diff"]
-    click.echo(f"  ONNX vs JAX max |diff|: logits {d['logits']:.2g}, embedding {d['embedding']:.2g}")
+    click.echo(
+        f"  ONNX vs JAX max |diff|: logits {d['logits']:.2g}, embedding {d['embedding']:.2g}"
+    )
 
 
 commands = [train_cnn]

@@ -310,7 +310,9 @@ def fashion_mnist_arrays(
     prefix = {"train": "train", "test": "t10k"}[split]
     img_f = Path(source) / f"{prefix}-images-idx3-ubyte.gz"
     if not img_f.is_file():
-        raise AutotagError(f"Fashion-MNIST not found at {source} (apt install dataset-fashion-mnist)")
+        raise AutotagError(
+            f"Fashion-MNIST not found at {source} (apt install dataset-fashion-mnist)"
+        )
     images = _read_idx(img_f)[:limit]
     labels = _read_idx(Path(source) / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)[:limit]
     return images, labels

@@ -45,8 +45,11 @@ def write_onnx(
                 p = layer.pad
                 nodes.append(
                     helper.make_node(
-                        "Conv", [cur, w, b], [out],
-                        kernel_shape=[layer.kernel, layer.kernel], pads=[p, p, p, p],
+                        "Conv",
+                        [cur, w, b],
+                        [out],
+                        kernel_shape=[layer.kernel, layer.kernel],
+                        pads=[p, p, p, p],
                     )  # fmt: skip
                 )
             else:

@@ -108,11 +108,12 @@ def run(config: NetworkConfig) -> dict[str, Any]:
     os.environ["XLA_FLAGS"] = env_flags  # inherited by the spawned workers
     try:
         ctx = mp.get_context("spawn")
-        workers = [ctx.Process(target=_worker, args=(config, r)) for r in range(config.procs)]
+        workers = [
+            ctx.Process(target=_worker, args=(config, r), daemon=True) for r in range(config.procs)
+        ]
         for p in workers:
             p.start()
-        for p in workers:
-            p.join()
+        _join(workers)
     finally:
         if saved is None:
             os.environ.pop("XLA_FLAGS", None)
@@ -122,6 +123,19 @@ def run(config: NetworkConfig) -> dict[str, Any]:
     if failed or not (work / RESULT).is_file():
         raise AutotagError(f"training worker(s) {failed or [0]} failed (see messages above)")
     return json.loads((work / RESULT).read_text())
+
+
+def _join(workers: list[Any]) -> None:
+    """Wait for all workers; if one fails, stop the others (they would wait for it forever
+    in the next all-reduce)."""
+    while any(p.is_alive() for p in workers):
+        if any(p.exitcode not in (None, 0) for p in workers):
+            for p in workers:
+                if p.is_alive():
+                    p.kill()
+        time.sleep(0.5)
+    for p in workers:
+        p.join()
 
 
 # --- worker -----------------------------------------------------------------------------------
@@ -147,7 +161,6 @@ def _worker(config: NetworkConfig, rank: int) -> None:
 
 def _train(config: NetworkConfig, rank: int) -> None:
     import jax
-    import jax.numpy as jnp
     import optax
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
@@ -181,7 +194,9 @@ def _train(config: NetworkConfig, rank: int) -> None:
 
     def put(tree: Any) -> Any:
         return jax.tree_util.tree_map(
-            lambda a: jax.make_array_from_callback(np.shape(a), replicated, lambda i: np.asarray(a)[i]),
+            lambda a: jax.make_array_from_callback(
+                np.shape(a), replicated, lambda i: np.asarray(a)[i]
+            ),
             tree,
         )
 
@@ -310,7 +325,9 @@ def _load_checkpoint(
         new_params = {k: z[f"param/{k}"] for k in params}
         best_params = {k: z[f"best/{k}"] for k in params}
         leaves, tree = jax.tree_util.tree_flatten(opt_state)
-        restored = [np.asarray(z[f"opt/{i}"]).astype(np.asarray(v).dtype) for i, v in enumerate(leaves)]
+        restored = [
+            np.asarray(z[f"opt/{i}"]).astype(np.asarray(v).dtype) for i, v in enumerate(leaves)
+        ]
     return (
         new_params,
         jax.tree_util.tree_unflatten(tree, restored),

@@ -114,7 +114,9 @@ def _bundle(
         name=name,
         feature_set=feature_set,
         classes=list(config.classes),
-        heads=[HeadGroup(name, "softmax", 0, len(config.classes), f"autotag train-cnn ({bundle_id})")],
+        heads=[
+            HeadGroup(name, "softmax", 0, len(config.classes), f"autotag train-cnn ({bundle_id})")
+        ],
         W=w.T,
         b=-b,  # bundles score X Wᵀ − b
         dataset={
@@ -154,6 +156,8 @@ def _bundle(
         "history": result["history"],
         "onnx_max_abs_diff": result["onnx_max_abs_diff"],
         "bundle_vs_network_max_abs_diff": diff,
-        "bundle_test_top1": float((bundle.score(emb).argmax(1) == y_test).mean()) if len(emb) else None,
+        "bundle_test_top1": float((bundle.score(emb).argmax(1) == y_test).mean())
+        if len(emb)
+        else None,
     }
     return bundle
