@@ -142,6 +142,10 @@ def _join(workers: list[Any]) -> None:
 
 
 def _worker(config: NetworkConfig, rank: int) -> None:
+    # Gloo's C++ code prints its connection lines on stdout; the command's stdout is for its
+    # result (--json), so a worker's stdout goes to stderr.
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     import jax
 
     if config.procs > 1:
@@ -213,7 +217,6 @@ def _train(config: NetworkConfig, rank: int) -> None:
     predict = jax.jit(lambda p, x: forward(layers, p, x))
     p_dev, s_dev = put(params), put(opt_state)
     compiled = None  # compiled before the first epoch's clock starts
-    epoch_seconds: list[float] = [h["seconds"] for h in history]
     stopped_early = False
     for epoch in range(start, config.epochs):
         if epoch - best["epoch"] > config.patience and best["epoch"] >= 0:
@@ -247,7 +250,6 @@ def _train(config: NetworkConfig, rank: int) -> None:
             {"epoch": epoch + 1, "seconds": round(seconds, 2), "loss": losses[-1],
              "val_accuracy": round(val_acc, 5)}
         )  # fmt: skip
-        epoch_seconds.append(seconds)
         if val_acc > best["val_accuracy"]:
             best, best_params = {"val_accuracy": val_acc, "epoch": epoch}, params
         if rank == 0:
@@ -302,8 +304,8 @@ def _save_checkpoint(
     arrays = {f"param/{k}": v for k, v in params.items()}
     arrays |= {f"best/{k}": v for k, v in best_params.items()}
     arrays |= {f"opt/{i}": _local(v) for i, v in enumerate(leaves)}
-    meta = {"arch": config.arch, "epoch": epoch, "history": history, "best": best,
-            "batch_size": config.batch_size, "seed": config.seed, "epochs": config.epochs}  # fmt: skip
+    meta = {"arch": config.arch, "epoch": epoch, "history": history, "best": best}
+    meta |= {"batch_size": config.batch_size, "seed": config.seed, "epochs": config.epochs}
     tmp = path.with_name(path.name + ".tmp.npz")
     with open(tmp, "wb") as f:
         np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
