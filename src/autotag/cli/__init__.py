@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "models",
     "training",
     "concepts",
+    "networks",
     "similar",
     "video",
     "requeue",

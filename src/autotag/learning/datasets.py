@@ -302,6 +302,22 @@ def _finish(out: Path, meta: dict) -> dict:
     return meta
 
 
+def fashion_mnist_arrays(
+    split: str, source: Path | str = FASHION_MNIST_DIR, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(images uint8 (n, 28, 28), labels int64 (n,))`` of the ``train`` or ``test`` split,
+    read straight from the Debian package's IDX files (the first ``limit`` of them)."""
+    prefix = {"train": "train", "test": "t10k"}[split]
+    img_f = Path(source) / f"{prefix}-images-idx3-ubyte.gz"
+    if not img_f.is_file():
+        raise AutotagError(
+            f"Fashion-MNIST not found at {source} (apt install dataset-fashion-mnist)"
+        )
+    images = _read_idx(img_f)[:limit]
+    labels = _read_idx(Path(source) / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)[:limit]
+    return images, labels
+
+
 def prepare_fashion_mnist(
     out: Path | str,
     *,

@@ -288,8 +288,12 @@ class ModelBundle:
             "provenance": self.provenance,
         }
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the bundle into ``directory`` (created or replaced whole, atomically)."""
+    def save(self, directory: str | Path, attachments: dict[str, Path] | None = None) -> Path:
+        """Write the bundle into ``directory`` (created or replaced whole, atomically).
+
+        ``attachments`` (file name → source path) are copied in and get a sha256 in the
+        manifest like the weights: a network feature set ships its ONNX graph this way.
+        """
         self.validate()
         target = Path(directory)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -299,6 +303,11 @@ class ModelBundle:
                 arrays = ARRAYS + (CONCEPT_ARRAYS if self.concepts else ())
                 np.savez(f, **{a: getattr(self, a) for a in arrays})
             files = {WEIGHTS_FILE: file_sha256(tmp / WEIGHTS_FILE)}
+            for fname, source in (attachments or {}).items():
+                if fname in (WEIGHTS_FILE, MANIFEST_FILE) or "/" in fname or fname.startswith("."):
+                    raise ModelError(f"bundle {self.id}: bad attachment name {fname!r}")
+                shutil.copyfile(source, tmp / fname)
+                files[fname] = file_sha256(tmp / fname)
             text = json.dumps(self.manifest(files), indent=2, ensure_ascii=False)
             (tmp / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
             tmp.chmod(0o755)
@@ -315,9 +324,9 @@ class ModelBundle:
         self.path = target
         return target
 
-    def install(self, models_dir: str | Path) -> Path:
+    def install(self, models_dir: str | Path, attachments: dict[str, Path] | None = None) -> Path:
         """Save under ``<models_dir>/bundles/<id>/``."""
-        return self.save(bundle_dir(Path(models_dir), self.id))
+        return self.save(bundle_dir(Path(models_dir), self.id), attachments)
 
     @classmethod
     def load(cls, path: str | Path) -> ModelBundle:

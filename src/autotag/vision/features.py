@@ -81,8 +81,13 @@ FEATURE_SPECS: dict[str, tuple[str, int]] = {
 }
 
 
+NETWORK_PREFIX = "net:"  # net:<bundle id>: a trained network (vision/network_features.py)
+
+
 def feature_set_spec(name: str) -> dict[str, object]:
     """``{name, version, dim}`` of a feature set, as bundles record it (no model loaded)."""
+    if name.startswith(NETWORK_PREFIX):
+        raise ModelError(f"{name} is a trained network: its bundle's manifest holds its spec")
     if name not in FEATURE_SPECS:
         known = ", ".join(FEATURE_SPECS)
         raise ModelError(f"unknown feature set {name!r} (known: {known})")
@@ -428,16 +433,23 @@ def _build(name: str, options: FeatureOptions) -> FeatureSet:
     if name == "cnn+hog":
         parts = [get_feature_set("cnn", options), get_feature_set("hog", options)]
         return ConcatFeatures("cnn+hog", parts)
+    if name.startswith(NETWORK_PREFIX):
+        from autotag.vision.network_features import NetworkFeatures
+
+        return NetworkFeatures(name, options.model_dirs, threads=options.threads)
     raise ModelError(f"unknown feature set {name!r} (known: {', '.join(FEATURE_SPECS)})")
 
 
 def get_feature_set(name: str, options: FeatureOptions) -> FeatureSet:
     """The named feature set, loaded once per process (models are shared, thread-safe)."""
-    feature_set_spec(name)  # unknown names fail fast with the list of known ones
-    parts = name.split("+")
-    model_key = ";".join(
-        str(onnx_model_path(options.model_dirs, BACKBONES[p])) for p in parts if p in BACKBONES
-    )
+    if name.startswith(NETWORK_PREFIX):
+        model_key = "|".join(str(d) for d in options.model_dirs)
+    else:
+        feature_set_spec(name)  # unknown names fail fast with the list of known ones
+        parts = name.split("+")
+        model_key = ";".join(
+            str(onnx_model_path(options.model_dirs, BACKBONES[p])) for p in parts if p in BACKBONES
+        )
     key = (name, model_key, options.threads)
     with _LOCK:
         cached = _CACHE.get(key)

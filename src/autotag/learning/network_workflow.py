@@ -1,0 +1,163 @@
+"""Fashion-MNIST → a trained network → a bundle that tags like any other.
+
+The network trains in worker processes (``network_training``); its ONNX graph up to the
+penultimate layer becomes feature set ``net:<bundle id>`` (shipped inside the bundle) and its
+last dense layer the bundle's softmax head, so ``autotag models activate`` switches the
+running topology to it and ``autotag evaluate`` measures it unchanged. Before installing,
+the bundle's scores are checked against the network's own softmax on the test images.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotag.checksums import file_sha256
+from autotag.errors import AutotagError
+from autotag.learning.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashion_mnist_arrays
+from autotag.learning.network_export import run_onnx
+from autotag.learning.network_training import ONNX_FILE, PARAMS, NetworkConfig, run, to_input
+from autotag.learning.networks import layers_of
+from autotag.vision import bundle as bundles
+from autotag.vision.bundle import HeadGroup, ModelBundle
+from autotag.vision.network_features import NETWORK_FILE, network_name
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    arch: str
+    work_dir: Path
+    source: Path = FASHION_MNIST_DIR
+    limit: int | None = None  # first N training images (tests, quick looks)
+    test_limit: int | None = None
+    procs: int = 1
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    patience: int = 4
+    seed: int = 0
+    resume: bool = False
+    name: str | None = None
+    activate: bool = False
+    progress: bool = True
+
+
+def train_network(request: NetworkRequest, models_dir: Path) -> tuple[ModelBundle, dict[str, Any]]:
+    """Train, export, check and install; return the bundle and the training result."""
+    if request.procs < 1 or request.batch_size % request.procs:
+        raise AutotagError(
+            f"--batch-size {request.batch_size} must be a multiple of --procs {request.procs}"
+        )
+    work = Path(request.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for split, limit in (("train", request.limit), ("test", request.test_limit)):
+        x, y = fashion_mnist_arrays(split, request.source, limit)
+        files[f"x_{split}"], files[f"y_{split}"] = work / f"x_{split}.npy", work / f"y_{split}.npy"
+        np.save(files[f"x_{split}"], x)
+        np.save(files[f"y_{split}"], y)
+    config = NetworkConfig(
+        arch=request.arch,
+        **{k: str(v) for k, v in files.items()},
+        classes=list(FASHION_MNIST_CLASSES),
+        work_dir=str(work),
+        procs=request.procs,
+        epochs=request.epochs,
+        batch_size=request.batch_size,
+        lr=request.lr,
+        weight_decay=request.weight_decay,
+        val_fraction=request.val_fraction,
+        patience=request.patience,
+        seed=request.seed,
+        resume=request.resume,
+        progress=request.progress,
+    )
+    result = run(config)
+    bundle = _bundle(request, config, result, models_dir)
+    bundle.install(models_dir, {NETWORK_FILE: work / ONNX_FILE})
+    if request.activate:
+        bundles.set_active(models_dir, bundle.id)
+    return bundle, result
+
+
+def _bundle(
+    request: NetworkRequest, config: NetworkConfig, result: dict[str, Any], models_dir: Path
+) -> ModelBundle:
+    import jax
+
+    work = Path(config.work_dir)
+    layers = layers_of(config.arch, len(config.classes))
+    last = len(layers) - 1
+    with np.load(work / PARAMS, allow_pickle=False) as z:
+        w, b = z[f"{last}.w"], z[f"{last}.b"]
+    name = bundles.safe_bundle_name(request.name or f"fashion-mnist-{config.arch}")
+    bundle_id = bundles.new_bundle_id(name)
+    n = 1
+    while bundles.bundle_dir(models_dir, bundle_id).exists():
+        n += 1
+        bundle_id = f"{bundles.new_bundle_id(name)}-{n}"
+    feature_set = {
+        "name": network_name(bundle_id),
+        "version": file_sha256(work / ONNX_FILE)[:12],
+        "dim": int(w.shape[0]),
+        "input": list(config.input_shape),
+        "arch": config.arch,
+    }
+    bundle = ModelBundle.create(
+        id=bundle_id,
+        name=name,
+        feature_set=feature_set,
+        classes=list(config.classes),
+        heads=[
+            HeadGroup(name, "softmax", 0, len(config.classes), f"autotag train-cnn ({bundle_id})")
+        ],
+        W=w.T,
+        b=-b,  # bundles score X Wᵀ − b
+        dataset={
+            "name": "fashion-mnist",
+            "source": str(request.source),
+            "train_images": result["n_train"] + result["n_validation"],
+            "validation_images": result["n_validation"],
+            "test_images": result["n_test"],
+        },
+        provenance={
+            "trained_by": "autotag train-cnn",
+            "framework": f"jax {jax.__version__} (jaxlib), optax",
+            "python": platform.python_version(),
+            "network": config.arch,
+            "hyper_parameters": result["hyper_parameters"],
+            "procs": config.procs,
+            "onnx_sha256": file_sha256(work / ONNX_FILE),
+        },
+    )
+    # The bundle must score exactly as the network: softmax(embedding Wᵀ − b) = softmax(logits).
+    x_test = to_input(np.load(config.x_test))
+    emb, logits = run_onnx(work / ONNX_FILE, x_test)
+    z = logits - logits.max(1, keepdims=True)
+    soft = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    diff = float(np.abs(bundle.score(emb) - soft).max()) if len(emb) else 0.0
+    if diff > 1e-4:
+        raise AutotagError(f"bundle scores differ from the network's softmax by {diff:.2g}")
+    y_test = np.load(config.y_test)
+    bundle.metrics = {
+        "test_top1": result["test_accuracy"],
+        "validation_top1": result["validation_accuracy"],
+        "test_images": result["n_test"],
+        "best_epoch": result["best_epoch"],
+        "epochs_run": result["epochs_run"],
+        "seconds_per_epoch": result["seconds_per_epoch"],
+        "procs": config.procs,
+        "history": result["history"],
+        "onnx_max_abs_diff": result["onnx_max_abs_diff"],
+        "bundle_vs_network_max_abs_diff": diff,
+        "bundle_test_top1": float((bundle.score(emb).argmax(1) == y_test).mean())
+        if len(emb)
+        else None,
+    }
+    return bundle

@@ -1,0 +1,142 @@
+"""Small image networks as layer lists: one description that JAX trains and ONNX serves.
+
+A network is a tuple of layers over NCHW float input (grey 28×28 for Fashion-MNIST). The
+last layer is always a dense layer to the classes; its input is the network's *embedding*,
+so a bundle can hold that layer as its ``W, b`` and use the rest of the network as its
+feature set. Parameters are plain ``{"<i>.w": array, "<i>.b": array}`` dicts, saved as npz.
+
+- ``lenet5``: LeCun et al. 1998 on 28×28 (first convolution padded to keep 28×28), ReLU and
+  max pooling instead of tanh and subsampling, 84-d embedding.
+- ``small-cnn``: two 3×3 convolutions (32, 64 channels) each with pooling, a 256-d
+  embedding with dropout: the usual small Fashion-MNIST network, kept light for 2 cores.
+- ``tiny``: one 3×3 conv and a 16-d embedding; only for tests (trains in seconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: str  # conv | relu | maxpool | flatten | dense | dropout
+    size: int = 0  # out channels (conv), out features (dense), window (maxpool)
+    kernel: int = 0
+    pad: int = 0
+    rate: float = 0.0
+
+
+def _conv(c: int, k: int, pad: int) -> Layer:
+    return Layer("conv", size=c, kernel=k, pad=pad)
+
+
+RELU, POOL, FLAT = Layer("relu"), Layer("maxpool", size=2), Layer("flatten")
+
+ARCHITECTURES: dict[str, tuple[Layer, ...]] = {
+    "lenet5": (
+        _conv(6, 5, 2), RELU, POOL,
+        _conv(16, 5, 0), RELU, POOL, FLAT,
+        Layer("dense", 120), RELU, Layer("dense", 84), RELU,
+    ),
+    "small-cnn": (
+        _conv(32, 3, 1), RELU, POOL, _conv(64, 3, 1), RELU, POOL, FLAT,
+        Layer("dropout", rate=0.25), Layer("dense", 256), RELU, Layer("dropout", rate=0.5),
+    ),
+    "tiny": (_conv(4, 3, 1), RELU, POOL, FLAT, Layer("dense", 16), RELU),
+}  # fmt: skip
+
+
+def layers_of(arch: str, n_classes: int) -> tuple[Layer, ...]:
+    """The architecture's layers with the final dense layer to ``n_classes`` appended."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown network {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    return (*ARCHITECTURES[arch], Layer("dense", n_classes))
+
+
+def shapes(layers: tuple[Layer, ...], input_shape: tuple[int, int, int]) -> list[tuple[int, ...]]:
+    """Per-sample output shape after each layer (input ``(C, H, W)``)."""
+    out, cur = [], tuple(input_shape)
+    for layer in layers:
+        if layer.kind == "conv":
+            c, h, w = cur
+            side = h + 2 * layer.pad - layer.kernel + 1, w + 2 * layer.pad - layer.kernel + 1
+            cur = (layer.size, *side)
+        elif layer.kind == "maxpool":
+            c, h, w = cur
+            cur = (c, h // layer.size, w // layer.size)
+        elif layer.kind == "flatten":
+            cur = (int(np.prod(cur)),)
+        elif layer.kind == "dense":
+            cur = (layer.size,)
+        out.append(cur)
+    return out
+
+
+def init_params(
+    layers: tuple[Layer, ...], input_shape: tuple[int, int, int], seed: int
+) -> dict[str, np.ndarray]:
+    """He-normal weights, zero biases (float32)."""
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {}
+    cur = tuple(input_shape)
+    for i, (layer, after) in enumerate(zip(layers, shapes(layers, input_shape), strict=True)):
+        if layer.kind == "conv":
+            fan_in = cur[0] * layer.kernel * layer.kernel
+            shape: tuple[int, ...] = (layer.size, cur[0], layer.kernel, layer.kernel)
+        elif layer.kind == "dense":
+            fan_in = cur[0]
+            shape = (cur[0], layer.size)
+        else:
+            cur = after
+            continue
+        params[f"{i}.w"] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        params[f"{i}.b"] = np.zeros(layer.size, np.float32)
+        cur = after
+    return params
+
+
+def embedding_dim(layers: tuple[Layer, ...]) -> int:
+    """Width of the final dense layer's input."""
+    dense = [layer for layer in layers[:-1] if layer.kind == "dense"]
+    if dense:
+        return dense[-1].size
+    raise ValueError("network needs a dense layer before the class layer")
+
+
+def forward(
+    layers: tuple[Layer, ...], params: dict[str, Any], x: Any, *, dropout_key: Any = None
+) -> tuple[Any, Any]:
+    """JAX forward pass → ``(embedding, logits)``; dropout only when a key is given."""
+    import jax
+    import jax.numpy as jnp
+
+    last = len(layers) - 1
+    for i, layer in enumerate(layers):
+        if i == last:
+            w, b = params[f"{i}.w"], params[f"{i}.b"]
+            return x, jnp.dot(x, w, precision=jax.lax.Precision.HIGHEST) + b
+        if layer.kind == "conv":
+            p = layer.pad
+            x = jax.lax.conv_general_dilated(
+                x, params[f"{i}.w"], (1, 1), [(p, p), (p, p)],
+                dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                precision=jax.lax.Precision.HIGHEST,
+            )  # fmt: skip
+            x = x + params[f"{i}.b"][None, :, None, None]
+        elif layer.kind == "relu":
+            x = jnp.maximum(x, 0.0)
+        elif layer.kind == "maxpool":
+            s = layer.size
+            x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, s, s), (1, 1, s, s), "VALID")
+        elif layer.kind == "flatten":
+            x = x.reshape(x.shape[0], -1)
+        elif layer.kind == "dense":
+            x = jnp.dot(x, params[f"{i}.w"], precision=jax.lax.Precision.HIGHEST) + params[f"{i}.b"]
+        elif layer.kind == "dropout" and dropout_key is not None:
+            dropout_key, sub = jax.random.split(dropout_key)
+            keep = jax.random.bernoulli(sub, 1.0 - layer.rate, x.shape)
+            x = jnp.where(keep, x / (1.0 - layer.rate), 0.0)
+    raise ValueError("empty network")

@@ -1,0 +1,101 @@
+"""A trained network as a feature set: ``net:<bundle id>``, its ONNX graph in that bundle.
+
+A network trained by ``autotag train-cnn`` is split at its last layer: the ONNX graph up to
+the penultimate layer gives the vector (output ``embedding``), and the last dense layer
+becomes the bundle's ``W, b`` with a softmax head. So tagging, ``autotag evaluate`` and the
+bolts run it exactly like any other bundle. The graph is found in ``bundles/<id>/`` of the
+model directories and checked against the sha256 its manifest records before it is loaded.
+
+Preprocessing is the training's: grey, resized to the network's input (INTER_AREA when
+shrinking), scaled to [0, 1], NCHW.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from autotag.checksums import file_sha256
+from autotag.errors import ModelError
+from autotag.vision.bundle import MANIFEST_FILE, check_bundle_id, read_manifest
+from autotag.vision.features import NETWORK_PREFIX, FeatureSet, as_bgr
+
+NETWORK_FILE = "network.onnx"
+
+
+def network_name(bundle_id: str) -> str:
+    return NETWORK_PREFIX + check_bundle_id(bundle_id)
+
+
+def find_network(name: str, model_dirs: Sequence[Path]) -> Path:
+    """The bundle directory that holds feature set ``name`` (first of ``model_dirs``)."""
+    bundle_id = check_bundle_id(name[len(NETWORK_PREFIX) :])
+    candidates = [Path(d) / "bundles" / bundle_id for d in model_dirs]
+    for path in candidates:
+        if (path / MANIFEST_FILE).is_file():
+            return path
+    looked = " or ".join(str(p) for p in dict.fromkeys(candidates))
+    raise ModelError(f"feature set {name}: no bundle {bundle_id} (looked in {looked})")
+
+
+def to_network_input(images: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Images (grey, BGR or BGRA uint8) → (n, 1, height, width) float32 in [0, 1]."""
+    out = np.empty((len(images), 1, height, width), np.float32)
+    for i, img in enumerate(images):
+        grey = cv2.cvtColor(as_bgr(img), cv2.COLOR_BGR2GRAY)
+        h, w = grey.shape
+        if (h, w) != (height, width):
+            shrink = height <= h and width <= w
+            interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            grey = cv2.resize(grey, (width, height), interpolation=interp)
+        out[i, 0] = grey.astype(np.float32) / np.float32(255.0)
+    return out
+
+
+class NetworkFeatures(FeatureSet):
+    """The embedding of a trained network (ONNX, onnxruntime)."""
+
+    min_side = 0
+    batch_size = 256
+
+    def __init__(self, name: str, model_dirs: Sequence[Path], *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        directory = find_network(name, model_dirs)
+        manifest = read_manifest(directory)
+        spec = manifest.get("feature_set") or {}
+        digest = (manifest.get("files") or {}).get(NETWORK_FILE)
+        if spec.get("name") != name or not digest:
+            raise ModelError(f"bundle {directory.name} does not define feature set {name}")
+        self.onnx_path = directory / NETWORK_FILE
+        if not self.onnx_path.is_file() or file_sha256(self.onnx_path) != digest:
+            raise ModelError(f"{self.onnx_path} is missing or fails its sha256 check")
+        self.name, self.version, self.dim = name, str(spec["version"]), int(spec["dim"])
+        _, self.height, self.width = (int(v) for v in spec["input"])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load {self.onnx_path}: {exc}") from None
+
+    def run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(embedding, logits) of the images, in batches."""
+        x = to_network_input(images, self.height, self.width)
+        embs, logits = [], []
+        for s in range(0, max(len(x), 1), self.batch_size):
+            e, lg = self.session.run(["embedding", "logits"], {"image": x[s : s + self.batch_size]})
+            embs.append(e)
+            logits.append(lg)
+        return np.concatenate(embs).astype(np.float32), np.concatenate(logits)
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.run(images)[0]

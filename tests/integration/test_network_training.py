@@ -1,0 +1,120 @@
+"""A network trained here (JAX, two data-parallel processes) becomes a bundle that the running
+topology switches to without a resubmit; photos tagged through Storm score exactly as the
+exported ONNX graph does when run directly, and `autotag evaluate` measures the bundle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from autotag.config import Settings, child_env
+from autotag.learning.datasets import FASHION_MNIST_CLASSES
+from autotag.pipeline import intake
+from autotag.storage import database, lookups
+from autotag.vision.bundle import load_bundle
+
+pytestmark = pytest.mark.cluster
+
+
+def _autotag(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(s.venv / "bin" / "autotag"), *args],
+        env=child_env(s),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def _wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) -> lookups.PhotoInfo:
+    deadline = time.monotonic() + timeout
+    with database.connect(s) as conn:
+        while True:
+            info = lookups.show(conn, photo_id)
+            if info and info.status == "tagged" and info.model_version == model:
+                return info
+            if time.monotonic() > deadline:
+                pytest.fail(f"photo not tagged with {model} in {timeout}s: {info}")
+            time.sleep(1)
+
+
+@pytest.fixture
+def restore_default(autotagger: Settings, default_bundle: str):
+    yield default_bundle
+    from autotag.vision.bundle import set_active
+
+    set_active(autotagger.models_dir, default_bundle)  # later modules expect the default model
+
+
+def test_trained_network_tags_through_the_cluster(
+    autotagger: Settings, restore_default: str, tmp_path: Path
+) -> None:
+    s = autotagger
+    args = "--model tiny --procs 2 --epochs 1 --limit 1536 --test-limit 500 --batch-size 32"
+    trained = _autotag(
+        s, "train-cnn", *args.split(), "--lr", "0.01", "--name", "tinynet", "--activate",
+        "--json", "--work-dir", str(tmp_path / "work"),
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = json.loads(trained.stdout)
+    bundle_id = result["id"]
+    assert result["onnx_max_abs_diff"]["logits"] <= 1e-5, result
+    assert result["onnx_max_abs_diff"]["embedding"] <= 1e-5, result
+    assert result["test_images"] == 500 and [h["epoch"] for h in result["history"]] == [1]
+    assert result["bundle_vs_network_max_abs_diff"] <= 1e-5
+    # Far above chance (10%; ±1.3% on 500 images) after one short epoch: it did train.
+    assert result["test_top1"] > 0.25, result
+    listed = json.loads(_autotag(s, "models", "list", "--json").stdout)
+    assert [b["id"] for b in listed if b.get("active")] == [bundle_id]
+
+    bundle = load_bundle(s.models_dir, bundle_id)
+    assert bundle.feature_set["name"] == f"net:{bundle_id}"
+    session = ort.InferenceSession(str(bundle.path / "network.onnx"))
+
+    prepared = _autotag(s, "datasets", "prepare", "fashion-mnist", "--limit", "40", "-q",
+                        "--out", str(tmp_path / "fm"))  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr
+    photos = sorted((tmp_path / "fm" / "test" / "images").glob("*.png"))[:6]
+    time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
+    for photo in photos:
+        (rec,) = intake.upload([str(photo)], s, force=True)
+        info = _wait_model(s, rec.photo_id, bundle_id)
+        grey = cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE)
+        x = (grey.astype(np.float32) / 255.0)[None, None]
+        (logits,) = session.run(["logits"], {"image": x})
+        p = np.exp(logits[0] - logits[0].max())
+        p /= p.sum()
+        stored = dict(info.tags)
+        assert stored, f"{photo.name}: no tags stored"
+        for tag, score in stored.items():
+            direct = p[FASHION_MNIST_CLASSES.index(tag)]
+            assert abs(score - direct) <= 1e-5, (photo.name, tag, score, direct)
+        best = FASHION_MNIST_CLASSES[int(p.argmax())]
+        assert best in stored, (photo.name, best, stored)
+
+    # `autotag evaluate` measures the network's bundle like any other: its top-1 accuracy on
+    # the prepared test images is the ONNX graph's own.
+    test_dir = tmp_path / "fm" / "test"
+    report = _autotag(s, "evaluate", bundle_id, "--images", str(test_dir / "images"),
+                      "--labels", str(test_dir / "labels.csv"), "--json", "-q",
+                      "--out", str(tmp_path / "eval"))  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    summary = json.loads(report.stdout)["summary"]
+    images = sorted((test_dir / "images").glob("*.png"))
+    x = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in images]).astype(np.float32)
+    (logits,) = session.run(["logits"], {"image": (x / 255.0)[:, None]})
+    truth = json.loads((test_dir / "dataset.json").read_text())
+    assert summary["top1_photos"] == len(images) == truth["n_images"] == 40
+    from autotag.learning.datasets import fashion_mnist_arrays
+
+    _, y = fashion_mnist_arrays("test", limit=40)
+    assert summary["top1_accuracy"] == pytest.approx(
+        float((logits.argmax(1) == y).mean()), abs=1e-4
+    )

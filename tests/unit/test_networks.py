@@ -1,0 +1,134 @@
+"""Networks: the ONNX graph written from the weights computes what JAX computes, the
+validation split is stratified, checkpoints round-trip, a shipped graph is checksummed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autotag.errors import ModelError
+from autotag.learning.network_export import run_onnx, write_onnx
+from autotag.learning.network_training import NetworkConfig, split_validation, to_input
+from autotag.learning.networks import ARCHITECTURES, forward, init_params, layers_of
+from autotag.vision.bundle import HeadGroup, ModelBundle
+from autotag.vision.network_features import NETWORK_FILE, NetworkFeatures, to_network_input
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_onnx_graph_equals_jax(arch: str, tmp_path: Path) -> None:
+    layers = layers_of(arch, 10)
+    params = init_params(layers, (1, 28, 28), seed=3)
+    x = np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32)
+    emb, logits = (np.asarray(a) for a in forward(layers, params, x))
+    path = write_onnx(layers, params, (1, 28, 28), tmp_path / "n.onnx", name=arch)
+    o_emb, o_logits = run_onnx(path, x, batch=20)
+    assert o_logits.shape == (64, 10) and o_emb.shape == emb.shape
+    assert np.abs(o_logits - logits).max() <= 1e-5
+    assert np.abs(o_emb - emb).max() <= 1e-5
+
+
+def test_dropout_only_with_a_key() -> None:
+    import jax
+
+    layers = layers_of("small-cnn", 10)
+    params = init_params(layers, (1, 28, 28), seed=0)
+    x = np.ones((4, 1, 28, 28), np.float32)
+    a = np.asarray(forward(layers, params, x)[1])
+    b = np.asarray(forward(layers, params, x)[1])
+    c = np.asarray(forward(layers, params, x, dropout_key=jax.random.key(1))[1])
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+
+
+def test_validation_split_is_stratified_and_disjoint() -> None:
+    y = np.repeat(np.arange(10), 100)
+    train, val = split_validation(y, 0.1, seed=0)
+    assert len(set(train) & set(val)) == 0 and len(train) + len(val) == 1000
+    assert np.bincount(y[val]).tolist() == [10] * 10
+    again = split_validation(y, 0.1, seed=0)[1]
+    assert np.array_equal(val, again)
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    import optax
+
+    from autotag.learning import network_training as nt
+
+    layers = layers_of("tiny", 10)
+    params = init_params(layers, (1, 28, 28), seed=0)
+    opt = optax.adamw(1e-3)
+    state = opt.init(params)
+    grads = {k: np.ones_like(v) for k, v in params.items()}
+    _, state = opt.update(grads, state, params)
+    cfg = NetworkConfig(
+        arch="tiny", x_train="", y_train="", x_test="", y_test="", classes=[], work_dir="",
+        epochs=3,
+    )  # fmt: skip
+    history = [{"epoch": 1, "seconds": 1.0, "loss": 2.0, "val_accuracy": 0.5}]
+    best = {"val_accuracy": 0.5, "epoch": 0}
+    path = tmp_path / nt.CHECKPOINT
+    nt._save_checkpoint(path, cfg, params, state, params, 1, history, best)
+    fresh = opt.init(init_params(layers, (1, 28, 28), seed=9))
+    p2, s2, best_p, epoch, h2, b2 = nt._load_checkpoint(path, cfg, params, fresh)
+    assert epoch == 1 and h2 == history and b2 == best
+    assert all(np.array_equal(params[k], p2[k]) for k in params)
+    import jax
+
+    for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(s2), strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    other = NetworkConfig(**{**cfg.__dict__, "arch": "lenet5"})
+    with pytest.raises(Exception, match="arch"):
+        nt._load_checkpoint(path, other, params, fresh)
+    with np.load(path, allow_pickle=False) as z:  # plain arrays, no pickled objects
+        assert json.loads(bytes(z["meta"]).decode())["arch"] == "tiny"
+
+
+def test_network_input_is_grey_resized_to_the_network() -> None:
+    bgr = np.zeros((56, 56, 3), np.uint8)
+    bgr[:, :28] = (255, 255, 255)
+    x = to_network_input([bgr, np.full((28, 28), 51, np.uint8)], 28, 28)
+    assert x.shape == (2, 1, 28, 28) and x.dtype == np.float32
+    assert x[0, 0, :, :14].min() == 1.0 and x[0, 0, :, 14:].max() == 0.0
+    assert np.allclose(x[1], 0.2)
+    assert np.array_equal(to_input(np.full((1, 28, 28), 51, np.uint8)), x[1:])
+
+
+def _network_bundle(models: Path, tmp_path: Path) -> ModelBundle:
+    layers = layers_of("tiny", 3)
+    params = init_params(layers, (1, 28, 28), seed=0)
+    onnx_path = write_onnx(layers, params, (1, 28, 28), tmp_path / "n.onnx", name="tiny")
+    w, b = params[f"{len(layers) - 1}.w"], params[f"{len(layers) - 1}.b"]
+    spec = {"name": "net:tiny-1", "version": "x", "dim": 16, "input": [1, 28, 28]}
+    bundle = ModelBundle.create(
+        id="tiny-1", name="tiny", feature_set=spec, classes=["a", "b", "c"],
+        heads=[HeadGroup("tiny", "softmax", 0, 3)], W=w.T, b=-b,
+    )  # fmt: skip
+    bundle.install(models, {NETWORK_FILE: onnx_path})
+    return bundle
+
+
+def test_network_feature_set_scores_like_the_network(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    bundle = _network_bundle(models, tmp_path)
+    fs = NetworkFeatures("net:tiny-1", [tmp_path / "elsewhere", models])
+    img = np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    emb, logits = fs.run(list(img))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert np.abs(ModelBundle.load(bundle.path).score(emb) - p).max() <= 1e-5
+    assert fs.extract([]).shape == (0, 16)
+
+
+def test_altered_network_is_refused(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    bundle = _network_bundle(models, tmp_path)
+    with open(bundle.path / NETWORK_FILE, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="sha256"):
+        NetworkFeatures("net:tiny-1", [models])
+    with pytest.raises(ModelError, match="sha256"):
+        ModelBundle.load(bundle.path)
+    with pytest.raises(ModelError, match="no bundle"):
+        NetworkFeatures("net:other", [models])
