@@ -210,7 +210,7 @@ class _SegmentRun:
             wanting: list[Detection] = []
             for f, r in zip(frames, results, strict=True):
                 self.analysed += 1
-                tags = dict(r.tags)
+                tags = {t.tag: t.score for t in r.tags}
                 self.why[f.why] = self.why.get(f.why, 0) + 1
                 found = {
                     PERSON: self.a.people.detect(f.bgr),
