@@ -183,8 +183,13 @@ def test_a_person_uses_the_page(
     # may have no executor figures for the topology (see ops/component_stats.py); the page
     # must then say so rather than show zeros as if they were measured.
     topo = page.request.get(f"{base}/api/v1/topology/autotagger?window=600").json()
-    assert [s["spoutId"] for s in topo["spouts"]] == ["photos"]
-    assert sorted(b["boltId"] for b in topo["bolts"]) == ["autotag", "db_writer"]
+    assert sorted(s["spoutId"] for s in topo["spouts"]) == ["photos", "videos"]
+    assert sorted(b["boltId"] for b in topo["bolts"]) == [
+        "autotag",
+        "db_writer",
+        "video",
+        "video_writer",
+    ]
     comp = page.request.get(f"{base}/api/v1/topology/autotagger/component/db_writer").json()
     assert comp["componentType"] == "bolt" and comp["executors"] == 1
     assert [w["window"] for w in comp["boltStats"]] == ["600", "10800", "86400", ":all-time"]
