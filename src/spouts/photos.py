@@ -10,15 +10,16 @@ Storm's ``topology.max.spout.pending`` caps in-flight tuples.
 
 from __future__ import annotations
 
-from streamparse import Spout, Stream
+from streamparse import Stream
 
 from autotag.config import settings
 from autotag.pipeline.contract import PHOTO_FIELDS, RESULT_FIELDS
 from autotag.pipeline.source import PhotoSource
 from autotag.storage.photo_stream import PhotoStream
+from spouts.stream_spout import StreamSpout
 
 
-class PhotoSpout(Spout):
+class PhotoSpout(StreamSpout):
     outputs = [Stream(PHOTO_FIELDS), Stream(RESULT_FIELDS, name="dead_letters")]
 
     def initialize(self, stormconf, context) -> None:
@@ -30,28 +31,3 @@ class PhotoSpout(Spout):
             self.source.consumer,
             recovered,
         )
-
-    def next_tuple(self) -> None:
-        for result in self.source.take_dead():
-            self.emit(result.to_tuple(), stream="dead_letters")
-        try:
-            self.source.flush_acks()
-            self.source.reclaim_stale()
-            entries = self.source.next_entries(count=8, block_ms=100)
-        except Exception as exc:  # noqa: BLE001 - Redis down: try again on the next call
-            self.logger.warning("reading the photo queue failed: %s", exc)
-            return
-        for e in entries:
-            self.emit(e.as_tuple(), tup_id=e.entry_id)
-
-    def ack(self, tup_id) -> None:
-        try:
-            self.source.ack(tup_id)
-        except Exception as exc:  # noqa: BLE001 - left pending; reclaimed and replayed later
-            self.logger.warning("ack of %s failed (%s); it will be replayed", tup_id, exc)
-
-    def fail(self, tup_id) -> None:
-        try:
-            self.source.fail(tup_id)
-        except Exception as exc:  # noqa: BLE001 - left pending; reclaimed and replayed later
-            self.logger.warning("fail of %s not recorded (%s); it will be reclaimed", tup_id, exc)
