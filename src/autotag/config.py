@@ -166,6 +166,11 @@ class Settings:
         return self.run_dir / "data"
 
     @property
+    def storm_local_dir(self) -> Path:
+        """Storm's storm.local.dir: the Supervisor's and workers' state."""
+        return self.run_dir / "storm-local"
+
+    @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 

@@ -94,6 +94,8 @@ def demo(timeout: int) -> None:
                 ", ".join(f"{t} {sc:.2f}" for t, sc in info.tags[:4]) or "(no tag above threshold)"
             )
             click.echo(f"  {name:<28} {tags}")
+    # A restarted Nimbus may have moved a persisted topology to a new worker meanwhile.
+    cluster.stop_orphan_workers(s, progress=lambda m: click.echo("    " + m))
 
     token = load_or_create_token(s.run_dir)
     click.echo(

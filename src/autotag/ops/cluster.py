@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from autotag.config import Settings, child_env
 from autotag.errors import ServiceError
-from autotag.ops import run_dir
+from autotag.ops import run_dir, workers
 from autotag.ops.daemons.base import Daemon, Status, check_ports
 from autotag.ops.daemons.blob_service import BlobServiceDaemon
 from autotag.ops.daemons.postgres import PostgresDaemon
@@ -153,7 +153,14 @@ def up(
         statuses.append(st)
         if d.name == "postgres":  # schema first: the web service reads it
             prepare_database(settings, progress)
+    stop_orphan_workers(settings, progress)
     return statuses
+
+
+def stop_orphan_workers(settings: Settings, progress: Callable[[str], None] = print) -> None:
+    """Kill workers this host's Supervisor has lost track of (see ops.workers)."""
+    for w in workers.kill_orphans(settings.storm_local_dir):
+        progress(f"worker     pid {w.pid} (port {w.port}) was orphaned by its Supervisor: stopped")
 
 
 def joining_settings(

@@ -32,7 +32,7 @@ def storm_yaml(settings: Settings) -> str:
         "storm.zookeeper.servers": [s.host],
         "storm.zookeeper.port": s.port(s.zookeeper_port),
         "storm.zookeeper.root": "/storm",
-        "storm.local.dir": str(s.run_dir / "storm-local"),
+        "storm.local.dir": str(s.storm_local_dir),
         "storm.local.hostname": s.local_hostname,
         "storm.log.dir": str(s.log_dir / "storm"),
         "nimbus.seeds": [s.host],
