@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.adapt import Dumper
+from psycopg.pq import Format, TransactionStatus
 
 from autotag.config import Settings
 from autotag.storage.database import connect, first_line
@@ -63,13 +65,35 @@ class _FailedRow:
     attempts: int = 0
 
 
-def _vector_literal(v: np.ndarray) -> str | None:
-    """A Postgres array literal; None for a vector we refuse to store (non-finite)."""
+class Float4Vector:
+    """A feature vector sent to Postgres as a binary ``real[]``: no text to format in
+    Python or to parse in Postgres (1,280 floats per photo)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+
+class _Float4VectorDumper(Dumper):
+    format = Format.BINARY
+    oid = 1021  # real[]
+
+    def dump(self, obj: Float4Vector) -> bytes:
+        # Postgres' binary array: ndim, has-nulls, element type (float4 = 700), length,
+        # lower bound; then each element as (byte length, big-endian value).
+        elems = np.empty(obj.values.size, dtype=[("len", ">i4"), ("val", ">f4")])
+        elems["len"] = 4
+        elems["val"] = obj.values
+        return struct.pack("!iiIii", 1, 0, 700, obj.values.size, 1) + elems.tobytes()
+
+
+def _storable_vector(v: np.ndarray) -> Float4Vector | None:
+    """None for a vector we refuse to store (empty or non-finite)."""
     arr = np.asarray(v, dtype=np.float32).ravel()
     if arr.size == 0 or not np.isfinite(arr).all():
         return None
-    # repr of the float64 of a float32 round-trips to the same float32 in a real[].
-    return "{" + ",".join(map(repr, arr.tolist())) + "}"
+    return Float4Vector(arr)
 
 
 _UPSERT_PHOTOS = """
@@ -107,12 +131,10 @@ ON CONFLICT (photo_id, model_version, tag) DO UPDATE SET
     score = EXCLUDED.score, kind = EXCLUDED.kind, via = EXCLUDED.via
 """
 
-_UPSERT_VECTORS = """
+# One row per photo (executemany in the batch's pipeline): each vector travels in binary.
+_UPSERT_VECTOR = """
 INSERT INTO photo_vectors AS v (photo_id, feature_set, model_version, feature)
-SELECT r.photo_id, r.feature_set, r.model_version, r.feature::real[]
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
-     AS r(photo_id, feature_set, model_version, feature)
-ORDER BY r.photo_id
+VALUES (%s, %s, %s, %b)
 ON CONFLICT (photo_id, feature_set) DO UPDATE SET
     model_version = EXCLUDED.model_version, feature = EXCLUDED.feature
 WHERE v.feature IS DISTINCT FROM EXCLUDED.feature
@@ -149,14 +171,14 @@ class _Batch:
     photos: tuple[list[Any], ...]
     tag_keys: tuple[list[Any], ...]
     tags: tuple[list[Any], ...]
-    vectors: tuple[list[Any], ...]
+    vectors: list[tuple[str, str | None, str, Float4Vector]]  # sorted by photo id
 
 
 def _columns(batch: Sequence[StorableResult]) -> _Batch:
     p_ids, p_status, p_mv, p_w, p_h, p_reason, p_att = [], [], [], [], [], [], []
     d_ids, d_mv = [], []
     t_ids, t_tags, t_scores, t_mv, t_kinds, t_via = [], [], [], [], [], []
-    v_ids, v_fs, v_mv, v_feat = [], [], [], []
+    vectors: list[tuple[str, str | None, str, Float4Vector]] = []
     for r in batch:
         if r.status not in ("tagged", "failed"):
             raise ValueError(f"result status must be 'tagged' or 'failed', not {r.status!r}")
@@ -190,21 +212,18 @@ def _columns(batch: Sequence[StorableResult]) -> _Batch:
             t_kinds.append(kind)
             t_via.append(via)
         if r.vector is not None:
-            lit = _vector_literal(r.vector)
-            if lit is None:
+            vec = _storable_vector(r.vector)
+            if vec is None:
                 log.warning("not storing an empty or non-finite vector for %s", r.photo_id)
             elif not r.feature_set:
                 log.warning("not storing a vector without feature_set for %s", r.photo_id)
             else:
-                v_ids.append(r.photo_id)
-                v_fs.append(_clean(r.feature_set))
-                v_mv.append(mv)
-                v_feat.append(lit)
+                vectors.append((r.photo_id, _clean(r.feature_set), mv, vec))
     return _Batch(
         (p_ids, p_status, p_mv, p_w, p_h, p_reason, p_att),
         (d_ids, d_mv),
         (t_ids, t_tags, t_scores, t_mv, t_kinds, t_via),
-        (v_ids, v_fs, v_mv, v_feat),
+        vectors,
     )
 
 
@@ -215,22 +234,29 @@ def _send(conn: psycopg.Connection[Any], b: _Batch) -> None:
         statements.append((_DELETE_TAGS, b.tag_keys))
     if b.tags[0]:
         statements.append((_INSERT_TAGS, b.tags))
-    if b.vectors[0]:
+    if b.vectors:
         statements.append(("SELECT pg_advisory_xact_lock(%s)", (_VECTOR_SEQ_LOCK,)))
-        statements.append((_UPSERT_VECTORS, b.vectors))
-    statements.append((_NOTIFY, (NOTIFY_CHANNEL, _notify_payloads(b.photos[0]))))
+    notify = (_NOTIFY, (NOTIFY_CHANNEL, _notify_payloads(b.photos[0])))
+
+    def send_all(cur: psycopg.Cursor[Any]) -> None:
+        for query, params in statements:
+            cur.execute(query, params)
+        if b.vectors:
+            cur.executemany(_UPSERT_VECTOR, b.vectors)
+        cur.execute(*notify)
+
+    cur = conn.cursor()
+    cur.adapters.register_dumper(Float4Vector, _Float4VectorDumper)
     if not conn.autocommit:
         # A caller-managed connection: psycopg's own transaction (a few more round trips).
         with conn.pipeline(), conn.transaction():
-            for query, params in statements:
-                conn.execute(query, params)
+            send_all(cur)
         return
     try:
         with conn.pipeline():
-            conn.execute("BEGIN")
-            for query, params in statements:
-                conn.execute(query, params)
-            conn.execute("COMMIT")
+            cur.execute("BEGIN")
+            send_all(cur)
+            cur.execute("COMMIT")
     except BaseException:
         # An error skips the rest of the pipeline (COMMIT included): undo what ran.
         if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:

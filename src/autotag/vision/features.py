@@ -227,9 +227,10 @@ def preprocess_cnn(img: np.ndarray, size: int = CNN_INPUT, resize: int = CNN_RES
     resized = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
     top = (nh - size) // 2
     left = (nw - size) // 2
-    crop = resized[top : top + size, left : left + size, ::-1]
-    x = (crop.astype(np.float32) - 127.0) / 128.0
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    crop = resized[top : top + size, left : left + size]
+    # (x − 127) × (1/128) is exactly (x − 127) / 128 in float32: 1/128 is a power of two.
+    blob = cv2.dnn.blobFromImage(crop, 1 / 128, (size, size), (127, 127, 127), swapRB=True)
+    return blob[0]
 
 
 class CnnFeatures(FeatureSet):

@@ -30,8 +30,11 @@ def grey_share(img: np.ndarray) -> float:
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    chroma = bgr.max(axis=2).astype(np.int16) - bgr.min(axis=2)
-    return float(np.mean(chroma <= MAX_GREY_CHROMA))
+    # Per-pixel max/min over the channels with OpenCV: numpy's reduction over a last axis
+    # of 3 costs more than the rest of the photo's properties together.
+    b, g, r = cv2.split(bgr)
+    chroma = cv2.subtract(cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r))
+    return float(np.count_nonzero(chroma <= MAX_GREY_CHROMA)) / chroma.size
 
 
 def property_tags(img: np.ndarray) -> list[tuple[str, float]]:
