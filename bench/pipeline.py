@@ -244,6 +244,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="640,12mp", help="comma list of 640 and/or 12mp")
     ap.add_argument("--paced-n", type=int, default=150, help="photos for the latency run")
     ap.add_argument("--burst", type=int, default=1000, help="photos in the burst run (0: skip)")
+    ap.add_argument(
+        "--warmup", type=int, default=100, help="photos through the topology before timing"
+    )
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="plain-loop processes")
     ap.add_argument("--settle", type=float, default=180, help="max wait for load < 0.5 (s)")
     ap.add_argument("--timeout", type=float, default=1800)
@@ -264,6 +267,13 @@ def main() -> None:
         f"plain loop = {args.jobs} processes × 1 thread; load average now {load1():.2f}"
     )
     with tempfile.TemporaryDirectory(prefix="autotag-bench-") as tmp:
+        if args.warmup:
+            # A running topology is warm: its JVM has compiled the hot paths and the bolts
+            # have touched their models, as the plain loop's models are loaded before its clock.
+            warm = photo_set("640", args.warmup, Path(tmp) / "warmup", seed + 7)
+            with database.connect(s) as conn:
+                wait_tagged(conn, upload(warm, s), args.timeout)
+            print(f"warm-up: {len(warm)} photos through the topology before the timed phases")
         for size in [x.strip() for x in args.sizes.split(",") if x.strip()]:
             n = args.n if size == "640" else args.n_12mp
             paths = photo_set(size, n, Path(tmp) / size, seed)

@@ -239,9 +239,29 @@ def test_fail_of_unknown_tuple_is_ignored() -> None:
     assert src.fail("no-such-id") is None
 
 
+def test_acks_are_sent_in_groups_and_on_flush() -> None:
+    stream = FakeStream()
+    src = PhotoSource(stream, "spout-1", 30, ack_batch=4)
+    for i in range(6):
+        stream.enqueue(f"{i}" * 64, f"{i}.jpg")
+    entries = src.next_entries(8, 0)
+    for e in entries[:3]:
+        src.ack(e.entry_id)
+    assert stream.acked == [] and len(src.unacked) == 3  # held back
+    src.ack(entries[3].entry_id)
+    assert stream.acked == [e.entry_id for e in entries[:4]] and src.unacked == []
+    src.ack(entries[4].entry_id)
+    src.flush_acks()  # the spout's next call sends what is held
+    assert stream.acked == [e.entry_id for e in entries[:5]] and src.inflight.keys() == {
+        entries[5].entry_id
+    }
+    src.ack(entries[5].entry_id)  # nothing left in flight: sent at once
+    assert stream.acked == [e.entry_id for e in entries] and src.unacked == []
+
+
 def test_ack_settles_and_a_missed_ack_is_sent_again() -> None:
     stream = FakeStream()
-    src = PhotoSource(stream, "spout-1", 30)
+    src = PhotoSource(stream, "spout-1", 30, ack_batch=1)
     stream.enqueue("b" * 64, "b.jpg")
     (e,) = src.next_entries(8, 0)
     stream.down = True

@@ -40,14 +40,17 @@ class Stream(Protocol):
 class PhotoSource:
     """Reads photos from the stream for one spout task and settles them."""
 
-    def __init__(self, stream: Stream, consumer: str, message_timeout_secs: int) -> None:
+    def __init__(
+        self, stream: Stream, consumer: str, message_timeout_secs: int, ack_batch: int = 16
+    ) -> None:
         self.stream = stream
         self.consumer = consumer
         self.inflight: dict[str, Entry] = {}
         # Entries idle longer than this on *another* consumer belong to a dead spout.
         self.stale_ms = (message_timeout_secs + 30) * 1000
         self._last_reclaim = 0.0
-        self.unacked: list[str] = []  # acks Redis missed (it was down); sent again later
+        self.unacked: list[str] = []  # acks not yet sent (held back, or Redis was down)
+        self.ack_batch = ack_batch
         self.dead: list[PhotoResult] = []  # dead-lettered photos for the DB writer
 
     def recover_own_pending(self) -> int:
@@ -76,18 +79,27 @@ class PhotoSource:
         return entries
 
     def ack(self, entry_id: str) -> None:
+        """The photo is stored: acknowledge it in Redis with the next ``flush_acks``.
+
+        Acks arrive one by one; sending them in groups saves a Redis round trip per photo.
+        The last photo in flight sends them at once (a paused topology holds none back). An
+        ack still held when the spout dies only means a replay, which the DB writer's
+        idempotent writes absorb.
+        """
         self.inflight.pop(entry_id, None)
-        try:
-            self.stream.ack(entry_id)
-        except Exception:
-            self.unacked.append(entry_id)
-            raise
+        self.unacked.append(entry_id)
+        if len(self.unacked) >= self.ack_batch or not self.inflight:
+            self.flush_acks()
 
     def flush_acks(self) -> None:
-        """Send acks that failed while Redis was away (the photos are already stored)."""
+        """Send the acks held back (also those that failed while Redis was away)."""
         if self.unacked:
-            self.stream.ack(self.unacked)
-            self.unacked = []
+            held, self.unacked = self.unacked, []
+            try:
+                self.stream.ack(held)
+            except Exception:
+                self.unacked = held + self.unacked
+                raise
 
     def fail(self, entry_id: str) -> str | None:
         """Storm gave up on the tuple (timeout or a crash): retry it, or dead-letter it."""
