@@ -1,7 +1,7 @@
 """The autotagger topology (not "autotag": streamparse imports topology files by module
 name, which would clash with the autotag package): image spout → autotag bolts → DB writer (Flickr's AutoTags).
 
-    photos (1) ──shuffle──▶ autotag (2, daemonized model) ──shuffle──▶ db_writer (1) ──▶ Postgres
+    photos (1) ──shuffle──▶ autotag (N, daemonized model) ──shuffle──▶ db_writer (1) ──▶ Postgres
        └──────────────── dead_letters (photos that ran out of attempts) ──────────▲
 
     videos (1) ──shuffle──▶ video (2, one segment per tuple) ──shuffle──▶ video_writer (1)
@@ -9,12 +9,13 @@ name, which would clash with the autotag package): image spout → autotag bolts
 
 The video branch reads its own stream of segments and shares nothing with the photo path.
 
-Parallelism is sized for one 2-core machine: one tagging process per core. Raise `autotag`
-(and `topology.workers`) on a bigger cluster, or `autotag rebalance autotagger --executor autotag=N`.
+Parallelism: one tagging process per core of the submitting host (AUTOTAG_TAGGING_PROCESSES
+sets another number); on a bigger cluster raise it with `topology.workers`.
 """
 
 from streamparse import Grouping, Topology
 
+from autotag.config import settings
 from bolts.autotag import AutotagBolt
 from bolts.dbwriter import DbWriterBolt
 from bolts.video import VideoBolt
@@ -22,15 +23,17 @@ from bolts.video_writer import VideoWriterBolt
 from spouts.photos import PhotoSpout
 from spouts.videos import VideoSpout
 
+TAGGERS = settings().taggers
+
 
 class Autotag(Topology):
     config = {
         "topology.workers": 1,
         "topology.acker.executors": 1,
-        # Photos in flight per spout task: a full DB-writer batch (db_batch_size), so the
-        # taggers never wait for a commit; the DB writer also commits whenever its input is
-        # idle, so a partial batch never waits for more.
-        "topology.max.spout.pending": 64,
+        # Photos in flight per spout task: a full DB-writer batch (db_batch_size) and 32 per
+        # tagging process, so the taggers never wait for a commit; the DB writer also commits
+        # whenever its input is idle, so a partial batch never waits for more.
+        "topology.max.spout.pending": max(64, 32 * TAGGERS),
         "topology.message.timeout.secs": 120,  # a photo not stored by then is replayed
         "topology.subprocess.timeout.secs": 120,  # a slow photo must not kill its bolt process
         # Tuples between workers (on other hosts) are Kryo-serialised; multilang JSON turns a
@@ -54,7 +57,7 @@ class Autotag(Topology):
     }
 
     photos = PhotoSpout.spec(par=1)
-    autotag = AutotagBolt.spec(inputs={photos: Grouping.SHUFFLE}, par=2)
+    autotag = AutotagBolt.spec(inputs={photos: Grouping.SHUFFLE}, par=TAGGERS)
     db_writer = DbWriterBolt.spec(
         inputs={autotag: Grouping.SHUFFLE, photos["dead_letters"]: Grouping.SHUFFLE},
         par=1,

@@ -92,6 +92,9 @@ class Settings:
     # Threads per tagging process, for ONNX Runtime and OpenCV alike: Storm runs one tagging
     # process per core, so more threads would only oversubscribe the cores.
     tagging_threads: int = 1
+    # Tagging processes (autotag bolt executors) in the topology; 0 = one per core of the
+    # host that submits it.
+    tagging_processes: int = 0
     # DB writer batching.
     db_batch_size: int = 64
     db_flush_secs: float = 1.0
@@ -164,6 +167,11 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return self.run_dir / "data"
+
+    @property
+    def taggers(self) -> int:
+        """How many tagging processes the topology runs."""
+        return self.tagging_processes if self.tagging_processes > 0 else os.cpu_count() or 1
 
     @property
     def storm_local_dir(self) -> Path:
