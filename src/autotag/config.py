@@ -98,6 +98,10 @@ class Settings:
     # DB writer batching.
     db_batch_size: int = 64
     db_flush_secs: float = 1.0
+    # Least time between two commits of the DB writer when its input goes idle: batches grow
+    # under load (a commit per photo costs several times a shared one), a lone photo waits
+    # for nothing.
+    db_commit_interval_secs: float = 0.1
     # Failed writes of one batch (connection errors, with back-off) before its tuples are
     # failed back to Storm, which replays them.
     db_max_retries: int = 12

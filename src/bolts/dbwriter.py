@@ -1,8 +1,8 @@
 """DB-writer bolt: batches results into Postgres, acks after commit.
 
-A batch is written when it is full or when no more results are waiting to be read, so under
-load batches grow by themselves and an idle topology commits each photo at once; the tick is
-only a safety net. Tags, status and the feature vector of a batch go in one transaction,
+A batch is written when it is full or when no more results are waiting to be read (commits
+spaced at least db_commit_interval_secs apart), so under load batches grow by themselves and
+an idle topology commits each photo at once; the tick is only a safety net. Tags, status and the feature vector of a batch go in one transaction,
 idempotent on (photo, tag, model version), so a replayed tuple never duplicates anything. It
 is the only writer of tagging outcomes: tagged and failed photos from the autotag bolts, and
 photos the spout dead-lettered.
@@ -38,12 +38,17 @@ class DbWriterBolt(Bolt):
             s.db_flush_secs,
             fail=self.fail,
             max_retries=s.db_max_retries,
+            min_interval_secs=s.db_commit_interval_secs,
         )
 
     def _run(self) -> None:
-        """pystorm's loop body (one message), then: nothing more waiting → write the batch."""
+        """pystorm's loop body (one message), then: nothing more waiting → write the batch
+        (after the batcher's commit spacing, if more arrives meanwhile it joins the batch)."""
         super()._run()
         if self.batcher.pending and not self.input.waiting():
+            hold = self.batcher.idle_flush_wait()
+            if hold > 0 and self.input.waiting(hold):
+                return
             self.batcher.flush()
 
     def process(self, tup) -> None:

@@ -213,6 +213,24 @@ def test_retries_are_capped_then_the_tuples_fail_back_to_storm() -> None:
     assert acked == ["t3", "t4"] and b.backoff == 0.5
 
 
+def test_idle_flushes_are_spaced_so_batches_grow_under_load() -> None:
+    clock, store, acked = Clock(), FakeStore(), []
+    b = ResultBatcher(store, acked.append, 64, 60, min_interval_secs=0.1, clock=clock)
+    b.add(result(1), "t1")
+    assert b.idle_flush_wait() == 0  # after a quiet spell: written at once
+    b.flush()
+    clock.now += 0.03
+    b.add(result(2), "t2")
+    assert abs(b.idle_flush_wait() - 0.07) < 1e-9  # 30 ms after a commit: hold 70 ms more
+    clock.now += 0.05
+    b.add(result(3), "t3")
+    assert abs(b.idle_flush_wait() - 0.02) < 1e-9
+    clock.now += 0.02
+    assert b.idle_flush_wait() == 0
+    b.flush()
+    assert [len(c) for c in store.committed] == [1, 2] and acked == ["t1", "t2", "t3"]
+
+
 # -- the spout's settling: retries, dead letters, attempts --------------------------------------
 
 

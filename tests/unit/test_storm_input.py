@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 from autotag.pipeline.storm_input import StormInput
 
@@ -24,4 +26,20 @@ def test_lines_waiting_and_eof() -> None:
     os.close(w)
     assert src.readline() == ""  # Storm went away
     assert src.waiting()
+    os.close(r)
+
+
+def test_waiting_with_a_timeout_sees_what_arrives_meanwhile() -> None:
+    r, w = os.pipe()
+    src = StormInput(r)
+    t0 = time.monotonic()
+    assert not src.waiting(0.05)  # nothing came: it waited, then said so
+    assert time.monotonic() - t0 >= 0.04
+    timer = threading.Timer(0.05, os.write, (w, b'{"id": 3}\n'))
+    timer.start()
+    assert src.waiting(5.0)  # returns when the message arrives, not after 5 s
+    assert time.monotonic() - t0 < 4.0
+    assert src.readline() == '{"id": 3}\n'
+    timer.join()
+    os.close(w)
     os.close(r)

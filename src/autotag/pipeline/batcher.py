@@ -29,6 +29,11 @@ class ResultStore(Protocol):
 class ResultBatcher:
     """Batches results by count and by age; commit-then-ack.
 
+    When its input goes idle the writer commits what it has, but not sooner than
+    ``min_interval_secs`` after its previous commit: a commit per photo costs several times
+    a shared one, so under load batches grow, while a photo after a quiet spell is written at
+    once.
+
     ``flush`` never raises for a database outage: it keeps the batch and retries later with
     back-off, so Storm replays nothing that was stored and loses nothing that was not; after
     ``max_retries`` failed writes it fails the batch's tuples (``fail``) and lets it go.
@@ -43,6 +48,7 @@ class ResultBatcher:
         *,
         fail: Callable[[Any], None] | None = None,
         max_retries: int = 12,
+        min_interval_secs: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -52,7 +58,9 @@ class ResultBatcher:
         self.failures = 0
         self.batch_size = batch_size
         self.max_age_secs = max_age_secs
+        self.min_interval_secs = min_interval_secs
         self.clock = clock
+        self.last_flush = float("-inf")
         self.pending: list[tuple[PhotoResult, Any]] = []
         self.oldest = 0.0
         self.retry_at = 0.0
@@ -68,11 +76,16 @@ class ResultBatcher:
     def due(self) -> bool:
         return bool(self.pending) and self.clock() - self.oldest >= self.max_age_secs
 
+    def idle_flush_wait(self) -> float:
+        """Seconds to hold a partial batch, once the input is idle, before committing it."""
+        return max(0.0, self.last_flush + self.min_interval_secs - self.clock())
+
     def flush(self) -> int:
         """Write everything pending; ack after commit. Returns the number of tuples acked."""
         if not self.pending or self.clock() < self.retry_at:
             return 0
         batch = self.pending
+        self.last_flush = self.clock()
         try:
             self.store.write([r for r, _ in batch])
         except Exception as exc:  # noqa: BLE001 - outage: keep the batch, retry with back-off

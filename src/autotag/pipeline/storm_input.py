@@ -38,9 +38,10 @@ class StormInput:
                 self.eof = True
             self.buffer += data
 
-    def waiting(self) -> bool:
-        """True when another message has already arrived (buffered, or readable now)."""
+    def waiting(self, timeout: float = 0.0) -> bool:
+        """True when another message has arrived (buffered, or readable) within ``timeout``
+        seconds."""
         if b"\n" in self.buffer or self.eof:
             return True
-        readable, _, _ = select.select([self.fd], [], [], 0)
+        readable, _, _ = select.select([self.fd], [], [], timeout)
         return bool(readable)
