@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from autotag.checksums import bytes_sha256
+
 PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png"}
 TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 
@@ -69,19 +71,32 @@ def _write_distinct(
     shape: Callable[[np.ndarray, np.random.Generator], np.ndarray],
 ) -> list[Path]:
     """n JPEGs from the installed real photos, each reshaped by ``shape`` and made unique
-    (a new content hash, so a new photo) by two marker pixels."""
+    (a new content hash, so a new photo) by a corner block of random pixels."""
     bases = package_photos() + tuxpaint_photos()
     rng = np.random.default_rng(seed)
     dest.mkdir(parents=True, exist_ok=True)
-    out = []
+    out, seen = [], set()
     for i in range(n):
         img = shape(cv2.imread(str(bases[i % len(bases)]), cv2.IMREAD_COLOR), rng)
-        img[0, 0] = rng.integers(0, 256, 3)
-        img[0, 1] = (i % 256, (i // 256) % 256, seed % 256)
+        # A corner block of noise: a few marker pixels alone can vanish in JPEG quantization.
+        corner = img[:8, :8]
+        corner[...] = rng.integers(0, 256, corner.shape, dtype=np.uint8)
+        data = _encode_jpeg(img, quality)
+        while bytes_sha256(data) in seen:
+            corner[...] = rng.integers(0, 256, corner.shape, dtype=np.uint8)
+            data = _encode_jpeg(img, quality)
+        seen.add(bytes_sha256(data))
         path = dest / f"{prefix}_{seed}_{i:05d}.jpg"
-        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        path.write_bytes(data)
         out.append(path)
     return out
+
+
+def _encode_jpeg(img: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("OpenCV could not encode a JPEG")
+    return buf.tobytes()
 
 
 def make_distinct_photos(n: int, dest: Path, long_side: int = 640, seed: int = 0) -> list[Path]:
