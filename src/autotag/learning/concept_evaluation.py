@@ -26,7 +26,7 @@ import numpy as np
 
 from autotag.errors import AutotagError
 from autotag.learning.samples import TUXPAINT_STAMPS
-from autotag.vision.decode import DecodeLimits, decode_file
+from autotag.vision.decode import DecodeLimits, decode_file, network_view
 from autotag.vision.tagger import Tagger
 
 DEV_LABELS = Path(__file__).with_name("concept_dev_labels.tsv")
@@ -184,7 +184,7 @@ def concept_scores(
     probs, detected = [], []
     for start in range(0, len(photos), batch):
         images = [
-            decode_file(p.path, _LIMITS, min_side=tagger.min_side).bgr
+            network_view(decode_file(p.path, _LIMITS, min_side=tagger.min_side))
             for p in photos[start : start + batch]
         ]
         P = bundle.score(tagger.features.extract(images))

@@ -25,7 +25,13 @@ import numpy as np
 
 from autotag.errors import ModelError
 from autotag.vision.bundle import ModelBundle, load_active, load_bundle
-from autotag.vision.decode import DecodedImage, DecodeLimits, decode, decode_file
+from autotag.vision.decode import (
+    DecodedImage,
+    DecodeLimits,
+    decode,
+    decode_file,
+    network_view,
+)
 from autotag.vision.faces import FaceDetector, single_threaded_blas
 from autotag.vision.features import (
     FeatureOptions,
@@ -195,7 +201,7 @@ class Tagger:
         return out
 
     def tag_decoded(self, decoded: DecodedImage) -> TagResult:
-        result = self.tag_images([decoded.bgr])[0]
+        result = self.tag_images([network_view(decoded)])[0]
         result.width, result.height = decoded.width, decoded.height  # the photo's own size
         return result
 
