@@ -18,11 +18,11 @@ from PIL import Image, ImageOps
 from autotag.errors import ImageError
 from autotag.vision.decode import (
     CUTOUT_SCALE,
-    network_view,
     DecodeLimits,
     apply_orientation,
     decode,
     decode_file,
+    network_view,
     sniff_format,
 )
 
