@@ -13,6 +13,7 @@ APT_PACKAGES=(
   python3-venv                                     # the project virtualenv
   opencv-data                                      # Haar cascades (face / person tag)
   dataset-fashion-mnist tuxpaint-stamps-default    # real labelled images for training and tests
+  gcompris-qt-data                                 # real labelled photos: concept development set
   wordnet-base                                     # WordNet 3.0 nouns: ImageNet leaves -> concepts
   opencv-doc                                       # sample photos (concept thresholds), video clips (vtest.avi)
   chromium                                         # the web page's browser tests (Playwright drives it)

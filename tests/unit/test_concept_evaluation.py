@@ -53,3 +53,21 @@ def test_threshold_is_the_lowest_reaching_the_target_precision() -> None:
     chosen, table = ce.choose_threshold(photos, scores, target=0.9, grid=(0.3, 0.5, 0.65, 0.8))
     assert chosen == 0.65
     assert [row["precision"] for row in table] == [0.75, pytest.approx(2 / 3, abs=1e-4), 1.0, 1.0]
+
+
+def test_development_photos_read_gcompris_photos_from_its_resource_files() -> None:
+    """GCompris's photos are read out of its .rcc files and decode as real photos; their
+    labels come from folder and file names, with the 'also right' words kept apart."""
+    from autotag.vision.decode import decode
+
+    photos = ce.dev_photos()
+    gcompris = [p for p in photos if p.member is not None]
+    assert len(gcompris) == 141 and len(photos) == 207
+    for p in gcompris:
+        img = decode(p.read_bytes(), ce._LIMITS)
+        assert img.format == "WEBP" and min(img.width, img.height) >= 100, p.name
+    by_name = {p.name: p for p in gcompris}
+    fish = by_name["gcompris/categorization/images/fishes/fish3.webp"]
+    assert fish.must == {"fish", "animal"} and fish.right == {"fish", "animal", "food"}
+    assert by_name["gcompris/categorization/images/tools/hammer2.webp"].must == {"tool"}
+    assert by_name["gcompris/erase/kitten.webp"].must == {"cat", "mammal", "animal"}

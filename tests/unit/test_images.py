@@ -17,10 +17,12 @@ from PIL import Image, ImageOps
 
 from autotag.errors import ImageError
 from autotag.vision.decode import (
+    CUTOUT_SCALE,
     DecodeLimits,
     apply_orientation,
     decode,
     decode_file,
+    network_view,
     sniff_format,
 )
 
@@ -170,6 +172,40 @@ def test_alpha_is_composited_onto_white() -> None:
     img = decode(_png(rgba, "RGBA"), LIMITS)
     assert img.bgr[0, 0].tolist() == [255, 255, 255]
     assert img.bgr[3, 0].tolist() == [0, 0, 255]
+
+
+def test_a_cut_out_is_shown_whole_and_centred_on_white() -> None:
+    """Transparent margins are no part of the photo: the networks see the visible pixels
+    centred on a white square wide enough that their 7/8 centre crop keeps all of them."""
+    rgba = np.zeros((100, 300, 4), np.uint8)
+    rgba[20:60, 50:250] = (0, 0, 255, 255)  # a wide red object, transparent around it
+    img = decode(_png(rgba, "RGBA"), LIMITS)
+    assert (img.width, img.height) == (300, 100)  # the photo's own size is unchanged
+    assert img.cutout == (50, 20, 250, 60)
+    view = network_view(img)
+    side = int(np.ceil(200 * CUTOUT_SCALE))
+    assert view.shape == (side, side, 3)
+    red = np.all(view == (255, 0, 0), axis=2)  # BGR of the red object
+    rows, cols = np.flatnonzero(red.any(axis=1)), np.flatnonzero(red.any(axis=0))
+    assert (cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1) == (200, 40)
+    assert abs((cols[0] + cols[-1]) / 2 - (side - 1) / 2) <= 1
+    assert abs((rows[0] + rows[-1]) / 2 - (side - 1) / 2) <= 1
+    assert red.sum() == 200 * 40 and (view[~red] == 255).all()
+    crop = int(side * 7 / 8)  # what a centre crop of 7/8 keeps
+    lo = (side - crop) // 2
+    assert red[lo : lo + crop, lo : lo + crop].sum() == red.sum()
+
+
+def test_photos_without_transparent_pixels_are_shown_as_they_are() -> None:
+    rgba = np.full((40, 60, 4), 255, np.uint8)
+    rgba[..., 3] = 128  # translucent everywhere, but nothing is fully transparent
+    for data in (_png(rgba, "RGBA"), _png(np.full((40, 60, 3), 90, np.uint8))):
+        img = decode(data, LIMITS)
+        assert img.cutout is None
+        assert network_view(img) is img.bgr
+    empty = np.zeros((40, 60, 4), np.uint8)  # fully transparent: nothing to crop to
+    img = decode(_png(empty, "RGBA"), LIMITS)
+    assert img.cutout is None and (network_view(img) == 255).all()
 
 
 def test_16bit_is_scaled_not_clipped() -> None:

@@ -290,3 +290,26 @@ def test_black_and_white_property_on_real_photos(tagger: Tagger) -> None:
     assert bw(grey_coffee) and not bw(sepia)
     r = _tags(tagger.tag_images([grey_coffee])[0])["black and white"]
     assert r.kind == "property" and r.score >= 0.99
+
+
+def test_a_cut_out_upload_is_tagged_from_its_visible_pixels(tagger: Tagger) -> None:
+    """A cut-out (transparent around the object) is tagged as the classifier sees it through
+    decode.network_view, keeps its own size, and a small cat in a wide transparent canvas is
+    still a cat."""
+    from autotag.vision.decode import decode, network_view
+
+    cat = skimage.data.chelsea()  # RGB, 300 x 451
+    h, w = cat.shape[:2]
+    canvas = np.zeros((h + 200, 3 * w, 4), np.uint8)
+    canvas[100 : 100 + h, w : 2 * w, :3] = cat
+    canvas[100 : 100 + h, w : 2 * w, 3] = 255
+    buf = io.BytesIO()
+    Image.fromarray(canvas, "RGBA").save(buf, "PNG")
+    result = tagger.tag_bytes(buf.getvalue())
+    assert (result.width, result.height) == (3 * w, h + 200)
+    decoded = decode(buf.getvalue(), tagger.limits, min_side=tagger.min_side)
+    assert decoded.cutout == (w, 100, 2 * w, 100 + h)
+    direct = tagger.tag_images([network_view(decoded)], [decoded.bgr])[0]
+    assert [(t.tag, t.kind) for t in result.tags] == [(t.tag, t.kind) for t in direct.tags]
+    tags = _tags(result)
+    assert {"cat", "animal"} <= tags.keys() and tags["cat"].via in CAT_TAGS, tags

@@ -34,6 +34,10 @@ def evaluate_concepts(bundle_id: str | None, dev: bool, as_json: bool) -> None:
     ) as bar:
         scores = ce.concept_scores(tagger, photos, progress=bar.update)
     result = ce.report(photos, scores.tags())
+    alone = ce.report(photos, scores.tags(detectors=False))  # concept tags only: no detector
+    result["concept_kind_only"] = {
+        k: alone[k] for k in ("concept_tags", "wrong_tags", "wrong_share", "category_word_share")
+    }
     result["bundle"] = tagger.bundle.id
     result["photos_from"] = "development photos" if dev else "Tux Paint photo stamps"
     if dev:
@@ -49,6 +53,12 @@ def evaluate_concepts(bundle_id: str | None, dev: bool, as_json: bool) -> None:
         f"concept tags {result['concept_tags']}, wrong {result['wrong_tags']}"
         f" ({_pct(result['wrong_share'])}); category word among the tags:"
         f" {_pct(result['category_word_share'])}; no concept tag: {_pct(result['no_concept_share'])}"
+    )
+    a = result["concept_kind_only"]
+    click.echo(
+        f"without the detector's person tags: concept tags {a['concept_tags']}, wrong"
+        f" {a['wrong_tags']} ({_pct(a['wrong_share'])}); category word among the tags:"
+        f" {_pct(a['category_word_share'])}"
     )
     click.echo(
         f"  {'concept':20} {'right':>5} {'wrong':>5} {'missed':>6} {'precision':>9} {'recall':>7}"

@@ -3,7 +3,8 @@
 Two labelled sets, kept apart:
 
 - the *development* photos (``concept_dev_labels.tsv``: scikit-image, scikit-learn and
-  opencv-doc samples, each labelled with every concept word right for it), on which the
+  opencv-doc samples, each labelled with every concept word right for it, and GCompris's
+  photos labelled from their file and folder names), on which the
   one global concept threshold is chosen: the lowest that keeps concept tags at least
   ``TARGET_PRECISION`` precise;
 - Tux Paint's *photo stamps* (Debian ``tuxpaint-stamps-default``; cartoons left out), the
@@ -25,11 +26,13 @@ from typing import Any
 import numpy as np
 
 from autotag.errors import AutotagError
+from autotag.learning.qt_resources import QtResources
 from autotag.learning.samples import TUXPAINT_STAMPS
-from autotag.vision.decode import DecodeLimits, decode_file
+from autotag.vision.decode import DecodeLimits, decode, network_view
 from autotag.vision.tagger import Tagger
 
 DEV_LABELS = Path(__file__).with_name("concept_dev_labels.tsv")
+GCOMPRIS_RCC = Path("/usr/share/gcompris-qt/rcc")
 TARGET_PRECISION = 0.9
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(2, 20))
 _LIMITS = DecodeLimits(max_file_bytes=64 << 20, max_pixels=64_000_000, max_dimension=20_000)
@@ -89,10 +92,16 @@ class LabeledPhoto:
     right: frozenset[str]
     category: str | None = None
     required: frozenset[str] | None = None  # None: every right word
+    member: str | None = None  # a file inside the Qt resource bundle ``path``
 
     @property
     def must(self) -> frozenset[str]:
         return self.right if self.required is None else self.required
+
+    def read_bytes(self) -> bytes:
+        if self.member is None:
+            return self.path.read_bytes()
+        return QtResources(self.path).read(self.member)
 
 
 def _sample_dirs() -> dict[str, Path]:
@@ -103,7 +112,12 @@ def _sample_dirs() -> dict[str, Path]:
         "skimage": Path(skimage.__file__).parent / "data",
         "sklearn": Path(sklearn.__file__).parent / "datasets" / "images",
         "opencv": Path("/usr/share/doc/opencv-doc/examples/data"),
+        "gcompris": GCOMPRIS_RCC,
     }
+
+
+def _words(cell: str) -> frozenset[str]:
+    return frozenset(w.strip() for w in cell.split(",") if w.strip())
 
 
 def dev_photos(labels: Path = DEV_LABELS) -> list[LabeledPhoto]:
@@ -114,11 +128,18 @@ def dev_photos(labels: Path = DEV_LABELS) -> list[LabeledPhoto]:
         if not line.strip() or line.startswith(("#", "source\t")):
             continue
         source, name, *rest = line.split("\t")
-        path = dirs[source] / name
+        words = _words(rest[0] if rest else "")
+        also = _words(rest[1] if len(rest) > 1 else "")
+        member = None
+        if source == "gcompris":  # activity/path → the activity's .rcc and its member
+            activity, _, inner = name.partition("/")
+            path = dirs[source] / f"{activity}.rcc"
+            member = f"gcompris/src/activities/{activity}/resource/{inner}"
+        else:
+            path = dirs[source] / name
         if not path.is_file():
             raise AutotagError(f"development photo {path} is missing (install {source} samples)")
-        words = frozenset(w.strip() for w in (rest[0] if rest else "").split(",") if w.strip())
-        out.append(LabeledPhoto(f"{source}/{name}", path, words))
+        out.append(LabeledPhoto(f"{source}/{name}", path, words | also, None, words, member))
     return out
 
 
@@ -183,17 +204,17 @@ def concept_scores(
         raise AutotagError(f"bundle {bundle.id} has no concepts")
     probs, detected = [], []
     for start in range(0, len(photos), batch):
-        images = [
-            decode_file(p.path, _LIMITS, min_side=tagger.min_side).bgr
+        decoded = [
+            decode(p.read_bytes(), _LIMITS, min_side=tagger.min_side)
             for p in photos[start : start + batch]
         ]
-        P = bundle.score(tagger.features.extract(images))
+        P = bundle.score(tagger.features.extract([network_view(d) for d in decoded]))
         probs.append(bundle.concept_scores(P))
-        for img in images:
+        for img in (d.bgr for d in decoded):
             found = {t for t, _ in tagger.face.tags(img)} if tagger.face is not None else set()
             detected.append(found)
         if progress:
-            progress(len(images))
+            progress(len(decoded))
     return ConceptScores(
         [c.tag for c in bundle.concepts],
         np.asarray(bundle.concept_thresholds, np.float32),

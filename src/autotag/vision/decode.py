@@ -62,7 +62,8 @@ class DecodeLimits:
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """Pixels ready for feature extraction: uint8 BGR, upright, alpha flattened onto white.
+    """Pixels ready for feature extraction: uint8 BGR, upright, alpha flattened onto white
+    (``network_view`` is what the networks see of a cut-out).
 
     ``width`` and ``height`` are the photo's own (upright) size; ``bgr`` may be smaller when
     the decoder was asked for a reduced copy (see ``decode``'s ``min_side``).
@@ -72,6 +73,9 @@ class DecodedImage:
     width: int
     height: int
     format: str
+    # (x0, y0, x1, y1) of the visible pixels in ``bgr`` when some pixels were fully
+    # transparent: the photo is a cut-out (see ``network_view``).
+    cutout: tuple[int, int, int, int] | None = None
 
 
 def _fmt_bytes(n: int) -> str:
@@ -239,20 +243,65 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     raise ImageError(f"unsupported pixel type {img.dtype}")
 
 
-def _to_bgr(img: np.ndarray) -> np.ndarray:
-    """Any channel layout → 3-channel BGR; alpha is composited onto white."""
+def _to_bgr(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any channel layout → 3-channel BGR, alpha composited onto white; and the mask of
+    visible pixels when some are fully transparent (else None)."""
     img = _to_uint8(img)
     if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), None
     channels = img.shape[2]
     if channels == 1:
-        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR), None
     if channels == 2:  # grey + alpha
         grey = composite_on_white(img[:, :, :1], img[:, :, 1])
-        return cv2.cvtColor(grey[:, :, 0], cv2.COLOR_GRAY2BGR)
+        return cv2.cvtColor(grey[:, :, 0], cv2.COLOR_GRAY2BGR), _visible(img[:, :, 1])
     if channels == 3:
-        return img
-    return composite_on_white(img[:, :, :3], img[:, :, 3])
+        return img, None
+    return composite_on_white(img[:, :, :3], img[:, :, 3]), _visible(img[:, :, 3])
+
+
+def _visible(alpha: np.ndarray) -> np.ndarray | None:
+    visible = alpha > 0
+    return None if visible.all() else visible
+
+
+def _box(visible: np.ndarray | None) -> tuple[int, int, int, int] | None:
+    if visible is None:
+        return None
+    rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
+    if not len(rows):
+        return None  # nothing visible: the white square is all there is
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+# A cut-out is shown to the networks centred on a white square this much wider than its
+# longer side, so that their centre crop (7/8 of the short side) keeps all of it.
+CUTOUT_SCALE = 8 / 7
+# Its longer side at most this (the networks look at 224-292 px; memory stays bounded).
+CUTOUT_MAX_SIDE = 1024
+
+
+def network_view(image: DecodedImage) -> np.ndarray:
+    """The pixels the networks see. For an ordinary photo: ``bgr``. For a cut-out (a PNG,
+    WebP or GIF with fully transparent pixels) the transparent margin is no part of the
+    photo, so the visible pixels are cropped and centred on a white square with a margin,
+    as ImageNet's objects sit whole inside their frames; the centre crop would otherwise cut
+    off the ends of a tightly cropped object (or, for a wide one, most of it)."""
+    if image.cutout is None:
+        return image.bgr
+    x0, y0, x1, y1 = image.cutout
+    obj = image.bgr[y0:y1, x0:x1]
+    longer = max(obj.shape[:2])
+    if longer > CUTOUT_MAX_SIDE:
+        f = CUTOUT_MAX_SIDE / longer
+        size = (max(1, round(obj.shape[1] * f)), max(1, round(obj.shape[0] * f)))
+        obj = cv2.resize(obj, size, interpolation=cv2.INTER_AREA)
+    h, w = obj.shape[:2]
+    side = int(np.ceil(max(h, w) * CUTOUT_SCALE))
+    out = np.full((side, side, 3), 255, np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top : top + h, left : left + w] = obj
+    return out
 
 
 def composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -299,13 +348,13 @@ def _truncation_hint(data: bytes, fmt: str) -> str:
     return f"corrupt {fmt} data (decoder failed)"
 
 
-def _decode_gif(header: Image.Image) -> np.ndarray:
+def _decode_gif(header: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         header.seek(0)
         rgba = np.asarray(header.convert("RGBA"))
     except (OSError, ValueError, EOFError, SyntaxError, IndexError, struct.error) as exc:
         raise ImageError(f"corrupt GIF data: {_short(exc)}") from None
-    return composite_on_white(rgba[:, :, 2::-1], rgba[:, :, 3])
+    return composite_on_white(rgba[:, :, 2::-1], rgba[:, :, 3]), _visible(rgba[:, :, 3])
 
 
 # JPEG's DCT lets OpenCV decode at 1/2, 1/4 or 1/8 scale directly, doing a fraction of the work.
@@ -327,7 +376,7 @@ def _jpeg_flags(width: int, height: int, min_side: int | None) -> int:
 
 def _decode_cv2(
     data: bytes, fmt: str, header: Image.Image, min_side: int | None = None
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray | None]:
     buf = np.frombuffer(data, dtype=np.uint8)
     # JPEG (and CMYK TIFF): IMREAD_COLOR applies EXIF orientation and converts CMYK/grey.
     color_mode = fmt == "JPEG" or (fmt == "TIFF" and header.mode in ("CMYK", "YCbCr", "LAB"))
@@ -341,10 +390,13 @@ def _decode_cv2(
         raise ImageError(f"corrupt {fmt} data: {_short(exc)}") from None
     if img is None or img.size == 0:
         raise ImageError(_truncation_hint(data, fmt))
-    bgr = _to_bgr(img)
+    bgr, visible = _to_bgr(img)
     if not color_mode:
-        bgr = apply_orientation(bgr, _orientation(header, data, fmt))
-    return bgr
+        orientation = _orientation(header, data, fmt)
+        bgr = apply_orientation(bgr, orientation)
+        if visible is not None:
+            visible = apply_orientation(visible[:, :, None], orientation)[:, :, 0]
+    return bgr, visible
 
 
 def decode(data: bytes, limits: DecodeLimits, *, min_side: int | None = None) -> DecodedImage:
@@ -370,7 +422,10 @@ def decode(data: bytes, limits: DecodeLimits, *, min_side: int | None = None) ->
     check_decode_budget(header, data, fmt, limits.max_decode_bytes)
 
     try:
-        bgr = _decode_gif(header) if fmt == "GIF" else _decode_cv2(data, fmt, header, min_side)
+        if fmt == "GIF":
+            bgr, visible = _decode_gif(header)
+        else:
+            bgr, visible = _decode_cv2(data, fmt, header, min_side)
     except ImageError:
         raise
     except MemoryError:
@@ -385,7 +440,9 @@ def decode(data: bytes, limits: DecodeLimits, *, min_side: int | None = None) ->
         width, height = height, width
     if (w, h) != (width, height) and fmt != "JPEG":
         width, height = w, h  # only a JPEG is ever decoded reduced
-    return DecodedImage(bgr=bgr, width=int(width), height=int(height), format=fmt)
+    return DecodedImage(
+        bgr=bgr, width=int(width), height=int(height), format=fmt, cutout=_box(visible)
+    )
 
 
 def decode_file(

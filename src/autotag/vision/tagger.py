@@ -25,7 +25,13 @@ import numpy as np
 
 from autotag.errors import ModelError
 from autotag.vision.bundle import ModelBundle, load_active, load_bundle
-from autotag.vision.decode import DecodedImage, DecodeLimits, decode, decode_file
+from autotag.vision.decode import (
+    DecodedImage,
+    DecodeLimits,
+    decode,
+    decode_file,
+    network_view,
+)
 from autotag.vision.faces import FaceDetector, single_threaded_blas
 from autotag.vision.features import (
     FeatureOptions,
@@ -154,21 +160,26 @@ class Tagger:
 
         return ranked(concepts) + ranked(found) + ranked(properties)
 
-    def tag_images(self, images: Sequence[np.ndarray]) -> list[TagResult]:
-        """Tag decoded BGR images; features are extracted in one batch."""
+    def tag_images(
+        self, images: Sequence[np.ndarray], photos: Sequence[np.ndarray] | None = None
+    ) -> list[TagResult]:
+        """Tag decoded BGR images; features are extracted in one batch. ``photos``, when
+        given, are the same photos as decoded, for the face detector and the properties
+        (``images`` then being what the classifier sees of them: ``decode.network_view``)."""
         images = [as_bgr(im) for im in images]
         if not images:
             return []
+        photos = images if photos is None else [as_bgr(im) for im in photos]
         with single_threaded_blas():
-            return self._tag_images(images)
+            return self._tag_images(images, photos)
 
-    def _tag_images(self, images: list[np.ndarray]) -> list[TagResult]:
+    def _tag_images(self, images: list[np.ndarray], photos: list[np.ndarray]) -> list[TagResult]:
         X = self.features.extract(images)
         probs = self.bundle.score(X)
         concept_probs = self.bundle.concept_scores(probs)
         vectors = l2_normalize(X)
         out = []
-        for i, img in enumerate(images):
+        for i, img in enumerate(photos):
             leaves = self.bundle.tags_for(probs[i], self.min_score, self.max_tags)
             found = [Tag(t, s) for t, s in leaves]
             if self.face is not None:
@@ -195,7 +206,7 @@ class Tagger:
         return out
 
     def tag_decoded(self, decoded: DecodedImage) -> TagResult:
-        result = self.tag_images([decoded.bgr])[0]
+        result = self.tag_images([network_view(decoded)], [decoded.bgr])[0]
         result.width, result.height = decoded.width, decoded.height  # the photo's own size
         return result
 
