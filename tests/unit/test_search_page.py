@@ -1,0 +1,32 @@
+"""Which SQL a search uses, and the parameters it binds: pure logic, no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from autotag.storage import search_page
+from autotag.storage.terms import Term
+
+
+def test_one_tag_walks_the_index_and_anything_else_joins_terms() -> None:
+    dog = search_page.exact_terms([" Dog "])
+    assert dog == [Term("dog", {"dog": "exact"})]
+    assert search_page.sql_for(dog, "score") is search_page._ONE_TAG_BEST
+    assert search_page.sql_for(dog, "newest", total=10) is search_page._ONE_TAG_SPARSE_NEWEST
+    assert search_page.sql_for(dog, "newest", total=10_000) is search_page._ONE_TAG_DENSE_NEWEST
+    two = search_page.exact_terms(["grass", "dog", "DOG"])
+    assert [t.text for t in two] == ["dog", "grass"]  # deduplicated, in a stable order
+    sql = search_page.sql_for(two, "newest")
+    assert "m1.photo_id = m0.photo_id" in sql and "h.uploaded_at DESC" in sql
+    plural = [Term("dogs", {"dog": "plural"})]  # one term naming two tags: the join path
+    assert "DISTINCT ON" in search_page.sql_for(plural, "score")
+    with pytest.raises(ValueError, match="order must be one of"):
+        search_page.sql_for(dog, "random")
+
+
+def test_params_name_each_terms_tags_with_their_match_rank() -> None:
+    terms = [Term("dogs", {"dog": "plural", "hound": "synonym"}), Term("beach")]
+    params = search_page.params_for(terms, 0.25)
+    assert params["a0"] == ["dogs", "dog", "hound"] and params["r0"] == [0, 1, 2]
+    assert params["a1"] == ["beach"] and params["r1"] == [0]
+    assert params["min"] == 0.25 and params["tag"] == "dogs"
