@@ -156,6 +156,10 @@ def test_a_person_uses_the_page(
         "img => img.complete && img.naturalWidth > 0 && img.naturalWidth <= 320"
     )
     assert "photo" in page.inner_text("#result-count")
+    # The box reads words as the API's q= does, through the same code: the same photos.
+    cards = [c.get_attribute("href") for c in page.query_selector_all("#results a.card")]
+    api = page.request.get(f"{base}/search", params={"q": tag, "limit": 48}).json()["results"]
+    assert cards == [f"/photo/{h['photo_id']}" for h in api]
     shot(page, "search")
 
     # Photo: its tags with scores, similar photos (the dot-product ranking the API gives).
