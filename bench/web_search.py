@@ -129,16 +129,24 @@ def main() -> None:
             dog = exact([COMMON])
             # One typed word naming two tags (a synonym): the several-tags path for one term.
             synonym = [Term(COMMON, {COMMON: "exact", rare: "synonym"})]
-            total = min(common, search_page.COUNT_CAP + 1)
 
             def case(terms: list[Term], order: str = "score", **extra: Any) -> tuple[str, dict]:
+                """The page query search_page runs (chosen by the capped count), its params."""
                 params = {**search_page.params_for(terms, 0.0), "lim": 48, "off": 0, **extra}
+                (total,) = conn.execute(search_page.count_sql(terms), params).fetchone()
                 return search_page.sql_for(terms, order, total), params
 
             explained = [
                 (f"{COMMON!r}, best first, page 1", case(dog)),
-                (f"{COMMON!r}: count (up to 1,001)", (search_page.ONE_TAG_COUNT, case(dog)[1])),
+                (f"{COMMON!r}: count (up to 1,001)", (search_page.count_sql(dog), case(dog)[1])),
                 (f"{COMMON!r} AND {second!r}, best first", case(exact([COMMON, second]))),
+                (
+                    f"{COMMON!r} AND {second!r}: count (up to 1,001)",
+                    (
+                        search_page.count_sql(exact([COMMON, second])),
+                        case(exact([COMMON, second]))[1],
+                    ),
+                ),
                 (
                     f"{COMMON!r} AND {second!r}, newest first",
                     case(exact([COMMON, second]), "newest"),
@@ -159,7 +167,12 @@ def main() -> None:
                     f"{COMMON!r} AND {second!r} AND {third!r}",
                     case(exact([COMMON, second, third])),
                 ),
-                (f"{COMMON!r} or its synonym {rare!r}", case(synonym)),
+                (f"{COMMON!r} or its synonym {rare!r}, best first", case(synonym)),
+                (f"{COMMON!r} or its synonym {rare!r}, newest first", case(synonym, "newest")),
+                (
+                    f"{COMMON!r} or its synonym {rare!r} AND {second!r}",
+                    case([*synonym, *exact([second])]),
+                ),
             ]
             print("\nserver time (EXPLAIN ANALYZE execution time, median of 7):")
             for label, (query, params) in cases:

@@ -6,15 +6,18 @@ term when one of those tags is a current tag scoring at least ``min_score`` that
 removed, or a tag a person added (a positive label, score 1.0). Photos rank by their worst
 match, then by their weakest term's score (best first), or newest first.
 
-Two shapes of SQL, chosen by what the index can do:
+The SQL is chosen by what the indexes can do: a page of 48 should cost a walk that stops
+after the page where an order allows one, and index entries rather than table rows where it
+does not:
 
-- one term naming one tag (the common search): walk the ``(lower(tag), score)`` index best
-  first and stop after the page; newest first walks photos newest-first when the tag is on
-  many photos, or sorts its few matches;
-- anything else: each term's rows from the covering ``(lower(tag), photo_id, model_version)
-  INCLUDE (score)`` index (an index-only scan, no heap visits), hash-joined on the photo,
-  checked against the photo's current model version, one row per photo, then ordered; the
-  total is counted in the same pass.
+- best first, one term: walk each of its tags' ``(lower(tag), score)`` index entries best
+  first, stop after the page, keep each photo's best match (one tag: no dedup at all);
+- newest first with many matches (more than DENSE_TAG): walk photos newest first and probe
+  each term's tags for the photo by its primary key; stop after the page;
+- several terms best first, or few matches newest first: each term's rows from the covering
+  ``(lower(tag), photo_id) INCLUDE (model_version, score, tag)`` index alone (index-only
+  scans), joined on (photo, model version) with the photo's current one, then a top-N sort;
+- the total: the same join stopped at COUNT_CAP + 1 rows ("1,000+").
 """
 
 from __future__ import annotations
@@ -93,55 +96,149 @@ ORDER BY p.uploaded_at DESC, p.photo_id
 LIMIT %(lim)s OFFSET %(off)s
 """
 
-# -- several terms, or a term naming several tags ----------------------------------------------
-# A term's rows: its tags under any model version (checked against the photo's below) that
-# nobody labeled, and its positive labels (no model version: they always count).
-_TERM_ROWS = """(
-    SELECT t.photo_id, t.model_version AS mv, t.score, lower(t.tag) AS tag FROM tags t
+# -- one term naming several tags, best first ------------------------------------------------
+# Each tag's best (lim + off) rows walked from the (lower(tag), score) index as above, plus the
+# term's positive labels; one row per photo (its best match). A photo in the page's top rows
+# is among its own tag's top rows, so the walk loses none.
+_NAME_BEST = """
+    (SELECT t.photo_id, p.source, p.uploaded_at, p.model_version, lower(t.tag) AS tag,
+            t.score, %(k{j})s AS rank
+     FROM tags t JOIN photos p ON p.photo_id = t.photo_id AND p.model_version = t.model_version
+     WHERE lower(t.tag) = %(n{j})s AND t.score >= %(min)s
+       AND NOT t.photo_id = ANY(ARRAY(SELECT l.photo_id FROM labels l
+                                      WHERE lower(l.tag) = %(n{j})s))
+     ORDER BY t.score DESC, t.photo_id LIMIT %(lim)s + %(off)s)"""
+_RANK = "(%(r{i})s::int[])[array_position(%(a{i})s::text[], {tag})]"
+_ONE_TERM_BEST = """
+SELECT h.photo_id, h.source, h.uploaded_at, h.model_version, h.tag, h.score, h.rank FROM (
+    SELECT DISTINCT ON (u.photo_id) u.* FROM ({walks}
+        UNION ALL
+        (SELECT l.photo_id, p.source, p.uploaded_at, p.model_version, lower(l.tag),
+                1.0::real, {label_rank}
+         FROM labels l JOIN photos p ON p.photo_id = l.photo_id
+         WHERE l.positive AND lower(l.tag) = ANY(%(a0)s::text[]))
+    ) u
+    ORDER BY u.photo_id, u.rank, u.score DESC
+) h
+ORDER BY h.rank, h.score DESC, h.photo_id
+LIMIT %(lim)s OFFSET %(off)s
+"""
+
+# -- several terms (AND) ------------------------------------------------------------------------
+# A term's rows: its tags scoring at least min that nobody labeled, read from the covering
+# (lower(tag), photo_id) INCLUDE (model_version, score, tag) index alone, and its positive
+# labels (under the photo's current model version); one row per photo and model version when
+# the term names several tags. Joined on (photo, model version) with the photo's current one.
+_TERM_ROWS = """
+    SELECT t.photo_id, t.model_version AS mv, t.score, lower(t.tag) AS tag,
+           {rank} AS rank
+    FROM tags t
     WHERE lower(t.tag) = ANY(%(a{i})s::text[]) AND t.score >= %(min)s
       AND NOT (t.photo_id || ':' || lower(t.tag)) = ANY(ARRAY(
           SELECT l.photo_id || ':' || lower(l.tag) FROM labels l
           WHERE lower(l.tag) = ANY(%(a{i})s::text[])))
     UNION ALL
-    SELECT l.photo_id, NULL, 1.0::real, lower(l.tag) FROM labels l
-    WHERE l.positive AND lower(l.tag) = ANY(%(a{i})s::text[])
-) m{i}"""
-_RANK = "(%(r{i})s::int[])[array_position(%(a{i})s::text[], m{i}.tag)]"
-_TERMS = """
-SELECT h.*, count(*) OVER () AS total FROM (
-    SELECT DISTINCT ON (p.photo_id) p.photo_id, p.source, p.uploaded_at, p.model_version,
-           {cols}, GREATEST({ranks}) AS worst, LEAST({scores}) AS weakest
+    SELECT l.photo_id, lp.model_version, 1.0::real, lower(l.tag), {label_rank}
+    FROM labels l JOIN photos lp ON lp.photo_id = l.photo_id
+    WHERE l.positive AND lower(l.tag) = ANY(%(a{i})s::text[])"""
+_JOIN = """
     FROM {rows}
-    JOIN photos p ON p.photo_id = m0.photo_id
-    WHERE {current}
-    ORDER BY p.photo_id, worst, weakest DESC
-) h
-ORDER BY {order}
-LIMIT %(lim)s OFFSET %(off)s
-"""
-_TERMS_ORDERS = {
-    "score": "h.worst, h.weakest DESC, h.photo_id",
-    "newest": "h.uploaded_at DESC, h.photo_id",
+    JOIN photos p ON p.photo_id = m0.photo_id AND p.model_version = m0.mv"""
+_SELECT = "SELECT p.photo_id, p.source, p.uploaded_at, p.model_version, {cols}"
+_JOIN_ORDERS = {
+    "score": "GREATEST({ranks}), LEAST({scores}) DESC, p.photo_id",
+    "newest": "p.uploaded_at DESC, p.photo_id",
 }
+# Newest first when matches are many: walk photos newest-first, each term's best match by
+# the photo's own rows (primary-key probes), and stop after the page.
+_TERM_PROBE = """
+CROSS JOIN LATERAL (
+    SELECT x.tag, x.score, x.rank FROM (
+        SELECT lower(t.tag) AS tag, t.score, {rank} AS rank FROM tags t
+        WHERE t.photo_id = p.photo_id AND t.model_version = p.model_version
+          AND lower(t.tag) = ANY(%(a{i})s::text[]) AND t.score >= %(min)s
+          AND NOT EXISTS (SELECT 1 FROM labels l
+                          WHERE l.photo_id = t.photo_id AND lower(l.tag) = lower(t.tag))
+        UNION ALL
+        SELECT lower(l.tag), 1.0::real, {label_rank} FROM labels l
+        WHERE l.photo_id = p.photo_id AND l.positive AND lower(l.tag) = ANY(%(a{i})s::text[])
+    ) x
+    ORDER BY x.rank, x.score DESC LIMIT 1
+) m{i}"""
 
 
-def _terms_sql(n_terms: int, order: str) -> str:
-    each = range(n_terms)
-    rows = _TERM_ROWS.replace("{i}", "0") + "".join(
-        f"\n    JOIN {_TERM_ROWS.replace('{i}', str(i))} ON m{i}.photo_id = m0.photo_id"
-        for i in each
-        if i
-    )
-    return _TERMS.format(
-        cols=", ".join(f"m{i}.tag AS tag{i}, m{i}.score AS score{i}" for i in each)
-        + ", "
-        + ", ".join(f"{_RANK.replace('{i}', str(i))} AS rank{i}" for i in each),
-        ranks=", ".join(_RANK.replace("{i}", str(i)) for i in each),
+def _rank(i: int, tag: str) -> str:
+    return _RANK.replace("{i}", str(i)).replace("{tag}", tag)
+
+
+def _cols(n_terms: int) -> str:
+    return ", ".join(f"m{i}.tag, m{i}.score, m{i}.rank" for i in range(n_terms))
+
+
+def _term_rows(i: int, several: bool) -> str:
+    rows = _TERM_ROWS.replace("{rank}", _rank(i, "lower(t.tag)"))
+    rows = rows.replace("{label_rank}", _rank(i, "lower(l.tag)")).replace("{i}", str(i))
+    if several:  # one row per photo and model version: its best match for the term
+        rows = (
+            f"SELECT DISTINCT ON (x.photo_id, x.mv) x.* FROM ({rows}\n    ) x"
+            "\n    ORDER BY x.photo_id, x.mv, x.rank, x.score DESC"
+        )
+    return f"({rows}\n) m{i}"
+
+
+def _join(terms: Sequence[Term]) -> str:
+    rows = _term_rows(0, len(names(terms[0])) > 1)
+    for i, term in enumerate(terms[1:], 1):
+        rows += (
+            f"\n    JOIN {_term_rows(i, len(names(term)) > 1)}"
+            f" ON m{i}.photo_id = m0.photo_id AND m{i}.mv = m0.mv"
+        )
+    return _JOIN.format(rows=rows)
+
+
+def _join_sql(terms: Sequence[Term], order: str) -> str:
+    each = range(len(terms))
+    by = _JOIN_ORDERS[order].format(
+        ranks=", ".join(f"m{i}.rank" for i in each),
         scores=", ".join(f"m{i}.score" for i in each),
-        rows=rows,
-        current=" AND ".join(f"(m{i}.mv IS NULL OR m{i}.mv = p.model_version)" for i in each),
-        order=_TERMS_ORDERS[order],
     )
+    return (
+        _SELECT.format(cols=_cols(len(terms)))
+        + _join(terms)
+        + f"\nORDER BY {by}\nLIMIT %(lim)s OFFSET %(off)s\n"
+    )
+
+
+def _walk_newest_sql(terms: Sequence[Term]) -> str:
+    probes = "".join(
+        _TERM_PROBE.replace("{rank}", _rank(i, "lower(t.tag)"))
+        .replace("{label_rank}", _rank(i, "lower(l.tag)"))
+        .replace("{i}", str(i))
+        for i in range(len(terms))
+    )
+    return (
+        _SELECT.format(cols=_cols(len(terms)))
+        + f"\nFROM photos p{probes}\n"
+        + "ORDER BY p.uploaded_at DESC, p.photo_id\nLIMIT %(lim)s OFFSET %(off)s\n"
+    )
+
+
+def _one_term_best_sql(term: Term) -> str:
+    walks = "\n        UNION ALL".join(
+        _NAME_BEST.replace("{j}", str(j)) for j in range(len(names(term)))
+    )
+    return _ONE_TERM_BEST.format(walks=walks, label_rank=_rank(0, "lower(l.tag)"))
+
+
+def count_sql(terms: Sequence[Term]) -> str:
+    """Matches, counted up to COUNT_CAP + 1 (bench/web_search.py prints its plan)."""
+    if _single(terms):
+        return ONE_TAG_COUNT
+    return f"SELECT count(*) FROM (SELECT 1{_join(terms)}\n    LIMIT {COUNT_CAP + 1}) c"
+
+
+def _single(terms: Sequence[Term]) -> bool:
+    return len(terms) == 1 and len(names(terms[0])) == 1
 
 
 @dataclass(frozen=True)
@@ -193,14 +290,17 @@ def exact_terms(tags: Sequence[str]) -> list[Term]:
 
 
 def sql_for(terms: Sequence[Term], order: str, total: int = 0) -> str:
-    """The page query for these terms (bench/web_search.py prints its plan)."""
+    """The page query for these terms, given their (capped) match count
+    (bench/web_search.py prints its plan)."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}")
-    if len(terms) == 1 and len(names(terms[0])) == 1:
-        if order == "score":
-            return _ONE_TAG_BEST
-        return _ONE_TAG_DENSE_NEWEST if total > DENSE_TAG else _ONE_TAG_SPARSE_NEWEST
-    return _terms_sql(len(terms), order)
+    if order == "newest" and total > DENSE_TAG:
+        return _ONE_TAG_DENSE_NEWEST if _single(terms) else _walk_newest_sql(terms)
+    if _single(terms):
+        return _ONE_TAG_BEST if order == "score" else _ONE_TAG_SPARSE_NEWEST
+    if order == "score" and len(terms) == 1:
+        return _one_term_best_sql(terms[0])
+    return _join_sql(terms, order)
 
 
 def params_for(terms: Sequence[Term], min_score: float) -> dict[str, Any]:
@@ -211,6 +311,8 @@ def params_for(terms: Sequence[Term], min_score: float) -> dict[str, Any]:
         params[f"r{i}"] = [MATCHES.index(how) for how in named.values()]
     if terms:
         params["tag"] = terms[0].text
+        for j, (tag, how) in enumerate(names(terms[0]).items()):
+            params[f"n{j}"], params[f"k{j}"] = tag, MATCHES.index(how)
     return params
 
 
@@ -228,33 +330,15 @@ def search_page(
     if not terms:
         return SearchPage([], [], 0, offset)
     params = {**params_for(terms, min_score), "lim": int(limit), "off": int(offset)}
-    single = len(terms) == 1 and len(names(terms[0])) == 1
-    if single:
-        row = conn.execute(ONE_TAG_COUNT, params).fetchone()
-        total = int(row[0]) if row else 0
-        rows = conn.execute(sql_for(terms, order, total), params).fetchall()
-        matched = [
-            (pid, src, at, mv, [(terms[0].text, score, 0)]) for pid, score, src, at, mv in rows
-        ]
+    row = conn.execute(count_sql(terms), params).fetchone()
+    total = int(row[0]) if row else 0
+    rows = conn.execute(sql_for(terms, order, total), params).fetchall()
+    if _single(terms):
+        matched = [(pid, src, at, mv, [(terms[0].text, score)]) for pid, score, src, at, mv in rows]
     else:
-        rows = conn.execute(sql_for(terms, order), params).fetchall()
         n = len(terms)
-        total = int(rows[0][-1]) if rows else 0
-        if not rows and offset:
-            row = conn.execute(
-                f"SELECT count(*) FROM ({sql_for(terms, order).rsplit('ORDER BY', 1)[0]}) c",
-                {**params, "lim": None, "off": 0},
-            ).fetchone()
-            total = int(row[0]) if row else 0
         matched = [
-            (
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                [(r[4 + 2 * i], r[5 + 2 * i], r[4 + 2 * n + i]) for i in range(n)],
-            )
-            for r in rows
+            (r[0], r[1], r[2], r[3], [(r[4 + 3 * i], r[5 + 3 * i]) for i in range(n)]) for r in rows
         ]
     kinds = _kinds(conn, [m[0] for m in matched])
     hits = [_hit(terms, pid, src, at, mv, per, kinds) for pid, src, at, mv, per in matched]
@@ -282,12 +366,12 @@ def _hit(
     source: str | None,
     uploaded: Any,
     model_version: str | None,
-    per_term: list[tuple[str, float, int]],
+    per_term: list[tuple[str, float]],
     kinds: dict[tuple[str, str], tuple],
 ) -> dict[str, Any]:
     """One result: the photo, its weakest term's score, and why it matched each term."""
     matches = []
-    for term, (tag, score, _rank) in zip(terms, per_term, strict=True):
+    for term, (tag, score) in zip(terms, per_term, strict=True):
         kind, via = kinds.get((pid, tag), ("label", None))
         how = names(term).get(tag, "exact")
         matches.append(
