@@ -13,6 +13,7 @@ Tags follow a Zipf law over a 2,000-word vocabulary (as real tags do), plus one 
 
     python bench/web_search.py                   # 100,000 photos
     python bench/web_search.py --photos 2000     # a quick check
+    python bench/web_search.py --keep            # then --reuse: measure again, no reload
 """
 
 from __future__ import annotations
@@ -92,19 +93,29 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=100_000)
     ap.add_argument("--tags-per-photo", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument(
+        "--reuse", action="store_true", help="measure the database a --keep run left (no load)"
+    )
     args = ap.parse_args()
     s = settings()
     # The owner role creates and loads the database (the application role may not); the
     # searches then run as the application role, as the web service's do.
     admin = dataclasses.replace(s, postgres_db="postgres")
-    with database.connect(admin, role="owner", migrate_schema=False) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
     bench = dataclasses.replace(s, postgres_db=DB)
+    if not args.reuse:
+        with database.connect(admin, role="owner", migrate_schema=False) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB))
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
     try:
-        with database.connect(bench, role="owner") as conn:
+        with database.connect(bench, role="owner") as conn:  # applies new migrations
             t0 = time.perf_counter()
-            n_tags = load(conn, args.photos, args.tags_per_photo)
+            if args.reuse:
+                conn.execute("VACUUM ANALYZE tags")
+                (n_tags,) = conn.execute("SELECT count(*) FROM tags").fetchone()
+            else:
+                n_tags = load(conn, args.photos, args.tags_per_photo)
             loaded_s = time.perf_counter() - t0
         with database.connect(bench) as conn:
             (common,) = conn.execute(
@@ -204,7 +215,7 @@ def main() -> None:
             for label, fn, repeat in rounds:
                 print(f"  {label:<44} {wall_ms(fn, repeat):8.1f} ms")
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             with database.connect(admin, role="owner", migrate_schema=False) as conn:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB))

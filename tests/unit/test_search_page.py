@@ -36,4 +36,10 @@ def test_params_name_each_terms_tags_with_their_match_rank() -> None:
     assert params["a0"] == ["dogs", "dog", "hound"] and params["r0"] == [0, 1, 2]
     assert params["a1"] == ["beach"] and params["r1"] == [0]
     assert params["min"] == 0.25 and params["tag"] == "dogs"
-    assert (params["n1"], params["k1"], params["n2"], params["k2"]) == ("dog", 1, "hound", 2)
+    assert (params["n0_1"], params["k0_1"], params["n0_2"], params["k0_2"]) == (
+        "dog",
+        1,
+        "hound",
+        2,
+    )
+    assert (params["n1_0"], params["k1_0"]) == ("beach", 0)

@@ -102,11 +102,11 @@ LIMIT %(lim)s OFFSET %(off)s
 # is among its own tag's top rows, so the walk loses none.
 _NAME_BEST = """
     (SELECT t.photo_id, p.source, p.uploaded_at, p.model_version, lower(t.tag) AS tag,
-            t.score, %(k{j})s AS rank
+            t.score, %(k0_{j})s AS rank
      FROM tags t JOIN photos p ON p.photo_id = t.photo_id AND p.model_version = t.model_version
-     WHERE lower(t.tag) = %(n{j})s AND t.score >= %(min)s
+     WHERE lower(t.tag) = %(n0_{j})s AND t.score >= %(min)s
        AND NOT t.photo_id = ANY(ARRAY(SELECT l.photo_id FROM labels l
-                                      WHERE lower(l.tag) = %(n{j})s))
+                                      WHERE lower(l.tag) = %(n0_{j})s))
      ORDER BY t.score DESC, t.photo_id LIMIT %(lim)s + %(off)s)"""
 _RANK = "(%(r{i})s::int[])[array_position(%(a{i})s::text[], {tag})]"
 _ONE_TERM_BEST = """
@@ -125,25 +125,26 @@ LIMIT %(lim)s OFFSET %(off)s
 """
 
 # -- several terms (AND) ------------------------------------------------------------------------
-# A term's rows: its tags scoring at least min that nobody labeled, read from the covering
-# (lower(tag), photo_id) INCLUDE (model_version, score, tag) index alone, and its positive
-# labels (under the photo's current model version); one row per photo and model version when
-# the term names several tags. Joined on (photo, model version) with the photo's current one.
-_TERM_ROWS = """
-    SELECT t.photo_id, t.model_version AS mv, t.score, lower(t.tag) AS tag,
-           {rank} AS rank
+# A term's rows: for each of its tags, the rows scoring at least min that nobody labeled, read
+# in photo order from the covering (lower(tag), photo_id) INCLUDE (model_version, score, tag)
+# index alone; and its positive labels (under the photo's current model version). One row per
+# photo and model version when the term names several tags. The terms are joined on the photo
+# (in photo order: a merge join, which the count stops early) and checked against the photo's
+# current model version.
+_NAME_ROWS = """
+    SELECT t.photo_id, t.model_version AS mv, t.score, lower(t.tag) AS tag, %(k{i}_{j})s AS rank
     FROM tags t
-    WHERE lower(t.tag) = ANY(%(a{i})s::text[]) AND t.score >= %(min)s
-      AND NOT (t.photo_id || ':' || lower(t.tag)) = ANY(ARRAY(
-          SELECT l.photo_id || ':' || lower(l.tag) FROM labels l
-          WHERE lower(l.tag) = ANY(%(a{i})s::text[])))
-    UNION ALL
+    WHERE lower(t.tag) = %(n{i}_{j})s AND t.score >= %(min)s
+      AND NOT t.photo_id = ANY(ARRAY(SELECT l.photo_id FROM labels l
+                                     WHERE lower(l.tag) = %(n{i}_{j})s))"""
+_LABEL_ROWS = """
     SELECT l.photo_id, lp.model_version, 1.0::real, lower(l.tag), {label_rank}
     FROM labels l JOIN photos lp ON lp.photo_id = l.photo_id
     WHERE l.positive AND lower(l.tag) = ANY(%(a{i})s::text[])"""
 _JOIN = """
     FROM {rows}
-    JOIN photos p ON p.photo_id = m0.photo_id AND p.model_version = m0.mv"""
+    JOIN photos p ON p.photo_id = m0.photo_id
+    WHERE {current}"""
 _SELECT = "SELECT p.photo_id, p.source, p.uploaded_at, p.model_version, {cols}"
 _JOIN_ORDERS = {
     "score": "GREATEST({ranks}), LEAST({scores}) DESC, p.photo_id",
@@ -175,10 +176,13 @@ def _cols(n_terms: int) -> str:
     return ", ".join(f"m{i}.tag, m{i}.score, m{i}.rank" for i in range(n_terms))
 
 
-def _term_rows(i: int, several: bool) -> str:
-    rows = _TERM_ROWS.replace("{rank}", _rank(i, "lower(t.tag)"))
-    rows = rows.replace("{label_rank}", _rank(i, "lower(l.tag)")).replace("{i}", str(i))
-    if several:  # one row per photo and model version: its best match for the term
+def _term_rows(i: int, term: Term) -> str:
+    branches = [
+        _NAME_ROWS.replace("{i}", str(i)).replace("{j}", str(j)) for j in range(len(names(term)))
+    ]
+    branches.append(_LABEL_ROWS.replace("{label_rank}", _rank(i, "lower(l.tag)")))
+    rows = "\n    UNION ALL".join(branches).replace("{i}", str(i))
+    if len(branches) > 2:  # several tags: one row per photo and model version, its best
         rows = (
             f"SELECT DISTINCT ON (x.photo_id, x.mv) x.* FROM ({rows}\n    ) x"
             "\n    ORDER BY x.photo_id, x.mv, x.rank, x.score DESC"
@@ -187,13 +191,11 @@ def _term_rows(i: int, several: bool) -> str:
 
 
 def _join(terms: Sequence[Term]) -> str:
-    rows = _term_rows(0, len(names(terms[0])) > 1)
+    rows = _term_rows(0, terms[0])
     for i, term in enumerate(terms[1:], 1):
-        rows += (
-            f"\n    JOIN {_term_rows(i, len(names(term)) > 1)}"
-            f" ON m{i}.photo_id = m0.photo_id AND m{i}.mv = m0.mv"
-        )
-    return _JOIN.format(rows=rows)
+        rows += f"\n    JOIN {_term_rows(i, term)} ON m{i}.photo_id = m0.photo_id"
+    current = " AND ".join(f"m{i}.mv = p.model_version" for i in range(len(terms)))
+    return _JOIN.format(rows=rows, current=current)
 
 
 def _join_sql(terms: Sequence[Term], order: str) -> str:
@@ -309,10 +311,10 @@ def params_for(terms: Sequence[Term], min_score: float) -> dict[str, Any]:
         named = names(term)
         params[f"a{i}"] = list(named)
         params[f"r{i}"] = [MATCHES.index(how) for how in named.values()]
+        for j, (tag, how) in enumerate(named.items()):
+            params[f"n{i}_{j}"], params[f"k{i}_{j}"] = tag, MATCHES.index(how)
     if terms:
         params["tag"] = terms[0].text
-        for j, (tag, how) in enumerate(names(terms[0]).items()):
-            params[f"n{j}"], params[f"k{j}"] = tag, MATCHES.index(how)
     return params
 
 
