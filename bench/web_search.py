@@ -121,10 +121,8 @@ def main() -> None:
             (common,) = conn.execute(
                 "SELECT count(*) FROM tags WHERE tag = %s", (COMMON,)
             ).fetchone()
-            print(
-                f"loaded {args.photos} photos, {n_tags} tags in {loaded_s:.1f}s;"
-                f" {common} photos tagged {COMMON!r}"
-            )
+            how = "reused" if args.reuse else f"loaded in {loaded_s:.1f}s"
+            print(f"{n_tags} tags ({how}); {common} photos tagged {COMMON!r}")
             by_count = conn.execute(
                 "SELECT tag, count(*) FROM tags WHERE tag <> %s GROUP BY tag"
                 " ORDER BY count(*) DESC, tag",
@@ -148,7 +146,7 @@ def main() -> None:
                 return search_page.sql_for(terms, order, total), params
 
             explained = [
-                (f"{COMMON!r}, best first, page 1", case(dog)),
+                (f"{COMMON!r}, best first, page 1", case(dog)),  # the Search page's first ask
                 (f"{COMMON!r}: count (up to 1,001)", (search_page.count_sql(dog), case(dog)[1])),
                 (f"{COMMON!r} AND {second!r}, best first", case(exact([COMMON, second]))),
                 (
@@ -166,7 +164,7 @@ def main() -> None:
             ]
             for title, (query, params) in explained:
                 plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {query}", params).fetchall()
-                print(f"\nEXPLAIN ANALYZE of {title}, page 1:")
+                print(f"\nEXPLAIN ANALYZE of {title}:")
                 print("\n".join(r[0] for r in plan))
             cases = [
                 *explained,
