@@ -118,10 +118,11 @@ def default_bundle(test_settings: Settings) -> str:
 
 @pytest.fixture(scope="module")
 def autotagger(
-    storm_cluster: Settings, services: Settings, default_bundle: str
+    request: pytest.FixtureRequest, storm_cluster: Settings, services: Settings, default_bundle: str
 ) -> Iterator[Settings]:
     """The autotagger topology running on the test cluster (submitted with sparse submit),
-    for one test module: killed afterwards so it never competes with other tests' readers."""
+    for one test module: killed afterwards so it never competes with other tests' readers.
+    A module's ``TOPOLOGY_OPTIONS`` (``sparse submit -o`` strings) are passed at submit time."""
     from autotag.ops import cluster
     from autotag.ops.daemons.base import wait_for
     from autotag.ops.nimbus import NimbusClient
@@ -131,7 +132,7 @@ def autotagger(
     cluster.up(storm_cluster, cluster.DATA_DAEMONS, progress=lambda _m: None)  # migrations
     with database.connect(storm_cluster):
         pass
-    submit(storm_cluster, "autotagger")
+    submit(storm_cluster, "autotagger", options=getattr(request.module, "TOPOLOGY_OPTIONS", None))
     assert wait_for(
         lambda: NimbusClient(storm_cluster).topology("autotagger").status == "ACTIVE", 60
     )

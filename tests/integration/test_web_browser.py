@@ -25,6 +25,7 @@ import pytest
 from autotag.config import Settings
 from autotag.learning import samples
 from autotag.ops import cluster
+from autotag.ops.daemons.base import wait_for
 from autotag.ops.web_token import read_token
 
 pytestmark = pytest.mark.cluster
@@ -41,6 +42,10 @@ CHROMIUM_ARGS = [
 ]
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TAG_TIMEOUT_MS = 180_000
+# Storm counts every tuple in this module's topology (its default samples 5%, so counts move
+# in steps of 20), so the Topology page's figures for two photos are exact enough to check.
+TOPOLOGY_OPTIONS = ["topology.stats.sample.rate=1.0"]
+STATS_TIMEOUT_S = 60  # workers write their figures to ZooKeeper every 10 s (ops/daemons/storm)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +156,10 @@ def test_a_person_uses_the_page(
         "img => img.complete && img.naturalWidth > 0 && img.naturalWidth <= 320"
     )
     assert "photo" in page.inner_text("#result-count")
+    # The box reads words as the API's q= does, through the same code: the same photos.
+    cards = [c.get_attribute("href") for c in page.query_selector_all("#results a.card")]
+    api = page.request.get(f"{base}/search", params={"q": tag, "limit": 48}).json()["results"]
+    assert cards == [f"/photo/{h['photo_id']}" for h in api]
     shot(page, "search")
 
     # Photo: its tags with scores, similar photos (the dot-product ranking the API gives).
@@ -179,10 +188,22 @@ def test_a_person_uses_the_page(
     page.wait_for_selector("#topologies .topo-status:text-is('ACTIVE')")
     shot(page, "status")
 
-    # Topology: Storm UI's table of spouts and bolts, and its REST paths. Storm 2's Nimbus
-    # may have no executor figures for the topology (see ops/component_stats.py); the page
-    # must then say so rather than show zeros as if they were measured.
-    topo = page.request.get(f"{base}/api/v1/topology/autotagger?window=600").json()
+    # Topology: Storm UI's table of spouts and bolts and its REST paths, with the figures the
+    # workers report through ZooKeeper: the two photos went through every photo component.
+    def figures() -> dict[str, Any]:
+        return page.request.get(f"{base}/api/v1/topology/autotagger?window=600").json()
+
+    def counted(topo: dict[str, Any]) -> bool:
+        if "spouts" not in topo:  # Nimbus busy (a timeout, as JSON): ask again
+            return False
+        rows = {r.get("spoutId") or r.get("boltId"): r for r in topo["spouts"] + topo["bolts"]}
+        return topo["statsReported"] and all(
+            rows[c]["acked"] >= 2 for c in ("photos", "autotag", "db_writer")
+        )
+
+    assert wait_for(lambda: counted(figures()), STATS_TIMEOUT_S, interval=2), figures()
+    topo = figures()
+    assert topo["sampleRate"] == 1.0
     assert sorted(s["spoutId"] for s in topo["spouts"]) == ["photos", "videos"]
     assert sorted(b["boltId"] for b in topo["bolts"]) == [
         "autotag",
@@ -190,20 +211,25 @@ def test_a_person_uses_the_page(
         "video",
         "video_writer",
     ]
+    rows = {r.get("spoutId") or r.get("boltId"): r for r in topo["spouts"] + topo["bolts"]}
+    photos_spout, tagger, writer = rows["photos"], rows["autotag"], rows["db_writer"]
+    assert photos_spout["emitted"] >= photos_spout["acked"] >= 2
+    assert photos_spout["failed"] == 0 and float(photos_spout["completeLatency"]) > 0
+    assert tagger["executed"] >= 2 and tagger["emitted"] >= 2  # one result per photo
+    assert float(tagger["processLatency"]) > 0 and float(tagger["capacity"]) >= 0
+    assert writer["executed"] >= 2 and writer["failed"] == 0
+    assert topo["topologyStats"]["acked"] == photos_spout["acked"] + rows["videos"]["acked"]
     comp = page.request.get(f"{base}/api/v1/topology/autotagger/component/db_writer").json()
     assert comp["componentType"] == "bolt" and comp["executors"] == 1
     assert [w["window"] for w in comp["boltStats"]] == ["600", "10800", "86400", ":all-time"]
+    all_time = next(w for w in comp["boltStats"] if w["window"] == ":all-time")
+    assert all_time["executed"] >= writer["executed"] and all_time["acked"] >= 2
     page.goto(f"{base}/topology/autotagger?window=:all-time")
     bolts, spouts = page.inner_text("#bolts"), page.inner_text("#spouts")
     assert "autotag" in bolts and "db_writer" in bolts and "photos" in spouts
-    if topo["statsReported"]:
-        # Storm samples its counters (topology.stats.sample.rate, 5% by default), so a few
-        # tuples may still read 0: check the figures are Storm UI's, whole and non-negative.
-        all_time = next(w for w in comp["boltStats"] if w["window"] == ":all-time")
-        for key in ("executed", "acked", "failed", "emitted"):
-            assert isinstance(all_time[key], int) and all_time[key] >= 0, (key, all_time)
-    else:
-        assert "no executor figures" in page.inner_text("#no-stats")
+    assert "—" not in bolts + spouts and not page.query_selector("#no-stats")
+    cells = page.query_selector_all("#spouts tr:has(a:text-is('photos')) td")
+    assert int(cells[6].inner_text()) >= 2  # the acked column, as Storm's UI shows it
     shot(page, "topology")
 
     page.goto(f"{base}/models")

@@ -96,6 +96,7 @@ def test_topology_page_sums_weights_and_drops_system_streams() -> None:
     assert b["capacity"] == "0.500"  # the busiest executor's share, as Storm's UI shows
     assert b["lastError"] == "new\nboom" and b["errorTime"] == 20
     assert page["topologyStats"]["acked"] == 140
+    assert page["topologyStats"]["emitted"] == 150 + 350  # spouts and bolts, as Storm's UI
 
 
 def test_component_page_every_window_and_errors_newest_first() -> None:

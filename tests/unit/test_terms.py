@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autotag.storage.terms import Term, parse_query, singulars
+from autotag.storage.terms import Term, parse_query, singulars, tag_words, with_word_matches
 from autotag.vision.concepts import search_vocabulary
 
 VOCAB = {
@@ -58,3 +58,18 @@ def test_vocabulary_from_a_bundle_manifest() -> None:
     assert v["hound"] == ["dog"] and v["people"] == ["person"]
     assert v["monochrome"] == ["black and white"]
     assert search_vocabulary(None)["grayscale"] == ["black and white"]
+
+
+def test_word_matches_name_the_known_tags_holding_every_word() -> None:
+    assert tag_words("Golden Retriever, long-haired") == {"golden", "retriever", "long", "haired"}
+    known = ["golden retriever", "Retriever", "flat-coated retriever", "dog", "golden hour"]
+    (term,) = with_word_matches([Term("retriever", {"retriever": "exact"})], known)
+    assert term.tags == {
+        "retriever": "exact",  # already named: kept as it was
+        "golden retriever": "word",
+        "flat-coated retriever": "word",
+    }
+    (both,) = with_word_matches([Term("golden retriever")], known)
+    assert both.tags == {}  # the text itself is not a word match of itself
+    (none,) = with_word_matches([Term("-")], known)
+    assert none.tags == {}

@@ -1,11 +1,18 @@
 """What Storm's own UI shows for a topology, computed from Nimbus' ``getTopologyInfo``.
 
 Storm's UI (storm-webapp) is not on Maven Central, so the figures it shows per spout and bolt
-are rebuilt here from the executor stats Nimbus keeps for the windows ``600`` (10 min),
+are rebuilt here from the executor stats Nimbus returns for the windows ``600`` (10 min),
 ``10800`` (3 h), ``86400`` (1 day) and ``:all-time``: emitted, transferred, acked, failed,
-execute/process/complete latency (averages weighted by their counts, as Storm's UI does),
-capacity (the busiest executor's share of the last 10 minutes spent executing) and the last
-errors. Field names follow Storm's REST API v1 so tools written for it keep working.
+execute/process/complete latency (averages weighted by their counts, as Storm's StatsUtil
+does), capacity (the busiest executor's share of the last 10 minutes spent executing) and the
+last errors. Field names follow Storm's REST API v1 so tools written for it keep working.
+
+Where the figures come from: each Storm 2 worker writes a ``ClusterWorkerHeartbeat`` holding
+its executors' stats to ZooKeeper (``/storm/workerbeats/<topology-id>/<node>-<port>``) every
+``executor.metrics.frequency.secs``; ``getTopologyInfo`` reads them there (its RPC heartbeats
+only keep executors alive). A worker's first heartbeat, written before its executors exist,
+has none, so a new topology has no figures until its second. Counts are sampled at
+``topology.stats.sample.rate`` (each sampled tuple counts 1/rate).
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ class _Totals:
     failed: int = 0
     executed: int = 0
     execute_ms: float = 0.0  # sum of execute_ms_avg * executed
-    process_ms: float = 0.0  # sum of process_ms_avg * acked
+    process_ms: float = 0.0  # sum of process_ms_avg * executed (Storm weights it so)
     complete_ms: float = 0.0  # sum of complete_ms_avg * acked
     capacity: float = 0.0
     hosts: set[str] = field(default_factory=set)
@@ -78,7 +85,7 @@ class _Totals:
             for k, ms in _user(bolt.execute_ms_avg.get(window)):
                 self.execute_ms += ms * executed.get(k, 0)
             for k, ms in _user(bolt.process_ms_avg.get(window)):
-                self.process_ms += ms * acked.get(k, 0)
+                self.process_ms += ms * executed.get(k, 0)
             self.capacity = max(self.capacity, _capacity(ex))
 
 
@@ -122,10 +129,16 @@ def _kinds(info: Any, structure: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def stats_reported(info: Any) -> bool:
-    """Whether Nimbus has executor stats. On Storm 2 it may have none: workers heartbeat over
-    RPC without stats and write them to ZooKeeper, which Nimbus reads only for pre-2.0
-    topologies; the components and errors are still there."""
+    """Whether any worker has reported executor stats yet (see the module docstring: not
+    before its second heartbeat); the components and errors are there regardless."""
     return any(ex.stats is not None for ex in info.executors or [])
+
+
+def sample_rate(info: Any) -> float | None:
+    """The share of tuples Storm counts (``ExecutorStats.rate`` holds 1/rate): every count
+    moves in steps of 1/rate."""
+    rates = [ex.stats.rate for ex in info.executors or [] if ex.stats is not None]
+    return 1.0 / max(rates) if rates and max(rates) > 0 else None
 
 
 def _totals(info: Any, component: str, window: str) -> _Totals:
@@ -154,7 +167,7 @@ def _row(kind: str, name: str, t: _Totals, errors: list[dict[str, Any]]) -> dict
     else:
         row["executed"] = t.executed
         row["executeLatency"] = _avg(t.execute_ms, t.executed)
-        row["processLatency"] = _avg(t.process_ms, t.acked)
+        row["processLatency"] = _avg(t.process_ms, t.executed)
         row["capacity"] = f"{t.capacity:.3f}"
     return row
 
@@ -169,6 +182,8 @@ def topology_page(
     for name in sorted(kinds):
         row = _row(kinds[name], name, _totals(info, name, window), _errors(info, name))
         (spouts if kinds[name] == "spout" else bolts).append(row)
+    # As Storm's UI: emitted and transferred by every component, acked and failed by spouts.
+    every = [_totals(info, n, window) for n in kinds]
     totals = [_totals(info, n, window) for n, k in kinds.items() if k == "spout"]
     acked = sum(t.acked for t in totals)
     return {
@@ -179,9 +194,10 @@ def topology_page(
         "window": window,
         "windowHint": WINDOWS[window],
         "statsReported": stats_reported(info),
+        "sampleRate": sample_rate(info),
         "topologyStats": {
-            "emitted": sum(t.emitted for t in totals),
-            "transferred": sum(t.transferred for t in totals),
+            "emitted": sum(t.emitted for t in every),
+            "transferred": sum(t.transferred for t in every),
             "acked": acked,
             "failed": sum(t.failed for t in totals),
             "completeLatency": _avg(sum(t.complete_ms for t in totals), acked),

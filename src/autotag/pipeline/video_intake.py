@@ -110,8 +110,11 @@ def upload_video(
     path: Path,
     *,
     force: bool = False,
+    source: str | None = None,
 ) -> VideoUploadRecord:
-    """Store, probe, register and queue one video file."""
+    """Store, probe, register and queue one video file (``source``: the name to show, when
+    ``path`` is a temporary copy, as an HTTP upload's is)."""
+    name = source or path.name
     limit = settings.max_video_bytes
     try:
         fh = open(path, "rb")
@@ -137,14 +140,12 @@ def upload_video(
             info = probe(blob, video_limits(settings))
         except VideoError as exc:
             videos.register_video(
-                conn, video_id, kind="upload", source=path.name, nbytes=nbytes,
+                conn, video_id, kind="upload", source=name, nbytes=nbytes,
                 status="failed", reason=str(exc),
             )  # fmt: skip
             return VideoUploadRecord(str(path), video_id, REJECTED, str(exc))
         meta = {**asdict(info), "duration_secs": info.duration_secs}
-        videos.register_video(
-            conn, video_id, kind="upload", source=path.name, nbytes=nbytes, info=meta
-        )
+        videos.register_video(conn, video_id, kind="upload", source=name, nbytes=nbytes, info=meta)
         jobs = plan_segments(video_id, info, settings.segment_secs)
         try:
             enqueue_segments(conn, stream, jobs)

@@ -10,6 +10,7 @@ Pure logic over plain values: the caller builds the vocabulary
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -82,3 +83,25 @@ def parse_query(query: str, vocabulary: Mapping[str, Sequence[str]] | None = Non
                 i += n
                 break
     return terms
+
+
+def tag_words(tag: str) -> frozenset[str]:
+    """A tag's words, split as Postgres' ``tags_words_idx`` splits them (runs of letters and
+    digits, lower-case)."""
+    return frozenset(re.findall(r"[^\W_]+", tag.lower()))
+
+
+def with_word_matches(terms: Sequence[Term], known_tags: Sequence[str]) -> list[Term]:
+    """Each term also naming the known tags that contain all its words ("retriever" names
+    "golden retriever"), as ``word`` matches, so a search needs only whole-tag lookups."""
+    out = []
+    for term in terms:
+        words = tag_words(term.text)
+        found = dict(term.tags)
+        if words:
+            for tag in known_tags:
+                low = tag.lower()
+                if low not in found and low != term.text and words <= tag_words(low):
+                    found[low] = "word"
+        out.append(Term(term.text, found))
+    return out

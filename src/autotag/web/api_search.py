@@ -3,14 +3,16 @@
 GET /tags/<tag>?min_score=&limit=      typed words, as ``autotag search`` reads them; video
                                        segments carrying them under "segments"
 GET /search?tag=a&tag=b&min_score=&order=score|newest&offset=&limit=   every tag (AND)
-GET /search?q=dogs+beach&min_score=&offset=&limit=   one box of words, as ``autotag search``
+GET /search?q=dogs+beach&min_score=&order=&offset=&limit=   one box of words (the web page's)
 GET /autocomplete?q=                   current tags starting with q, most photos first
 GET /tagcloud?top=                     the most common current tags
 GET /similar/<id>?top=&min_score=&tag= photos by feature-vector dot product
 GET /stats, GET /healthz
 
 Typed words go through the active bundle's search vocabulary: plurals ("dogs"), synonyms
-("automobile" finds car), concepts ("dog" finds the German shepherds), several words = AND.
+("automobile" finds car), concepts ("dog" finds the German shepherds), words inside longer tags
+("retriever" finds golden retriever), several words = AND. ``query_terms`` reads them for the
+API and the Search page alike; ``storage.search_page`` answers both.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from autotag.errors import ServiceError
-from autotag.storage import lookups, videos
+from autotag.storage import lookups, search_page, videos
+from autotag.storage.terms import Term, parse_query, with_word_matches
 from autotag.vision.concepts import active_search_vocabulary
 from autotag.web.api_photos import State, photo_id_of
 from autotag.web.state import WebState
@@ -81,44 +84,37 @@ def by_tag(tag: str, state: State, min_score: float = 0.0, limit: Limit = 50) ->
     }
 
 
-@router.get("/search", summary="Photos carrying every one of the tags (AND), one page")
+@router.get("/search", summary="Photos matching every tag or typed word (AND), one page")
 def search(
     state: State,
-    tag: Annotated[list[str], Query(description="repeat for AND")] = [],  # noqa: B006
-    q: Annotated[str, Query(max_length=200, description="typed words instead of tags")] = "",
+    tag: Annotated[list[str], Query(description="whole tags; repeat for AND")] = [],  # noqa: B006
+    q: Annotated[str, Query(max_length=200, description="typed words, as the page's box")] = "",
     min_score: float = 0.0,
     order: Literal["score", "newest"] = "score",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Limit = 48,
 ) -> dict[str, Any]:
-    if q.strip() and not tag:
-        if order != "score":
-            raise HTTPException(400, "order=newest needs tag= (typed words rank best first)")
-        return words_page(state, q, min_score, offset, limit)
-    with state.pool.connection() as conn:
-        page = lookups.search_all(conn, tag, min_score, order=order, limit=limit, offset=offset)
-    return page.as_dict()
+    page = find(state, query_terms(state, tag, q), min_score, order, offset, limit)
+    return {"q": q, **page.as_dict()}
 
 
-def words_page(state: State, q: str, min_score: float, offset: int, limit: int) -> dict[str, Any]:
-    """One page of ``lookups.search`` for typed words, laid out as ``SearchPage.as_dict``
-    (matches counted up to COUNT_CAP); each hit says why it matched (tag, kind, plural or
-    synonym)."""
-    vocab = vocabulary(state)
+def query_terms(state: WebState, tags: list[str], q: str) -> list[Term]:
+    """What a search asks for: whole tags as given (``tag=``) and typed words (``q=``) read
+    through the active bundle's vocabulary and the current tags' words; all required."""
+    terms = search_page.exact_terms(tags)
+    if q.strip():
+        typed = parse_query(q, vocabulary(state))
+        terms += with_word_matches(typed, [t["tag"] for t in tag_counts(state)])
+    return terms
+
+
+def find(
+    state: WebState, terms: list[Term], min_score: float, order: str, offset: int, limit: int
+) -> search_page.SearchPage:
     with state.pool.connection() as conn:
-        hits = lookups.search(conn, q, min_score, lookups.COUNT_CAP + 1, vocabulary=vocab)
-    capped = len(hits) > lookups.COUNT_CAP
-    total = min(len(hits), lookups.COUNT_CAP)
-    shown = hits[offset : offset + limit]
-    return {
-        "q": q,
-        "tags": [],
-        "total": total,
-        "total_capped": capped,
-        "offset": offset,
-        "more": capped or offset + len(shown) < total,
-        "results": [h.as_dict() for h in shown],
-    }
+        return search_page.search_page(
+            conn, terms, min_score, order=order, limit=limit, offset=offset
+        )
 
 
 def tag_counts(state: WebState) -> list[dict[str, Any]]:

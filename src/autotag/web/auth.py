@@ -5,7 +5,7 @@ under the run directory (``ops.web_token``): as ``Authorization: Bearer <token>`
 cookie that a first visit with ``?token=`` sets (HttpOnly, SameSite=Strict), or as that
 query parameter itself. Before that, the Host header must name this machine, so a
 DNS-rebinding page cannot reach the server under its own name; and a state-changing request
-must send an image or JSON, content types a foreign web page cannot send without a CORS
+must send an image, a video or JSON, content types a foreign web page cannot send without a CORS
 preflight that this server never grants. A pure ASGI middleware, so event streams pass
 through untouched.
 """
@@ -36,9 +36,13 @@ def host_name(host_header: str) -> str:
 
 
 def allowed_content_type(content_type: str) -> bool:
-    """image/* or JSON (``application/json``, ``application/*+json``)."""
+    """image/*, video/* or JSON (``application/json``, ``application/*+json``)."""
     media = content_type.split(";", 1)[0].strip().lower()
-    return media.startswith("image/") or media == "application/json" or media.endswith("+json")
+    return (
+        media.startswith(("image/", "video/"))
+        or media == "application/json"
+        or media.endswith("+json")
+    )
 
 
 class TokenGuard:
@@ -87,7 +91,8 @@ class TokenGuard:
             await _refuse(
                 send,
                 415,
-                "send an image (Content-Type: image/...) or JSON (Content-Type: application/json)",
+                "send an image (Content-Type: image/...), a video (video/...) or JSON"
+                " (Content-Type: application/json)",
                 headers,
             )
             return

@@ -2,7 +2,7 @@
 
     /                 Search: tag box with autocomplete, several tags = AND, min score, grid
     /photo/<id>       the image, its tags, corrections, similar photos
-    /upload           drag and drop with per-file progress, and the live feed
+    /upload           drag and drop of photos and videos with per-file progress; live feed
     /status           services, topologies (activate/deactivate), queue, photos/min, failures
     /topology/<name>  per spout and bolt figures over 10 min / 3 h / all time
     /models           bundles with metrics; activate one
@@ -57,11 +57,13 @@ def _truthy(value: Any) -> bool:
 
 
 def _search_context(
-    state: State, tags: list[str], min_score: float, order: str, offset: int
+    state: State, tags: list[str], q: str, min_score: float, order: str, offset: int
 ) -> dict[str, Any]:
-    with state.pool.connection() as conn:
-        page = lookups.search_all(conn, tags, min_score, order=order, limit=PER_PAGE, offset=offset)
-    query = [("tag", t) for t in page.tags] + [("min_score", min_score), ("order", order)]
+    """The API's search (``api_search.query_terms`` and ``find``): the same words find the
+    same photos on the page and over HTTP."""
+    terms = api_search.query_terms(state, tags, q)
+    page = api_search.find(state, terms, min_score, order, offset, PER_PAGE)
+    query = [("tag", t) for t in tags] + [("q", q), ("min_score", min_score), ("order", order)]
     more = urlencode([*query, ("offset", offset + len(page.hits))])
     return {"page": page, "more_url": f"/ui/results?{more}" if page.more else None}
 
@@ -71,15 +73,19 @@ def search_page(
     request: Request,
     state: State,
     tag: Annotated[list[str], Query()] = [],  # noqa: B006
+    q: Annotated[str, Query(max_length=200)] = "",
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
     order: Annotated[str, Query(pattern="^(score|newest)$")] = "score",
 ) -> HTMLResponse:
     tags = [t.strip() for t in tag if t.strip()]
-    context = _search_context(state, tags, min_score, order, 0) if tags else {}
+    searched = bool(tags or q.strip())
+    context = _search_context(state, tags, q, min_score, order, 0) if searched else {}
     return _page(
         request,
         "search.html",
         tags=tags,
+        q=q,
+        searched=searched,
         min_score=min_score,
         order=order,
         cloud=api_search.tag_counts(state)[:50],
@@ -92,20 +98,21 @@ def results_fragment(
     request: Request,
     state: State,
     tag: Annotated[list[str], Query()] = [],  # noqa: B006
+    q: Annotated[str, Query(max_length=200)] = "",
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
     order: Annotated[str, Query(pattern="^(score|newest)$")] = "score",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> HTMLResponse:
-    context = _search_context(state, tag, min_score, order, offset)
+    context = _search_context(state, tag, q, min_score, order, offset)
     return _page(request, "_results.html", **context)
 
 
 @router.get("/ui/suggest", response_class=HTMLResponse)
 def suggest_fragment(
-    request: Request, state: State, tag: Annotated[str, Query(max_length=200)] = ""
+    request: Request, state: State, q: Annotated[str, Query(max_length=200)] = ""
 ) -> HTMLResponse:
-    """``<option>``s for the tag box's datalist (the box sends its value as ``tag``)."""
-    suggestions = lookups.complete(api_search.tag_counts(state), tag, 10)
+    """``<option>``s for the search box's datalist (the box sends its value as ``q``)."""
+    suggestions = lookups.complete(api_search.tag_counts(state), q, 10)
     return _page(request, "_suggest.html", suggestions=suggestions)
 
 
@@ -174,7 +181,12 @@ async def label_fragment(request: Request, photo_id: str, state: State) -> HTMLR
 
 @router.get("/upload", response_class=HTMLResponse)
 def upload_page(request: Request, state: State) -> HTMLResponse:
-    return _page(request, "upload.html", max_bytes=state.settings.max_file_bytes)
+    return _page(
+        request,
+        "upload.html",
+        max_bytes=state.settings.max_file_bytes,
+        max_video_bytes=state.settings.max_video_bytes,
+    )
 
 
 # -- status ------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@
   const feed = document.getElementById("feed");
   const feedState = document.getElementById("feed-state");
   const maxBytes = Number(table.dataset.maxBytes);
+  const maxVideoBytes = Number(table.dataset.maxVideoBytes);
+  // Names that say "video" when the browser gives no type (the server judges the bytes).
+  const videoNames = /\.(avi|mp4|m4v|mov|mkv|webm|mpe?g|m2?ts|flv|ogv|wmv|asf|3gp)$/i;
   const rows = new Map(); // photo_id -> upload row
   const waiting = [];
   let running = 0;
@@ -41,20 +44,22 @@
 
   function send(item) {
     const { file, bar, state, tr } = item;
-    if (!file.type.startsWith("image/")) {
-      state.textContent = "not sent: not an image (" + (file.type || "unknown type") + ")";
+    const video = file.type.startsWith("video/") || (!file.type && videoNames.test(file.name));
+    if (!video && !file.type.startsWith("image/")) {
+      state.textContent = "not sent: not an image or a video (" + (file.type || "unknown type") + ")";
       tr.classList.add("refused");
       return Promise.resolve();
     }
-    if (file.size > maxBytes) {
-      state.textContent = "not sent: larger than the " + maxBytes + "-byte limit";
+    const limit = video ? maxVideoBytes : maxBytes;
+    if (file.size > limit) {
+      state.textContent = "not sent: larger than the " + limit + "-byte limit";
       tr.classList.add("refused");
       return Promise.resolve();
     }
     return new Promise(function (resolve) {
       const xhr = new XMLHttpRequest();
-      xhr.open("POST", "/photos?name=" + encodeURIComponent(file.name));
-      xhr.setRequestHeader("Content-Type", file.type);
+      xhr.open("POST", (video ? "/videos" : "/photos") + "?name=" + encodeURIComponent(file.name));
+      xhr.setRequestHeader("Content-Type", file.type || "video/octet-stream");
       xhr.upload.onprogress = function (e) {
         if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total;
       };
@@ -66,6 +71,15 @@
           tr.dataset.photo = out.photo_id;
           rows.set(out.photo_id, tr);
           state.textContent = out.status === "queued" ? "queued, tagging…" : out.status;
+        } else if (out.video_id && xhr.status < 300) {
+          tr.dataset.video = out.video_id;
+          const link = document.createElement("a");
+          link.href = "/videos/" + out.video_id;
+          link.textContent = out.status === "queued"
+            ? "video queued: " + out.segments + " segment" + (out.segments === 1 ? "" : "s")
+            : "video " + out.status;
+          state.textContent = "";
+          state.appendChild(link);
         } else {
           state.textContent = "refused: " + (out.error || xhr.status);
           tr.classList.add("refused");
