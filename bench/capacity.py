@@ -162,7 +162,7 @@ def main() -> None:
         "--link-mbs",
         type=float,
         default=117.0,
-        help="MB/s of the intake host's network link (117 ≈ the TCP payload of 1 Gbit/s), for the estimate.",
+        help="MB/s of the intake host's link, for the estimate (117: TCP payload of 1 Gbit/s).",
     )
     args = ap.parse_args()
 
