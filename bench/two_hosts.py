@@ -1,27 +1,38 @@
-"""Two simulated hosts on one machine: the autotagger with a worker on each, host B killed.
+"""Two simulated hosts on one machine: photos/s on both hosts vs host A alone, and host B killed.
 
-    sudo virtualenvs/autotag/bin/python bench/two_hosts.py --photos 500
+    sudo virtualenvs/autotag/bin/python bench/two_hosts.py --photos 500 --bulk 300
 
 Creates two network namespaces joined by a veth pair (10.231.0.1 = host A, 10.231.0.2 =
 host B; traffic only between them), then runs:
 
   host A: ZooKeeper, Nimbus, Supervisor (2 slots), Redis, Postgres, the blob service
-          (`autotag cluster up ...` inside namespace A, every server bound to 10.231.0.1)
+          (`autotag cluster up ...` inside namespace A, every server other hosts reach bound
+          to 10.231.0.1; the web page and Storm UI, not started here, stay on 127.0.0.1)
   host B: a Supervisor only (`autotag cluster join 10.231.0.1 --bind 10.231.0.2`), one slot,
           reading photos from A's blob service with the token copied from A's secrets/
 
-It submits the autotagger with `topology.workers: 2` (one worker per host), uploads the
-photos on host A at --rate photos/s, counts the photos host B's workers processed (each one
-read over HTTP from A's blob service, whose access log names the reading host), SIGKILLs host
-B's Supervisor and workers once a third of the photos are stored and host B has processed
-some, waits until every photo is stored, and ends with
+It submits the autotagger with `topology.workers: 2` (one worker per host) and measures, in
+one run, on the same --bulk photos, the same topology and the same parallelism (2 workers, the
+topology's executors), each phase re-queueing all of them at once and timing the drain:
+
+  1. workers on both hosts  (after uploading the photos once, which also warms every worker)
+  2. host B killed mid-run: --photos more photos uploaded on host A at --rate photos/s, host
+     B's Supervisor and workers SIGKILLed once a third are stored and host B has processed
+     some (each photo B processes is read over HTTP from A's blob service, whose access log
+     names the reading host); Storm moves B's worker to A's second slot
+  3. workers on host A alone (the same two workers, both on host A now)
+
+For phases 1 and 3 it prints photos/s and where the CPU went, per host and per process (JVM
+workers, each Python spout/bolt, Postgres, Redis, the blob service, Storm's daemons), from
+/proc (bench/host_cpu.py). It ends with the line for phase 2
 
     hosts 2, tagged N/N, lost 0, duplicated 0, on host B K
 
 Exit status 1 if a photo was lost or duplicated or host B processed nothing. Everything it
-created (namespaces, veth pair, daemons, run directories) is removed on the way out, also on
-failure or SIGTERM. Needs root (ip netns). On one physical machine two hosts do not scale;
-the point is that the cluster spans hosts and survives losing one.
+created (namespaces, veth pair, daemons and every process left in the namespaces, run
+directories) is removed on the way out, also on failure, Ctrl-C or SIGTERM. Needs root (ip
+netns). On one physical machine two hosts share the same cores, so they cannot be faster than
+one: the CPU table says what the second host costs.
 """
 
 from __future__ import annotations
@@ -42,6 +53,9 @@ from pathlib import Path
 
 from autotag.config import Settings, load_settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import host_cpu  # noqa: E402
+
 NET = "10.231.0"
 ADDR_A, ADDR_B = f"{NET}.1", f"{NET}.2"
 CLONE_NEWNET = 0x40000000
@@ -55,6 +69,7 @@ class Run:
     prefix: str
     work: Path
     namespaces: list[str] = field(default_factory=list)
+    hosts: list[Settings] = field(default_factory=list)
 
     @property
     def ns_a(self) -> str:
@@ -131,39 +146,45 @@ def autotag(env: dict[str, str], *args: str, ns: str | None = None, timeout: flo
     return proc.stdout
 
 
-def hosts_reporting(s: Settings) -> set[str]:
-    """Hosts whose autotag executors report to Nimbus (their workers are up and running)."""
+def executors(s: Settings) -> list[tuple[str, bool]]:
+    """(host, reporting) of each of the topology's executors; reporting = its stats reached
+    Nimbus with the worker's heartbeats (the worker is running, not merely assigned)."""
     from autotag.ops.nimbus import NimbusClient
 
     try:
-        executors = NimbusClient(s).topology_info(TOPOLOGY).executors or []
+        found = NimbusClient(s).topology_info(TOPOLOGY).executors or []
     except Exception:  # noqa: BLE001 - not scheduled yet
-        return set()
-    return {ex.host for ex in executors if ex.component_id == "autotag" and ex.stats}
+        return []
+    return [(ex.host, bool(ex.stats)) for ex in found if not ex.component_id.startswith("__")]
 
 
-def photos_read_by(s: Settings, host: str) -> set[str]:
-    """Photos a host's workers read from the blob service: its access log on host A."""
+def running_on(s: Settings, hosts: set[str]) -> bool:
+    """Every executor is on one of ``hosts``, all of them are reporting, and every host of
+    ``hosts`` has some."""
+    found = executors(s)
+    return (
+        bool(found) and all(h in hosts and ok for h, ok in found) and {h for h, _ in found} == hosts
+    )
+
+
+def blob_reads(s: Settings, host: str, ids: set[str]) -> list[str]:
+    """Photos (one entry per read) a host's workers read from the blob service, from its
+    access log on host A: every photo host B processes is read there."""
     try:
         lines = (s.log_dir / "blobs.log").read_text().splitlines()
     except FileNotFoundError:
-        return set()
-    out = set()
-    for line in lines:
-        match = re.search(
-            rf' {re.escape(host)} "GET /blobs/([0-9a-f]{{64}})\S* HTTP/1.1" 200 ', line
-        )
-        if match:
-            out.add(match.group(1))
-    return out
+        return []
+    pattern = re.compile(rf' {re.escape(host)} "GET /blobs/([0-9a-f]{{64}})\S* HTTP/1.1" 200 ')
+    return [m.group(1) for m in map(pattern.search, lines) if m and m.group(1) in ids]
 
 
-def _count(s: Settings, ids: list[str], status: str) -> int:
+def _count(s: Settings, ids: list[str], *statuses: str) -> int:
     from autotag.storage import database
 
     with database.connect(s, migrate_schema=False, connect_timeout=3) as conn:
         return conn.execute(
-            "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = %s", (ids, status)
+            "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = ANY(%s)",
+            (ids, list(statuses)),
         ).fetchone()[0]
 
 
@@ -177,8 +198,87 @@ def _upload_paced(s: Settings, paths: list[Path], rate: float, ids: list[str], i
         time.sleep(max(0.0, t_next - time.monotonic()))
 
 
+@dataclass
+class Phase:
+    """One timed drain of the same photos: its photos/s and where the CPU went."""
+
+    label: str
+    photos: int
+    secs: float
+    on_b: int
+    cpu: dict[tuple[str, str], float]
+    machine_busy: float
+
+    @property
+    def rate(self) -> float:
+        return self.photos / self.secs
+
+
+def timed_drain(s: Settings, ids: list[str], label: str, timeout: float, hosts: dict) -> Phase:
+    """Re-queue ``ids`` (all stored before) at once and time until every one is stored again."""
+    from autotag.pipeline.requeue import requeue
+
+    assert _count(s, ids, "queued") == 0, "photos still queued from before"
+    reads_before = len(blob_reads(s, ADDR_B, set(ids)))
+    start = host_cpu.snapshot()
+    t0 = time.monotonic()
+    queued = requeue(s, ids, statuses=("tagged", "failed"), include_tagged=True)
+    assert queued == len(ids), f"re-queued {queued} of {len(ids)}"
+    while _count(s, ids, "queued") > 0:
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"{label}: photos still queued after {timeout:.0f}s")
+        time.sleep(0.2)
+    secs = time.monotonic() - t0
+    cpu, busy = host_cpu.cpu_by_host_and_kind(start, host_cpu.snapshot(), hosts)
+    on_b = len(blob_reads(s, ADDR_B, set(ids))) - reads_before
+    return Phase(label, len(ids), secs, on_b=on_b, cpu=dict(cpu), machine_busy=busy)
+
+
+def print_phases(phases: list[Phase], log=print) -> None:
+    """Side by side: photos/s, then CPU seconds per host and process (ms of CPU per photo)."""
+    log("")
+    log(
+        f"photos/s, the same {phases[0].photos} photos re-queued at once and drained; same topology"
+    )
+    log("and parallelism (topology.workers 2, the topology's executors) in both:")
+    for ph in phases:
+        b = f"; host B read {ph.on_b}" if ph.on_b else ""
+        log(f"  {ph.label:<26} {ph.rate:8.2f} photos/s  ({ph.photos} in {ph.secs:.1f} s{b})")
+    if len(phases) == 2:
+        log(f"  {'ratio both / A alone':<26} {phases[0].rate / phases[1].rate:8.2f}")
+    log("")
+    log("where the time goes: CPU seconds in each phase (ms of CPU per photo), from /proc;")
+    log(f"this machine has {os.cpu_count()} cores, shared by both simulated hosts")
+    rows = sorted({k for ph in phases for k in ph.cpu}, key=lambda k: (k[0] == "-", k))
+    width = 28
+    log(f"  {'host':<5}{'process':<30}" + "".join(f"{ph.label:>{width}}" for ph in phases))
+
+    def cell(secs: float, n: int) -> str:
+        text = f"{secs:.1f} s ({secs / n * 1000:.1f} ms)" if secs >= 0.05 else "-"
+        return f"{text:>{width}}"
+
+    for host, kind in rows:
+        log(
+            f"  {host:<5}{kind:<30}"
+            + "".join(cell(ph.cpu.get((host, kind), 0.0), ph.photos) for ph in phases)
+        )
+    for name, value in (
+        ("all of the above", lambda ph: sum(ph.cpu.values())),
+        ("machine busy (all users)", lambda ph: ph.machine_busy),
+        ("rest of the machine", lambda ph: max(0.0, ph.machine_busy - sum(ph.cpu.values()))),
+    ):
+        log(f"  {'':<5}{name:<30}" + "".join(cell(value(ph), ph.photos) for ph in phases))
+    log(f"  {'':<5}{'wall time':<30}" + "".join(f"{f'{ph.secs:.1f} s':>{width}}" for ph in phases))
+
+
 def two_hosts(
-    photos: int, work: Path, prefix: str, timeout: float, rate: float = 5.0, log=print
+    photos: int,
+    bulk: int,
+    work: Path,
+    prefix: str,
+    timeout: float,
+    rate: float = 5.0,
+    log=print,
 ) -> dict[str, int]:
     """One full run (see the module docstring); returns the figures of the final line."""
     from autotag.learning import samples
@@ -195,11 +295,14 @@ def two_hosts(
     env_a = host_env(run, "host-a", bind=ADDR_A, ports="6700 6701")
     env_b = host_env(run, "host-b", bind=ADDR_B, ports="6700")
     s_a, s_b = load_settings(env_a), load_settings(env_b)
+    run.hosts = [s_a, s_b]
+    hosts = {str(s_a.run_dir): "A", str(s_b.run_dir): "B"}
     s_a.models_dir.mkdir(parents=True, exist_ok=True)
     set_active(
         s_a.models_dir, build_default_bundle(s_a.models_dir, onnx_model_path(s_a.model_dirs))
     )
-    paths = samples.make_distinct_photos(photos, work / "photos", long_side=320, seed=7)
+    all_paths = samples.make_distinct_photos(bulk + photos, work / "photos", long_side=320, seed=7)
+    bulk_paths, paths = all_paths[:bulk], all_paths[bulk:]
     try:
         make_hosts(run)
         t0 = time.monotonic()
@@ -237,21 +340,19 @@ def two_hosts(
             "-o",
             "topology.message.timeout.secs=30",
         )
+        assert wait_for(lambda: running_on(s_a, {ADDR_A, ADDR_B}), 300, 2), executors(s_a)
+        log("autotagger running: workers on both hosts, every executor reporting")
 
-        def hosts_running() -> set[str]:
-            try:
-                return {ex.host for ex in NimbusClient(s_a).topology_info(TOPOLOGY).executors or []}
-            except Exception:  # noqa: BLE001 - not scheduled yet
-                return set()
+        # Phase 1: the bulk photos, uploaded once (warming every worker), then timed.
+        recs = intake.upload([str(p) for p in bulk_paths], s_a)
+        bulk_ids = [r.photo_id for r in recs if r.photo_id]
+        assert len(bulk_ids) == bulk, [r for r in recs if not r.photo_id][:3]
+        assert wait_for(lambda: _count(s_a, bulk_ids, "queued") == 0, timeout, 1)
+        log(f"{bulk} photos uploaded and tagged once (warm-up)")
+        phases = [timed_drain(s_a, bulk_ids, "workers on both hosts", timeout, hosts)]
+        log(f"  both hosts: {phases[0].rate:.2f} photos/s")
 
-        assert wait_for(lambda: {ADDR_A, ADDR_B} <= hosts_running(), 180), hosts_running()
-        log("autotagger submitted: workers on both hosts")
-        # Executor stats reach Nimbus with the workers' heartbeats: once both hosts' autotag
-        # executors report, both workers are running (not merely assigned).
-        assert wait_for(lambda: hosts_reporting(s_a) >= {ADDR_A, ADDR_B}, 300, 2), (
-            "the workers never reported their executors' stats"
-        )
-        log("both hosts' workers are running")
+        # Phase 2: host B killed mid-run.
         ids: list[str] = []
         uploader = threading.Thread(
             target=_upload_paced, args=(s_a, paths, rate, ids, intake), daemon=True
@@ -260,26 +361,20 @@ def two_hosts(
 
         def on_b() -> int:
             """Photos host B's workers processed: each one read from A's blob service."""
-            return len(photos_read_by(s_a, ADDR_B) & set(ids))
+            return len(set(blob_reads(s_a, ADDR_B, set(ids))))
 
         n = len(paths)
-        t_start = time.monotonic()
-        deadline = t_start + timeout
-        t_first: float | None = None
+        deadline = time.monotonic() + timeout
         last_log = 0.0
+        done = 0
         while time.monotonic() < deadline:
-            done = _count(s_a, list(ids), "tagged") + _count(s_a, list(ids), "failed")
-            if done and t_first is None:
-                t_first, first = time.monotonic(), done
+            done = _count(s_a, list(ids), "tagged", "failed")
             if time.monotonic() - last_log >= 10:
                 last_log = time.monotonic()
                 log(f"  {done}/{n} stored; host B has read {on_b()}")
             if (done >= n / 3 and on_b() > 0) or done >= n:
                 break
             time.sleep(1)
-        if t_first is not None and done > first:
-            speed = (done - first) / max(1e-9, time.monotonic() - t_first)
-            log(f"before the kill: {done} stored, {speed:.2f} photos/s on two hosts")
         log(f"before the kill: host B's workers read {on_b()} photos from host A's blob service")
         SupervisorDaemon(s_b).kill()  # SIGKILL: B's Supervisor, workers and Python bolts
         log(f"host B's Supervisor and workers killed (SIGKILL), {n - done} photos to go")
@@ -298,7 +393,7 @@ def two_hosts(
             f"  tuples by host: B read and tagged {on_b()} photos (from A's blob service); A "
             "tagged the rest, and replayed what B had in flight when it died"
         )
-        return {
+        result = {
             "photos": len(ids),
             "tagged": tagged,
             "failed": failed,
@@ -306,30 +401,59 @@ def two_hosts(
             "duplicated": dup,
             "on_b": on_b(),
         }
+
+        # Phase 3: the same photos with both workers on host A.
+        if wait_for(lambda: running_on(s_a, {ADDR_A}), 300, 2):
+            log("B's worker moved to host A's second slot; every executor reporting")
+            phases.append(timed_drain(s_a, bulk_ids, "workers on host A alone", timeout, hosts))
+        else:
+            log(f"host A alone: not measured, the executors never all ran on A: {executors(s_a)}")
+        print_phases(phases, log)
+        return result
     finally:
-        cleanup(run, s_a, s_b)
+        cleanup(run)
 
 
-def cleanup(run: Run, *hosts: Settings) -> None:
-    """Stop every daemon of both hosts (by their pid files), delete the namespaces."""
+def cleanup(run: Run) -> None:
+    """Stop every daemon of both hosts (by their pid files), then SIGKILL any process still
+    in the namespaces (by pid), and delete the namespaces and the veth pair. Ctrl-C and
+    SIGTERM are ignored meanwhile, so that a second one cannot leave half of it behind."""
     from autotag.ops import cluster
 
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        enter_namespace(None)
-    except OSError:
-        pass
-    for s in hosts:
         try:
-            cluster.down(s, progress=lambda _m: None)
-        except Exception as exc:  # noqa: BLE001 - keep cleaning up the rest
-            print(f"cleanup: stopping {s.run_dir}: {exc}", file=sys.stderr)
-    for ns in run.namespaces:
-        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+            enter_namespace(None)
+        except OSError:
+            pass
+        for s in run.hosts:
+            try:
+                cluster.down(s, progress=lambda _m: None)
+            except Exception as exc:  # noqa: BLE001 - keep cleaning up the rest
+                print(f"cleanup: stopping {s.run_dir}: {exc}", file=sys.stderr)
+        for ns in run.namespaces:
+            out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+            for pid in {int(x) for x in out.stdout.split()} - {os.getpid()}:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for ns in run.namespaces:
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        # A veth end still in this namespace (interrupted before it was moved); gone otherwise.
+        for dev in (f"{run.prefix}va", f"{run.prefix}vb"):
+            subprocess.run(["ip", "link", "delete", dev], capture_output=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--photos", type=int, default=500)
+    ap.add_argument("--photos", type=int, default=500, help="Photos of the kill-host-B run.")
+    ap.add_argument(
+        "--bulk", type=int, default=300, help="Photos timed on both hosts and on host A alone."
+    )
     ap.add_argument("--timeout", type=float, default=1800, help="Seconds for the photos to drain.")
     ap.add_argument("--rate", type=float, default=5.0, help="Uploads per second on host A.")
     ap.add_argument("--keep", action="store_true", help="Keep the run directories (logs).")
@@ -340,7 +464,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="autotag-2hosts-"))
     work.chmod(0o755)
     try:
-        r = two_hosts(args.photos, work, f"at{os.getpid() % 100000}", args.timeout, args.rate)
+        r = two_hosts(
+            args.photos, args.bulk, work, f"at{os.getpid() % 100000}", args.timeout, args.rate
+        )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

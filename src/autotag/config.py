@@ -48,6 +48,9 @@ class Settings:
     cluster_network: str = ""
     # The name other hosts reach this host's workers by (storm.local.hostname; "" = bind_host).
     advertise_host: str = ""
+    # Where the services that only this host's users reach listen (the web page, the Storm
+    # UI): loopback, whatever the cluster address is; never a wildcard.
+    local_bind_host: str = "127.0.0.1"
     # Base ports; each is shifted by port_offset so a test cluster can run beside the user's.
     port_offset: int = 0
     zookeeper_port: int = 2181
@@ -272,6 +275,7 @@ def child_env(s: Settings) -> dict[str, str]:
             "AUTOTAG_HOST": s.host,
             "AUTOTAG_BIND_HOST": s.bind_host,
             "AUTOTAG_ADVERTISE_HOST": s.advertise_host,
+            "AUTOTAG_LOCAL_BIND_HOST": s.local_bind_host,
             "AUTOTAG_BLOB_URL": s.blob_url,
             "AUTOTAG_CLUSTER_NETWORK": s.cluster_network,
             # Read once when OpenCV loads: its own pixel limit, matched to ours.

@@ -53,7 +53,7 @@ def _autotag(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ui_reports_one_supervisor_with_free_slots(storm_cluster: Settings) -> None:
     s = storm_cluster
-    url = f"http://{s.host}:{s.port(s.ui_port)}/api/v1/cluster/summary"
+    url = f"http://{s.local_bind_host}:{s.port(s.ui_port)}/api/v1/cluster/summary"
     with urllib.request.urlopen(url, timeout=10) as resp:
         summary = json.loads(resp.read())
     assert summary["supervisors"] == 1

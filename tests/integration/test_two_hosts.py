@@ -1,7 +1,10 @@
 """Two simulated hosts (network namespaces made by the test itself): host A runs ZooKeeper,
 Nimbus, a Supervisor, Redis, Postgres and the blob service; host B only a Supervisor that
 joins it. The autotagger runs with a worker on each; host B's Supervisor and workers are
-SIGKILLed mid-run; every photo must end up tagged exactly once.
+SIGKILLed mid-run; every photo must end up tagged exactly once. The same photos are drained
+with workers on both hosts and then on host A alone, each with where its CPU went (the
+figures' values are the lead's to take on an idle machine; here only that both were made,
+and that host A alone used no CPU on host B).
 
 It takes several minutes (two clusters' worth of JVMs start on 2 cores), so it runs only when
 asked: ``AUTOTAG_TWO_HOSTS=1 pytest tests/integration/test_two_hosts.py``. Needs root.
@@ -41,7 +44,18 @@ def _namespaces() -> set[str]:
 def test_two_hosts_lose_host_b_and_nothing_else() -> None:
     before = _namespaces()
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH), "--photos", "40", "--rate", "3", "--timeout", "420"],
+        [
+            sys.executable,
+            str(BENCH),
+            "--photos",
+            "40",
+            "--bulk",
+            "20",
+            "--rate",
+            "3",
+            "--timeout",
+            "420",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -61,5 +75,15 @@ def test_two_hosts_lose_host_b_and_nothing_else() -> None:
     assert proc.returncode == 0
     killed = re.search(r"killed \(SIGKILL\), (\d+) photos to go", out)
     assert killed and int(killed.group(1)) > 0, out[-3000:]  # mid-run, not after the end
+    # Side by side: the same 20 photos on both hosts (B read some of them) and on A alone.
+    both = re.search(
+        r"workers on both hosts +([\d.]+) photos/s +\(20 in [\d.]+ s; host B read (\d+)\)", out
+    )
+    alone = re.search(r"workers on host A alone +([\d.]+) photos/s +\(20 in [\d.]+ s\)", out)
+    assert both and alone, out[-3000:]
+    assert float(both.group(1)) > 0 and int(both.group(2)) > 0 and float(alone.group(1)) > 0
+    cpu_b = re.findall(r"^  B    (.+?) +(\S+ s \(.+?\)|-) +(\S+ s \(.+?\)|-)$", out, re.M)
+    assert any(k.startswith("Python AutotagBolt") and b != "-" for k, b, _ in cpu_b), out[-3000:]
+    assert all(a_alone == "-" for _, _, a_alone in cpu_b), out[-3000:]  # B dead by then
     # Everything it created is gone: no namespace left behind.
     assert _namespaces() <= before

@@ -39,6 +39,27 @@ def test_joining_host_connects_to_the_first_and_binds_its_own(tmp_path: Path) ->
     assert s.postgres_address == "10.20.0.1"
 
 
+def test_cluster_services_bind_the_host_address_the_rest_loopback(tmp_path: Path) -> None:
+    """On a cluster host, what other hosts reach binds the host's own address; the web page
+    and the Storm UI, for this host's users only, stay on loopback."""
+    s = _settings(tmp_path, AUTOTAG_HOST="10.20.0.1", AUTOTAG_BIND_HOST="10.20.0.1")
+    bound = {d.name: d.address for d in cluster.daemons(s)}
+    assert bound == {
+        "zookeeper": "10.20.0.1",
+        "nimbus": "10.20.0.1",
+        "supervisor": "10.20.0.1",
+        "redis": "10.20.0.1",
+        "postgres": "10.20.0.1",
+        "blobs": "10.20.0.1",
+        "ui": "127.0.0.1",
+        "web": "127.0.0.1",
+    }
+    assert '"ui.host": "127.0.0.1"' in storm_yaml(s)
+    joined = cluster.joining_settings(s, "10.20.0.1", "10.20.0.2")
+    assert cluster.WebDaemon(joined).address == "127.0.0.1"
+    assert cluster.daemons(joined, ["supervisor"])[0].address == "10.20.0.2"
+
+
 @pytest.mark.parametrize("bind", ["", "0.0.0.0", "::"])
 def test_joining_needs_an_own_address_never_a_wildcard(tmp_path: Path, bind: str) -> None:
     with pytest.raises(ServiceError, match="own cluster address"):

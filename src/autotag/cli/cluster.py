@@ -47,7 +47,7 @@ def up(
     cluster_mod.up(s, services or None, progress=click.echo)
     click.echo(f"cluster healthy in {time.monotonic() - t0:.1f}s  (run dir {s.run_dir})")
     click.echo(
-        f"Storm UI: http://{s.host}:{s.port(s.ui_port)}/   Nimbus: {s.host}:{s.port(s.nimbus_port)}"
+        f"Storm UI: http://{s.local_bind_host}:{s.port(s.ui_port)}/   Nimbus: {s.host}:{s.port(s.nimbus_port)}"
     )
     if not services or "web" in services:
         click.echo("web page: `autotag url` prints its address with the login token")

@@ -101,9 +101,9 @@ def demo(timeout: int) -> None:
     click.echo(
         f"""
 Where to look next:
-  web page          http://{s.host}:{s.port(s.http_port)}/?token={token}
+  web page          http://{s.local_bind_host}:{s.port(s.http_port)}/?token={token}
                     (search, photos, upload, status; `autotag url` prints this again)
-  Storm UI          http://{s.host}:{s.port(s.ui_port)}/  (REST: /api/v1/cluster/summary)
+  Storm UI          http://{s.local_bind_host}:{s.port(s.ui_port)}/  (REST: /api/v1/cluster/summary)
   topologies        autotag topologies      (sparse list works too)
   photos by tag     autotag search cat
   one photo         autotag show {photos[0]}

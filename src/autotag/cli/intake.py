@@ -126,7 +126,8 @@ def serve(port: int | None) -> None:
     bound = s.port(s.http_port) if port is None else port
     token = load_or_create_token(s.run_dir)
     click.echo(
-        f"autotag web page on http://{s.host}:{bound}/?token={token} (Ctrl-C to stop)", err=True
+        f"autotag web page on http://{s.local_bind_host}:{bound}/?token={token} (Ctrl-C to stop)",
+        err=True,
     )
     serve_app(s, port=port)
 

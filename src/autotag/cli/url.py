@@ -11,7 +11,7 @@ from autotag.ops.web_token import load_or_create_token, token_file
 
 
 def page_url(s: Settings, token: str, path: str = "/") -> str:
-    return f"http://{s.host}:{s.port(s.http_port)}{path}?token={token}"
+    return f"http://{s.local_bind_host}:{s.port(s.http_port)}{path}?token={token}"
 
 
 @click.command()

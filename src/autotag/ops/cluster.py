@@ -32,6 +32,10 @@ class StormUiDaemon(Daemon):
         super().__init__(settings, name="ui", port=settings.port(settings.ui_port))
         self.env_extra = child_env(settings)
 
+    @property
+    def address(self) -> str:
+        return self.settings.local_bind_host  # for this host's users, not for other hosts
+
     def argv(self) -> Sequence[str]:
         return [sys.executable, "-m", "autotag.ops.storm_ui"]
 
@@ -42,7 +46,7 @@ class StormUiDaemon(Daemon):
         import json
         import urllib.request
 
-        url = f"http://{self.settings.host}:{self.port}/api/v1/cluster/summary"
+        url = f"http://{self.address}:{self.port}/api/v1/cluster/summary"
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
                 json.loads(resp.read())
@@ -62,6 +66,10 @@ class WebDaemon(Daemon):
         super().__init__(settings, name="web", port=settings.port(settings.http_port))
         self.env_extra = child_env(settings)
 
+    @property
+    def address(self) -> str:
+        return self.settings.local_bind_host  # for this host's users, not for other hosts
+
     def argv(self) -> Sequence[str]:
         return [sys.executable, "-m", "autotag.web"]
 
@@ -76,7 +84,7 @@ class WebDaemon(Daemon):
         import urllib.error
         import urllib.request
 
-        url = f"http://{self.settings.host}:{self.port}/healthz"
+        url = f"http://{self.address}:{self.port}/healthz"
         try:
             token = read_token(self.settings.run_dir)
             req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})

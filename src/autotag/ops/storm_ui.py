@@ -176,7 +176,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     s = settings()
-    server = ThreadingHTTPServer((s.host, s.port(s.ui_port)), Handler)
+    server = ThreadingHTTPServer((s.local_bind_host, s.port(s.ui_port)), Handler)
     server.serve_forever()
 
 

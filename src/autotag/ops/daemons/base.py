@@ -137,6 +137,12 @@ class Daemon:
     stop_signal: signal.Signals = signal.SIGTERM
     env_extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def address(self) -> str:
+        """The address this daemon binds: the host's own (cluster) address, which other hosts
+        reach; a daemon only this host's users reach overrides it with loopback."""
+        return self.settings.listen_host
+
     # -- paths -------------------------------------------------------------------------
     @property
     def pid_file(self) -> Path:
@@ -155,7 +161,7 @@ class Daemon:
 
     def check(self) -> str | None:
         """None when healthy, else the reason it is not."""
-        host = self.settings.listen_host
+        host = self.address
         if self.port is not None and not port_open(host, self.port):
             return f"not accepting connections on {host}:{self.port}"
         return None
@@ -194,7 +200,7 @@ class Daemon:
         pid = self.pid()
         if pid is None:
             reason = "not running"
-            if self.port is not None and port_open(self.settings.listen_host, self.port):
+            if self.port is not None and port_open(self.address, self.port):
                 reason = f"not started by autotag, but port {self.port} is taken by another process"
             return Status(self.name, None, self.port, False, reason)
         problem = self.check()
@@ -209,9 +215,9 @@ class Daemon:
             if wait:
                 self.wait_healthy()
             return self.status()
-        if self.port is not None and port_open(self.settings.listen_host, self.port):
+        if self.port is not None and port_open(self.address, self.port):
             raise ServiceError(
-                f"{self.name}: port {self.settings.listen_host}:{self.port} is already taken by another "
+                f"{self.name}: port {self.address}:{self.port} is already taken by another "
                 "process (stop it, or set AUTOTAG_PORT_OFFSET to move autotag's ports)"
             )
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)

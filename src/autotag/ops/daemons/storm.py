@@ -42,7 +42,7 @@ def storm_yaml(settings: Settings) -> str:
         "nimbus.thrift.port": s.port(s.nimbus_port),
         "supervisor.thrift.port": s.port(s.supervisor_port),
         "supervisor.slots.ports": [s.port(p) for p in s.worker_ports],
-        "ui.host": s.host,
+        "ui.host": s.local_bind_host,
         "ui.port": s.port(s.ui_port),
         "worker.childopts": f"-Xmx{WORKER_HEAP_MB}m -XX:+UseG1GC -Djava.net.preferIPv4Stack=true",
         "nimbus.childopts": "-Xmx512m",
@@ -218,7 +218,7 @@ class SupervisorDaemon(_StormJvm):
         foreign = [
             p
             for p in self.slot_ports
-            if any(not self.owns(pid) for pid in listener_pids(self.settings.host, p))
+            if any(not self.owns(pid) for pid in listener_pids(self.settings.listen_host, p))
         ]
         if foreign:
             raise ServiceError(
