@@ -22,6 +22,9 @@ from autotag.learning.networks import ARCHITECTURES
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--patience", type=int, default=4, show_default=True, help="Early stopping.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--augment", is_flag=True, help="Random left-right flips and shifts of up to 2 px (training)."
+)
 @click.option("--limit", type=int, help="Only the first N training images.")
 @click.option("--test-limit", type=int, help="Only the first N test images.")
 @click.option(
@@ -45,6 +48,7 @@ def train_cnn(
     val_fraction: float,
     patience: int,
     seed: int,
+    augment: bool,
     limit: int | None,
     test_limit: int | None,
     source: Path | None,
@@ -62,7 +66,7 @@ def train_cnn(
 
     \b
     autotag train-cnn --model lenet5 --procs 2 --activate
-    autotag train-cnn --model small-cnn --epochs 20 --resume
+    autotag train-cnn --model small-cnn --epochs 30 --augment --resume
     """
     from autotag.config import settings
     from autotag.learning.datasets import FASHION_MNIST_DIR
@@ -84,6 +88,7 @@ def train_cnn(
         val_fraction=val_fraction,
         patience=patience,
         seed=seed,
+        augment=augment,
         resume=resume,
         name=name,
         activate=activate,

@@ -59,6 +59,7 @@ class NetworkConfig:
     val_fraction: float = 0.1
     patience: int = 4
     seed: int = 0
+    augment: bool = False  # random horizontal flip and shift by up to 2 px (training only)
     resume: bool = False
     progress: bool = True
     port: int = 0
@@ -72,6 +73,23 @@ class NetworkConfig:
 def to_input(images: np.ndarray) -> np.ndarray:
     """uint8 (n, H, W) grey → float32 (n, 1, H, W) in [0, 1]: the network's input."""
     return (np.asarray(images, np.float32) / np.float32(255.0))[:, None, :, :]
+
+
+SHIFT = 2  # pixels; the shift is a random crop of the image zero-padded by SHIFT on each side
+
+
+def augment(images: np.ndarray, flips: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """uint8 (n, H, W) images flipped left-right where ``flips`` and moved by ``shifts``
+    ((n, 2) rows, columns in [-SHIFT, SHIFT]), zero filled: a random crop of the padded image."""
+    n, h, w = images.shape
+    padded = np.zeros((n, h + 2 * SHIFT, w + 2 * SHIFT), images.dtype)
+    padded[:, SHIFT : SHIFT + h, SHIFT : SHIFT + w] = np.where(
+        flips[:, None, None], images[:, :, ::-1], images
+    )
+    out = np.empty_like(images)
+    for i, (dy, dx) in enumerate(shifts):
+        out[i] = padded[i, SHIFT - dy : SHIFT - dy + h, SHIFT - dx : SHIFT - dx + w]
+    return out
 
 
 def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,8 +244,8 @@ def _train(config: NetworkConfig, rank: int) -> None:
         bar = _bar(config, rank, steps, f"{config.arch} epoch {epoch + 1}/{config.epochs}")
         t0, losses = time.perf_counter(), []
         for k in range(steps):
-            rows = np.sort(order[k * global_batch + rank * local_batch :][:local_batch])
-            x = jax.make_array_from_process_local_data(sharded, to_input(x_all[rows]))
+            rows, images = _local_batch(config, x_all, order, epoch, k, rank, local_batch)
+            x = jax.make_array_from_process_local_data(sharded, to_input(images))
             y = jax.make_array_from_process_local_data(sharded, y_all[rows])
             key = jax.random.fold_in(jax.random.key(config.seed), epoch * steps + k)
             if compiled is None:
@@ -263,6 +281,33 @@ def _train(config: NetworkConfig, rank: int) -> None:
     if rank == 0:
         _finish(config, layers, best_params, history, best, stopped_early, len(train_rows),
                 len(val_rows), predict)  # fmt: skip
+
+
+def _local_batch(
+    config: NetworkConfig,
+    x_all: np.ndarray,
+    order: np.ndarray,
+    epoch: int,
+    k: int,
+    rank: int,
+    local_batch: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """This worker's rows of global batch ``k`` and their (augmented) images. The random
+    flips and shifts are drawn for the whole global batch, so 1 and N processes see the
+    same images."""
+    global_batch = local_batch * config.procs
+    rows = order[k * global_batch : (k + 1) * global_batch]
+    if config.augment:
+        rng = np.random.default_rng([config.seed, epoch, k, 1])
+        flips = rng.random(len(rows)) < 0.5
+        shifts = rng.integers(-SHIFT, SHIFT + 1, (len(rows), 2))
+    mine = slice(rank * local_batch, (rank + 1) * local_batch)
+    local = rows[mine]
+    by_row = np.argsort(local, kind="stable")  # sorted rows read the memory map in order
+    images = x_all[local[by_row]]
+    if config.augment:
+        images = augment(images, flips[mine][by_row], shifts[mine][by_row])
+    return local[by_row], images
 
 
 def _local(a: Any) -> np.ndarray:
@@ -306,6 +351,7 @@ def _save_checkpoint(
     arrays |= {f"opt/{i}": _local(v) for i, v in enumerate(leaves)}
     meta = {"arch": config.arch, "epoch": epoch, "history": history, "best": best}
     meta |= {"batch_size": config.batch_size, "seed": config.seed, "epochs": config.epochs}
+    meta |= {"augment": config.augment}
     tmp = path.with_name(path.name + ".tmp.npz")
     with open(tmp, "wb") as f:
         np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
@@ -319,8 +365,8 @@ def _load_checkpoint(
 
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(bytes(z["meta"]).decode())
-        for key in ("arch", "batch_size", "seed", "epochs"):
-            if meta[key] != getattr(config, key):
+        for key in ("arch", "batch_size", "seed", "epochs", "augment"):
+            if meta.get(key, False) != getattr(config, key):
                 raise AutotagError(
                     f"{path}: checkpoint has {key}={meta[key]!r}, this run {getattr(config, key)!r}"
                 )
@@ -389,6 +435,7 @@ def _finish(
             "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
             "weight_decay": config.weight_decay, "val_fraction": config.val_fraction,
             "patience": config.patience, "seed": config.seed, "optimizer": "adamw, cosine decay",
+            "augment": "flip + shift 2 px" if config.augment else "none",
         },
     }  # fmt: skip
     (work / RESULT).write_text(json.dumps(result, indent=2) + "\n")

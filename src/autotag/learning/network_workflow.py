@@ -42,6 +42,7 @@ class NetworkRequest:
     val_fraction: float = 0.1
     patience: int = 4
     seed: int = 0
+    augment: bool = False
     resume: bool = False
     name: str | None = None
     activate: bool = False
@@ -75,6 +76,7 @@ def train_network(request: NetworkRequest, models_dir: Path) -> tuple[ModelBundl
         val_fraction=request.val_fraction,
         patience=request.patience,
         seed=request.seed,
+        augment=request.augment,
         resume=request.resume,
         progress=request.progress,
     )
