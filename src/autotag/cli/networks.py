@@ -117,9 +117,11 @@ def train_cnn(
         f"{m['validation_top1']:.4f} (best epoch {m['best_epoch']} of {m['epochs_run']})"
     )
     click.echo(f"  {m['seconds_per_epoch']:.1f} s per epoch with {procs} process(es)")
-    d = m["onnx_max_abs_diff"]
+    d, x = m["onnx_max_abs_diff"], m["float64_max_abs_diff"]
     click.echo(
-        f"  ONNX vs JAX max |diff|: logits {d['logits']:.2g}, embedding {d['embedding']:.2g}"
+        f"  ONNX vs JAX max |diff|: probabilities {d['probabilities']:.2g}, "
+        f"embedding {d['embedding']:.2g}, logits {d['logits']:.2g} (vs float64: JAX "
+        f"{x['jax_logits']:.2g}, ONNX {x['onnx_logits']:.2g}; |logits| up to {x['max_abs_logit']:.3g})"
     )
 
 

@@ -31,13 +31,20 @@ import numpy as np
 
 from autotag.errors import AutotagError
 from autotag.learning.network_export import run_onnx, write_onnx
-from autotag.learning.networks import embedding_dim, forward, init_params, layers_of
+from autotag.learning.networks import (
+    embedding_dim,
+    forward,
+    forward_float64,
+    init_params,
+    layers_of,
+)
 
 INSTALL_HINT = "the training framework is not installed: pip install -r virtualenvs/train.txt"
 CHECKPOINT = "checkpoint.npz"
 RESULT = "result.json"
 PARAMS = "params.npz"
 ONNX_FILE = "network.onnx"
+TEST_LOGITS = "test_logits.npy"  # JAX's, float32: what the bundle is checked against
 
 
 @dataclass(frozen=True)
@@ -310,6 +317,17 @@ def _local_batch(
     return local[by_row], images
 
 
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row softmax in float64: the probabilities a bundle's softmax head gives."""
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - b).max()) if len(a) else 0.0
+
+
 def _local(a: Any) -> np.ndarray:
     """A replicated global array's value on this process."""
     return np.asarray(a.addressable_data(0))
@@ -409,8 +427,14 @@ def _finish(
     emb, lg = np.concatenate(embs), np.concatenate(logits)
     onnx_path = write_onnx(layers, params, config.input_shape, work / ONNX_FILE, name=config.arch)
     o_emb, o_lg = run_onnx(onnx_path, x_test)
+    exact = [
+        forward_float64(layers, params, x_test[s : s + 500]) for s in range(0, len(x_test), 500)
+    ]
+    e64 = np.concatenate([e for e, _ in exact]) if exact else emb
+    l64 = np.concatenate([lg_ for _, lg_ in exact]) if exact else lg
     with open(work / PARAMS, "wb") as f:
         np.savez(f, **params)
+    np.save(work / TEST_LOGITS, lg)
     seconds = [h["seconds"] for h in history]
     result = {
         "arch": config.arch,
@@ -427,8 +451,16 @@ def _finish(
         "seconds_per_epoch": round(float(np.median(seconds)), 2) if seconds else math.nan,
         "history": history,
         "onnx_max_abs_diff": {
-            "embedding": float(np.abs(o_emb - emb).max()) if len(emb) else 0.0,
-            "logits": float(np.abs(o_lg - lg).max()) if len(lg) else 0.0,
+            "embedding": _max_diff(o_emb, emb),
+            "logits": _max_diff(o_lg, lg),
+            "probabilities": _max_diff(softmax(o_lg), softmax(lg)),
+        },
+        "float64_max_abs_diff": {  # each float32 run against the exact result
+            "jax_logits": _max_diff(lg, l64),
+            "onnx_logits": _max_diff(o_lg, l64),
+            "jax_embedding": _max_diff(emb, e64),
+            "onnx_embedding": _max_diff(o_emb, e64),
+            "max_abs_logit": _max_diff(l64, 0 * l64),
         },
         "onnx_same_predictions": bool((o_lg.argmax(1) == lg.argmax(1)).all()),
         "hyper_parameters": {
