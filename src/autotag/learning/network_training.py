@@ -20,8 +20,10 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -131,6 +133,8 @@ def run(config: NetworkConfig) -> dict[str, Any]:
     env_flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     saved = os.environ.get("XLA_FLAGS")
     os.environ["XLA_FLAGS"] = env_flags  # inherited by the spawned workers
+    workers: list[Any] = []
+    stop = _TermAsInterrupt()
     try:
         ctx = mp.get_context("spawn")
         workers = [
@@ -140,6 +144,11 @@ def run(config: NetworkConfig) -> dict[str, Any]:
             p.start()
         _join(workers)
     finally:
+        for p in workers:  # interrupted or killed: no worker outlives the command
+            if p.is_alive():
+                p.kill()
+                p.join()
+        stop.restore()
         if saved is None:
             os.environ.pop("XLA_FLAGS", None)
         else:
@@ -148,6 +157,24 @@ def run(config: NetworkConfig) -> dict[str, Any]:
     if failed or not (work / RESULT).is_file():
         raise AutotagError(f"training worker(s) {failed or [0]} failed (see messages above)")
     return json.loads((work / RESULT).read_text())
+
+
+class _TermAsInterrupt:
+    """SIGTERM raises KeyboardInterrupt in the main thread while workers run, so the cleanup
+    above stops them (daemonic children are not stopped by a signal to their parent)."""
+
+    def __init__(self) -> None:
+        self.old: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
 
 
 def _join(workers: list[Any]) -> None:
