@@ -35,6 +35,12 @@ from autotag.pipeline.tag_step import decode_limits, feature_options
 @click.option(
     "--augment", is_flag=True, help="Random left-right flips and shifts of up to 2 px (training)."
 )
+@click.option(
+    "--until-epoch",
+    type=int,
+    help="Stop after epoch N of --epochs (the rate schedule still spans --epochs) and keep the "
+    "best epoch so far; with --resume, finishes a stopped run from its checkpoint.",
+)
 @click.option("--limit", type=int, help="Only the first N training images.")
 @click.option("--test-limit", type=int, help="Only the first N test images.")
 @click.option(
@@ -59,6 +65,7 @@ def train_cnn(
     patience: int,
     seed: int,
     augment: bool,
+    until_epoch: int | None,
     limit: int | None,
     test_limit: int | None,
     source: Path | None,
@@ -99,6 +106,7 @@ def train_cnn(
         patience=patience,
         seed=seed,
         augment=augment,
+        until_epoch=until_epoch,
         resume=resume,
         name=name,
         activate=activate,

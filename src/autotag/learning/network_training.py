@@ -69,6 +69,7 @@ class NetworkConfig:
     patience: int = 4
     seed: int = 0
     augment: bool = False  # random horizontal flip and shift by up to 2 px (training only)
+    until_epoch: int | None = None  # stop this run after that epoch; the schedule spans epochs
     resume: bool = False
     progress: bool = True
     port: int = 0
@@ -270,7 +271,8 @@ def _train(config: NetworkConfig, rank: int) -> None:
     p_dev, s_dev = put(params), put(opt_state)
     compiled = None  # compiled before the first epoch's clock starts
     stopped_early = False
-    for epoch in range(start, config.epochs):
+    last = config.epochs if config.until_epoch is None else min(config.epochs, config.until_epoch)
+    for epoch in range(start, last):
         if epoch - best["epoch"] > config.patience and best["epoch"] >= 0:
             stopped_early = True
             break
@@ -495,6 +497,7 @@ def _finish(
             "weight_decay": config.weight_decay, "val_fraction": config.val_fraction,
             "patience": config.patience, "seed": config.seed, "optimizer": "adamw, cosine decay",
             "augment": "flip + shift 2 px" if config.augment else "none",
+            "until_epoch": config.until_epoch,
         },
     }  # fmt: skip
     (work / RESULT).write_text(json.dumps(result, indent=2) + "\n")

@@ -53,6 +53,7 @@ class NetworkRequest:
     patience: int = 4
     seed: int = 0
     augment: bool = False
+    until_epoch: int | None = None
     resume: bool = False
     name: str | None = None
     activate: bool = False
@@ -87,6 +88,7 @@ def train_network(request: NetworkRequest, models_dir: Path) -> tuple[ModelBundl
         patience=request.patience,
         seed=request.seed,
         augment=request.augment,
+        until_epoch=request.until_epoch,
         resume=request.resume,
         progress=request.progress,
     )
