@@ -84,13 +84,13 @@ class NetworkFeatures(FeatureSet):
         self.base: FeatureSet | None = None
         if "base" in spec:
             base = spec["base"]
-            self.base = get_feature_set(
-                str(base["name"]), FeatureOptions(tuple(model_dirs), threads)
+            options = FeatureOptions(tuple(model_dirs), threads)
+            self.base = get_feature_set(str(base["name"]), options)
+            want, have = (
+                (str(base["version"]), int(base["dim"])),
+                (self.base.version, self.base.dim),
             )
-            if (str(self.base.version), int(self.base.dim)) != (
-                str(base["version"]),
-                int(base["dim"]),
-            ):
+            if (str(have[0]), int(have[1])) != want:
                 raise ModelError(f"{name} was trained on {base}; this code has {self.base.spec()}")
             self.min_side = self.base.min_side
         else:
