@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--procs", default="1,2", help="comma-separated process counts")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="first N training images")
-    ap.add_argument("--test-limit", type=int, default=2000)
+    ap.add_argument("--test-limit", type=int, default=None, help="first N test images [all]")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     import numpy as np
@@ -58,9 +58,11 @@ def main() -> None:
                 {
                     "procs": procs,
                     "seconds_per_epoch": r["seconds_per_epoch"],
+                    "epoch_seconds": [h["seconds"] for h in r["history"]],
                     "validation_top1": r["validation_accuracy"],
                     "test_top1": r["test_accuracy"],
                     "train_images": r["n_train"],
+                    "test_images": r["n_test"],
                 }
             )
     base = rows[0]["seconds_per_epoch"]
@@ -69,12 +71,15 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{args.model}, {args.epochs} epoch(s), {rows[0]['train_images']} training images")
-    print("procs  s/epoch  speed-up  validation  test")
+    print(
+        f"{args.model}, {args.epochs} epoch(s), {rows[0]['train_images']} training images, "
+        f"test top-1 on {rows[0]['test_images']}"
+    )
+    print("procs  s/epoch  speed-up  validation  test    (each epoch, s)")
     for r in rows:
         print(
             f"{r['procs']:>5}  {r['seconds_per_epoch']:>7.1f}  {r['speedup']:>8.2f}"
-            f"  {r['validation_top1']:>10.4f}  {r['test_top1']:.4f}"
+            f"  {r['validation_top1']:>10.4f}  {r['test_top1']:.4f}  {r['epoch_seconds']}"
         )
 
 

@@ -11,8 +11,21 @@ import pytest
 
 from autotag.errors import ModelError
 from autotag.learning.network_export import run_onnx, write_onnx
-from autotag.learning.network_training import NetworkConfig, split_validation, to_input
-from autotag.learning.networks import ARCHITECTURES, forward, init_params, layers_of
+from autotag.learning.network_training import (
+    SHIFT,
+    NetworkConfig,
+    _local_batch,
+    augment,
+    split_validation,
+    to_input,
+)
+from autotag.learning.networks import (
+    ARCHITECTURES,
+    forward,
+    forward_float64,
+    init_params,
+    layers_of,
+)
 from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.network_features import NETWORK_FILE, NetworkFeatures, to_network_input
 
@@ -28,6 +41,48 @@ def test_onnx_graph_equals_jax(arch: str, tmp_path: Path) -> None:
     assert o_logits.shape == (64, 10) and o_emb.shape == emb.shape
     assert np.abs(o_logits - logits).max() <= 1e-5
     assert np.abs(o_emb - emb).max() <= 1e-5
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_float64_reference_agrees_with_jax(arch: str) -> None:
+    layers = layers_of(arch, 10)
+    params = init_params(layers, (1, 28, 28), seed=5)
+    x = np.random.default_rng(2).random((16, 1, 28, 28), dtype=np.float32)
+    emb, logits = (np.asarray(a, np.float64) for a in forward(layers, params, x))
+    emb64, logits64 = forward_float64(layers, params, x)
+    assert emb64.shape == emb.shape and logits64.dtype == np.float64
+    assert np.abs(logits64 - logits).max() <= 1e-4 * max(1.0, np.abs(logits64).max())
+    assert np.abs(emb64 - emb).max() <= 1e-4 * max(1.0, np.abs(emb64).max())
+
+
+def test_augment_flips_and_shifts_with_zero_fill() -> None:
+    img = np.arange(1, 1 + 4 * 5, dtype=np.uint8).reshape(1, 4, 5)
+    same = augment(img, np.array([False]), np.array([[0, 0]]))
+    assert np.array_equal(same, img)
+    flipped = augment(img, np.array([True]), np.array([[0, 0]]))
+    assert np.array_equal(flipped[0], img[0, :, ::-1])
+    down_left = augment(img, np.array([False]), np.array([[1, -2]]))
+    assert (down_left[0, 0] == 0).all() and (down_left[0, :, -2:] == 0).all()
+    assert np.array_equal(down_left[0, 1:, :3], img[0, :3, 2:])
+    big = augment(np.full((1, 6, 6), 9, np.uint8), np.array([True]), np.array([[SHIFT, SHIFT]]))
+    assert big[0, SHIFT:, SHIFT:].min() == 9 and big[0, :SHIFT].max() == 0
+
+
+@pytest.mark.parametrize("aug", [False, True])
+def test_workers_together_see_the_single_process_batch(aug: bool) -> None:
+    x = np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8)
+    order = np.random.default_rng(1).permutation(64)
+    base = dict(x_train="", y_train="", x_test="", y_test="", classes=[], work_dir="", augment=aug)
+    one = NetworkConfig(arch="tiny", procs=1, **base)
+    two = NetworkConfig(arch="tiny", procs=2, **base)
+    rows1, img1 = _local_batch(one, x, order, 3, 1, 0, 16)
+    parts = [_local_batch(two, x, order, 3, 1, r, 8) for r in (0, 1)]
+    rows2 = np.concatenate([p[0] for p in parts])
+    img2 = np.concatenate([p[1] for p in parts])
+    assert sorted(rows1) == sorted(rows2) == sorted(order[16:32])
+    by1, by2 = np.argsort(rows1), np.argsort(rows2)
+    assert np.array_equal(img1[by1], img2[by2])
+    assert np.array_equal(img1[by1], x[np.sort(rows1)]) is (not aug)
 
 
 def test_dropout_only_with_a_key() -> None:

@@ -2,7 +2,7 @@
 
 JAX has no dependable ONNX exporter, and these networks need only Conv, Relu, MaxPool,
 Flatten and Gemm, so the graph is written here from the trained weights. Input ``image``
-(n, C, H, W) float32; outputs ``embedding`` (the final dense layer's input) and ``logits``.
+(n, C, H, W) float32, or (n, d) for a head on feature vectors (``mlp_workflow``); outputs ``embedding`` (the final dense layer's input) and ``logits``.
 Dropout is a training-time layer and is left out. The caller checks the result against the
 framework on real data (``max_abs_diff``), so a wrong graph cannot pass silently.
 """
@@ -21,7 +21,7 @@ OPSET = 17
 def write_onnx(
     layers: tuple[Layer, ...],
     params: dict[str, np.ndarray],
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     path: Path,
     *,
     name: str,
@@ -66,11 +66,10 @@ def write_onnx(
         else:  # dropout: identity at inference
             continue
         cur = out
-    c, h, w_ = input_shape
     graph = helper.make_graph(
         nodes,
         name,
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", c, h, w_])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", *input_shape])],
         [
             helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", None]),
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", None]),

@@ -20,8 +20,10 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,13 +33,20 @@ import numpy as np
 
 from autotag.errors import AutotagError
 from autotag.learning.network_export import run_onnx, write_onnx
-from autotag.learning.networks import embedding_dim, forward, init_params, layers_of
+from autotag.learning.networks import (
+    embedding_dim,
+    forward,
+    forward_float64,
+    init_params,
+    layers_of,
+)
 
 INSTALL_HINT = "the training framework is not installed: pip install -r virtualenvs/train.txt"
 CHECKPOINT = "checkpoint.npz"
 RESULT = "result.json"
 PARAMS = "params.npz"
 ONNX_FILE = "network.onnx"
+TEST_LOGITS = "test_logits.npy"  # JAX's, float32: what the bundle is checked against
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class NetworkConfig:
     val_fraction: float = 0.1
     patience: int = 4
     seed: int = 0
+    augment: bool = False  # random horizontal flip and shift by up to 2 px (training only)
+    until_epoch: int | None = None  # stop this run after that epoch; the schedule spans epochs
     resume: bool = False
     progress: bool = True
     port: int = 0
@@ -72,6 +83,23 @@ class NetworkConfig:
 def to_input(images: np.ndarray) -> np.ndarray:
     """uint8 (n, H, W) grey → float32 (n, 1, H, W) in [0, 1]: the network's input."""
     return (np.asarray(images, np.float32) / np.float32(255.0))[:, None, :, :]
+
+
+SHIFT = 2  # pixels; the shift is a random crop of the image zero-padded by SHIFT on each side
+
+
+def augment(images: np.ndarray, flips: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """uint8 (n, H, W) images flipped left-right where ``flips`` and moved by ``shifts``
+    ((n, 2) rows, columns in [-SHIFT, SHIFT]), zero filled: a random crop of the padded image."""
+    n, h, w = images.shape
+    padded = np.zeros((n, h + 2 * SHIFT, w + 2 * SHIFT), images.dtype)
+    padded[:, SHIFT : SHIFT + h, SHIFT : SHIFT + w] = np.where(
+        flips[:, None, None], images[:, :, ::-1], images
+    )
+    out = np.empty_like(images)
+    for i, (dy, dx) in enumerate(shifts):
+        out[i] = padded[i, SHIFT - dy : SHIFT - dy + h, SHIFT - dx : SHIFT - dx + w]
+    return out
 
 
 def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,6 +134,8 @@ def run(config: NetworkConfig) -> dict[str, Any]:
     env_flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     saved = os.environ.get("XLA_FLAGS")
     os.environ["XLA_FLAGS"] = env_flags  # inherited by the spawned workers
+    workers: list[Any] = []
+    stop = _TermAsInterrupt()
     try:
         ctx = mp.get_context("spawn")
         workers = [
@@ -115,6 +145,11 @@ def run(config: NetworkConfig) -> dict[str, Any]:
             p.start()
         _join(workers)
     finally:
+        for p in workers:  # interrupted or killed: no worker outlives the command
+            if p.is_alive():
+                p.kill()
+                p.join()
+        stop.restore()
         if saved is None:
             os.environ.pop("XLA_FLAGS", None)
         else:
@@ -123,6 +158,24 @@ def run(config: NetworkConfig) -> dict[str, Any]:
     if failed or not (work / RESULT).is_file():
         raise AutotagError(f"training worker(s) {failed or [0]} failed (see messages above)")
     return json.loads((work / RESULT).read_text())
+
+
+class _TermAsInterrupt:
+    """SIGTERM raises KeyboardInterrupt in the main thread while workers run, so the cleanup
+    above stops them (daemonic children are not stopped by a signal to their parent)."""
+
+    def __init__(self) -> None:
+        self.old: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
 
 
 def _join(workers: list[Any]) -> None:
@@ -218,7 +271,8 @@ def _train(config: NetworkConfig, rank: int) -> None:
     p_dev, s_dev = put(params), put(opt_state)
     compiled = None  # compiled before the first epoch's clock starts
     stopped_early = False
-    for epoch in range(start, config.epochs):
+    last = config.epochs if config.until_epoch is None else min(config.epochs, config.until_epoch)
+    for epoch in range(start, last):
         if epoch - best["epoch"] > config.patience and best["epoch"] >= 0:
             stopped_early = True
             break
@@ -226,8 +280,8 @@ def _train(config: NetworkConfig, rank: int) -> None:
         bar = _bar(config, rank, steps, f"{config.arch} epoch {epoch + 1}/{config.epochs}")
         t0, losses = time.perf_counter(), []
         for k in range(steps):
-            rows = np.sort(order[k * global_batch + rank * local_batch :][:local_batch])
-            x = jax.make_array_from_process_local_data(sharded, to_input(x_all[rows]))
+            rows, images = _local_batch(config, x_all, order, epoch, k, rank, local_batch)
+            x = jax.make_array_from_process_local_data(sharded, to_input(images))
             y = jax.make_array_from_process_local_data(sharded, y_all[rows])
             key = jax.random.fold_in(jax.random.key(config.seed), epoch * steps + k)
             if compiled is None:
@@ -263,6 +317,44 @@ def _train(config: NetworkConfig, rank: int) -> None:
     if rank == 0:
         _finish(config, layers, best_params, history, best, stopped_early, len(train_rows),
                 len(val_rows), predict)  # fmt: skip
+
+
+def _local_batch(
+    config: NetworkConfig,
+    x_all: np.ndarray,
+    order: np.ndarray,
+    epoch: int,
+    k: int,
+    rank: int,
+    local_batch: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """This worker's rows of global batch ``k`` and their (augmented) images. The random
+    flips and shifts are drawn for the whole global batch, so 1 and N processes see the
+    same images."""
+    global_batch = local_batch * config.procs
+    rows = order[k * global_batch : (k + 1) * global_batch]
+    if config.augment:
+        rng = np.random.default_rng([config.seed, epoch, k, 1])
+        flips = rng.random(len(rows)) < 0.5
+        shifts = rng.integers(-SHIFT, SHIFT + 1, (len(rows), 2))
+    mine = slice(rank * local_batch, (rank + 1) * local_batch)
+    local = rows[mine]
+    by_row = np.argsort(local, kind="stable")  # sorted rows read the memory map in order
+    images = x_all[local[by_row]]
+    if config.augment:
+        images = augment(images, flips[mine][by_row], shifts[mine][by_row])
+    return local[by_row], images
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row softmax in float64: the probabilities a bundle's softmax head gives."""
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - b).max()) if len(a) else 0.0
 
 
 def _local(a: Any) -> np.ndarray:
@@ -306,6 +398,7 @@ def _save_checkpoint(
     arrays |= {f"opt/{i}": _local(v) for i, v in enumerate(leaves)}
     meta = {"arch": config.arch, "epoch": epoch, "history": history, "best": best}
     meta |= {"batch_size": config.batch_size, "seed": config.seed, "epochs": config.epochs}
+    meta |= {"augment": config.augment}
     tmp = path.with_name(path.name + ".tmp.npz")
     with open(tmp, "wb") as f:
         np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
@@ -319,8 +412,8 @@ def _load_checkpoint(
 
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(bytes(z["meta"]).decode())
-        for key in ("arch", "batch_size", "seed", "epochs"):
-            if meta[key] != getattr(config, key):
+        for key in ("arch", "batch_size", "seed", "epochs", "augment"):
+            if meta.get(key, False) != getattr(config, key):
                 raise AutotagError(
                     f"{path}: checkpoint has {key}={meta[key]!r}, this run {getattr(config, key)!r}"
                 )
@@ -363,8 +456,14 @@ def _finish(
     emb, lg = np.concatenate(embs), np.concatenate(logits)
     onnx_path = write_onnx(layers, params, config.input_shape, work / ONNX_FILE, name=config.arch)
     o_emb, o_lg = run_onnx(onnx_path, x_test)
+    exact = [
+        forward_float64(layers, params, x_test[s : s + 500]) for s in range(0, len(x_test), 500)
+    ]
+    e64 = np.concatenate([e for e, _ in exact]) if exact else emb
+    l64 = np.concatenate([lg_ for _, lg_ in exact]) if exact else lg
     with open(work / PARAMS, "wb") as f:
         np.savez(f, **params)
+    np.save(work / TEST_LOGITS, lg)
     seconds = [h["seconds"] for h in history]
     result = {
         "arch": config.arch,
@@ -381,14 +480,24 @@ def _finish(
         "seconds_per_epoch": round(float(np.median(seconds)), 2) if seconds else math.nan,
         "history": history,
         "onnx_max_abs_diff": {
-            "embedding": float(np.abs(o_emb - emb).max()) if len(emb) else 0.0,
-            "logits": float(np.abs(o_lg - lg).max()) if len(lg) else 0.0,
+            "embedding": _max_diff(o_emb, emb),
+            "logits": _max_diff(o_lg, lg),
+            "probabilities": _max_diff(softmax(o_lg), softmax(lg)),
+        },
+        "float64_max_abs_diff": {  # each float32 run against the exact result
+            "jax_logits": _max_diff(lg, l64),
+            "onnx_logits": _max_diff(o_lg, l64),
+            "jax_embedding": _max_diff(emb, e64),
+            "onnx_embedding": _max_diff(o_emb, e64),
+            "max_abs_logit": _max_diff(l64, 0 * l64),
         },
         "onnx_same_predictions": bool((o_lg.argmax(1) == lg.argmax(1)).all()),
         "hyper_parameters": {
             "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
             "weight_decay": config.weight_decay, "val_fraction": config.val_fraction,
             "patience": config.patience, "seed": config.seed, "optimizer": "adamw, cosine decay",
+            "augment": "flip + shift 2 px" if config.augment else "none",
+            "until_epoch": config.until_epoch,
         },
     }  # fmt: skip
     (work / RESULT).write_text(json.dumps(result, indent=2) + "\n")

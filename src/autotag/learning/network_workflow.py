@@ -20,11 +20,21 @@ from autotag.checksums import file_sha256
 from autotag.errors import AutotagError
 from autotag.learning.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashion_mnist_arrays
 from autotag.learning.network_export import run_onnx
-from autotag.learning.network_training import ONNX_FILE, PARAMS, NetworkConfig, run, to_input
+from autotag.learning.network_training import (
+    ONNX_FILE,
+    PARAMS,
+    TEST_LOGITS,
+    NetworkConfig,
+    run,
+    softmax,
+    to_input,
+)
 from autotag.learning.networks import layers_of
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.network_features import NETWORK_FILE, network_name
+
+MAX_PROBABILITY_DIFF = 1e-5  # tag scores: bundle (ONNX) vs the framework, every test image
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,8 @@ class NetworkRequest:
     val_fraction: float = 0.1
     patience: int = 4
     seed: int = 0
+    augment: bool = False
+    until_epoch: int | None = None
     resume: bool = False
     name: str | None = None
     activate: bool = False
@@ -75,6 +87,8 @@ def train_network(request: NetworkRequest, models_dir: Path) -> tuple[ModelBundl
         val_fraction=request.val_fraction,
         patience=request.patience,
         seed=request.seed,
+        augment=request.augment,
+        until_epoch=request.until_epoch,
         resume=request.resume,
         progress=request.progress,
     )
@@ -136,14 +150,17 @@ def _bundle(
             "onnx_sha256": file_sha256(work / ONNX_FILE),
         },
     )
-    # The bundle must score exactly as the network: softmax(embedding Wᵀ − b) = softmax(logits).
+    # What the bolt computes (ONNX embedding, then the bundle's softmax head) must equal the
+    # framework's own probabilities on every test image.
     x_test = to_input(np.load(config.x_test))
-    emb, logits = run_onnx(work / ONNX_FILE, x_test)
-    z = logits - logits.max(1, keepdims=True)
-    soft = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    emb, _ = run_onnx(work / ONNX_FILE, x_test)
+    soft = softmax(np.load(work / TEST_LOGITS))
     diff = float(np.abs(bundle.score(emb) - soft).max()) if len(emb) else 0.0
-    if diff > 1e-4:
-        raise AutotagError(f"bundle scores differ from the network's softmax by {diff:.2g}")
+    if diff > MAX_PROBABILITY_DIFF:
+        raise AutotagError(
+            f"bundle scores differ from the network's softmax by {diff:.2g} "
+            f"(> {MAX_PROBABILITY_DIFF:g})"
+        )
     y_test = np.load(config.y_test)
     bundle.metrics = {
         "test_top1": result["test_accuracy"],
@@ -155,6 +172,7 @@ def _bundle(
         "procs": config.procs,
         "history": result["history"],
         "onnx_max_abs_diff": result["onnx_max_abs_diff"],
+        "float64_max_abs_diff": result["float64_max_abs_diff"],
         "bundle_vs_network_max_abs_diff": diff,
         "bundle_test_top1": float((bundle.score(emb).argmax(1) == y_test).mean())
         if len(emb)

@@ -140,3 +140,37 @@ def forward(
             keep = jax.random.bernoulli(sub, 1.0 - layer.rate, x.shape)
             x = jnp.where(keep, x / (1.0 - layer.rate), 0.0)
     raise ValueError("empty network")
+
+
+def forward_float64(
+    layers: tuple[Layer, ...], params: dict[str, np.ndarray], x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy float64 forward pass → ``(embedding, logits)``: the exact result that the float32
+    JAX and ONNX runs each round differently (the yardstick for how far apart they may be)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    h = np.asarray(x, np.float64)
+    last = len(layers) - 1
+    for i, layer in enumerate(layers):
+        if i == last:
+            return h, h @ params[f"{i}.w"].astype(np.float64) + params[f"{i}.b"]
+        if layer.kind == "conv":
+            p, k = layer.pad, layer.kernel
+            win = sliding_window_view(np.pad(h, ((0, 0), (0, 0), (p, p), (p, p))), (k, k), (2, 3))
+            n, c, rows, cols = win.shape[:4]
+            patches = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * rows * cols, c * k * k)
+            w = params[f"{i}.w"].astype(np.float64).reshape(layer.size, -1)
+            out = (patches @ w.T + params[f"{i}.b"]).reshape(n, rows, cols, layer.size)
+            h = out.transpose(0, 3, 1, 2)
+        elif layer.kind == "relu":
+            h = np.maximum(h, 0.0)
+        elif layer.kind == "maxpool":
+            s = layer.size
+            n, c, rows, cols = h.shape
+            h = h[:, :, : rows // s * s, : cols // s * s]
+            h = h.reshape(n, c, rows // s, s, cols // s, s).max(axis=(3, 5))
+        elif layer.kind == "flatten":
+            h = h.reshape(len(h), -1)
+        elif layer.kind == "dense":
+            h = h @ params[f"{i}.w"].astype(np.float64) + params[f"{i}.b"]
+    raise ValueError("empty network")

@@ -7,7 +7,8 @@ bolts run it exactly like any other bundle. The graph is found in ``bundles/<id>
 model directories and checked against the sha256 its manifest records before it is loaded.
 
 Preprocessing is the training's: grey, resized to the network's input (INTER_AREA when
-shrinking), scaled to [0, 1], NCHW.
+shrinking), scaled to [0, 1], NCHW. A head trained on feature vectors (``autotag train-mlp``)
+names its ``base`` feature set in the spec instead: the graph then runs on that set's vectors.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ import numpy as np
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision.bundle import MANIFEST_FILE, check_bundle_id, read_manifest
-from autotag.vision.features import NETWORK_PREFIX, FeatureSet, as_bgr
+from autotag.vision.features import (
+    NETWORK_PREFIX,
+    FeatureOptions,
+    FeatureSet,
+    as_bgr,
+    get_feature_set,
+)
 
 NETWORK_FILE = "network.onnx"
 
@@ -74,7 +81,20 @@ class NetworkFeatures(FeatureSet):
         if not self.onnx_path.is_file() or file_sha256(self.onnx_path) != digest:
             raise ModelError(f"{self.onnx_path} is missing or fails its sha256 check")
         self.name, self.version, self.dim = name, str(spec["version"]), int(spec["dim"])
-        _, self.height, self.width = (int(v) for v in spec["input"])
+        self.base: FeatureSet | None = None
+        if "base" in spec:
+            base = spec["base"]
+            options = FeatureOptions(tuple(model_dirs), threads)
+            self.base = get_feature_set(str(base["name"]), options)
+            want, have = (
+                (str(base["version"]), int(base["dim"])),
+                (self.base.version, self.base.dim),
+            )
+            if (str(have[0]), int(have[1])) != want:
+                raise ModelError(f"{name} was trained on {base}; this code has {self.base.spec()}")
+            self.min_side = self.base.min_side
+        else:
+            _, self.height, self.width = (int(v) for v in spec["input"])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
@@ -89,7 +109,10 @@ class NetworkFeatures(FeatureSet):
 
     def run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(embedding, logits) of the images, in batches."""
-        x = to_network_input(images, self.height, self.width)
+        if self.base is not None:
+            x = self.base.extract(images)
+        else:
+            x = to_network_input(images, self.height, self.width)
         embs, logits = [], []
         for s in range(0, max(len(x), 1), self.batch_size):
             e, lg = self.session.run(["embedding", "logits"], {"image": x[s : s + self.batch_size]})
