@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,24 +59,32 @@ class UploadResult(BaseModel):
     reason: str | None = None
 
 
-async def _spool(request: Request, limit: int) -> tuple[Any, int]:
-    """The body in a temp file, refused (413) as soon as it passes the limit, dropped (408)
-    when the client stalls."""
-    spool = tempfile.SpooledTemporaryFile(SPOOL_BYTES)  # noqa: SIM115 - closed by the caller
+async def body_chunks(request: Request, limit: int, what: str = "") -> AsyncIterator[bytes]:
+    """The request body as it arrives: refused (413) as soon as it passes ``limit`` bytes,
+    dropped (408) when the client stalls. ``what`` names the limit in the message."""
     total = 0
     chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), UPLOAD_STALL_SECS)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise HTTPException(408, f"upload stalled for {UPLOAD_STALL_SECS}s") from None
+        total += len(chunk)
+        if total > limit:
+            raise HTTPException(413, f"larger than the {limit}-byte {what}limit")
+        yield chunk
+
+
+async def _spool(request: Request, limit: int) -> tuple[Any, int]:
+    """The body in a temp file (``body_chunks``' limits); the caller closes it."""
+    spool = tempfile.SpooledTemporaryFile(SPOOL_BYTES)  # noqa: SIM115 - closed by the caller
+    total = 0
     try:
-        while True:
-            try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), UPLOAD_STALL_SECS)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise HTTPException(408, f"upload stalled for {UPLOAD_STALL_SECS}s") from None
-            total += len(chunk)
-            if total > limit:
-                raise HTTPException(413, f"larger than the {limit}-byte limit")
+        async for chunk in body_chunks(request, limit):
             spool.write(chunk)
+            total += len(chunk)
     except BaseException:
         spool.close()
         raise

@@ -15,7 +15,6 @@ frame size give a 422 with the reason, which is also stored on the failed ``vide
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 from pathlib import Path
@@ -31,7 +30,7 @@ from autotag.pipeline import video_intake
 from autotag.search.reid import ReidIndex
 from autotag.storage import videos
 from autotag.vision.video import sniff_video
-from autotag.web.api_photos import UPLOAD_STALL_SECS, State, source_name
+from autotag.web.api_photos import State, body_chunks, source_name
 from autotag.web.api_search import Limit, jsonable
 from autotag.web.state import WebState
 
@@ -54,24 +53,13 @@ def upload_dir(settings: Settings) -> Path:
 
 
 async def _spool_to_file(request: Request, limit: int, directory: Path) -> Path:
-    """The body in a new 0600 file of ours, refused (413) as soon as it passes the limit,
-    dropped (408) when the client stalls; removed on any failure."""
+    """The body in a new 0600 file of ours (``body_chunks``' limits); removed on any
+    failure."""
     fd, name = tempfile.mkstemp(prefix="video-", suffix=".part", dir=directory)
     path = Path(name)
-    total = 0
-    chunks = request.stream().__aiter__()
     try:
         with os.fdopen(fd, "wb") as out:
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(chunks.__anext__(), UPLOAD_STALL_SECS)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    raise HTTPException(408, f"upload stalled for {UPLOAD_STALL_SECS}s") from None
-                total += len(chunk)
-                if total > limit:
-                    raise HTTPException(413, f"larger than the {limit}-byte video limit")
+            async for chunk in body_chunks(request, limit, "video "):
                 out.write(chunk)
     except BaseException:
         path.unlink(missing_ok=True)
