@@ -59,6 +59,19 @@ class UploadResult(BaseModel):
     reason: str | None = None
 
 
+def check_length(request: Request, limit: int, what: str = "") -> None:
+    """A declared Content-Length (411 without one, 400 if malformed) within ``limit`` (413)."""
+    length = request.headers.get("content-length")
+    if length is None or request.headers.get("transfer-encoding"):
+        raise HTTPException(411, "Content-Length is required")
+    try:
+        declared = int(length)
+    except ValueError:
+        raise HTTPException(400, "bad Content-Length") from None
+    if declared > limit:
+        raise HTTPException(413, f"larger than the {limit}-byte {what}limit")
+
+
 async def body_chunks(request: Request, limit: int, what: str = "") -> AsyncIterator[bytes]:
     """The request body as it arrives: refused (413) as soon as it passes ``limit`` bytes,
     dropped (408) when the client stalls. ``what`` names the limit in the message."""
@@ -111,15 +124,7 @@ async def upload(
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("image/"):
         raise HTTPException(415, "send the photo's bytes as the body with Content-Type image/...")
-    length = request.headers.get("content-length")
-    if length is None or request.headers.get("transfer-encoding"):
-        raise HTTPException(411, "Content-Length is required")
-    try:
-        declared = int(length)
-    except ValueError:
-        raise HTTPException(400, "bad Content-Length") from None
-    if declared > s.max_file_bytes:
-        raise HTTPException(413, f"larger than the {s.max_file_bytes}-byte limit")
+    check_length(request, s.max_file_bytes)
     source = source_name(name or request.headers.get("x-filename"))
     async with state.uploads:
         spool, _ = await _spool(request, s.max_file_bytes)

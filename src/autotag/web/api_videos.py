@@ -30,7 +30,7 @@ from autotag.pipeline import video_intake
 from autotag.search.reid import ReidIndex
 from autotag.storage import videos
 from autotag.vision.video import sniff_video
-from autotag.web.api_photos import State, body_chunks, source_name
+from autotag.web.api_photos import State, body_chunks, check_length, source_name
 from autotag.web.api_search import Limit, jsonable
 from autotag.web.state import WebState
 
@@ -104,15 +104,7 @@ async def upload(
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("video/"):
         raise HTTPException(415, "send the video's bytes as the body with Content-Type video/...")
-    length = request.headers.get("content-length")
-    if length is None or request.headers.get("transfer-encoding"):
-        raise HTTPException(411, "Content-Length is required")
-    try:
-        declared = int(length)
-    except ValueError:
-        raise HTTPException(400, "bad Content-Length") from None
-    if declared > limit:
-        raise HTTPException(413, f"larger than the {limit}-byte video limit")
+    check_length(request, limit, "video ")
     source = source_name(name or request.headers.get("x-filename"))
     async with state.uploads:
         path = await _spool_to_file(request, limit, upload_dir(s))
