@@ -26,6 +26,10 @@ SUBPROCESS_TIMEOUT_SECS = 120
 # How often a worker writes its executors' stats to ZooKeeper, where Nimbus' getTopologyInfo
 # reads them (Storm's default, 60 s, leaves the Topology page a minute behind).
 EXECUTOR_STATS_SECS = 10
+# Storm's JVMs run framework code whose hot paths are short (queues, JSON, pipes): the C1
+# compiler alone serves them well, while C2's optimising compiles kept a fresh worker busy
+# for minutes, costing about as much CPU as moving the photos (BENCHMARKS.md).
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
 
 
 def storm_yaml(settings: Settings) -> str:
@@ -44,7 +48,9 @@ def storm_yaml(settings: Settings) -> str:
         "supervisor.slots.ports": [s.port(p) for p in s.worker_ports],
         "ui.host": s.local_bind_host,
         "ui.port": s.port(s.ui_port),
-        "worker.childopts": f"-Xmx{WORKER_HEAP_MB}m -XX:+UseG1GC -Djava.net.preferIPv4Stack=true",
+        "worker.childopts": (
+            f"-Xmx{WORKER_HEAP_MB}m -XX:+UseG1GC {QUICK_JIT} -Djava.net.preferIPv4Stack=true"
+        ),
         "nimbus.childopts": "-Xmx512m",
         "supervisor.childopts": "-Xmx256m",
         "topology.subprocess.timeout.secs": SUBPROCESS_TIMEOUT_SECS,
@@ -78,6 +84,8 @@ class _StormJvm(Daemon):
 
     main_class = ""
     heap = "-Xmx512m"
+    # Small heaps and mostly idle: one GC thread, and no optimising compiler (QUICK_JIT).
+    tuning = (QUICK_JIT, "-XX:+UseSerialGC")
 
     def classpath(self) -> str:
         h = self.settings.storm_home
@@ -113,6 +121,7 @@ class _StormJvm(Daemon):
             java_bin(),
             "-server",
             self.heap,
+            *self.tuning,
             *self.jvm_props(),
             "-cp",
             self.classpath(),
