@@ -15,17 +15,22 @@ from pathlib import Path
 
 from autotag.config import settings
 from autotag.learning import samples
+from autotag.ops.nimbus import NimbusClient
 from autotag.ops.topology import wait_scheduled
 from autotag.pipeline import intake
 from autotag.storage import database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.pipeline import topology_run  # noqa: E402
+from bench.pipeline import TOPOLOGY, activate_and_wait, tag_span, topology_run  # noqa: E402
 from tests.hostile import make_hostile_corpus  # noqa: E402
 
 
-def mixed_run(good: list[Path], hostile_dir: Path, timeout: float) -> tuple[float, dict[str, int]]:
-    """Upload hostile files spread among the good ones; good photos/s and outcome counts."""
+def mixed_run(
+    good: list[Path], hostile_dir: Path, nimbus: NimbusClient, timeout: float
+) -> tuple[float, dict[str, int]]:
+    """Hostile files spread among the good ones, uploaded with the topology paused as in
+    ``topology_run``: good photos/s (first to last good photo tagged) and the hostile files'
+    outcome counts."""
     s = settings()
     hostile = sorted(p for p in hostile_dir.iterdir() if p.is_file())
     every = max(1, len(good) // max(1, len(hostile)))
@@ -35,31 +40,22 @@ def mixed_run(good: list[Path], hostile_dir: Path, timeout: float) -> tuple[floa
         if i % every == 0 and hostile:
             order.append(hostile.pop())
     order += hostile
-    t0 = time.time()
+    nimbus.deactivate(TOPOLOGY)
+    time.sleep(1.0)
     records = intake.upload([str(p) for p in order], s, force=True)
     good_names = {p.name for p in good}
     good_ids = [r.photo_id for r in records if Path(r.path).name in good_names]
     bad_ids = [r.photo_id for r in records if Path(r.path).name not in good_names and r.photo_id]
+    activate_and_wait(s, nimbus, good_ids + bad_ids, timeout)
     with database.connect(s) as conn:
-        while time.time() - t0 < timeout:
-            left = conn.execute(
-                "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'queued'",
-                (good_ids + bad_ids,),
-            ).fetchone()[0]
-            if left == 0:
-                break
-            time.sleep(0.2)
-        span = conn.execute(
-            "SELECT extract(epoch FROM max(tagged_at)) FROM photos WHERE photo_id = ANY(%s)",
-            (good_ids,),
-        ).fetchone()[0]
+        first, last = tag_span(conn, good_ids)
         outcome = dict(
             conn.execute(
                 "SELECT status, count(*) FROM photos WHERE photo_id = ANY(%s) GROUP BY status",
                 (list(set(bad_ids)),),
             ).fetchall()
         )
-    return len(good_ids) / (float(span) - t0), outcome
+    return (len(good_ids) - 1) / max(last - first, 1e-9), outcome
 
 
 def main() -> None:
@@ -73,9 +69,10 @@ def main() -> None:
         clean = samples.make_distinct_photos(args.n, Path(tmp) / "clean", 640, seed)
         mixed = samples.make_distinct_photos(args.n, Path(tmp) / "mixed", 640, seed + 1)
         make_hostile_corpus(Path(tmp) / "hostile", max_bytes=settings().max_file_bytes)
-        clean_rate = topology_run(clean, args.timeout)["photos_per_sec"]
+        nimbus = NimbusClient(settings())
+        clean_rate = topology_run(clean, settings(), nimbus, args.timeout).photos_per_sec
         print(f"clean run: {args.n} good photos, {clean_rate:.1f} photos/s")
-        mixed_rate, outcome = mixed_run(mixed, Path(tmp) / "hostile", args.timeout)
+        mixed_rate, outcome = mixed_run(mixed, Path(tmp) / "hostile", nimbus, args.timeout)
         print(
             f"mixed run: {args.n} good photos + hostile corpus ({outcome}): "
             f"{mixed_rate:.1f} good photos/s"
