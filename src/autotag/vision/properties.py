@@ -3,7 +3,8 @@
 ``black and white``: a photo whose pixels are (almost) all grey. Chroma is
 ``max(R, G, B) − min(R, G, B)``; a grey pixel has 0, JPEG noise on a grey photo stays in
 single digits, while a colour photo has most pixels far above. The tag needs 99% of the
-pixels at chroma ≤ 12 (on a copy at most 256 px across), so a colour object on a white
+pixels at chroma ≤ 12 (counted on a nearest-neighbour copy at most 256 px across: a sample
+of the pixels themselves, which averaging would blur), so a colour object on a white
 background, or a sepia print, is not black and white. Its score is that share of grey pixels.
 """
 
@@ -29,7 +30,7 @@ def grey_share(img: np.ndarray) -> float:
     scale = _SIDE / max(h, w)
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)
     # Per-pixel max/min over the channels with OpenCV: numpy's reduction over a last axis
     # of 3 costs more than the rest of the photo's properties together.
     b, g, r = cv2.split(bgr)
