@@ -313,3 +313,26 @@ def test_a_cut_out_upload_is_tagged_from_its_visible_pixels(tagger: Tagger) -> N
     assert [(t.tag, t.kind) for t in result.tags] == [(t.tag, t.kind) for t in direct.tags]
     tags = _tags(result)
     assert {"cat", "animal"} <= tags.keys() and tags["cat"].via in CAT_TAGS, tags
+
+
+def test_a_face_on_an_animal_photo_is_not_a_person(tagger: Tagger) -> None:
+    """BlazeFace finds "faces" on monkeys, camels and chickens (GCompris's photos, from Debian's
+    gcompris-qt-data); the tagger drops them there, and keeps the astronaut's and the
+    cameraman's."""
+    from autotag.learning.concept_evaluation import dev_photos
+    from autotag.vision.decode import decode
+
+    assert tagger.face is not None
+    animals = {"macaque.webp", "camels.webp", "long_nosed_monkey.webp", "chicken.webp"}
+    photos = [p for p in dev_photos() if p.name.rsplit("/", 1)[-1] in animals]
+    assert len(photos) == len(animals)
+    for p in photos:
+        img = decode(p.read_bytes(), LIMITS).bgr
+        assert tagger.face.tags(img), f"{p.name}: the detector alone no longer fires here"
+        tags = _tags(tagger.tag_images([img])[0])
+        assert "person" not in tags and "face" not in tags, p.name
+        assert tags["animal"].kind == "concept", p.name
+    cameraman = cv2.cvtColor(skimage.data.camera(), cv2.COLOR_GRAY2BGR)
+    for name, img in (("astronaut", _bgr("astronaut")), ("camera", cameraman)):
+        tags = _tags(tagger.tag_images([img])[0])
+        assert tags["person"].kind == "detector", name

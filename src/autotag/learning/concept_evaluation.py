@@ -209,10 +209,10 @@ def concept_scores(
             for p in photos[start : start + batch]
         ]
         P = bundle.score(tagger.features.extract([network_view(d) for d in decoded]))
-        probs.append(bundle.concept_scores(P))
-        for img in (d.bgr for d in decoded):
-            found = {t for t, _ in tagger.face.tags(img)} if tagger.face is not None else set()
-            detected.append(found)
+        C = bundle.concept_scores(P)
+        probs.append(C)
+        for d, row in zip(decoded, C, strict=True):
+            detected.append({t for t, _ in tagger.face_tags(d.bgr, row)})
         if progress:
             progress(len(decoded))
     return ConceptScores(

@@ -45,6 +45,13 @@ from autotag.vision.properties import property_tags
 # "monochrome" gives the black-and-white property tag.
 KNOWN_DETECTORS = ("face", "monochrome")
 KINDS = ("leaf", "concept", "detector", "property")
+# BlazeFace also finds the faces of cats, monkeys, cattle and birds: on a photo the
+# classifier takes for an animal (its `animal` concept at ANIMAL_PHOTO or more), a face is
+# taken for the animal's unless the detector is sure of it (SURE_FACE), so that `person`
+# means a person. Chosen on the development photos (MODELS.md), not on Tux Paint.
+ANIMAL_CONCEPT = "animal"
+ANIMAL_PHOTO = 0.5
+SURE_FACE = 0.9
 
 
 class Tag(NamedTuple):
@@ -106,6 +113,8 @@ class Tagger:
         if "face" in bundle.detectors and face is None:
             raise ModelError(f"bundle {bundle.id} needs a face detector; none was given")
         self.face = face if "face" in bundle.detectors else None
+        concepts = [c.tag for c in bundle.concepts]
+        self.animal_concept = concepts.index(ANIMAL_CONCEPT) if ANIMAL_CONCEPT in concepts else None
         self.monochrome = "monochrome" in bundle.detectors
         self.min_score = min_score
         self.max_tags = max_tags
@@ -173,6 +182,18 @@ class Tagger:
         with single_threaded_blas():
             return self._tag_images(images, photos)
 
+    def face_tags(self, img: np.ndarray, concept_probs: np.ndarray) -> list[tuple[str, float]]:
+        """The face detector's tags for one photo (given its concept probabilities), unless
+        the face is probably an animal's; none without a face detector."""
+        if self.face is None:
+            return []
+        tags = self.face.tags(img)
+        if tags and self.animal_concept is not None:
+            animal = float(concept_probs[self.animal_concept])
+            if animal >= ANIMAL_PHOTO and max(score for _, score in tags) < SURE_FACE:
+                return []
+        return tags
+
     def _tag_images(self, images: list[np.ndarray], photos: list[np.ndarray]) -> list[TagResult]:
         X = self.features.extract(images)
         probs = self.bundle.score(X)
@@ -182,8 +203,7 @@ class Tagger:
         for i, img in enumerate(photos):
             leaves = self.bundle.tags_for(probs[i], self.min_score, self.max_tags)
             found = [Tag(t, s) for t, s in leaves]
-            if self.face is not None:
-                found += [Tag(t, s, "detector") for t, s in self.face.tags(img)]
+            found += [Tag(t, s, "detector") for t, s in self.face_tags(img, concept_probs[i])]
             concepts = [
                 Tag(t, s, "concept", via)
                 for t, s, via in self.bundle.concept_tags_for(
