@@ -24,7 +24,7 @@ BUNDLES = ("imagenet-efficientnet-lite0-v2", "imagenet-efficientnet-lite2-v1")
 def _tagger(models_dir: str, bundle_id: str, threads: int):
     from autotag.config import load_settings
     from autotag.vision.decode import DecodeLimits
-    from autotag.vision.features import FeatureOptions
+    from autotag.vision.feature_sets import FeatureOptions
     from autotag.vision.tagger import Tagger
 
     s = load_settings()

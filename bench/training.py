@@ -197,7 +197,7 @@ def c_sweep(argv: list[str]) -> None:
     from autotag.learning.feature_cache import featurize
     from autotag.learning.head import LinearHead
     from autotag.pipeline.tag_step import decode_limits, feature_options
-    from autotag.vision.features import get_feature_set
+    from autotag.vision.feature_sets import get_feature_set
 
     ap = argparse.ArgumentParser(prog="bench/training.py c-sweep", description=c_sweep.__doc__)
     ap.add_argument("--features", default="cnn+hog")

@@ -37,7 +37,7 @@ from autotag.pipeline.video_intake import plan_segments, video_limits
 from autotag.pipeline.video_step import SamplingOptions, VideoAnalyser
 from autotag.storage.blobs import BlobStore
 from autotag.vision.faces import FaceDetector
-from autotag.vision.features import FeatureOptions, get_feature_set
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.people import Box
 from autotag.vision.video import FrameSampler, SegmentReader, probe
 

@@ -27,7 +27,7 @@ from autotag.pipeline.video_intake import segment_stream
 from autotag.pipeline.video_step import SamplingOptions, VideoAnalyser
 from autotag.storage.blobs import BlobStore
 from autotag.vision.faces import FaceDetector
-from autotag.vision.features import FeatureOptions, get_feature_set
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 
 
 class VideoBolt(Bolt):

@@ -18,12 +18,8 @@ from autotag.config import load_settings
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
-from autotag.vision.features import (
-    FeatureOptions,
-    feature_set_spec,
-    get_feature_set,
-    onnx_model_path,
-)
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
+from autotag.vision.features import feature_set_spec, onnx_model_path
 from autotag.vision.imagenet import (
     DEFAULT_BUNDLE_ID,
     build_default_bundle,

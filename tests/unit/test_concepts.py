@@ -234,7 +234,7 @@ def test_lite2_features_tag_the_coffee_photo() -> None:
     import skimage.data
 
     from autotag.config import load_settings
-    from autotag.vision.features import FeatureOptions, get_feature_set
+    from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 
     fs = get_feature_set("cnn-lite2", FeatureOptions(load_settings().model_dirs, 1))
     rgb = skimage.data.coffee()

@@ -13,17 +13,15 @@ import skimage.data
 from autotag.checksums import file_sha256
 from autotag.config import Settings, load_settings
 from autotag.errors import ModelError
+from autotag.vision.feature_sets import FeatureOptions, available_feature_sets, get_feature_set
 from autotag.vision.features import (
     CNN_DIM,
     ONNX_DIRNAME,
     ONNX_FILENAME,
     ONNX_SHA256,
     CnnFeatures,
-    FeatureOptions,
-    available_feature_sets,
     expected_onnx_sha256,
     feature_set_spec,
-    get_feature_set,
     hog_batch,
     l2_normalize,
     onnx_model_path,

@@ -21,7 +21,7 @@ from autotag.learning.mlp_head import MLPHead
 from autotag.learning.mlp_workflow import MLPRequest, exclusive_targets, train_mlp_bundle
 from autotag.vision.bundle import ModelBundle
 from autotag.vision.decode import DecodeLimits
-from autotag.vision.features import FeatureOptions, get_feature_set
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 
 _SETTINGS = load_settings()
 LIMITS = DecodeLimits(_SETTINGS.max_file_bytes, _SETTINGS.max_pixels, _SETTINGS.max_dimension)

@@ -20,12 +20,8 @@ from autotag.pipeline.tag_step import load_tagger
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.decode import DecodeLimits
-from autotag.vision.features import (
-    FeatureOptions,
-    feature_set_spec,
-    get_feature_set,
-    onnx_model_path,
-)
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
+from autotag.vision.features import feature_set_spec, onnx_model_path
 from autotag.vision.imagenet import build_default_bundle
 from autotag.vision.tagger import Tag, Tagger
 

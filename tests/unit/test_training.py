@@ -19,7 +19,8 @@ from autotag.learning.feature_cache import FeatureCache, featurize
 from autotag.learning.progress import Step
 from autotag.learning.workflow import TrainRequest, train_bundle
 from autotag.vision.decode import DecodeLimits
-from autotag.vision.features import FeatureOptions, get_feature_set, onnx_model_path
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
+from autotag.vision.features import onnx_model_path
 
 needs_fmnist = pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist not installed"

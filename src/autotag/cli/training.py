@@ -296,7 +296,7 @@ def evaluate(
             raise click.UsageError("--cv retrains the recipe: give no BUNDLE")
         if folds < 2:
             raise click.UsageError("--cv needs at least 2 folds")
-        from autotag.vision.features import get_feature_set
+        from autotag.vision.feature_sets import get_feature_set
 
         fs = get_feature_set(features, feature_options(s))
         data = load_labeled_features(

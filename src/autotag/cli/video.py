@@ -205,7 +205,7 @@ def reid(target: str, top: int, as_json: bool) -> None:
 
 def _reid_image(s: Any, index: Any, path: Path, top: int, embed: Any) -> list[dict[str, Any]]:
     from autotag.vision.decode import DecodeLimits, decode_file
-    from autotag.vision.features import FeatureOptions, get_feature_set
+    from autotag.vision.feature_sets import FeatureOptions, get_feature_set
     from autotag.vision.people import PeopleDetector
 
     image = decode_file(path, DecodeLimits(s.max_file_bytes, s.max_pixels, s.max_dimension))

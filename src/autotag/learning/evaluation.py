@@ -26,7 +26,7 @@ from autotag.learning.labeled_features import bundle_feature_set, load_labeled_f
 from autotag.learning.progress import Progress, note
 from autotag.vision.bundle import ModelBundle
 from autotag.vision.decode import DecodeLimits
-from autotag.vision.features import FeatureOptions
+from autotag.vision.feature_sets import FeatureOptions
 
 
 def _r(x: float | None) -> float | None:

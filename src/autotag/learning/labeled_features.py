@@ -19,7 +19,8 @@ from autotag.learning.feature_cache import featurize
 from autotag.learning.progress import Progress
 from autotag.vision.bundle import ModelBundle
 from autotag.vision.decode import DecodeLimits
-from autotag.vision.features import FeatureOptions, FeatureSet, get_feature_set
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
+from autotag.vision.features import FeatureSet
 
 
 @dataclass

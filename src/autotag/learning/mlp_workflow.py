@@ -34,7 +34,7 @@ from autotag.learning.progress import Progress, note
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.decode import DecodeLimits
-from autotag.vision.features import FeatureOptions, get_feature_set
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.network_features import NETWORK_FILE, network_name
 
 MAX_ONNX_DIFF = 1e-5  # probabilities: what the bolt turns into tags

@@ -40,7 +40,8 @@ from autotag.learning.progress import Progress, note
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.decode import DecodeLimits
-from autotag.vision.features import FeatureOptions, get_feature_set, onnx_model_path
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
+from autotag.vision.features import onnx_model_path
 from autotag.vision.imagenet import DEFAULT_BUNDLE_ID, build_default_bundle
 
 TRAINER = "autotag.learning.workflow.train_bundle"

@@ -25,7 +25,7 @@ from autotag.storage.blobs import BlobReader, BlobStore
 from autotag.storage.http_blobs import HttpBlobStore
 from autotag.vision.bundle import active_bundle_id
 from autotag.vision.decode import DecodeLimits
-from autotag.vision.features import FeatureOptions
+from autotag.vision.feature_sets import FeatureOptions
 from autotag.vision.tagger import Tagger
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ names its ``base`` feature set in the spec instead: the graph then runs on that 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -22,13 +22,7 @@ import numpy as np
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision.bundle import MANIFEST_FILE, check_bundle_id, read_manifest
-from autotag.vision.features import (
-    NETWORK_PREFIX,
-    FeatureOptions,
-    FeatureSet,
-    as_bgr,
-    get_feature_set,
-)
+from autotag.vision.features import NETWORK_PREFIX, FeatureSet, as_bgr
 
 NETWORK_FILE = "network.onnx"
 
@@ -68,7 +62,16 @@ class NetworkFeatures(FeatureSet):
     min_side = 0
     batch_size = 256
 
-    def __init__(self, name: str, model_dirs: Sequence[Path], *, threads: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_dirs: Sequence[Path],
+        *,
+        threads: int = 1,
+        base_sets: Callable[[str], FeatureSet] | None = None,
+    ) -> None:
+        """``base_sets`` gives a head trained on vectors its base feature set by name (the
+        registry, ``vision/feature_sets.py``, passes its own lookup)."""
         import onnxruntime as ort
 
         directory = find_network(name, model_dirs)
@@ -84,8 +87,9 @@ class NetworkFeatures(FeatureSet):
         self.base: FeatureSet | None = None
         if "base" in spec:
             base = spec["base"]
-            options = FeatureOptions(tuple(model_dirs), threads)
-            self.base = get_feature_set(str(base["name"]), options)
+            if base_sets is None:
+                raise ModelError(f"{name} runs on {base['name']} vectors: load it by its name")
+            self.base = base_sets(str(base["name"]))
             want, have = (
                 (str(base["version"]), int(base["dim"])),
                 (self.base.version, self.base.dim),

@@ -33,13 +33,8 @@ from autotag.vision.decode import (
     network_view,
 )
 from autotag.vision.faces import FaceDetector, single_threaded_blas
-from autotag.vision.features import (
-    FeatureOptions,
-    FeatureSet,
-    as_bgr,
-    get_feature_set,
-    l2_normalize,
-)
+from autotag.vision.feature_sets import FeatureOptions, get_feature_set
+from autotag.vision.features import FeatureSet, as_bgr, l2_normalize
 from autotag.vision.properties import property_tags
 
 # "monochrome" gives the black-and-white property tag.
