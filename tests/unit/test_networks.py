@@ -233,3 +233,30 @@ def test_batchnorm_trains_on_the_batch_statistics() -> None:
     h_eval = np.asarray(forward(layers, params, x, stop=first + 1)[0])
     assert not np.allclose(h_eval.mean(axis=(0, 2, 3)), 5.0, atol=1e-2)
     assert set(trainable(params)) == {k for k in params if not k.endswith((".mean", ".var"))}
+
+
+def test_checkpoint_keeps_batchnorm_statistics(tmp_path: Path) -> None:
+    """Resume restores the measured statistics with the weights; the optimizer state holds
+    only trained parameters."""
+    import optax
+
+    from autotag.learning import network_training as nt
+
+    layers = layers_of("small-cnn-bn", 10)
+    params = init_params(layers, (1, 28, 28), seed=0)
+    x = np.random.default_rng(0).random((50, 1, 28, 28), dtype=np.float32)
+    params |= batchnorm_statistics(layers, params, x)
+    opt = optax.adamw(1e-3)
+    state = opt.init(trainable(params))
+    cfg = NetworkConfig(
+        arch="small-cnn-bn", x_train="", y_train="", x_test="", y_test="", classes=[],
+        work_dir="", epochs=3,
+    )  # fmt: skip
+    path = tmp_path / nt.CHECKPOINT
+    best = {"val_accuracy": 0.5, "epoch": 0}
+    nt._save_checkpoint(path, cfg, params, state, params, 1, [], best)
+    fresh = init_params(layers, (1, 28, 28), seed=9)
+    p2, _, best_p, *_ = nt._load_checkpoint(path, cfg, fresh, opt.init(trainable(fresh)))
+    for k in params:
+        assert np.array_equal(p2[k], params[k]) and np.array_equal(best_p[k], params[k]), k
+    assert any(k.endswith(".var") and not np.allclose(v, 1.0) for k, v in p2.items())
