@@ -119,3 +119,57 @@ def test_trained_network_tags_through_the_cluster(
     assert summary["top1_accuracy"] == pytest.approx(
         float((logits.argmax(1) == y).mean()), abs=1e-4
     )
+
+
+def test_trained_mlp_head_tags_through_the_cluster(
+    autotagger: Settings, restore_default: str, tmp_path: Path
+) -> None:
+    """`autotag train-mlp` on a small slice: its bundle chains two feature sets (hog, then
+    the exported hidden layer), and the topology's tags equal running that chain directly:
+    hog of the decoded photo, the bundle's ONNX graph, softmax of its logits."""
+    from autotag.pipeline.tag_step import decode_limits, feature_options
+    from autotag.vision.decode import decode_file, network_view
+    from autotag.vision.features import get_feature_set
+
+    s = autotagger
+    prepared = _autotag(s, "datasets", "prepare", "fashion-mnist", "--limit", "300", "-q",
+                        "--out", str(tmp_path / "fm"))  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr
+    train, test = tmp_path / "fm" / "train", tmp_path / "fm" / "test"
+    trained = _autotag(
+        s, "train-mlp", "--images", str(train / "images"), "--labels", str(train / "labels.csv"),
+        "--test-images", str(test / "images"), "--test-labels", str(test / "labels.csv"),
+        "--features", "hog", "--hidden", "32", "--epochs", "10", "--name", "tinymlp",
+        "--activate", "--json", "-q",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = json.loads(trained.stdout)
+    bundle_id = result["id"]
+    listed = json.loads(_autotag(s, "models", "list", "--json").stdout)
+    assert [b["id"] for b in listed if b.get("active")] == [bundle_id]
+    bundle = load_bundle(s.models_dir, bundle_id)
+    assert bundle.feature_set["name"] == f"net:{bundle_id}"
+    assert bundle.feature_set["base"]["name"] == "hog"
+    assert bundle.metrics["onnx_vs_head_max_abs_diff"]["probabilities"] <= 1e-5
+    # 270 training photos, 10 classes (chance 10%): it did train.
+    assert bundle.metrics["test_top1_accuracy"] > 0.5, bundle.metrics
+
+    session = ort.InferenceSession(str(bundle.path / "network.onnx"))
+    hog = get_feature_set("hog", feature_options(s))
+    photos = sorted((test / "images").glob("*.png"))[:6]
+    time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
+    for photo in photos:
+        (rec,) = intake.upload([str(photo)], s, force=True)
+        info = _wait_model(s, rec.photo_id, bundle_id)
+        decoded = decode_file(photo, decode_limits(s), min_side=hog.min_side)
+        x = hog.extract([network_view(decoded)]).astype(np.float32)
+        (logits,) = session.run(["logits"], {"image": x})
+        p = np.exp(logits[0] - logits[0].max())
+        p /= p.sum()
+        stored = dict(info.tags)
+        assert stored, f"{photo.name}: no tags stored"
+        for tag, score in stored.items():
+            direct = p[FASHION_MNIST_CLASSES.index(tag)]
+            assert abs(score - direct) <= 1e-5, (photo.name, tag, score, direct)
+        best = FASHION_MNIST_CLASSES[int(p.argmax())]
+        assert best in stored, (photo.name, best, stored)

@@ -21,10 +21,12 @@ from autotag.learning.network_training import (
 )
 from autotag.learning.networks import (
     ARCHITECTURES,
+    batchnorm_statistics,
     forward,
     forward_float64,
     init_params,
     layers_of,
+    trainable,
 )
 from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.network_features import NETWORK_FILE, NetworkFeatures, to_network_input
@@ -187,3 +189,74 @@ def test_altered_network_is_refused(tmp_path: Path) -> None:
         ModelBundle.load(bundle.path)
     with pytest.raises(ModelError, match="no bundle"):
         NetworkFeatures("net:other", [models])
+
+
+def test_batchnorm_statistics_are_those_of_the_layer_input(tmp_path: Path) -> None:
+    """Measured statistics equal NumPy's mean and variance of each batch-norm layer's input,
+    and with them JAX, ONNX and the float64 reference agree (the network's real inference)."""
+    layers = layers_of("small-cnn-bn", 10)
+    params = init_params(layers, (1, 28, 28), seed=4)
+    params = {k: v * 3 if k.endswith(".w") else v + 0.1 for k, v in params.items()}
+    x = np.random.default_rng(5).random((300, 1, 28, 28), dtype=np.float32)
+    stats = batchnorm_statistics(layers, params, x, batch=128)
+    bn = [i for i, layer in enumerate(layers) if layer.kind == "batchnorm"]
+    assert sorted(stats) == sorted(f"{i}.{k}" for i in bn for k in ("mean", "var"))
+    full = params | stats
+    for i in bn:
+        h = np.asarray(forward(layers, full, x, stop=i)[0], np.float64)
+        assert np.allclose(stats[f"{i}.mean"], h.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+        assert np.allclose(stats[f"{i}.var"], h.var(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+        assert np.abs(stats[f"{i}.mean"]).max() > 0.1  # not the initial 0 / 1
+    emb, logits = (np.asarray(a) for a in forward(layers, full, x))
+    path = write_onnx(layers, full, (1, 28, 28), tmp_path / "bn.onnx", name="bn")
+    o_emb, o_logits = run_onnx(path, x, batch=100)
+    scale = max(1.0, float(np.abs(logits).max()))
+    assert np.abs(o_logits - logits).max() <= 1e-5 * scale
+    assert np.abs(o_emb - emb).max() <= 1e-5 * max(1.0, float(np.abs(emb).max()))
+    _, logits64 = forward_float64(layers, full, x)
+    assert np.abs(logits64 - logits).max() <= 1e-5 * scale
+
+
+def test_batchnorm_trains_on_the_batch_statistics() -> None:
+    """With a key (training), each channel after batch norm has mean 0 and variance 1 over
+    the batch, whatever the measured statistics say; without one, those are used."""
+    import jax
+
+    layers = layers_of("small-cnn-bn", 10)
+    params = init_params(layers, (1, 28, 28), seed=1)
+    params = {k: v + 5.0 if k.endswith(".b") else v for k, v in params.items()}
+    first = next(i for i, layer in enumerate(layers) if layer.kind == "batchnorm")
+    x = np.random.default_rng(2).random((32, 1, 28, 28), dtype=np.float32)
+    h = np.asarray(forward(layers, params, x, dropout_key=jax.random.key(0), stop=first + 1)[0])
+    assert np.allclose(h.mean(axis=(0, 2, 3)), 5.0, atol=1e-4)  # shift 5, scale 1
+    assert np.allclose(h.var(axis=(0, 2, 3)), 1.0, atol=1e-2)
+    h_eval = np.asarray(forward(layers, params, x, stop=first + 1)[0])
+    assert not np.allclose(h_eval.mean(axis=(0, 2, 3)), 5.0, atol=1e-2)
+    assert set(trainable(params)) == {k for k in params if not k.endswith((".mean", ".var"))}
+
+
+def test_checkpoint_keeps_batchnorm_statistics(tmp_path: Path) -> None:
+    """Resume restores the measured statistics with the weights; the optimizer state holds
+    only trained parameters."""
+    import optax
+
+    from autotag.learning import network_training as nt
+
+    layers = layers_of("small-cnn-bn", 10)
+    params = init_params(layers, (1, 28, 28), seed=0)
+    x = np.random.default_rng(0).random((50, 1, 28, 28), dtype=np.float32)
+    params |= batchnorm_statistics(layers, params, x)
+    opt = optax.adamw(1e-3)
+    state = opt.init(trainable(params))
+    cfg = NetworkConfig(
+        arch="small-cnn-bn", x_train="", y_train="", x_test="", y_test="", classes=[],
+        work_dir="", epochs=3,
+    )  # fmt: skip
+    path = tmp_path / nt.CHECKPOINT
+    best = {"val_accuracy": 0.5, "epoch": 0}
+    nt._save_checkpoint(path, cfg, params, state, params, 1, [], best)
+    fresh = init_params(layers, (1, 28, 28), seed=9)
+    p2, _, best_p, *_ = nt._load_checkpoint(path, cfg, fresh, opt.init(trainable(fresh)))
+    for k in params:
+        assert np.array_equal(p2[k], params[k]) and np.array_equal(best_p[k], params[k]), k
+    assert any(k.endswith(".var") and not np.allclose(v, 1.0) for k, v in p2.items())

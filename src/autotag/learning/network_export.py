@@ -1,8 +1,9 @@
 """A trained layer-list network written as an ONNX graph with the ``onnx`` helper API.
 
-JAX has no dependable ONNX exporter, and these networks need only Conv, Relu, MaxPool,
-Flatten and Gemm, so the graph is written here from the trained weights. Input ``image``
-(n, C, H, W) float32, or (n, d) for a head on feature vectors (``mlp_workflow``); outputs ``embedding`` (the final dense layer's input) and ``logits``.
+JAX has no dependable ONNX exporter, and these networks need only Conv, BatchNormalization,
+Relu, MaxPool, Flatten and Gemm, so the graph is written here from the trained weights.
+Input ``image`` (n, C, H, W) float32, or (n, d) for a head on feature vectors
+(``mlp_workflow``); outputs ``embedding`` (the final dense layer's input) and ``logits``.
 Dropout is a training-time layer and is left out. The caller checks the result against the
 framework on real data (``max_abs_diff``), so a wrong graph cannot pass silently.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autotag.learning.networks import Layer
+from autotag.learning.networks import BN_EPSILON, Layer
 
 OPSET = 17
 
@@ -54,6 +55,12 @@ def write_onnx(
                 )
             else:
                 nodes.append(helper.make_node("Gemm", [cur, w, b], [out]))
+        elif layer.kind == "batchnorm":
+            names = [f"{i}.{k}" for k in ("w", "b", "mean", "var")]
+            inits += [numpy_helper.from_array(np.asarray(params[k], np.float32), k) for k in names]
+            nodes.append(
+                helper.make_node("BatchNormalization", [cur, *names], [out], epsilon=BN_EPSILON)
+            )
         elif layer.kind == "relu":
             nodes.append(helper.make_node("Relu", [cur], [out]))
         elif layer.kind == "maxpool":

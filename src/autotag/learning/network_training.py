@@ -34,11 +34,13 @@ import numpy as np
 from autotag.errors import AutotagError
 from autotag.learning.network_export import run_onnx, write_onnx
 from autotag.learning.networks import (
+    batchnorm_statistics,
     embedding_dim,
     forward,
     forward_float64,
     init_params,
     layers_of,
+    trainable,
 )
 
 INSTALL_HINT = "the training framework is not installed: pip install -r virtualenvs/train.txt"
@@ -47,6 +49,7 @@ RESULT = "result.json"
 PARAMS = "params.npz"
 ONNX_FILE = "network.onnx"
 TEST_LOGITS = "test_logits.npy"  # JAX's, float32: what the bundle is checked against
+BN_IMAGES = 5000  # training images (not augmented) that batch norm's statistics are measured on
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,9 @@ def _train(config: NetworkConfig, rank: int) -> None:
     y_all = np.load(config.y_train)
     train_rows, val_rows = split_validation(y_all, config.val_fraction, config.seed)
     x_val, y_val = to_input(x_all[val_rows]), y_all[val_rows]
+    has_bn = any(layer.kind == "batchnorm" for layer in layers)
+    bn_rows = np.sort(np.random.default_rng([config.seed, 2]).permutation(train_rows)[:BN_IMAGES])
+    x_bn = to_input(x_all[bn_rows]) if has_bn else None
 
     mesh = Mesh(np.array(jax.devices()), ("data",))
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -240,7 +246,7 @@ def _train(config: NetworkConfig, rank: int) -> None:
     optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
 
     params = init_params(layers, config.input_shape, config.seed)
-    opt_state = optimizer.init(params)
+    opt_state = optimizer.init(trainable(params))
     start, history, best = 0, [], {"val_accuracy": -1.0, "epoch": -1}
     best_params = params
     ckpt = work / CHECKPOINT
@@ -268,7 +274,7 @@ def _train(config: NetworkConfig, rank: int) -> None:
         return optax.apply_updates(p, updates), s, loss
 
     predict = jax.jit(lambda p, x: forward(layers, p, x))
-    p_dev, s_dev = put(params), put(opt_state)
+    p_dev, s_dev = put(trainable(params)), put(opt_state)
     compiled = None  # compiled before the first epoch's clock starts
     stopped_early = False
     last = config.epochs if config.until_epoch is None else min(config.epochs, config.until_epoch)
@@ -299,6 +305,8 @@ def _train(config: NetworkConfig, rank: int) -> None:
         if bar is not None:
             bar.close()
         params = jax.tree_util.tree_map(_local, p_dev)
+        if has_bn:
+            params |= batchnorm_statistics(layers, params, x_bn)
         val_acc = _accuracy(predict, params, x_val, y_val)
         history.append(
             {"epoch": epoch + 1, "seconds": round(seconds, 2), "loss": losses[-1],
@@ -498,6 +506,8 @@ def _finish(
             "patience": config.patience, "seed": config.seed, "optimizer": "adamw, cosine decay",
             "augment": "flip + shift 2 px" if config.augment else "none",
             "until_epoch": config.until_epoch,
+            "batchnorm_statistics_images": BN_IMAGES
+            if any(layer.kind == "batchnorm" for layer in layers) else None,
         },
     }  # fmt: skip
     (work / RESULT).write_text(json.dumps(result, indent=2) + "\n")

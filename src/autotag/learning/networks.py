@@ -9,7 +9,13 @@ feature set. Parameters are plain ``{"<i>.w": array, "<i>.b": array}`` dicts, sa
   max pooling instead of tanh and subsampling, 84-d embedding.
 - ``small-cnn``: two 3×3 convolutions (32, 64 channels) each with pooling, a 256-d
   embedding with dropout: the usual small Fashion-MNIST network, kept light for 2 cores.
+- ``small-cnn-bn``: ``small-cnn`` with batch normalization after each convolution.
 - ``tiny``: one 3×3 conv and a 16-d embedding; only for tests (trains in seconds).
+
+Batch normalization trains on each global batch's statistics; for inference its per-channel
+mean and variance (``"<i>.mean"``, ``"<i>.var"``: statistics, not trained parameters) are
+measured afterwards on training images (``batchnorm_statistics``), so the train step carries
+no running averages.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Layer:
-    kind: str  # conv | relu | maxpool | flatten | dense | dropout
+    kind: str  # conv | batchnorm | relu | maxpool | flatten | dense | dropout
     size: int = 0  # out channels (conv), out features (dense), window (maxpool)
     kernel: int = 0
     pad: int = 0
@@ -34,6 +40,9 @@ def _conv(c: int, k: int, pad: int) -> Layer:
 
 
 RELU, POOL, FLAT = Layer("relu"), Layer("maxpool", size=2), Layer("flatten")
+BN = Layer("batchnorm")
+BN_EPSILON = 1e-5
+STATISTICS = (".mean", ".var")  # batch-norm statistics: in the parameter dict, never trained
 
 ARCHITECTURES: dict[str, tuple[Layer, ...]] = {
     "lenet5": (
@@ -43,6 +52,10 @@ ARCHITECTURES: dict[str, tuple[Layer, ...]] = {
     ),
     "small-cnn": (
         _conv(32, 3, 1), RELU, POOL, _conv(64, 3, 1), RELU, POOL, FLAT,
+        Layer("dropout", rate=0.25), Layer("dense", 256), RELU, Layer("dropout", rate=0.5),
+    ),
+    "small-cnn-bn": (
+        _conv(32, 3, 1), BN, RELU, POOL, _conv(64, 3, 1), BN, RELU, POOL, FLAT,
         Layer("dropout", rate=0.25), Layer("dense", 256), RELU, Layer("dropout", rate=0.5),
     ),
     "tiny": (_conv(4, 3, 1), RELU, POOL, FLAT, Layer("dense", 16), RELU),
@@ -78,11 +91,16 @@ def shapes(layers: tuple[Layer, ...], input_shape: tuple[int, int, int]) -> list
 def init_params(
     layers: tuple[Layer, ...], input_shape: tuple[int, int, int], seed: int
 ) -> dict[str, np.ndarray]:
-    """He-normal weights, zero biases (float32)."""
+    """He-normal weights, zero biases (float32); batch norm: scale 1, shift 0, and the
+    statistics of unit-variance input until ``batchnorm_statistics`` measures them."""
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
     cur = tuple(input_shape)
     for i, (layer, after) in enumerate(zip(layers, shapes(layers, input_shape), strict=True)):
+        if layer.kind == "batchnorm":
+            ones, zeros = np.ones(cur[0], np.float32), np.zeros(cur[0], np.float32)
+            params |= {f"{i}.w": ones, f"{i}.b": zeros, f"{i}.mean": zeros, f"{i}.var": ones}
+            continue
         if layer.kind == "conv":
             fan_in = cur[0] * layer.kernel * layer.kernel
             shape: tuple[int, ...] = (layer.size, cur[0], layer.kernel, layer.kernel)
@@ -106,15 +124,29 @@ def embedding_dim(layers: tuple[Layer, ...]) -> int:
     raise ValueError("network needs a dense layer before the class layer")
 
 
+def trainable(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters the optimizer updates (all but batch-norm statistics)."""
+    return {k: v for k, v in params.items() if not k.endswith(STATISTICS)}
+
+
 def forward(
-    layers: tuple[Layer, ...], params: dict[str, Any], x: Any, *, dropout_key: Any = None
+    layers: tuple[Layer, ...],
+    params: dict[str, Any],
+    x: Any,
+    *,
+    dropout_key: Any = None,
+    stop: int | None = None,
 ) -> tuple[Any, Any]:
-    """JAX forward pass → ``(embedding, logits)``; dropout only when a key is given."""
+    """JAX forward pass → ``(embedding, logits)``. Given a key it is the training pass:
+    dropout, and batch norm on the batch's own statistics; otherwise batch norm uses the
+    measured ones. ``stop=i`` returns ``(input of layer i, None)`` instead."""
     import jax
     import jax.numpy as jnp
 
     last = len(layers) - 1
     for i, layer in enumerate(layers):
+        if i == stop:
+            return x, None
         if i == last:
             w, b = params[f"{i}.w"], params[f"{i}.b"]
             return x, jnp.dot(x, w, precision=jax.lax.Precision.HIGHEST) + b
@@ -126,6 +158,15 @@ def forward(
                 precision=jax.lax.Precision.HIGHEST,
             )  # fmt: skip
             x = x + params[f"{i}.b"][None, :, None, None]
+        elif layer.kind == "batchnorm":
+            if dropout_key is not None:
+                mean = x.mean(axis=(0, 2, 3))
+                var = ((x - mean[None, :, None, None]) ** 2).mean(axis=(0, 2, 3))
+            else:
+                mean, var = params[f"{i}.mean"], params[f"{i}.var"]
+            scale = params[f"{i}.w"] / jnp.sqrt(var + BN_EPSILON)
+            shift = params[f"{i}.b"] - mean * scale
+            x = x * scale[None, :, None, None] + shift[None, :, None, None]
         elif layer.kind == "relu":
             x = jnp.maximum(x, 0.0)
         elif layer.kind == "maxpool":
@@ -162,6 +203,12 @@ def forward_float64(
             w = params[f"{i}.w"].astype(np.float64).reshape(layer.size, -1)
             out = (patches @ w.T + params[f"{i}.b"]).reshape(n, rows, cols, layer.size)
             h = out.transpose(0, 3, 1, 2)
+        elif layer.kind == "batchnorm":
+            mean, var, g, b = (
+                params[f"{i}.{k}"].astype(np.float64) for k in ("mean", "var", "w", "b")
+            )
+            h = (h - mean[:, None, None]) / np.sqrt(var[:, None, None] + BN_EPSILON)
+            h = h * g[:, None, None] + b[:, None, None]
         elif layer.kind == "relu":
             h = np.maximum(h, 0.0)
         elif layer.kind == "maxpool":
@@ -174,3 +221,27 @@ def forward_float64(
         elif layer.kind == "dense":
             h = h @ params[f"{i}.w"].astype(np.float64) + params[f"{i}.b"]
     raise ValueError("empty network")
+
+
+def batchnorm_statistics(
+    layers: tuple[Layer, ...], params: dict[str, Any], x: np.ndarray, batch: int = 1000
+) -> dict[str, np.ndarray]:
+    """Each batch-norm layer's per-channel mean and variance of its input over images ``x``,
+    layer by layer (each with the statistics of the ones before it): what inference uses."""
+    import jax
+
+    params = dict(params)
+    for i, layer in enumerate(layers):
+        if layer.kind != "batchnorm":
+            continue
+        upto = jax.jit(lambda p, xs, i=i: forward(layers, p, xs, stop=i)[0])
+        sums = np.zeros((2, 0))
+        for s in range(0, len(x), batch):
+            h = np.asarray(upto(params, x[s : s + batch]), np.float64)
+            part = np.stack([h.sum(axis=(0, 2, 3)), (h**2).sum(axis=(0, 2, 3))])
+            sums = part if sums.size == 0 else sums + part
+        count = len(x) * h.shape[2] * h.shape[3]
+        mean = sums[0] / count
+        params[f"{i}.mean"] = mean.astype(np.float32)
+        params[f"{i}.var"] = np.maximum(sums[1] / count - mean**2, 0.0).astype(np.float32)
+    return {k: v for k, v in params.items() if k.endswith(STATISTICS)}
