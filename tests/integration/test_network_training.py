@@ -129,7 +129,7 @@ def test_trained_mlp_head_tags_through_the_cluster(
     hog of the decoded photo, the bundle's ONNX graph, softmax of its logits."""
     from autotag.pipeline.tag_step import decode_limits, feature_options
     from autotag.vision.decode import decode_file, network_view
-    from autotag.vision.features import get_feature_set
+    from autotag.vision.feature_sets import get_feature_set
 
     s = autotagger
     prepared = _autotag(s, "datasets", "prepare", "fashion-mnist", "--limit", "300", "-q",
