@@ -35,7 +35,8 @@ def main() -> None:
 
     from autotag.config import settings
     from autotag.learning.datasets import fashion_mnist_arrays
-    from autotag.learning.network_training import PARAMS, softmax, to_input
+    from autotag.learning.network_data import softmax, to_input
+    from autotag.learning.network_training import PARAMS
     from autotag.learning.networks import forward, forward_float64, layers_of
     from autotag.vision.bundle import load_bundle
     from autotag.vision.network_features import NetworkFeatures

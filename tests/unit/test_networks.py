@@ -10,15 +10,9 @@ import numpy as np
 import pytest
 
 from autotag.errors import ModelError
+from autotag.learning.network_data import SHIFT, augment, split_validation, to_input
 from autotag.learning.network_export import run_onnx, write_onnx
-from autotag.learning.network_training import (
-    SHIFT,
-    NetworkConfig,
-    _local_batch,
-    augment,
-    split_validation,
-    to_input,
-)
+from autotag.learning.network_training import NetworkConfig, _local_batch
 from autotag.learning.networks import (
     ARCHITECTURES,
     batchnorm_statistics,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from autotag.learning.network_training import split_validation
+from autotag.learning.network_data import split_validation
 from autotag.learning.progress import Progress, Stage
 
 

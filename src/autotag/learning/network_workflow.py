@@ -19,16 +19,9 @@ import numpy as np
 from autotag.checksums import file_sha256
 from autotag.errors import AutotagError
 from autotag.learning.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashion_mnist_arrays
+from autotag.learning.network_data import softmax, to_input
 from autotag.learning.network_export import run_onnx
-from autotag.learning.network_training import (
-    ONNX_FILE,
-    PARAMS,
-    TEST_LOGITS,
-    NetworkConfig,
-    run,
-    softmax,
-    to_input,
-)
+from autotag.learning.network_training import ONNX_FILE, PARAMS, TEST_LOGITS, NetworkConfig, run
 from autotag.learning.networks import layers_of
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
