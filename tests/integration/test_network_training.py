@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,6 +55,28 @@ def restore_default(autotagger: Settings, default_bundle: str):
     set_active(autotagger.models_dir, default_bundle)  # later modules expect the default model
 
 
+def _assert_topology_tags_match(
+    s: Settings, bundle_id: str, photos: list[Path], logits_of: Callable[[Path], Any]
+) -> None:
+    """Each photo, uploaded to the running topology, is stored with the softmax of
+    ``logits_of(photo)`` (the bundle's ONNX graph run directly: ``[logits]`` of one photo)
+    within 1e-5, and its best class is among its tags."""
+    time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
+    for photo in photos:
+        (rec,) = intake.upload([str(photo)], s, force=True)
+        info = _wait_model(s, rec.photo_id, bundle_id)
+        (logits,) = logits_of(photo)
+        p = np.exp(logits[0] - logits[0].max())
+        p /= p.sum()
+        stored = dict(info.tags)
+        assert stored, f"{photo.name}: no tags stored"
+        for tag, score in stored.items():
+            direct = p[FASHION_MNIST_CLASSES.index(tag)]
+            assert abs(score - direct) <= 1e-5, (photo.name, tag, score, direct)
+        best = FASHION_MNIST_CLASSES[int(p.argmax())]
+        assert best in stored, (photo.name, best, stored)
+
+
 def test_trained_network_tags_through_the_cluster(
     autotagger: Settings, restore_default: str, tmp_path: Path
 ) -> None:
@@ -83,22 +107,12 @@ def test_trained_network_tags_through_the_cluster(
                         "--out", str(tmp_path / "fm"))  # fmt: skip
     assert prepared.returncode == 0, prepared.stderr
     photos = sorted((tmp_path / "fm" / "test" / "images").glob("*.png"))[:6]
-    time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
-    for photo in photos:
-        (rec,) = intake.upload([str(photo)], s, force=True)
-        info = _wait_model(s, rec.photo_id, bundle_id)
+
+    def logits_of(photo: Path) -> np.ndarray:
         grey = cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE)
-        x = (grey.astype(np.float32) / 255.0)[None, None]
-        (logits,) = session.run(["logits"], {"image": x})
-        p = np.exp(logits[0] - logits[0].max())
-        p /= p.sum()
-        stored = dict(info.tags)
-        assert stored, f"{photo.name}: no tags stored"
-        for tag, score in stored.items():
-            direct = p[FASHION_MNIST_CLASSES.index(tag)]
-            assert abs(score - direct) <= 1e-5, (photo.name, tag, score, direct)
-        best = FASHION_MNIST_CLASSES[int(p.argmax())]
-        assert best in stored, (photo.name, best, stored)
+        return session.run(["logits"], {"image": (grey.astype(np.float32) / 255.0)[None, None]})
+
+    _assert_topology_tags_match(s, bundle_id, photos, logits_of)
 
     # `autotag evaluate` measures the network's bundle like any other: its top-1 accuracy on
     # the prepared test images is the ONNX graph's own.
@@ -157,19 +171,10 @@ def test_trained_mlp_head_tags_through_the_cluster(
     session = ort.InferenceSession(str(bundle.path / "network.onnx"))
     hog = get_feature_set("hog", feature_options(s))
     photos = sorted((test / "images").glob("*.png"))[:6]
-    time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
-    for photo in photos:
-        (rec,) = intake.upload([str(photo)], s, force=True)
-        info = _wait_model(s, rec.photo_id, bundle_id)
+
+    def logits_of(photo: Path) -> np.ndarray:
         decoded = decode_file(photo, decode_limits(s), min_side=hog.min_side)
         x = hog.extract([network_view(decoded)]).astype(np.float32)
-        (logits,) = session.run(["logits"], {"image": x})
-        p = np.exp(logits[0] - logits[0].max())
-        p /= p.sum()
-        stored = dict(info.tags)
-        assert stored, f"{photo.name}: no tags stored"
-        for tag, score in stored.items():
-            direct = p[FASHION_MNIST_CLASSES.index(tag)]
-            assert abs(score - direct) <= 1e-5, (photo.name, tag, score, direct)
-        best = FASHION_MNIST_CLASSES[int(p.argmax())]
-        assert best in stored, (photo.name, best, stored)
+        return session.run(["logits"], {"image": x})
+
+    _assert_topology_tags_match(s, bundle_id, photos, logits_of)
