@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from autotag.learning.networks import BN_EPSILON, Layer
+from autotag.vision.features import onnx_session
 
 OPSET = 17
 
@@ -95,11 +96,7 @@ def write_onnx(
 
 def run_onnx(path: Path, x: np.ndarray, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """``(embedding, logits)`` of ``x`` through onnxruntime, in batches."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = onnx_session(path, 1)
     embs, logits = [], []
     for s in range(0, len(x), batch):
         e, lg = sess.run(["embedding", "logits"], {"image": x[s : s + batch]})

@@ -1,8 +1,9 @@
 """Faces → the ``person`` and ``face`` tags.
 
 ``FaceDetector`` is MediaPipe's BlazeFace (short range), a small CNN converted once to ONNX
-and run by ONNX Runtime (OpenCV's TFLite importer ran it at twice the cost): more faces found and fewer textures mistaken for faces than the Haar cascade it
-replaced, at a fraction of the cost. ``HaarFaceDetector`` (OpenCV's Viola-Jones cascade)
+and run by ONNX Runtime (OpenCV's TFLite importer ran it at twice the cost): more faces
+found and fewer textures mistaken for faces than the Haar cascade it replaced, at a fraction
+of the cost. ``HaarFaceDetector`` (OpenCV's Viola-Jones cascade)
 stays for comparison in ``bench/faces.py``.
 
 Also here: BLAS limited to one thread while tagging, because the bundle's scores are small
@@ -22,7 +23,7 @@ import numpy as np
 
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError
-from autotag.vision.features import as_bgr
+from autotag.vision.features import as_bgr, onnx_session
 
 BLAZEFACE_FILE = Path("blazeface") / "face_detection_short_range.onnx"
 BLAZEFACE_SHA256 = "f2d8997203db3a4db0bd293c9fb1d82fd15000d9a73172d2765366b6725ffcb6"
@@ -104,19 +105,8 @@ class FaceDetector:
                 f"{model_path} fails its checksum (sha256 {actual[:12]}…, expected "
                 f"{BLAZEFACE_SHA256[:12]}…): corrupt or replaced model file"
             )
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # one small network per photo: threads would only wait
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"face detector {model_path} could not be loaded: {exc}") from None
+        # One thread: a small network per photo, which more threads would only make wait.
+        self.session = onnx_session(model_path, 1, what=f"face detector {model_path}")
         self.input = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.anchors = _blazeface_anchors()

@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -232,6 +233,26 @@ def preprocess_cnn(img: np.ndarray, size: int = CNN_INPUT, resize: int = CNN_RES
     return blob[0]
 
 
+def onnx_session(path: Path, threads: int = 1, *, what: str = "") -> Any:
+    """An onnxruntime session on the CPU with ``threads`` intra-op threads and no busy-waiting
+    (the machine's cores are shared with Storm and the other bolts); a file onnxruntime cannot
+    load is a ModelError naming ``what`` (default: the file)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(f"cannot load {what or path.name}: {exc}") from None
+
+
 class CnnFeatures(FeatureSet):
     """EfficientNet-Lite embedding through onnxruntime; also exposes the ImageNet logits."""
 
@@ -248,27 +269,13 @@ class CnnFeatures(FeatureSet):
         batch_size: int = 16,
         backbone: Backbone = LITE0,
     ) -> None:
-        import onnxruntime as ort
-
         self.name = backbone.feature_set
         self.version = FEATURE_SPECS[backbone.feature_set][0]
         self.backbone = backbone
         self.onnx_path = onnx_path
         self.onnx_sha256 = verify_onnx(onnx_path)
         self.batch_size = batch_size
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # No busy-waiting: the machine's cores are shared with Storm and other bolts.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"cannot load {onnx_path.name}: {exc}") from None
+        self.session = onnx_session(onnx_path, threads)
         outputs = [o.name for o in self.session.get_outputs()]
         if not {"embedding", "logits"} <= set(outputs):
             raise ModelError(f"{onnx_path.name} has outputs {outputs}, expected embedding, logits")

@@ -26,7 +26,14 @@ from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
 from autotag.vision.concepts import VOCABULARY_FILE, build_concepts, leaf_words, read_vocabulary
-from autotag.vision.features import LITE0, LITE2, Backbone, feature_set_spec, verify_onnx
+from autotag.vision.features import (
+    LITE0,
+    LITE2,
+    Backbone,
+    feature_set_spec,
+    onnx_session,
+    verify_onnx,
+)
 from autotag.vision.wordnet import WORDNET_DIR, WordNet
 
 # v2: concepts from WordNet (v1 had the 1,000 leaves only).
@@ -128,12 +135,7 @@ def check_against_onnx(
     onnx_path: Path, W: np.ndarray, b_onnx: np.ndarray, size: int = LITE0.size
 ) -> float:
     """Run the graph on random input and confirm ``logits == embedding·Wᵀ + b``."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = onnx_session(onnx_path, 1)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
     emb, logits = sess.run(["embedding", "logits"], {sess.get_inputs()[0].name: x})
     ours = emb @ W.T + b_onnx

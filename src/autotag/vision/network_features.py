@@ -22,7 +22,7 @@ import numpy as np
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision.bundle import MANIFEST_FILE, check_bundle_id, read_manifest
-from autotag.vision.features import NETWORK_PREFIX, FeatureSet, as_bgr
+from autotag.vision.features import NETWORK_PREFIX, FeatureSet, as_bgr, onnx_session
 
 NETWORK_FILE = "network.onnx"
 
@@ -72,7 +72,6 @@ class NetworkFeatures(FeatureSet):
     ) -> None:
         """``base_sets`` gives a head trained on vectors its base feature set by name (the
         registry, ``vision/feature_sets.py``, passes its own lookup)."""
-        import onnxruntime as ort
 
         directory = find_network(name, model_dirs)
         manifest = read_manifest(directory)
@@ -99,17 +98,7 @@ class NetworkFeatures(FeatureSet):
             self.min_side = self.base.min_side
         else:
             _, self.height, self.width = (int(v) for v in spec["input"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(self.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"cannot load {self.onnx_path}: {exc}") from None
+        self.session = onnx_session(self.onnx_path, threads, what=str(self.onnx_path))
 
     def run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(embedding, logits) of the images, in batches."""
