@@ -325,10 +325,14 @@ def test_a_face_on_an_animal_photo_is_not_a_person(tagger: Tagger) -> None:
     for p in photos:
         img = decode(p.read_bytes(), LIMITS).bgr
         assert tagger.face.tags(img), f"{p.name}: the detector alone no longer fires here"
-        tags = _tags(tagger.tag_images([img])[0])
+        result = tagger.tag_images([img])[0]
+        tags = _tags(result)
         assert "person" not in tags and "face" not in tags, p.name
+        assert result.faces == [], f"{p.name}: its boxes (video tracks use them) must go too"
         assert tags["animal"].kind == "concept", p.name
     cameraman = cv2.cvtColor(skimage.data.camera(), cv2.COLOR_GRAY2BGR)
     for name, img in (("astronaut", _bgr("astronaut")), ("camera", cameraman)):
-        tags = _tags(tagger.tag_images([img])[0])
+        result = tagger.tag_images([img])[0]
+        tags = _tags(result)
         assert tags["person"].kind == "detector", name
+        assert result.faces and result.faces[0][1] == pytest.approx(tags["face"].score, abs=1e-4)

@@ -212,12 +212,12 @@ class _SegmentRun:
                 self.analysed += 1
                 tags = {t.tag: t.score for t in r.tags}
                 self.why[f.why] = self.why.get(f.why, 0) + 1
+                # The tagger's faces when its bundle has the detector (the animal-face rule
+                # applied, no second pass); otherwise the analyser's own detector.
+                scored = r.faces if tagger.face is not None else self.a.faces.detect_scored(f.bgr)
                 found = {
                     PERSON: self.a.people.detect(f.bgr),
-                    FACE: [
-                        Box(x.x, x.y, x.w, x.h, round(score, 4))
-                        for x, score in self.a.faces.detect_scored(f.bgr)
-                    ],
+                    FACE: [Box(x.x, x.y, x.w, x.h, round(score, 4)) for x, score in scored],
                 }
                 for kind, boxes in found.items():
                     if boxes:

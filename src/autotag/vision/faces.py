@@ -58,10 +58,12 @@ def find_cascade(name: str = CASCADE_NAME) -> Path:
     )
 
 
-def _face_tags(faces: list[Face], score: float) -> list[tuple[str, float]]:
-    if not faces:
+def face_tags(scored: list[tuple[Face, float]]) -> list[tuple[str, float]]:
+    """``person`` and ``face`` at the best face's score; none without a face."""
+    if not scored:
         return []
-    return [("person", round(score, 4)), ("face", round(score, 4))]
+    best = round(max(score for _, score in scored), 4)
+    return [("person", best), ("face", best)]
 
 
 def _blazeface_anchors() -> np.ndarray:
@@ -165,8 +167,7 @@ class FaceDetector:
         return [f for f, _ in self.detect_scored(bgr)]
 
     def tags(self, bgr: np.ndarray) -> list[tuple[str, float]]:
-        found = self.detect_scored(bgr)
-        return _face_tags([f for f, _ in found], found[0][1] if found else 0.0)
+        return face_tags(self.detect_scored(bgr))
 
 
 class HaarFaceDetector:
@@ -224,9 +225,7 @@ class HaarFaceDetector:
         ]
 
     def tags(self, bgr: np.ndarray) -> list[tuple[str, float]]:
-        faces = self.detect(bgr)
-        n = max((f.neighbors for f in faces), default=0)
-        return _face_tags(faces, n / (n + 1.0))
+        return face_tags([(f, f.neighbors / (f.neighbors + 1.0)) for f in self.detect(bgr)])
 
 
 _BLAS: Any = None

@@ -17,7 +17,7 @@ two Taggers with different limits in one process each keep their own.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,7 +32,7 @@ from autotag.vision.decode import (
     decode_file,
     network_view,
 )
-from autotag.vision.faces import FaceDetector, single_threaded_blas
+from autotag.vision.faces import Face, FaceDetector, face_tags, single_threaded_blas
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.features import FeatureSet, as_bgr, l2_normalize
 from autotag.vision.properties import property_tags
@@ -68,6 +68,8 @@ class TagResult:
     feature_set: str
     width: int
     height: int
+    # The faces behind the detector's tags, for callers that want boxes (video tracks).
+    faces: list[tuple[Face, float]] = field(default_factory=list)
 
     def tags_json(self) -> list[list[object]]:
         return [[t.tag, float(t.score), t.kind, t.via] for t in self.tags]
@@ -177,17 +179,21 @@ class Tagger:
         with single_threaded_blas():
             return self._tag_images(images, photos)
 
-    def face_tags(self, img: np.ndarray, concept_probs: np.ndarray) -> list[tuple[str, float]]:
-        """The face detector's tags for one photo (given its concept probabilities), unless
-        the face is probably an animal's; none without a face detector."""
+    def kept_faces(self, img: np.ndarray, concept_probs: np.ndarray) -> list[tuple[Face, float]]:
+        """The face detector's scored faces on one photo (best first), unless they are
+        probably the animal's the classifier sees; none without a face detector."""
         if self.face is None:
             return []
-        tags = self.face.tags(img)
-        if tags and self.animal_concept is not None:
+        found = self.face.detect_scored(img)
+        if found and self.animal_concept is not None:
             animal = float(concept_probs[self.animal_concept])
-            if animal >= ANIMAL_PHOTO and max(score for _, score in tags) < SURE_FACE:
+            if animal >= ANIMAL_PHOTO and found[0][1] < SURE_FACE:
                 return []
-        return tags
+        return found
+
+    def face_tags(self, img: np.ndarray, concept_probs: np.ndarray) -> list[tuple[str, float]]:
+        """The detector's tags for one photo: those of ``kept_faces``."""
+        return face_tags(self.kept_faces(img, concept_probs))
 
     def _tag_images(self, images: list[np.ndarray], photos: list[np.ndarray]) -> list[TagResult]:
         X = self.features.extract(images)
@@ -197,8 +203,9 @@ class Tagger:
         out = []
         for i, img in enumerate(photos):
             leaves = self.bundle.tags_for(probs[i], self.min_score, self.max_tags)
+            faces = self.kept_faces(img, concept_probs[i])
             found = [Tag(t, s) for t, s in leaves]
-            found += [Tag(t, s, "detector") for t, s in self.face_tags(img, concept_probs[i])]
+            found += [Tag(t, s, "detector") for t, s in face_tags(faces)]
             concepts = [
                 Tag(t, s, "concept", via)
                 for t, s, via in self.bundle.concept_tags_for(
@@ -216,6 +223,7 @@ class Tagger:
                     feature_set=self.features.key,
                     width=int(img.shape[1]),
                     height=int(img.shape[0]),
+                    faces=faces,
                 )
             )
         return out
