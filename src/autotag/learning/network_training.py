@@ -39,6 +39,7 @@ from autotag.learning.networks import (
     embedding_dim,
     forward,
     forward_float64,
+    has_batchnorm,
     init_params,
     layers_of,
     trainable,
@@ -198,9 +199,10 @@ def _train(config: NetworkConfig, rank: int) -> None:
     y_all = np.load(config.y_train)
     train_rows, val_rows = split_validation(y_all, config.val_fraction, config.seed)
     x_val, y_val = to_input(x_all[val_rows]), y_all[val_rows]
-    has_bn = any(layer.kind == "batchnorm" for layer in layers)
-    bn_rows = np.sort(np.random.default_rng([config.seed, 2]).permutation(train_rows)[:BN_IMAGES])
-    x_bn = to_input(x_all[bn_rows]) if has_bn else None
+    x_bn = None  # the images batch-norm statistics are measured on
+    if has_batchnorm(layers):
+        rows = np.random.default_rng([config.seed, 2]).permutation(train_rows)[:BN_IMAGES]
+        x_bn = to_input(x_all[np.sort(rows)])
 
     mesh = Mesh(np.array(jax.devices()), ("data",))
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -272,7 +274,7 @@ def _train(config: NetworkConfig, rank: int) -> None:
         if bar is not None:
             bar.close()
         params = jax.tree_util.tree_map(_local, p_dev)
-        if has_bn:
+        if x_bn is not None:
             params |= batchnorm_statistics(layers, params, x_bn)
         val_acc = _accuracy(predict, params, x_val, y_val)
         history.append(
@@ -466,8 +468,7 @@ def _finish(
             "patience": config.patience, "seed": config.seed, "optimizer": "adamw, cosine decay",
             "augment": "flip + shift 2 px" if config.augment else "none",
             "until_epoch": config.until_epoch,
-            "batchnorm_statistics_images": BN_IMAGES
-            if any(layer.kind == "batchnorm" for layer in layers) else None,
+            "batchnorm_statistics_images": BN_IMAGES if has_batchnorm(layers) else None,
         },
     }  # fmt: skip
     (work / RESULT).write_text(json.dumps(result, indent=2) + "\n")
