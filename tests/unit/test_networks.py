@@ -89,7 +89,7 @@ def test_dropout_only_with_a_key() -> None:
     x = np.ones((4, 1, 28, 28), np.float32)
     a = np.asarray(forward(layers, params, x)[1])
     b = np.asarray(forward(layers, params, x)[1])
-    c = np.asarray(forward(layers, params, x, dropout_key=jax.random.key(1))[1])
+    c = np.asarray(forward(layers, params, x, train_key=jax.random.key(1))[1])
     assert np.array_equal(a, b) and not np.allclose(a, c)
 
 
@@ -221,7 +221,7 @@ def test_batchnorm_trains_on_the_batch_statistics() -> None:
     params = {k: v + 5.0 if k.endswith(".b") else v for k, v in params.items()}
     first = next(i for i, layer in enumerate(layers) if layer.kind == "batchnorm")
     x = np.random.default_rng(2).random((32, 1, 28, 28), dtype=np.float32)
-    h = np.asarray(forward(layers, params, x, dropout_key=jax.random.key(0), stop=first + 1)[0])
+    h = np.asarray(forward(layers, params, x, train_key=jax.random.key(0), stop=first + 1)[0])
     assert np.allclose(h.mean(axis=(0, 2, 3)), 5.0, atol=1e-4)  # shift 5, scale 1
     assert np.allclose(h.var(axis=(0, 2, 3)), 1.0, atol=1e-2)
     h_eval = np.asarray(forward(layers, params, x, stop=first + 1)[0])

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from autotag.learning.networks import BN_EPSILON, Layer
-from autotag.vision.features import onnx_session
+from autotag.vision.onnx import onnx_session
 
 OPSET = 17
 

@@ -233,7 +233,7 @@ def _train(config: NetworkConfig, rank: int) -> None:
         )
 
     def loss_fn(p: Any, x: Any, y: Any, key: Any) -> Any:
-        _, logits = forward(layers, p, x, dropout_key=key)
+        _, logits = forward(layers, p, x, train_key=key)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     @jax.jit

@@ -147,7 +147,7 @@ def forward(
     params: dict[str, Any],
     x: Any,
     *,
-    dropout_key: Any = None,
+    train_key: Any = None,
     stop: int | None = None,
 ) -> tuple[Any, Any]:
     """JAX forward pass → ``(embedding, logits)``. Given a key it is the training pass:
@@ -172,7 +172,7 @@ def forward(
             )  # fmt: skip
             x = x + params[f"{i}.b"][None, :, None, None]
         elif layer.kind == "batchnorm":
-            if dropout_key is not None:
+            if train_key is not None:
                 mean = x.mean(axis=(0, 2, 3))
                 var = ((x - mean[None, :, None, None]) ** 2).mean(axis=(0, 2, 3))
             else:
@@ -189,8 +189,8 @@ def forward(
             x = x.reshape(x.shape[0], -1)
         elif layer.kind == "dense":
             x = jnp.dot(x, params[f"{i}.w"], precision=jax.lax.Precision.HIGHEST) + params[f"{i}.b"]
-        elif layer.kind == "dropout" and dropout_key is not None:
-            dropout_key, sub = jax.random.split(dropout_key)
+        elif layer.kind == "dropout" and train_key is not None:
+            train_key, sub = jax.random.split(train_key)
             keep = jax.random.bernoulli(sub, 1.0 - layer.rate, x.shape)
             x = jnp.where(keep, x / (1.0 - layer.rate), 0.0)
     raise ValueError("empty network")

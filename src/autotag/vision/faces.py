@@ -1,9 +1,8 @@
 """Faces → the ``person`` and ``face`` tags.
 
 ``FaceDetector`` is MediaPipe's BlazeFace (short range), a small CNN converted once to ONNX
-and run by ONNX Runtime (OpenCV's TFLite importer ran it at twice the cost): more faces
-found and fewer textures mistaken for faces than the Haar cascade it replaced, at a fraction
-of the cost. ``HaarFaceDetector`` (OpenCV's Viola-Jones cascade)
+and run by ONNX Runtime (cheaper than OpenCV's TFLite importer: BENCHMARKS.md): more faces
+found and fewer textures mistaken for faces than the Haar cascade it replaced. ``HaarFaceDetector`` (OpenCV's Viola-Jones cascade)
 stays for comparison in ``bench/faces.py``.
 
 Also here: BLAS limited to one thread while tagging, because the bundle's scores are small
@@ -23,7 +22,8 @@ import numpy as np
 
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError
-from autotag.vision.features import as_bgr, onnx_session
+from autotag.vision.features import as_bgr
+from autotag.vision.onnx import onnx_session
 
 BLAZEFACE_FILE = Path("blazeface") / "face_detection_short_range.onnx"
 BLAZEFACE_SHA256 = "f2d8997203db3a4db0bd293c9fb1d82fd15000d9a73172d2765366b6725ffcb6"

@@ -24,13 +24,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError
+from autotag.vision.onnx import onnx_session
 
 ONNX_DIRNAME = "efficientnet-lite0"
 ONNX_FILENAME = "efficientnet_lite0_embedding_logits.onnx"
@@ -231,26 +231,6 @@ def preprocess_cnn(img: np.ndarray, size: int = CNN_INPUT, resize: int = CNN_RES
     # (x − 127) × (1/128) is exactly (x − 127) / 128 in float32: 1/128 is a power of two.
     blob = cv2.dnn.blobFromImage(crop, 1 / 128, (size, size), (127, 127, 127), swapRB=True)
     return blob[0]
-
-
-def onnx_session(path: Path, threads: int = 1, *, what: str = "") -> Any:
-    """An onnxruntime session on the CPU with ``threads`` intra-op threads and no busy-waiting
-    (the machine's cores are shared with Storm and the other bolts); a file onnxruntime cannot
-    load is a ModelError naming ``what`` (default: the file)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, int(threads))
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    try:
-        return ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ModelError(f"cannot load {what or path.name}: {exc}") from None
 
 
 class CnnFeatures(FeatureSet):

@@ -31,9 +31,9 @@ from autotag.vision.features import (
     LITE2,
     Backbone,
     feature_set_spec,
-    onnx_session,
     verify_onnx,
 )
+from autotag.vision.onnx import onnx_session
 from autotag.vision.wordnet import WORDNET_DIR, WordNet
 
 # v2: concepts from WordNet (v1 had the 1,000 leaves only).

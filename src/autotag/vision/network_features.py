@@ -22,7 +22,8 @@ import numpy as np
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision.bundle import MANIFEST_FILE, check_bundle_id, read_manifest
-from autotag.vision.features import NETWORK_PREFIX, FeatureSet, as_bgr, onnx_session
+from autotag.vision.features import NETWORK_PREFIX, FeatureSet, as_bgr
+from autotag.vision.onnx import onnx_session
 
 NETWORK_FILE = "network.onnx"
 
@@ -98,7 +99,7 @@ class NetworkFeatures(FeatureSet):
             self.min_side = self.base.min_side
         else:
             _, self.height, self.width = (int(v) for v in spec["input"])
-        self.session = onnx_session(self.onnx_path, threads, what=str(self.onnx_path))
+        self.session = onnx_session(self.onnx_path, threads, what=f"network {self.onnx_path}")
 
     def run(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(embedding, logits) of the images, in batches."""

@@ -59,7 +59,7 @@ class UploadResult(BaseModel):
     reason: str | None = None
 
 
-def check_length(request: Request, limit: int, what: str = "") -> None:
+def check_length(request: Request, limit: int, what: str = "photo") -> None:
     """A declared Content-Length (411 without one, 400 if malformed) within ``limit`` (413)."""
     length = request.headers.get("content-length")
     if length is None or request.headers.get("transfer-encoding"):
@@ -69,10 +69,10 @@ def check_length(request: Request, limit: int, what: str = "") -> None:
     except ValueError:
         raise HTTPException(400, "bad Content-Length") from None
     if declared > limit:
-        raise HTTPException(413, f"larger than the {limit}-byte {what}limit")
+        raise HTTPException(413, f"larger than the {limit}-byte {what} limit")
 
 
-async def body_chunks(request: Request, limit: int, what: str = "") -> AsyncIterator[bytes]:
+async def body_chunks(request: Request, limit: int, what: str = "photo") -> AsyncIterator[bytes]:
     """The request body as it arrives: refused (413) as soon as it passes ``limit`` bytes,
     dropped (408) when the client stalls. ``what`` names the limit in the message."""
     total = 0
@@ -86,23 +86,21 @@ async def body_chunks(request: Request, limit: int, what: str = "") -> AsyncIter
             raise HTTPException(408, f"upload stalled for {UPLOAD_STALL_SECS}s") from None
         total += len(chunk)
         if total > limit:
-            raise HTTPException(413, f"larger than the {limit}-byte {what}limit")
+            raise HTTPException(413, f"larger than the {limit}-byte {what} limit")
         yield chunk
 
 
-async def _spool(request: Request, limit: int) -> tuple[Any, int]:
+async def _spool(request: Request, limit: int) -> Any:
     """The body in a temp file (``body_chunks``' limits); the caller closes it."""
     spool = tempfile.SpooledTemporaryFile(SPOOL_BYTES)  # noqa: SIM115 - closed by the caller
-    total = 0
     try:
         async for chunk in body_chunks(request, limit):
             spool.write(chunk)
-            total += len(chunk)
     except BaseException:
         spool.close()
         raise
     spool.seek(0)
-    return spool, total
+    return spool
 
 
 @router.post(
@@ -127,7 +125,7 @@ async def upload(
     check_length(request, s.max_file_bytes)
     source = source_name(name or request.headers.get("x-filename"))
     async with state.uploads:
-        spool, _ = await _spool(request, s.max_file_bytes)
+        spool = await _spool(request, s.max_file_bytes)
         with spool:
             try:
                 photo_id, _path, nbytes = await run_in_threadpool(

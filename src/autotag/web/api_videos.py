@@ -59,7 +59,7 @@ async def _spool_to_file(request: Request, limit: int, directory: Path) -> Path:
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
-            async for chunk in body_chunks(request, limit, "video "):
+            async for chunk in body_chunks(request, limit, "video"):
                 out.write(chunk)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -104,7 +104,7 @@ async def upload(
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("video/"):
         raise HTTPException(415, "send the video's bytes as the body with Content-Type video/...")
-    check_length(request, limit, "video ")
+    check_length(request, limit, "video")
     source = source_name(name or request.headers.get("x-filename"))
     async with state.uploads:
         path = await _spool_to_file(request, limit, upload_dir(s))
