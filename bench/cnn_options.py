@@ -39,24 +39,17 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from autotag.config import load_settings
 from autotag.learning.concept_evaluation import dev_photos, tuxpaint_photo_stamps
+from autotag.learning.network_data import softmax
 from autotag.vision.decode import DecodeLimits, decode, network_view
 from autotag.vision.features import onnx_model_path, preprocess_cnn
+from autotag.vision.onnx import onnx_session
 
-LEVELS = {
-    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
+LEVELS = ("none", "basic", "all")
 
 
 def session(path: Path, level: str = "all") -> ort.InferenceSession:
-    o = ort.SessionOptions()
-    o.intra_op_num_threads = 1
-    o.inter_op_num_threads = 1
-    o.graph_optimization_level = LEVELS[level]
-    o.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    o.log_severity_level = 3
-    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+    """One thread, as a tagging process runs it; ``all`` is autotag's own session."""
+    return onnx_session(path, 1, optimization=level)
 
 
 def ms_per_photo(s: ort.InferenceSession, X: list[np.ndarray], batch: int = 1) -> float:
@@ -161,11 +154,6 @@ def main() -> None:
                 f"{100 * share:.1f}% (sure photos {100 * agree_sure / max(1, sum(sure)):.1f}%), "
                 f"embedding cosine {np.mean(cos):.3f} -> {verdict}"
             )
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max())
-    return e / e.sum()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from autotag.pipeline import intake
 from autotag.storage import database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.pipeline import TOPOLOGY, activate_and_wait, tag_span, topology_run  # noqa: E402
+from bench.pipeline import activate_and_wait, pause, sustained_rate, topology_run  # noqa: E402
 from tests.hostile import make_hostile_corpus  # noqa: E402
 
 
@@ -40,22 +40,21 @@ def mixed_run(
         if i % every == 0 and hostile:
             order.append(hostile.pop())
     order += hostile
-    nimbus.deactivate(TOPOLOGY)
-    time.sleep(1.0)
+    pause(nimbus)
     records = intake.upload([str(p) for p in order], s, force=True)
     good_names = {p.name for p in good}
     good_ids = [r.photo_id for r in records if Path(r.path).name in good_names]
     bad_ids = [r.photo_id for r in records if Path(r.path).name not in good_names and r.photo_id]
     activate_and_wait(s, nimbus, good_ids + bad_ids, timeout)
     with database.connect(s) as conn:
-        first, last = tag_span(conn, good_ids)
+        rate = sustained_rate(conn, good_ids)
         outcome = dict(
             conn.execute(
                 "SELECT status, count(*) FROM photos WHERE photo_id = ANY(%s) GROUP BY status",
                 (list(set(bad_ids)),),
             ).fetchall()
         )
-    return (len(good_ids) - 1) / max(last - first, 1e-9), outcome
+    return rate, outcome
 
 
 def main() -> None:

@@ -220,6 +220,12 @@ class TopologyRun:
     wall: float
 
 
+def pause(nimbus: NimbusClient) -> None:
+    """Deactivate the topology and give the spout a moment to stop asking for photos."""
+    nimbus.deactivate(TOPOLOGY)
+    time.sleep(1.0)
+
+
 def tag_span(conn, ids: list[str]) -> tuple[float, float]:  # noqa: ANN001
     """Epoch seconds of the first and the last commit that tagged one of ``ids``."""
     first, last = conn.execute(
@@ -227,10 +233,20 @@ def tag_span(conn, ids: list[str]) -> tuple[float, float]:  # noqa: ANN001
         " FROM photos WHERE photo_id = ANY(%s)",
         (ids,),
     ).fetchone()
+    if first is None:
+        raise RuntimeError(f"none of the {len(ids)} photos was tagged")
     return float(first), float(last)
 
 
-def activate_and_wait(s: Settings, nimbus: NimbusClient, ids: list[str], timeout: float):
+def sustained_rate(conn, ids: list[str]) -> float:  # noqa: ANN001
+    """Photos per second from the first of ``ids`` tagged to the last."""
+    first, last = tag_span(conn, ids)
+    return (len(ids) - 1) / max(last - first, 1e-9)
+
+
+def activate_and_wait(
+    s: Settings, nimbus: NimbusClient, ids: list[str], timeout: float
+) -> tuple[float, float, dict[str, float]]:
     """Activate the paused topology and wait until ``ids`` are done: (activation time, wall
     seconds, CPU seconds by component over that wall)."""
     with database.connect(s) as conn:
@@ -242,19 +258,21 @@ def activate_and_wait(s: Settings, nimbus: NimbusClient, ids: list[str], timeout
         return t0, wall, cpu_delta(before, cpu_by_component(s.run_dir))
 
 
-def topology_run(paths: list[Path], s: Settings, nimbus: NimbusClient, timeout: float):
+def topology_run(
+    paths: list[Path], s: Settings, nimbus: NimbusClient, timeout: float
+) -> TopologyRun:
     """Upload with the topology paused, then activate it and time it to the last tag."""
-    nimbus.deactivate(TOPOLOGY)
-    time.sleep(1.0)  # the spout stops asking for photos
+    pause(nimbus)
     ids = upload(paths, s)
     t0, wall, cpu = activate_and_wait(s, nimbus, ids, timeout)
     with database.connect(s) as conn:
-        first, last = tag_span(conn, ids)
+        first, _last = tag_span(conn, ids)
         n_tagged = conn.execute(
             "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'tagged'", (ids,)
         ).fetchone()[0]
+        rate = sustained_rate(conn, ids)
     return TopologyRun(
-        photos_per_sec=(len(ids) - 1) / max(last - first, 1e-9),
+        photos_per_sec=rate,
         from_activation=len(ids) / wall,
         first_tag_secs=first - t0,
         cpu=cpu,

@@ -12,10 +12,13 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 
-def onnx_session(path: Path, threads: int = 1, *, what: str = "") -> ort.InferenceSession:
+def onnx_session(
+    path: Path, threads: int = 1, *, what: str = "", optimization: str = "all"
+) -> ort.InferenceSession:
     """An onnxruntime session on the CPU with ``threads`` intra-op threads and no busy-waiting
     (the machine's cores are shared with Storm and the other bolts); a file onnxruntime cannot
-    load is a ModelError naming ``what`` (default: the file)."""
+    load is a ModelError naming ``what`` (default: the file). ``optimization``: onnxruntime's
+    graph optimization level, ``all`` (what autotag runs), ``basic`` or ``none``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -24,6 +27,11 @@ def onnx_session(path: Path, threads: int = 1, *, what: str = "") -> ort.Inferen
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
+    opts.graph_optimization_level = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
     try:
         return ort.InferenceSession(
             str(path), sess_options=opts, providers=["CPUExecutionProvider"]
