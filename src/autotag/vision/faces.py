@@ -2,8 +2,8 @@
 
 ``FaceDetector`` is MediaPipe's BlazeFace (short range), a small CNN converted once to ONNX
 and run by ONNX Runtime (cheaper than OpenCV's TFLite importer: BENCHMARKS.md): more faces
-found and fewer textures mistaken for faces than the Haar cascade it replaced. ``HaarFaceDetector`` (OpenCV's Viola-Jones cascade)
-stays for comparison in ``bench/faces.py``.
+found and fewer textures mistaken for faces than the Haar cascade it replaced.
+``HaarFaceDetector`` (OpenCV's Viola-Jones cascade) stays for comparison in ``bench/faces.py``.
 
 Also here: BLAS limited to one thread while tagging, because the bundle's scores are small
 matrix products that threads only slow down on a shared machine.
@@ -93,8 +93,8 @@ class FaceDetector:
 
     A face is a box whose score (the sigmoid of the network's logit) reaches
     ``min_score`` (0.6: the lowest with no false face on half A of bench/faces.py's LFW
-    scenes; half B is the held-out check); overlapping boxes are merged by non-maximum suppression. The tag score is
-    the best face's score. Short range means faces that matter to the photo (roughly a
+    scenes; half B is the held-out check); overlapping boxes are merged by non-maximum
+    suppression. The tag score is the best face's score. Short range means faces that matter to the photo (roughly a
     tenth of its longer side or more), not a crowd in the background.
     """
 
