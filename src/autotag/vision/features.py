@@ -30,6 +30,7 @@ import numpy as np
 
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError
+from autotag.vision.area_resize import area_resize
 from autotag.vision.onnx import onnx_session
 
 ONNX_DIRNAME = "efficientnet-lite0"
@@ -204,7 +205,8 @@ def verify_onnx(path: Path) -> str:
 def preprocess_cnn(img: np.ndarray, size: int = CNN_INPUT, resize: int = CNN_RESIZE) -> np.ndarray:
     """One image → (3, size, size) float32, exactly as the export was checked.
 
-    BGR→RGB, short side to ``resize`` (INTER_AREA), centre crop, (x − 127) / 128, CHW;
+    BGR→RGB, short side to ``resize`` (INTER_AREA; only the crop is computed), centre crop,
+    (x − 127) / 128, CHW;
     224 from 256 for Lite0, 260 from 292 for Lite2.
     A very elongated image is first cut to its centre 4:1 region: the crop would discard
     the rest anyway, and resizing all of it could allocate gigabytes.
@@ -224,10 +226,9 @@ def preprocess_cnn(img: np.ndarray, size: int = CNN_INPUT, resize: int = CNN_RES
     scale = resize / min(h, w)
     nh = max(resize, round(h * scale))
     nw = max(resize, round(w * scale))
-    resized = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
     top = (nh - size) // 2
     left = (nw - size) // 2
-    crop = resized[top : top + size, left : left + size]
+    crop = area_resize(bgr, (nw, nh), (left, top, size, size))
     # (x − 127) × (1/128) is exactly (x − 127) / 128 in float32: 1/128 is a power of two.
     blob = cv2.dnn.blobFromImage(crop, 1 / 128, (size, size), (127, 127, 127), swapRB=True)
     return blob[0]
