@@ -2,7 +2,8 @@
 
 For each photo size (640 px and 12 MP by default):
   1. plain loop: N processes × 1 thread (N = cores), the autotag bolt's own code
-     (``autotag tag --jobs N``), model loaded before the clock starts;
+     (``autotag tag --jobs N``), model loaded before the clock starts; at 640 px also one
+     process alone, for the per-core figure;
   2. topology: the photos are uploaded while the topology is deactivated, then it is
      activated and timed until the last photo is tagged (throughput), with the CPU seconds
      of every process (Storm worker JVM, each Python component, Redis, Postgres, the Storm
@@ -128,6 +129,11 @@ def cpu_by_component(run_dir: Path) -> dict[str, float]:
 
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+
+
+# Photos/s per core at 640 px, one process × one thread, before this benchmark's work began
+# (issue 14's starting point); the per-core goal is twice this.
+BEFORE_PER_CORE = 28.0
 
 
 # -- the two ways to tag ---------------------------------------------------------------------
@@ -362,6 +368,17 @@ def main() -> None:
             with phase(f"plain {size}", args.settle) as ph:
                 plain, reduced_tags = plain_loop(paths, plain_settings, args.jobs)
             print(f"  plain loop:        {plain:7.1f} photos/s   {ph.mark()}")
+            if size == "640" and args.jobs > 1:
+                # Per core two ways: one process alone (how "28 photos/s per core, one
+                # thread" was measured before this work) and the N-process loop over N.
+                with phase("plain 640, one process", args.settle) as ph:
+                    single, _ = plain_loop(paths, plain_settings, 1)
+                print(
+                    f"  plain, 1 process:  {single:7.1f} photos/s   {ph.mark()}\n"
+                    f"  per core vs {BEFORE_PER_CORE:.0f}/s before: 1 process × 1 thread "
+                    f"{single / BEFORE_PER_CORE:.2f}×; {args.jobs} processes "
+                    f"{plain / args.jobs / BEFORE_PER_CORE:.2f}×"
+                )
             if size != "640":
                 full_settings = dataclasses.replace(plain_settings, reduced_decode=False)
                 with phase(f"plain {size} full decode", args.settle) as ph:
