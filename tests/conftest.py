@@ -116,6 +116,16 @@ def default_bundle(test_settings: Settings) -> str:
     return bundle_id
 
 
+@pytest.fixture
+def restore_default(autotagger: Settings, default_bundle: str) -> Iterator[str]:
+    """For a test that activates another bundle: the default one is active again after it,
+    as later modules expect."""
+    from autotag.vision.bundle import set_active
+
+    yield default_bundle
+    set_active(autotagger.models_dir, default_bundle)
+
+
 @pytest.fixture(scope="module")
 def autotagger(
     request: pytest.FixtureRequest, storm_cluster: Settings, services: Settings, default_bundle: str

@@ -19,6 +19,7 @@ from autotag.config import Settings
 from autotag.ops.daemons.base import wait_for
 from autotag.ops.nimbus import NimbusClient
 from autotag.ops.topology import derived_config, sparse_env
+from tests.cli import autotag
 
 pytestmark = pytest.mark.cluster
 
@@ -41,16 +42,6 @@ def _sparse(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _autotag(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(s.venv / "bin" / "autotag"), *args],
-        env=sparse_env(s),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_ui_reports_one_supervisor_with_free_slots(storm_cluster: Settings) -> None:
     s = storm_cluster
     url = f"http://{s.local_bind_host}:{s.port(s.ui_port)}/api/v1/cluster/summary"
@@ -62,7 +53,7 @@ def test_ui_reports_one_supervisor_with_free_slots(storm_cluster: Settings) -> N
 
 
 def test_cluster_status_reports_every_daemon_healthy(storm_cluster: Settings) -> None:
-    result = _autotag(storm_cluster, "cluster", "status", "--json")
+    result = autotag(storm_cluster, "cluster", "status", "--json", env=sparse_env(storm_cluster))
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     for name in ("zookeeper", "nimbus", "supervisor", "ui"):
         assert rows[name]["healthy"], rows[name]
@@ -83,7 +74,7 @@ def test_submit_flow_deactivate_activate_kill(storm_cluster: Settings) -> None:
     assert wait_for(lambda: _lines(out) >= 20, timeout=120), "no tuples reached the bolt"
 
     # Deactivated: the spout stops emitting, the file stops growing.
-    assert _autotag(s, "deactivate", "smoke").returncode == 0
+    assert autotag(s, "deactivate", "smoke", env=sparse_env(s)).returncode == 0
     assert NimbusClient(s).topology("smoke").status == "INACTIVE"
     time.sleep(3)  # let in-flight tuples land
     paused_at = _lines(out)
@@ -91,12 +82,12 @@ def test_submit_flow_deactivate_activate_kill(storm_cluster: Settings) -> None:
     assert _lines(out) == paused_at, "spout kept emitting while deactivated"
 
     # Activated: it resumes.
-    assert _autotag(s, "activate", "smoke").returncode == 0
+    assert autotag(s, "activate", "smoke", env=sparse_env(s)).returncode == 0
     assert wait_for(lambda: _lines(out) >= paused_at + 20, timeout=60), "spout did not resume"
     assert NimbusClient(s).topology("smoke").status == "ACTIVE"
 
     # A second submit of the same name is refused with a one-line reason.
-    again = _autotag(s, "submit", "smoke")
+    again = autotag(s, "submit", "smoke", env=sparse_env(s))
     assert again.returncode != 0
     assert "already running" in again.stderr and "Traceback" not in again.stderr
 
@@ -108,6 +99,6 @@ def test_submit_flow_deactivate_activate_kill(storm_cluster: Settings) -> None:
 
 def test_unknown_topology_is_a_one_line_error(storm_cluster: Settings) -> None:
     for verb in ("activate", "deactivate", "kill"):
-        result = _autotag(storm_cluster, verb, "no-such-topology")
+        result = autotag(storm_cluster, verb, "no-such-topology", env=sparse_env(storm_cluster))
         assert result.returncode == 1
         assert result.stderr.strip() == "autotag: no running topology named 'no-such-topology'"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import subprocess
 
 import pytest
 
@@ -12,29 +11,14 @@ from autotag.config import Settings, child_env
 from autotag.errors import ServiceError
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.nimbus import NimbusClient
-
-
-def _autotag(
-    s: Settings, *args: str, env_extra: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = child_env(s)
-    env.update(env_extra or {})
-    return subprocess.run(
-        [str(s.venv / "bin" / "autotag"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.cli import autotag
 
 
 def test_nimbus_unreachable_is_reported(test_settings: Settings) -> None:
     nowhere = dataclasses.replace(test_settings, port_offset=test_settings.port_offset + 7)
     with pytest.raises(ServiceError, match="Nimbus at 127.0.0.1:.* is unreachable"):
         NimbusClient(nowhere).topologies()
-    result = _autotag(
-        nowhere, "topologies", env_extra={"AUTOTAG_PORT_OFFSET": str(nowhere.port_offset)}
-    )
+    result = autotag(nowhere, "topologies")  # its environment names the wrong port offset
     assert result.returncode == 1
     assert "is unreachable" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -52,12 +36,12 @@ def test_port_taken_is_reported(test_settings: Settings, tmp_path) -> None:
 
 
 def test_java_missing_is_reported(test_settings: Settings, tmp_path) -> None:
-    result = _autotag(
+    result = autotag(
         test_settings,
         "cluster",
         "up",
         "zookeeper",
-        env_extra={"PATH": "/usr/bin/nonexistent", "JAVA_HOME": str(tmp_path)},
+        env=child_env(test_settings) | {"PATH": "/usr/bin/nonexistent", "JAVA_HOME": str(tmp_path)},
     )
     assert result.returncode == 1
     assert "Java not found" in result.stderr and "Traceback" not in result.stderr
@@ -67,11 +51,10 @@ def test_status_of_a_stopped_cluster_says_why(test_settings: Settings, tmp_path)
     s = dataclasses.replace(
         test_settings, run_dir=tmp_path, port_offset=test_settings.port_offset + 13
     )
-    result = _autotag(
+    result = autotag(
         s,
         "cluster",
         "status",
-        env_extra={"AUTOTAG_RUN_DIR": str(tmp_path), "AUTOTAG_PORT_OFFSET": str(s.port_offset)},
     )
     assert result.returncode == 3
     assert "nimbus" in result.stdout and "not running" in result.stdout

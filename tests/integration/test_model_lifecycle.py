@@ -5,50 +5,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from autotag.config import Settings, child_env
+from autotag.config import Settings
 from autotag.learning import samples
 from autotag.pipeline import intake
-from autotag.storage import database, lookups
+from tests.cli import autotag, wait_model
 
 pytestmark = pytest.mark.cluster
 
 CLASSES = ("birds", "fish", "insects")  # Tux Paint's animals/<class>/ photo cut-outs
-
-
-def _autotag(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(s.venv / "bin" / "autotag"), *args],
-        env=child_env(s),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def _wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) -> lookups.PhotoInfo:
-    deadline = time.monotonic() + timeout
-    with database.connect(s) as conn:
-        while True:
-            info = lookups.show(conn, photo_id)
-            if info and info.status == "tagged" and info.model_version == model:
-                return info
-            if time.monotonic() > deadline:
-                pytest.fail(f"photo not tagged with {model} in {timeout}s: {info}")
-            time.sleep(1)
-
-
-@pytest.fixture
-def restore_default(autotagger: Settings, default_bundle: str):
-    yield default_bundle
-    from autotag.vision.bundle import set_active
-
-    set_active(autotagger.models_dir, default_bundle)  # later modules expect the default model
 
 
 def test_trained_bundle_is_used_by_the_running_topology(
@@ -69,8 +38,8 @@ def test_trained_bundle_is_used_by_the_running_topology(
 
     # An older photo, tagged by the default model before the new bundle exists.
     (old,) = intake.upload([str(samples.package_photos()[0])], s, force=True)
-    _wait_model(s, old.photo_id, restore_default)
-    trained = _autotag(
+    wait_model(s, old.photo_id, restore_default)
+    trained = autotag(
         s,
         "train",
         "--folders",
@@ -88,7 +57,7 @@ def test_trained_bundle_is_used_by_the_running_topology(
     )
     assert trained.returncode == 0, trained.stderr
     bundle_id = json.loads(trained.stdout)["id"] if trained.stdout.strip().startswith("{") else None
-    listed = json.loads(_autotag(s, "models", "list", "--json").stdout)
+    listed = json.loads(autotag(s, "models", "list", "--json").stdout)
     active = [b for b in listed if b.get("active")]
     assert active and active[0]["id"].startswith("tux-"), listed
     bundle_id = bundle_id or active[0]["id"]
@@ -100,7 +69,7 @@ def test_trained_bundle_is_used_by_the_running_topology(
     own_class_found = 0
     for cls, photo in held_out.items():
         (rec,) = intake.upload([str(photo)], s, force=True)
-        info = _wait_model(s, rec.photo_id, bundle_id)
+        info = wait_model(s, rec.photo_id, bundle_id)
         stored = dict(info.tags)
         direct_tags = direct.tag_file(photo).tags
         expected = {t.tag: t.score for t in direct_tags}
@@ -110,6 +79,6 @@ def test_trained_bundle_is_used_by_the_running_topology(
     assert own_class_found >= 1, "no held-out photo got its trained class tag"
 
     # The backlog: photos tagged by the old model are re-tagged with the new one.
-    result = _autotag(s, "retag")
+    result = autotag(s, "retag")
     assert result.returncode == 0, result.stderr
-    _wait_model(s, old.photo_id, bundle_id)
+    wait_model(s, old.photo_id, bundle_id)

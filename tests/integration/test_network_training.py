@@ -5,7 +5,6 @@ exported ONNX graph does when run directly, and `autotag evaluate` measures the 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,43 +15,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from autotag.config import Settings, child_env
+from autotag.config import Settings
 from autotag.learning.datasets import FASHION_MNIST_CLASSES
 from autotag.pipeline import intake
-from autotag.storage import database, lookups
 from autotag.vision.bundle import load_bundle
+from tests.cli import autotag, wait_model
 
 pytestmark = pytest.mark.cluster
-
-
-def _autotag(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(s.venv / "bin" / "autotag"), *args],
-        env=child_env(s),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def _wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) -> lookups.PhotoInfo:
-    deadline = time.monotonic() + timeout
-    with database.connect(s) as conn:
-        while True:
-            info = lookups.show(conn, photo_id)
-            if info and info.status == "tagged" and info.model_version == model:
-                return info
-            if time.monotonic() > deadline:
-                pytest.fail(f"photo not tagged with {model} in {timeout}s: {info}")
-            time.sleep(1)
-
-
-@pytest.fixture
-def restore_default(autotagger: Settings, default_bundle: str):
-    yield default_bundle
-    from autotag.vision.bundle import set_active
-
-    set_active(autotagger.models_dir, default_bundle)  # later modules expect the default model
 
 
 def _assert_topology_tags_match(
@@ -64,7 +33,7 @@ def _assert_topology_tags_match(
     time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
     for photo in photos:
         (rec,) = intake.upload([str(photo)], s, force=True)
-        info = _wait_model(s, rec.photo_id, bundle_id)
+        info = wait_model(s, rec.photo_id, bundle_id)
         (logits,) = logits_of(photo)
         p = np.exp(logits[0] - logits[0].max())
         p /= p.sum()
@@ -82,7 +51,7 @@ def test_trained_network_tags_through_the_cluster(
 ) -> None:
     s = autotagger
     args = "--model tiny --procs 2 --epochs 1 --limit 1536 --test-limit 500 --batch-size 32"
-    trained = _autotag(
+    trained = autotag(
         s, "train-cnn", *args.split(), "--lr", "0.01", "--name", "tinynet", "--activate",
         "--json", "--work-dir", str(tmp_path / "work"),
     )  # fmt: skip
@@ -96,14 +65,14 @@ def test_trained_network_tags_through_the_cluster(
     assert result["bundle_vs_network_max_abs_diff"] <= 1e-5
     # Far above chance (10%; ±1.3% on 500 images) after one short epoch: it did train.
     assert result["test_top1"] > 0.25, result
-    listed = json.loads(_autotag(s, "models", "list", "--json").stdout)
+    listed = json.loads(autotag(s, "models", "list", "--json").stdout)
     assert [b["id"] for b in listed if b.get("active")] == [bundle_id]
 
     bundle = load_bundle(s.models_dir, bundle_id)
     assert bundle.feature_set["name"] == f"net:{bundle_id}"
     session = ort.InferenceSession(str(bundle.path / "network.onnx"))
 
-    prepared = _autotag(s, "datasets", "prepare", "fashion-mnist", "--limit", "40", "-q",
+    prepared = autotag(s, "datasets", "prepare", "fashion-mnist", "--limit", "40", "-q",
                         "--out", str(tmp_path / "fm"))  # fmt: skip
     assert prepared.returncode == 0, prepared.stderr
     photos = sorted((tmp_path / "fm" / "test" / "images").glob("*.png"))[:6]
@@ -117,7 +86,7 @@ def test_trained_network_tags_through_the_cluster(
     # `autotag evaluate` measures the network's bundle like any other: its top-1 accuracy on
     # the prepared test images is the ONNX graph's own.
     test_dir = tmp_path / "fm" / "test"
-    report = _autotag(s, "evaluate", bundle_id, "--images", str(test_dir / "images"),
+    report = autotag(s, "evaluate", bundle_id, "--images", str(test_dir / "images"),
                       "--labels", str(test_dir / "labels.csv"), "--json", "-q",
                       "--out", str(tmp_path / "eval"))  # fmt: skip
     assert report.returncode == 0, report.stderr
@@ -146,11 +115,11 @@ def test_trained_mlp_head_tags_through_the_cluster(
     from autotag.vision.feature_sets import get_feature_set
 
     s = autotagger
-    prepared = _autotag(s, "datasets", "prepare", "fashion-mnist", "--limit", "300", "-q",
+    prepared = autotag(s, "datasets", "prepare", "fashion-mnist", "--limit", "300", "-q",
                         "--out", str(tmp_path / "fm"))  # fmt: skip
     assert prepared.returncode == 0, prepared.stderr
     train, test = tmp_path / "fm" / "train", tmp_path / "fm" / "test"
-    trained = _autotag(
+    trained = autotag(
         s, "train-mlp", "--images", str(train / "images"), "--labels", str(train / "labels.csv"),
         "--test-images", str(test / "images"), "--test-labels", str(test / "labels.csv"),
         "--features", "hog", "--hidden", "32", "--epochs", "10", "--name", "tinymlp",
@@ -159,7 +128,7 @@ def test_trained_mlp_head_tags_through_the_cluster(
     assert trained.returncode == 0, trained.stderr[-3000:]
     result = json.loads(trained.stdout)
     bundle_id = result["id"]
-    listed = json.loads(_autotag(s, "models", "list", "--json").stdout)
+    listed = json.loads(autotag(s, "models", "list", "--json").stdout)
     assert [b["id"] for b in listed if b.get("active")] == [bundle_id]
     bundle = load_bundle(s.models_dir, bundle_id)
     assert bundle.feature_set["name"] == f"net:{bundle_id}"

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import cv2
 import pytest
 
-from autotag.config import Settings, child_env
+from autotag.config import Settings
 from autotag.pipeline import intake
 from autotag.storage import database, videos
 from autotag.vision.people import Box
+from tests.cli import autotag
 from tests.hostile_video import make_hostile_videos, write_clip
 
 pytestmark = pytest.mark.cluster
@@ -68,16 +68,6 @@ def _on_path(hit: dict, path: list[tuple[float, tuple[int, int, int, int]]]) -> 
     if abs(t - hit["at_secs"]) > 1.0:
         return False
     return Box(hit["x"], hit["y"], hit["w"], hit["h"], 0).iou(Box(*box, 0)) >= 0.3
-
-
-def _autotag(s: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(s.venv / "bin" / "autotag"), *args],
-        env=child_env(s),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _wait_videos(s: Settings, ids: list[str], timeout: float) -> dict[str, str]:
@@ -131,7 +121,7 @@ def test_search_person_lists_segments_with_time_ranges(
     autotagger: Settings, uploaded: dict
 ) -> None:
     vid = uploaded["records"]["vtest.avi"].video_id
-    out = _autotag(autotagger, "search", "person", "--json")
+    out = autotag(autotagger, "search", "person", "--json")
     assert out.returncode == 0, out.stderr
     spans = sorted(
         (h["start_secs"], h["end_secs"])
@@ -139,11 +129,11 @@ def test_search_person_lists_segments_with_time_ranges(
         if h.get("kind") == "video_segment" and h["video_id"] == vid
     )
     assert spans == [(10.0 * i, min(10.0 * (i + 1), 79.5)) for i in range(8)]
-    text = _autotag(autotagger, "search", "person")
+    text = autotag(autotagger, "search", "person")
     assert f"video {vid[:12]} #6 1:00.0-1:10.0" in text.stdout, text.stdout
-    shown = _autotag(autotagger, "video", "show", vid[:10])
+    shown = autotag(autotagger, "video", "show", vid[:10])
     assert shown.returncode == 0 and "#7" in shown.stdout and "person boxes in" in shown.stdout
-    failed = _autotag(autotagger, "video", "list", "--status", "failed")
+    failed = autotag(autotagger, "video", "list", "--status", "failed")
     assert "video frames are 4096x2304" in failed.stdout, failed.stdout
 
 
@@ -162,7 +152,7 @@ def test_reid_finds_the_man_in_black_in_the_next_segment(
         and Box(d["x"], d["y"], d["w"], d["h"], 0).iou(Box(*box, 0)) >= 0.5
     ]
     assert query, "the man in black was not detected with a vector around 56 s"
-    out = _autotag(autotagger, "reid", str(query[0]["detection_id"]), "--json", "--top", "20")
+    out = autotag(autotagger, "reid", str(query[0]["detection_id"]), "--json", "--top", "20")
     assert out.returncode == 0, out.stderr
     hits = json.loads(out.stdout)["results"]
     assert all((h["video_id"], h["segment"]) != (vid, 5) for h in hits)  # own segment left out
@@ -183,7 +173,7 @@ def test_reid_by_image_finds_the_woman_in_the_coat_in_the_next_segment(
     assert ok
     crop = tmp_path / "woman.png"
     cv2.imwrite(str(crop), frame[y : y + h, x : x + w])
-    out = _autotag(autotagger, "reid", str(crop), "--json", "--top", "20")
+    out = autotag(autotagger, "reid", str(crop), "--json", "--top", "20")
     assert out.returncode == 0, out.stderr
     hits = json.loads(out.stdout)["results"]
     (seg6,) = [r for r in hits if r["video_id"] == vid and r["segment"] == 6]
@@ -219,7 +209,7 @@ def test_camera_plays_a_file_and_an_empty_fifo_fails(
     autotagger: Settings, uploaded: dict, tmp_path: Path
 ) -> None:
     clip = write_clip(tmp_path / "walk.avi", 3.0, seed=7)
-    out = _autotag(
+    out = autotag(
         autotagger, "camera", str(clip), "--name", "gate", "--segment-secs", "1.5", "--json"
     )
     assert out.returncode == 0, out.stderr
@@ -236,7 +226,7 @@ def test_camera_plays_a_file_and_an_empty_fifo_fails(
     fifo = tmp_path / "nothing.fifo"
     os.mkfifo(fifo)
     started = time.monotonic()
-    empty = _autotag(autotagger, "camera", str(fifo), "--name", "dead", "--stall-secs", "2")
+    empty = autotag(autotagger, "camera", str(fifo), "--name", "dead", "--stall-secs", "2")
     assert empty.returncode == 1
     assert "no frame from the source for 2 s" in empty.stderr, empty.stderr
     assert time.monotonic() - started < 60
