@@ -18,6 +18,7 @@ from autotag.cli.training import (
 )
 from autotag.learning.networks import ARCHITECTURES
 from autotag.pipeline.tag_step import decode_limits, feature_options
+from autotag.vision.bundle import ModelBundle
 
 
 @click.command("train-cnn")
@@ -114,12 +115,8 @@ def train_cnn(
     )
     bundle, result = train_network(request, s.models_dir)
     m = bundle.metrics
-    if as_json:
-        out = {"id": bundle.id, "path": str(bundle.path), "active": activate, **m}
-        click.echo(json.dumps(out, indent=2))
+    if _echo_bundle(bundle, activate, as_json):
         return
-    click.echo(f"bundle {bundle.id}{'  (active)' if activate else ''}")
-    click.echo(f"  {bundle.path}")
     click.echo(
         f"  {arch}: test top-1 {m['test_top1']:.4f} on {m['test_images']} images; validation "
         f"{m['validation_top1']:.4f} (best epoch {m['best_epoch']} of {m['epochs_run']})"
@@ -219,12 +216,8 @@ def train_mlp(
         progress=progress_bars(not quiet and not as_json),
     )
     m = bundle.metrics
-    if as_json:
-        out = {"id": bundle.id, "path": str(bundle.path), "active": activate, **m}
-        click.echo(json.dumps(out, indent=2))
+    if _echo_bundle(bundle, activate, as_json):
         return
-    click.echo(f"bundle {bundle.id}{'  (active)' if activate else ''}")
-    click.echo(f"  {bundle.path}")
     click.echo(
         f"  mlp-head on {features}: validation top-1 {m['validation_top1']:.4f} "
         f"(best epoch {m['best_epoch']} of {m['epochs_run']})"
@@ -234,6 +227,18 @@ def train_mlp(
         _print_summary(report["summary"])
     d = m["onnx_vs_head_max_abs_diff"]
     click.echo(f"  ONNX vs NumPy max |diff|: probabilities {d['probabilities']:.2g}")
+
+
+def _echo_bundle(bundle: ModelBundle, activate: bool, as_json: bool) -> bool:
+    """The new bundle with its metrics as JSON (True: nothing more to print), or its id and
+    path as the first lines of the text report."""
+    if as_json:
+        out = {"id": bundle.id, "path": str(bundle.path), "active": activate, **bundle.metrics}
+        click.echo(json.dumps(out, indent=2))
+        return True
+    click.echo(f"bundle {bundle.id}{'  (active)' if activate else ''}")
+    click.echo(f"  {bundle.path}")
+    return False
 
 
 commands = [train_cnn, train_mlp]
