@@ -25,7 +25,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +54,11 @@ TEST_LOGITS = "test_logits.npy"  # JAX's, float32: what the bundle is checked ag
 BN_IMAGES = 5000  # training images (not augmented) that batch norm's statistics are measured on
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Everything a worker needs; written beside the checkpoint so resume can check it."""
+@dataclass(frozen=True, kw_only=True)
+class TrainingSchedule:
+    """How a network is trained: the choices ``autotag train-cnn`` offers, passed unchanged
+    from the request to every worker."""
 
-    arch: str
-    x_train: str  # npy files (uint8 N×H×W) and int64 labels, written by the parent
-    y_train: str
-    x_test: str
-    y_test: str
-    classes: list[str]
-    work_dir: str
     procs: int = 1
     epochs: int = 15
     batch_size: int = 128
@@ -77,6 +71,23 @@ class NetworkConfig:
     until_epoch: int | None = None  # stop this run after that epoch; the schedule spans epochs
     resume: bool = False
     progress: bool = True
+
+    def schedule(self) -> dict[str, Any]:
+        """Just the schedule's fields, to hand on to another dataclass that has them."""
+        return {f.name: getattr(self, f.name) for f in fields(TrainingSchedule)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig(TrainingSchedule):
+    """Everything a worker needs; written beside the checkpoint so resume can check it."""
+
+    arch: str
+    x_train: str  # npy files (uint8 N×H×W) and int64 labels, written by the parent
+    y_train: str
+    x_test: str
+    y_test: str
+    classes: list[str]
+    work_dir: str
     port: int = 0
 
     @property

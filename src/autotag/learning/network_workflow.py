@@ -21,7 +21,14 @@ from autotag.errors import AutotagError
 from autotag.learning.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashion_mnist_arrays
 from autotag.learning.network_data import softmax, to_input
 from autotag.learning.network_export import run_onnx
-from autotag.learning.network_training import ONNX_FILE, PARAMS, TEST_LOGITS, NetworkConfig, run
+from autotag.learning.network_training import (
+    ONNX_FILE,
+    PARAMS,
+    TEST_LOGITS,
+    NetworkConfig,
+    TrainingSchedule,
+    run,
+)
 from autotag.learning.networks import layers_of
 from autotag.vision import bundle as bundles
 from autotag.vision.bundle import HeadGroup, ModelBundle
@@ -30,27 +37,18 @@ from autotag.vision.network_features import NETWORK_FILE, network_name
 MAX_PROBABILITY_DIFF = 1e-5  # tag scores: bundle (ONNX) vs the framework, every test image
 
 
-@dataclass(frozen=True)
-class NetworkRequest:
+@dataclass(frozen=True, kw_only=True)
+class NetworkRequest(TrainingSchedule):
+    """What to train (``arch`` on the Fashion-MNIST files in ``source``), where its work goes,
+    and what becomes of the bundle."""
+
     arch: str
     work_dir: Path
     source: Path = FASHION_MNIST_DIR
     limit: int | None = None  # first N training images (tests, quick looks)
     test_limit: int | None = None
-    procs: int = 1
-    epochs: int = 15
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.1
-    patience: int = 4
-    seed: int = 0
-    augment: bool = False
-    until_epoch: int | None = None
-    resume: bool = False
     name: str | None = None
     activate: bool = False
-    progress: bool = True
 
 
 def train_network(request: NetworkRequest, models_dir: Path) -> tuple[ModelBundle, dict[str, Any]]:
@@ -72,18 +70,7 @@ def train_network(request: NetworkRequest, models_dir: Path) -> tuple[ModelBundl
         **{k: str(v) for k, v in files.items()},
         classes=list(FASHION_MNIST_CLASSES),
         work_dir=str(work),
-        procs=request.procs,
-        epochs=request.epochs,
-        batch_size=request.batch_size,
-        lr=request.lr,
-        weight_decay=request.weight_decay,
-        val_fraction=request.val_fraction,
-        patience=request.patience,
-        seed=request.seed,
-        augment=request.augment,
-        until_epoch=request.until_epoch,
-        resume=request.resume,
-        progress=request.progress,
+        **request.schedule(),
     )
     result = run(config)
     bundle = _bundle(request, config, result, models_dir)
