@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 Crop = tuple[int, int, int, int]  # x, y, width, height in the resized image
+_EPSILON = float(np.finfo(np.float64).eps)  # OpenCV's DBL_EPSILON test for whole factors
 
 
 def _taps(source: int, target: int, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,10 +61,7 @@ def _generic_area(height: int, width: int, size: tuple[int, int]) -> bool:
     sx, sy = 1.0 / (size[0] / width), 1.0 / (size[1] / height)
     if sx < 1 or sy < 1:
         return False
-    whole = (
-        abs(sx - round(sx)) < np.finfo(np.float64).eps
-        and abs(sy - round(sy)) < np.finfo(np.float64).eps
-    )
+    whole = abs(sx - round(sx)) < _EPSILON and abs(sy - round(sy)) < _EPSILON
     return not whole
 
 

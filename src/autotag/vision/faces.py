@@ -94,8 +94,9 @@ class FaceDetector:
     A face is a box whose score (the sigmoid of the network's logit) reaches
     ``min_score`` (0.6: the lowest with no false face on half A of bench/faces.py's LFW
     scenes; half B is the held-out check); overlapping boxes are merged by non-maximum
-    suppression. The tag score is the best face's score. Short range means faces that matter to the photo (roughly a
-    tenth of its longer side or more), not a crowd in the background.
+    suppression. The tag score is the best face's score. Short range means faces that
+    matter to the photo (roughly a tenth of its longer side or more), not a crowd in the
+    background.
     """
 
     SIZE = 128
