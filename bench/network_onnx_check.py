@@ -7,7 +7,8 @@ Fashion-MNIST test images through the bundle's feature set exactly as a bolt doe
 and through JAX with the training run's weights (``params.npz`` in its work dir), and prints
 the largest absolute difference of each output and of the served probabilities, beside the
 largest magnitude of that output and each side's distance from a float64 NumPy pass (the
-exact value both float32 runs round differently). Accuracy figures, not timings: any machine.
+exact value both float32 runs round differently), and whether ``np.allclose(ONNX, JAX,
+rtol=1e-5, atol=1e-5)`` holds for each output. Accuracy figures, not timings: any machine.
 
     python bench/network_onnx_check.py --bundle ID --work-dir run/train-cnn/NAME
     python bench/network_onnx_check.py --bundle ID --work-dir DIR --limit 500   # quick look
@@ -69,6 +70,8 @@ def main() -> None:
             "onnx_vs_jax": float(d.max()),
             "onnx_vs_jax_relative": float(d.max() / np.abs(jax_out).max()),
             "float32_ulp_at_max": float(np.spacing(np.float32(np.abs(jax_out).max()))),
+            # np.allclose(onnx, jax, rtol=1e-5, atol=1e-5) holds iff this is at most 1
+            "allclose_1e-5_ratio": float((d / (1e-5 + 1e-5 * np.abs(jax_out))).max()),
         }
         if ref is not None:
             out["jax_vs_float64"] = float(np.abs(jax_out - ref).max())
@@ -100,7 +103,8 @@ def main() -> None:
         print(
             f"  {r['output']}: max |ONNX − JAX| {r['onnx_vs_jax']:.2g} "
             f"({r['onnx_vs_jax_relative']:.2g} of max |value| {r['max_abs']:.3g}; "
-            f"float32 ulp there {r['float32_ulp_at_max']:.2g}){extra}"
+            f"float32 ulp there {r['float32_ulp_at_max']:.2g}){extra}; "
+            f"allclose(rtol=atol=1e-5): {r['allclose_1e-5_ratio'] <= 1}"
         )
 
 

@@ -61,6 +61,9 @@ def test_trained_network_tags_through_the_cluster(
     assert result["onnx_max_abs_diff"]["logits"] <= 1e-5, result
     assert result["onnx_max_abs_diff"]["embedding"] <= 1e-5, result
     assert result["onnx_max_abs_diff"]["probabilities"] <= 1e-5, result
+    assert result["onnx_allclose_1e-5"] == dict.fromkeys(
+        ("embedding", "logits", "probabilities"), True
+    )
     assert result["test_images"] == 500 and [h["epoch"] for h in result["history"]] == [1]
     assert result["bundle_vs_network_max_abs_diff"] <= 1e-5
     # Far above chance (10%; ±1.3% on 500 images) after one short epoch: it did train.

@@ -128,6 +128,8 @@ def train_cnn(
         f"embedding {d['embedding']:.2g}, logits {d['logits']:.2g} (vs float64: JAX "
         f"{x['jax_logits']:.2g}, ONNX {x['onnx_logits']:.2g}; |logits| up to {x['max_abs_logit']:.3g})"
     )
+    close = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in m["onnx_allclose_1e-5"].items())
+    click.echo(f"  ONNX allclose to JAX (rtol = atol = 1e-5): {close}")
 
 
 @click.command("train-mlp")

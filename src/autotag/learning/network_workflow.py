@@ -152,6 +152,7 @@ def _bundle(
         "procs": config.procs,
         "history": result["history"],
         "onnx_max_abs_diff": result["onnx_max_abs_diff"],
+        "onnx_allclose_1e-5": result["onnx_allclose_1e-5"],
         "float64_max_abs_diff": result["float64_max_abs_diff"],
         "bundle_vs_network_max_abs_diff": diff,
         "bundle_test_top1": float((bundle.score(emb).argmax(1) == y_test).mean())
