@@ -28,6 +28,7 @@ import onnxruntime as ort
 
 from autotag.config import settings
 from autotag.learning.datasets import FASHION_MNIST_CLASSES, fashion_mnist_arrays
+from autotag.learning.network_data import softmax
 from autotag.pipeline import intake
 from autotag.storage import database, lookups
 from autotag.vision import bundle as bundles
@@ -49,10 +50,8 @@ def direct_probabilities(session: ort.InferenceSession, photos: list[Path]) -> n
         (logits,) = session.run(
             ["logits"], {"image": (grey.astype(np.float32) / 255.0)[None, None]}
         )
-        z = logits[0].astype(np.float64)
-        p = np.exp(z - z.max())
-        out.append(p / p.sum())
-    return np.stack(out)
+        out.append(logits[0])
+    return softmax(np.stack(out))
 
 
 def upload(photos: list[Path]) -> list[str]:
