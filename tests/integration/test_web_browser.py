@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,7 @@ from autotag.config import Settings
 from autotag.learning import samples
 from autotag.ops import cluster
 from autotag.ops.daemons.base import wait_for
+from autotag.ops.nimbus import NimbusClient
 from autotag.ops.web_token import read_token
 
 pytestmark = pytest.mark.cluster
@@ -266,3 +270,94 @@ def test_without_the_token_everything_is_refused(web: tuple[str, str], browser: 
     r = page.request.get(f"{base}/stats", headers={"Authorization": "Bearer " + "x" * len(token)})
     assert r.status == 401
     context.close()
+
+
+def _get_json(url: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _components(topo: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        "spouts": [r["spoutId"] for r in topo["spouts"]],
+        "bolts": [r["boltId"] for r in topo["bolts"]],
+    }
+
+
+def test_storm_ui_port_serves_the_web_apis_topology_json(
+    web: tuple[str, str], autotagger: Settings
+) -> None:
+    """Storm's UI REST paths for a topology answer on the Storm UI's port (no token, loopback
+    only, as Storm's UI) with the JSON the web API serves behind its token: one implementation
+    (ops.storm_rest), Storm's field names, the same 404s."""
+    s = autotagger
+    base, token = web
+    ui = f"http://{s.local_bind_host}:{s.port(s.ui_port)}"
+    tid = NimbusClient(s).topology("autotagger").id
+
+    def both(path: str) -> tuple[tuple[int, dict[str, Any]], tuple[int, dict[str, Any]]]:
+        return _get_json(ui + path), _get_json(base + path, token)
+
+    # The web mount still wants its token; the Storm UI serves this host's users as before.
+    assert _get_json(f"{base}/api/v1/topology/{tid}")[0] == 401
+
+    for path in (f"/api/v1/topology/{tid}", "/api/v1/topology/autotagger?window=600"):
+        (ui_code, from_ui), (web_code, from_web) = both(path)
+        assert (ui_code, web_code) == (200, 200), (from_ui, from_web)
+        assert {"spouts", "bolts", "topologyStats"} <= from_ui.keys()
+        assert from_ui.keys() == from_web.keys()  # figures move between calls; shape does not
+        assert from_ui.keys() & {"components", "uptime_secs"} == set()  # its own shape: gone
+        for k in ("id", "name", "window", "status"):
+            assert from_ui[k] == from_web[k], k
+        assert (from_ui["id"], from_ui["name"]) == (tid, "autotagger")
+        assert _components(from_ui) == _components(from_web)
+        assert sorted(_components(from_ui)["bolts"]) == [
+            "autotag",
+            "db_writer",
+            "video",
+            "video_writer",
+        ]
+        assert from_ui["topologyStats"].keys() == from_web["topologyStats"].keys()
+        for kind in ("spouts", "bolts"):
+            for a, b in zip(from_ui[kind], from_web[kind], strict=True):
+                assert a.keys() == b.keys()
+
+    for bolt in ("autotag", "db_writer"):
+        (ui_code, from_ui), (web_code, from_web) = both(f"/api/v1/topology/{tid}/component/{bolt}")
+        assert (ui_code, web_code) == (200, 200), (from_ui, from_web)
+        assert {"boltStats", "executorStats"} <= from_ui.keys()
+        assert from_ui.keys() == from_web.keys()
+        for k in ("id", "name", "topologyId", "componentType", "executors", "window"):
+            assert from_ui[k] == from_web[k], k
+        assert (from_ui["id"], from_ui["topologyId"], from_ui["componentType"]) == (
+            bolt,
+            tid,
+            "bolt",
+        )
+        assert [w["window"] for w in from_ui["boltStats"]] == [
+            w["window"] for w in from_web["boltStats"]
+        ]
+        assert [e["id"] for e in from_ui["executorStats"]] == [
+            e["id"] for e in from_web["executorStats"]
+        ]
+        assert len(from_ui["executorStats"]) == from_ui["executors"] >= 1
+
+    # Unknown topology, component or window: the same error JSON from both.
+    refused = [
+        ("/api/v1/topology/no-such-topology", 404),
+        (f"/api/v1/topology/{tid}/component/no-such-bolt", 404),
+        ("/api/v1/topology/autotagger?window=7", 400),
+    ]
+    for path, code in refused:
+        (ui_code, from_ui), (web_code, from_web) = both(path)
+        assert (ui_code, web_code) == (code, code), path
+        assert from_ui == from_web and from_ui["error"], path
+
+    # The Storm UI's page shows the topology from the same dict.
+    with urllib.request.urlopen(ui + "/", timeout=30) as r:
+        page = r.read().decode()
+    assert f"/api/v1/topology/{tid}/component/db_writer" in page and "executeLatency" in page

@@ -109,6 +109,19 @@ def test_component_page_every_window_and_errors_newest_first() -> None:
         component_stats.component_page(info(), "__acker")
 
 
+def test_component_page_lists_each_executor_over_the_window() -> None:
+    page = component_stats.component_page(info(), "autotag", window="600")
+    assert page["window"] == "600"
+    busy, idle = page["executorStats"]
+    assert (busy["id"], busy["host"], busy["port"]) == ("[3-3]", "127.0.0.1", 6701)
+    assert (busy["executed"], busy["emitted"], busy["failed"]) == (300, 290, 1)
+    assert busy["capacity"] == "0.500" and idle["capacity"] == "0.100"
+    assert idle["executeLatency"] == "1000.000" and idle["processLatency"] == "500.000"
+    (first, second) = component_stats.component_page(info(), "photos")["executorStats"]
+    assert (first["id"], first["acked"], first["completeLatency"]) == ("[1-1]", 90, "200.000")
+    assert second["acked"] == 50 and "executed" not in second
+
+
 def test_windows_are_checked() -> None:
     assert component_stats.check_window("all-time") == ":all-time"
     with pytest.raises(ValueError, match="window must be one of"):

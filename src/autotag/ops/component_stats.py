@@ -207,18 +207,48 @@ def topology_page(
     }
 
 
+def _executor_row(kind: str, ex: Any, window: str) -> dict[str, Any]:
+    """One executor of a component over one window, as Storm's ``executorStats`` lists it."""
+    t = _Totals()
+    t.add(ex, window)
+    info = ex.executor_info
+    row: dict[str, Any] = {
+        "id": f"[{info.task_start}-{info.task_end}]",
+        "host": ex.host,
+        "port": ex.port,
+        "uptimeSeconds": ex.uptime_secs,
+        "emitted": t.emitted,
+        "transferred": t.transferred,
+        "acked": t.acked,
+        "failed": t.failed,
+    }
+    if kind == "spout":
+        row["completeLatency"] = _avg(t.complete_ms, t.acked)
+    else:
+        row["executed"] = t.executed
+        row["executeLatency"] = _avg(t.execute_ms, t.executed)
+        row["processLatency"] = _avg(t.process_ms, t.executed)
+        row["capacity"] = f"{t.capacity:.3f}"
+    return row
+
+
 def component_page(
-    info: Any, component: str, structure: Mapping[str, str] | None = None
+    info: Any,
+    component: str,
+    structure: Mapping[str, str] | None = None,
+    window: str = ":all-time",
 ) -> dict[str, Any]:
-    """``/api/v1/topology/<id>/component/<name>``: one component over every window."""
+    """``/api/v1/topology/<id>/component/<name>``: one component over every window, and
+    each of its executors over ``window``."""
+    window = check_window(window)
     kind = _kinds(info, structure).get(component)
     if kind is None:
         raise KeyError(component)
     errors = _errors(info, component)
     stats = []
-    for window, hint in WINDOWS.items():
-        row = _row(kind, component, _totals(info, component, window), errors)
-        stats.append({"window": window, "windowPretty": hint, **row})
+    for w, hint in WINDOWS.items():
+        row = _row(kind, component, _totals(info, component, w), errors)
+        stats.append({"window": w, "windowPretty": hint, **row})
     all_time = _totals(info, component, ":all-time")
     return {
         "id": component,
@@ -229,6 +259,15 @@ def component_page(
         "tasks": all_time.tasks,
         "hosts": sorted(all_time.hosts),
         "statsReported": stats_reported(info),
+        "window": window,
+        "windowHint": WINDOWS[window],
         ("spoutSummary" if kind == "spout" else "boltStats"): stats,
+        "executorStats": [
+            _executor_row(kind, ex, window)
+            for ex in sorted(
+                (ex for ex in info.executors or [] if ex.component_id == component),
+                key=lambda ex: ex.executor_info.task_start,
+            )
+        ],
         "componentErrors": errors,
     }

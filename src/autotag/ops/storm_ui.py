@@ -4,7 +4,11 @@ plus a one-page HTML view, answered from Nimbus' Thrift API.
 Storm's own UI (storm-webapp) is not published to Maven Central, the only place this project
 may download Storm from, so the local cluster serves this instead. Field names follow
 Storm's REST API documentation so existing scripts (e.g. `/api/v1/cluster/summary`'s
-``supervisors`` / ``slotsFree``) keep working. Run: ``python -m autotag.ops.storm_ui``.
+``supervisors`` / ``slotsFree``) keep working. A topology's paths,
+``/api/v1/topology/<id>?window=`` and ``/api/v1/topology/<id>/component/<name>``, are
+``ops.storm_rest``'s: the same JSON the web API serves (``web.api_storm``), which the HTML
+view renders too. No token: it binds ``local_bind_host`` (loopback), for this host's users
+only. Run: ``python -m autotag.ops.storm_ui``.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import json
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from autotag.config import Settings, settings
+from autotag.ops import storm_rest
 from autotag.ops.nimbus import NimbusClient
 
 STARTED = time.time()
@@ -90,32 +95,6 @@ def topology_summary(s: Settings) -> dict[str, Any]:
     }
 
 
-def topology_detail(s: Settings, topology_id: str) -> dict[str, Any]:
-    client = NimbusClient(s)
-    rows = [t for t in client.topologies() if t.id == topology_id or t.name == topology_id]
-    if not rows:
-        raise KeyError(topology_id)
-    row = rows[0]
-    info = client.topology_info(row.name)
-    components: dict[str, dict[str, Any]] = {}
-    for ex in info.executors or []:
-        comp = components.setdefault(
-            ex.component_id, {"executors": 0, "emitted": 0, "acked": 0, "failed": 0}
-        )
-        comp["executors"] += 1
-        stats = ex.stats
-        if stats is None:
-            continue
-        comp["emitted"] += sum(stats.emitted.get(":all-time", {}).values()) if stats.emitted else 0
-        specific = stats.specific
-        for field in ("spout", "bolt"):
-            part = getattr(specific, field, None)
-            if part is not None:
-                comp["acked"] += sum(part.acked.get(":all-time", {}).values())
-                comp["failed"] += sum(part.failed.get(":all-time", {}).values())
-    return {**row.as_dict(), "components": components}
-
-
 ROUTES = {
     "/api/v1/cluster/summary": cluster_summary,
     "/api/v1/supervisor/summary": supervisor_summary,
@@ -124,22 +103,84 @@ ROUTES = {
 }
 
 
+COMPONENT_COLUMNS = {  # the HTML view's columns, as Storm's UI orders them
+    "spouts": "spoutId executors tasks emitted transferred completeLatency acked failed "
+    "lastError".split(),
+    "bolts": "boltId executors tasks emitted transferred capacity executeLatency executed "
+    "processLatency acked failed lastError".split(),
+}
+
+
+def _cell(value: Any) -> str:
+    return f"<td>{html.escape('' if value is None else str(value))}</td>"
+
+
+def render_topology(topo: dict[str, Any]) -> str:
+    """One topology's spouts and bolts: the dict ``/api/v1/topology/<id>`` answers with
+    (``ops.storm_rest``), as a table per kind."""
+    tid = quote(topo["id"], safe="")
+    parts = [
+        f"<h2>{html.escape(topo['name'])} <small>({html.escape(topo['id'])}, "
+        f"{html.escape(topo['status'])}, {html.escape(topo['windowHint'])})</small></h2>",
+        f"<p>topology stats: {html.escape(json.dumps(topo['topologyStats']))}"
+        + ("" if topo["statsReported"] else " — no figures reported by the workers yet")
+        + f' <a href="/api/v1/topology/{tid}">JSON</a></p>',
+    ]
+    for kind, columns in COMPONENT_COLUMNS.items():
+        head = "".join(f"<th>{c}</th>" for c in columns)
+        rows = "".join(
+            "<tr>"
+            + f'<td><a href="/api/v1/topology/{tid}/component/{quote(r[columns[0]], safe="")}">'
+            + f"{html.escape(r[columns[0]])}</a></td>"
+            + "".join(_cell(r.get(c)) for c in columns[1:])
+            + "</tr>"
+            for r in topo[kind]
+        )
+        parts.append(f"<h3>{kind}</h3><table border=1><tr>{head}</tr>{rows}</table>")
+    return "".join(parts)
+
+
 def render_page(s: Settings) -> str:
     summary = cluster_summary(s)
+    listed = topology_summary(s)["topologies"]
     rows = "".join(
-        f"<tr><td>{html.escape(t['name'])}</td><td>{t['status']}</td><td>{t['uptimeSeconds']}</td>"
-        f"<td>{t['workersTotal']}</td><td>{t['executorsTotal']}</td></tr>"
-        for t in topology_summary(s)["topologies"]
+        f"<tr><td>{html.escape(t['name'])}</td><td>{html.escape(t['status'])}</td>"
+        f"<td>{t['uptimeSeconds']}</td><td>{t['workersTotal']}</td>"
+        f"<td>{t['executorsTotal']}</td></tr>"
+        for t in listed
     )
-    facts = "".join(f"<li>{k}: {v}</li>" for k, v in summary.items())
+    details = []
+    for t in listed:
+        try:
+            details.append(render_topology(storm_rest.topology(s, t["id"])))
+        except storm_rest.StormRestError:
+            continue  # killed since it was listed
+    facts = "".join(f"<li>{k}: {html.escape(str(v))}</li>" for k, v in summary.items())
     return (
-        "<!doctype html><title>Storm UI (autotag local cluster)</title>"
+        "<!doctype html><meta charset=utf-8><title>Storm UI (autotag local cluster)</title>"
         f"<h1>Storm {html.escape(s.storm_version)} — local cluster</h1><ul>{facts}</ul>"
         "<table border=1><tr><th>topology</th><th>status</th><th>uptime s</th><th>workers</th>"
-        f"<th>executors</th></tr>{rows}</table>"
+        f"<th>executors</th></tr>{rows}</table>{''.join(details)}"
         "<p>REST: /api/v1/cluster/summary, /api/v1/supervisor/summary, /api/v1/nimbus/summary, "
-        "/api/v1/topology/summary, /api/v1/topology/&lt;id&gt;</p>"
+        "/api/v1/topology/summary, /api/v1/topology/&lt;id&gt;?window=, "
+        "/api/v1/topology/&lt;id&gt;/component/&lt;name&gt;?window=</p>"
     )
+
+
+def route(s: Settings, path: str, query: str) -> dict[str, Any]:
+    """The JSON for a REST path (percent-encoded, as requested); ``StormRestError`` 404 if
+    there is none. The topology paths are ``ops.storm_rest``'s, as the web API serves them."""
+    if path in ROUTES:
+        return ROUTES[path](s)
+    window = parse_qs(query).get("window", [None])[-1]
+    parts = path.split("/")  # "", "api", "v1", "topology", <id>[, "component", <name>]
+    if len(parts) >= 5 and parts[:4] == ["", "api", "v1", "topology"] and parts[4]:
+        name = unquote(parts[4])
+        if len(parts) == 5:
+            return storm_rest.topology(s, name, window)
+        if len(parts) == 7 and parts[5] == "component" and parts[6]:
+            return storm_rest.component(s, name, unquote(parts[6]), window)
+    raise storm_rest.StormRestError(404, f"no such endpoint: {unquote(path)}")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -158,18 +199,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         s = settings()
-        path = urlparse(self.path).path.rstrip("/") or "/"
+        url = urlparse(self.path)
+        path = url.path.rstrip("/") or "/"
         try:
             if path == "/":
                 self._send(200, render_page(s), "text/html")
-            elif path in ROUTES:
-                self._send(200, json.dumps(ROUTES[path](s)))
-            elif path.startswith("/api/v1/topology/"):
-                self._send(200, json.dumps(topology_detail(s, unquote(path.rsplit("/", 1)[1]))))
             else:
-                self._send(404, json.dumps({"error": "not found", "path": path}))
-        except KeyError as exc:
-            self._send(404, json.dumps({"error": f"no topology {exc.args[0]!r}"}))
+                self._send(200, json.dumps(route(s, path, url.query)))
+        except storm_rest.StormRestError as exc:
+            self._send(exc.status, json.dumps({"error": exc.message}))
         except Exception as exc:  # noqa: BLE001 - report, never crash the UI
             self._send(503, json.dumps({"error": str(exc) or type(exc).__name__}))
 
