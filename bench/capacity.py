@@ -42,9 +42,9 @@ ROWS_PER_RESULT = 1 + 10 + 1  # its photos row, 10 tag rows, one vector row
 
 
 def redis_entries_per_s(settings, n: int) -> float:
-    from autotag.storage.photo_stream import PhotoStream
+    from autotag.storage.item_stream import ItemStream
 
-    stream = PhotoStream(settings)
+    stream = ItemStream(settings)
     stream.ensure_group()
     ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
     t0 = time.perf_counter()
@@ -60,7 +60,7 @@ def redis_entries_per_s(settings, n: int) -> float:
 
 
 def db_results_per_s(settings, n: int, dim: int = 1280) -> float:
-    from autotag.pipeline.contract import PhotoResult
+    from autotag.contract import PhotoResult
     from autotag.storage import database
     from autotag.storage.writer import write_results
 

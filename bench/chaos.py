@@ -47,7 +47,7 @@ from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon
 from autotag.ops.topology import submit, wait_scheduled
 from autotag.pipeline import intake
 from autotag.storage import database
-from autotag.storage.photo_stream import PhotoStream
+from autotag.storage.item_stream import ItemStream
 
 TOPOLOGY = "autotagger"
 CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"  # read by src/bolts/autotag.py
@@ -249,7 +249,7 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
         poison_row = conn.execute(
             "SELECT status, attempts, reason FROM photos WHERE photo_id = %s", (POISON_ID,)
         ).fetchone()
-    dead = [d for d in PhotoStream(s).dead_letters(100000) if d.at >= started_at - 1]
+    dead = [d for d in ItemStream(s).dead_letters(100000) if d.at >= started_at - 1]
     dead_ids = {d.photo_id for d in dead}
     poison_status, poison_attempts, poison_reason = poison_row or (None, 0, None)
     return {

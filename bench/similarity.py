@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import faiss  # noqa: E402
 
-from autotag.search.index import VectorIndex  # noqa: E402
+from autotag.similarity.index import VectorIndex  # noqa: E402
 
 CHUNK = 50_000
 CLUSTERS = 1000

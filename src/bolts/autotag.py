@@ -20,9 +20,9 @@ import cv2
 from streamparse import Bolt
 
 from autotag.config import settings
-from autotag.pipeline.contract import FAILED, RESULT_FIELDS
+from autotag.contract import FAILED, RESULT_FIELDS
 from autotag.pipeline.tag_step import ActiveTagger, TagStep, blob_reader
-from autotag.storage.photo_stream import PhotoStream
+from autotag.storage.item_stream import ItemStream
 
 # Fault injection for bench/chaos.py only: this photo kills the process tagging it.
 CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"
@@ -53,7 +53,7 @@ class AutotagBolt(Bolt):
         self.step = TagStep(
             ActiveTagger(s),
             blob_reader(s),  # local blob directory, or the intake host's blob service
-            PhotoStream(s),
+            ItemStream(s),
             max_bytes=s.max_file_bytes,
             mark_ttl_secs=2 * timeout + 60,  # outlives a worker restart and a tuple timeout
             before_tagging=_chaos_hook(),
@@ -76,6 +76,6 @@ class AutotagBolt(Bolt):
 
     def _stopped_from_outside(self, signum, _frame) -> None:
         # A fresh connection: the signal may have interrupted one in use.
-        self.step.release(PhotoStream(self.settings))
+        self.step.release(ItemStream(self.settings))
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from streamparse import Bolt
 
 from autotag.config import settings
+from autotag.contract import PhotoResult
 from autotag.pipeline.batcher import ResultBatcher
-from autotag.pipeline.contract import PhotoResult
 from autotag.pipeline.storm_input import StormInput
 from autotag.storage.writer import ResultWriter
 

@@ -23,9 +23,9 @@ from autotag.pipeline.video_contract import (
     SegmentResult,
     parse_segment_key,
 )
-from autotag.pipeline.video_intake import segment_stream
 from autotag.pipeline.video_step import SamplingOptions, VideoAnalyser
 from autotag.storage.blobs import BlobStore
+from autotag.storage.item_stream import segment_stream
 from autotag.vision.faces import FaceDetector
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 

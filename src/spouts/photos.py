@@ -13,9 +13,9 @@ from __future__ import annotations
 from streamparse import Stream
 
 from autotag.config import settings
-from autotag.pipeline.contract import PHOTO_FIELDS, RESULT_FIELDS
-from autotag.pipeline.source import PhotoSource
-from autotag.storage.photo_stream import PhotoStream
+from autotag.contract import PHOTO_FIELDS, RESULT_FIELDS
+from autotag.pipeline.source import ItemSource
+from autotag.storage.item_stream import ItemStream
 from spouts.stream_spout import StreamSpout
 
 
@@ -24,7 +24,7 @@ class PhotoSpout(StreamSpout):
 
     def initialize(self, stormconf, context) -> None:
         timeout = int(stormconf.get("topology.message.timeout.secs", 30))
-        self.source = PhotoSource(PhotoStream(settings()), f"spout-{context['taskid']}", timeout)
+        self.source = ItemSource(ItemStream(settings()), f"spout-{context['taskid']}", timeout)
         recovered = self.source.recover_own_pending()
         self.logger.info(
             "photo spout ready (consumer %s); %d orphaned entries re-queued",

@@ -1,4 +1,4 @@
-"""What the photo and segment spouts share: read a stream through a ``PhotoSource``, emit
+"""What the photo and segment spouts share: read a stream through a ``ItemSource``, emit
 each entry with its stream entry id as the message id, settle Storm's acks and fails.
 
 A subclass sets ``source`` in initialize(), the batch size ``read_count``, and how a
@@ -11,18 +11,18 @@ from typing import Any
 
 from streamparse import Spout
 
-from autotag.pipeline.contract import PhotoResult
-from autotag.pipeline.source import PhotoSource
+from autotag.contract import PhotoResult
+from autotag.pipeline.source import GivenUp, ItemSource
 
 
 class StreamSpout(Spout):
-    source: PhotoSource
+    source: ItemSource
     read_count = 8
     what = "photo"
 
-    def dead_tuple(self, dead: PhotoResult) -> list[Any] | None:
+    def dead_tuple(self, dead: GivenUp) -> list[Any] | None:
         """The tuple for the ``dead_letters`` stream (None: nothing to emit)."""
-        return dead.to_tuple()
+        return PhotoResult.failed(dead.item_id, dead.reason, dead.attempts).to_tuple()
 
     def next_tuple(self) -> None:
         for dead in self.source.take_dead():

@@ -12,15 +12,14 @@ from typing import Any
 from streamparse import Stream
 
 from autotag.config import settings
-from autotag.pipeline.contract import PhotoResult
-from autotag.pipeline.source import PhotoSource
+from autotag.pipeline.source import GivenUp, ItemSource
 from autotag.pipeline.video_contract import (
     SEGMENT_FIELDS,
     SEGMENT_RESULT_FIELDS,
     SegmentResult,
     parse_segment_key,
 )
-from autotag.pipeline.video_intake import segment_stream
+from autotag.storage.item_stream import segment_stream
 from spouts.stream_spout import StreamSpout
 
 
@@ -33,14 +32,14 @@ class VideoSpout(StreamSpout):
     def initialize(self, stormconf, context) -> None:
         timeout = int(stormconf.get("topology.message.timeout.secs", 30))
         consumer = f"video-spout-{context['taskid']}"
-        self.source = PhotoSource(segment_stream(settings()), consumer, timeout)
+        self.source = ItemSource(segment_stream(settings()), consumer, timeout)
         recovered = self.source.recover_own_pending()
         self.logger.info("segment spout ready (%s); %d orphans re-queued", consumer, recovered)
 
-    def dead_tuple(self, dead: PhotoResult) -> list[Any] | None:
+    def dead_tuple(self, dead: GivenUp) -> list[Any] | None:
         try:
-            video_id, segment = parse_segment_key(dead.photo_id)
+            video_id, segment = parse_segment_key(dead.item_id)
         except ValueError:
-            self.logger.error("dropping a dead letter with a bad key %r", dead.photo_id)
+            self.logger.error("dropping a dead letter with a bad key %r", dead.item_id)
             return None
-        return SegmentResult.failed(video_id, segment, dead.reason or "", dead.attempts).to_tuple()
+        return SegmentResult.failed(video_id, segment, dead.reason, dead.attempts).to_tuple()

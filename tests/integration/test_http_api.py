@@ -30,13 +30,13 @@ from fastapi.testclient import TestClient
 
 from autotag.cli import cli
 from autotag.config import Settings
+from autotag.contract import PhotoResult
 from autotag.learning import samples
 from autotag.learning.datasets import read_labels, resolve_photos
 from autotag.ops.web_token import read_token, token_file
 from autotag.pipeline import video_intake
-from autotag.pipeline.contract import PhotoResult
-from autotag.storage import database, photo_stream, search_page, writer
-from autotag.storage.photo_stream import PhotoStream
+from autotag.storage import database, item_stream, search_page, writer
+from autotag.storage.item_stream import ItemStream
 from autotag.web.app import create_app
 
 pytestmark = pytest.mark.services
@@ -61,7 +61,7 @@ def api_settings(services: Settings) -> Iterator[Settings]:
         max_video_bytes=VIDEO_LIMIT,
     )
     yield s
-    r = photo_stream.client(s)
+    r = item_stream.client(s)
     r.delete(s.stream, s.dead_letter_stream, s.video_stream, s.video_dead_letter_stream)
     r.close()
 
@@ -119,7 +119,7 @@ def test_upload_raw_then_duplicate(client: TestClient, api_settings: Settings) -
     assert (out["status"], out["source"], out["bytes"]) == ("queued", "beach.jpg", len(data))
     code, out = upload(client, data)
     assert code == 200 and out["status"] == "duplicate"
-    stream = PhotoStream(api_settings)
+    stream = ItemStream(api_settings)
     entries = stream.read("t", count=100, block_ms=50)
     stream.redis.close()
     assert [e.photo_id for e in entries] == [hashlib.sha256(data).hexdigest()]

@@ -13,9 +13,9 @@ import pytest
 
 from autotag.config import Settings
 from autotag.pipeline import intake
-from autotag.pipeline.contract import PhotoResult
-from autotag.storage import database, lookups, photo_stream, writer
-from autotag.storage.photo_stream import PhotoStream
+from autotag.contract import PhotoResult
+from autotag.storage import database, lookups, item_stream, writer
+from autotag.storage.item_stream import ItemStream
 
 pytestmark = pytest.mark.services
 
@@ -32,15 +32,15 @@ def s(services: Settings) -> Iterator[Settings]:
         max_file_bytes=1000,
     )
     yield st
-    r = photo_stream.client(st)
+    r = item_stream.client(st)
     r.delete(st.stream, st.dead_letter_stream)
     r.close()
 
 
 def stream_ids(st: Settings) -> list[str]:
-    stream = PhotoStream(st)
+    stream = ItemStream(st)
     try:
-        return [e.photo_id for e in stream.read("t", count=1000, block_ms=50)]
+        return [e.item_id for e in stream.read("t", count=1000, block_ms=50)]
     finally:
         stream.redis.close()
 

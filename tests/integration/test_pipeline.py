@@ -213,7 +213,7 @@ def test_a_poison_photo_costs_its_neighbours_nothing(
     """Item 9 on the real topology: a photo that kills the bolt process tagging it, every
     time (as a native decoder crash would), takes its worker down three times; it alone is
     dead-lettered, and every photo that was in flight with it is tagged."""
-    from autotag.storage.photo_stream import PhotoStream
+    from autotag.storage.item_stream import ItemStream
 
     s = autotagger
     neighbours = samples.make_distinct_photos(16, tmp_path / "n", long_side=160, seed=4242)
@@ -229,5 +229,5 @@ def test_a_poison_photo_costs_its_neighbours_nothing(
         info = lookups.show(conn, poison)
     assert info is not None and info.attempts == 3
     assert "gave up after 3 attempts: the worker tagging it died" in (info.reason or "")
-    dead = {d.photo_id for d in PhotoStream(s).dead_letters(1000)}
+    dead = {d.item_id for d in ItemStream(s).dead_letters(1000)}
     assert poison in dead and not dead & set(status)

@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from autotag.config import Settings
+from autotag.contract import PhotoResult
 from autotag.ops.sql_functions import dot_product_language, install_sql_functions
-from autotag.pipeline.contract import PhotoResult
-from autotag.search.service import SimilarityService, resolve_feature_set
+from autotag.similarity.service import SimilarityService, resolve_feature_set
 from autotag.storage import credentials, database, writer
 
 pytestmark = pytest.mark.services

@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from autotag.config import Settings
-from autotag.pipeline.contract import PhotoResult
+from autotag.contract import PhotoResult
 from autotag.storage import database, lookups, registry, vectors, writer
 
 pytestmark = pytest.mark.services

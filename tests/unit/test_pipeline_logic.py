@@ -17,9 +17,7 @@ import psycopg
 import pytest
 
 from autotag.config import Settings
-from autotag.errors import ImageError, ModelError
-from autotag.pipeline.batcher import ResultBatcher
-from autotag.pipeline.contract import (
+from autotag.contract import (
     FAILED,
     RESULT_FIELDS,
     TAGGED,
@@ -27,10 +25,12 @@ from autotag.pipeline.contract import (
     decode_vector,
     encode_vector,
 )
-from autotag.pipeline.source import PhotoSource
+from autotag.errors import ImageError, ModelError
+from autotag.pipeline.batcher import ResultBatcher
+from autotag.pipeline.source import ItemSource
 from autotag.pipeline.tag_step import ActiveTagger, TagStep, tag_photo
 from autotag.storage.blobs import BlobStore
-from autotag.storage.photo_stream import Entry, PendingEntry
+from autotag.storage.item_stream import Entry, PendingEntry
 from autotag.storage.writer import is_transient
 from autotag.vision.bundle import HeadGroup, ModelBundle, set_active
 from autotag.vision.features import feature_set_spec
@@ -110,9 +110,9 @@ class FakeStream:
         replay = not charge and entry.replays < self.max_replays
         attempts = entry.attempt if replay else entry.attempt + 1
         if attempts >= self.max_attempts:
-            self.dead.append((entry.photo_id, reason, attempts))
+            self.dead.append((entry.item_id, reason, attempts))
             return "dead"
-        self.enqueue(entry.photo_id, entry.source, attempts, entry.replays + int(replay))
+        self.enqueue(entry.item_id, entry.source, attempts, entry.replays + int(replay))
         return "replayed" if replay else "requeued"
 
 
@@ -236,30 +236,30 @@ def test_idle_flushes_are_spaced_so_batches_grow_under_load() -> None:
 
 def test_fail_requeues_with_attempt_raised_until_dead_letter() -> None:
     stream = FakeStream(max_attempts=3)
-    src = PhotoSource(stream, "spout-1", message_timeout_secs=30)
+    src = ItemSource(stream, "spout-1", message_timeout_secs=30)
     stream.enqueue("a" * 64, "a.jpg")
     outcomes = []
     for attempt in range(3):
         (e,) = src.next_entries(8, 0)
         assert e.attempt == attempt
-        stream.mark_working(e.photo_id, 60)  # it was being tagged when its tuple failed
+        stream.mark_working(e.item_id, 60)  # it was being tagged when its tuple failed
         outcomes.append(src.fail(e.entry_id))
     assert outcomes == ["requeued", "requeued", "dead"]
     assert stream.waiting == [] and stream.pending_by == {}
     (dead,) = src.take_dead()
-    assert (dead.photo_id, dead.status, dead.attempts) == ("a" * 64, FAILED, 3)
+    assert (dead.item_id, dead.attempts) == ("a" * 64, 3)
     assert "gave up after 3 attempts" in (dead.reason or "")
     assert src.take_dead() == []  # handed over once
 
 
 def test_fail_of_unknown_tuple_is_ignored() -> None:
-    src = PhotoSource(FakeStream(), "spout-1", 30)
+    src = ItemSource(FakeStream(), "spout-1", 30)
     assert src.fail("no-such-id") is None
 
 
 def test_acks_are_sent_in_groups_and_on_flush() -> None:
     stream = FakeStream()
-    src = PhotoSource(stream, "spout-1", 30, ack_batch=4)
+    src = ItemSource(stream, "spout-1", 30, ack_batch=4)
     for i in range(6):
         stream.enqueue(f"{i}" * 64, f"{i}.jpg")
     entries = src.next_entries(8, 0)
@@ -279,7 +279,7 @@ def test_acks_are_sent_in_groups_and_on_flush() -> None:
 
 def test_ack_settles_and_a_missed_ack_is_sent_again() -> None:
     stream = FakeStream()
-    src = PhotoSource(stream, "spout-1", 30, ack_batch=1)
+    src = ItemSource(stream, "spout-1", 30, ack_batch=1)
     stream.enqueue("b" * 64, "b.jpg")
     (e,) = src.next_entries(8, 0)
     stream.down = True
@@ -300,11 +300,11 @@ def test_restart_charges_only_own_pending_entries() -> None:
     stream.enqueue("c" * 64, "c.jpg")
     stream.read("spout-1", 1)  # c: in flight on this spout when it died
     stream.mark_working("c" * 64, 60)  # ... and being tagged
-    src = PhotoSource(stream, "spout-1", 30)
+    src = ItemSource(stream, "spout-1", 30)
     assert src.recover_own_pending() == 1
     (requeued,) = stream.waiting
-    assert (requeued.photo_id, requeued.attempt) == ("c" * 64, 1)
-    assert [e.photo_id for _c, e in stream.pending_by.values()] == ["d" * 64]
+    assert (requeued.item_id, requeued.attempt) == ("c" * 64, 1)
+    assert [e.item_id for _c, e in stream.pending_by.values()] == ["d" * 64]
 
 
 def test_a_crash_charges_only_the_photo_being_tagged() -> None:
@@ -316,15 +316,15 @@ def test_a_crash_charges_only_the_photo_being_tagged() -> None:
     for pid in [*neighbours[:3], poison, *neighbours[3:]]:
         stream.enqueue(pid, "x.jpg")
     for _crash in range(3):
-        src = PhotoSource(stream, "spout-1", 30)  # the restarted spout
+        src = ItemSource(stream, "spout-1", 30)  # the restarted spout
         src.recover_own_pending()
         in_flight = src.next_entries(32, 0)
-        assert poison in [e.photo_id for e in in_flight]
+        assert poison in [e.item_id for e in in_flight]
         stream.mark_working(poison, 60)  # the bolt marks it, decodes, and dies
-    PhotoSource(stream, "spout-1", 30).recover_own_pending()
+    ItemSource(stream, "spout-1", 30).recover_own_pending()
     assert [(pid, attempts) for pid, _reason, attempts in stream.dead] == [(poison, 3)]
     assert "the worker tagging it died" in stream.dead[0][1]
-    survivors = {e.photo_id: e for e in stream.waiting}
+    survivors = {e.item_id: e for e in stream.waiting}
     assert set(survivors) == set(neighbours)
     assert all(e.attempt == 0 and e.replays == 3 for e in survivors.values())
 
@@ -333,7 +333,7 @@ def test_uncharged_replays_are_capped() -> None:
     """Item 9: a tuple that keeps failing while not being tagged (a long DB outage) is replayed
     free only max_replays times, then charged, so nothing loops forever."""
     stream = FakeStream(max_attempts=3, max_replays=4)
-    src = PhotoSource(stream, "spout-1", 30)
+    src = ItemSource(stream, "spout-1", 30)
     stream.enqueue("e" * 64, "e.jpg")
     outcomes = []
     while not stream.dead:

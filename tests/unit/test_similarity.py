@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotag.search.duplicates import find_duplicate_groups
-from autotag.search.index import MODES, VectorIndex
+from autotag.similarity.duplicates import find_duplicate_groups
+from autotag.similarity.index import MODES, VectorIndex
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 APPROXIMATE = ("fp16", "int8", "ivf", "hnsw")

@@ -15,6 +15,7 @@ import skimage.data
 from PIL import Image
 
 from autotag.config import Settings, load_settings
+from autotag.contract import Tag
 from autotag.errors import ImageError, ModelError
 from autotag.pipeline.tag_step import load_tagger
 from autotag.vision import bundle as bundles
@@ -23,7 +24,7 @@ from autotag.vision.decode import DecodeLimits
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.features import feature_set_spec, onnx_model_path
 from autotag.vision.imagenet import build_default_bundle
-from autotag.vision.tagger import Tag, Tagger
+from autotag.vision.tagger import Tagger
 
 CAT_TAGS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 COFFEE_TAGS = {"espresso", "cup", "coffee mug"}

@@ -13,7 +13,7 @@ from autotag.cli.video import clock
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError, ServiceError
 from autotag.storage import blobs, database, lookups, videos
-from autotag.storage.photo_stream import PhotoStream
+from autotag.storage.item_stream import ItemStream
 from autotag.vision import bundle as bundles
 from autotag.vision.concepts import active_search_vocabulary
 
@@ -25,7 +25,7 @@ def _dump(payload: Any) -> None:
 def _queue_info(s: Settings) -> dict[str, Any]:
     """Backlog, pending and dead letters; an "error" entry instead if Redis is down."""
     try:
-        stream = PhotoStream(s, check=True)
+        stream = ItemStream(s, check=True)
         try:
             with stream.errors():
                 return {
@@ -188,7 +188,7 @@ def failed(limit: int, as_json: bool) -> None:
     dead: list[dict[str, Any]] = []
     dead_error = None
     try:
-        stream = PhotoStream(s, check=True)
+        stream = ItemStream(s, check=True)
         try:
             with stream.errors():
                 dead = [d.as_dict() for d in stream.dead_letters(limit)]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from autotag.config import load_settings
-from autotag.search.index import MODES
+from autotag.similarity.index import MODES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,7 +50,7 @@ def similar(
     as_json: bool,
 ) -> None:
     """Photos most similar to PHOTO_ID (or a unique id prefix) or to an IMAGE_FILE."""
-    from autotag.search.service import SimilarityService
+    from autotag.similarity.service import SimilarityService
 
     settings = load_settings()
 
@@ -105,8 +105,8 @@ def similar(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def duplicates(min_score: float, mode: str, feature_set: str | None, as_json: bool) -> None:
     """Groups of near-identical photos (pairwise score > --min-score, joined transitively)."""
-    from autotag.search.duplicates import find_duplicate_groups
-    from autotag.search.service import SimilarityService
+    from autotag.similarity.duplicates import find_duplicate_groups
+    from autotag.similarity.service import SimilarityService
 
     settings = load_settings()
     with SimilarityService(settings, mode, feature_set, persist=True) as service:

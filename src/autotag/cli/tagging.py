@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from autotag.config import settings
+from autotag.contract import TAGGED
 from autotag.pipeline import intake
-from autotag.pipeline.contract import TAGGED
 from autotag.pipeline.local_tagging import tag_paths
 
 

@@ -178,7 +178,7 @@ def reid(target: str, top: int, as_json: bool) -> None:
     """The same person elsewhere: TARGET is a detection id (see `autotag video show
     --detections`) or an image of the person. Lists the best match in each other segment
     of every video and camera, most similar first."""
-    from autotag.search.reid import ReidIndex, embed_image
+    from autotag.similarity.reid import ReidIndex, embed_image
     from autotag.storage import database
 
     s = settings()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from autotag.pipeline.contract import PhotoResult
+from autotag.contract import PhotoResult
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from autotag.checksums import bytes_sha256
 from autotag.config import Settings
 from autotag.errors import AutotagError
 from autotag.pipeline.video_contract import SegmentJob
-from autotag.pipeline.video_intake import enqueue_segments, segment_stream
+from autotag.pipeline.video_intake import enqueue_segments
 from autotag.storage import database, videos
 from autotag.storage.blobs import BlobStore
-from autotag.storage.photo_stream import client
+from autotag.storage.item_stream import client, segment_stream
 from autotag.vision.video import VideoError, check_frame_size, open_capture
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,11 @@ from typing import Any
 import psycopg
 
 from autotag.config import Settings
-from autotag.pipeline.video_intake import VideoUploadRecord, segment_stream, upload_video
+from autotag.pipeline.video_intake import VideoUploadRecord, upload_video
+from autotag.storage.item_stream import segment_stream
 from autotag.storage import database, registry
 from autotag.storage.blobs import BlobStore, BlobTooLarge
-from autotag.storage.photo_stream import PhotoStream
+from autotag.storage.item_stream import ItemStream
 from autotag.vision.video import looks_like_video
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class Intake:
         self.settings = settings
         self.blobs = BlobStore(settings.blob_dir)
         self.conn: psycopg.Connection[Any] | None = None
-        self.stream: PhotoStream | None = None
+        self.stream: ItemStream | None = None
 
     def __enter__(self) -> Intake:
         self.open()
@@ -133,7 +134,7 @@ class Intake:
         if self.conn is None or self.conn.closed:
             self.conn = database.connect(self.settings)
         if self.stream is None:
-            self.stream = PhotoStream(self.settings, check=True)
+            self.stream = ItemStream(self.settings, check=True)
 
     def close(self) -> None:
         if self.conn is not None:

@@ -18,8 +18,8 @@ from typing import Any
 
 from autotag.checksums import bytes_sha256
 from autotag.config import Settings
+from autotag.contract import PhotoResult
 from autotag.errors import AutotagError
-from autotag.pipeline.contract import PhotoResult
 from autotag.vision.tagger import Tagger
 
 _tagger: Tagger | None = None

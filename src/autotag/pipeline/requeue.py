@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from autotag.config import Settings
 from autotag.storage import database, registry
 from autotag.storage.blobs import BlobStore
-from autotag.storage.photo_stream import PhotoStream
+from autotag.storage.item_stream import ItemStream
 
 
 def requeue(
@@ -25,7 +25,7 @@ def requeue(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Re-enqueue matching photos (attempts reset); returns how many were queued."""
-    stream = PhotoStream(settings)
+    stream = ItemStream(settings)
     blobs = BlobStore(settings.blob_dir)
     with database.connect(settings) as conn:
         items = registry.requeue_info(

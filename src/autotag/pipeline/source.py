@@ -1,9 +1,11 @@
-"""The queue side of the image spout: read photos, settle them, reclaim what the dead left.
+"""The queue side of the photo and segment spouts: read items, settle them, reclaim what the
+dead left.
 
-Ack → the entry is acknowledged and deleted. Fail (timeout, crash) → re-queued with its
-attempt count raised, or dead-lettered after ``max_attempts``; a dead-lettered photo becomes
-a failed ``PhotoResult`` that the spout hands to the DB writer, so the DB writer stays the
-only writer of tagging outcomes.
+An item is a photo or a video segment (by its segment key). Ack → the entry is acknowledged
+and deleted. Fail (timeout, crash) → re-queued with its attempt count raised, or
+dead-lettered after ``max_attempts``; a dead-lettered item is handed back as ``GivenUp``, which
+the spout turns into a failed result for its writer, so the writer stays the only writer of
+tagging outcomes.
 
 Only the photo that was being tagged when its worker died is charged an attempt: the bolt
 marks a photo in progress while it tags it (``pipeline.tag_step.TagStep``), and a failed
@@ -15,16 +17,16 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
-from autotag.pipeline.contract import PhotoResult
-from autotag.storage.photo_stream import Entry
+from autotag.storage.item_stream import Entry
 
 log = logging.getLogger(__name__)
 
 
 class Stream(Protocol):
-    """What PhotoSource needs of the photo stream (``storage.photo_stream.PhotoStream``)."""
+    """What ItemSource needs of the photo stream (``storage.item_stream.ItemStream``)."""
 
     max_attempts: int
     max_replays: int
@@ -33,11 +35,20 @@ class Stream(Protocol):
     def ack(self, entry_ids: str | list[str]) -> int: ...
     def reclaim(self, consumer: str, min_idle_ms: int, count: int = ...) -> list[Entry]: ...
     def claim_own_pending(self, consumer: str, count: int = ...) -> list[Entry]: ...
-    def take_working(self, photo_id: str) -> bool: ...
+    def take_working(self, item_id: str) -> bool: ...
     def retry_or_dead_letter(self, entry: Entry, reason: str, *, charge: bool = ...) -> str: ...
 
 
-class PhotoSource:
+@dataclass(frozen=True)
+class GivenUp:
+    """An item that ran out of attempts: its id, why, and the attempts it used."""
+
+    item_id: str
+    reason: str
+    attempts: int
+
+
+class ItemSource:
     """Reads photos from the stream for one spout task and settles them."""
 
     def __init__(
@@ -51,7 +62,7 @@ class PhotoSource:
         self._last_reclaim = 0.0
         self.unacked: list[str] = []  # acks not yet sent (held back, or Redis was down)
         self.ack_batch = ack_batch
-        self.dead: list[PhotoResult] = []  # dead-lettered photos for the DB writer
+        self.dead: list[GivenUp] = []  # dead-lettered items for the writer
 
     def recover_own_pending(self) -> int:
         """At start: what this consumer (and no other) had in flight when it died is settled
@@ -108,15 +119,15 @@ class PhotoSource:
             return None
         return self._retry(entry, "not tagged in time (timeout, or a worker crashed)")
 
-    def take_dead(self) -> list[PhotoResult]:
-        """Failed results for dead-lettered photos, to be emitted to the DB writer."""
+    def take_dead(self) -> list[GivenUp]:
+        """The items given up since the last call, for the spout to hand to its writer."""
         dead, self.dead = self.dead, []
         return dead
 
     def _retry(self, entry: Entry, reason: str) -> str:
         """Charge the attempt if the photo was being tagged when its delivery died; otherwise
         replay it uncharged (bounded by the stream's ``max_replays``)."""
-        charge = self.stream.take_working(entry.photo_id)
+        charge = self.stream.take_working(entry.item_id)
         if charge or entry.replays >= self.stream.max_replays:
             attempts = entry.attempt + 1
             why = f"{reason}; attempt {attempts} of {self.stream.max_attempts}"
@@ -129,8 +140,8 @@ class PhotoSource:
                 f"(replay {entry.replays + 1} of {self.stream.max_replays})"
             )
         outcome = self.stream.retry_or_dead_letter(entry, why, charge=charge)
-        log.warning("photo %s (%s): %s -> %s", entry.photo_id, entry.source, why, outcome)
+        log.warning("item %s (%s): %s -> %s", entry.item_id, entry.source, why, outcome)
         if outcome == "dead":
             why_dead = f"gave up after {attempts} attempts: {reason}"
-            self.dead.append(PhotoResult.failed(entry.photo_id, why_dead, attempts))
+            self.dead.append(GivenUp(entry.item_id, why_dead, attempts))
         return outcome

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from autotag.config import Settings
+from autotag.contract import PhotoResult
 from autotag.errors import AutotagError, ServiceError
-from autotag.pipeline.contract import PhotoResult
 from autotag.storage import credentials
 from autotag.storage.blobs import BlobReader, BlobStore
 from autotag.storage.http_blobs import HttpBlobStore
@@ -155,7 +155,7 @@ def _reason(exc: BaseException) -> str:
 
 
 class WorkMarks(Protocol):
-    """Where the in-progress mark lives (``storage.photo_stream.PhotoStream``)."""
+    """Where the in-progress mark lives (``storage.item_stream.ItemStream``)."""
 
     def mark_working(self, photo_id: str, ttl_secs: int) -> None: ...
     def clear_working(self, photo_id: str) -> None: ...

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from autotag.pipeline.contract import decode_vector, encode_vector
+from autotag.contract import decode_vector, encode_vector
 
 # videos spout -> video bolt; the tuple id is the Redis stream entry id.
 SEGMENT_FIELDS = ["segment_key", "job", "attempt"]
@@ -131,7 +131,7 @@ class Detection:
             int(h),
             float(score),
             int(track),
-            decode_vector(vec),
+            None if vec is None else np.asarray(decode_vector(vec), dtype=np.float32),
         )
 
 

@@ -15,13 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from autotag.config import Settings
 from autotag.pipeline.video_contract import SegmentJob
 from autotag.storage import database, videos
 from autotag.storage.blobs import BlobStore, BlobTooLarge
-from autotag.storage.photo_stream import PhotoStream
+from autotag.storage.item_stream import ItemStream
 from autotag.vision.video import VideoError, VideoInfo, VideoLimits, probe
 
 QUEUED = "queued"
@@ -29,16 +27,6 @@ DUPLICATE = "duplicate"
 ALREADY_DONE = "already-done"
 REJECTED = "rejected"
 ERROR = "error"
-
-
-def segment_stream(settings: Settings, connection: redis.Redis | None = None) -> PhotoStream:
-    """The Redis stream of video segments (the photo stream's machinery, another name)."""
-    return PhotoStream(
-        settings,
-        connection=connection,
-        name=settings.video_stream,
-        dead_name=settings.video_dead_letter_stream,
-    )
 
 
 def video_limits(settings: Settings) -> VideoLimits:
@@ -91,7 +79,7 @@ def plan_segments(video_id: str, info: VideoInfo, segment_secs: float) -> list[S
 
 
 def enqueue_segments(
-    conn: Any, stream: PhotoStream, jobs: list[SegmentJob], *, nbytes: int = 0
+    conn: Any, stream: ItemStream, jobs: list[SegmentJob], *, nbytes: int = 0
 ) -> None:
     """Register segments as queued, then put each on the segment stream."""
     if not jobs:
@@ -105,7 +93,7 @@ def enqueue_segments(
 def upload_video(
     settings: Settings,
     conn: Any,
-    stream: PhotoStream,
+    stream: ItemStream,
     blobs: BlobStore,
     path: Path,
     *,

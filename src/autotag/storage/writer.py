@@ -2,8 +2,9 @@
 
 ``write_results`` sends a whole batch in one pipelined round trip inside one transaction,
 and is idempotent, because Storm replays a batch whose ack was lost. What it stores for a
-photo is described by ``StorableResult``; the tuple contract that carries it between bolts
-lives in ``autotag.pipeline.contract``.
+photo is ``autotag.contract.PhotoResult``: the ``photos`` columns and how each merges with
+the stored row come from the contract's fields, so a field added there is stored here
+without an edit (its column comes from a migration).
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import logging
 import math
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format, TransactionStatus
 
 from autotag.config import Settings
+from autotag.contract import STATUSES, TAGGED, Column, PhotoResult
 from autotag.storage.database import connect, first_line
 
 log = logging.getLogger(__name__)
@@ -32,37 +36,6 @@ _VECTOR_SEQ_LOCK = 0x617574_766563  # "autvec"
 # (a NOTIFY payload must stay under 8,000 bytes).
 NOTIFY_CHANNEL = "autotag_results"
 NOTIFY_IDS_PER_MESSAGE = 100
-
-
-class StorableResult(Protocol):
-    """What the writer reads of one photo's result (``pipeline.contract.PhotoResult``)."""
-
-    photo_id: str
-    status: str  # 'tagged' | 'failed'
-    model_version: str | None
-    feature_set: str | None
-    tags: Sequence[tuple[Any, ...]]  # (tag, score) or (tag, score, kind, via)
-    vector: np.ndarray | None
-    width: int | None
-    height: int | None
-    reason: str | None
-    attempts: int
-
-
-@dataclass(frozen=True)
-class _FailedRow:
-    """A result the database refused, stored instead as a failed photo with the reason."""
-
-    photo_id: str
-    reason: str
-    status: str = "failed"
-    model_version: str | None = None
-    feature_set: str | None = None
-    tags: Sequence[tuple[Any, ...]] = field(default_factory=tuple)
-    vector: np.ndarray | None = None
-    width: int | None = None
-    height: int | None = None
-    attempts: int = 0
 
 
 class Float4Vector:
@@ -96,24 +69,55 @@ def _storable_vector(v: np.ndarray) -> Float4Vector | None:
     return Float4Vector(arr)
 
 
-_UPSERT_PHOTOS = """
-INSERT INTO photos AS p
-    (photo_id, status, model_version, width, height, reason, attempts, tagged_at)
-SELECT r.photo_id, r.status, r.model_version, r.width, r.height, r.reason, r.attempts,
-       CASE WHEN r.status = 'tagged' THEN now() END
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::int[])
-     AS r(photo_id, status, model_version, width, height, reason, attempts)
-ORDER BY r.photo_id
-ON CONFLICT (photo_id) DO UPDATE SET
-    status = CASE WHEN p.status = 'tagged' AND EXCLUDED.status = 'failed'
-                  THEN 'tagged' ELSE EXCLUDED.status END,
-    model_version = COALESCE(EXCLUDED.model_version, p.model_version),
-    width = COALESCE(EXCLUDED.width, p.width),
-    height = COALESCE(EXCLUDED.height, p.height),
-    reason = EXCLUDED.reason,
-    attempts = GREATEST(p.attempts, EXCLUDED.attempts),
-    tagged_at = COALESCE(EXCLUDED.tagged_at, p.tagged_at)
-"""
+# How a stored field's new value meets the stored one (``Column.merge``).
+_MERGES = {
+    "keep": "{c} = COALESCE(EXCLUDED.{c}, p.{c})",
+    "replace": "{c} = EXCLUDED.{c}",
+    "greatest": "{c} = GREATEST(p.{c}, EXCLUDED.{c})",
+    # A failed result never downgrades a photo that is already tagged.
+    "status": "{c} = CASE WHEN p.{c} = 'tagged' AND EXCLUDED.{c} = 'failed' "
+    "THEN 'tagged' ELSE EXCLUDED.{c} END",
+}
+_SQL_TYPES = {"text", "int", "bigint", "real", "double precision", "boolean", "timestamptz"}
+
+
+@lru_cache(maxsize=16)
+def _upsert_photos(columns: tuple[Column, ...]) -> sql.Composed:
+    """The ``photos`` upsert for these contract columns (photo_id first): one unnest() array
+    per column, ``tagged_at`` set when a result is tagged."""
+    for c in columns:
+        if c.sql_type not in _SQL_TYPES or c.merge not in _MERGES:
+            raise ValueError(f"contract column {c.name}: {c.sql_type!r} / {c.merge!r}")
+    names = [sql.Identifier(c.name) for c in columns]
+    arrays = sql.SQL(", ").join(sql.SQL("%s::" + c.sql_type + "[]") for c in columns)
+    sets = [
+        sql.SQL(_MERGES[c.merge]).format(c=sql.Identifier(c.name))
+        for c in columns
+        if c.name != "photo_id"
+    ]
+    sets.append(sql.SQL("tagged_at = COALESCE(EXCLUDED.tagged_at, p.tagged_at)"))
+    return sql.SQL(
+        "INSERT INTO photos AS p ({cols}, tagged_at)\n"
+        "SELECT {r_cols}, CASE WHEN r.status = 'tagged' THEN now() END\n"
+        "FROM unnest({arrays}) AS r({cols})\n"
+        "ORDER BY r.photo_id\n"
+        "ON CONFLICT (photo_id) DO UPDATE SET {sets}"
+    ).format(
+        cols=sql.SQL(", ").join(names),
+        r_cols=sql.SQL(", ").join(sql.SQL("r.") + n for n in names),
+        arrays=arrays,
+        sets=sql.SQL(", ").join(sets),
+    )
+
+
+def _photo_columns(batch: Sequence[PhotoResult]) -> list[tuple[str, Column]]:
+    """The stored fields of every result class in the batch (a subclass adds its own)."""
+    seen: dict[str, tuple[str, Column]] = {}
+    for cls in dict.fromkeys(type(r) for r in batch):
+        for name, col in cls.columns():
+            seen.setdefault(col.name, (name, col))
+    return list(seen.values())
+
 
 _DELETE_TAGS = """
 DELETE FROM tags t
@@ -151,9 +155,9 @@ def _notify_payloads(photo_ids: Sequence[str]) -> list[str]:
     return [",".join(photo_ids[i : i + n]) for i in range(0, len(photo_ids), n)]
 
 
-def _dedupe(results: Iterable[StorableResult]) -> list[StorableResult]:
+def _dedupe(results: Iterable[PhotoResult]) -> list[PhotoResult]:
     """Last result per photo wins (a replay can put the same photo twice in one batch)."""
-    by_id: dict[str, StorableResult] = {}
+    by_id: dict[str, PhotoResult] = {}
     for r in results:
         by_id[r.photo_id] = r
     return [by_id[k] for k in sorted(by_id)]
@@ -168,28 +172,37 @@ def _clean(text: str | None) -> str | None:
 class _Batch:
     """Column arrays for the unnest() statements of one write_results call."""
 
+    upsert: sql.Composed
     photos: tuple[list[Any], ...]
     tag_keys: tuple[list[Any], ...]
     tags: tuple[list[Any], ...]
     vectors: list[tuple[str, str | None, str, Float4Vector]]  # sorted by photo id
 
 
-def _columns(batch: Sequence[StorableResult]) -> _Batch:
-    p_ids, p_status, p_mv, p_w, p_h, p_reason, p_att = [], [], [], [], [], [], []
+def _stored_value(value: Any, col: Column, tagged: bool) -> Any:
+    if col.tagged_only and not tagged:
+        return None
+    if value is None:
+        return None
+    if col.sql_type in ("int", "bigint"):
+        return int(value)
+    if col.sql_type == "text":
+        return _clean(value)
+    return value
+
+
+def _columns(batch: Sequence[PhotoResult]) -> _Batch:
+    stored = _photo_columns(batch)
+    photos: list[list[Any]] = [[] for _ in stored]
     d_ids, d_mv = [], []
     t_ids, t_tags, t_scores, t_mv, t_kinds, t_via = [], [], [], [], [], []
     vectors: list[tuple[str, str | None, str, Float4Vector]] = []
     for r in batch:
-        if r.status not in ("tagged", "failed"):
-            raise ValueError(f"result status must be 'tagged' or 'failed', not {r.status!r}")
-        tagged = r.status == "tagged"
-        p_ids.append(r.photo_id)
-        p_status.append(r.status)
-        p_mv.append(_clean(r.model_version) if tagged else None)
-        p_w.append(None if r.width is None else int(r.width))
-        p_h.append(None if r.height is None else int(r.height))
-        p_reason.append(_clean(r.reason))
-        p_att.append(int(r.attempts or 0))
+        if r.status not in STATUSES:
+            raise ValueError(f"result status must be one of {STATUSES}, not {r.status!r}")
+        tagged = r.status == TAGGED
+        for values, (name, col) in zip(photos, stored, strict=True):
+            values.append(_stored_value(getattr(r, name, None), col, tagged))
         if not tagged:
             continue
         if not r.model_version:
@@ -198,12 +211,10 @@ def _columns(batch: Sequence[StorableResult]) -> _Batch:
         d_ids.append(r.photo_id)
         d_mv.append(mv)
         best: dict[str, tuple[float, str, str | None]] = {}
-        for tag, score, *more in r.tags:
-            name, value = _clean(tag) or "", float(score)
-            kind = str(more[0]) if more else "leaf"  # the tags table checks it
-            via = _clean(more[1]) if len(more) > 1 else None
+        for t in r.tags:  # Tags: the contract decoded them
+            name, value = _clean(t.tag) or "", float(t.score)
             if name and math.isfinite(value) and (name not in best or value > best[name][0]):
-                best[name] = (value, kind, via)
+                best[name] = (value, t.kind, _clean(t.via))
         for name, (value, kind, via) in best.items():
             t_ids.append(r.photo_id)
             t_tags.append(name)
@@ -220,7 +231,8 @@ def _columns(batch: Sequence[StorableResult]) -> _Batch:
             else:
                 vectors.append((r.photo_id, _clean(r.feature_set), mv, vec))
     return _Batch(
-        (p_ids, p_status, p_mv, p_w, p_h, p_reason, p_att),
+        _upsert_photos(tuple(col for _name, col in stored)),
+        tuple(photos),
         (d_ids, d_mv),
         (t_ids, t_tags, t_scores, t_mv, t_kinds, t_via),
         vectors,
@@ -229,7 +241,7 @@ def _columns(batch: Sequence[StorableResult]) -> _Batch:
 
 def _send(conn: psycopg.Connection[Any], b: _Batch) -> None:
     """All statements of a batch in one pipeline: BEGIN ... COMMIT, a single sync."""
-    statements: list[tuple[str, Any]] = [(_UPSERT_PHOTOS, b.photos)]
+    statements: list[tuple[Any, Any]] = [(b.upsert, b.photos)]
     if b.tag_keys[0]:
         statements.append((_DELETE_TAGS, b.tag_keys))
     if b.tags[0]:
@@ -267,7 +279,7 @@ def _send(conn: psycopg.Connection[Any], b: _Batch) -> None:
         raise
 
 
-def write_results(conn: psycopg.Connection[Any], results: Sequence[StorableResult]) -> int:
+def write_results(conn: psycopg.Connection[Any], results: Sequence[PhotoResult]) -> int:
     """Store a batch of results in one transaction and one round trip; returns photos written.
 
     Idempotent: replaying a batch leaves the same rows (tags of a (photo, model_version)
@@ -306,7 +318,7 @@ def write_results(conn: psycopg.Connection[Any], results: Sequence[StorableResul
             error: BaseException = exc
         reason = f"could not store result: {first_line(error)}"
         try:
-            _send(conn, _columns([_FailedRow(r.photo_id, reason, attempts=int(r.attempts or 0))]))
+            _send(conn, _columns([PhotoResult.failed(r.photo_id, reason, int(r.attempts or 0))]))
             log.error("photo %s: %s", r.photo_id, reason)
             stored += 1
             continue
@@ -339,7 +351,7 @@ class ResultWriter:
         self.settings = settings
         self.conn: psycopg.Connection[Any] | None = None
 
-    def write(self, results: Sequence[StorableResult]) -> int:
+    def write(self, results: Sequence[PhotoResult]) -> int:
         if self.conn is None or self.conn.closed:
             self.conn = connect(self.settings, migrate_schema=False)
         return write_results(self.conn, results)

@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
+from autotag.contract import Tag
 from autotag.errors import ModelError
 from autotag.vision.bundle import ModelBundle, load_active, load_bundle
 from autotag.vision.decode import (
@@ -39,7 +39,6 @@ from autotag.vision.properties import property_tags
 
 # "monochrome" gives the black-and-white property tag.
 KNOWN_DETECTORS = ("face", "monochrome")
-KINDS = ("leaf", "concept", "detector", "property")
 # BlazeFace also finds the faces of cats, monkeys, cattle and birds: on a photo the
 # classifier takes for an animal (its `animal` concept at ANIMAL_PHOTO or more), a face is
 # taken for the animal's unless the detector is sure of it (SURE_FACE), so that `person`
@@ -47,15 +46,6 @@ KINDS = ("leaf", "concept", "detector", "property")
 ANIMAL_CONCEPT = "animal"
 ANIMAL_PHOTO = 0.5
 SURE_FACE = 0.9
-
-
-class Tag(NamedTuple):
-    """One tag of a photo: what it says, how sure, what kind, and for a concept its leaf."""
-
-    tag: str
-    score: float
-    kind: str = "leaf"  # one of KINDS
-    via: str | None = None  # a concept's contributing leaf
 
 
 @dataclass
@@ -242,4 +232,4 @@ class Tagger:
         return self.tag_decoded(decode_file(path, self.limits, min_side=self.min_side))
 
 
-__all__ = ["KINDS", "Tag", "TagResult", "Tagger"]
+__all__ = ["TagResult", "Tagger"]

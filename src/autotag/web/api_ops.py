@@ -18,14 +18,14 @@ from autotag.ops import cluster
 from autotag.ops.nimbus import NimbusClient
 from autotag.pipeline.requeue import requeue
 from autotag.storage import lookups
-from autotag.storage.photo_stream import PhotoStream
+from autotag.storage.item_stream import ItemStream
 from autotag.vision import bundle as bundles
 from autotag.web.api_photos import State
 
 router = APIRouter(prefix="/api", tags=["cluster"])
 
 
-def queue_info(stream: PhotoStream) -> dict[str, Any]:
+def queue_info(stream: ItemStream) -> dict[str, Any]:
     """Backlog, pending and dead letters; an "error" entry instead if Redis is down."""
     try:
         with stream.errors():

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from autotag.config import Settings
 from autotag.errors import AutotagError
 from autotag.pipeline import video_intake
-from autotag.search.reid import ReidIndex
+from autotag.similarity.reid import ReidIndex
 from autotag.storage import videos
 from autotag.vision.video import sniff_video
 from autotag.web.api_photos import State, body_chunks, check_length, source_name

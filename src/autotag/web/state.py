@@ -1,6 +1,6 @@
 """What requests share: a small Postgres pool, the Redis photo stream, the similarity index,
 the blob store and thumbnails. Connections go through ``storage.database.connect`` and
-``storage.photo_stream``, so the services' own settings (addresses, passwords) apply.
+``storage.item_stream``, so the services' own settings (addresses, passwords) apply.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from fastapi import HTTPException, Request
 from psycopg.pq import TransactionStatus
 
 from autotag.config import Settings
-from autotag.search.service import SimilarityService
+from autotag.similarity.service import SimilarityService
 from autotag.storage import database
 from autotag.storage.blobs import BlobStore
-from autotag.storage.photo_stream import PhotoStream
+from autotag.storage.item_stream import ItemStream
 from autotag.web.live import LiveFeed
 from autotag.web.thumbnails import Thumbnails
 
@@ -73,17 +73,17 @@ class WebState:
         self.blobs = BlobStore(settings.blob_dir)
         self.thumbnails = Thumbnails(self.blobs, settings.data_dir / "thumbnails", settings)
         self.live = LiveFeed(settings)
-        self._stream: PhotoStream | None = None
+        self._stream: ItemStream | None = None
         self._similarity: SimilarityService | None = None
         self._lock = threading.Lock()
         self.cache: dict[str, tuple[float, Any]] = {}  # small query results, by key
         self.uploads = asyncio.Semaphore(4)  # photos stored at once (each holds a spool file)
 
     @property
-    def stream(self) -> PhotoStream:
+    def stream(self) -> ItemStream:
         with self._lock:
             if self._stream is None:
-                self._stream = PhotoStream(self.settings)
+                self._stream = ItemStream(self.settings)
             return self._stream
 
     def similarity(self) -> SimilarityService:

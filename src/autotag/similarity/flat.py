@@ -15,7 +15,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from autotag.search.threads import search_threads, thread_pool
+from autotag.similarity.threads import search_threads, thread_pool
 
 
 def _merge_topk(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from autotag.errors import AutotagError
-from autotag.search.index import VectorIndex
+from autotag.similarity.index import VectorIndex
 from autotag.storage import videos
 from autotag.vision.features import FeatureSet, l2_normalize
 from autotag.vision.people import Box, PeopleDetector, crop_square

@@ -10,7 +10,7 @@ entry is also deleted, so the stream's length is the work not yet done.
 A bolt marks the photo it is tagging (``mark_working``), so after a crash only that photo is
 charged an attempt (``take_working``). Dead letters are capped (``MAXLEN ~``).
 
-``PhotoStream`` holds its Redis connection and the stream's names, as RQ's ``Queue`` does.
+``ItemStream`` holds its Redis connection and the stream's names, as RQ's ``Queue`` does.
 """
 
 from __future__ import annotations
@@ -88,17 +88,17 @@ def client(settings: Settings, *, check: bool = False) -> redis.Redis:
 
 @dataclass(frozen=True)
 class Entry:
-    """One stream entry: a photo to tag."""
+    """One stream entry: an item to tag (a photo, or a video segment by its segment key)."""
 
     entry_id: str
-    photo_id: str
+    item_id: str
     source: str
     attempt: int
     replays: int = 0
 
     def as_tuple(self) -> list[Any]:
-        """Spout → bolt tuple values (``pipeline.contract.PHOTO_FIELDS``)."""
-        return [self.photo_id, self.source, self.attempt]
+        """Spout → bolt tuple values (``autotag.contract.PHOTO_FIELDS``)."""
+        return [self.item_id, self.source, self.attempt]
 
 
 def _entry(entry_id: Any, fields: dict[Any, Any] | None) -> Entry | None:
@@ -107,7 +107,7 @@ def _entry(entry_id: Any, fields: dict[Any, Any] | None) -> Entry | None:
     f = {_s(k): _s(v) for k, v in fields.items()}
     return Entry(
         _s(entry_id),
-        f.get("photo_id", ""),
+        f.get("photo_id", ""),  # the stream's field name for any item's id
         f.get("source", ""),
         _int(f.get("attempt")),
         _int(f.get("replays")),
@@ -132,7 +132,7 @@ class PendingEntry:
 @dataclass(frozen=True)
 class DeadLetter:
     entry_id: str
-    photo_id: str
+    item_id: str
     reason: str
     attempts: int
     at: float  # unix time, from the entry id
@@ -140,14 +140,14 @@ class DeadLetter:
     def as_dict(self) -> dict[str, Any]:
         return {
             "entry_id": self.entry_id,
-            "photo_id": self.photo_id,
+            "photo_id": self.item_id,
             "reason": self.reason,
             "attempts": self.attempts,
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at)),
         }
 
 
-class PhotoStream:
+class ItemStream:
     """autotag's photo stream and its dead letters on one Redis connection."""
 
     def __init__(
@@ -334,14 +334,14 @@ class PhotoStream:
         if attempts >= self.max_attempts:
             pipe.xadd(
                 self.dead_name,
-                {"photo_id": entry.photo_id, "reason": reason, "attempts": attempts},
+                {"photo_id": entry.item_id, "reason": reason, "attempts": attempts},
                 maxlen=self.dead_cap,
                 approximate=True,
             )
             outcome = "dead"
         else:
             fields = {
-                "photo_id": entry.photo_id,
+                "photo_id": entry.item_id,
                 "source": entry.source,
                 "attempt": attempts,
                 "replays": entry.replays + 1 if replay else entry.replays,
@@ -369,3 +369,13 @@ class PhotoStream:
     def take_working(self, photo_id: str) -> bool:
         """True if the photo was marked in progress (its delivery died with it); clears it."""
         return bool(self.redis.delete(self._working_key(photo_id)))
+
+
+def segment_stream(settings: Settings, connection: redis.Redis | None = None) -> ItemStream:
+    """The Redis stream of video segments (the photo stream's machinery, another name)."""
+    return ItemStream(
+        settings,
+        connection=connection,
+        name=settings.video_stream,
+        dead_name=settings.video_dead_letter_stream,
+    )

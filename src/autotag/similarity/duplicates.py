@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from autotag.search.index import VectorIndex
+from autotag.similarity.index import VectorIndex
 
 
 def find_duplicate_groups(

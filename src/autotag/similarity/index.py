@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from autotag.search.flat import FlatStore
-from autotag.search.hnsw import HNSWStore
-from autotag.search.ivf import IVFStore
+from autotag.similarity.flat import FlatStore
+from autotag.similarity.hnsw import HNSWStore
+from autotag.similarity.ivf import IVFStore
 
 MODES = ("exact", "fp16", "int8", "ivf", "hnsw")
 Hit = tuple[str, float]

@@ -25,7 +25,7 @@ import numpy as np
 from autotag.checksums import file_sha256
 from autotag.config import Settings
 from autotag.errors import AutotagError, ModelError
-from autotag.search.index import MODES, VectorIndex, as_matrix
+from autotag.similarity.index import MODES, VectorIndex, as_matrix
 from autotag.storage import database, vectors
 from autotag.vision.features import feature_set_spec
 

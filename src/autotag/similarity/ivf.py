@@ -13,7 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from autotag.search.threads import search_threads
+from autotag.similarity.threads import search_threads
 
 
 class IVFStore:
