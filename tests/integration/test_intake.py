@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from autotag.config import Settings
-from autotag.pipeline import intake
 from autotag.contract import PhotoResult
-from autotag.storage import database, lookups, item_stream, writer
+from autotag.pipeline import intake
+from autotag.storage import database, item_stream, lookups, writer
 from autotag.storage.item_stream import ItemStream
 
 pytestmark = pytest.mark.services
@@ -176,3 +176,101 @@ def test_inbox_after_crash_does_not_queue_twice(s: Settings, tmp_path: Path) -> 
     assert rec.status == "duplicate"
     assert Path(rec.path).name == f"p-{sha(data)[:12]}.jpg"  # no overwrite in done/
     assert stream_ids(s) == [sha(data)]
+
+
+def test_inbox_refuses_a_symlink_to_a_private_file(s: Settings, tmp_path: Path) -> None:
+    """`autotag inbox --once --json` moves a link (never its target) to rejected/, stores
+    nothing of the private file it points to, and reports it rejected."""
+    import json
+
+    from click.testing import CliRunner
+
+    from autotag.cli import cli
+    from autotag.storage.blobs import BlobStore
+
+    private = tmp_path / "private"
+    private.mkdir()
+    secret_bytes = unique_bytes()
+    secret = private / "secret.jpg"
+    secret.write_bytes(secret_bytes)
+    secret.chmod(0o600)
+    album_bytes = unique_bytes()
+    (private / "album").mkdir()
+    (private / "album" / "a.jpg").write_bytes(album_bytes)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "link.jpg").symlink_to(secret)
+    (inbox / "album").symlink_to(private / "album")  # a linked folder is not walked either
+
+    result = CliRunner().invoke(cli, ["inbox", str(inbox), "--once", "--json", "--poll", "0.05"])
+    assert result.exit_code == 0, result.output
+    reported = sorted(
+        (Path(r["path"]).relative_to(inbox).as_posix(), r["status"], r["reason"], r["photo_id"])
+        for r in map(json.loads, result.stdout.splitlines())
+    )
+    assert reported == [
+        ("rejected/album", "rejected", "symbolic link: not followed", None),
+        ("rejected/link.jpg", "rejected", "symbolic link: not followed", None),
+    ]
+    moved = inbox / "rejected" / "link.jpg"
+    assert moved.is_symlink() and moved.readlink() == secret  # the link itself, not a copy
+    assert (inbox / "rejected" / "album").is_symlink()
+    reason = (inbox / "rejected" / "link.jpg.reason.txt").read_text()
+    assert reason == "symbolic link: not followed\n"
+    assert secret.read_bytes() == secret_bytes and (private / "album" / "a.jpg").exists()
+    assert sorted(p.name for p in inbox.iterdir()) == ["rejected"]
+    blobs = BlobStore(s.blob_dir)
+    with database.connect(s) as conn:
+        for data in (secret_bytes, album_bytes):
+            assert lookups.show(conn, sha(data)) is None
+            assert not blobs.exists(sha(data))
+
+
+def test_inbox_does_not_write_through_planted_links(
+    s: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """done/ or rejected/ planted as links elsewhere are not used (files stay put, the
+    targets stay empty); a planted <name>.reason.txt link is not written through."""
+    elsewhere_done, elsewhere_rejected = tmp_path / "elsewhere-done", tmp_path / "elsewhere-rej"
+    elsewhere_done.mkdir()
+    elsewhere_rejected.mkdir()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    ok, huge = unique_bytes(), unique_bytes(5000)
+    (inbox / "ok.jpg").write_bytes(ok)
+    (inbox / "huge.jpg").write_bytes(huge)
+    (inbox / "done").symlink_to(elsewhere_done)
+    (inbox / "rejected").symlink_to(elsewhere_rejected)
+
+    assert intake.watch_inbox(inbox, s, poll_secs=0.05, once=True) == []
+    assert (inbox / "ok.jpg").read_bytes() == ok and (inbox / "huge.jpg").read_bytes() == huge
+    assert list(elsewhere_done.iterdir()) == [] and list(elsewhere_rejected.iterdir()) == []
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any(f"{inbox / 'done'} is a symbolic link" in m for m in errors), errors
+
+    (inbox / "done").unlink()  # only rejected/ is a link now: still nothing moves
+    assert intake.watch_inbox(inbox, s, poll_secs=0.05, once=True) == []
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any(f"{inbox / 'rejected'} is a symbolic link" in m for m in errors), errors
+    assert (inbox / "ok.jpg").exists() and (inbox / "huge.jpg").exists()
+    assert list(elsewhere_rejected.iterdir()) == []
+
+    # A real rejected/ with a planted reason-file link: the link's target is not written.
+    (inbox / "rejected").unlink()
+    (inbox / "rejected").mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (inbox / "rejected" / "huge.jpg.reason.txt").symlink_to(victim)
+    records = intake.watch_inbox(inbox, s, poll_secs=0.05, once=True)
+    assert sorted((Path(r.path).parent.name, r.status) for r in records) == [
+        ("done", "queued"),
+        ("rejected", "rejected"),
+    ]
+    assert victim.read_text() == "keep me\n"
+    (rejected,) = [Path(r.path) for r in records if r.status == "rejected"]
+    assert rejected.name != "huge.jpg" and rejected.read_bytes() == huge
+    reason = rejected.with_name(rejected.name + ".reason.txt").read_text()
+    assert "5000 bytes is over the 1000-byte limit" in reason
+    assert (inbox / "done" / "ok.jpg").read_bytes() == ok
+    assert list(elsewhere_done.iterdir()) == [] and list(elsewhere_rejected.iterdir()) == []
+    assert stream_ids(s) == [sha(ok)]
