@@ -3,7 +3,7 @@
 Loads N synthetic photos (default 100,000) with their current tags into a database of its
 own on the running Postgres (``autotag cluster up postgres``), with the real schema
 (migrations), then prints the plans (EXPLAIN ANALYZE, BUFFERS) of the Search page's queries
-(``storage.search_page``) for a common tag and its capped count, and for two tags (AND) best
+(``storage.tag_search``) for a common tag and its capped count, and for two tags (AND) best
 first and newest first, common with common and common with rare; then the server time
 (median of repeated runs) of those, of a deep page, a minimum score, three tags, a word naming
 two tags, and of the tag counts behind the tag cloud and autocomplete.
@@ -30,7 +30,7 @@ import numpy as np
 from psycopg import sql
 
 from autotag.config import settings
-from autotag.storage import database, lookups, search_page
+from autotag.storage import database, lookups, tag_search
 from autotag.storage.terms import Term
 
 DB = "autotag_bench_web_search"
@@ -134,25 +134,25 @@ def main() -> None:
                 f"second {second!r}: {by_count[0][1]} photos; third {third!r}: "
                 f"{by_count[1][1]} photos; rare {rare!r}: {dict(by_count)[rare]} photos"
             )
-            exact = search_page.exact_terms
+            exact = tag_search.exact_terms
             dog = exact([COMMON])
             # One typed word naming two tags (a synonym): the several-tags path for one term.
             synonym = [Term(COMMON, {COMMON: "exact", rare: "synonym"})]
 
             def case(terms: list[Term], order: str = "score", **extra: Any) -> tuple[str, dict]:
-                """The page query search_page runs (chosen by the capped count), its params."""
-                params = {**search_page.params_for(terms, 0.0), "lim": 48, "off": 0, **extra}
-                (total,) = conn.execute(search_page.count_sql(terms), params).fetchone()
-                return search_page.sql_for(terms, order, total), params
+                """The page query tag_search runs (chosen by the capped count), its params."""
+                params = {**tag_search.params_for(terms, 0.0), "lim": 48, "off": 0, **extra}
+                (total,) = conn.execute(tag_search.count_sql(terms), params).fetchone()
+                return tag_search.sql_for(terms, order, total), params
 
             explained = [
                 (f"{COMMON!r}, best first, page 1", case(dog)),  # the Search page's first ask
-                (f"{COMMON!r}: count (up to 1,001)", (search_page.count_sql(dog), case(dog)[1])),
+                (f"{COMMON!r}: count (up to 1,001)", (tag_search.count_sql(dog), case(dog)[1])),
                 (f"{COMMON!r} AND {second!r}, best first", case(exact([COMMON, second]))),
                 (
                     f"{COMMON!r} AND {second!r}: count (up to 1,001)",
                     (
-                        search_page.count_sql(exact([COMMON, second])),
+                        tag_search.count_sql(exact([COMMON, second])),
                         case(exact([COMMON, second]))[1],
                     ),
                 ),
@@ -190,13 +190,13 @@ def main() -> None:
             print("\nround trip from Python (median of 7):")
             rounds = [
                 (
-                    f"search_page({COMMON!r}): count + page 1",
-                    lambda: search_page.search_page(conn, dog),
+                    f"tag_search({COMMON!r}): count + page 1",
+                    lambda: tag_search.search_page(conn, dog),
                     7,
                 ),
                 (
-                    f"search_page({COMMON!r} AND {second!r}): page 1 + count",
-                    lambda: search_page.search_page(conn, exact([COMMON, second])),
+                    f"tag_search({COMMON!r} AND {second!r}): page 1 + count",
+                    lambda: tag_search.search_page(conn, exact([COMMON, second])),
                     7,
                 ),
                 (

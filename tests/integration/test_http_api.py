@@ -34,10 +34,10 @@ from autotag.contract import PhotoResult
 from autotag.learning import samples
 from autotag.learning.datasets import read_labels, resolve_photos
 from autotag.ops.web_token import read_token, token_file
-from autotag.pipeline import video_intake
-from autotag.storage import database, item_stream, search_page, writer
+from autotag.storage import database, item_stream, tag_search, writer
 from autotag.storage.item_stream import ItemStream
 from autotag.web.app import create_app
+from tests.cli import autotag
 
 pytestmark = pytest.mark.services
 
@@ -122,7 +122,7 @@ def test_upload_raw_then_duplicate(client: TestClient, api_settings: Settings) -
     stream = ItemStream(api_settings)
     entries = stream.read("t", count=100, block_ms=50)
     stream.redis.close()
-    assert [e.photo_id for e in entries] == [hashlib.sha256(data).hexdigest()]
+    assert [e.item_id for e in entries] == [hashlib.sha256(data).hexdigest()]
 
 
 def test_upload_binary_safe_and_no_directories(client: TestClient) -> None:
@@ -180,7 +180,7 @@ def test_upload_a_video_splits_it_into_queued_segments(
     vid = hashlib.sha256(data).hexdigest()
     assert (out["video_id"], out["status"], out["source"]) == (vid, "queued", "vtest.avi")
     assert out["segments"] == 8 and out["duration_secs"] == pytest.approx(79.5, abs=0.2)
-    segments = video_intake.segment_stream(api_settings)
+    segments = item_stream.segment_stream(api_settings)
     entries = segments.read("t", count=100, block_ms=50)
     segments.redis.close()
     assert len(entries) == 8
@@ -316,7 +316,7 @@ def test_search_and_tags_autocomplete_cloud(
     assert client.post(f"/photos/{ids[2]}/labels", json={"tag": dog, "positive": True}).is_success
     assert found(tag=[dog]) == [ids[2], ids[1], ids[3]]
     assert found(tag=[dog], order="newest") == [ids[3], ids[2], ids[1]]
-    monkeypatch.setattr(search_page, "DENSE_TAG", 0)  # the walk for tags on many photos
+    monkeypatch.setattr(tag_search, "DENSE_TAG", 0)  # the walk for tags on many photos
     assert found(tag=[dog], order="newest") == [ids[3], ids[2], ids[1]]
     assert found(tag=[dog], order="newest", min_score=0.5) == [ids[2], ids[1]]
     # Typed words (the page's box): two words, each naming the tags that contain it, AND;
@@ -376,6 +376,52 @@ def test_typed_words_find_concepts_plurals_and_synonyms(
     assert dog in [h["photo_id"] for h in r.json()["results"]]
     r = client.get("/search", params={"q": "dogs", "order": "newest", "limit": 1000})
     assert r.status_code == 200 and dog in [h["photo_id"] for h in r.json()["results"]]
+
+
+def test_cli_and_api_find_the_same_photos_in_the_same_order(
+    client: TestClient, api_settings: Settings, default_bundle: str
+) -> None:
+    """``autotag search`` and ``/search?q=`` are one query: the same words give the same
+    photos in the same order (synonyms, plurals, AND, min score, newest first, words)."""
+    w = "zq" + uuid.uuid4().hex[:6]
+    ids = [upload(client, body())[1]["photo_id"] for _ in range(5)]
+    tag_photos(
+        api_settings,
+        {
+            ids[0]: [("dog", 0.91, "concept", "malamute"), (f"{w} sand", 0.4)],
+            ids[1]: [("dog", 0.62, "concept", "pug"), (f"{w} sand", 0.8)],
+            ids[2]: [("car", 0.88, "concept", "cab"), (f"{w} sand", 0.7)],
+            ids[3]: [("dog", 0.35, "concept", "pug")],
+            ids[4]: [(f"{w} sand", 0.95), ("malamute", 0.5)],
+        },
+    )
+    for key in ("vocabulary", "tag_counts"):
+        client.app.state.web.cache.pop(key, None)  # type: ignore[attr-defined]
+
+    def api(q: str, **params: Any) -> list[str]:
+        r = client.get("/search", params={"q": q, "limit": 1000, **params})
+        assert r.status_code == 200, r.text
+        return [h["photo_id"] for h in r.json()["results"]]
+
+    def cli(q: str, *args: str) -> list[str]:
+        r = autotag(api_settings, "search", q, "--limit", "1000", "--json", *args)
+        assert r.returncode == 0, r.stderr
+        return [h["photo_id"] for h in json.loads(r.stdout) if "photo_id" in h]
+
+    cases = [
+        ("dogs", (), {}),  # a plural of a concept
+        ("automobile", (), {}),  # a synonym
+        (f"dog {w}", (), {}),  # AND, the second a word of a longer tag
+        (f"dogs {w}", ("--min-score", "0.5"), {"min_score": 0.5}),
+        (f"{w}", ("--order", "newest"), {"order": "newest"}),
+        (f"{w} sand malamute", (), {}),
+    ]
+    for q, args, params in cases:
+        assert cli(q, *args) == api(q, **params), q
+    assert cli(f"dog {w}") == [ids[1], ids[0]]  # best first, by the weaker term
+    assert cli(f"dogs {w}", "--min-score", "0.5") == [ids[1]]
+    assert cli(w, "--order", "newest") == [ids[4], ids[2], ids[1], ids[0]]
+    assert ids[2] in cli("automobile") and ids[0] not in cli("automobile")
 
 
 def test_labels_export_as_training_data(

@@ -20,7 +20,7 @@ from autotag.config import Settings
 from autotag.learning import samples
 from autotag.pipeline import intake
 from autotag.pipeline.tag_step import load_tagger
-from autotag.storage import database, lookups, vectors
+from autotag.storage import database, lookups, tag_search, vectors
 
 pytestmark = pytest.mark.cluster
 
@@ -135,8 +135,8 @@ def test_search_finds_the_cat(autotagger: Settings, uploaded: dict[str, Path]) -
     chelsea = hash_file(_named(uploaded, "chelsea.png"))
     with database.connect(autotagger) as conn:
         tags = [t for t, _ in lookups.show(conn, chelsea).tags if "cat" in t.lower()]
-        hits = lookups.search(conn, tags[0], 0.0, 50)
-    assert chelsea in [h.photo_id for h in hits]
+        hits = tag_search.search(conn, tag_search.TagQuery(tags[0], limit=50)).hits
+    assert chelsea in [h["photo_id"] for h in hits]
 
 
 def test_hostile_files_fail_with_reasons_and_topology_keeps_working(

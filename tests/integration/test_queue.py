@@ -135,7 +135,7 @@ def test_dead_letters_are_capped(qs: Settings) -> None:
     assert stream.retry_or_dead_letter(last, "crashed") == "dead"
     length = int(stream.redis.xlen(qs.dead_letter_stream))
     assert 50 <= length < 250, length  # "~": whole radix-tree nodes are trimmed
-    assert stream.dead_letters(1)[0].photo_id == "d" * 64
+    assert stream.dead_letters(1)[0].item_id == "d" * 64
     stream.redis.close()
 
 
@@ -152,7 +152,7 @@ def test_retry_then_dead_letter(r: ItemStream, qs: Settings) -> None:
     assert (d.item_id, d.reason, d.attempts) == ("b" * 64, "worker crashed", 3)
     assert abs(d.at - time.time()) < 60
     r.dead_letter("c" * 64, "undecodable", 1)
-    assert [x.photo_id for x in r.dead_letters(10)] == [
+    assert [x.item_id for x in r.dead_letters(10)] == [
         "c" * 64,
         "b" * 64,
     ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,8 +16,8 @@ import pytest
 from psycopg import sql
 
 from autotag.config import Settings
-from autotag.contract import PhotoResult
-from autotag.storage import database, lookups, registry, vectors, writer
+from autotag.contract import PhotoResult, stored
+from autotag.storage import database, lookups, registry, tag_search, vectors, writer
 
 pytestmark = pytest.mark.services
 
@@ -44,6 +46,18 @@ def counts(conn: psycopg.Connection[Any], ids: list[str]) -> tuple[int, int, int
 def unit(d: int, seed: int) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal(d).astype(np.float32)
     return v / np.linalg.norm(v)
+
+
+
+def find(
+    conn: psycopg.Connection[Any],
+    text: str,
+    vocabulary: dict[str, list[str]] | None = None,
+    **query: Any,
+) -> list[dict[str, Any]]:
+    """``autotag search TEXT``'s hits (the one tag query the CLI, API and web page share)."""
+    request = tag_search.TagQuery(text, limit=query.pop("limit", 50), **query)
+    return tag_search.search(conn, request, vocabulary).hits
 
 
 def test_migrate_is_idempotent(conn: psycopg.Connection[Any]) -> None:
@@ -159,8 +173,8 @@ def test_retag_moves_to_new_model_version(conn: psycopg.Connection[Any]) -> None
     assert info is not None and info.model_version == "v2"
     assert [t for t, _ in info.tags] == [tag_new]
     assert info.other_model_versions == {"v1": 1}
-    assert lookups.search(conn, tag_old) == []
-    assert [h.photo_id for h in lookups.search(conn, tag_new)] == [pid]
+    assert find(conn, tag_old) == []
+    assert [h["photo_id"] for h in find(conn, tag_new)] == [pid]
     s2 = vectors.get_vector(conn, pid)
     assert s1 is not None and s2 is not None and not np.array_equal(s1, s2)
     # Re-tagging with the same version replaces that version's tags.
@@ -216,28 +230,28 @@ def test_search_exact_words_case_scores(conn: psycopg.Connection[Any]) -> None:
         PhotoResult(ids[4], "tagged", "v1", "cnn", [(f"dogs{w}", 0.99)]),
     ]
     writer.write_results(conn, results)
-    hits = lookups.search(conn, f"DOG{w}")
-    assert [(h.photo_id, h.match) for h in hits] == [
+    hits = find(conn, f"DOG{w}")
+    assert [(h["photo_id"], h["match"]) for h in hits] == [
         (ids[1], "exact"),
         (ids[0], "exact"),
         (ids[3], "exact"),
         (ids[2], "word"),
     ]
-    assert hits[3].tag == f"hot dog{w}"  # the photo's best word match
-    assert [h.photo_id for h in lookups.search(conn, f"dog{w}", min_score=0.5)] == [
+    assert hits[3]["tag"] == f"hot dog{w}"  # the photo's best word match
+    assert [h["photo_id"] for h in find(conn, f"dog{w}", min_score=0.5)] == [
         ids[1],
         ids[0],
         ids[2],
     ]
-    assert [h.photo_id for h in lookups.search(conn, f"dog{w}", limit=2)] == [ids[1], ids[0]]
-    assert [h.photo_id for h in lookups.search(conn, f"dog{w}", words=False)] == [
+    assert [h["photo_id"] for h in find(conn, f"dog{w}", limit=2)] == [ids[1], ids[0]]
+    assert [h["photo_id"] for h in find(conn, f"dog{w}", words=False)] == [
         ids[1],
         ids[0],
         ids[3],
     ]
-    assert [h.photo_id for h in lookups.search(conn, f"hot dog{w}")] == [ids[2]]
-    assert lookups.search(conn, "  ") == []
-    assert lookups.search(conn, "%") == []
+    assert [h["photo_id"] for h in find(conn, f"hot dog{w}")] == [ids[2]]
+    assert find(conn, "  ") == []
+    assert find(conn, "%") == []
 
 
 def test_word_search_uses_index(conn: psycopg.Connection[Any]) -> None:
@@ -451,15 +465,14 @@ def test_search_by_concept_synonym_plural_and_several_words(
     }
 
     def ids(q: str) -> list[str]:
-        return [h.photo_id for h in lookups.search(conn, q, vocabulary=vocab)]
+        return [h["photo_id"] for h in find(conn, q, vocab)]
 
     assert ids(f"dog{w}") == [dog, beach_dog]
     assert ids(f"DOG{w}s") == [dog, beach_dog]  # a plural
     assert ids(f"automobile{w}") == [car]  # a synonym
     assert ids(f"dog{w} beach{w}") == [beach_dog]  # both words
     assert ids(f"beach{w} cat{w}") == []
-    (hit,) = lookups.search(conn, f"hound{w}s beach{w}", vocabulary=vocab)
-    why = hit.as_dict()
+    (why,) = find(conn, f"hound{w}s beach{w}", vocab)
     assert why["matches"][0] == {
         "term": f"hound{w}s",
         "tag": f"dog{w}",
@@ -470,8 +483,8 @@ def test_search_by_concept_synonym_plural_and_several_words(
     }
     assert why["matches"][1]["match"] == "exact" and why["matches"][1]["tag"] == f"beach{w}"
     assert (why["tag"], why["match"]) == (f"dog{w}", "synonym")  # the weakest term
-    plural = lookups.search(conn, f"shepherd{w}s", vocabulary=vocab)
-    assert [(h.photo_id, h.match, h.kind) for h in plural] == [(dog, "plural", "leaf")]
+    plural = find(conn, f"shepherd{w}s", vocab)
+    assert [(h["photo_id"], h["match"], h["kind"]) for h in plural] == [(dog, "plural", "leaf")]
 
 
 def test_psql_finds_concepts_by_kind(conn: psycopg.Connection[Any]) -> None:
@@ -508,3 +521,38 @@ def test_stats_show_the_retag_backlog(conn: psycopg.Connection[Any]) -> None:
     done = lookups.stats(conn, active_version=new)["backlog"]
     assert done["on_other_versions"] == before["on_other_versions"] + 2
     assert lookups.stats(conn)["backlog"] is None
+
+
+def test_a_new_contract_field_is_stored_by_the_writer(postgres_service: Settings) -> None:
+    """A field added to the contract (one declaration) travels through the tuple and is
+    stored by the writer in its ``photos`` column (one migration: here, an ALTER TABLE)."""
+    column = "test_note_" + uuid.uuid4().hex[:8]
+
+    @dataclass
+    class Noted(PhotoResult):
+        note: str | None = stored("text", default=None, column=column)
+
+    with database.connect(postgres_service, role="owner") as owner:
+        owner.execute(f"ALTER TABLE photos ADD COLUMN {column} text")
+    try:
+        pid, failed_id = new_id(), new_id()
+        sent = Noted(pid, "tagged", "v1", "cnn", [("dog", 0.5)], note="taken by a test")
+        received = Noted.from_tuple(json.loads(json.dumps(sent.to_tuple())))  # multilang JSON
+        with database.connect(postgres_service) as conn:
+            assert writer.write_results(conn, [received, Noted.failed(failed_id, "bad")]) == 2
+            rows = dict(
+                conn.execute(
+                    f"SELECT photo_id, {column} FROM photos WHERE photo_id = ANY(%s)",
+                    ([pid, failed_id],),
+                ).fetchall()
+            )
+            assert rows == {pid: "taken by a test", failed_id: None}
+            # a replay without the field keeps what is stored (merge "keep")
+            writer.write_results(conn, [Noted(pid, "tagged", "v1", "cnn", [("dog", 0.5)])])
+            (kept,) = conn.execute(
+                f"SELECT {column} FROM photos WHERE photo_id = %s", (pid,)
+            ).fetchone()
+            assert kept == "taken by a test"
+    finally:
+        with database.connect(postgres_service, role="owner") as owner:
+            owner.execute(f"ALTER TABLE photos DROP COLUMN {column}")

@@ -12,7 +12,7 @@ from autotag.checksums import file_sha256
 from autotag.cli.video import clock
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError, ServiceError
-from autotag.storage import blobs, database, lookups, videos
+from autotag.storage import blobs, database, lookups, tag_search, videos
 from autotag.storage.item_stream import ItemStream
 from autotag.vision import bundle as bundles
 from autotag.vision.concepts import active_search_vocabulary
@@ -43,10 +43,24 @@ def _queue_info(s: Settings) -> dict[str, Any]:
 @click.argument("query", nargs=-1, required=True)
 @click.option("--min-score", type=float, default=0.0, show_default=True)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0, None), default=0, help="Skip this many photos.")
+@click.option(
+    "--order",
+    type=click.Choice(tag_search.ORDERS),
+    default="score",
+    show_default=True,
+    help="Best match first, or newest upload first.",
+)
 @click.option("--exact", is_flag=True, help="Whole-tag matches only (no words of longer tags).")
 @click.option("--json", "as_json", is_flag=True, help="JSON, with why each photo matched.")
 def search(
-    query: tuple[str, ...], min_score: float, limit: int, exact: bool, as_json: bool
+    query: tuple[str, ...],
+    min_score: float,
+    limit: int,
+    offset: int,
+    order: str,
+    exact: bool,
+    as_json: bool,
 ) -> None:
     """Photos tagged QUERY (case-insensitive), best first.
 
@@ -54,33 +68,30 @@ def search(
     concepts (dog finds the German shepherds); several words must all match ("dog beach").
     Exact tag matches come first, then plurals and synonyms, then photos whose multi-word tag
     contains every word of a term ("retriever" also finds "golden retriever"), unless --exact.
-    Video segments whose frames carried the words follow, with their time ranges (JSON:
+    The same query as the web page's search box and the API's /search?q=. Video segments
+    whose frames carried the words follow, with their time ranges (JSON:
     "kind": "video_segment").
     """
     s = settings()
     text = " ".join(query)
+    request = tag_search.TagQuery(
+        text, min_score=min_score, order=order, limit=limit, offset=offset, words=not exact
+    )
     with database.connect(s) as conn, database.pg_errors(s):
-        hits = lookups.search(
-            conn,
-            text,
-            min_score,
-            limit,
-            words=not exact,
-            vocabulary=active_search_vocabulary(s.models_dir),
-        )
+        page = tag_search.search(conn, request, active_search_vocabulary(s.models_dir))
         segments = videos.search_segments(conn, text, min_score, limit)
     if as_json:
-        _dump([h.as_dict() for h in hits] + [g.as_dict() for g in segments])
+        _dump(page.hits + [g.as_dict() for g in segments])
         return
-    if not hits and not segments:
+    if not page.hits and not segments:
         click.echo(f"no photos tagged {text!r}", err=True)
         return
-    for h in hits:
+    for h in page.hits:
         why = ", ".join(
             f"{m['tag']} ({m['kind']}{', ' + m['match'] if m['match'] != 'exact' else ''})"
-            for m in h.matches
+            for m in h["matches"]
         )
-        click.echo(f"{h.score:6.3f}  {h.photo_id}  {why}  {h.source or ''}".rstrip())
+        click.echo(f"{h['score']:6.3f}  {h['photo_id']}  {why}  {h['source'] or ''}".rstrip())
     for g in segments:
         where = f"camera {g.camera}" if g.camera else (g.source or "")
         span = f"{clock(g.start_secs)}-{clock(g.end_secs)}"

@@ -1,14 +1,11 @@
-"""Reading tags back: search by tag, one photo's details, statistics, failures.
+"""Reading photos back: one photo's details, statistics, failures, tag counts.
 
-A photo's current tags are those whose ``model_version`` equals the photo's. A search is
-read into terms by ``autotag.storage.terms`` (plurals, synonyms, several words = AND).
-
-The web page's and the HTTP API's paged searches are ``autotag.storage.search_page``.
+A photo's current tags are those whose ``model_version`` equals the photo's. Searching by
+tag is ``autotag.storage.tag_search`` (one query for the CLI, the API and the web page).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,138 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from autotag.storage.terms import MATCHES, parse_query
-
 STATUSES = ("queued", "tagged", "failed")
-# Word split shared by the tags_words_idx index and search(); must match it exactly.
-_WORDS_SQL = "array_remove(regexp_split_to_array(lower({}), '[^[:alnum:]]+'), '')"
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """A photo found by a search, under its best match (the weakest, for several terms)."""
-
-    photo_id: str
-    tag: str
-    score: float
-    match: str  # 'exact' | 'plural' | 'synonym' (of the tag) | 'word' (of a multi-word tag)
-    source: str | None
-    model_version: str
-    kind: str = "leaf"  # the matched tag's kind: leaf | concept | detector | property
-    via: str | None = None  # for a concept, the leaf that contributed most
-    matches: tuple[dict[str, Any], ...] = ()  # one per term: why the photo matched it
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "photo_id": self.photo_id,
-            "tag": self.tag,
-            "score": round(float(self.score), 6),
-            "match": self.match,
-            "kind": self.kind,
-            "via": self.via,
-            "source": self.source,
-            "model_version": self.model_version,
-            "matches": list(self.matches),
-        }
-
-
-_TERM = f"""
-t{{i}} AS (
-    SELECT DISTINCT ON (x.photo_id) x.* FROM (
-        SELECT t.photo_id, t.tag, t.score, t.kind, t.via,
-               CASE WHEN lower(t.tag) = %(q{{i}})s THEN 0
-                    WHEN lower(t.tag) = ANY(%(a{{i}})s::text[])
-                    THEN (%(r{{i}})s::int[])[array_position(%(a{{i}})s::text[], lower(t.tag))]
-                    ELSE 3 END AS rank
-        FROM tags t JOIN photos p
-          ON p.photo_id = t.photo_id AND p.model_version = t.model_version
-        WHERE t.score >= %(min)s
-          AND (lower(t.tag) = %(q{{i}})s OR lower(t.tag) = ANY(%(a{{i}})s::text[])
-               OR (%(words)s
-                   AND cardinality({_WORDS_SQL.format("%(q{i})s::text")}) > 0
-                   AND {_WORDS_SQL.format("t.tag")} @> {_WORDS_SQL.format("%(q{i})s::text")}))
-    ) x
-    ORDER BY x.photo_id, x.rank, x.score DESC
-)"""
-
-
-def _search_sql(n_terms: int) -> str:
-    """One CTE per term (each photo's best tag for it), joined: every term must match."""
-    ctes = ",".join(_TERM.replace("{i}", str(i)) for i in range(n_terms))
-    cols = ", ".join(
-        f"t{i}.tag, t{i}.score, t{i}.rank, t{i}.kind, t{i}.via" for i in range(n_terms)
-    )
-    joins = " ".join(f"JOIN t{i} USING (photo_id)" for i in range(1, n_terms))
-    ranks = ", ".join(f"t{i}.rank" for i in range(n_terms))
-    scores = ", ".join(f"t{i}.score" for i in range(n_terms))
-    return f"""
-WITH {ctes}
-SELECT t0.photo_id, p.source, p.model_version, {cols}
-FROM t0 {joins} JOIN photos p ON p.photo_id = t0.photo_id
-ORDER BY GREATEST({ranks}), LEAST({scores}) DESC, t0.photo_id
-LIMIT %(lim)s
-"""
-
-
-def search(
-    conn: psycopg.Connection[Any],
-    tag: str,
-    min_score: float = 0.0,
-    limit: int = 50,
-    *,
-    words: bool = True,
-    vocabulary: Mapping[str, Sequence[str]] | None = None,
-) -> list[SearchHit]:
-    """Photos carrying a tag under their current model version, best first.
-
-    Matching is case-insensitive. Exact tag matches come first (by score); then, unless
-    ``words=False``, photos whose tag contains every word of the query ("retriever" finds
-    "golden retriever", "Golden Retriever" and "retriever, golden"), also by score. Each
-    photo appears once, under its best match.
-
-    With a ``vocabulary`` (search word -> tags it names; see ``autotag.storage.terms``) the
-    query also finds tags by plural ("dogs") and synonym ("automobile" finds car), and
-    several words are several terms that must all match ("dog beach"); a photo then ranks
-    by its weakest term.
-    """
-    terms = parse_query(tag, vocabulary)
-    if not terms:
-        return []
-    params: dict[str, Any] = {"min": float(min_score), "lim": int(limit), "words": bool(words)}
-    for i, term in enumerate(terms):
-        params[f"q{i}"] = term.text
-        params[f"a{i}"] = list(term.tags)
-        params[f"r{i}"] = [MATCHES.index(how) for how in term.tags.values()]
-    hits = []
-    for row in conn.execute(_search_sql(len(terms)), params).fetchall():
-        pid, src, mv = row[:3]
-        per = [row[3 + 5 * i : 8 + 5 * i] for i in range(len(terms))]
-        matches = tuple(
-            {
-                "term": term.text,
-                "tag": t,
-                "score": round(float(sc), 6),
-                "match": MATCHES[rank],
-                "kind": kind,
-                "via": via,
-            }
-            for term, (t, sc, rank, kind, via) in zip(terms, per, strict=True)
-        )
-        worst = min(matches, key=lambda m: (-MATCHES.index(m["match"]), m["score"]))
-        hits.append(
-            SearchHit(
-                pid,
-                worst["tag"],
-                float(worst["score"]),
-                worst["match"],
-                src,
-                mv,
-                worst["kind"],
-                worst["via"],
-                matches,
-            )
-        )
-    return hits
 
 
 @dataclass

@@ -24,7 +24,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format, TransactionStatus
 
 from autotag.config import Settings
-from autotag.contract import STATUSES, TAGGED, Column, PhotoResult
+from autotag.contract import STATUSES, TAGGED, Column, PhotoResult, decode_tag
 from autotag.storage.database import connect, first_line
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def _columns(batch: Sequence[PhotoResult]) -> _Batch:
         d_ids.append(r.photo_id)
         d_mv.append(mv)
         best: dict[str, tuple[float, str, str | None]] = {}
-        for t in r.tags:  # Tags: the contract decoded them
+        for t in map(decode_tag, r.tags):  # a bad kind fails this result, not the batch
             name, value = _clean(t.tag) or "", float(t.score)
             if name and math.isfinite(value) and (name not in best or value > best[name][0]):
                 best[name] = (value, t.kind, _clean(t.via))

@@ -11,8 +11,8 @@ GET /stats, GET /healthz
 
 Typed words go through the active bundle's search vocabulary: plurals ("dogs"), synonyms
 ("automobile" finds car), concepts ("dog" finds the German shepherds), words inside longer tags
-("retriever" finds golden retriever), several words = AND. ``query_terms`` reads them for the
-API and the Search page alike; ``storage.search_page`` answers both.
+("retriever" finds golden retriever), several words = AND. ``storage.tag_search`` answers the
+API, the Search page and ``autotag search`` alike.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from autotag.errors import ServiceError
-from autotag.storage import lookups, search_page, videos
-from autotag.storage.terms import Term, parse_query, with_word_matches
+from autotag.storage import lookups, tag_search, videos
 from autotag.vision.concepts import active_search_vocabulary
 from autotag.web.api_photos import State, photo_id_of
 from autotag.web.state import WebState
@@ -73,13 +72,12 @@ def vocabulary(state: WebState) -> dict[str, list[str]]:
 
 @router.get("/tags/{tag}", summary="Photos matching typed words, best score first")
 def by_tag(tag: str, state: State, min_score: float = 0.0, limit: Limit = 50) -> dict[str, Any]:
-    vocab = vocabulary(state)
+    page = find(state, tag_search.TagQuery(tag, min_score=min_score, limit=limit))
     with state.pool.connection() as conn:
-        hits = lookups.search(conn, tag, min_score, limit, vocabulary=vocab)
         segments = videos.search_segments(conn, tag, min_score, limit)
     return {
         "tag": tag,
-        "results": [h.as_dict() for h in hits],
+        "results": page.hits,
         "segments": [g.as_dict() for g in segments],
     }
 
@@ -94,27 +92,15 @@ def search(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Limit = 48,
 ) -> dict[str, Any]:
-    page = find(state, query_terms(state, tag, q), min_score, order, offset, limit)
-    return {"q": q, **page.as_dict()}
+    request = tag_search.TagQuery(q, tag, min_score, order, limit, offset)
+    return {"q": q, **find(state, request).as_dict()}
 
 
-def query_terms(state: WebState, tags: list[str], q: str) -> list[Term]:
-    """What a search asks for: whole tags as given (``tag=``) and typed words (``q=``) read
-    through the active bundle's vocabulary and the current tags' words; all required."""
-    terms = search_page.exact_terms(tags)
-    if q.strip():
-        typed = parse_query(q, vocabulary(state))
-        terms += with_word_matches(typed, [t["tag"] for t in tag_counts(state)])
-    return terms
-
-
-def find(
-    state: WebState, terms: list[Term], min_score: float, order: str, offset: int, limit: int
-) -> search_page.SearchPage:
+def find(state: WebState, query: tag_search.TagQuery) -> tag_search.SearchPage:
+    """``storage.tag_search`` with the active vocabulary and the cached current tags."""
+    known = [t["tag"] for t in tag_counts(state)] if query.text.strip() else []
     with state.pool.connection() as conn:
-        return search_page.search_page(
-            conn, terms, min_score, order=order, limit=limit, offset=offset
-        )
+        return tag_search.search(conn, query, vocabulary(state), known)
 
 
 def tag_counts(state: WebState) -> list[dict[str, Any]]:

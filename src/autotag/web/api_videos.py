@@ -28,7 +28,7 @@ from autotag.config import Settings
 from autotag.errors import AutotagError
 from autotag.pipeline import video_intake
 from autotag.similarity.reid import ReidIndex
-from autotag.storage import videos
+from autotag.storage import item_stream, videos
 from autotag.vision.video import sniff_video
 from autotag.web.api_photos import State, body_chunks, check_length, source_name
 from autotag.web.api_search import Limit, jsonable
@@ -76,7 +76,7 @@ def _register(
     state: WebState, path: Path, source: str, force: bool
 ) -> video_intake.VideoUploadRecord:
     with state.pool.connection() as conn, state.stream.errors():
-        segments = video_intake.segment_stream(state.settings, state.stream.redis)
+        segments = item_stream.segment_stream(state.settings, state.stream.redis)
         return video_intake.upload_video(
             state.settings, conn, segments, state.blobs, path, force=force, source=source
         )

@@ -27,6 +27,7 @@ from autotag.errors import AutotagError
 from autotag.ops import component_stats
 from autotag.pipeline.requeue import requeue
 from autotag.storage import labels, lookups
+from autotag.storage.tag_search import TagQuery
 from autotag.web import api_ops, api_search, api_storm
 from autotag.web.api_photos import State, photo_id_of
 
@@ -59,10 +60,10 @@ def _truthy(value: Any) -> bool:
 def _search_context(
     state: State, tags: list[str], q: str, min_score: float, order: str, offset: int
 ) -> dict[str, Any]:
-    """The API's search (``api_search.query_terms`` and ``find``): the same words find the
-    same photos on the page and over HTTP."""
-    terms = api_search.query_terms(state, tags, q)
-    page = api_search.find(state, terms, min_score, order, offset, PER_PAGE)
+    """The API's search (``api_search.find``): the same words find the same photos on the
+    page, over HTTP and on the command line."""
+    request = TagQuery(q, tags, min_score, order, PER_PAGE, offset)
+    page = api_search.find(state, request)
     query = [("tag", t) for t in tags] + [("q", q), ("min_score", min_score), ("order", order)]
     more = urlencode([*query, ("offset", offset + len(page.hits))])
     return {"page": page, "more_url": f"/ui/results?{more}" if page.more else None}

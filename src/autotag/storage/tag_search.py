@@ -1,4 +1,7 @@
-"""One page of a search for the web page and the HTTP API: terms in, photos out, paged.
+"""Tag search, the one query: typed words (or whole tags) in, one page of photos out.
+
+``autotag search``, the HTTP API (``/search``, ``/tags/<words>``) and the web page's search
+box all call ``search``, so the same words find the same photos in the same order everywhere.
 
 A search is a list of terms (``autotag.storage.terms``), all required; a term names one or
 more tags, each with how it was reached (exact, plural, synonym, word). A photo matches a
@@ -22,13 +25,13 @@ does not:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from autotag.storage.terms import MATCHES, Term
+from autotag.storage.terms import MATCHES, Term, parse_query, with_word_matches
 
 ORDERS = ("score", "newest")
 # Totals are counted up to this many; past it the page says "1,000+".
@@ -316,6 +319,65 @@ def params_for(terms: Sequence[Term], min_score: float) -> dict[str, Any]:
     if terms:
         params["tag"] = terms[0].text
     return params
+
+
+@dataclass(frozen=True)
+class TagQuery:
+    """What a user asks for: typed words (``text``: plurals, synonyms, concepts, words of
+    longer tags, several words = AND) and/or whole tags (``tags``: each required as given),
+    a minimum score, an order, and a page. ``words=False``: whole-tag matches only."""
+
+    text: str = ""
+    tags: Sequence[str] = field(default_factory=tuple)
+    min_score: float = 0.0
+    order: str = "score"
+    limit: int = 48
+    offset: int = 0
+    words: bool = True
+
+    def terms(
+        self, vocabulary: Mapping[str, Sequence[str]] | None, known_tags: Sequence[str]
+    ) -> list[Term]:
+        """The terms this query requires: whole tags first, then the typed words read
+        through the vocabulary and, unless ``words=False``, the known tags' words."""
+        terms = exact_terms(self.tags)
+        if self.text.strip():
+            typed = parse_query(self.text, vocabulary)
+            terms += with_word_matches(typed, known_tags) if self.words else typed
+        return terms
+
+
+def known_tags(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every current tag (lower-case): what a typed word may be a word of."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT lower(t.tag) FROM tags t JOIN photos p
+          ON p.photo_id = t.photo_id AND p.model_version = t.model_version
+        """
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def search(
+    conn: psycopg.Connection[Any],
+    query: TagQuery,
+    vocabulary: Mapping[str, Sequence[str]] | None = None,
+    tags_known: Sequence[str] | None = None,
+) -> SearchPage:
+    """One page of photos matching ``query``: the CLI, the API and the web page all come
+    here. ``tags_known`` (every current tag) may come from a caller's cache; it is read
+    from the database otherwise."""
+    if tags_known is None and query.words and query.text.strip():
+        tags_known = known_tags(conn)
+    terms = query.terms(vocabulary, tags_known or ())
+    return search_page(
+        conn,
+        terms,
+        query.min_score,
+        order=query.order,
+        limit=query.limit,
+        offset=query.offset,
+    )
 
 
 def search_page(
