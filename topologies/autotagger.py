@@ -18,7 +18,7 @@ from streamparse import Grouping, Topology
 from autotag.config import settings
 from bolts.autotag import AutotagBolt
 from bolts.dbwriter import DbWriterBolt
-from bolts.video import VideoBolt
+from bolts.segments import VideoBolt
 from bolts.video_writer import VideoWriterBolt
 from spouts.photos import PhotoSpout
 from spouts.videos import VideoSpout

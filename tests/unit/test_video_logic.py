@@ -19,7 +19,7 @@ from autotag.pipeline.video_contract import (
 )
 from autotag.pipeline.video_intake import plan_segments
 from autotag.vision.people import Box, Tracker, suppress, svm_score
-from autotag.vision.video import (
+from autotag.vision.video_frames import (
     FrameSampler,
     VideoError,
     VideoInfo,

@@ -29,7 +29,7 @@ COMMAND_MODULES = [
     "requeue",
     "gc",
     "demo",
-    "url",
+    "web",
     "labels",
 ]
 

@@ -21,7 +21,7 @@ from autotag.ops.nimbus import NimbusClient
 from autotag.ops.topology import submit
 from autotag.ops.web_token import load_or_create_token
 from autotag.pipeline import intake
-from autotag.storage import database, lookups
+from autotag.storage import database, lookups, registry
 
 TOPOLOGY = "autotagger"
 
@@ -67,12 +67,9 @@ def demo(timeout: int) -> None:
         with click.progressbar(length=len(ids), label="    tagging") as bar:
             done = 0
             while True:
-                rows = conn.execute(
-                    "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status <> 'queued'",
-                    (list(ids),),
-                ).fetchone()
-                bar.update(rows[0] - done)
-                done = rows[0]
+                settled = registry.settled_count(conn, list(ids))
+                bar.update(settled - done)
+                done = settled
                 if done >= len(ids):
                     break
                 if time.monotonic() - t2 > timeout:

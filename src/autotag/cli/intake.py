@@ -1,4 +1,4 @@
-"""``autotag upload | inbox | serve``: getting photos into the pipeline."""
+"""``autotag upload | inbox``: getting photos into the pipeline."""
 
 from __future__ import annotations
 
@@ -111,25 +111,4 @@ def inbox(directory: Path | None, once: bool, poll_secs: float, force: bool, as_
     intake.watch_inbox(folder, s, poll_secs, once=once, force=force, stop=stop, on_record=report)
 
 
-@click.command()
-@click.option("--port", type=int, default=None, help="Port (default: http_port + offset).")
-def serve(port: int | None) -> None:
-    """Run the web page and HTTP API (uvicorn) on 127.0.0.1 in the foreground.
-
-    `autotag cluster up` runs the same server as the cluster's `web` service.
-    """
-    from autotag.ops.web_token import load_or_create_token
-    from autotag.web.app import serve as serve_app
-
-    _setup_logging()
-    s = settings()
-    bound = s.port(s.http_port) if port is None else port
-    token = load_or_create_token(s.run_dir)
-    click.echo(
-        f"autotag web page on http://{s.local_bind_host}:{bound}/?token={token} (Ctrl-C to stop)",
-        err=True,
-    )
-    serve_app(s, port=port)
-
-
-commands = [upload, inbox, serve]
+commands = [upload, inbox]

@@ -34,7 +34,7 @@ from autotag.pipeline.video_intake import enqueue_segments
 from autotag.storage import database, videos
 from autotag.storage.blobs import BlobStore
 from autotag.storage.item_stream import client, segment_stream
-from autotag.vision.video import VideoError, check_frame_size, open_capture
+from autotag.vision.video_frames import VideoError, check_frame_size, open_capture
 
 log = logging.getLogger(__name__)
 

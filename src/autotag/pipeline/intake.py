@@ -34,7 +34,7 @@ from autotag.pipeline.video_intake import VideoUploadRecord, upload_video
 from autotag.storage import database, registry
 from autotag.storage.blobs import TMP_DIR, TMP_PREFIX, BlobStore, BlobTooLarge
 from autotag.storage.item_stream import ItemStream, segment_stream
-from autotag.vision.video import looks_like_video
+from autotag.vision.video_frames import looks_like_video
 
 log = logging.getLogger(__name__)
 
@@ -170,15 +170,7 @@ class Intake:
     def _undo_register(self, photo_id: str, reg: registry.Registration) -> None:
         assert self.conn is not None
         try:
-            if reg.new:
-                self.conn.execute(
-                    "DELETE FROM photos WHERE photo_id = %s AND status = 'queued'", (photo_id,)
-                )
-            elif reg.previous_status and reg.previous_status != "queued":
-                self.conn.execute(
-                    "UPDATE photos SET status = %s WHERE photo_id = %s AND status = 'queued'",
-                    (reg.previous_status, photo_id),
-                )
+            registry.undo_register(self.conn, photo_id, reg)
         except Exception:  # noqa: BLE001 - `autotag retry --stuck` recovers the row later
             pass
 

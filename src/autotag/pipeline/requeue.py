@@ -46,9 +46,4 @@ def requeue(
 def stale_model_ids(settings: Settings, active_version: str, limit: int | None = None) -> list[str]:
     """Tagged photos whose current tags come from another model (the re-tag backlog)."""
     with database.connect(settings) as conn:
-        rows = conn.execute(
-            "SELECT photo_id FROM photos WHERE status = 'tagged' AND model_version IS DISTINCT FROM %s "
-            "ORDER BY uploaded_at LIMIT %s",
-            (active_version, limit),
-        ).fetchall()
-    return [r[0] for r in rows]
+        return registry.stale_model_ids(conn, active_version, limit)

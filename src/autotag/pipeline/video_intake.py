@@ -20,7 +20,7 @@ from autotag.pipeline.video_contract import SegmentJob
 from autotag.storage import database, videos
 from autotag.storage.blobs import BlobStore, BlobTooLarge
 from autotag.storage.item_stream import ItemStream
-from autotag.vision.video import VideoError, VideoInfo, VideoLimits, probe
+from autotag.vision.video_frames import VideoError, VideoInfo, VideoLimits, probe
 
 QUEUED = "queued"
 DUPLICATE = "duplicate"

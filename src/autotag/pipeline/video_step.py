@@ -35,7 +35,7 @@ from autotag.vision.faces import FaceDetector, single_threaded_blas
 from autotag.vision.features import FeatureSet, l2_normalize
 from autotag.vision.people import Box, PeopleDetector, Tracker, crop_square
 from autotag.vision.tagger import Tagger
-from autotag.vision.video import FrameSampler, SampledFrame, SegmentReader, VideoError
+from autotag.vision.video_frames import FrameSampler, SampledFrame, SegmentReader, VideoError
 
 log = logging.getLogger(__name__)
 

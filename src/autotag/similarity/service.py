@@ -12,10 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import os
-import struct
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +23,7 @@ from autotag.checksums import file_sha256
 from autotag.config import Settings
 from autotag.errors import AutotagError, ModelError
 from autotag.similarity.index import MODES, VectorIndex, as_matrix
-from autotag.storage import database, vectors
+from autotag.storage import database, lookups, vectors
 from autotag.vision.features import feature_set_spec
 
 log = logging.getLogger(__name__)
@@ -48,37 +45,6 @@ def resolve_feature_set(name: str) -> tuple[str, int | None]:
     if not version:
         return f"{base}@{current}", dim
     return name, dim if version == current else None
-
-
-def _float4_array_loader() -> type:
-    """psycopg binary loader: real[] -> float32 numpy array, without a Python float per element."""
-    from psycopg.adapt import Loader
-    from psycopg.pq import Format
-
-    class Float4ArrayLoader(Loader):
-        format = Format.BINARY
-
-        def load(self, data: Any) -> np.ndarray:
-            ndim, has_null, _oid = struct.unpack_from("!iiI", data, 0)
-            if ndim == 0:
-                return np.zeros(0, dtype=np.float32)
-            dims = struct.unpack_from("!" + "ii" * ndim, data, 12)
-            n = int(np.prod(dims[0::2]))
-            body = np.frombuffer(data, dtype=">i4", offset=12 + 8 * ndim)
-            if has_null and (body.reshape(-1)[0::2] < 0).any():
-                raise ValueError("vector contains NULL elements")
-            return body.reshape(n, 2)[:, 1].view(">f4").astype(np.float32)
-
-    return Float4ArrayLoader
-
-
-def _vector_cursor(conn: Any, name: str | None = None) -> Any:
-    """A binary cursor that returns real[] columns as float32 arrays (server-side if named)."""
-    cur = conn.cursor(name=name, binary=True) if name else conn.cursor(binary=True)
-    from psycopg import postgres
-
-    cur.adapters.register_loader(postgres.types["float4"].array_oid, _float4_array_loader())
-    return cur
 
 
 _T = TypeVar("_T")
@@ -193,18 +159,9 @@ class SimilarityService:
         flush()
         return applied
 
-    def _stream(self, where: str, params: tuple[Any, ...]) -> Iterator[tuple[str, int, Any]]:
-        """Rows (photo_id, seq, feature) of this feature set through a server-side cursor."""
-        name = f"autotag_sim_{os.getpid()}_{threading.get_ident()}_{time.monotonic_ns()}"
-        with self.conn.transaction():
-            with _vector_cursor(self.conn, name) as cur:
-                cur.itersize = 2000
-                cur.execute(
-                    "SELECT photo_id, seq, feature FROM photo_vectors "
-                    f"WHERE feature_set = %s AND {where} ORDER BY seq",
-                    (self.feature_set, *params),
-                )
-                yield from cur
+    def _stream(self, photo_ids: Sequence[str] | None = None) -> Iterator[tuple[str, int, Any]]:
+        """Rows (photo_id, seq, feature) of this feature set (of these photos), in seq order."""
+        return vectors.stream_vectors(self.conn, self.feature_set, photo_ids)
 
     @_locked
     def load(self) -> SimilarityService:
@@ -223,7 +180,7 @@ class SimilarityService:
                     "similarity: saved index %s unusable (%s); rebuilding", self.index_dir, exc
                 )
                 self.index, self._seq_of, self.high_seq = None, {}, 0
-        self._apply(self._stream("TRUE", ()))
+        self._apply(self._stream())
         if self.index is None:
             self.index = VectorIndex(self._expected_dim(), self.mode, **self.index_params)
         self.loaded_from = "postgres"
@@ -241,17 +198,7 @@ class SimilarityService:
     def _identity(self) -> str:
         """Which cluster, database and table the rows come from: a saved index is only
         valid against the very same table (a re-created one restarts seq from 1)."""
-        row = self.conn.execute(
-            "SELECT d.oid, to_regclass('photo_vectors')::oid FROM pg_database d "
-            "WHERE d.datname = current_database()"
-        ).fetchone()
-        try:
-            (sysid,) = self.conn.execute(
-                "SELECT system_identifier FROM pg_control_system()"
-            ).fetchone()
-        except Exception:  # not allowed for this role: oids alone still catch most cases
-            sysid = "?"
-        return f"{sysid}:{row[0]}:{row[1]}"
+        return vectors.table_identity(self.conn)
 
     def _load_saved(self) -> None:
         index, extra = VectorIndex.load(self.index_dir)
@@ -259,8 +206,7 @@ class SimilarityService:
             raise ValueError("saved for another feature set")
         if extra.get("identity") != self._identity():
             raise ValueError("saved from another database or photo_vectors table")
-        (top,) = self.conn.execute("SELECT coalesce(max(seq), 0) FROM photo_vectors").fetchone()
-        if int(extra.get("high_seq", 0)) > int(top):
+        if int(extra.get("high_seq", 0)) > vectors.max_seq(self.conn):
             raise ValueError("photo_vectors.seq went backwards")
         seq_ids = (self.index_dir / "seq-ids.txt").read_text()
         seqs = np.load(self.index_dir / "seqs.npy").tolist()
@@ -282,28 +228,23 @@ class SimilarityService:
             self.load()
             return len(self)
         low = max(0, self.high_seq - self.lookback)
-        with self.conn.cursor() as cur:
-            cur.execute(
-                "SELECT photo_id, seq FROM photo_vectors WHERE feature_set = %s AND seq > %s",
-                (self.feature_set, low),
-            )
-            changed = [pid for pid, seq in cur if seq > self._seq_of.get(pid, -1)]
+        changed = [
+            pid
+            for pid, seq in vectors.seqs_since(self.conn, self.feature_set, low)
+            if seq > self._seq_of.get(pid, -1)
+        ]
         if not changed:
             return 0
         applied = 0
         for start in range(0, len(changed), 5000):
             chunk = changed[start : start + 5000]
-            applied += self._apply(self._stream("photo_id = ANY(%s)", (chunk,)))
+            applied += self._apply(self._stream(chunk))
         return applied
 
     def _reconcile_deletions(self) -> int:
         """Drop photos whose vector rows were deleted while the saved index sat on disk."""
         assert self.index is not None
-        with self.conn.cursor() as cur:
-            cur.execute(
-                "SELECT photo_id FROM photo_vectors WHERE feature_set = %s", (self.feature_set,)
-            )
-            present = {row[0] for row in cur}
+        present = vectors.photo_ids(self.conn, self.feature_set)
         gone = [pid for pid in self.index.ids if pid not in present]
         for pid in gone:
             self._seq_of.pop(pid, None)
@@ -335,25 +276,13 @@ class SimilarityService:
     @_locked
     def resolve_photo_id(self, prefix: str) -> str:
         """Full photo id from an id or a unique prefix (>= 6 hex chars) of one with a vector."""
-        with self.conn.cursor() as cur:
-            cur.execute(
-                "SELECT photo_id FROM photo_vectors WHERE feature_set = %s AND photo_id = %s",
-                (self.feature_set, prefix),
-            )
-            if cur.fetchone():
-                return prefix
-            if len(prefix) >= 6:
-                pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                cur.execute(
-                    "SELECT photo_id FROM photo_vectors WHERE feature_set = %s "
-                    "AND photo_id LIKE %s LIMIT 2",
-                    (self.feature_set, pattern),
-                )
-                found = [r[0] for r in cur.fetchall()]
-                if len(found) == 1:
-                    return found[0]
-                if len(found) > 1:
-                    raise AutotagError(f"photo id prefix {prefix!r} is ambiguous")
+        found = vectors.photo_ids_like(self.conn, self.feature_set, prefix, exact=True)
+        if not found and len(prefix) >= 6:
+            found = vectors.photo_ids_like(self.conn, self.feature_set, prefix)
+            if len(found) > 1:
+                raise AutotagError(f"photo id prefix {prefix!r} is ambiguous")
+        if found:
+            return found[0]
         raise AutotagError(
             f"photo {prefix} has no {self.feature_set!r} vector (unknown, or not tagged yet)"
         )
@@ -361,29 +290,10 @@ class SimilarityService:
     @_locked
     def current_tags(self, photo_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Each photo's current tags (model_version = photos.model_version), best first."""
-        out: dict[str, list[dict[str, Any]]] = {pid: [] for pid in photo_ids}
-        if not photo_ids:
-            return out
-        with self.conn.cursor() as cur:
-            cur.execute(
-                "SELECT t.photo_id, t.tag, t.score FROM tags t "
-                "JOIN photos p ON p.photo_id = t.photo_id AND p.model_version = t.model_version "
-                "WHERE t.photo_id = ANY(%s) ORDER BY t.photo_id, t.score DESC, t.tag",
-                (list(photo_ids),),
-            )
-            for pid, tag, score in cur:
-                out[pid].append({"tag": tag, "score": round(float(score), 6)})
-        return out
+        return lookups.current_tags(self.conn, photo_ids)
 
     def _with_tag(self, photo_ids: Sequence[str], tag: str) -> set[str]:
-        with self.conn.cursor() as cur:
-            cur.execute(
-                "SELECT t.photo_id FROM tags t JOIN photos p "
-                "ON p.photo_id = t.photo_id AND p.model_version = t.model_version "
-                "WHERE t.tag = %s AND t.photo_id = ANY(%s)",
-                (tag, list(photo_ids)),
-            )
-            return {row[0] for row in cur}
+        return lookups.photos_with_tag(self.conn, photo_ids, tag)
 
     @_locked
     def similar(

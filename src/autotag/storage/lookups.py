@@ -6,6 +6,7 @@ tag is ``autotag.storage.tag_search`` (one query for the CLI, the API and the we
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -268,3 +269,32 @@ def status_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     for status, n in conn.execute("SELECT status, count(*) FROM photos GROUP BY status"):
         counts[status] = int(n)
     return counts
+
+
+def current_tags(
+    conn: psycopg.Connection[Any], photo_ids: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each photo's current tags (model_version = photos.model_version), best first."""
+    out: dict[str, list[dict[str, Any]]] = {pid: [] for pid in photo_ids}
+    if not photo_ids:
+        return out
+    rows = conn.execute(
+        "SELECT t.photo_id, t.tag, t.score FROM tags t "
+        "JOIN photos p ON p.photo_id = t.photo_id AND p.model_version = t.model_version "
+        "WHERE t.photo_id = ANY(%s) ORDER BY t.photo_id, t.score DESC, t.tag",
+        (list(photo_ids),),
+    ).fetchall()
+    for pid, tag, score in rows:
+        out[pid].append({"tag": tag, "score": round(float(score), 6)})
+    return out
+
+
+def photos_with_tag(conn: psycopg.Connection[Any], photo_ids: Sequence[str], tag: str) -> set[str]:
+    """Which of these photos carry ``tag`` (as written) under their current model."""
+    rows = conn.execute(
+        "SELECT t.photo_id FROM tags t JOIN photos p "
+        "ON p.photo_id = t.photo_id AND p.model_version = t.model_version "
+        "WHERE t.tag = %s AND t.photo_id = ANY(%s)",
+        (tag, list(photo_ids)),
+    ).fetchall()
+    return {r[0] for r in rows}

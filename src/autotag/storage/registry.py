@@ -151,3 +151,37 @@ def known_ids(conn: psycopg.Connection[Any], photo_ids: Sequence[str]) -> set[st
         "SELECT photo_id FROM photos WHERE photo_id = ANY(%s::text[])", (list(photo_ids),)
     ).fetchall()
     return {r[0] for r in rows}
+
+
+def undo_register(conn: psycopg.Connection[Any], photo_id: str, reg: Registration) -> None:
+    """Take back a registration whose photo never reached the stream: a new row is deleted,
+    an old one gets its previous status back (only while it is still 'queued')."""
+    if reg.new:
+        conn.execute("DELETE FROM photos WHERE photo_id = %s AND status = 'queued'", (photo_id,))
+    elif reg.previous_status and reg.previous_status != "queued":
+        conn.execute(
+            "UPDATE photos SET status = %s WHERE photo_id = %s AND status = 'queued'",
+            (reg.previous_status, photo_id),
+        )
+
+
+def stale_model_ids(
+    conn: psycopg.Connection[Any], active_version: str, limit: int | None = None
+) -> list[str]:
+    """Tagged photos whose current tags come from another model (the re-tag backlog),
+    oldest upload first."""
+    rows = conn.execute(
+        "SELECT photo_id FROM photos WHERE status = 'tagged' "
+        "AND model_version IS DISTINCT FROM %s ORDER BY uploaded_at LIMIT %s",
+        (active_version, limit),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def settled_count(conn: psycopg.Connection[Any], photo_ids: Sequence[str]) -> int:
+    """How many of these photos are no longer queued (tagged or failed)."""
+    row = conn.execute(
+        "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status <> 'queued'",
+        (list(photo_ids),),
+    ).fetchone()
+    return int(row[0]) if row else 0

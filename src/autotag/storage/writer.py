@@ -150,6 +150,11 @@ WHERE v.feature IS DISTINCT FROM EXCLUDED.feature
 _NOTIFY = "SELECT pg_notify(%s, m) FROM unnest(%s::text[]) AS m"
 
 
+def listen_for_results(conn: psycopg.Connection[Any]) -> None:
+    """Subscribe this (autocommit) connection to the committed batches' notifications."""
+    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
+
+
 def _notify_payloads(photo_ids: Sequence[str]) -> list[str]:
     n = NOTIFY_IDS_PER_MESSAGE
     return [",".join(photo_ids[i : i + n]) for i in range(0, len(photo_ids), n)]

@@ -29,7 +29,7 @@ from autotag.errors import AutotagError
 from autotag.pipeline import video_intake
 from autotag.similarity.reid import ReidIndex
 from autotag.storage import item_stream, videos
-from autotag.vision.video import sniff_video
+from autotag.vision.video_frames import sniff_video
 from autotag.web.api_photos import State, body_chunks, check_length, source_name
 from autotag.web.api_search import Limit, jsonable
 from autotag.web.state import WebState

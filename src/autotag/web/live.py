@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 from autotag.config import Settings
 from autotag.errors import ServiceError
 from autotag.storage import database, lookups
-from autotag.storage.writer import NOTIFY_CHANNEL
+from autotag.storage.writer import listen_for_results
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class LiveFeed:
         while not self._stop.is_set():
             try:
                 with database.connect(self.settings, migrate_schema=False) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    listen_for_results(conn)
                     self.listening.set()
                     backoff = 0.5
                     self._listen(conn)

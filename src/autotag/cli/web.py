@@ -1,8 +1,11 @@
-"""``autotag url``: the web page's address with its login token (Jupyter's habit)."""
+"""``autotag url | serve``: the web page — its address with its login token (Jupyter's
+habit), and the server in the foreground."""
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 
 import click
 
@@ -41,4 +44,28 @@ def url(as_json: bool) -> None:
         click.echo("  start it with `autotag cluster up` (or `autotag serve`)", err=True)
 
 
-commands = [url]
+@click.command()
+@click.option("--port", type=int, default=None, help="Port (default: http_port + offset).")
+def serve(port: int | None) -> None:
+    """Run the web page and HTTP API (uvicorn) on 127.0.0.1 in the foreground.
+
+    `autotag cluster up` runs the same server as the cluster's `web` service.
+    """
+    from autotag.ops.web_token import load_or_create_token
+    from autotag.web.app import serve as serve_app
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+        )
+    s = settings()
+    bound = s.port(s.http_port) if port is None else port
+    token = load_or_create_token(s.run_dir)
+    click.echo(
+        f"autotag web page on http://{s.local_bind_host}:{bound}/?token={token} (Ctrl-C to stop)",
+        err=True,
+    )
+    serve_app(s, port=port)
+
+
+commands = [url, serve]

@@ -14,8 +14,8 @@ and how many people-frames sampling still finds.
 The storage ratio and the people-frame share do not depend on timing. Frames/s do: run on
 an idle machine with the cluster and the topology up (`make up`):
 
-    python bench/video.py                       # vtest.avi (79.5 s), N = cores
-    python bench/video.py --seconds 4 --no-topology   # a tiny check, no cluster needed
+    python bench/video_storage.py                       # vtest.avi (79.5 s), N = cores
+    python bench/video_storage.py --seconds 4 --no-topology   # a tiny check, no cluster needed
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from autotag.storage.blobs import BlobStore
 from autotag.vision.faces import FaceDetector
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.people import Box
-from autotag.vision.video import FrameSampler, SegmentReader, probe
+from autotag.vision.video_frames import FrameSampler, SegmentReader, probe
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 JPEG_QUALITY = 90
