@@ -343,7 +343,8 @@ class TagQuery:
         terms = exact_terms(self.tags)
         if self.text.strip():
             typed = parse_query(self.text, vocabulary)
-            terms += with_word_matches(typed, known_tags) if self.words else typed
+            word_of = getattr(vocabulary, "word_of", None)  # vision's SearchVocabulary
+            terms += with_word_matches(typed, known_tags, word_of) if self.words else typed
         return terms
 
 

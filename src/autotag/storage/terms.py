@@ -11,7 +11,7 @@ Pure logic over plain values: the caller builds the vocabulary
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 # WordNet's noun suffix rules (morphy), tried in order.
@@ -91,17 +91,42 @@ def tag_words(tag: str) -> frozenset[str]:
     return frozenset(re.findall(r"[^\W_]+", tag.lower()))
 
 
-def with_word_matches(terms: Sequence[Term], known_tags: Sequence[str]) -> list[Term]:
+def _forms(text: str) -> list[str]:
+    """A typed phrase as typed and with its last word made singular."""
+    head, _, last = text.rpartition(" ")
+    prefix = head + " " if head else ""
+    return [text, *(prefix + s for s in singulars(last))]
+
+
+def with_word_matches(
+    terms: Sequence[Term],
+    known_tags: Sequence[str],
+    word_of: Mapping[str, Collection[str]] | None = None,
+) -> list[Term]:
     """Each term also naming the known tags that contain all its words ("retriever" names
-    "golden retriever"), as ``word`` matches, so a search needs only whole-tag lookups."""
+    "golden retriever"), as ``word`` matches, so a search needs only whole-tag lookups.
+
+    ``word_of`` (tag, lower-case → the phrases inside its name that it *is*: the vocabulary
+    computes it from WordNet's hypernyms) restricts the tags it lists: "fox" is inside "fox
+    squirrel" but a fox squirrel is no fox, so ``word_of["fox squirrel"]`` lacks it and the
+    word does not find it; ``word_of["golden retriever"]`` has "retriever". Tags it does
+    not list (trained or taught tags) match by their words alone."""
+    rules = word_of or {}
     out = []
     for term in terms:
-        words = tag_words(term.text)
+        forms = _forms(term.text)
+        form_words = [(f, tag_words(f)) for f in forms]
         found = dict(term.tags)
-        if words:
+        if any(w for _, w in form_words):
             for tag in known_tags:
                 low = tag.lower()
-                if low not in found and low != term.text and words <= tag_words(low):
+                if low in found or low == term.text:
+                    continue
+                have = tag_words(low)
+                allowed = rules.get(low)
+                if any(
+                    w and w <= have and (allowed is None or f in allowed) for f, w in form_words
+                ):
                     found[low] = "word"
         out.append(Term(term.text, found))
     return out

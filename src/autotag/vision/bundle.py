@@ -141,6 +141,9 @@ class ModelBundle:
     concept_matrix: np.ndarray | None = None  # (len(concepts), k) of 0/1
     concept_thresholds: np.ndarray | None = None  # (len(concepts),)
     class_words: dict[str, list[str]] = field(default_factory=dict)  # class -> search words
+    # class -> the words inside its name that it IS (WordNet hypernyms: golden retriever ->
+    # retriever; fox squirrel -> nothing): what a typed word may find it by (search terms)
+    class_is: dict[str, list[str]] = field(default_factory=dict)
 
     # --- construction -------------------------------------------------------------------
 
@@ -168,6 +171,7 @@ class ModelBundle:
         concept_matrix: np.ndarray | None = None,
         concept_thresholds: np.ndarray | None = None,
         class_words: dict[str, list[str]] | None = None,
+        class_is: dict[str, list[str]] | None = None,
     ) -> ModelBundle:
         """A new bundle; thresholds default per activation, calibration to identity."""
         k = len(classes)
@@ -204,6 +208,7 @@ class ModelBundle:
             if concept_thresholds is None
             else np.asarray(concept_thresholds, np.float32),
             class_words=dict(class_words or {}),
+            class_is=dict(class_is or {}),
         )
         bundle.validate()
         return bundle
@@ -282,6 +287,7 @@ class ModelBundle:
             "detectors": self.detectors,
             "concepts": [c.to_json() for c in self.concepts],
             "class_words": self.class_words,
+            "class_is": self.class_is,
             "files": files or {},
             "metrics": self.metrics,
             "dataset": self.dataset,
@@ -374,6 +380,10 @@ class ModelBundle:
                 class_words={
                     str(k): [str(w) for w in v]
                     for k, v in (manifest.get("class_words") or {}).items()
+                },
+                class_is={
+                    str(k): [str(w) for w in v]
+                    for k, v in (manifest.get("class_is") or {}).items()
                 },
                 **arrays,
             )
@@ -519,12 +529,16 @@ def _merged_concepts(first: ModelBundle, second: ModelBundle) -> dict[str, Any]:
             M = np.pad(b.concept_matrix[keep], ((0, 0), (left, right)))  # type: ignore[index]
             parts.append(([b.concepts[i] for i in keep], M, b.concept_thresholds[keep]))  # type: ignore[index]
     if not parts:
-        return {"class_words": {**first.class_words, **second.class_words}}
+        return {
+            "class_words": {**first.class_words, **second.class_words},
+            "class_is": {**first.class_is, **second.class_is},
+        }
     return {
         "concepts": [c for p in parts for c in p[0]],
         "concept_matrix": np.concatenate([p[1] for p in parts]),
         "concept_thresholds": np.concatenate([p[2] for p in parts]),
         "class_words": {**first.class_words, **second.class_words},
+        "class_is": {**first.class_is, **second.class_is},
     }
 
 

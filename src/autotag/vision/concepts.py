@@ -149,11 +149,53 @@ def leaf_words(
     return out
 
 
-def search_vocabulary(manifest: Mapping[str, Any] | None) -> dict[str, list[str]]:
+def _phrase_words(name: str) -> list[str]:
+    """A name's words as search splits them (runs of letters and digits, lower-case)."""
+    return re.findall(r"[^\W_]+", name.lower())
+
+
+def leaf_is(
+    classes: Sequence[str], leaf_synsets: Sequence[str], wordnet: WordNet
+) -> dict[str, list[str]]:
+    """For each leaf whose name has several words: the runs of words inside its name that
+    the leaf *is*, by WordNet (a lemma of one of its hypernyms, or of the leaf itself when
+    shorter than its name). ``golden retriever`` → [retriever]; ``fox squirrel`` → [] (a
+    squirrel, not a fox); ``Irish water spaniel`` → [water spaniel, spaniel]. Search lets a
+    typed word find a longer leaf name only through this list."""
+    out: dict[str, list[str]] = {}
+    for name, sid in zip(classes, leaf_synsets, strict=True):
+        words = _phrase_words(name)
+        if len(words) < 2:
+            continue
+        lemmas = set()
+        for anc in wordnet.ancestors(sid):
+            for lemma in wordnet[anc].lemmas:
+                lemmas.add(" ".join(_phrase_words(lemma)))
+        runs = [
+            " ".join(words[i:j])
+            for i in range(len(words))
+            for j in range(i + 1, len(words) + 1)
+            if j - i < len(words)
+        ]
+        out[name.lower()] = sorted(dict.fromkeys(r for r in runs if r in lemmas))
+    return out
+
+
+class SearchVocabulary(dict[str, list[str]]):
+    """Search word → tags (a plain dict), carrying ``word_of``: tag → the phrases inside
+    its name that it is (``leaf_is``), which ``autotag.storage.terms.with_word_matches``
+    reads so that ``fox`` does not find fox squirrels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.word_of: dict[str, frozenset[str]] = {}
+
+
+def search_vocabulary(manifest: Mapping[str, Any] | None) -> SearchVocabulary:
     """Search word (lower-case) → the tags it names, from a bundle's manifest: every class
     and concept by its own name, its recorded synonyms and irregular plurals; detector and
     property tags too. With no manifest, only the detector and property words."""
-    vocab: dict[str, list[str]] = {}
+    vocab = SearchVocabulary()
 
     def add(word: str, tag: str) -> None:
         tags = vocab.setdefault(word.lower(), [])
@@ -172,10 +214,12 @@ def search_vocabulary(manifest: Mapping[str, Any] | None) -> dict[str, list[str]
         for c in manifest.get("concepts") or []:
             for w in [c["tag"], *c.get("words", [])]:
                 add(str(w), str(c["tag"]))
+        for name, phrases in (manifest.get("class_is") or {}).items():
+            vocab.word_of[str(name).lower()] = frozenset(str(p).lower() for p in phrases)
     return vocab
 
 
-def active_search_vocabulary(models_dir: str | Path) -> dict[str, list[str]]:
+def active_search_vocabulary(models_dir: str | Path) -> SearchVocabulary:
     """``search_vocabulary`` of the active bundle; detector and property words only when
     there is no readable active bundle."""
     active = bundles.active_bundle_id(models_dir)

@@ -25,7 +25,13 @@ import numpy as np
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError
 from autotag.vision import bundle as bundles
-from autotag.vision.concepts import VOCABULARY_FILE, build_concepts, leaf_words, read_vocabulary
+from autotag.vision.concepts import (
+    VOCABULARY_FILE,
+    build_concepts,
+    leaf_is,
+    leaf_words,
+    read_vocabulary,
+)
 from autotag.vision.features import (
     LITE0,
     LITE2,
@@ -213,6 +219,7 @@ def build_default_bundle(
             concept_matrix=concept_matrix,
             concept_thresholds=concept_thresholds,
             class_words=leaf_words(classes, synsets, wordnet),
+            class_is=leaf_is(classes, synsets, wordnet),
             metrics={},
             dataset={
                 "name": "ImageNet-1k",
