@@ -28,8 +28,11 @@ from typing import Any, NamedTuple
 
 # What a tag is, as the tags table's CHECK constraint allows them (a test compares the two).
 # leaf: a class of the bundle; concept: a word over leaves (``via`` its best leaf); detector:
-# a detector's tag (face, person); property: a pixel property (monochrome).
-KINDS = ("leaf", "concept", "detector", "property")
+# a detector's tag (face, person); property: a pixel property (monochrome); learned: a tag
+# the learner fitted on a person's labels (issue 27). place, time, keyword: from the file's
+# metadata (where and when it was taken, the owner's keywords; ``autotag.vision.where_when``;
+# a place alias has ``via`` the usual name).
+KINDS = ("leaf", "concept", "detector", "property", "learned", "place", "time", "keyword")
 TAGGED, FAILED = "tagged", "failed"
 STATUSES = (TAGGED, FAILED)
 
@@ -182,6 +185,20 @@ class PhotoResult:
     height: int | None = stored("int", default=None, wire="int")
     reason: str | None = stored("text", default=None, merge="replace")
     attempts: int = stored("int", merge="greatest", default=0, wire="int")
+    # What the file says (vision.metadata): when (wall clock; the instant when its offset is
+    # known; where the date came from), where, with what, and the owner's own words.
+    taken_local: str | None = stored("timestamp", default=None, tagged_only=True)
+    taken_at: str | None = stored("timestamptz", default=None, tagged_only=True)
+    taken_source: str | None = stored("text", default=None, tagged_only=True)
+    latitude: float | None = stored("double precision", default=None, tagged_only=True)
+    longitude: float | None = stored("double precision", default=None, tagged_only=True)
+    altitude: float | None = stored("double precision", default=None, tagged_only=True)
+    place: str | None = stored("text", default=None, tagged_only=True)
+    camera: str | None = stored("text", default=None, tagged_only=True)
+    lens: str | None = stored("text", default=None, tagged_only=True)
+    keywords: str | None = stored("text", default=None, tagged_only=True)  # "; "-joined
+    title: str | None = stored("text", default=None, tagged_only=True)
+    description: str | None = stored("text", default=None, tagged_only=True)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def _queue_info(s: Settings) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("query", nargs=-1, required=True)
+@click.argument("query", nargs=-1)
 @click.option("--min-score", type=float, default=0.0, show_default=True)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0, None), default=0, help="Skip this many photos.")
@@ -52,6 +53,15 @@ def _queue_info(s: Settings) -> dict[str, Any]:
     help="Best match first, or newest upload first.",
 )
 @click.option("--exact", is_flag=True, help="Whole-tag matches only (no words of longer tags).")
+@click.option(
+    "--from",
+    "taken_from",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Taken on or after this day (YYYY-MM-DD, the date the file says).",
+)
+@click.option(
+    "--to", "taken_to", type=click.DateTime(["%Y-%m-%d"]), help="Taken on or before this day."
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON, with why each photo matched.")
 def search(
     query: tuple[str, ...],
@@ -60,6 +70,8 @@ def search(
     offset: int,
     order: str,
     exact: bool,
+    taken_from: datetime | None,
+    taken_to: datetime | None,
     as_json: bool,
 ) -> None:
     """Photos tagged QUERY (case-insensitive), best first.
@@ -74,12 +86,21 @@ def search(
     """
     s = settings()
     text = " ".join(query)
+    if not text.strip() and not (taken_from or taken_to):
+        raise click.UsageError("give words to search for, or --from/--to")
     request = tag_search.TagQuery(
-        text, min_score=min_score, order=order, limit=limit, offset=offset, words=not exact
+        text,
+        min_score=min_score,
+        order=order,
+        limit=limit,
+        offset=offset,
+        words=not exact,
+        taken_from=taken_from.date() if taken_from else None,
+        taken_to=taken_to.date() if taken_to else None,
     )
     with database.connect(s) as conn, database.pg_errors(s):
         page = tag_search.search(conn, request, active_search_vocabulary(s.models_dir))
-        segments = videos.search_segments(conn, text, min_score, limit)
+        segments = videos.search_segments(conn, text, min_score, limit) if text.strip() else []
     if as_json:
         _dump(page.hits + [g.as_dict() for g in segments])
         return
@@ -132,6 +153,23 @@ def show(photo: str, as_json: bool) -> None:
     click.echo(f"source    {info.source or '-'}  ({info.bytes or 0} bytes, {size})")
     click.echo(f"model     {info.model_version or '-'}  attempts {info.attempts}")
     click.echo(f"uploaded  {d['uploaded_at']}  tagged {d['tagged_at'] or '-'}")
+    m = info.metadata
+    if m.get("taken_local"):
+        when = m.get("taken_at") or f"{m['taken_local']} (local time, zone unknown)"
+        click.echo(f"taken     {when}  ({m.get('taken_source') or '?'})")
+    else:
+        click.echo("taken     unknown (the file gives no date)")
+    if m.get("latitude") is not None:
+        alt = f", {m['altitude']:.0f} m" if m.get("altitude") is not None else ""
+        where = f"  {m['place']}" if m.get("place") else ""
+        click.echo(f"position  {m['latitude']:.5f}, {m['longitude']:.5f}{alt}{where}")
+    for label, key in (("camera", "camera"), ("lens", "lens"), ("title", "title")):
+        if m.get(key):
+            click.echo(f"{label:<9} {m[key]}")
+    if m.get("description"):
+        click.echo(f"caption   {m['description']}")
+    if m.get("keywords"):
+        click.echo(f"keywords  {m['keywords']}")
     vecs = ", ".join(f"{fs} ({dim})" for fs, dim in info.vectors.items()) or "none"
     click.echo(f"vectors   {vecs}")
     click.echo("tags" if info.tags else "tags      none")

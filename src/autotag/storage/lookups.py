@@ -36,6 +36,8 @@ class PhotoInfo:
     kinds: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # tag -> (kind, via)
     vectors: dict[str, int] = field(default_factory=dict)  # feature_set -> dimension
     other_model_versions: dict[str, int] = field(default_factory=dict)  # version -> tag rows
+    # What the file says (issue 26): date taken and its source, position, place, camera...
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_vector(self) -> bool:
@@ -66,7 +68,31 @@ class PhotoInfo:
             "has_vector": self.has_vector,
             "vectors": dict(self.vectors),
             "other_model_versions": dict(self.other_model_versions),
+            "metadata": dict(self.metadata),
         }
+
+
+_METADATA_COLUMNS = (
+    "taken_local", "taken_at", "taken_source", "latitude", "longitude", "altitude", "place",
+    "camera", "lens", "keywords", "title", "description",
+)  # fmt: skip
+
+
+def photo_metadata(conn: psycopg.Connection[Any], photo_id: str) -> dict[str, Any]:
+    """What the photo's own file said (migration 0008): the non-empty columns, times as ISO
+    text."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT taken_local, taken_at, taken_source, latitude, longitude, altitude, place,"
+            " camera, lens, keywords, title, description FROM photos WHERE photo_id = %s",
+            (photo_id,),
+        ).fetchone()
+    out: dict[str, Any] = {}
+    for name in _METADATA_COLUMNS:
+        value = (row or {}).get(name)
+        if value is not None:
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
 
 
 def show(conn: psycopg.Connection[Any], photo_id: str) -> PhotoInfo | None:
@@ -80,6 +106,7 @@ def show(conn: psycopg.Connection[Any], photo_id: str) -> PhotoInfo | None:
     if row is None:
         return None
     info = PhotoInfo(**row)
+    info.metadata = photo_metadata(conn, photo_id)
     rows = conn.execute(
         "SELECT tag, score, kind, via FROM tags WHERE photo_id = %s AND model_version = %s"
         " ORDER BY kind <> 'concept', score DESC, tag",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -40,6 +41,13 @@ COUNT_CAP = 1_000
 # (matches are dense); a rarer one by sorting its matches (they are few).
 DENSE_TAG = 500
 
+# The date-taken range (``TagQuery.taken_from`` / ``taken_to``, on the wall-clock date the
+# photo was taken): with neither given both tests are constant-true and the plan drops them.
+WHEN = (
+    "(%(from)s::timestamp IS NULL OR p.taken_local >= %(from)s::timestamp)"
+    " AND (%(to)s::timestamp IS NULL OR p.taken_local < %(to)s::timestamp)"
+)
+
 # -- one term, one tag ------------------------------------------------------------------------
 # Current tags scoring at least min whose photo has no label for the tag, plus the photos
 # people labeled with it (score 1.0). The labeled photos are read once (an InitPlan array),
@@ -47,14 +55,14 @@ DENSE_TAG = 500
 # order and stops after the page.
 _MODEL_MATCH = """
     FROM tags t JOIN photos p ON p.photo_id = t.photo_id AND p.model_version = t.model_version
-    WHERE lower(t.tag) = %(tag)s AND t.score >= %(min)s
+    WHERE lower(t.tag) = %(tag)s AND t.score >= %(min)s AND {WHEN}
       AND NOT t.photo_id = ANY(ARRAY(SELECT l.photo_id FROM labels l
                                      WHERE lower(l.tag) = %(tag)s))
-"""
+""".replace("{WHEN}", WHEN)
 _LABEL_MATCH = """
     FROM labels l JOIN photos p ON p.photo_id = l.photo_id
-    WHERE l.positive AND lower(l.tag) = %(tag)s
-"""
+    WHERE l.positive AND lower(l.tag) = %(tag)s AND {WHEN}
+""".replace("{WHEN}", WHEN)
 _ONE_TAG_BEST = f"""
 SELECT * FROM (
     (SELECT t.photo_id, t.score, p.source, p.uploaded_at, p.model_version {_MODEL_MATCH}
@@ -95,9 +103,10 @@ LEFT JOIN LATERAL (
     WHERE l.photo_id = p.photo_id AND lower(l.tag) = %(tag)s
 ) lab ON true
 WHERE CASE WHEN lab.positive IS NULL THEN t.score IS NOT NULL ELSE lab.positive END
+  AND {WHEN}
 ORDER BY p.uploaded_at DESC, p.photo_id
 LIMIT %(lim)s OFFSET %(off)s
-"""
+""".replace("{WHEN}", WHEN)
 
 # -- one term naming several tags, best first ------------------------------------------------
 # Each tag's best (lim + off) rows walked from the (lower(tag), score) index as above, plus the
@@ -107,10 +116,10 @@ _NAME_BEST = """
     (SELECT t.photo_id, p.source, p.uploaded_at, p.model_version, lower(t.tag) AS tag,
             t.score, %(k0_{j})s AS rank
      FROM tags t JOIN photos p ON p.photo_id = t.photo_id AND p.model_version = t.model_version
-     WHERE lower(t.tag) = %(n0_{j})s AND t.score >= %(min)s
+     WHERE lower(t.tag) = %(n0_{j})s AND t.score >= %(min)s AND {WHEN}
        AND NOT t.photo_id = ANY(ARRAY(SELECT l.photo_id FROM labels l
                                       WHERE lower(l.tag) = %(n0_{j})s))
-     ORDER BY t.score DESC, t.photo_id LIMIT %(lim)s + %(off)s)"""
+     ORDER BY t.score DESC, t.photo_id LIMIT %(lim)s + %(off)s)""".replace("{WHEN}", WHEN)
 _RANK = "(%(r{i})s::int[])[array_position(%(a{i})s::text[], {tag})]"
 _ONE_TERM_BEST = """
 SELECT h.photo_id, h.source, h.uploaded_at, h.model_version, h.tag, h.score, h.rank FROM (
@@ -119,13 +128,13 @@ SELECT h.photo_id, h.source, h.uploaded_at, h.model_version, h.tag, h.score, h.r
         (SELECT l.photo_id, p.source, p.uploaded_at, p.model_version, lower(l.tag),
                 1.0::real, {label_rank}
          FROM labels l JOIN photos p ON p.photo_id = l.photo_id
-         WHERE l.positive AND lower(l.tag) = ANY(%(a0)s::text[]))
+         WHERE l.positive AND lower(l.tag) = ANY(%(a0)s::text[]) AND {WHEN})
     ) u
     ORDER BY u.photo_id, u.rank, u.score DESC
 ) h
 ORDER BY h.rank, h.score DESC, h.photo_id
 LIMIT %(lim)s OFFSET %(off)s
-"""
+""".replace("{WHEN}", WHEN)
 
 # -- several terms (AND) ------------------------------------------------------------------------
 # A term's rows: for each of its tags, the rows scoring at least min that nobody labeled, read
@@ -147,7 +156,7 @@ _LABEL_ROWS = """
 _JOIN = """
     FROM {rows}
     JOIN photos p ON p.photo_id = m0.photo_id
-    WHERE {current}"""
+    WHERE {current} AND {WHEN}""".replace("{WHEN}", WHEN)
 _SELECT = "SELECT p.photo_id, p.source, p.uploaded_at, p.model_version, {cols}"
 _JOIN_ORDERS = {
     "score": "GREATEST({ranks}), LEAST({scores}) DESC, p.photo_id",
@@ -223,7 +232,7 @@ def _walk_newest_sql(terms: Sequence[Term]) -> str:
     )
     return (
         _SELECT.format(cols=_cols(len(terms)))
-        + f"\nFROM photos p{probes}\n"
+        + f"\nFROM photos p{probes}\nWHERE {WHEN}\n"
         + "ORDER BY p.uploaded_at DESC, p.photo_id\nLIMIT %(lim)s OFFSET %(off)s\n"
     )
 
@@ -334,6 +343,10 @@ class TagQuery:
     limit: int = 48
     offset: int = 0
     words: bool = True
+    # Photos taken on or after ``taken_from`` and on or before ``taken_to`` (whole days, the
+    # wall-clock date taken from the file); a photo without a date taken is then left out.
+    taken_from: date | None = None
+    taken_to: date | None = None
 
     def terms(
         self, vocabulary: Mapping[str, Sequence[str]] | None, known_tags: Sequence[str]
@@ -371,6 +384,9 @@ def search(
     if tags_known is None and query.words and query.text.strip():
         tags_known = known_tags(conn)
     terms = query.terms(vocabulary, tags_known or ())
+    when = when_params(query.taken_from, query.taken_to)
+    if not terms and (query.taken_from or query.taken_to):
+        return taken_page(conn, when, limit=query.limit, offset=query.offset)
     return search_page(
         conn,
         terms,
@@ -378,7 +394,53 @@ def search(
         order=query.order,
         limit=query.limit,
         offset=query.offset,
+        when=when,
     )
+
+
+def when_params(taken_from: date | None, taken_to: date | None) -> dict[str, Any]:
+    """The ``from``/``to`` parameters of WHEN: [from 00:00, the day after ``to`` 00:00)."""
+    start = datetime.combine(taken_from, datetime.min.time()) if taken_from else None
+    end = datetime.combine(taken_to, datetime.min.time()) + timedelta(days=1) if taken_to else None
+    return {"from": start, "to": end}
+
+
+_TAKEN_PAGE = f"""
+SELECT p.photo_id, p.source, p.uploaded_at, p.model_version, p.taken_local FROM photos p
+WHERE p.taken_local IS NOT NULL AND p.status = 'tagged' AND {WHEN}
+ORDER BY p.taken_local DESC, p.photo_id
+LIMIT %(lim)s OFFSET %(off)s
+"""
+_TAKEN_COUNT = f"""
+SELECT count(*) FROM (SELECT 1 FROM photos p
+    WHERE p.taken_local IS NOT NULL AND p.status = 'tagged' AND {WHEN} LIMIT {COUNT_CAP + 1}) c
+"""
+
+
+def taken_page(
+    conn: psycopg.Connection[Any], when: dict[str, Any], *, limit: int = 48, offset: int = 0
+) -> SearchPage:
+    """Photos taken within a date range, newest taken first (a search with dates only)."""
+    params = {**when, "lim": int(limit), "off": int(offset)}
+    row = conn.execute(_TAKEN_COUNT, params).fetchone()
+    total = int(row[0]) if row else 0
+    hits = [
+        {
+            "photo_id": pid,
+            "score": 1.0,
+            "tag": None,
+            "match": "date",
+            "kind": None,
+            "via": None,
+            "source": source,
+            "model_version": mv,
+            "uploaded_at": uploaded.isoformat() if uploaded else None,
+            "taken_local": taken.isoformat() if taken else None,
+            "matches": [],
+        }
+        for pid, source, uploaded, mv, taken in conn.execute(_TAKEN_PAGE, params).fetchall()
+    ]
+    return SearchPage([], hits, min(total, COUNT_CAP), offset, total > COUNT_CAP)
 
 
 def search_page(
@@ -389,12 +451,19 @@ def search_page(
     order: str = "score",
     limit: int = 48,
     offset: int = 0,
+    when: dict[str, Any] | None = None,
 ) -> SearchPage:
-    """Photos matching every term, one page (see the module docstring)."""
+    """Photos matching every term, one page (see the module docstring); ``when``: the
+    date-taken range (``when_params``)."""
     terms = list(terms)
     if not terms:
         return SearchPage([], [], 0, offset)
-    params = {**params_for(terms, min_score), "lim": int(limit), "off": int(offset)}
+    params = {
+        **params_for(terms, min_score),
+        **(when or when_params(None, None)),
+        "lim": int(limit),
+        "off": int(offset),
+    }
     row = conn.execute(count_sql(terms), params).fetchone()
     total = int(row[0]) if row else 0
     rows = conn.execute(sql_for(terms, order, total), params).fetchall()

@@ -78,7 +78,9 @@ _MERGES = {
     "status": "{c} = CASE WHEN p.{c} = 'tagged' AND EXCLUDED.{c} = 'failed' "
     "THEN 'tagged' ELSE EXCLUDED.{c} END",
 }
-_SQL_TYPES = {"text", "int", "bigint", "real", "double precision", "boolean", "timestamptz"}
+_SQL_TYPES = {
+    "text", "int", "bigint", "real", "double precision", "boolean", "timestamptz", "timestamp"
+}
 
 
 @lru_cache(maxsize=16)

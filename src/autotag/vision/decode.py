@@ -32,7 +32,10 @@ from PIL import (
 
 from autotag.errors import ImageError
 
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF")
+# ISO base media brands (bytes 8-12 of the ftyp box) of HEIC/HEIF stills and of AVIF.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"hevx")
+_AVIF_BRANDS = (b"avif", b"avis")
 
 # Header parsers, called directly rather than through Image.open: Image.open runs Pillow's own
 # decompression-bomb check, which would pre-empt ours (and its message) with a fixed limit.
@@ -112,6 +115,11 @@ def sniff_format(data: bytes) -> str | None:
         return "BMP"
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "TIFF"
+    if data[4:8] == b"ftyp":
+        if data[8:12] in _AVIF_BRANDS:
+            return "AVIF"
+        if data[8:12] in _HEIF_BRANDS:
+            return "HEIF"
     return None
 
 
@@ -414,6 +422,8 @@ def decode(data: bytes, limits: DecodeLimits, *, min_side: int | None = None) ->
     if fmt is None:
         raise ImageError(_describe_unknown(data))
 
+    if fmt in ("HEIF", "AVIF"):
+        return _decode_heif(data, fmt, limits)
     header = _read_header(data, fmt, limits)
     width, height = header.size
     check_dimensions(
@@ -442,6 +452,52 @@ def decode(data: bytes, limits: DecodeLimits, *, min_side: int | None = None) ->
         width, height = w, h  # only a JPEG is ever decoded reduced
     return DecodedImage(
         bgr=bgr, width=int(width), height=int(height), format=fmt, cutout=_box(visible)
+    )
+
+
+def _decode_heif(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
+    """HEIC/HEIF (libheif, in the ``pillow-heif`` wheel) or AVIF (Pillow's own plugin): the
+    container is parsed and the size checked before a pixel is decoded; libheif applies
+    the container's rotation and mirroring itself."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fmt == "HEIF":
+                import pillow_heif
+
+                image: object = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+                width, height = image.size  # type: ignore[attr-defined]
+                mode = str(image.mode)  # type: ignore[attr-defined]
+            else:
+                from PIL import AvifImagePlugin
+
+                image = AvifImagePlugin.AvifImageFile(io.BytesIO(data))
+                width, height = image.size  # type: ignore[attr-defined]
+                mode = str(image.mode)  # type: ignore[attr-defined]
+    except Exception as exc:  # a truncated or hostile container: a reason, never a crash
+        raise ImageError(f"corrupt {fmt} file: {_short(exc)}") from None
+    check_dimensions(width, height, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension)
+    need = width * height * max(3, len(mode))
+    if need > limits.max_decode_bytes:
+        raise ImageError(
+            f"decoding this {width}x{height} {fmt} needs {_fmt_bytes(need)}, over the "
+            f"{_fmt_bytes(limits.max_decode_bytes)} decode budget"
+        )
+    try:
+        if fmt == "HEIF":
+            pixels = np.asarray(image)
+        else:
+            pixels = np.asarray(image.convert("RGBA" if "A" in mode else "RGB"))  # type: ignore[attr-defined]
+    except MemoryError:
+        raise ImageError(f"not enough memory to decode this {width}x{height} {fmt}") from None
+    except Exception as exc:  # noqa: BLE001 - hostile input ends as a reason
+        raise ImageError(f"corrupt {fmt} data: {type(exc).__name__}: {_short(exc)}") from None
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:  # RGB(A) -> BGR(A)
+        pixels = np.ascontiguousarray(pixels[:, :, [2, 1, 0, *range(3, pixels.shape[2])]])
+    bgr, visible = _to_bgr(pixels)
+    h, w = bgr.shape[:2]
+    return DecodedImage(
+        bgr=np.ascontiguousarray(bgr), width=int(w), height=int(h), format=fmt, cutout=_box(visible)
     )
 
 

@@ -36,6 +36,7 @@ from autotag.vision.faces import Face, FaceDetector, face_tags, single_threaded_
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.features import FeatureSet, as_bgr, l2_normalize
 from autotag.vision.properties import property_tags
+from autotag.vision.where_when import describe
 
 # "monochrome" gives the black-and-white property tag.
 KNOWN_DETECTORS = ("face", "monochrome")
@@ -60,6 +61,19 @@ class TagResult:
     height: int
     # The faces behind the detector's tags, for callers that want boxes (video tracks).
     faces: list[tuple[Face, float]] = field(default_factory=list)
+    # What the file itself says (``where_when.describe``): the contract's metadata fields.
+    taken_local: str | None = None
+    taken_at: str | None = None
+    taken_source: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    altitude: float | None = None
+    place: str | None = None
+    camera: str | None = None
+    lens: str | None = None
+    keywords: str | None = None
+    title: str | None = None
+    description: str | None = None
 
     def tags_json(self) -> list[list[object]]:
         return [[t.tag, float(t.score), t.kind, t.via] for t in self.tags]
@@ -105,6 +119,7 @@ class Tagger:
         self.monochrome = "monochrome" in bundle.detectors
         self.min_score = min_score
         self.max_tags = max_tags
+        self.read_metadata = True  # dates, places, camera, keywords from the file itself
 
     @classmethod
     def load(
@@ -224,8 +239,17 @@ class Tagger:
         return result
 
     def tag_bytes(self, data: bytes) -> TagResult:
-        """Decode (within this Tagger's limits) and tag; a bad image raises ImageError."""
-        return self.tag_decoded(decode(data, self.limits, min_side=self.min_side))
+        """Decode (within this Tagger's limits) and tag; a bad image raises ImageError.
+        The file's own metadata (date, place, camera, keywords) adds its fields and tags;
+        malformed metadata costs only itself."""
+        decoded = decode(data, self.limits, min_side=self.min_side)
+        result = self.tag_decoded(decoded)
+        if self.read_metadata:
+            facts, tags = describe(data, decoded.format)
+            for name, value in facts.items():
+                setattr(result, name, value)
+            result.tags = result.tags + [t for t in tags if t.tag not in {x.tag for x in result.tags}]
+        return result
 
     def tag_file(self, path: str | Path) -> TagResult:
         """tag_bytes() for a file; an oversized file is refused before it is read."""

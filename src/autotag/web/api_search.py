@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -91,8 +92,16 @@ def search(
     order: Literal["score", "newest"] = "score",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Limit = 48,
+    taken_from: Annotated[
+        date | None, Query(alias="from", description="taken on or after (YYYY-MM-DD)")
+    ] = None,
+    taken_to: Annotated[
+        date | None, Query(alias="to", description="taken on or before (YYYY-MM-DD)")
+    ] = None,
 ) -> dict[str, Any]:
-    request = tag_search.TagQuery(q, tag, min_score, order, limit, offset)
+    request = tag_search.TagQuery(
+        q, tag, min_score, order, limit, offset, taken_from=taken_from, taken_to=taken_to
+    )
     return {"q": q, **find(state, request).as_dict()}
 
 
