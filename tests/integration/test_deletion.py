@@ -1,0 +1,280 @@
+"""Deleting photos (issue 29) on the real Postgres and Redis: the trash and restoring, removal
+for good leaving no trace, the DB writer dropping results of deleted photos, the HTTP paths
+behind the token, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from autotag.config import Settings
+from autotag.contract import PhotoResult
+from autotag.ops.web_token import read_token
+from autotag.similarity.service import SimilarityService
+from autotag.storage import database, deletion, item_stream, labels, lookups, registry, writer
+from autotag.storage.item_stream import ItemStream
+from autotag.web.app import create_app
+from tests.cli import autotag
+
+pytestmark = pytest.mark.services
+
+BASE = "http://127.0.0.1:8090"
+
+
+@pytest.fixture(scope="module")
+def del_settings(services: Settings) -> Iterator[Settings]:
+    tag = uuid.uuid4().hex[:8]
+    s = services.override(
+        stream=f"test:{tag}:photos",
+        dead_letter_stream=f"test:{tag}:dead",
+        consumer_group=f"g{tag}",
+        video_stream=f"test:{tag}:videos",
+        video_dead_letter_stream=f"test:{tag}:videos:dead",
+    )
+    yield s
+    r = item_stream.client(s.services)
+    r.delete(s.queue.stream, s.queue.dead_letter_stream, s.queue.video_stream)
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def clients(del_settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
+    app = create_app(del_settings)
+    token = read_token(del_settings.run_dir)
+    with TestClient(app, base_url=BASE) as authed:
+        authed.headers["Authorization"] = f"Bearer {token}"
+        yield authed, TestClient(app, base_url=BASE)
+
+
+@pytest.fixture
+def conn(del_settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    with database.connect(del_settings.services) as c:
+        yield c
+
+
+def upload(client: TestClient, data: bytes | None = None) -> str:
+    data = data or uuid.uuid4().bytes * 20
+    r = client.post("/photos", content=data, headers={"Content-Type": "image/jpeg"})
+    assert r.status_code in (200, 201, 202), r.text
+    return str(r.json()["photo_id"])
+
+
+def tag(s: Settings, rows: dict[str, str], seed: int = 0) -> None:
+    """Store tagged results as the DB writer does: each photo its tag, and a vector."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=1280).astype(np.float32)
+    results = []
+    for i, (pid, name) in enumerate(rows.items()):
+        v = base + 0.01 * i
+        results.append(
+            PhotoResult(pid, "tagged", "v1", "cnn@1", [(name, 0.9)], v / np.linalg.norm(v))
+        )
+    with database.connect(s.services) as c:
+        assert writer.write_results(c, results) == len(results)
+
+
+JSON = {"Content-Type": "application/json"}  # what the token guard wants of a write
+
+
+def found(client: TestClient, word: str) -> list[str]:
+    r = client.get(f"/tags/{word}")
+    assert r.status_code == 200, r.text
+    payload = r.json()
+    hits = payload["results"]
+    return [h["photo_id"] for h in hits if "photo_id" in h]
+
+
+def traces(conn: psycopg.Connection[Any], item_id: str) -> list[str]:
+    """Every table of the schema holding a row that mentions the id anywhere."""
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    ]
+    out = []
+    for t in tables:
+        q = psycopg.sql.SQL("SELECT count(*) FROM {t} x WHERE x::text LIKE %s").format(
+            t=psycopg.sql.Identifier(t)
+        )
+        row = conn.execute(q, (f"%{item_id}%",)).fetchone()
+        if row and row[0]:
+            out.append(t)
+    return out
+
+
+def test_trash_hides_everywhere_and_restore_brings_tags_back(
+    clients: tuple[TestClient, TestClient], del_settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    client, bare = clients
+    word = "trashword" + uuid.uuid4().hex[:6]
+    a, b = upload(client), upload(client)
+    tag(del_settings, {a: word, b: word})
+    labels.set_label(conn, a, "mine", True)
+    assert sorted(found(client, word)) == sorted([a, b])
+    # One index kept in memory across the delete, as the web app's, saved on disk too.
+    sim = SimilarityService(del_settings.services, "exact", "cnn@1", persist=True)
+    sim.load()
+
+    def similar() -> list[str]:
+        return [h["photo_id"] for h in sim.similar_to_photo(b, top=5)]
+
+    assert a in similar()
+    before = lookups.stats(conn)
+
+    assert (
+        bare.request("DELETE", f"/photos/{a}", headers=JSON).status_code == 401
+    )  # the token, like every write
+    r = client.request("DELETE", f"/photos/{a}", headers=JSON)
+    assert r.status_code == 200 and r.json()["outcome"] == "trashed", r.text
+    assert (
+        client.request("DELETE", f"/photos/{a}", headers=JSON).json()["outcome"]
+        == "already in trash"
+    )  # idempotent
+
+    assert found(client, word) == [b]
+    assert a not in similar()
+    assert client.get(f"/photos/{a}").status_code == 404
+    after = lookups.stats(conn)
+    assert json.dumps(after, default=str) != json.dumps(before, default=str)
+    assert [t["id"] for t in client.get("/trash").json()].count(a) == 1
+    assert del_settings.blob_dir.joinpath(a[:2], a).exists() or any(
+        a in p.name for p in del_settings.blob_dir.rglob("*")
+    )  # the blob waits in the trash
+
+    assert bare.request("POST", f"/trash/{a}/restore", headers=JSON).status_code == 401
+    r = client.request("POST", f"/trash/{a}/restore", headers=JSON)
+    assert r.status_code == 200 and r.json()["outcome"] == "restored", r.text
+    assert sorted(found(client, word)) == sorted([a, b])
+    info = lookups.show(conn, a)
+    assert info is not None and info.status == "tagged" and dict(info.tags) == {word: 0.9}
+    sim.refresh()  # its vector row is back (a new seq)
+    assert a in similar()
+    sim.close()
+    assert [lb.tag for lb in labels.photo_labels(conn, a)] == ["mine"]
+    assert (
+        client.request("POST", f"/trash/{a}/restore", headers=JSON).status_code == 404
+    )  # not in the trash now
+
+
+def test_permanent_delete_leaves_no_trace(
+    clients: tuple[TestClient, TestClient], del_settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    client, bare = clients
+    s = del_settings
+    data = uuid.uuid4().bytes * 30
+    a = upload(client, data)
+    tag(s, {a: "gone" + a[:6]})
+    client.get(f"/photos/{a}/thumbnail")  # cached next to the blobs
+    with SimilarityService(s.services, "exact", "cnn@1", persist=True) as sim:
+        sim.load()
+        sim.refresh()
+        sim.save()  # saved under run/index/
+    assert any(a in p.read_text() for p in s.run_dir.rglob("seq-ids.txt"))
+    stream = ItemStream(s.services, s.queue)
+    stream.dead_letter(a, "test dead letter", 3)
+    stream.mark_working(a, 60)
+    assert stream.redis.exists(f"{s.queue.stream}:working:{a}")
+    assert any(a in p.name for p in s.run_dir.rglob("*"))
+
+    assert bare.request("DELETE", f"/photos/{a}?permanently=true", headers=JSON).status_code == 401
+    r = client.request("DELETE", f"/photos/{a}?permanently=true", headers=JSON)
+    assert r.status_code == 200 and r.json()["outcome"] == "purged", r.text
+
+    assert [str(p) for p in s.run_dir.rglob("*") if a in p.name] == []
+    assert not any(a in p.read_text(errors="ignore") for p in s.run_dir.rglob("seq-ids.txt"))
+    assert traces(conn, a) == ["trash"]  # a tombstone: the id only, for results in flight
+    row = conn.execute("SELECT purged, rows FROM trash WHERE item_id = %s", (a,)).fetchone()
+    assert row == (True, None)
+    r2 = stream.redis
+    for name in (s.queue.stream, s.queue.dead_letter_stream):
+        assert not [e for e in r2.xrange(name) if a in json.dumps(e)]
+    assert not r2.exists(f"{s.queue.stream}:working:{a}")
+    assert (
+        client.request("DELETE", f"/photos/{a}?permanently=true", headers=JSON).json()["outcome"]
+        == "already purged"
+    )
+
+    deletion.forget_tombstones(conn, 0.0)  # what `autotag gc` does once they are old
+    assert traces(conn, a) == []
+
+    # The same bytes again: a new upload, queued to be tagged afresh.
+    assert upload(client, data) == a
+    info = lookups.show(conn, a)
+    assert info is not None and info.status == "queued" and not info.tags
+
+
+def test_writer_drops_results_of_photos_deleted_while_queued_or_in_flight(
+    del_settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    s = del_settings
+    ids = [uuid.uuid4().hex + uuid.uuid4().hex for _ in range(4)]
+    for pid in ids:
+        registry.register(conn, pid, "x.jpg", 10)
+    d = deletion.for_settings(s, conn)
+    assert [o.outcome for o in d.trash([ids[0]])] == ["trashed"]
+    assert [o.outcome for o in d.purge([ids[1]])] == ["purged"]
+    results = [PhotoResult(pid, "tagged", "v1", "cnn@1", [("x", 0.5)], None) for pid in ids[:3]]
+    results.append(PhotoResult.failed(ids[3], "bad"))
+    w = writer.ResultWriter(s.services)
+    try:
+        assert w.write(results) == 2  # ids[2] tagged, ids[3] failed; the deleted two dropped
+        assert w.write([PhotoResult.failed(ids[1], "late failure")]) == 0
+        assert w.dropped == 3
+    finally:
+        w.reset()
+    assert lookups.show(conn, ids[0]) is None and lookups.show(conn, ids[1]) is None
+    assert conn.execute(
+        "SELECT count(*) FROM tags WHERE photo_id = ANY(%s)", (ids[:2],)
+    ).fetchone() == (0,)
+    info = lookups.show(conn, ids[2])
+    assert info is not None and info.status == "tagged"
+    registry.mark_failed(conn, ids[1], "dead-lettered late", 3)  # the spout's give-up
+    assert lookups.show(conn, ids[1]) is None
+    # Restored from the trash, the photo was queued: it is queued again.
+    assert d.restore(ids[0]).outcome == "restored"
+    info = lookups.show(conn, ids[0])
+    assert info is not None and info.status == "queued"
+
+
+def test_cli_delete_unknown_query_and_trash(
+    clients: tuple[TestClient, TestClient], del_settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    client, _ = clients
+    s = del_settings
+    missing = uuid.uuid4().hex * 2
+    r = autotag(s, "delete", missing)
+    assert r.returncode != 0 and "no photo or video" in r.stderr, r.stderr
+
+    word = "bulkword" + uuid.uuid4().hex[:6]
+    ids = [upload(client) for _ in range(5)]
+    tag(s, dict.fromkeys(ids, word), seed=1)
+    r = autotag(s, "delete", "--query", word, "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    dry = json.loads(r.stdout)
+    assert dry["count"] == 5 and sorted(dry["ids"]) == sorted(ids)
+    r = autotag(s, "delete", "--query", word)  # no --yes, no terminal: refused
+    assert r.returncode != 0 and lookups.show(conn, ids[0]) is not None
+    r = autotag(s, "delete", "--query", word, "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stdout)["items"]
+    assert sorted(o["id"] for o in done if o["outcome"] == "trashed") == sorted(ids)
+    assert found(client, word) == []
+
+    r = autotag(s, "trash", "--json")
+    assert set(ids) <= {t["id"] for t in json.loads(r.stdout)}
+    r = autotag(s, "restore", ids[0])
+    assert r.returncode == 0 and "restored" in r.stdout, r.stderr
+    assert found(client, word) == [ids[0]]
+    r = autotag(s, "trash", "empty", "--json")
+    assert r.returncode == 0, r.stderr
+    for pid in ids[1:]:
+        assert traces(conn, pid) == ["trash"]
+    assert {"photos", "tags", "photo_vectors"} <= set(traces(conn, ids[0]))
