@@ -71,3 +71,42 @@ def test_leaf_is_lists_hypernym_phrases_inside_the_name(manifest: dict) -> None:
     assert li["irish water spaniel"] == ["spaniel", "water spaniel"]
     assert li["snow leopard"] == [] and li["prairie chicken"] == []
     assert "tabby" not in li  # one-word names have no inner words
+
+
+def test_the_vocabulary_has_the_words_people_type(manifest: dict) -> None:
+    from autotag.vision.concepts import build_concepts, read_vocabulary
+
+    wn, synsets = WordNet.load(), imagenet_synsets()
+    specs = read_vocabulary()
+    assert len(specs) >= 250
+    concepts, M, _ = build_concepts(specs, synsets, wn)
+    classes = manifest["classes"]
+    members = {c.tag: {classes[j] for j in M[i].nonzero()[0]} for i, c in enumerate(concepts)}
+    assert members["horse"] == {"sorrel"} and "zebra" not in members["horse"]
+    assert {"ox", "water buffalo"} <= members["cow"] and "ram" in members["sheep"]
+    assert {"alp", "valley", "volcano", "cliff", "seashore", "lakeside"} <= members["landscape"]
+    assert {"refrigerator", "stove", "wok"} <= members["kitchen"]
+    assert {"seashore", "airliner", "church"} <= members["outdoor"]
+    assert {"refrigerator", "studio couch"} <= members["indoor"]
+    assert not members["indoor"] & members["outdoor"]
+    assert "Granny Smith" in members["apple"] <= members["fruit"]
+    # Search: each word reaches its concept, as typed and as a plural or synonym.
+    from autotag.vision.concepts import search_words
+
+    man = {
+        **manifest,
+        "concepts": [
+            {"tag": c.tag, "words": search_words([c.tag, *s.words], wn)}
+            for c, s in zip(concepts, specs, strict=True)
+        ],
+    }
+    for word, tag in {
+        "horse": "horse",
+        "horses": "horse",
+        "ponies": "horse",
+        "cows": "cow",
+        "sheep": "sheep",
+        "outdoors": "outdoor",
+        "indoor": "indoor",
+    }.items():
+        assert _found(man, word).get(tag) in {"exact", "plural", "synonym"}, word

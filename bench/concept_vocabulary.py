@@ -1,0 +1,226 @@
+"""The concept vocabulary, measured: what each of PhotoPrism's 257 label words finds in
+``autotag search`` now, and the concept tags on the labelled real photos before and after.
+
+Runs on the active bundle (``autotag models init-default`` builds it from
+``src/autotag/vision/concepts.tsv``) and, for "before", on the concepts of an older
+vocabulary file (``--before``: e.g. ``git show 21ad769:src/autotag/vision/concepts.tsv``)
+over the same class probabilities: one forward pass per photo serves both.
+
+Labels: the development photos (``concept_dev_labels.tsv``) and Tux Paint's photo stamps
+were labelled with the words of the 59-concept vocabulary. A concept tag is *judged* when
+its word is one those labels use (right if listed, wrong if not) and *unjudged* otherwise
+(a new concept such as ``retriever`` or ``indoor`` on a dog photo: no label says yes or
+no); both counts are printed, and the strict wrong share (every unjudged tag counted wrong)
+too.
+
+    python bench/concept_vocabulary.py --before /tmp/old-concepts.tsv [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PHOTOPRISM_NOTE = Path("/work/shared/notes/photoprism-vocabulary.md")
+# PhotoPrism's 257 searchable label words (internal/ai/classify/rules.yml at 2883ef50).
+PHOTOPRISM_WORDS = (
+    "aircraft, airport, alligator, alpine, altar, animal, animal fur, ape, architecture, "
+    "baboon, baby, backpack, badger, bag, bagel, bakery, balloon, banana, barbecue, barn, "
+    "basket, beach, beacon, bear, bee, beetle, bench, beverage, bighorn, bike, bird, boat, "
+    "boathouse, book, bookcase, bottle, bowl, bridge, bucket, buffalo, building, bus, "
+    "butcher, butterfly, cab, camera, camper, camping, candle, cannon, car, cart, castle, "
+    "cat, centipede, chair, chameleon, cheetah, chicken, church, cinema, cockroach, coffee, "
+    "comic, computer, cooking, couch, cow, crab, cradle, crayfish, crocodile, cup, dessert, "
+    "dining, display, diving, dock, document, dog, dome, dragonfly, drinks, duck, "
+    "dung beetle, echidna, electronics, elephant, event, fan, farm, festival, field, fish, "
+    "flag, flower, fly, food, fox, french loaf, frog, fruit, furniture, gallery, "
+    "gas station, gazelle, glass, goose, grasshopper, greenhouse, hartebeest, helmet, "
+    "heritage, hippo, historic, hog, horse cart, hummingbird, impala, indoor, info, insect, "
+    "instrument, jeep, jellyfish, keyboard, kitchen, koala, lakeside, lampshade, landscape, "
+    "lemur, leopard, limousine, lion, living, lizard, llama, lobster, mailbox, mask, meat, "
+    "meerkat, memorial, microphone, moment, monitor, monkey, monument, mountain, music, "
+    "nature, office, ostrich, otter, outdoor, owl, panda, park, parking, pasta, peacock, "
+    "penguin, people, photography, pickup, pier, piggy bank, pineapple, pizza, plant, "
+    "plate, portrait, pretzel, public transport, puma, pumpkin, puzzle, rabbit, "
+    "radio telescope, refrigerator, reptile, rocks, runway, safe, salamander, sand, "
+    "scooter, scorpion, screen, sea lion, seashore, shark, sheep, shell, shelter, ship, "
+    "shoe, shop, sign, ski, skunk, snail, snow, snowmobile, soup, spider, spoon, stage, "
+    "stained glass, stairs, starfish, store, street, streetcar, submarine, sunglasses, "
+    "teapot, theater, theme park, throne, toaster, tool, tower, toy, tractor, traffic, "
+    "train, tripod, truck, turtle, umbrella, valley, vase, vegetables, vehicle, viewpoint, "
+    "wall, wallaby, warthog, water, weapon, weasel, website, whale, wild boar, wild cat, "
+    "wildlife, window, wine, wing, wok, wolf, wombat, wood, worm, zebra"
+).split(", ")
+# Words that name no thing a photo shows (PhotoPrism's own categories of moments).
+NOT_VISIBLE = {"event", "info", "moment", "living", "website", "heritage", "historic"}
+
+
+def word_table(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each PhotoPrism word: the tags ``autotag search WORD`` reads it as, and how."""
+    from autotag.storage.tag_search import TagQuery
+    from autotag.vision.concepts import search_vocabulary
+
+    vocab = search_vocabulary(manifest)
+    concepts = {c["tag"].lower() for c in manifest.get("concepts") or []}
+    known = [str(c).lower() for c in manifest["classes"]] + sorted(concepts)
+    rows = []
+    for word in PHOTOPRISM_WORDS:
+        terms = TagQuery(text=word).terms(vocab, known)
+        found = {tag: how for t in terms for tag, how in t.tags.items()}
+        kind = (
+            "concept"
+            if found.keys() & concepts
+            else "leaf"
+            if found
+            else "nothing (not visible)"
+            if word in NOT_VISIBLE
+            else "nothing"
+        )
+        rows.append(
+            {
+                "word": word,
+                "finds": kind,
+                "terms": len(terms),
+                "tags": {t: h for t, h in sorted(found.items(), key=lambda x: (x[1], x[0]))},
+            }
+        )
+    return rows
+
+
+def _tags(probs: np.ndarray, names: list[str], thr: np.ndarray, detected) -> list[set[str]]:
+    words = set(names)
+    return [
+        {n for n, p, t in zip(names, row, thr, strict=True) if p >= t} | (found & words)
+        for row, found in zip(probs, detected, strict=True)
+    ]
+
+
+def _summary(photos, tags: list[set[str]], judged_words: set[str]) -> dict[str, Any]:
+    from autotag.learning import concept_evaluation as ce
+
+    judged = [t & judged_words for t in tags]
+    r = ce.report(photos, judged)
+    n = len(photos)
+    unjudged = sum(len(t - judged_words) for t in tags)
+    total = sum(len(t) for t in tags)
+    return {
+        "photos": n,
+        "tags_per_photo": round(total / n, 3) if n else None,
+        "no_tag_share": round(sum(not t for t in tags) / n, 4) if n else None,
+        "judged_tags": r["concept_tags"],
+        "judged_wrong": r["wrong_tags"],
+        "judged_wrong_share": r["wrong_share"],
+        "unjudged_tags": unjudged,
+        "strict_wrong_share": round((r["wrong_tags"] + unjudged) / total, 4) if total else None,
+        "category_word_share": r["category_word_share"],
+        "per_concept": r["per_concept"],
+    }
+
+
+def labelled(before: Path | None) -> dict[str, Any]:
+    """Before/after concept tags on the development photos and Tux Paint's photo stamps."""
+    from autotag.config import load_settings
+    from autotag.learning import concept_evaluation as ce
+    from autotag.pipeline.tag_step import load_tagger
+    from autotag.vision.concepts import build_concepts, read_vocabulary
+    from autotag.vision.imagenet import imagenet_synsets
+    from autotag.vision.wordnet import WordNet
+
+    s = load_settings()
+    tagger = load_tagger(s.tagging, s.limits)
+    bundle = tagger.bundle
+    old = None
+    if before is not None:
+        specs = read_vocabulary(before)
+        concepts, M, thr = build_concepts(specs, imagenet_synsets(), WordNet.load())
+        old = ([c.tag for c in concepts], M, thr)
+    out: dict[str, Any] = {"bundle": bundle.id}
+    from autotag.vision.decode import decode, network_view
+
+    sets = (("development", ce.dev_photos()), ("tuxpaint", ce.tuxpaint_photo_stamps()))
+    for name, photos in sets:
+        new_p, old_p, detected = [], [], []
+        for start in range(0, len(photos), 16):
+            decoded = [
+                decode(p.read_bytes(), ce._LIMITS, min_side=tagger.min_side)
+                for p in photos[start : start + 16]
+            ]
+            P = bundle.score(tagger.features.extract([network_view(d) for d in decoded]))
+            C = bundle.concept_scores(P)
+            new_p.append(C)
+            if old is not None:
+                old_p.append(P @ old[1].T)
+            detected += [
+                {t for t, _ in tagger.face_tags(d.bgr, r)} for d, r in zip(decoded, C, strict=True)
+            ]
+        judged_words = {w for p in photos for w in p.right}  # the labels' own words
+        if old is not None:
+            judged_words |= set(old[0])
+        names = [c.tag for c in bundle.concepts]
+        thr = np.asarray(bundle.concept_thresholds)
+        result = {
+            "after": _summary(
+                photos, _tags(np.concatenate(new_p), names, thr, detected), judged_words
+            )
+        }
+        if old is not None:
+            result["before"] = _summary(
+                photos, _tags(np.concatenate(old_p), old[0], old[2], detected), judged_words
+            )
+        out[name] = result
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--before", type=Path, help="an older concepts.tsv to compare with")
+    ap.add_argument("--words-only", action="store_true", help="only the PhotoPrism table")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    from autotag.config import load_settings
+    from autotag.vision import bundle as bundles
+
+    s = load_settings()
+    b = bundles.load_active(s.tagging.models_dir)
+    manifest = b.manifest()
+    rows = word_table(manifest)
+    result: dict[str, Any] = {"words": rows}
+    if not args.words_only:
+        result["labelled"] = labelled(args.before)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["finds"]] = counts.get(r["finds"], 0) + 1
+    print(f"PhotoPrism's {len(rows)} words in bundle {b.id}: {counts}")
+    print("| word | finds | tags (match) |\n|---|---|---|")
+    for r in rows:
+        tags = ", ".join(f"{t} ({h})" for t, h in list(r["tags"].items())[:6])
+        more = f" … +{len(r['tags']) - 6}" if len(r["tags"]) > 6 else ""
+        print(f"| {r['word']} | {r['finds']} | {tags}{more} |")
+    for name, res in (result.get("labelled") or {}).items():
+        if name == "bundle":
+            continue
+        for when in ("before", "after"):
+            if when not in res:
+                continue
+            x = res[when]
+            print(
+                f"{name} {when}: {x['photos']} photos, tags/photo {x['tags_per_photo']}, "
+                f"no tag {x['no_tag_share']}, judged tags {x['judged_tags']} wrong "
+                f"{x['judged_wrong']} ({x['judged_wrong_share']}), unjudged {x['unjudged_tags']}, "
+                f"strict wrong share {x['strict_wrong_share']}, category word "
+                f"{x['category_word_share']}"
+            )
+        print(f"  {name} per concept (after): concept tp fp fn precision recall")
+        for w, c in res["after"]["per_concept"].items():
+            print(f"    {w} {c['tp']} {c['fp']} {c['fn']} {c['precision']} {c['recall']}")
+
+
+if __name__ == "__main__":
+    main()
