@@ -29,10 +29,13 @@ from typing import Any, NamedTuple
 # What a tag is, as the tags table's CHECK constraint allows them (a test compares the two).
 # leaf: a class of the bundle; concept: a word over leaves (``via`` its best leaf); detector:
 # a detector's tag (face, person); property: a pixel property (monochrome); learned: a tag
-# the learner fitted on a person's labels (issue 27). place, time, keyword: from the file's
-# metadata (where and when it was taken, the owner's keywords; ``autotag.vision.where_when``;
-# a place alias has ``via`` the usual name).
-KINDS = ("leaf", "concept", "detector", "property", "learned", "place", "time", "keyword")
+# the learner fitted on a person's labels (``learning.learner``; ``via`` the bundle that learned it).
+# place, time, keyword: from the file's metadata (where and when it was taken, the owner's
+# keywords; ``autotag.vision.where_when``; a place alias has ``via`` the usual name).
+# person: a named person's face is in the photo (the tag is the name; ``storage.people``).
+KINDS = (
+    "leaf", "concept", "detector", "property", "learned", "place", "time", "keyword", "person"
+)
 TAGGED, FAILED = "tagged", "failed"
 STATUSES = (TAGGED, FAILED)
 

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "demo",
     "web",
     "labels",
+    "learn",
 ]
 
 

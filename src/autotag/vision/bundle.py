@@ -36,6 +36,10 @@ WEIGHTS_FILE = "weights.npz"
 MANIFEST_FILE = "manifest.json"
 ACTIVE_FILE = "ACTIVE"
 ACTIVATIONS = ("softmax", "sigmoid")
+INPUTS = ("raw", "l2")
+# The head group of tags learned from a person's labels (learning.learner): their tags are of
+# kind "learned".
+LEARNED_GROUP = "learned"
 ARRAYS = ("W", "b", "thresholds", "calib_a", "calib_c")
 # A softmax over many classes spreads probability thin; 0.15 keeps the one or two classes
 # the network clearly prefers and drops the long tail. Sigmoid heads are calibrated, so 0.5.
@@ -55,6 +59,9 @@ class HeadGroup:
     start: int
     stop: int
     source: str = ""
+    # What the group's rows read: the feature vector as extracted ("raw"), or L2-normalized
+    # ("l2": the form stored in photo_vectors, which heads learned from stored vectors use).
+    input: str = "raw"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -236,6 +243,8 @@ class ModelBundle:
         for h in self.heads:
             if h.activation not in ACTIVATIONS:
                 raise ModelError(f"{who}: head {h.group} has unknown activation {h.activation!r}")
+            if h.input not in INPUTS:
+                raise ModelError(f"{who}: head {h.group} has unknown input {h.input!r}")
             if h.start != pos or h.stop <= h.start:
                 raise ModelError(f"{who}: heads must tile the classes in order (at {h.group})")
             if h.group in groups:
@@ -416,7 +425,20 @@ class ModelBundle:
                 f"bundle {self.id} expects {self.dim}-d {self.feature_key} features, "
                 f"got shape {X.shape}"
             )
-        return X @ self.W.T - self.b
+        Z = X @ self.W.T - self.b
+        for h in self.heads:
+            if h.input == "l2":  # (x/|x|)·w − b: the raw product scaled per row
+                norms = np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+                Z[:, h.start : h.stop] = (
+                    (X @ self.W[h.start : h.stop].T) / norms - self.b[h.start : h.stop]
+                )
+        return Z
+
+    def learned_classes(self) -> list[str]:
+        """The classes of the learned head group (tags of kind ``learned``)."""
+        return [
+            c for h in self.heads if h.group == LEARNED_GROUP for c in self.classes[h.start : h.stop]
+        ]
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Probabilities (n, k): per head, softmax over the group or calibrated sigmoid."""

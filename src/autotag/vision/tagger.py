@@ -6,7 +6,8 @@ one matrix product (and one more for the bundle's concepts), face detection
 (``autotag.vision.faces``) and pixel properties (``autotag.vision.properties``).
 
 Each tag says what it is (``Tag.kind``): a ``leaf`` class of the bundle, a ``concept`` over
-leaves (with ``via``, the leaf that contributed most), a ``detector`` tag or a ``property``.
+leaves (with ``via``, the leaf that contributed most), a ``detector`` tag, a ``property``,
+or a ``learned`` tag (a class of the bundle's learned head group, ``via`` the bundle).
 Concepts come first, then leaves and detector tags exactly as before concepts existed
 (best first, at most ``max_tags``), then properties.
 
@@ -117,6 +118,7 @@ class Tagger:
         concepts = [c.tag for c in bundle.concepts]
         self.animal_concept = concepts.index(ANIMAL_CONCEPT) if ANIMAL_CONCEPT in concepts else None
         self.monochrome = "monochrome" in bundle.detectors
+        self.learned = set(bundle.learned_classes())  # tags of kind "learned", via the bundle
         self.min_score = min_score
         self.max_tags = max_tags
         self.read_metadata = True  # dates, places, camera, keywords from the file itself
@@ -209,7 +211,10 @@ class Tagger:
         for i, img in enumerate(photos):
             leaves = self.bundle.tags_for(probs[i], self.min_score, self.max_tags)
             faces = self.kept_faces(img, concept_probs[i])
-            found = [Tag(t, s) for t, s in leaves]
+            found = [
+                Tag(t, s, "learned", self.bundle.id) if t in self.learned else Tag(t, s)
+                for t, s in leaves
+            ]
             found += [Tag(t, s, "detector") for t, s in face_tags(faces)]
             concepts = [
                 Tag(t, s, "concept", via)

@@ -1,0 +1,128 @@
+"""Learned tags as a bundle: the active bundle's own heads, then one sigmoid head group
+``learned`` whose rows read the L2-normalized vector (``HeadGroup.input = "l2"``, the form
+stored in ``photo_vectors``), so the bolts and the re-scoring of stored vectors compute the
+same probabilities.
+
+A new bundle is made for every change (a tag learned again, learned for the first time, or
+forgotten): the base heads copied bit for bit, the learned rows of unchanged tags too. A
+learned tag named like one of the base's classes replaces it (one meaning per tag).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from autotag.learning.bundle_edit import drop_classes, sub_bundle
+from autotag.learning.learner import TagFit
+from autotag.vision.bundle import LEARNED_GROUP, HeadGroup, ModelBundle, safe_bundle_name
+
+Row = dict[str, Any]  # W (d,), b, calib_a, calib_c, thresholds as float32 values
+
+
+def learned_rows(bundle: ModelBundle) -> dict[str, Row]:
+    """The learned group's rows of a bundle, by tag."""
+    out: dict[str, Row] = {}
+    for h in bundle.heads:
+        if h.group == LEARNED_GROUP:
+            for i in range(h.start, h.stop):
+                out[bundle.classes[i]] = {
+                    "W": bundle.W[i].copy(),
+                    "b": np.float32(bundle.b[i]),
+                    "calib_a": np.float32(bundle.calib_a[i]),
+                    "calib_c": np.float32(bundle.calib_c[i]),
+                    "thresholds": np.float32(bundle.thresholds[i]),
+                }
+    return out
+
+
+def fit_row(fit: TagFit) -> Row:
+    assert fit.w is not None
+    return {
+        "W": np.asarray(fit.w, np.float32),
+        "b": np.float32(fit.b),
+        "calib_a": np.float32(fit.calib_a),
+        "calib_c": np.float32(fit.calib_c),
+        "thresholds": np.float32(fit.threshold),
+    }
+
+
+def row_probabilities(row: Row, X: np.ndarray) -> np.ndarray:
+    """A learned row's probabilities for rows X (normalized here, as the bundle does)."""
+    from autotag.learning.learner import l2
+    from autotag.vision.bundle import calibrated_sigmoid
+
+    z = l2(X) @ row["W"] - row["b"]
+    return calibrated_sigmoid(z, row["calib_a"], row["calib_c"])
+
+
+def base_of(bundle: ModelBundle) -> ModelBundle:
+    """The bundle without its learned head group."""
+    groups = [h.group for h in bundle.heads if h.group != LEARNED_GROUP]
+    if len(groups) == len(bundle.heads):
+        return bundle
+    return sub_bundle(bundle, groups)
+
+
+def learned_bundle_id(name: str, when: datetime | None = None) -> str:
+    when = when or datetime.now(UTC)
+    base = safe_bundle_name(name.split("+learned")[0])[:80]
+    return f"{base}+learned-{when:%Y%m%d-%H%M%S-%f}"
+
+
+def compose(
+    active: ModelBundle,
+    rows: Mapping[str, Row],
+    metrics: Mapping[str, dict[str, Any]],
+) -> ModelBundle:
+    """A new bundle: ``active``'s base heads, then a learned group with ``rows`` (by tag)."""
+    base = base_of(active)
+    if not rows:
+        out = ModelBundle.create(
+            name=base.name,
+            feature_set=base.feature_set,
+            classes=base.classes,
+            heads=base.heads,
+            W=base.W,
+            b=base.b,
+            thresholds=base.thresholds,
+            calib_a=base.calib_a,
+            calib_c=base.calib_c,
+            detectors=base.detectors,
+            metrics=base.metrics,
+            dataset=base.dataset,
+            concepts=base.concepts,
+            concept_matrix=base.concept_matrix,
+            concept_thresholds=base.concept_thresholds,
+            class_words=base.class_words,
+            class_is=base.class_is,
+            id=learned_bundle_id(base.name),
+        )
+    else:
+        tags = sorted(rows)
+        base = drop_classes(base, set(tags) & set(base.classes))
+        part = ModelBundle.create(
+            name=base.name,
+            feature_set=base.feature_set,
+            classes=tags,
+            heads=[HeadGroup(LEARNED_GROUP, "sigmoid", 0, len(tags), "labels", input="l2")],
+            W=np.stack([rows[t]["W"] for t in tags]),
+            b=np.asarray([rows[t]["b"] for t in tags], np.float32),
+            thresholds=np.asarray([rows[t]["thresholds"] for t in tags], np.float32),
+            calib_a=np.asarray([rows[t]["calib_a"] for t in tags], np.float32),
+            calib_c=np.asarray([rows[t]["calib_c"] for t in tags], np.float32),
+            class_words={t: [t] for t in tags},
+        )
+        out = base.merge(part, id=learned_bundle_id(base.name), name=base.name)
+        out.metrics = {k: v for k, v in base.metrics.items() if k != "learned"}
+        out.dataset = base.dataset
+    out.metrics["learned"] = {t: dict(metrics.get(t, {})) for t in sorted(rows)}
+    out.provenance = {
+        "learned_from_labels": True,
+        "based_on": active.id,
+        "base_provenance": active.provenance.get("base_provenance", active.provenance),
+    }
+    return out

@@ -1,0 +1,222 @@
+"""The learner: a handful of labelled photos' stored vectors → a calibrated tag, or "not yet".
+
+Plain values in (L2-normalized vectors as stored in ``photo_vectors``, 1 / 0 labels), plain
+values out. One tag is one logistic regression on the vectors:
+
+- positives are the photos labelled with the tag; negatives the photos it was removed from,
+  photos labelled with other tags, and a sample of the library. A library photo much like
+  the positives may be an unlabelled positive and is left out of the negatives (reliable
+  negatives, as in PU learning: ``reliable_negatives``);
+- out-of-fold scores from a stratified cross-validation (at most ``folds`` folds) give the
+  Platt calibration and the threshold: the lowest probability whose out-of-fold precision
+  reaches ``target_precision`` (``calibration.choose_threshold``), and with it the estimated
+  precision and recall. Below ``min_precision`` or ``min_recall`` the tag is *not yet*
+  learnable ("add examples"), never published;
+- the head is then fitted on all of them.
+
+``shadow_check`` compares a candidate with the active model on the user's labels: for every
+tag, the number of labels each gets wrong; the candidate may not get more wrong on any tag.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autotag.learning.calibration import choose_threshold, platt
+from autotag.vision.bundle import calibrated_sigmoid
+
+
+@dataclass(frozen=True)
+class LearnOptions:
+    min_examples: int = 5  # positive labels before a tag is learned
+    target_precision: float = 0.9
+    min_precision: float = 0.75  # estimated (out-of-fold) precision floor
+    min_recall: float = 0.3
+    folds: int = 5
+    C: float = 10.0  # noqa: N815 - scikit-learn's name
+    library_sample: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class TagFit:
+    """One tag's outcome: ``ok`` with its row, or not, with the reason."""
+
+    tag: str
+    ok: bool
+    message: str
+    n_pos: int
+    n_neg: int
+    w: np.ndarray | None = None  # (d,) float32, on L2-normalized vectors
+    b: float = 0.0  # z = w·x − b
+    calib_a: float = 1.0
+    calib_c: float = 0.0
+    threshold: float = 1.0
+    precision: float | None = None
+    recall: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def decide(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities of the tag for L2-normalized rows X."""
+        assert self.w is not None
+        z = np.asarray(X, np.float32) @ self.w - np.float32(self.b)
+        return calibrated_sigmoid(z, np.float32(self.calib_a), np.float32(self.calib_c))
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+            "precision": self.precision,
+            "recall": self.recall,
+            "threshold": self.threshold,
+            **self.info,
+        }
+
+
+def l2(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def reliable_negatives(pos: np.ndarray, library: np.ndarray, C: float, seed: int) -> np.ndarray:  # noqa: N803
+    """Mask of library rows kept as negatives. A library photo may be an unlabelled positive:
+    one nearly as like the positives as the least typical positive is like the others, or
+    that a first head (positives against the whole library) scores at least as high as its
+    lowest positive, is left out (at most half of the library)."""
+    if len(library) == 0 or len(pos) < 2:
+        return np.ones(len(library), bool)
+    pp = pos @ pos.T
+    np.fill_diagonal(pp, -np.inf)
+    sim = (library @ pos.T).max(axis=1)
+    typical = float(pp.max(axis=1).min())
+    bar = typical - 0.25 * max(typical - float(np.median(sim)), 0.0)  # a margin below it
+    X = np.concatenate([pos, library])
+    y = np.concatenate([np.ones(len(pos), np.int8), np.zeros(len(library), np.int8)])
+    w, b = _fit(X, y, np.ones(len(X)), C, seed)
+    z_lib = library @ w - b
+    z_min = float((pos @ w - b).min())
+    doubt = (sim >= bar) | (z_lib >= z_min)
+    keep = ~doubt
+    floor = len(library) - len(library) // 2
+    if keep.sum() < floor:  # too many in doubt: keep the half least like the positives
+        keep = np.zeros(len(library), bool)
+        keep[np.argsort(z_lib)[:floor]] = True
+    return keep
+
+
+def training_set(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    library: np.ndarray,
+    C: float = 10.0,
+    seed: int = 0,  # noqa: N803
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, weight): positives, labelled negatives, reliable library negatives (weighted
+    so the library counts as much as the labelled negatives, at most)."""
+    pos, neg = l2(pos), l2(neg) if len(neg) else np.zeros((0, pos.shape[1]), np.float32)
+    lib = l2(library) if len(library) else np.zeros((0, pos.shape[1]), np.float32)
+    lib = lib[reliable_negatives(pos, lib, C, seed)]
+    X = np.concatenate([pos, neg, lib])
+    y = np.concatenate([np.ones(len(pos), np.int8), np.zeros(len(neg) + len(lib), np.int8)])
+    w = np.ones(len(X), np.float64)
+    return X, y, w
+
+
+def _fit(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, C: float, seed: int
+) -> tuple[np.ndarray, float]:  # noqa: N803
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=1000, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y, sample_weight=w)
+    return clf.coef_[0].astype(np.float32), float(-clf.intercept_[0])
+
+
+def fit_tag(
+    tag: str,
+    pos: np.ndarray,
+    neg: np.ndarray,
+    library: np.ndarray,
+    options: LearnOptions = LearnOptions(),  # noqa: B008 - frozen
+) -> TagFit:
+    """Learn one tag from its positives' and negatives' vectors and a library sample."""
+    n_pos, n_neg = len(pos), len(neg)
+    if n_pos < options.min_examples:
+        return TagFit(
+            tag,
+            False,
+            f"add examples: {n_pos} of {options.min_examples} positive labels",
+            n_pos,
+            n_neg,
+        )
+    X, y, w = training_set(pos, neg, library, options.C, options.seed)
+    if int((y == 0).sum()) < 2:
+        return TagFit(tag, False, "add examples: no negatives (label more photos)", n_pos, n_neg)
+    folds = max(2, min(options.folds, n_pos))
+    rng = np.random.default_rng(options.seed)
+    fold_of = np.empty(len(y), np.int64)
+    for lab in (0, 1):
+        idx = np.flatnonzero(y == lab)
+        rng.shuffle(idx)
+        fold_of[idx] = np.arange(len(idx)) % folds
+    z_oof = np.empty(len(y), np.float64)
+    for f in range(folds):
+        te = fold_of == f
+        wf, bf = _fit(X[~te], y[~te], w[~te], options.C, options.seed)
+        z_oof[te] = X[te] @ wf - bf
+    a, c = platt(z_oof, y)
+    p_oof = calibrated_sigmoid(z_oof.astype(np.float32), np.float32(a), np.float32(c))
+    thr, tinfo = choose_threshold(y, p_oof, options.target_precision)
+    prec, rec = float(tinfo["val_precision"]), float(tinfo["val_recall"])
+    wt, bt = _fit(X, y, w, options.C, options.seed)
+    fit = TagFit(
+        tag,
+        True,
+        "learned",
+        n_pos,
+        n_neg,
+        wt,
+        bt,
+        float(a),
+        float(c),
+        float(thr),
+        prec,
+        rec,
+        {
+            "folds": folds,
+            "library_negatives": int(len(y) - n_pos - n_neg),
+            "threshold_rule": tinfo["threshold_rule"],
+        },
+    )
+    if prec < options.min_precision or rec < options.min_recall:
+        fit.ok = False
+        fit.message = (
+            f"cannot learn yet: estimated precision {prec:.2f}, recall {rec:.2f} "
+            f"(needs {options.min_precision:.2f} / {options.min_recall:.2f}); add examples"
+        )
+    return fit
+
+
+def errors(y: np.ndarray, predicted: np.ndarray) -> int:
+    """Labels a model gets wrong: a positive it misses, a negative it tags."""
+    return int(np.count_nonzero(np.asarray(y, bool) != np.asarray(predicted, bool)))
+
+
+def shadow_check(
+    by_tag: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> dict[str, tuple[int, int]]:
+    """``{tag: (labels y, active's decisions, candidate's decisions)}`` → the tags on which
+    the candidate gets more of the user's labels wrong: ``{tag: (active, candidate errors)}``."""
+    worse = {}
+    for tag, (y, active, candidate) in by_tag.items():
+        ea, ec = errors(y, active), errors(y, candidate)
+        if ec > ea:
+            worse[tag] = (ea, ec)
+    return worse

@@ -1,0 +1,386 @@
+"""Teaching tags from labels, end to end: read the labels and their stored vectors, learn,
+shadow-check, publish a bundle, activate it, re-score the stored library.
+
+``learn`` looks at every labelled tag whose labels changed since it was last looked at (a
+signature of its labels is kept in ``learned_tags``) and has ``min_examples`` positives;
+the tags it learns (``learner.fit_tag``) go into a candidate bundle (``learned_bundle``),
+which is published only if, on every label the user has given, it gets no tag more wrong
+than the active bundle (the shadow check). Then ``models/ACTIVE`` names it, so the running
+bolts tag new uploads with it within seconds, and one vectorized pass over ``photo_vectors``
+(``rescore``) writes the changed learned tags on every stored photo. Nothing here touches
+the topology: learning never stops or slows tagging.
+
+One learner at a time (a Postgres advisory lock): a second caller returns at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from autotag.errors import ModelError
+from autotag.learning.learned_bundle import (
+    Row,
+    compose,
+    fit_row,
+    learned_rows,
+    row_probabilities,
+)
+from autotag.learning.learner import LearnOptions, TagFit, fit_tag, shadow_check
+from autotag.storage import learned as store
+from autotag.vision.bundle import ModelBundle, load_active, set_active
+
+
+@dataclass
+class Outcome:
+    tag: str
+    status: str  # learned | not-yet | refused | unchanged
+    message: str
+    n_pos: int = 0
+    n_neg: int = 0
+    precision: float | None = None
+    recall: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome] = field(default_factory=list)
+    bundle_id: str | None = None  # the bundle published (None: nothing published)
+    rescored: dict[str, Any] = field(default_factory=dict)
+    busy: bool = False  # another learner held the lock
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcomes": [o.as_dict() for o in self.outcomes],
+            "bundle_id": self.bundle_id,
+            "rescored": self.rescored,
+            "busy": self.busy,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def feature_set_name(bundle: ModelBundle) -> str:
+    return bundle.feature_key
+
+
+class _Labels:
+    """Every label, by tag, with the stored vectors of the labelled photos."""
+
+    def __init__(self, conn: psycopg.Connection[Any], feature_set: str) -> None:
+        self.pos: dict[str, set[str]] = {}
+        self.neg: dict[str, set[str]] = {}
+        for pid, tag, positive in store.all_labels(conn):
+            (self.pos if positive else self.neg).setdefault(tag, set()).add(pid)
+        every = set().union(*self.pos.values(), *self.neg.values())
+        ids, X = store.vectors_of(conn, feature_set, sorted(every))
+        self.row = {pid: i for i, pid in enumerate(ids)}
+        self.X = X
+
+    def vectors(self, ids: Iterable[str]) -> np.ndarray:
+        idx = [self.row[p] for p in sorted(ids) if p in self.row]
+        if not idx:
+            return np.zeros((0, self.X.shape[1] if self.X.size else 0), np.float32)
+        return self.X[idx]
+
+    def labelled(self, tag: str) -> tuple[list[str], np.ndarray]:
+        """(photo ids with a vector, 1/0 labels) of one tag."""
+        ids = [p for p in sorted(self.pos.get(tag, set())) if p in self.row]
+        y = [1] * len(ids)
+        neg = [p for p in sorted(self.neg.get(tag, set())) if p in self.row]
+        return ids + neg, np.asarray(y + [0] * len(neg), np.int8)
+
+    def others_positive(self, tag: str) -> set[str]:
+        out: set[str] = set()
+        for t, ids in self.pos.items():
+            if t != tag:
+                out |= ids
+        return out - self.pos.get(tag, set())
+
+
+def learn(
+    conn: psycopg.Connection[Any],
+    models_dir: Path,
+    options: LearnOptions = LearnOptions(),  # noqa: B008 - frozen
+    *,
+    tags: Sequence[str] | None = None,
+    force: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> Report:
+    """Learn the tags whose labels changed (or ``tags``; ``force``: even if unchanged)."""
+    t0 = time.perf_counter()
+    report = Report()
+    if not store.try_lock(conn):
+        report.busy = True
+        return report
+    try:
+        _learn(conn, Path(models_dir), options, tags, force, report, say or (lambda _m: None))
+    finally:
+        store.unlock(conn)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _learn(
+    conn: psycopg.Connection[Any],
+    models_dir: Path,
+    options: LearnOptions,
+    only: Sequence[str] | None,
+    force: bool,
+    report: Report,
+    say: Callable[[str], None],
+) -> None:
+    active = load_active(models_dir)
+    fs = feature_set_name(active)
+    stats = store.label_stats(conn)
+    seen = store.states(conn)
+    current = learned_rows(active)
+    todo = []
+    for tag, st in sorted(stats.items()):
+        if only is not None and tag not in only:
+            continue
+        prev = seen.get(tag)
+        changed = prev is None or prev.labels_seen != st.signature
+        if not (changed or force):
+            continue
+        if st.n_pos < options.min_examples and tag not in current:
+            msg = f"add examples: {st.n_pos} of {options.min_examples} positive labels"
+            store.save_state(
+                conn,
+                tag,
+                "not-yet",
+                msg,
+                bundle_id=None,
+                n_pos=st.n_pos,
+                n_neg=st.n_neg,
+                precision=None,
+                recall=None,
+                threshold=None,
+                labels_seen=st.signature,
+            )
+            report.outcomes.append(Outcome(tag, "not-yet", msg, st.n_pos, st.n_neg))
+            continue
+        todo.append(tag)
+    if not todo:
+        return
+    data = _Labels(conn, fs)
+    _ids, library = store.sample_vectors(conn, fs, options.library_sample)
+    fits: dict[str, TagFit] = {}
+    for tag in todo:
+        pos_ids = data.pos.get(tag, set())
+        neg_ids = data.neg.get(tag, set()) | data.others_positive(tag)
+        lib_mask = np.ones(len(library), bool)
+        if len(_ids):
+            labelled = pos_ids | data.neg.get(tag, set())
+            lib_mask = np.asarray([p not in labelled for p in _ids], bool)
+        fit = fit_tag(
+            tag,
+            data.vectors(pos_ids),
+            data.vectors(neg_ids),
+            library[lib_mask] if len(library) else library,
+            options,
+        )
+        say(f"{tag}: {fit.message}")
+        fits[tag] = fit
+    learned = {t: f for t, f in fits.items() if f.ok}
+    for tag, fit in fits.items():
+        if not fit.ok:
+            kept = " (the tag learned before is kept)" if tag in current else ""
+            _save(conn, tag, "not-yet", fit.message + kept, None, fit, stats[tag].signature)
+            report.outcomes.append(_outcome(fit, "not-yet", fit.message + kept))
+    if not learned:
+        return
+    rows = dict(current)
+    rows.update({t: fit_row(f) for t, f in learned.items()})
+    metrics = {t: dict((active.metrics.get("learned") or {}).get(t, {})) for t in current}
+    metrics.update({t: f.metrics() for t, f in learned.items()})
+    candidate = compose(active, rows, metrics)
+    worse = shadow(conn, data, active, candidate, current, rows)
+    if worse:
+        msg = "refused by the shadow check: worse than the active model on " + ", ".join(
+            f"{t} ({a} -> {c} labels wrong)" for t, (a, c) in sorted(worse.items())
+        )
+        say(msg)
+        for tag, fit in learned.items():
+            _save(conn, tag, "refused", msg, None, fit, stats[tag].signature)
+            report.outcomes.append(_outcome(fit, "refused", msg))
+        return
+    publish(models_dir, candidate)
+    report.bundle_id = candidate.id
+    say(f"published and activated {candidate.id}")
+    for tag, fit in learned.items():
+        _save(conn, tag, "learned", "learned", candidate.id, fit, stats[tag].signature)
+        report.outcomes.append(_outcome(fit, "learned", f"learned into {candidate.id}"))
+    report.rescored = rescore(conn, fs, {t: rows[t] for t in learned}, candidate.id)
+
+
+def _outcome(fit: TagFit, status: str, message: str) -> Outcome:
+    return Outcome(fit.tag, status, message, fit.n_pos, fit.n_neg, fit.precision, fit.recall)
+
+
+def _save(
+    conn: psycopg.Connection[Any],
+    tag: str,
+    status: str,
+    message: str,
+    bundle_id: str | None,
+    fit: TagFit,
+    seen: str,
+) -> None:
+    if status != "learned":
+        prev = store.states(conn).get(tag)
+        if prev is not None and prev.status == "learned":  # keep what is published
+            store.mark_seen(conn, tag, "learned", message, seen)
+            return
+    store.save_state(
+        conn,
+        tag,
+        status,
+        message,
+        bundle_id=bundle_id,
+        n_pos=fit.n_pos,
+        n_neg=fit.n_neg,
+        precision=fit.precision,
+        recall=fit.recall,
+        threshold=fit.threshold if fit.w is not None else None,
+        labels_seen=seen,
+    )
+
+
+def shadow(
+    conn: psycopg.Connection[Any],
+    data: _Labels,
+    active: ModelBundle,
+    candidate: ModelBundle,
+    current: Mapping[str, Row],
+    rows: Mapping[str, Row],
+) -> dict[str, tuple[int, int]]:
+    """The shadow check on every labelled tag the active bundle gives: a learned tag's
+    decisions are computed from the stored vectors (exactly what the bundle computes), a
+    base tag's are the photos' current stored tags (its row is copied unchanged unless a
+    learned tag replaces it)."""
+    produced = set(active.classes) | {c.tag for c in active.concepts}
+    by_tag = {}
+    for tag in sorted(set(data.pos) | set(data.neg)):
+        if tag not in produced or tag not in rows:
+            continue  # unchanged (a base tag kept) or new (nothing to be worse than)
+        ids, y = data.labelled(tag)
+        if not ids:
+            continue
+        X = data.vectors(ids)
+        X = data.X[[data.row[p] for p in ids]]
+        cand = row_probabilities(rows[tag], X) >= rows[tag]["thresholds"]
+        if tag in current:
+            act = row_probabilities(current[tag], X) >= current[tag]["thresholds"]
+        else:
+            have = store.photos_with_tag(conn, tag, ids)
+            act = np.asarray([p in have for p in ids], bool)
+        by_tag[tag] = (y, act, cand)
+    return shadow_check(by_tag)
+
+
+def publish(models_dir: Path, bundle: ModelBundle) -> None:
+    """Install and activate (the bolts follow models/ACTIVE)."""
+    bundle.install(models_dir)
+    set_active(models_dir, bundle.id)
+
+
+def score_chunk(
+    W: np.ndarray, b: np.ndarray, a: np.ndarray, c: np.ndarray, thr: np.ndarray, X: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Learned rows (m) on stored vectors X (n, d): (photo rows, tag rows, scores) at or
+    above each tag's threshold, in one matrix product (the rows are L2-normalized here)."""
+    norms = np.linalg.norm(X, axis=1)
+    np.maximum(norms, 1e-12, out=norms)
+    Z = X @ W.T
+    Z /= norms[:, None]
+    Z -= b
+    t = a * Z + c
+    P = 0.5 * (1.0 + np.tanh(0.5 * t))
+    i, j = np.nonzero(P >= thr)
+    return i, j, P[i, j]
+
+
+def stack_rows(rows: Mapping[str, Row]) -> tuple[list[str], tuple[np.ndarray, ...]]:
+    tags = sorted(rows)
+    return tags, (
+        np.stack([rows[t]["W"] for t in tags]).astype(np.float32),
+        np.asarray([rows[t]["b"] for t in tags], np.float32),
+        np.asarray([rows[t]["calib_a"] for t in tags], np.float32),
+        np.asarray([rows[t]["calib_c"] for t in tags], np.float32),
+        np.asarray([rows[t]["thresholds"] for t in tags], np.float32),
+    )
+
+
+def rescore(
+    conn: psycopg.Connection[Any],
+    feature_set: str,
+    rows: Mapping[str, Row],
+    bundle_id: str,
+    chunk: int = 8192,
+) -> dict[str, Any]:
+    """One pass over the stored vectors: the learned tags ``rows`` replaced on every photo
+    (written where they apply, removed elsewhere), in one transaction."""
+    t0 = time.perf_counter()
+    tags, (W, b, a, c, thr) = stack_rows(rows)
+    n = tagged = 0
+    score_s = 0.0
+    hits: list[tuple[list[str], list[str], list[float]]] = []
+    for ids, X in store.vector_chunks(conn, feature_set, chunk):
+        t1 = time.perf_counter()
+        i, j, p = score_chunk(W, b, a, c, thr, X)
+        score_s += time.perf_counter() - t1
+        hits.append(([ids[k] for k in i], [tags[k] for k in j], p.tolist()))
+        n += len(ids)
+    read_s = time.perf_counter() - t0 - score_s
+    with conn.transaction():
+        store.clear_learned_tags(conn, tags)
+        for pids, tnames, scores in hits:
+            tagged += store.write_learned_tags(conn, pids, tnames, scores, bundle_id)
+    total = time.perf_counter() - t0
+    return {
+        "photos": n,
+        "tags_written": tagged,
+        "seconds": round(total, 3),
+        "read_seconds": round(read_s, 3),
+        "score_seconds": round(score_s, 3),
+        "photos_per_second": round(n / total) if total > 0 else None,
+    }
+
+
+def forget(conn: psycopg.Connection[Any], models_dir: Path, tag: str) -> dict[str, Any]:
+    """Remove a learned tag everywhere: its head (a new bundle without it, activated), its
+    stored tags, its labels and the learner's record of it."""
+    models_dir = Path(models_dir)
+    if not store.try_lock(conn):
+        raise ModelError("the learner is busy; try again in a moment")
+    try:
+        active = load_active(models_dir)
+        current = learned_rows(active)
+        bundle_id = None
+        if tag in current:
+            rows = {t: r for t, r in current.items() if t != tag}
+            metrics = {t: m for t, m in (active.metrics.get("learned") or {}).items() if t in rows}
+            candidate = compose(active, rows, metrics)
+            publish(models_dir, candidate)
+            bundle_id = candidate.id
+        with conn.transaction():
+            labels, tags = store.forget(conn, tag)
+    finally:
+        store.unlock(conn)
+    return {
+        "tag": tag,
+        "bundle_id": bundle_id,
+        "labels_deleted": labels,
+        "tags_deleted": tags,
+        "was_learned": tag in current,
+    }
