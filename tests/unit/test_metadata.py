@@ -42,7 +42,12 @@ def test_time_zone_from_the_gps_position_when_the_file_has_no_offset() -> None:
     assert "gps time zone" in fields["taken_source"]
     by_kind = {(t.tag, t.kind) for t in tags}
     assert {("sydney", "place"), ("australia", "place"), ("new south wales", "place")} <= by_kind
-    assert {("2019", "time"), ("july", "time"), ("winter", "time"), ("afternoon", "time")} <= by_kind
+    assert {
+        ("2019", "time"),
+        ("july", "time"),
+        ("winter", "time"),
+        ("afternoon", "time"),
+    } <= by_kind
 
 
 def test_no_position_no_zone_is_marked_local_time() -> None:

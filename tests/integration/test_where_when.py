@@ -1,0 +1,123 @@
+"""Where and when, end to end on the real cluster (issue 26): a JPEG and a HEIC carrying
+GPS positions and dates taken are uploaded and tagged by the topology; `autotag search`
+finds them by city, country, year, month and season (July in Sydney is winter), `--from/--to`
+selects them by the date taken, the API's `from=`/`to=` too, `autotag show` prints what the
+files said, and a truncated HEIC fails with a reason while the others are tagged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autotag.config import Settings
+from autotag.pipeline import intake
+from autotag.storage import database, tag_search
+from tests.cli import autotag, new_intake
+from tests.integration.test_pipeline import _wait_settled
+from tests.photo_metadata import exif_for, heic_with, jpeg_with, xmp_packet
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def photos(autotagger: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("where_when")
+    paris = jpeg_with(
+        exif_for("2021:04:03 10:15:00", "+02:00", 48.8584, 2.2945, 35.0, "Canon", "Canon EOS R"),
+        xmp_packet(["Eiffel Tower", "honeymoon"]),
+        seed=2601,
+    )
+    # no offset in the file: the time zone comes from the position (Sydney, +10:00 in July)
+    sydney = heic_with(exif_for("2019:07:14 15:30:00", lat=-33.8568, lon=151.2153), seed=2602)
+    (d / "paris.jpg").write_bytes(paris)
+    (d / "sydney.heic").write_bytes(sydney)
+    (d / "broken.heic").write_bytes(heic_with(None, seed=2603)[:300])
+    records = intake.upload([str(d)], new_intake(autotagger), force=True)
+    ids = {Path(r.path).name: r.photo_id for r in records if r.photo_id}
+    assert set(ids) == {"paris.jpg", "sydney.heic", "broken.heic"}, records
+    _wait_settled(autotagger, list(ids.values()), 300)
+    return ids
+
+
+def _search(s: Settings, *args: str) -> set[str]:
+    out = autotag(s, "search", *args, "--json", "--limit", "1000")
+    assert out.returncode == 0, out.stderr
+    return {h["photo_id"] for h in json.loads(out.stdout) if "photo_id" in h}
+
+
+def test_heic_and_jpeg_tagged_truncated_heic_fails_with_reason(
+    autotagger: Settings, photos: dict[str, str]
+) -> None:
+    with database.connect(autotagger.services) as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT photo_id, status || ':' || coalesce(reason, '') FROM photos"
+                " WHERE photo_id = ANY(%s)",
+                (list(photos.values()),),
+            ).fetchall()
+        )
+    assert rows[photos["paris.jpg"]].startswith("tagged")
+    assert rows[photos["sydney.heic"]].startswith("tagged")
+    assert (
+        rows[photos["broken.heic"]].startswith("failed:") and "HEIF" in rows[photos["broken.heic"]]
+    )
+
+
+@pytest.mark.parametrize(
+    "words, photo",
+    [
+        (["paris"], "paris.jpg"),
+        (["france"], "paris.jpg"),
+        (["2021"], "paris.jpg"),
+        (["april"], "paris.jpg"),
+        (["spring"], "paris.jpg"),
+        (["eiffel", "tower"], "paris.jpg"),
+        (["sydney"], "sydney.heic"),
+        (["australia"], "sydney.heic"),
+        (["2019"], "sydney.heic"),
+        (["july"], "sydney.heic"),
+        (["winter"], "sydney.heic"),
+        (["australia", "2019", "winter"], "sydney.heic"),
+    ],
+)
+def test_search_by_place_and_time(
+    autotagger: Settings, photos: dict[str, str], words: list[str], photo: str
+) -> None:
+    found = _search(autotagger, *words)
+    assert photos[photo] in found
+    other = "sydney.heic" if photo == "paris.jpg" else "paris.jpg"
+    assert photos[other] not in found
+
+
+def test_search_from_to_by_date_taken(autotagger: Settings, photos: dict[str, str]) -> None:
+    winter = _search(autotagger, "--from", "2019-06-01", "--to", "2019-08-31")
+    assert photos["sydney.heic"] in winter and photos["paris.jpg"] not in winter
+    spring = _search(autotagger, "--from", "2021-04-03", "--to", "2021-04-03")
+    assert photos["paris.jpg"] in spring and photos["sydney.heic"] not in spring
+    # words and dates together: Paris photos of 2019 are none
+    assert photos["paris.jpg"] not in _search(autotagger, "paris", "--to", "2020-12-31")
+    # the same query as the API's from=/to= (TagQuery is shared)
+    with database.connect(autotagger.services) as conn:
+        page = tag_search.search(
+            conn,
+            tag_search.TagQuery(
+                "winter",
+                taken_from=__import__("datetime").date(2019, 7, 1),
+                taken_to=__import__("datetime").date(2019, 7, 31),
+            ),
+        )
+    assert photos["sydney.heic"] in {h["photo_id"] for h in page.hits}
+
+
+def test_show_prints_what_the_file_said(autotagger: Settings, photos: dict[str, str]) -> None:
+    out = autotag(autotagger, "show", photos["sydney.heic"], "--json")
+    assert out.returncode == 0, out.stderr
+    meta = json.loads(out.stdout)["metadata"]
+    assert meta["taken_local"] == "2019-07-14T15:30:00"
+    assert meta["taken_at"].startswith("2019-07-14T05:30:00")  # 15:30 +10:00, in UTC
+    assert "gps time zone" in meta["taken_source"]
+    assert meta["latitude"] == pytest.approx(-33.8568, abs=1e-4)
+    text = autotag(autotagger, "show", photos["paris.jpg"]).stdout
+    assert "Canon EOS R" in text and "Paris" in text and "Eiffel Tower" in text
