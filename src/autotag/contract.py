@@ -33,9 +33,7 @@ from typing import Any, NamedTuple
 # place, time, keyword: from the file's metadata (where and when it was taken, the owner's
 # keywords; ``autotag.vision.where_when``; a place alias has ``via`` the usual name).
 # person: a named person's face is in the photo (the tag is the name; ``storage.people``).
-KINDS = (
-    "leaf", "concept", "detector", "property", "learned", "place", "time", "keyword", "person"
-)
+KINDS = ("leaf", "concept", "detector", "property", "learned", "place", "time", "keyword", "person")
 TAGGED, FAILED = "tagged", "failed"
 STATUSES = (TAGGED, FAILED)
 
@@ -125,12 +123,66 @@ def _vector_to_wire(vector: Any) -> str | None:
     return None if vector is None else encode_vector(vector)
 
 
+class FaceFound(NamedTuple):
+    """One face of a photo: its box ``(x, y, w, h)`` in the photo's own pixels, the detector's
+    score, and for a face big enough to recognise its quality, descriptor (float32 values)
+    and descriptor model; ``person_id`` the known person the autotag bolt matched it to (at
+    ``person_score``), if any. Stored in the ``faces`` table (``storage.people``)."""
+
+    box: tuple[int, int, int, int]
+    score: float
+    quality: float | None = None
+    embedding: Any = None
+    model_version: str | None = None
+    person_id: int | None = None
+    person_score: float | None = None
+
+
+def decode_face(entry: Any) -> FaceFound:
+    """A FaceFound from itself or its wire form (a dict); anything else is an error."""
+    if isinstance(entry, FaceFound):
+        return entry
+    if not isinstance(entry, dict):
+        raise ValueError(f"a face is a FaceFound or its dict, not {type(entry).__name__}")
+    x, y, w, h = (int(v) for v in entry["box"])
+    emb = entry.get("embedding")
+    return FaceFound(
+        (x, y, w, h),
+        float(entry["score"]),
+        None if entry.get("quality") is None else float(entry["quality"]),
+        decode_vector(emb) if isinstance(emb, str) else emb,
+        entry.get("model_version"),
+        _optional_int(entry.get("person_id")),
+        None if entry.get("person_score") is None else float(entry["person_score"]),
+    )
+
+
+def _faces_to_wire(faces: Sequence[FaceFound]) -> list[dict[str, Any]]:
+    return [
+        {
+            "box": [int(v) for v in f.box],
+            "score": float(f.score),
+            "quality": None if f.quality is None else float(f.quality),
+            "embedding": _vector_to_wire(f.embedding),
+            "model_version": f.model_version,
+            "person_id": f.person_id,
+            "person_score": None if f.person_score is None else float(f.person_score),
+        }
+        for f in map(decode_face, faces)
+    ]
+
+
+def _faces_from_wire(value: Any) -> list[FaceFound]:
+    return [decode_face(f) for f in (value or [])]
+
+
 # How a field travels in a tuple: name -> (to JSON, from JSON). Fields without one travel as
 # they are (strings, numbers, None).
 WIRE = {
     "int": (_optional_int, _optional_int),
     "tags": (_tags_to_wire, _tags_from_wire),
     "vector": (_vector_to_wire, decode_vector),
+    "faces": (_faces_to_wire, _faces_from_wire),
 }
 
 
@@ -202,11 +254,14 @@ class PhotoResult:
     keywords: str | None = stored("text", default=None, tagged_only=True)  # "; "-joined
     title: str | None = stored("text", default=None, tagged_only=True)
     description: str | None = stored("text", default=None, tagged_only=True)
+    # Every face found (FaceFound); stored in the faces table, with person tags from it.
+    faces: list[FaceFound] = carried(wire="faces", factory=list)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"result status must be one of {STATUSES}, not {self.status!r}")
         self.tags = [decode_tag(t) for t in self.tags]  # (tag, score) pairs become leaves
+        self.faces = [decode_face(f) for f in self.faces]
 
     @classmethod
     def tagged(cls, photo_id: str, outcome: Any) -> PhotoResult:

@@ -31,7 +31,7 @@ from autotag.pipeline.video_contract import (
     SegmentResult,
 )
 from autotag.storage.blobs import BlobError, BlobStore
-from autotag.vision.faces import FaceDetector, single_threaded_blas
+from autotag.vision.faces import Face, FaceDetector, single_threaded_blas
 from autotag.vision.features import FeatureSet, l2_normalize
 from autotag.vision.people import Box, PeopleDetector, Tracker, crop_square
 from autotag.vision.tagger import Tagger
@@ -214,7 +214,11 @@ class _SegmentRun:
                 self.why[f.why] = self.why.get(f.why, 0) + 1
                 # The tagger's faces when its bundle has the detector (the animal-face rule
                 # applied, no second pass); otherwise the analyser's own detector.
-                scored = r.faces if tagger.face is not None else self.a.faces.detect_scored(f.bgr)
+                scored = (
+                    [(Face(*x.box, 1), x.score) for x in r.faces]
+                    if tagger.face is not None
+                    else self.a.faces.detect_scored(f.bgr)
+                )
                 found = {
                     PERSON: self.a.people.detect(f.bgr),
                     FACE: [Box(x.x, x.y, x.w, x.h, round(score, 4)) for x, score in scored],

@@ -34,6 +34,8 @@ MIN_FACE_PX = 50
 # At most this many faces of one photo are described (the biggest first): a crowd of 200
 # tiny faces costs a bounded amount.
 MAX_FACES_PER_PHOTO = 20
+# At most this many faces of one photo are kept at all (boxes; best first).
+MAX_FACES_KEPT = 100
 
 
 @dataclass(frozen=True)
@@ -155,3 +157,28 @@ def nearest_person(
 def match_score(distance: float, max_distance: float = MATCH_DISTANCE) -> float:
     """A tag score in (0.5, 1] for a match: 1 at distance 0, 0.5 at the threshold."""
     return round(1.0 - 0.5 * min(1.0, max(0.0, distance) / max_distance), 4)
+
+
+# Clustering of the faces nobody is assigned to (``autotag people cluster``): DBSCAN on the
+# descriptors, Euclidean. CLUSTER_DISTANCE is DBSCAN's eps (tighter than MATCH_DISTANCE, so
+# chains of look-alikes do not join two people: PhotoPrism's --face-cluster-dist plays this
+# part); CLUSTER_MIN_FACES its min_samples (Immich's min_faces, PhotoPrism's core 4).
+CLUSTER_DISTANCE = 0.5
+CLUSTER_MIN_FACES = 3
+
+
+def cluster(
+    embeddings: np.ndarray,
+    *,
+    max_distance: float = CLUSTER_DISTANCE,
+    min_faces: int = CLUSTER_MIN_FACES,
+) -> np.ndarray:
+    """A cluster label per descriptor (-1: left unassigned), scikit-learn's DBSCAN with a
+    ball tree (memory grows with the neighbours, not with n²)."""
+    from sklearn.cluster import DBSCAN
+
+    x = np.asarray(embeddings, dtype=np.float32).reshape(-1, DIM)
+    if len(x) == 0:
+        return np.zeros(0, dtype=np.int64)
+    db = DBSCAN(eps=max_distance, min_samples=min_faces, algorithm="ball_tree", n_jobs=1)
+    return db.fit_predict(x).astype(np.int64)

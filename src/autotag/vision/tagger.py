@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autotag.contract import Tag
+from autotag.contract import FaceFound, Tag
 from autotag.errors import ModelError
 from autotag.vision.bundle import ModelBundle, load_active, load_bundle
 from autotag.vision.decode import (
@@ -33,6 +33,7 @@ from autotag.vision.decode import (
     decode_file,
     network_view,
 )
+from autotag.vision.face_identity import MAX_FACES_KEPT, FaceDescriber
 from autotag.vision.faces import Face, FaceDetector, face_tags, single_threaded_blas
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.features import FeatureSet, as_bgr, l2_normalize
@@ -60,8 +61,10 @@ class TagResult:
     feature_set: str
     width: int
     height: int
-    # The faces behind the detector's tags, for callers that want boxes (video tracks).
-    faces: list[tuple[Face, float]] = field(default_factory=list)
+    # The faces behind the detector's tags (video tracks use their boxes), best first, each
+    # with its descriptor when the Tagger has a describer and the face is big enough. Boxes
+    # are in the photo's own pixels (``tag_decoded``; the given image's in ``tag_images``).
+    faces: list[FaceFound] = field(default_factory=list)
     # What the file itself says (``where_when.describe``): the contract's metadata fields.
     taken_local: str | None = None
     taken_at: str | None = None
@@ -93,8 +96,11 @@ class Tagger:
         max_tags: int,
         face: FaceDetector | None = None,
         reduced_decode: bool = True,
+        describer: FaceDescriber | None = None,
     ) -> None:
         self.bundle = bundle
+        # Descriptors of the faces (vision.face_identity): only with a face detector.
+        self.describer = describer if face is not None else None
         # JPEGs are decoded only as large as the feature set needs (0: always full size).
         self.min_side = feature_set.min_side if reduced_decode else 0
         self.features = feature_set
@@ -134,9 +140,11 @@ class Tagger:
         min_score: float,
         max_tags: int,
         reduced_decode: bool = True,
+        face_min_px: int | None = None,
     ) -> Tagger:
         """Bundle ``bundle_id`` of ``models_dir`` (the active one by default) with the feature
-        set and detectors it needs, loaded."""
+        set and detectors it needs, loaded; with ``face_min_px``, faces at least that big get
+        descriptors (``vision.face_identity``)."""
         bundle = (
             load_active(models_dir) if bundle_id is None else load_bundle(models_dir, bundle_id)
         )
@@ -150,6 +158,11 @@ class Tagger:
             max_tags=max_tags,
             face=face,
             reduced_decode=reduced_decode,
+            describer=(
+                FaceDescriber.load(min_face_px=face_min_px)
+                if face is not None and face_min_px is not None
+                else None
+            ),
         )
 
     @property
@@ -198,6 +211,24 @@ class Tagger:
                 return []
         return found
 
+    def described(self, img: np.ndarray, faces: list[tuple[Face, float]]) -> list[FaceFound]:
+        """The kept faces as the contract's FaceFound, with a descriptor for each face the
+        describer takes (big enough, among the biggest ``max_faces``)."""
+        faces = faces[:MAX_FACES_KEPT]  # a crowd of tiny faces is not a list of thousands
+        boxes = [(f.x, f.y, f.w, f.h) for f, _ in faces]
+        described = self.describer.describe(img, boxes) if self.describer and faces else []
+        out = []
+        for j, (box, (_, score)) in enumerate(zip(boxes, faces, strict=True)):
+            d = described[j] if described else None
+            if d is None:
+                out.append(FaceFound(box, round(score, 4)))
+            else:
+                assert self.describer is not None
+                out.append(
+                    FaceFound(box, round(score, 4), d.quality, d.embedding, self.describer.version)
+                )
+        return out
+
     def face_tags(self, img: np.ndarray, concept_probs: np.ndarray) -> list[tuple[str, float]]:
         """The detector's tags for one photo: those of ``kept_faces``."""
         return face_tags(self.kept_faces(img, concept_probs))
@@ -211,6 +242,7 @@ class Tagger:
         for i, img in enumerate(photos):
             leaves = self.bundle.tags_for(probs[i], self.min_score, self.max_tags)
             faces = self.kept_faces(img, concept_probs[i])
+            found_faces = self.described(img, faces)
             found = [
                 Tag(t, s, "learned", self.bundle.id) if t in self.learned else Tag(t, s)
                 for t, s in leaves
@@ -233,7 +265,7 @@ class Tagger:
                     feature_set=self.features.key,
                     width=int(img.shape[1]),
                     height=int(img.shape[0]),
-                    faces=faces,
+                    faces=found_faces,
                 )
             )
         return out
@@ -241,6 +273,13 @@ class Tagger:
     def tag_decoded(self, decoded: DecodedImage) -> TagResult:
         result = self.tag_images([network_view(decoded)], [decoded.bgr])[0]
         result.width, result.height = decoded.width, decoded.height  # the photo's own size
+        if result.faces and decoded.bgr.shape[1] != decoded.width:
+            # A JPEG decoded reduced: boxes back to the photo's own pixels.
+            k = decoded.width / decoded.bgr.shape[1]
+            result.faces = [
+                f._replace(box=tuple(round(v * k) for v in f.box))  # type: ignore[arg-type]
+                for f in result.faces
+            ]
         return result
 
     def tag_bytes(self, data: bytes) -> TagResult:

@@ -1,0 +1,500 @@
+"""People: the faces table, the people table, and the person tags that make names searchable.
+
+Every face the tagger finds is a ``faces`` row (migration 0011): box, detector score,
+quality, descriptor, and whose face it is (``person_id``; ``assigned_by`` 'user', 'match' or
+'cluster'). A person is a ``people`` row, named or not. A name is found by the one tag query
+(``storage.tag_search``) because each photo with a named person's face carries a tag of kind
+``person`` (the name) under the photo's current model version: ``refresh_person_tags`` keeps
+those rows right, inside the same transaction as every change to who is who, and the DB
+writer calls it for each batch of new faces.
+
+Every change to who is who bumps ``people_version``; the autotag bolts poll it and reload the
+people's reference descriptors (``references``). All SQL of people lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.rows import dict_row
+
+from autotag.contract import FaceFound
+
+# Reference descriptors kept per person for matching: the user-named first, then the
+# sharpest (Immich compares with every face; a cap keeps a 1,000-person index small).
+REFERENCES_PER_PERSON = 30
+
+# -- the DB writer's statements (one batch, one transaction) ---------------------------------
+
+# Faces of the batch's photos that the new result no longer has (a re-tag) go.
+DELETE_STALE_FACES = """
+DELETE FROM faces f
+USING unnest(%s::text[]) AS b(photo_id)
+WHERE f.photo_id = b.photo_id
+  AND (f.photo_id, f.x, f.y, f.w, f.h) NOT IN (
+      SELECT * FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[], %s::int[]))
+"""
+
+# One row per face (executemany, the descriptor in binary). A face already stored keeps its
+# person when it has one (a person's decision is never overwritten by the stream); a match
+# to someone the face was refused for, or a forgotten face, stays unassigned; a merged or
+# forgotten person is resolved here, so a bolt with stale references does no harm.
+UPSERT_FACE = """
+INSERT INTO faces AS f (photo_id, x, y, w, h, score, quality, embedding, model_version,
+                        person_id, assigned_by, person_score)
+SELECT v.photo_id, v.x, v.y, v.w, v.h, v.score, v.quality, v.embedding, v.model_version,
+       COALESCE(pe.merged_into, pe.person_id),
+       CASE WHEN pe.person_id IS NOT NULL THEN 'match' END,
+       CASE WHEN pe.person_id IS NOT NULL THEN v.person_score END
+FROM (SELECT %s::text AS photo_id, %s::int AS x, %s::int AS y, %s::int AS w, %s::int AS h,
+             %s::real AS score, %s::real AS quality, %b::real[] AS embedding,
+             %s::text AS model_version, %s::bigint AS person_id, %s::real AS person_score) v
+JOIN photos p ON p.photo_id = v.photo_id
+LEFT JOIN people pe ON pe.person_id = v.person_id
+ON CONFLICT (photo_id, x, y, w, h) DO UPDATE SET
+    score = EXCLUDED.score,
+    quality = EXCLUDED.quality,
+    embedding = CASE WHEN f.forgotten THEN NULL ELSE EXCLUDED.embedding END,
+    model_version = EXCLUDED.model_version,
+    person_id = CASE
+        WHEN f.person_id IS NOT NULL THEN f.person_id
+        WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
+        ELSE EXCLUDED.person_id END,
+    assigned_by = CASE
+        WHEN f.person_id IS NOT NULL THEN f.assigned_by
+        WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
+        ELSE EXCLUDED.assigned_by END,
+    person_score = CASE
+        WHEN f.person_id IS NOT NULL THEN f.person_score
+        WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
+        ELSE EXCLUDED.person_score END
+"""
+
+# The person tags of these photos, rebuilt from their faces: a named person's name, scored
+# by their best face (1.0 for a face a person named), under the photo's current model
+# version (so the one tag query finds it at once).
+_DELETE_PERSON_TAGS = """
+DELETE FROM tags t USING unnest(%s::text[]) AS b(photo_id)
+WHERE t.photo_id = b.photo_id AND t.kind = 'person'
+"""
+_INSERT_PERSON_TAGS = """
+INSERT INTO tags (photo_id, tag, score, model_version, kind)
+SELECT f.photo_id, pe.name,
+       max(CASE WHEN f.assigned_by = 'user' THEN 1.0 ELSE COALESCE(f.person_score, 0.5) END),
+       p.model_version, 'person'
+FROM faces f
+JOIN people pe ON pe.person_id = f.person_id
+JOIN photos p ON p.photo_id = f.photo_id
+WHERE f.photo_id = ANY(%s::text[]) AND pe.name IS NOT NULL AND p.model_version IS NOT NULL
+GROUP BY f.photo_id, pe.name, p.model_version
+ON CONFLICT (photo_id, model_version, tag) DO NOTHING
+"""
+
+
+def face_rows(photo_id: str, faces: Sequence[FaceFound], embedding: Any) -> list[tuple[Any, ...]]:
+    """UPSERT_FACE parameter rows for one photo's faces; ``embedding(values)`` makes the
+    binary descriptor parameter (None for a face without one)."""
+    rows = []
+    for f in faces:
+        x, y, w, h = (int(v) for v in f.box)
+        if w <= 0 or h <= 0:
+            continue
+        rows.append(
+            (
+                photo_id,
+                x,
+                y,
+                w,
+                h,
+                float(f.score),
+                None if f.quality is None else float(f.quality),
+                None if f.embedding is None else embedding(f.embedding),
+                f.model_version,
+                f.person_id,
+                f.person_score,
+            )
+        )
+    return rows
+
+
+def refresh_statements(photo_ids: Sequence[str]) -> list[tuple[str, tuple[Any, ...]]]:
+    """(statement, parameters) that rebuild the person tags of these photos."""
+    ids = list(photo_ids)
+    return [(_DELETE_PERSON_TAGS, (ids,)), (_INSERT_PERSON_TAGS, (ids,))]
+
+
+def refresh_person_tags(conn: psycopg.Connection[Any], photo_ids: Sequence[str]) -> None:
+    for query, params in refresh_statements(photo_ids):
+        conn.execute(query, params)
+
+
+def _bump(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("UPDATE people_version SET version = version + 1")
+
+
+# -- the bolts' references --------------------------------------------------------------------
+
+
+def version(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT version FROM people_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass
+class References:
+    """The known people's reference descriptors: ``owners[i]`` is whose ``embeddings[i]``."""
+
+    version: int
+    owners: np.ndarray  # int64 (n,)
+    embeddings: np.ndarray  # float32 (n, 128)
+    names: dict[int, str | None]
+
+
+def references(
+    conn: psycopg.Connection[Any], per_person: int = REFERENCES_PER_PERSON
+) -> References:
+    """Every current person's reference descriptors (their faces' descriptors, at most
+    ``per_person`` each: named by a person first, then the sharpest)."""
+    with conn.transaction():
+        v = version(conn)
+        rows = conn.execute(
+            """
+            SELECT person_id, embedding FROM (
+                SELECT f.person_id, f.embedding, row_number() OVER (
+                    PARTITION BY f.person_id
+                    ORDER BY (f.assigned_by = 'user') DESC, f.quality DESC NULLS LAST, f.face_id
+                ) AS n
+                FROM faces f JOIN people pe ON pe.person_id = f.person_id
+                WHERE f.embedding IS NOT NULL AND pe.merged_into IS NULL
+            ) r WHERE n <= %s
+            ORDER BY person_id
+            """,
+            (per_person,),
+        ).fetchall()
+        names = dict(
+            conn.execute("SELECT person_id, name FROM people WHERE merged_into IS NULL").fetchall()
+        )
+    owners = np.array([r[0] for r in rows], dtype=np.int64)
+    emb = np.array([r[1] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+    return References(v, owners, emb, names)
+
+
+# -- people, as the commands see them --------------------------------------------------------
+
+
+def list_people(conn: psycopg.Connection[Any], *, named_only: bool = False) -> list[dict[str, Any]]:
+    """Every current person: id, name, faces, photos, a sample face (their best)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """
+            SELECT pe.person_id, pe.name, pe.created_at,
+                   count(f.face_id) AS faces, count(DISTINCT f.photo_id) AS photos,
+                   (array_agg(f.face_id ORDER BY (f.assigned_by = 'user') DESC,
+                              f.quality DESC NULLS LAST, f.face_id))[1] AS sample_face
+            FROM people pe LEFT JOIN faces f ON f.person_id = pe.person_id
+            WHERE pe.merged_into IS NULL AND (NOT %s OR pe.name IS NOT NULL)
+            GROUP BY pe.person_id
+            ORDER BY pe.name IS NULL, count(f.face_id) DESC, pe.person_id
+            """,
+            (named_only,),
+        ).fetchall()
+    return [_person_json(r) for r in rows]
+
+
+def _person_json(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "person_id": int(r["person_id"]),
+        "name": r["name"],
+        "faces": int(r["faces"]),
+        "photos": int(r["photos"]),
+        "sample_face": r["sample_face"],
+        "created_at": r["created_at"].isoformat() if r["created_at"] else None,
+    }
+
+
+def _face_json(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "face_id": int(r["face_id"]),
+        "photo_id": r["photo_id"],
+        "person_id": r["person_id"],
+        "person": r["name"],
+        "box": [int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])],
+        "score": round(float(r["score"]), 4),
+        "quality": None if r["quality"] is None else round(float(r["quality"]), 4),
+        "assigned_by": r["assigned_by"],
+        "recognisable": bool(r["recognisable"]),
+    }
+
+
+_FACE_COLUMNS = """
+    f.face_id, f.photo_id, f.person_id, pe.name, f.x, f.y, f.w, f.h, f.score, f.quality,
+    f.assigned_by, f.embedding IS NOT NULL AS recognisable
+    FROM faces f LEFT JOIN people pe ON pe.person_id = f.person_id
+"""
+
+
+def person(conn: psycopg.Connection[Any], person_id: int) -> dict[str, Any] | None:
+    """One person (a merged id answers for whom it was merged into) with their faces and
+    photos."""
+    pid = resolve(conn, person_id)
+    if pid is None:
+        return None
+    found = [p for p in list_people(conn) if p["person_id"] == pid]
+    if not found:
+        return None
+    out = found[0]
+    with conn.cursor(row_factory=dict_row) as cur:
+        faces = cur.execute(
+            f"SELECT {_FACE_COLUMNS} WHERE f.person_id = %s ORDER BY f.photo_id, f.face_id",
+            (pid,),
+        ).fetchall()
+    out["face_list"] = [_face_json(r) for r in faces]
+    out["photo_ids"] = sorted({r["photo_id"] for r in faces})
+    return out
+
+
+def photo_faces(conn: psycopg.Connection[Any], photo_id: str) -> list[dict[str, Any]]:
+    """A photo's faces, biggest first: ``{face_id, person_id, person, box, score, ...}``."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"SELECT {_FACE_COLUMNS} WHERE f.photo_id = %s ORDER BY f.w * f.h DESC, f.face_id",
+            (photo_id,),
+        ).fetchall()
+    return [_face_json(r) for r in rows]
+
+
+def face(conn: psycopg.Connection[Any], face_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(f"SELECT {_FACE_COLUMNS} WHERE f.face_id = %s", (face_id,)).fetchone()
+    return None if row is None else _face_json(row)
+
+
+def resolve(conn: psycopg.Connection[Any], person_id: int) -> int | None:
+    """The current person for an id (following merges), or None if there is none."""
+    seen = set()
+    pid: int | None = int(person_id)
+    while pid is not None and pid not in seen:
+        seen.add(pid)
+        row = conn.execute("SELECT merged_into FROM people WHERE person_id = %s", (pid,)).fetchone()
+        if row is None:
+            return None
+        if row[0] is None:
+            return pid
+        pid = int(row[0])
+    return None
+
+
+def _photos_of(conn: psycopg.Connection[Any], person_ids: Sequence[int]) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT photo_id FROM faces WHERE person_id = ANY(%s::bigint[])",
+        (list(person_ids),),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def clean_name(raw: str) -> str:
+    name = " ".join(str(raw).replace("\x00", "").split())
+    if not name:
+        raise ValueError("a name cannot be empty")
+    if len(name) > 200:
+        raise ValueError("a name is at most 200 characters")
+    return name
+
+
+def name_person(conn: psycopg.Connection[Any], person_id: int, name: str) -> int | None:
+    """Name (or rename) a person; their photos' person tags follow at once. Returns the
+    person's current id, None if there is no such person."""
+    name = clean_name(name)
+    with conn.transaction():
+        pid = resolve(conn, person_id)
+        if pid is None:
+            return None
+        conn.execute("UPDATE people SET name = %s WHERE person_id = %s", (name, pid))
+        refresh_person_tags(conn, _photos_of(conn, [pid]))
+        _bump(conn)
+    return pid
+
+
+def name_face(conn: psycopg.Connection[Any], face_id: int, name: str) -> dict[str, Any] | None:
+    """Name the person this face belongs to: the face's person when it has one, else the
+    current person already called ``name`` (the face joins them), else a new person started
+    from the face. The face is then the user's decision. None if there is no such face."""
+    name = clean_name(name)
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT person_id, photo_id FROM faces WHERE face_id = %s FOR UPDATE", (face_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        pid, photo_id = row
+        created = False
+        if pid is None:
+            same = conn.execute(
+                "SELECT person_id FROM people WHERE merged_into IS NULL AND name = %s "
+                "ORDER BY person_id LIMIT 1",
+                (name,),
+            ).fetchone()
+            if same is not None:
+                pid = int(same[0])
+            else:
+                pid = int(
+                    conn.execute(
+                        "INSERT INTO people (name) VALUES (%s) RETURNING person_id", (name,)
+                    ).fetchone()[0]  # type: ignore[index]
+                )
+                created = True
+        conn.execute("UPDATE people SET name = %s WHERE person_id = %s", (name, pid))
+        conn.execute(
+            "UPDATE faces SET person_id = %s, assigned_by = 'user', person_score = 1.0, "
+            "not_people = array_remove(not_people, %s), forgotten = false WHERE face_id = %s",
+            (pid, pid, face_id),
+        )
+        refresh_person_tags(conn, [photo_id, *_photos_of(conn, [pid])])
+        _bump(conn)
+    return {"person_id": pid, "name": name, "face_id": face_id, "created": created}
+
+
+def merge(conn: psycopg.Connection[Any], person_id: int, other_id: int) -> int | None:
+    """Merge ``other_id`` into ``person_id``: its faces move over, its id redirects; the
+    kept person keeps their name (or takes the other's when they had none)."""
+    with conn.transaction():
+        keep, gone = resolve(conn, person_id), resolve(conn, other_id)
+        if keep is None or gone is None:
+            return None
+        if keep == gone:
+            return keep
+        photos = _photos_of(conn, [keep, gone])
+        conn.execute(
+            "UPDATE people SET name = COALESCE(name, (SELECT name FROM people WHERE "
+            "person_id = %s)) WHERE person_id = %s",
+            (gone, keep),
+        )
+        conn.execute("UPDATE people SET merged_into = %s WHERE person_id = %s", (keep, gone))
+        conn.execute("UPDATE people SET merged_into = %s WHERE merged_into = %s", (keep, gone))
+        conn.execute("UPDATE faces SET person_id = %s WHERE person_id = %s", (keep, gone))
+        refresh_person_tags(conn, photos)
+        _bump(conn)
+    return keep
+
+
+def remove_face(conn: psycopg.Connection[Any], face_id: int) -> dict[str, Any] | None:
+    """This face is not its person: unassigned, and never given to them again."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT person_id, photo_id FROM faces WHERE face_id = %s FOR UPDATE", (face_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        pid, photo_id = row
+        if pid is not None:
+            conn.execute(
+                "UPDATE faces SET not_people = array_append(not_people, person_id), "
+                "person_id = NULL, assigned_by = NULL, person_score = NULL WHERE face_id = %s",
+                (face_id,),
+            )
+            refresh_person_tags(conn, [photo_id])
+            _bump(conn)
+    return {"face_id": face_id, "removed_from": pid}
+
+
+def forget(conn: psycopg.Connection[Any], person_id: int) -> dict[str, Any] | None:
+    """Forget a person: their name, their person tags and their faces' descriptors go (the
+    boxes stay, unassigned and never described again); ids merged into them go too."""
+    with conn.transaction():
+        pid = resolve(conn, person_id)
+        if pid is None:
+            return None
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT person_id FROM people WHERE person_id = %s OR merged_into = %s",
+                (pid, pid),
+            ).fetchall()
+        ]
+        photos = _photos_of(conn, ids)
+        n = conn.execute(
+            "UPDATE faces SET embedding = NULL, forgotten = true, person_id = NULL, "
+            "assigned_by = NULL, person_score = NULL WHERE person_id = ANY(%s::bigint[])",
+            (ids,),
+        ).rowcount
+        conn.execute(
+            "UPDATE faces SET not_people = array_remove(not_people, p) "
+            "FROM unnest(%s::bigint[]) AS p WHERE p = ANY(not_people)",
+            (ids,),
+        )
+        conn.execute("DELETE FROM people WHERE person_id = ANY(%s::bigint[])", (ids,))
+        refresh_person_tags(conn, photos)
+        _bump(conn)
+    return {"person_id": pid, "faces_forgotten": n, "photos": len(photos)}
+
+
+def embeddings_of(conn: psycopg.Connection[Any], person_id: int) -> np.ndarray:
+    """A person's face descriptors (n, 128)."""
+    rows = conn.execute(
+        "SELECT embedding FROM faces WHERE person_id = %s AND embedding IS NOT NULL",
+        (person_id,),
+    ).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+
+
+# -- clustering -------------------------------------------------------------------------------
+
+
+def unassigned(conn: psycopg.Connection[Any], limit: int = 200_000) -> tuple[list[int], np.ndarray]:
+    """(face ids, descriptors) of the faces nobody is assigned to yet."""
+    rows = conn.execute(
+        "SELECT face_id, embedding FROM faces WHERE person_id IS NULL AND embedding IS NOT NULL "
+        "AND NOT forgotten ORDER BY face_id LIMIT %s",
+        (limit,),
+    ).fetchall()
+    ids = [int(r[0]) for r in rows]
+    return ids, np.array([r[1] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+
+
+def assign(
+    conn: psycopg.Connection[Any],
+    to_known: Sequence[tuple[int, int, float]],
+    new_groups: Sequence[Sequence[int]],
+    how: str = "cluster",
+) -> dict[str, int]:
+    """Store a clustering: ``to_known`` (face, person, score) joins known people;
+    each of ``new_groups`` (face ids) becomes a new unnamed person. Faces assigned meanwhile
+    (or refused for that person) are left alone."""
+    joined_photos: list[str] = []
+    with conn.transaction():
+        joined = 0
+        for face_id, pid, score in to_known:
+            joined += conn.execute(
+                "UPDATE faces SET person_id = %s, assigned_by = %s, person_score = %s "
+                "WHERE face_id = %s AND person_id IS NULL AND NOT forgotten "
+                "AND NOT (%s = ANY(not_people))",
+                (pid, how, score, face_id, pid),
+            ).rowcount
+        created = 0
+        for group in new_groups:
+            pid = conn.execute("INSERT INTO people DEFAULT VALUES RETURNING person_id").fetchone()
+            assert pid is not None
+            n = conn.execute(
+                "UPDATE faces SET person_id = %s, assigned_by = 'cluster', person_score = 0.75 "
+                "WHERE face_id = ANY(%s::bigint[]) AND person_id IS NULL",
+                (pid[0], list(group)),
+            ).rowcount
+            if n:
+                created += 1
+            else:
+                conn.execute("DELETE FROM people WHERE person_id = %s", (pid[0],))
+        if joined:
+            joined_photos = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT photo_id FROM faces WHERE face_id = ANY(%s::bigint[])",
+                    ([f for f, _, _ in to_known],),
+                ).fetchall()
+            ]
+            refresh_person_tags(conn, joined_photos)
+        _bump(conn)
+    return {"joined_known": joined, "new_people": created}
