@@ -28,6 +28,7 @@ from autotag.vision.face_identity import (
     cluster,
     match_score,
     nearest_person,
+    squared_norms,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class PeopleMatcher:
         self.clock = clock
         self.conn: Any = None
         self.refs: people.References | None = None
+        self._norms: np.ndarray | None = None
         self._checked = -1e18
         self._loaded = -1e18
 
@@ -72,6 +74,7 @@ class PeopleMatcher:
                 stale = True
             if stale:
                 self.refs = people.references(conn)
+                self._norms = squared_norms(self.refs.embeddings)
                 self._loaded = now
                 log.info(
                     "people: %d reference faces of %d people (version %d)",
@@ -107,6 +110,7 @@ class PeopleMatcher:
                 refs.embeddings,
                 refs.owners,
                 self.max_distance,
+                norms=self._norms,
             )
             if found is None:
                 out.append(f)

@@ -126,12 +126,21 @@ class FaceDescriber:
         return out
 
 
-def distances(embedding: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """Euclidean distances from one descriptor to each row of ``references`` (n, 128)."""
+def distances(
+    embedding: np.ndarray, references: np.ndarray, norms: np.ndarray | None = None
+) -> np.ndarray:
+    """Euclidean distances from one descriptor to each row of ``references`` (n, 128);
+    ``norms``: the rows' squared norms, when the caller keeps them (``squared_norms``)."""
     refs = np.asarray(references, dtype=np.float32).reshape(-1, DIM)
     e = np.asarray(embedding, dtype=np.float32).reshape(DIM)
-    d2 = (refs * refs).sum(axis=1) - 2.0 * refs @ e + float(e @ e)
+    sq = squared_norms(refs) if norms is None else norms
+    d2 = sq - 2.0 * (refs @ e) + float(e @ e)
     return np.sqrt(np.maximum(d2, 0.0))
+
+
+def squared_norms(references: np.ndarray) -> np.ndarray:
+    refs = np.asarray(references, dtype=np.float32).reshape(-1, DIM)
+    return np.einsum("ij,ij->i", refs, refs)
 
 
 def nearest_person(
@@ -140,12 +149,13 @@ def nearest_person(
     owners: Sequence[int],
     max_distance: float = MATCH_DISTANCE,
     refused: Sequence[int] = (),
+    norms: np.ndarray | None = None,
 ) -> tuple[int, float] | None:
     """(person id, distance) of the nearest reference within ``max_distance``, skipping the
     people in ``refused``; None when nobody is that close."""
     if len(owners) == 0:
         return None
-    d = distances(embedding, references)
+    d = distances(embedding, references, norms)
     if refused:
         d = np.where(np.isin(np.asarray(owners), np.asarray(list(refused))), np.inf, d)
     best = int(np.argmin(d))
@@ -173,12 +183,13 @@ def cluster(
     max_distance: float = CLUSTER_DISTANCE,
     min_faces: int = CLUSTER_MIN_FACES,
 ) -> np.ndarray:
-    """A cluster label per descriptor (-1: left unassigned), scikit-learn's DBSCAN with a
-    ball tree (memory grows with the neighbours, not with n²)."""
+    """A cluster label per descriptor (-1: left unassigned), scikit-learn's DBSCAN by brute
+    force in blocks (matrix products: 20x faster than a ball tree in 128 dimensions,
+    bench/people.py; memory grows with the neighbours, not with n²)."""
     from sklearn.cluster import DBSCAN
 
     x = np.asarray(embeddings, dtype=np.float32).reshape(-1, DIM)
     if len(x) == 0:
         return np.zeros(0, dtype=np.int64)
-    db = DBSCAN(eps=max_distance, min_samples=min_faces, algorithm="ball_tree", n_jobs=1)
+    db = DBSCAN(eps=max_distance, min_samples=min_faces, algorithm="brute", n_jobs=1)
     return db.fit_predict(x).astype(np.int64)

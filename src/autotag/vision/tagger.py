@@ -17,14 +17,14 @@ two Taggers with different limits in one process each keep their own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from autotag.contract import FaceFound, Tag
-from autotag.errors import ModelError
+from autotag.errors import ImageError, ModelError
 from autotag.vision.bundle import ModelBundle, load_active, load_bundle
 from autotag.vision.decode import (
     DecodedImage,
@@ -187,7 +187,11 @@ class Tagger:
         return ranked(concepts) + ranked(found) + ranked(properties)
 
     def tag_images(
-        self, images: Sequence[np.ndarray], photos: Sequence[np.ndarray] | None = None
+        self,
+        images: Sequence[np.ndarray],
+        photos: Sequence[np.ndarray] | None = None,
+        *,
+        describe_faces: bool = True,
     ) -> list[TagResult]:
         """Tag decoded BGR images; features are extracted in one batch. ``photos``, when
         given, are the same photos as decoded, for the face detector and the properties
@@ -197,7 +201,7 @@ class Tagger:
             return []
         photos = images if photos is None else [as_bgr(im) for im in photos]
         with single_threaded_blas():
-            return self._tag_images(images, photos)
+            return self._tag_images(images, photos, describe_faces)
 
     def kept_faces(self, img: np.ndarray, concept_probs: np.ndarray) -> list[tuple[Face, float]]:
         """The face detector's scored faces on one photo (best first), unless they are
@@ -211,12 +215,15 @@ class Tagger:
                 return []
         return found
 
-    def described(self, img: np.ndarray, faces: list[tuple[Face, float]]) -> list[FaceFound]:
+    def described(
+        self, img: np.ndarray, faces: list[tuple[Face, float]], describe: bool = True
+    ) -> list[FaceFound]:
         """The kept faces as the contract's FaceFound, with a descriptor for each face the
         describer takes (big enough, among the biggest ``max_faces``)."""
         faces = faces[:MAX_FACES_KEPT]  # a crowd of tiny faces is not a list of thousands
         boxes = [(f.x, f.y, f.w, f.h) for f, _ in faces]
-        described = self.describer.describe(img, boxes) if self.describer and faces else []
+        wanted = describe and self.describer is not None and faces
+        described = self.describer.describe(img, boxes) if wanted and self.describer else []
         out = []
         for j, (box, (_, score)) in enumerate(zip(boxes, faces, strict=True)):
             d = described[j] if described else None
@@ -233,7 +240,9 @@ class Tagger:
         """The detector's tags for one photo: those of ``kept_faces``."""
         return face_tags(self.kept_faces(img, concept_probs))
 
-    def _tag_images(self, images: list[np.ndarray], photos: list[np.ndarray]) -> list[TagResult]:
+    def _tag_images(
+        self, images: list[np.ndarray], photos: list[np.ndarray], describe_faces: bool = True
+    ) -> list[TagResult]:
         X = self.features.extract(images)
         probs = self.bundle.score(X)
         concept_probs = self.bundle.concept_scores(probs)
@@ -242,7 +251,7 @@ class Tagger:
         for i, img in enumerate(photos):
             leaves = self.bundle.tags_for(probs[i], self.min_score, self.max_tags)
             faces = self.kept_faces(img, concept_probs[i])
-            found_faces = self.described(img, faces)
+            found_faces = self.described(img, faces, describe_faces)
             found = [
                 Tag(t, s, "learned", self.bundle.id) if t in self.learned else Tag(t, s)
                 for t, s in leaves
@@ -270,8 +279,15 @@ class Tagger:
             )
         return out
 
-    def tag_decoded(self, decoded: DecodedImage) -> TagResult:
-        result = self.tag_images([network_view(decoded)], [decoded.bgr])[0]
+    def tag_decoded(
+        self, decoded: DecodedImage, full: Callable[[], DecodedImage] | None = None
+    ) -> TagResult:
+        """Tag a decoded photo. Faces are described on the photo at full size: a photo
+        decoded reduced is decoded again by ``full`` when it has a face big enough."""
+        reduced = decoded.bgr.shape[1] != decoded.width
+        result = self.tag_images(
+            [network_view(decoded)], [decoded.bgr], describe_faces=not reduced
+        )[0]
         result.width, result.height = decoded.width, decoded.height  # the photo's own size
         if result.faces and decoded.bgr.shape[1] != decoded.width:
             # A JPEG decoded reduced: boxes back to the photo's own pixels.
@@ -280,6 +296,14 @@ class Tagger:
                 f._replace(box=tuple(round(v * k) for v in f.box))  # type: ignore[arg-type]
                 for f in result.faces
             ]
+            d = self.describer
+            if d is not None and full is not None and any(d.big_enough(f.box) for f in result.faces):
+                try:
+                    whole = full().bgr
+                except ImageError:  # cannot be decoded whole: the faces keep their boxes only
+                    return result
+                scored = [(Face(*f.box, 1), f.score) for f in result.faces]
+                result.faces = self.described(whole, scored)
         return result
 
     def tag_bytes(self, data: bytes) -> TagResult:
@@ -287,7 +311,7 @@ class Tagger:
         The file's own metadata (date, place, camera, keywords) adds its fields and tags;
         malformed metadata costs only itself."""
         decoded = decode(data, self.limits, min_side=self.min_side)
-        result = self.tag_decoded(decoded)
+        result = self.tag_decoded(decoded, lambda: decode(data, self.limits))
         if self.read_metadata:
             facts, tags = describe(data, decoded.format)
             for name, value in facts.items():
@@ -297,7 +321,10 @@ class Tagger:
 
     def tag_file(self, path: str | Path) -> TagResult:
         """tag_bytes() for a file; an oversized file is refused before it is read."""
-        return self.tag_decoded(decode_file(path, self.limits, min_side=self.min_side))
+        return self.tag_decoded(
+            decode_file(path, self.limits, min_side=self.min_side),
+            lambda: decode_file(path, self.limits),
+        )
 
 
 __all__ = ["TagResult", "Tagger"]
