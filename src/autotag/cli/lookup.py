@@ -13,7 +13,7 @@ from autotag.checksums import file_sha256
 from autotag.cli.video import clock
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError, ServiceError
-from autotag.storage import blobs, database, lookups, tag_search, videos
+from autotag.storage import blobs, database, lookups, people, tag_search, videos
 from autotag.storage.item_stream import ItemStream
 from autotag.vision import bundle as bundles
 from autotag.vision.concepts import active_search_vocabulary
@@ -141,12 +141,17 @@ def show(photo: str, as_json: bool) -> None:
     pid = _resolve_photo(photo)
     with database.connect(s) as conn, database.pg_errors(s):
         info = lookups.show(conn, pid)
+        faces = people.photo_faces(conn, pid) if info is not None else []
     if info is None:
         raise AutotagError(f"no photo {pid} (upload it with `autotag upload`)")
     if as_json:
-        _dump(info.as_dict())
+        _dump({**info.as_dict(), "faces": faces})
         return
     d = info.as_dict()
+    for f in faces:
+        x, y, w, h = f["box"]
+        who = f["person"] or (f"person {f['person_id']}" if f["person_id"] else "nobody yet")
+        click.echo(f"face      {f['face_id']}  {x},{y} {w}x{h}  {f['score']:.2f}  {who}")
     size = f"{info.width}x{info.height}" if info.width and info.height else "?"
     click.echo(f"photo     {info.photo_id}")
     click.echo(f"status    {info.status}" + (f" ({info.reason})" if info.reason else ""))

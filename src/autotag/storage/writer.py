@@ -13,7 +13,7 @@ import logging
 import math
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +25,7 @@ from psycopg.pq import Format, TransactionStatus
 
 from autotag.config import Settings
 from autotag.contract import STATUSES, TAGGED, Column, PhotoResult, decode_tag
+from autotag.storage import people
 from autotag.storage.database import connect, first_line
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,9 @@ class _Batch:
     tag_keys: tuple[list[Any], ...]
     tags: tuple[list[Any], ...]
     vectors: list[tuple[str, str | None, str, Float4Vector]]  # sorted by photo id
+    # Faces (storage.people): the tagged photos, their face keys and UPSERT_FACE rows.
+    face_photos: list[str] = field(default_factory=list)
+    faces: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def _stored_value(value: Any, col: Column, tagged: bool) -> Any:
@@ -204,6 +208,8 @@ def _columns(batch: Sequence[PhotoResult]) -> _Batch:
     d_ids, d_mv = [], []
     t_ids, t_tags, t_scores, t_mv, t_kinds, t_via = [], [], [], [], [], []
     vectors: list[tuple[str, str | None, str, Float4Vector]] = []
+    face_photos: list[str] = []
+    faces: list[tuple[Any, ...]] = []
     for r in batch:
         if r.status not in STATUSES:
             raise ValueError(f"result status must be one of {STATUSES}, not {r.status!r}")
@@ -237,12 +243,16 @@ def _columns(batch: Sequence[PhotoResult]) -> _Batch:
                 log.warning("not storing a vector without feature_set for %s", r.photo_id)
             else:
                 vectors.append((r.photo_id, _clean(r.feature_set), mv, vec))
+        face_photos.append(r.photo_id)
+        faces.extend(people.face_rows(r.photo_id, r.faces, _storable_vector))
     return _Batch(
         _upsert_photos(tuple(col for _name, col in stored)),
         tuple(photos),
         (d_ids, d_mv),
         (t_ids, t_tags, t_scores, t_mv, t_kinds, t_via),
         vectors,
+        face_photos,
+        faces,
     )
 
 
@@ -262,6 +272,13 @@ def _send(conn: psycopg.Connection[Any], b: _Batch) -> None:
             cur.execute(query, params)
         if b.vectors:
             cur.executemany(_UPSERT_VECTOR, b.vectors)
+        if b.face_photos:
+            keys = [[f[i] for f in b.faces] for i in range(5)]
+            cur.execute(people.DELETE_STALE_FACES, (b.face_photos, *keys))
+            if b.faces:
+                cur.executemany(people.UPSERT_FACE, b.faces)
+            for query, params in people.refresh_statements(b.face_photos):
+                cur.execute(query, params)
         cur.execute(*notify)
 
     cur = conn.cursor()
