@@ -92,6 +92,14 @@ class Settings:
     max_tags: int = 10
     # Decode JPEGs only as large as the features need (1/2-1/8 scale in the DCT domain).
     reduced_decode: bool = True
+    # Face recognition (vision.face_identity, issue 25): descriptors for faces at least
+    # face_min_px wide and tall (PhotoPrism's 50 px); a face joins the nearest known person
+    # whose reference descriptor is within face_match_distance (dlib's 0.6: 99.67% right on
+    # the 300 pairs of ../shared/data/faces, no false match up to 0.65; MODELS.md). Off: faces
+    # keep their boxes, nobody is recognised.
+    face_recognition: bool = True
+    face_min_px: int = 50
+    face_match_distance: float = 0.6
     # Threads per tagging process, for ONNX Runtime and OpenCV alike: Storm runs one tagging
     # process per core, so more threads would only oversubscribe the cores.
     tagging_threads: int = 1

@@ -21,7 +21,7 @@ from streamparse import Bolt
 
 from autotag.config import settings
 from autotag.contract import FAILED, RESULT_FIELDS
-from autotag.pipeline.tag_step import ActiveTagger, TagStep, blob_reader
+from autotag.pipeline.tag_step import ActiveTagger, TagStep, blob_reader, people_matcher
 from autotag.storage.item_stream import ItemStream
 
 # Fault injection for bench/chaos.py only: this photo kills the process tagging it.
@@ -57,6 +57,7 @@ class AutotagBolt(Bolt):
             max_bytes=s.max_file_bytes,
             mark_ttl_secs=2 * timeout + 60,  # outlives a worker restart and a tuple timeout
             before_tagging=_chaos_hook(),
+            matcher=people_matcher(s),  # faces of known people
         )
         signal.signal(signal.SIGTERM, self._stopped_from_outside)
         loaded = self.step.tagger.current()

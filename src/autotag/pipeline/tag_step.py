@@ -20,8 +20,10 @@ from typing import Protocol
 from autotag.config import Settings
 from autotag.contract import PhotoResult
 from autotag.errors import AutotagError, ServiceError
+from autotag.pipeline.people_match import PeopleMatcher
 from autotag.storage import credentials
 from autotag.storage.blobs import BlobReader, BlobStore
+from autotag.storage.database import connect
 from autotag.storage.http_blobs import HttpBlobStore
 from autotag.vision.bundle import active_bundle_id
 from autotag.vision.decode import DecodeLimits
@@ -57,6 +59,7 @@ def load_tagger(settings: Settings, bundle_id: str | None = None) -> Tagger:
         min_score=settings.min_tag_score,
         max_tags=settings.max_tags,
         reduced_decode=settings.reduced_decode,
+        face_min_px=settings.face_min_px if settings.face_recognition else None,
     )
 
 
@@ -131,7 +134,11 @@ class ActiveTagger:
 
 
 def tag_photo(
-    tagger: Tagger, blobs: BlobReader, photo_id: str, max_bytes: int | None = None
+    tagger: Tagger,
+    blobs: BlobReader,
+    photo_id: str,
+    max_bytes: int | None = None,
+    matcher: PeopleMatcher | None = None,
 ) -> PhotoResult:
     """Tag one stored photo, found by its id and checked against it; any exception, whatever
     its type, becomes a failed result with a reason. A blob service that cannot be reached is
@@ -139,7 +146,11 @@ def tag_photo(
     it."""
     try:
         data = blobs.read(photo_id, max_bytes)
-        return PhotoResult.tagged(photo_id, tagger.tag_bytes(data))
+        outcome = tagger.tag_bytes(data)
+        if matcher is not None:  # faces of known people: their person and name tags
+            outcome.faces, named = matcher.match(outcome.faces)
+            outcome.tags = [*outcome.tags, *named]
+        return PhotoResult.tagged(photo_id, outcome)
     except ServiceError:
         raise
     except Exception as exc:  # noqa: BLE001 - one photo's failure must never crash the bolt
@@ -178,8 +189,10 @@ class TagStep:
         max_bytes: int | None = None,
         mark_ttl_secs: int = 300,
         before_tagging: Callable[[str], None] | None = None,
+        matcher: PeopleMatcher | None = None,
     ) -> None:
         self.tagger = tagger
+        self.matcher = matcher  # known people's faces (pipeline.people_match)
         self.blobs = blobs
         self.marks = marks
         self.max_bytes = max_bytes
@@ -197,7 +210,7 @@ class TagStep:
         try:
             if self.before_tagging is not None:
                 self.before_tagging(photo_id)
-            return tag_photo(tagger, self.blobs, photo_id, self.max_bytes)
+            return tag_photo(tagger, self.blobs, photo_id, self.max_bytes, self.matcher)
         finally:
             self.release()
 
@@ -211,3 +224,13 @@ class TagStep:
             (marks or self.marks).clear_working(photo_id)
         except Exception as exc:  # noqa: BLE001 - the mark expires by itself
             log.warning("photo %s: could not clear its in-progress mark (%s)", photo_id, exc)
+
+
+def people_matcher(settings: Settings) -> PeopleMatcher | None:
+    """The bolt's matcher of faces to known people (None when face recognition is off)."""
+    if not settings.face_recognition:
+        return None
+    return PeopleMatcher(
+        lambda: connect(settings, migrate_schema=False),
+        max_distance=settings.face_match_distance,
+    )
