@@ -32,9 +32,9 @@ def _tagger(models_dir: str, bundle_id: str, threads: int):
         models_dir,
         bundle_id,
         feature_options=FeatureOptions(s.model_dirs, threads),
-        limits=DecodeLimits(s.max_file_bytes, s.max_pixels, s.max_dimension),
-        min_score=s.min_tag_score,
-        max_tags=s.max_tags,
+        limits=DecodeLimits(s.limits.max_file_bytes, s.limits.max_pixels, s.limits.max_dimension),
+        min_score=s.tagging.min_tag_score,
+        max_tags=s.tagging.max_tags,
     )
 
 

@@ -110,7 +110,7 @@ def main() -> None:
             set_active(
                 s.models_dir, build_default_bundle(s.models_dir, onnx_model_path(s.model_dirs))
             )
-            tagger = load_tagger(s)
+            tagger = load_tagger(s.tagging, s.limits)
             _tag_all(tagger, store, ids[:3])
             t_tag_local = _tag_all(tagger, store, ids)
             t_tag_http = _tag_all(tagger, remote, ids)

@@ -44,7 +44,7 @@ ROWS_PER_RESULT = 1 + 10 + 1  # its photos row, 10 tag rows, one vector row
 def redis_entries_per_s(settings, n: int) -> float:
     from autotag.storage.item_stream import ItemStream
 
-    stream = ItemStream(settings)
+    stream = ItemStream(settings.services, settings.queue)
     stream.ensure_group()
     ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
     t0 = time.perf_counter()
@@ -78,8 +78,8 @@ def db_results_per_s(settings, n: int, dim: int = 1280) -> float:
         )
         for i in range(n)
     ]
-    batch = settings.db_batch_size
-    with database.connect(settings) as conn:
+    batch = settings.writer.db_batch_size
+    with database.connect(settings.services) as conn:
         t0 = time.perf_counter()
         for start in range(0, n, batch):
             write_results(conn, results[start : start + batch])
@@ -108,7 +108,7 @@ def blob_and_tagging(settings, photos: int, long_side: int, readers: int) -> dic
     daemon = BlobServiceDaemon(settings)
     daemon.start()
     try:
-        url = f"http://{settings.listen_host}:{daemon.port}"
+        url = f"http://{settings.services.listen_host}:{daemon.port}"
         token = credentials.read(settings.run_dir, credentials.BLOB)
         out: mp.Queue = mp.Queue()
         procs = [
@@ -126,7 +126,7 @@ def blob_and_tagging(settings, photos: int, long_side: int, readers: int) -> dic
             settings.models_dir,
             build_default_bundle(settings.models_dir, onnx_model_path(settings.model_dirs)),
         )
-        tagger = load_tagger(settings)
+        tagger = load_tagger(settings.tagging, settings.limits)
         remote = HttpBlobStore(url, token)
         _tag_all(tagger, remote, ids[:3])  # warm up: model loaded, connection open
         tag_rate = len(ids) / _tag_all(tagger, remote, ids)
@@ -191,7 +191,7 @@ def main() -> None:
         w = db_results_per_s(settings, args.results)
         print(
             f"DB writer:     {w:10,.0f} results/s = {w * ROWS_PER_RESULT:,.0f} rows/s in batches "
-            f"of {settings.db_batch_size} (each: 1 photos row, 10 tag rows, 1 vector of 1280), "
+            f"of {settings.writer.db_batch_size} (each: 1 photos row, 10 tag rows, 1 vector of 1280), "
             f"{args.results}"
         )
         f = blob_and_tagging(settings, args.photos, args.long_side, args.readers)

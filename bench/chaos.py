@@ -135,7 +135,7 @@ FAULTS: list[tuple[str, Callable[[Settings], str]]] = [
 
 def _count(s: Settings, ids: list[str], status: str) -> int | None:
     try:
-        with database.connect(s, migrate_schema=False, connect_timeout=2) as conn:
+        with database.connect(s.services, migrate_schema=False, connect_timeout=2) as conn:
             return conn.execute(
                 "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = %s",
                 (ids, status),
@@ -153,6 +153,7 @@ class Uploader(threading.Thread):
     ) -> None:
         super().__init__(daemon=True)
         self.s, self.paths, self.rate = s, paths, rate
+        self.intake = intake.Intake(s.services, s.queue, s.limits, s.video, s.blob_dir)
         self.poison, self.poison_at = poison, poison_at
         self.ids: list[str] = []
         self.retries = 0
@@ -160,7 +161,7 @@ class Uploader(threading.Thread):
     def _upload(self, path: Path) -> str:
         while True:
             try:
-                (rec,) = intake.upload([str(path)], self.s)
+                (rec,) = intake.upload([str(path)], self.intake)
                 if rec.status in ("queued", "duplicate", "already-tagged"):
                     return rec.photo_id
                 raise AutotagError(f"{path.name}: {rec.status} {rec.reason}")
@@ -229,7 +230,7 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
         timeout=1800,
         interval=2,
     )
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         tagged = conn.execute(
             "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'tagged'", (ids,)
         ).fetchone()[0]
@@ -249,7 +250,7 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
         poison_row = conn.execute(
             "SELECT status, attempts, reason FROM photos WHERE photo_id = %s", (POISON_ID,)
         ).fetchone()
-    dead = [d for d in ItemStream(s).dead_letters(100000) if d.at >= started_at - 1]
+    dead = [d for d in ItemStream(s.services, s.queue).dead_letters(100000) if d.at >= started_at - 1]
     dead_ids = {d.photo_id for d in dead}
     poison_status, poison_attempts, poison_reason = poison_row or (None, 0, None)
     return {

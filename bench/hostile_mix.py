@@ -41,12 +41,13 @@ def mixed_run(
             order.append(hostile.pop())
     order += hostile
     pause(nimbus)
-    records = intake.upload([str(p) for p in order], s, force=True)
+    up = intake.Intake(s.services, s.queue, s.limits, s.video, s.blob_dir)
+    records = intake.upload([str(p) for p in order], up, force=True)
     good_names = {p.name for p in good}
     good_ids = [r.photo_id for r in records if Path(r.path).name in good_names]
     bad_ids = [r.photo_id for r in records if Path(r.path).name not in good_names and r.photo_id]
     activate_and_wait(s, nimbus, good_ids + bad_ids, timeout)
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         rate = sustained_rate(conn, good_ids)
         outcome = dict(
             conn.execute(
@@ -67,7 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="autotag-hostile-") as tmp:
         clean = samples.make_distinct_photos(args.n, Path(tmp) / "clean", 640, seed)
         mixed = samples.make_distinct_photos(args.n, Path(tmp) / "mixed", 640, seed + 1)
-        make_hostile_corpus(Path(tmp) / "hostile", max_bytes=settings().max_file_bytes)
+        make_hostile_corpus(Path(tmp) / "hostile", max_bytes=settings().limits.max_file_bytes)
         nimbus = NimbusClient(settings())
         clean_rate = topology_run(clean, settings(), nimbus, args.timeout).photos_per_sec
         print(f"clean run: {args.n} good photos, {clean_rate:.1f} photos/s")

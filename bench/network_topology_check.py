@@ -57,7 +57,8 @@ def direct_probabilities(session: ort.InferenceSession, photos: list[Path]) -> n
 def upload(photos: list[Path]) -> list[str]:
     """Queue every file, again if it was tagged before (by whichever model): photo ids."""
     ids = []
-    with intake.Intake(settings()) as up:
+    s = settings()
+    with intake.Intake(s.services, s.queue, s.limits, s.video, s.blob_dir) as up:
         for photo in photos:
             rec = up.upload_file(photo, force=True)
             if rec.status != intake.QUEUED or rec.photo_id is None:
@@ -90,7 +91,7 @@ def main() -> None:
         try:
             time.sleep(SWITCH_SECONDS)
             ids = upload(photos)
-            with database.connect(s) as conn:
+            with database.connect(s.services) as conn:
                 wait_tagged(conn, ids, args.timeout)
                 infos = [lookups.show(conn, photo_id) for photo_id in ids]
         finally:

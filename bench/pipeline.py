@@ -144,7 +144,7 @@ def plain_loop(paths: list[Path], s: Settings, jobs: int) -> tuple[float, dict[P
     started: list[float] = []
     results = {}
     for path, r in tag_paths(
-        paths, s, jobs=jobs, on_ready=lambda: started.append(time.perf_counter())
+        paths, s.tagging, s.limits, jobs=jobs, on_ready=lambda: started.append(time.perf_counter())
     ):
         results[path] = r.tags
     return len(paths) / (time.perf_counter() - started[0]), results
@@ -185,7 +185,7 @@ def upload(paths: list[Path], s: Settings, rate: float | None = None) -> list[st
     """Upload (all at once, or paced at ``rate`` per second); the queued photo ids."""
     t0 = time.time()
     ids = []
-    with intake.Intake(s) as up:
+    with intake.Intake(s.services, s.queue, s.limits, s.video, s.blob_dir) as up:
         for i, p in enumerate(paths):
             rec = up.upload_file(p)
             if rec.status != intake.QUEUED or rec.photo_id is None:
@@ -255,7 +255,7 @@ def activate_and_wait(
 ) -> tuple[float, float, dict[str, float]]:
     """Activate the paused topology and wait until ``ids`` are done: (activation time, wall
     seconds, CPU seconds by component over that wall)."""
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         before = cpu_by_component(s.run_dir)
         t0 = time.time()
         nimbus.activate(TOPOLOGY)
@@ -271,7 +271,7 @@ def topology_run(
     pause(nimbus)
     ids = upload(paths, s)
     t0, wall, cpu = activate_and_wait(s, nimbus, ids, timeout)
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         first, _last = tag_span(conn, ids)
         n_tagged = conn.execute(
             "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = 'tagged'", (ids,)
@@ -339,7 +339,7 @@ def main() -> None:
     args = ap.parse_args()
 
     s = settings()
-    plain_settings = dataclasses.replace(s, tagging_threads=1)
+    plain_settings = s.override(tagging_threads=1)
     cores = os.cpu_count() or 1
     nimbus = NimbusClient(s)
     status = nimbus.topology(TOPOLOGY).status
@@ -357,7 +357,7 @@ def main() -> None:
             # A running topology is warm: its JVM has compiled the hot paths and the bolts
             # have touched their models, as the plain loop's models are loaded before its clock.
             warm = photo_set("640", args.warmup, Path(tmp) / "warmup", seed + 7)
-            with database.connect(s) as conn:
+            with database.connect(s.services) as conn:
                 wait_tagged(conn, upload(warm, s), args.timeout)
             print(f"warm-up: {len(warm)} photos through the topology before the timed phases")
         for size in [x.strip() for x in args.sizes.split(",") if x.strip()]:
@@ -380,7 +380,7 @@ def main() -> None:
                     f"{plain / args.jobs / BEFORE_PER_CORE:.2f}×"
                 )
             if size != "640":
-                full_settings = dataclasses.replace(plain_settings, reduced_decode=False)
+                full_settings = plain_settings.override(reduced_decode=False)
                 with phase(f"plain {size} full decode", args.settle) as ph:
                     full, full_tags = plain_loop(paths, full_settings, args.jobs)
                 print(
@@ -406,7 +406,7 @@ def main() -> None:
                 paced_paths = photo_set(size, args.paced_n, Path(tmp) / "paced", seed + 2)
                 with phase("latency 640", args.settle) as ph:
                     ids = upload(paced_paths, s, rate=paced_rate)
-                    with database.connect(s) as conn:
+                    with database.connect(s.services) as conn:
                         wait_tagged(conn, ids, args.timeout)
                         lat, _ = latencies(conn, ids)
                 print(
@@ -418,7 +418,7 @@ def main() -> None:
                 burst_paths = photo_set(size, args.burst, Path(tmp) / "burst", seed + 3)
                 with phase("burst 640", args.settle) as ph:
                     ids = upload(burst_paths, s)
-                    with database.connect(s) as conn:
+                    with database.connect(s.services) as conn:
                         wait_tagged(conn, ids, args.timeout)
                         lat, span = latencies(conn, ids)
                 drain = len(ids) / span

@@ -379,7 +379,7 @@ def bench_postgres(dim: int, rows: int, port_offset: int) -> dict[str, Any]:
     fs = f"bench{dim}@1"
     try:
         daemon.start()
-        with database.connect(settings, role="owner") as conn:  # schema, C function, DDL
+        with database.connect(settings.services, role="owner") as conn:  # schema, C function, DDL
             out["language"] = install_sql_functions(conn, settings)
             t = time.perf_counter()
             with conn.cursor() as cur:

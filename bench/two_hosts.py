@@ -181,7 +181,7 @@ def blob_reads(s: Settings, host: str, ids: set[str]) -> list[str]:
 def _count(s: Settings, ids: list[str], *statuses: str) -> int:
     from autotag.storage import database
 
-    with database.connect(s, migrate_schema=False, connect_timeout=3) as conn:
+    with database.connect(s.services, migrate_schema=False, connect_timeout=3) as conn:
         return conn.execute(
             "SELECT count(*) FROM photos WHERE photo_id = ANY(%s) AND status = ANY(%s)",
             (ids, list(statuses)),
@@ -190,9 +190,10 @@ def _count(s: Settings, ids: list[str], *statuses: str) -> int:
 
 def _upload_paced(s: Settings, paths: list[Path], rate: float, ids: list[str], intake) -> None:
     """Upload on host A at ``rate`` photos/s (so that host B dies mid-run), ids into ``ids``."""
+    up = intake.Intake(s.services, s.queue, s.limits, s.video, s.blob_dir)
     for p in paths:
         t_next = time.monotonic() + 1.0 / rate
-        (rec,) = intake.upload([str(p)], s)
+        (rec,) = intake.upload([str(p)], up)
         if rec.photo_id:
             ids.append(rec.photo_id)
         time.sleep(max(0.0, t_next - time.monotonic()))
@@ -222,7 +223,7 @@ def timed_drain(s: Settings, ids: list[str], label: str, timeout: float, hosts: 
     reads_before = len(blob_reads(s, ADDR_B, set(ids)))
     start = host_cpu.snapshot()
     t0 = time.monotonic()
-    queued = requeue(s, ids, statuses=("tagged", "failed"), include_tagged=True)
+    queued = requeue(s.services, s.queue, s.blob_dir, ids, statuses=("tagged", "failed"), include_tagged=True)
     assert queued == len(ids), f"re-queued {queued} of {len(ids)}"
     while _count(s, ids, "queued") > 0:
         if time.monotonic() - t0 > timeout:
@@ -326,7 +327,7 @@ def two_hosts(
         autotag(env_b, "cluster", "join", ADDR_A, "--bind", ADDR_B, ns=run.ns_b)
         assert wait_for(lambda: len(NimbusClient(s_a).cluster_info().supervisors) == 2, 120)
         log(f"host B joined ({ADDR_B}) in {time.monotonic() - t0:.0f}s")
-        with database.connect(s_a):
+        with database.connect(s_a.services):
             pass  # schema migrated
         autotag(
             env_a,
@@ -344,7 +345,8 @@ def two_hosts(
         log("autotagger running: workers on both hosts, every executor reporting")
 
         # Phase 1: the bulk photos, uploaded once (warming every worker), then timed.
-        recs = intake.upload([str(p) for p in bulk_paths], s_a)
+        up = intake.Intake(s_a.services, s_a.queue, s_a.limits, s_a.video, s_a.blob_dir)
+        recs = intake.upload([str(p) for p in bulk_paths], up)
         bulk_ids = [r.photo_id for r in recs if r.photo_id]
         assert len(bulk_ids) == bulk, [r for r in recs if not r.photo_id][:3]
         assert wait_for(lambda: _count(s_a, bulk_ids, "queued") == 0, timeout, 1)
@@ -383,7 +385,7 @@ def two_hosts(
         while time.monotonic() < deadline and _count(s_a, ids, "queued") > 0:
             time.sleep(2)
         tagged, failed = _count(s_a, ids, "tagged"), _count(s_a, ids, "failed")
-        with database.connect(s_a) as conn:
+        with database.connect(s_a.services) as conn:
             dup = conn.execute(
                 "SELECT count(*) - count(DISTINCT (photo_id, model_version, tag)) FROM tags "
                 "WHERE photo_id = ANY(%s)",

@@ -70,13 +70,13 @@ def _analyser(every_frame: bool) -> tuple[VideoAnalyser, BlobStore]:
     cv2.setNumThreads(1)
     blobs = BlobStore(s.blob_dir)
     options = SamplingOptions(
-        sample_secs=1e-6 if every_frame else s.video_sample_secs,
-        static_secs=1e-6 if every_frame else s.video_static_secs,
-        vector_every_secs=s.video_vector_secs,
+        sample_secs=1e-6 if every_frame else s.video.video_sample_secs,
+        static_secs=1e-6 if every_frame else s.video.video_static_secs,
+        vector_every_secs=s.video.video_vector_secs,
         budget_secs=3600.0,
-        max_pixels=s.max_video_pixels,
+        max_pixels=s.video.max_video_pixels,
     )
-    tagger = load_tagger(s)
+    tagger = load_tagger(s.tagging, s.limits)
     embedder = get_feature_set("cnn", FeatureOptions(s.model_dirs, 1))
     faces = FaceDetector.load(s.model_dirs)
     return VideoAnalyser(lambda: tagger, embedder, blobs, options, faces=faces), blobs
@@ -132,10 +132,10 @@ def jpeg_bytes(path: Path, jobs: list[SegmentJob], s) -> tuple[int, int]:
     """(bytes, frames) of the sampled frames as JPEG: the frames the sampler keeps."""
     total = kept = 0
     for j in jobs:
-        every = max(1, round(s.video_sample_secs * j.fps))
-        sampler = FrameSampler(every, max(every, round(s.video_static_secs * j.fps)))
+        every = max(1, round(s.video.video_sample_secs * j.fps))
+        sampler = FrameSampler(every, max(every, round(s.video.video_static_secs * j.fps)))
         reader = SegmentReader(
-            path, j.fps, j.start_frame, j.stop_frame, sampler, s.max_video_pixels
+            path, j.fps, j.start_frame, j.stop_frame, sampler, s.video.max_video_pixels
         )
         for frame in reader:
             ok, buf = cv2.imencode(".jpg", frame.bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -149,7 +149,7 @@ def stored_bytes(video_id: str) -> dict[str, int]:
     from autotag.storage import database
 
     out = {}
-    with database.connect(settings()) as conn:
+    with database.connect(settings().services) as conn:
         for table in ("videos", "video_segments", "video_detections", "video_segment_tags"):
             row = conn.execute(
                 f"SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM {table} t"  # noqa: S608
@@ -177,9 +177,10 @@ def topology_run(clip: Path, timeout: float) -> tuple[float, str]:
 
     s = settings()
     t0 = time.perf_counter()
-    (rec,) = intake.upload([str(clip)], s, force=True)
+    up = intake.Intake(s.services, s.queue, s.limits, s.video, s.blob_dir)
+    (rec,) = intake.upload([str(clip)], up, force=True)
     assert rec.status == "queued", rec
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         while videos.video_status(conn, rec.photo_id) in ("queued", "recording"):
             if time.perf_counter() - t0 > timeout:
                 raise SystemExit(f"video not analysed within {timeout}s")
@@ -200,8 +201,8 @@ def main() -> None:
         clip = cut(args.clip, args.seconds, Path(tmp)) if args.seconds else args.clip
         blobs = BlobStore(s.blob_dir)
         video_id, blob = blobs.put_file(clip)
-        info = probe(blob, video_limits(s))
-        jobs = plan_segments(video_id, info, s.segment_secs)
+        info = probe(blob, video_limits(s.video))
+        jobs = plan_segments(video_id, info, s.video.segment_secs)
         minutes = info.duration_secs / 60.0
         print(f"clip      {clip.name}: {info.width}x{info.height} {info.fps:g} fps,"
               f" {info.duration_secs:.1f} s, {len(jobs)} segments; {platform.node()},"
@@ -245,12 +246,12 @@ def main() -> None:
 
     truth = people_frames(every)
     found = people_frames(sampled)
-    half = max(1, round(s.video_sample_secs * info.fps)) // 2
+    half = max(1, round(s.video.video_sample_secs * info.fps)) // 2
     covered = {f for f in truth if any(g in found for g in range(f - half, f + half + 1))}
     share = len(covered) / len(truth) if truth else 1.0
     print(f"people-frames: {len(truth)} with a person (every-frame loop); the sampled analysis"
           f" finds {len(covered)} of them within ±{half} frames: {share:.1%}")  # fmt: skip
-    every_step = max(1, round(s.video_sample_secs * info.fps))
+    every_step = max(1, round(s.video.video_sample_secs * info.fps))
     n_tracks, n_found = track_recall(every, sampled, 2 * every_step)
     print(f"walkers: {n_tracks} every-frame tracks of >= {2 * every_step} frames; a sampled"
           f" detection overlaps {n_found} of them ({n_found / max(n_tracks, 1):.1%})")  # fmt: skip

@@ -19,7 +19,6 @@ Tags follow a Zipf law over a 2,000-word vocabulary (as real tags do), plus one 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import statistics
 import time
@@ -100,16 +99,16 @@ def main() -> None:
     s = settings()
     # The owner role creates and loads the database (the application role may not); the
     # searches then run as the application role, as the web service's do.
-    admin = dataclasses.replace(s, postgres_db="postgres")
-    bench = dataclasses.replace(s, postgres_db=DB)
+    admin = s.override(postgres_db="postgres")
+    bench = s.override(postgres_db=DB)
     if not args.reuse:
-        with database.connect(admin, role="owner", migrate_schema=False) as conn:
+        with database.connect(admin.services, role="owner", migrate_schema=False) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB))
             )
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
     try:
-        with database.connect(bench, role="owner") as conn:  # applies new migrations
+        with database.connect(bench.services, role="owner") as conn:  # applies new migrations
             t0 = time.perf_counter()
             if args.reuse:
                 conn.execute("VACUUM ANALYZE tags")
@@ -117,7 +116,7 @@ def main() -> None:
             else:
                 n_tags = load(conn, args.photos, args.tags_per_photo)
             loaded_s = time.perf_counter() - t0
-        with database.connect(bench) as conn:
+        with database.connect(bench.services) as conn:
             (common,) = conn.execute(
                 "SELECT count(*) FROM tags WHERE tag = %s", (COMMON,)
             ).fetchone()
@@ -214,7 +213,7 @@ def main() -> None:
                 print(f"  {label:<44} {wall_ms(fn, repeat):8.1f} ms")
     finally:
         if not (args.keep or args.reuse):
-            with database.connect(admin, role="owner", migrate_schema=False) as conn:
+            with database.connect(admin.services, role="owner", migrate_schema=False) as conn:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB))
                 )

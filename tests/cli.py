@@ -9,6 +9,7 @@ import time
 import pytest
 
 from autotag.config import Settings, child_env
+from autotag.pipeline.intake import Intake
 from autotag.storage import database, lookups
 
 
@@ -26,10 +27,15 @@ def autotag(
     )
 
 
+def new_intake(s: Settings) -> Intake:
+    """An Intake (not yet open) with these settings' sections, as `autotag upload` builds it."""
+    return Intake(s.services, s.queue, s.limits, s.video, s.blob_dir)
+
+
 def wait_model(s: Settings, photo_id: str, model: str, timeout: float = 180) -> lookups.PhotoInfo:
     """The photo's record once it is tagged by ``model``; fails the test after ``timeout``."""
     deadline = time.monotonic() + timeout
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         while True:
             info = lookups.show(conn, photo_id)
             if info and info.status == "tagged" and info.model_version == model:

@@ -140,7 +140,7 @@ def autotagger(
     from autotag.storage import database
 
     cluster.up(storm_cluster, cluster.DATA_DAEMONS, progress=lambda _m: None)  # migrations
-    with database.connect(storm_cluster):
+    with database.connect(storm_cluster.services):
         pass
     submit(storm_cluster, "autotagger", options=getattr(request.module, "TOPOLOGY_OPTIONS", None))
     assert wait_for(

@@ -197,7 +197,7 @@ def make_hostile_corpus(dirpath: str | Path, *, max_bytes: int | None = None) ->
     if max_bytes is None:
         from autotag.config import settings
 
-        max_bytes = settings().max_file_bytes
+        max_bytes = settings().limits.max_file_bytes
     out = Path(dirpath)
     out.mkdir(parents=True, exist_ok=True)
     expected = {}

@@ -23,7 +23,7 @@ from bolts.video_writer import VideoWriterBolt
 from spouts.photos import PhotoSpout
 from spouts.videos import VideoSpout
 
-TAGGERS = settings().taggers
+TAGGERS = settings().tagging.taggers
 
 
 class Autotag(Topology):

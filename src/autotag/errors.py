@@ -15,3 +15,8 @@ class ServiceError(AutotagError):
 
 class ModelError(AutotagError):
     """A model bundle that is missing, corrupt or fails its checksum."""
+
+
+class ConfigError(AutotagError):
+    """A setting (config.json or an AUTOTAG_* variable) that is unknown or has a bad value;
+    the message names the key and where it came from."""

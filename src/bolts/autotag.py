@@ -48,16 +48,16 @@ class AutotagBolt(Bolt):
         s = settings()
         self.settings = s
         # One tagging process per core: OpenCV's own thread pool would only oversubscribe.
-        cv2.setNumThreads(s.tagging_threads)
+        cv2.setNumThreads(s.tagging.tagging_threads)
         timeout = int(stormconf.get("topology.message.timeout.secs", 120))
         self.step = TagStep(
-            ActiveTagger(s),
-            blob_reader(s),  # local blob directory, or the intake host's blob service
-            ItemStream(s),
-            max_bytes=s.max_file_bytes,
+            ActiveTagger(s.tagging, s.limits),
+            blob_reader(s.services, s.blob_dir),  # local blob directory, or the intake host's blob service
+            ItemStream(s.services, s.queue),
+            max_bytes=s.limits.max_file_bytes,
             mark_ttl_secs=2 * timeout + 60,  # outlives a worker restart and a tuple timeout
             before_tagging=_chaos_hook(),
-            matcher=people_matcher(s),  # faces of known people
+            matcher=people_matcher(s.tagging, s.services),  # faces of known people
         )
         signal.signal(signal.SIGTERM, self._stopped_from_outside)
         loaded = self.step.tagger.current()
@@ -77,6 +77,6 @@ class AutotagBolt(Bolt):
 
     def _stopped_from_outside(self, signum, _frame) -> None:
         # A fresh connection: the signal may have interrupted one in use.
-        self.step.release(ItemStream(self.settings))
+        self.step.release(ItemStream(self.settings.services, self.settings.queue))
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

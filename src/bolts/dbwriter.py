@@ -32,13 +32,13 @@ class DbWriterBolt(Bolt):
     def initialize(self, stormconf, context) -> None:
         s = settings()
         self.batcher = ResultBatcher(
-            ResultWriter(s),
+            ResultWriter(s.services),
             self.ack,
-            s.db_batch_size,
-            s.db_flush_secs,
+            s.writer.db_batch_size,
+            s.writer.db_flush_secs,
             fail=self.fail,
-            max_retries=s.db_max_retries,
-            min_interval_secs=s.db_commit_interval_secs,
+            max_retries=s.writer.db_max_retries,
+            min_interval_secs=s.writer.db_commit_interval_secs,
         )
 
     def _run(self) -> None:

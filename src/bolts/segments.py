@@ -35,21 +35,21 @@ class VideoBolt(Bolt):
 
     def initialize(self, stormconf, context) -> None:
         s = settings()
-        cv2.setNumThreads(s.tagging_threads)
-        tagger = ActiveTagger(s)
+        cv2.setNumThreads(s.tagging.tagging_threads)
+        tagger = ActiveTagger(s.tagging, s.limits)
         options = SamplingOptions(
-            sample_secs=s.video_sample_secs,
-            static_secs=s.video_static_secs,
-            vector_every_secs=s.video_vector_secs,
-            budget_secs=s.segment_budget_secs,
-            max_pixels=s.max_video_pixels,
+            sample_secs=s.video.video_sample_secs,
+            static_secs=s.video.video_static_secs,
+            vector_every_secs=s.video.video_vector_secs,
+            budget_secs=s.video.segment_budget_secs,
+            max_pixels=s.video.max_video_pixels,
         )
-        embedder = get_feature_set("cnn", FeatureOptions(s.model_dirs, s.tagging_threads))
+        embedder = get_feature_set("cnn", FeatureOptions(s.model_dirs, s.tagging.tagging_threads))
         faces = FaceDetector.load(s.model_dirs)
         self.analyser = VideoAnalyser(
             tagger.current, embedder, BlobStore(s.blob_dir), options, faces=faces
         )
-        self.marks = segment_stream(s)
+        self.marks = segment_stream(s.services, s.queue)
         timeout = int(stormconf.get("topology.message.timeout.secs", 120))
         self.mark_ttl_secs = 2 * timeout + 60  # outlives a worker restart and a tuple timeout
         self.logger.info("video bolt ready (model %s)", tagger.current().model_version)

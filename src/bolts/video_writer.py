@@ -21,12 +21,12 @@ class VideoWriterBolt(Bolt):
     def initialize(self, stormconf, context) -> None:
         s = settings()
         self.batcher = ResultBatcher(
-            SegmentWriter(s),
+            SegmentWriter(s.services),
             self.ack,
             8,
-            s.db_flush_secs,
+            s.writer.db_flush_secs,
             fail=self.fail,
-            max_retries=s.db_max_retries,
+            max_retries=s.writer.db_max_retries,
         )
 
     def process(self, tup) -> None:

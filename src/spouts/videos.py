@@ -1,6 +1,6 @@
 """Segment spout: one tuple per queued video segment, from the segment stream.
 
-The photo spout's machinery on another stream (``settings.video_stream``): ack deletes the
+The photo spout's machinery on another stream (``settings.queue.video_stream``): ack deletes the
 entry, fail re-queues it or dead-letters it after ``max_attempts``; a dead-lettered segment
 goes to the video writer on the ``dead_letters`` stream as a failed segment result.
 """
@@ -32,7 +32,7 @@ class VideoSpout(StreamSpout):
     def initialize(self, stormconf, context) -> None:
         timeout = int(stormconf.get("topology.message.timeout.secs", 30))
         consumer = f"video-spout-{context['taskid']}"
-        self.source = ItemSource(segment_stream(settings()), consumer, timeout)
+        self.source = ItemSource(segment_stream(settings().services, settings().queue), consumer, timeout)
         recovered = self.source.recover_own_pending()
         self.logger.info("segment spout ready (%s); %d orphans re-queued", consumer, recovered)
 

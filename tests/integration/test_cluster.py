@@ -44,11 +44,11 @@ def _sparse(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ui_reports_one_supervisor_with_free_slots(storm_cluster: Settings) -> None:
     s = storm_cluster
-    url = f"http://{s.local_bind_host}:{s.port(s.ui_port)}/api/v1/cluster/summary"
+    url = f"http://{s.services.local_bind_host}:{s.services.port(s.services.ui_port)}/api/v1/cluster/summary"
     with urllib.request.urlopen(url, timeout=10) as resp:
         summary = json.loads(resp.read())
     assert summary["supervisors"] == 1
-    assert summary["slotsTotal"] == len(s.worker_ports)
+    assert summary["slotsTotal"] == len(s.services.worker_ports)
     assert summary["slotsFree"] >= 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 
 import pytest
@@ -15,7 +14,7 @@ from tests.cli import autotag
 
 
 def test_nimbus_unreachable_is_reported(test_settings: Settings) -> None:
-    nowhere = dataclasses.replace(test_settings, port_offset=test_settings.port_offset + 7)
+    nowhere = test_settings.override(port_offset=test_settings.services.port_offset + 7)
     with pytest.raises(ServiceError, match="Nimbus at 127.0.0.1:.* is unreachable"):
         NimbusClient(nowhere).topologies()
     result = autotag(nowhere, "topologies")  # its environment names the wrong port offset
@@ -25,11 +24,11 @@ def test_nimbus_unreachable_is_reported(test_settings: Settings) -> None:
 
 
 def test_port_taken_is_reported(test_settings: Settings, tmp_path) -> None:
-    s = dataclasses.replace(
-        test_settings, run_dir=tmp_path, port_offset=test_settings.port_offset + 11
+    s = test_settings.override(
+        run_dir=tmp_path, port_offset=test_settings.services.port_offset + 11
     )
     with socket.socket() as blocker:
-        blocker.bind((s.host, s.port(s.redis_port)))
+        blocker.bind((s.services.host, s.services.port(s.services.redis_port)))
         blocker.listen(1)
         with pytest.raises(ServiceError, match="already taken by another process"):
             RedisDaemon(s).start()
@@ -48,8 +47,8 @@ def test_java_missing_is_reported(test_settings: Settings, tmp_path) -> None:
 
 
 def test_status_of_a_stopped_cluster_says_why(test_settings: Settings, tmp_path) -> None:
-    s = dataclasses.replace(
-        test_settings, run_dir=tmp_path, port_offset=test_settings.port_offset + 13
+    s = test_settings.override(
+        run_dir=tmp_path, port_offset=test_settings.services.port_offset + 13
     )
     result = autotag(
         s,

@@ -15,6 +15,7 @@ from autotag.config import Settings
 from autotag.learning.samples import TUXPAINT_STAMPS, package_photos
 from autotag.pipeline import intake
 from autotag.storage import database, lookups
+from tests.cli import new_intake
 from tests.integration.test_pipeline import _wait_settled
 
 pytestmark = pytest.mark.cluster
@@ -37,7 +38,7 @@ PHOTOS = {
 def uploaded(autotagger: Settings) -> dict[str, set[str]]:
     ids: dict[str, set[str]] = {}
     for group, paths in PHOTOS.items():
-        records = intake.upload([str(p) for p in paths], autotagger, force=True)
+        records = intake.upload([str(p) for p in paths], new_intake(autotagger), force=True)
         ids[group] = {r.photo_id for r in records if r.photo_id}
         assert len(ids[group]) == len(paths), records
     status = _wait_settled(autotagger, [i for g in ids.values() for i in g], 300)
@@ -84,7 +85,7 @@ def test_search_animal_and_vehicle(uploaded: dict[str, set[str]]) -> None:
 def test_stored_concepts_name_their_leaf(
     autotagger: Settings, uploaded: dict[str, set[str]]
 ) -> None:
-    with database.connect(autotagger) as conn:
+    with database.connect(autotagger.services) as conn:
         for pid in uploaded["dogs"]:
             info = lookups.show(conn, pid)
             assert info is not None

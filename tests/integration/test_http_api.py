@@ -8,7 +8,6 @@ real socket for what only a server shows: the live feed's events and a refused b
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import json
@@ -50,8 +49,7 @@ BASE = "http://127.0.0.1:8090"
 @pytest.fixture(scope="module")
 def api_settings(services: Settings) -> Iterator[Settings]:
     tag = uuid.uuid4().hex[:8]
-    s = dataclasses.replace(
-        services,
+    s = services.override(
         stream=f"test:{tag}:photos",
         dead_letter_stream=f"test:{tag}:dead",
         consumer_group=f"g{tag}",
@@ -61,8 +59,8 @@ def api_settings(services: Settings) -> Iterator[Settings]:
         max_video_bytes=VIDEO_LIMIT,
     )
     yield s
-    r = item_stream.client(s)
-    r.delete(s.stream, s.dead_letter_stream, s.video_stream, s.video_dead_letter_stream)
+    r = item_stream.client(s.services)
+    r.delete(s.queue.stream, s.queue.dead_letter_stream, s.queue.video_stream, s.queue.video_dead_letter_stream)
     r.close()
 
 
@@ -101,7 +99,7 @@ def upload(client: TestClient, data: bytes, **params: Any) -> tuple[int, dict[st
 def tag_photos(s: Settings, rows: dict[str, list[tuple[Any, ...]]], vec: bool = False) -> None:
     """Store results the way the DB writer does: (tag, score) or (tag, score, kind, via)."""
     v = np.ones(1280, dtype=np.float32) / np.sqrt(1280) if vec else None
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         writer.write_results(
             conn,
             [PhotoResult(pid, "tagged", "v1", "cnn@1", tags, v) for pid, tags in rows.items()],
@@ -119,7 +117,7 @@ def test_upload_raw_then_duplicate(client: TestClient, api_settings: Settings) -
     assert (out["status"], out["source"], out["bytes"]) == ("queued", "beach.jpg", len(data))
     code, out = upload(client, data)
     assert code == 200 and out["status"] == "duplicate"
-    stream = ItemStream(api_settings)
+    stream = ItemStream(api_settings.services, api_settings.queue)
     entries = stream.read("t", count=100, block_ms=50)
     stream.redis.close()
     assert [e.item_id for e in entries] == [hashlib.sha256(data).hexdigest()]
@@ -180,7 +178,7 @@ def test_upload_a_video_splits_it_into_queued_segments(
     vid = hashlib.sha256(data).hexdigest()
     assert (out["video_id"], out["status"], out["source"]) == (vid, "queued", "vtest.avi")
     assert out["segments"] == 8 and out["duration_secs"] == pytest.approx(79.5, abs=0.2)
-    segments = item_stream.segment_stream(api_settings)
+    segments = item_stream.segment_stream(api_settings.services, api_settings.queue)
     entries = segments.read("t", count=100, block_ms=50)
     segments.redis.close()
     assert len(entries) == 8
@@ -632,7 +630,7 @@ def test_autotag_url_prints_the_token(api_settings: Settings) -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     token = read_token(api_settings.run_dir)
-    port = api_settings.port(api_settings.http_port)
+    port = api_settings.services.port(api_settings.services.http_port)
     assert out["url"] == f"http://127.0.0.1:{port}/?token={token}"
     assert out["token_file"] == str(token_file(api_settings.run_dir))
 

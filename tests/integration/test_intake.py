@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import uuid
@@ -16,6 +15,7 @@ from autotag.contract import PhotoResult
 from autotag.pipeline import intake
 from autotag.storage import database, item_stream, lookups, writer
 from autotag.storage.item_stream import ItemStream
+from tests.cli import new_intake
 
 pytestmark = pytest.mark.services
 
@@ -24,21 +24,20 @@ pytestmark = pytest.mark.services
 def s(services: Settings) -> Iterator[Settings]:
     """Own stream names and a small size limit, so a 'big' file is cheap to make."""
     tag = uuid.uuid4().hex[:8]
-    st = dataclasses.replace(
-        services,
+    st = services.override(
         stream=f"test:{tag}:photos",
         dead_letter_stream=f"test:{tag}:dead",
         consumer_group=f"g{tag}",
         max_file_bytes=1000,
     )
     yield st
-    r = item_stream.client(st)
-    r.delete(st.stream, st.dead_letter_stream)
+    r = item_stream.client(st.services)
+    r.delete(st.queue.stream, st.queue.dead_letter_stream)
     r.close()
 
 
 def stream_ids(st: Settings) -> list[str]:
-    stream = ItemStream(st)
+    stream = ItemStream(st.services, st.queue)
     try:
         return [e.item_id for e in stream.read("t", count=1000, block_ms=50)]
     finally:
@@ -67,7 +66,7 @@ def test_upload_folder(s: Settings, tmp_path: Path) -> None:
     os.mkfifo(d / "fifo")
     (d / "loop").symlink_to(d)  # a symlinked folder is not followed
 
-    records = intake.upload([d], s)
+    records = intake.upload([d], new_intake(s))
     by_name = {Path(r.path).name: r for r in records}
     # The symlink is resolved to its target, so b.jpg appears twice.
     assert sorted(Path(r.path).name for r in records) == sorted(
@@ -85,7 +84,7 @@ def test_upload_folder(s: Settings, tmp_path: Path) -> None:
         "queued",
     ]
     assert sorted(stream_ids(s)) == sorted([sha(x), sha(y), sha(empty)])
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         info = lookups.show(conn, sha(x))
         assert info is not None and info.status == "queued" and info.source == "a.jpg"
         assert info.bytes == len(x)
@@ -95,15 +94,15 @@ def test_reupload_queued_tagged_and_force(s: Settings, tmp_path: Path) -> None:
     data = unique_bytes()
     f = tmp_path / "p.jpg"
     f.write_bytes(data)
-    (rec,) = intake.upload([f], s)
+    (rec,) = intake.upload([f], new_intake(s))
     assert rec.status == "queued"
-    (rec,) = intake.upload([f], s)
+    (rec,) = intake.upload([f], new_intake(s))
     assert rec.status == "duplicate" and rec.reason == "already queued"
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         writer.write_results(conn, [PhotoResult(sha(data), "tagged", "v1", "cnn", [("x", 0.5)])])
-    (rec,) = intake.upload([f], s)
+    (rec,) = intake.upload([f], new_intake(s))
     assert rec.status == "already-tagged"
-    (rec,) = intake.upload([f], s, force=True)
+    (rec,) = intake.upload([f], new_intake(s), force=True)
     assert rec.status == "queued"
     assert stream_ids(s) == [sha(data), sha(data)]  # first upload and the forced one
 
@@ -116,7 +115,7 @@ def test_explicit_missing_and_symlink(s: Settings, tmp_path: Path) -> None:
     link.symlink_to(target)
     broken = tmp_path / "broken.jpg"
     broken.symlink_to(tmp_path / "nowhere")
-    records = intake.upload([link, tmp_path / "missing.jpg", broken, "/dev/null"], s)
+    records = intake.upload([link, tmp_path / "missing.jpg", broken, "/dev/null"], new_intake(s))
     assert [(r.status, r.reason) for r in records] == [
         ("queued", None),
         ("error", "no such file"),
@@ -134,7 +133,7 @@ def test_inbox_moves_files(s: Settings, tmp_path: Path) -> None:
     (inbox / "trip" / "n.jpg").write_bytes(nested)
     (inbox / "huge.jpg").write_bytes(unique_bytes(5000))
     (inbox / ".partial.jpg").write_bytes(b"being copied")
-    records = intake.watch_inbox(inbox, s, poll_secs=0.05, once=True)
+    records = intake.watch_inbox(inbox, new_intake(s), poll_secs=0.05, once=True)
     assert sorted((Path(r.path).relative_to(inbox).as_posix(), r.status) for r in records) == [
         ("done/ok.jpg", "queued"),
         ("done/trip/n.jpg", "queued"),
@@ -152,8 +151,8 @@ def test_inbox_waits_for_stable_size(s: Settings, tmp_path: Path) -> None:
     inbox.mkdir()
     f = inbox / "growing.jpg"
     f.write_bytes(b"a" * 10)
-    w = intake.InboxWatcher(inbox, s)
-    with intake.Intake(s) as up:
+    w = intake.InboxWatcher(inbox)
+    with new_intake(s) as up:
         assert w.poll(up) == []  # first sight
         with open(f, "ab") as fh:
             fh.write(b"b" * 10)
@@ -171,8 +170,8 @@ def test_inbox_after_crash_does_not_queue_twice(s: Settings, tmp_path: Path) -> 
     (inbox / "p.jpg").write_bytes(data)
     (inbox / "done").mkdir()
     (inbox / "done" / "p.jpg").write_bytes(b"an older file with the same name")
-    intake.upload([inbox / "p.jpg"], s)  # the crashed run got this far
-    (rec,) = intake.watch_inbox(inbox, s, poll_secs=0.05, once=True)
+    intake.upload([inbox / "p.jpg"], new_intake(s))  # the crashed run got this far
+    (rec,) = intake.watch_inbox(inbox, new_intake(s), poll_secs=0.05, once=True)
     assert rec.status == "duplicate"
     assert Path(rec.path).name == f"p-{sha(data)[:12]}.jpg"  # no overwrite in done/
     assert stream_ids(s) == [sha(data)]
@@ -220,7 +219,7 @@ def test_inbox_refuses_a_symlink_to_a_private_file(s: Settings, tmp_path: Path) 
     assert secret.read_bytes() == secret_bytes and (private / "album" / "a.jpg").exists()
     assert sorted(p.name for p in inbox.iterdir()) == ["rejected"]
     blobs = BlobStore(s.blob_dir)
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         for data in (secret_bytes, album_bytes):
             assert lookups.show(conn, sha(data)) is None
             assert not blobs.exists(sha(data))
@@ -242,14 +241,14 @@ def test_inbox_does_not_write_through_planted_links(
     (inbox / "done").symlink_to(elsewhere_done)
     (inbox / "rejected").symlink_to(elsewhere_rejected)
 
-    assert intake.watch_inbox(inbox, s, poll_secs=0.05, once=True) == []
+    assert intake.watch_inbox(inbox, new_intake(s), poll_secs=0.05, once=True) == []
     assert (inbox / "ok.jpg").read_bytes() == ok and (inbox / "huge.jpg").read_bytes() == huge
     assert list(elsewhere_done.iterdir()) == [] and list(elsewhere_rejected.iterdir()) == []
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any(f"{inbox / 'done'} is a symbolic link" in m for m in errors), errors
 
     (inbox / "done").unlink()  # only rejected/ is a link now: still nothing moves
-    assert intake.watch_inbox(inbox, s, poll_secs=0.05, once=True) == []
+    assert intake.watch_inbox(inbox, new_intake(s), poll_secs=0.05, once=True) == []
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any(f"{inbox / 'rejected'} is a symbolic link" in m for m in errors), errors
     assert (inbox / "ok.jpg").exists() and (inbox / "huge.jpg").exists()
@@ -261,7 +260,7 @@ def test_inbox_does_not_write_through_planted_links(
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me\n")
     (inbox / "rejected" / "huge.jpg.reason.txt").symlink_to(victim)
-    records = intake.watch_inbox(inbox, s, poll_secs=0.05, once=True)
+    records = intake.watch_inbox(inbox, new_intake(s), poll_secs=0.05, once=True)
     assert sorted((Path(r.path).parent.name, r.status) for r in records) == [
         ("done", "queued"),
         ("rejected", "rejected"),

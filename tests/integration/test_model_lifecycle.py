@@ -13,7 +13,7 @@ import pytest
 from autotag.config import Settings
 from autotag.learning import samples
 from autotag.pipeline import intake
-from tests.cli import autotag, wait_model
+from tests.cli import autotag, new_intake, wait_model
 
 pytestmark = pytest.mark.cluster
 
@@ -37,7 +37,7 @@ def test_trained_bundle_is_used_by_the_running_topology(
         held_out[cls] = files[-1]
 
     # An older photo, tagged by the default model before the new bundle exists.
-    (old,) = intake.upload([str(samples.package_photos()[0])], s, force=True)
+    (old,) = intake.upload([str(samples.package_photos()[0])], new_intake(s), force=True)
     wait_model(s, old.photo_id, restore_default)
     trained = autotag(
         s,
@@ -65,10 +65,10 @@ def test_trained_bundle_is_used_by_the_running_topology(
     time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
     from autotag.pipeline.tag_step import load_tagger
 
-    direct = load_tagger(s, bundle_id)
+    direct = load_tagger(s.tagging, s.limits, bundle_id)
     own_class_found = 0
     for cls, photo in held_out.items():
-        (rec,) = intake.upload([str(photo)], s, force=True)
+        (rec,) = intake.upload([str(photo)], new_intake(s), force=True)
         info = wait_model(s, rec.photo_id, bundle_id)
         stored = dict(info.tags)
         direct_tags = direct.tag_file(photo).tags

@@ -19,7 +19,7 @@ from autotag.config import Settings
 from autotag.learning.datasets import FASHION_MNIST_CLASSES
 from autotag.pipeline import intake
 from autotag.vision.bundle import load_bundle
-from tests.cli import autotag, wait_model
+from tests.cli import autotag, new_intake, wait_model
 
 pytestmark = pytest.mark.cluster
 
@@ -32,7 +32,7 @@ def _assert_topology_tags_match(
     within 1e-5, and its best class is among its tags."""
     time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
     for photo in photos:
-        (rec,) = intake.upload([str(photo)], s, force=True)
+        (rec,) = intake.upload([str(photo)], new_intake(s), force=True)
         info = wait_model(s, rec.photo_id, bundle_id)
         (logits,) = logits_of(photo)
         p = np.exp(logits[0] - logits[0].max())
@@ -141,11 +141,11 @@ def test_trained_mlp_head_tags_through_the_cluster(
     assert bundle.metrics["test_top1_accuracy"] > 0.5, bundle.metrics
 
     session = ort.InferenceSession(str(bundle.path / "network.onnx"))
-    hog = get_feature_set("hog", feature_options(s))
+    hog = get_feature_set("hog", feature_options(s.tagging))
     photos = sorted((test / "images").glob("*.png"))[:6]
 
     def logits_of(photo: Path) -> np.ndarray:
-        decoded = decode_file(photo, decode_limits(s), min_side=hog.min_side)
+        decoded = decode_file(photo, decode_limits(s.limits), min_side=hog.min_side)
         x = hog.extract([network_view(decoded)]).astype(np.float32)
         return session.run(["logits"], {"image": x})
 

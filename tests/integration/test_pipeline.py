@@ -21,6 +21,7 @@ from autotag.learning import samples
 from autotag.pipeline import intake
 from autotag.pipeline.tag_step import load_tagger
 from autotag.storage import database, lookups, tag_search, vectors
+from tests.cli import new_intake
 
 pytestmark = pytest.mark.cluster
 
@@ -41,7 +42,7 @@ def poison_photo(tmp_path: Path) -> Path:
 def _wait_settled(s: Settings, ids: list[str], timeout: float) -> dict[str, str]:
     """Wait until none of ids is 'queued'; return photo_id -> status."""
     deadline = time.monotonic() + timeout
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         while True:
             rows = conn.execute(
                 "SELECT photo_id, status FROM photos WHERE photo_id = ANY(%s)", (ids,)
@@ -71,7 +72,7 @@ def real_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="module")
 def uploaded(autotagger: Settings, real_photos: list[Path]) -> dict[str, Path]:
     # force: other tests may have left the same bytes 'queued' without a stream entry.
-    records = intake.upload([str(p) for p in real_photos], autotagger, force=True)
+    records = intake.upload([str(p) for p in real_photos], new_intake(autotagger), force=True)
     assert {r.status for r in records} <= {"queued", "duplicate", "already-tagged"}, records
     ids = {r.photo_id: Path(r.path) for r in records if r.photo_id}
     status = _wait_settled(autotagger, list(ids), TAG_TIMEOUT_SECS)
@@ -87,8 +88,8 @@ def test_every_photo_is_tagged(uploaded: dict[str, Path]) -> None:
 def test_topology_results_equal_direct_python(
     autotagger: Settings, uploaded: dict[str, Path]
 ) -> None:
-    tagger = load_tagger(autotagger)
-    with database.connect(autotagger) as conn:
+    tagger = load_tagger(autotagger.tagging, autotagger.limits)
+    with database.connect(autotagger.services) as conn:
         for photo_id, path in uploaded.items():
             direct = tagger.tag_file(path)
             info = lookups.show(conn, photo_id)
@@ -114,7 +115,7 @@ def _named(uploaded: dict[str, Path], name: str) -> Path:
 def _tags_of(s: Settings, path: Path) -> list[str]:
     from autotag.checksums import file_sha256 as hash_file
 
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         info = lookups.show(conn, hash_file(path))
     assert info is not None, path
     return [t.lower() for t, _ in info.tags]
@@ -133,7 +134,7 @@ def test_search_finds_the_cat(autotagger: Settings, uploaded: dict[str, Path]) -
     from autotag.checksums import file_sha256 as hash_file
 
     chelsea = hash_file(_named(uploaded, "chelsea.png"))
-    with database.connect(autotagger) as conn:
+    with database.connect(autotagger.services) as conn:
         tags = [t for t, _ in lookups.show(conn, chelsea).tags if "cat" in t.lower()]
         hits = tag_search.search(conn, tag_search.TagQuery(tags[0], limit=50)).hits
     assert chelsea in [h["photo_id"] for h in hits]
@@ -144,8 +145,8 @@ def test_hostile_files_fail_with_reasons_and_topology_keeps_working(
 ) -> None:
     from tests.hostile import make_hostile_corpus
 
-    expected = make_hostile_corpus(tmp_path / "hostile", max_bytes=autotagger.max_file_bytes)
-    uploads = intake.upload([str(tmp_path / "hostile")], autotagger, force=True)
+    expected = make_hostile_corpus(tmp_path / "hostile", max_bytes=autotagger.limits.max_file_bytes)
+    uploads = intake.upload([str(tmp_path / "hostile")], new_intake(autotagger), force=True)
     records = {Path(r.path).name: r for r in uploads}
     assert set(records) == set(expected)
     queued = {
@@ -155,7 +156,7 @@ def test_hostile_files_fail_with_reasons_and_topology_keeps_working(
         if r.status == "rejected":  # refused at upload (size limit), with a reason, nothing queued
             assert expected[name] == "failed" and r.reason, (name, r)
     status = _wait_settled(autotagger, list(set(queued.values())), 300)
-    with database.connect(autotagger) as conn:
+    with database.connect(autotagger.services) as conn:
         for name, pid in queued.items():
             info = lookups.show(conn, pid)
             assert status[pid] == expected[name], (name, status[pid], info.reason)
@@ -171,7 +172,7 @@ def test_hostile_files_fail_with_reasons_and_topology_keeps_working(
     cv2.circle(img, (80, 60), 40, (30, 90, 200), -1)
     cv2.putText(img, str(time.time()), (5, 110), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     cv2.imwrite(str(good), img)
-    (rec,) = intake.upload([str(good)], autotagger)
+    (rec,) = intake.upload([str(good)], new_intake(autotagger))
     assert _wait_settled(autotagger, [rec.photo_id], 120)[rec.photo_id] == "tagged"
 
 
@@ -181,9 +182,9 @@ def test_no_autotag_port_listens_on_a_wildcard_address(autotagger: Settings) -> 
     from autotag.ops.daemons.base import port_open, wait_for
 
     s = autotagger
-    slots = {s.port(p) for p in s.worker_ports}
-    assert wait_for(lambda: any(port_open(s.host, p) for p in slots), 180), "no worker started"
-    ours = set(s.ports.values())
+    slots = {s.services.port(p) for p in s.services.worker_ports}
+    assert wait_for(lambda: any(port_open(s.services.host, p) for p in slots), 180), "no worker started"
+    ours = set(s.services.ports.values())
     marker = f"AUTOTAG_RUN_DIR={s.run_dir}".encode()
 
     def of_this_run(pid: int) -> bool:
@@ -200,9 +201,9 @@ def test_no_autotag_port_listens_on_a_wildcard_address(autotagger: Settings) -> 
         pids = [int(p) for p in re.findall(r"pid=(\d+)", line)]
         if int(port) in ours or any(of_this_run(p) for p in pids):
             checked.append(local)
-            assert address == s.host, f"autotag listens on a wildcard address: {line}"
-    named = {s.port(s.zookeeper_port), s.port(s.nimbus_port), s.port(s.redis_port),
-             s.port(s.postgres_port), s.port(s.supervisor_port)}  # fmt: skip
+            assert address == s.services.host, f"autotag listens on a wildcard address: {line}"
+    named = {s.services.port(s.services.zookeeper_port), s.services.port(s.services.nimbus_port), s.services.port(s.services.redis_port),
+             s.services.port(s.services.postgres_port), s.services.port(s.services.supervisor_port)}  # fmt: skip
     assert named <= {int(c.rsplit(":", 1)[1]) for c in checked}, checked
     assert any(int(c.rsplit(":", 1)[1]) in slots for c in checked), checked
 
@@ -218,16 +219,16 @@ def test_a_poison_photo_costs_its_neighbours_nothing(
     s = autotagger
     neighbours = samples.make_distinct_photos(16, tmp_path / "n", long_side=160, seed=4242)
     paths = [*neighbours[:8], poison_photo, *neighbours[8:]]
-    records = intake.upload([str(p) for p in paths], s, force=True)
+    records = intake.upload([str(p) for p in paths], new_intake(s), force=True)
     ids = {Path(r.path).name: r.photo_id for r in records}
     assert all(ids.values()) and len(set(ids.values())) == len(paths), records
     poison = ids[poison_photo.name]
     status = _wait_settled(s, list(ids.values()), TAG_TIMEOUT_SECS)
     assert status.pop(poison) == "failed"
     assert set(status.values()) == {"tagged"}, {n: status.get(i) for n, i in ids.items()}
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         info = lookups.show(conn, poison)
     assert info is not None and info.attempts == 3
     assert "gave up after 3 attempts: the worker tagging it died" in (info.reason or "")
-    dead = {d.item_id for d in ItemStream(s).dead_letters(1000)}
+    dead = {d.item_id for d in ItemStream(s.services, s.queue).dead_letters(1000)}
     assert poison in dead and not dead & set(status)

@@ -21,22 +21,21 @@ pytestmark = pytest.mark.services
 def qs(redis_service: Settings) -> Iterator[Settings]:
     """Settings with a stream, group and dead-letter stream of this test's own."""
     tag = uuid.uuid4().hex[:8]
-    s = dataclasses.replace(
-        redis_service,
+    s = redis_service.override(
         stream=f"test:{tag}:photos",
         dead_letter_stream=f"test:{tag}:dead",
         consumer_group=f"g{tag}",
         max_attempts=3,
     )
     yield s
-    r = item_stream.client(s)
-    r.delete(s.stream, s.dead_letter_stream)
+    r = item_stream.client(s.services)
+    r.delete(s.queue.stream, s.queue.dead_letter_stream)
     r.close()
 
 
 @pytest.fixture
 def r(qs: Settings) -> Iterator[ItemStream]:
-    c = ItemStream(qs, check=True)
+    c = ItemStream(qs.services, qs.queue, check=True)
     yield c
     c.redis.close()
 
@@ -66,8 +65,8 @@ def test_read_blocks_then_returns_empty(r: ItemStream, qs: Settings) -> None:
 
 def test_group_created_before_first_enqueue_sees_everything(r: ItemStream, qs: Settings) -> None:
     # Entries added by a client that never created the group are still delivered.
-    raw = item_stream.client(qs)
-    raw.xadd(qs.stream, {"photo_id": "a" * 64, "source": "s", "attempt": 0})
+    raw = item_stream.client(qs.services)
+    raw.xadd(qs.queue.stream, {"photo_id": "a" * 64, "source": "s", "attempt": 0})
     got = r.read("c1", count=5, block_ms=100)
     assert [e.item_id for e in got] == ["a" * 64]
     raw.close()
@@ -127,13 +126,13 @@ def test_uncharged_replay_keeps_the_attempt_count(r: ItemStream) -> None:
 
 def test_dead_letters_are_capped(qs: Settings) -> None:
     """Item 12: the dead-letter stream is trimmed (MAXLEN ~ dead_letter_cap), not unbounded."""
-    stream = ItemStream(dataclasses.replace(qs, dead_letter_cap=50))
+    stream = ItemStream(qs.services, dataclasses.replace(qs.queue, dead_letter_cap=50))
     for i in range(400):
         stream.dead_letter(f"{i:064x}", "undecodable", 1)
     stream.enqueue("d" * 64, "s", attempt=2)
     (last,) = stream.read("c", count=1, block_ms=100)
     assert stream.retry_or_dead_letter(last, "crashed") == "dead"
-    length = int(stream.redis.xlen(qs.dead_letter_stream))
+    length = int(stream.redis.xlen(qs.queue.dead_letter_stream))
     assert 50 <= length < 250, length  # "~": whole radix-tree nodes are trimmed
     assert stream.dead_letters(1)[0].item_id == "d" * 64
     stream.redis.close()
@@ -161,13 +160,13 @@ def test_retry_then_dead_letter(r: ItemStream, qs: Settings) -> None:
 
 def test_group_lost_is_recreated(r: ItemStream, qs: Settings) -> None:
     r.enqueue("d" * 64, "s")
-    r.redis.delete(qs.stream)  # as if Redis came back without its data
+    r.redis.delete(qs.queue.stream)  # as if Redis came back without its data
     r.enqueue("e" * 64, "s")  # group cached as ready; stream recreated
     got = r.read("c", count=5, block_ms=100)
     assert [e.item_id for e in got] == ["e" * 64]
 
 
 def test_down_redis_is_a_service_error(redis_service: Settings) -> None:
-    s = dataclasses.replace(redis_service, redis_port=1, port_offset=0)
+    s = redis_service.override(redis_port=1, port_offset=0)
     with pytest.raises(ServiceError, match=r"Redis at 127\.0\.0\.1:1 is not answering.*cluster up"):
-        item_stream.client(s, check=True)
+        item_stream.client(s.services, check=True)

@@ -42,13 +42,13 @@ def test_psql_without_the_password_is_refused(services: Settings) -> None:
     """Items 1 and "What it must show": no role gets in without its password, over TCP or
     over the Unix socket."""
     s = services
-    port = str(s.port(s.postgres_port))
-    for user in (s.postgres_user, s.postgres_owner, "postgres"):
-        r = _psql("-h", s.host, "-p", port, "-U", user, "-d", "postgres", "-c", "SELECT 1",
+    port = str(s.services.port(s.services.postgres_port))
+    for user in (s.services.postgres_user, s.services.postgres_owner, "postgres"):
+        r = _psql("-h", s.services.host, "-p", port, "-U", user, "-d", "postgres", "-c", "SELECT 1",
                   env=_clean_env())  # fmt: skip
         assert r.returncode != 0 and "password" in r.stderr, (user, r.stdout, r.stderr)
     socket_dir = str(PostgresDaemon(s).data_dir)
-    r = _psql("-h", socket_dir, "-p", port, "-U", s.postgres_owner, "-d", "postgres",
+    r = _psql("-h", socket_dir, "-p", port, "-U", s.services.postgres_owner, "-d", "postgres",
               "-c", "SELECT 1", env=_clean_env())  # fmt: skip
     assert r.returncode != 0 and "password" in r.stderr, r.stderr
 
@@ -76,8 +76,8 @@ def test_psql_service_works_as_the_application_role(services: Settings) -> None:
 def test_redis_cli_without_the_password_is_refused(services: Settings) -> None:
     """Item 2: without the password nobody can read, inject or wipe the queue."""
     s = services
-    base = ["redis-cli", "-h", s.host, "-p", str(s.port(s.redis_port))]
-    for cmd in (["PING"], ["XLEN", s.stream], ["FLUSHALL"]):
+    base = ["redis-cli", "-h", s.services.host, "-p", str(s.services.port(s.services.redis_port))]
+    for cmd in (["PING"], ["XLEN", s.queue.stream], ["FLUSHALL"]):
         r = subprocess.run([*base, *cmd], env=_clean_env(), capture_output=True, text=True)
         assert "NOAUTH" in r.stdout + r.stderr, (cmd, r.stdout, r.stderr)
     password = credentials.read(s.run_dir, credentials.REDIS)
@@ -128,7 +128,7 @@ def test_a_trust_cluster_from_an_older_autotag_is_converted(
         {
             **os.environ,
             "AUTOTAG_RUN_DIR": str(run),
-            "AUTOTAG_PORT_OFFSET": str(test_settings.port_offset + 31),
+            "AUTOTAG_PORT_OFFSET": str(test_settings.services.port_offset + 31),
         }
     )
     d = PostgresDaemon(s)
@@ -139,7 +139,7 @@ def test_a_trust_cluster_from_an_older_autotag_is_converted(
         if runas:
             shutil.chown(d.data_dir, "postgres", "postgres")
         subprocess.run(
-            [*runas, pg_bin("initdb"), "-D", str(d.data_dir), "-U", s.postgres_user,
+            [*runas, pg_bin("initdb"), "-D", str(d.data_dir), "-U", s.services.postgres_user,
              "--auth=trust", "--encoding=UTF8", "--locale=C"],
             check=True, capture_output=True, cwd="/",
         )  # fmt: skip
@@ -147,28 +147,28 @@ def test_a_trust_cluster_from_an_older_autotag_is_converted(
         monkeypatch.setattr(PostgresDaemon, "_convert_trust_cluster", lambda self: None)
         monkeypatch.setattr(PostgresDaemon, "ensure_roles", lambda self: None)
         d.start()
-        with d._socket_connection(s.postgres_user) as old:
-            old.execute(f"CREATE DATABASE {s.postgres_db}")
+        with d._socket_connection(s.services.postgres_user) as old:
+            old.execute(f"CREATE DATABASE {s.services.postgres_db}")
         with psycopg.connect(
-            host=str(d.data_dir), port=d.port, dbname=s.postgres_db, user=s.postgres_user,
+            host=str(d.data_dir), port=d.port, dbname=s.services.postgres_db, user=s.services.postgres_user,
             autocommit=True,
         ) as old:  # fmt: skip
             old.execute("CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
         monkeypatch.undo()
 
         d.start()  # running: converted in place
-        with database.connect(s, role="owner", migrate_schema=False) as owner:
+        with database.connect(s.services, role="owner", migrate_schema=False) as owner:
             assert owner.execute("SELECT x FROM kept").fetchone() == (42,)
             assert owner.execute(
                 "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
             ).fetchone() == (True,)
-        with database.connect(s, migrate_schema=False) as app:
+        with database.connect(s.services, migrate_schema=False) as app:
             assert app.execute(
                 "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
-            ).fetchone() == (s.postgres_user, False)
+            ).fetchone() == (s.services.postgres_user, False)
         assert not d._trusts()
-        for host in (s.host, str(d.data_dir)):
-            r = _psql("-h", host, "-p", str(d.port), "-U", s.postgres_owner, "-d", "postgres",
+        for host in (s.services.host, str(d.data_dir)):
+            r = _psql("-h", host, "-p", str(d.port), "-U", s.services.postgres_owner, "-d", "postgres",
                       "-c", "SELECT 1", env=_clean_env())  # fmt: skip
             assert r.returncode != 0 and "password" in r.stderr, (host, r.stderr)
     finally:

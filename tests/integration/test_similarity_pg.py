@@ -6,7 +6,6 @@ real schema (autotag.storage.postgres migrations) and rows written by the DB wri
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import json
@@ -60,13 +59,13 @@ def sim_settings(postgres_service: Settings) -> Iterator[Settings]:
     run_dir.chmod(0o755)
     secrets = credentials.secrets_dir(postgres_service.run_dir)
     shutil.copytree(secrets, credentials.secrets_dir(run_dir), dirs_exist_ok=True)
-    yield dataclasses.replace(postgres_service, postgres_db=DB, run_dir=run_dir)
+    yield postgres_service.override(postgres_db=DB, run_dir=run_dir)
 
 
 @pytest.fixture(scope="module")
 def conn(sim_settings: Settings) -> Iterator[psycopg.Connection]:
     # The owner migrates the schema and installs dot_product, as `autotag cluster up` does.
-    with database.connect(sim_settings, role="owner") as c:
+    with database.connect(sim_settings.services, role="owner") as c:
         yield c
 
 
@@ -184,7 +183,7 @@ def test_feature_set_names_resolve_like_the_bolt_writes_them() -> None:
 
 def test_load_search_and_current_tags(conn, sim_settings, loaded) -> None:
     ids, x = loaded
-    with SimilarityService(sim_settings, "exact", FS) as svc:
+    with SimilarityService(sim_settings.services, "exact", FS) as svc:
         svc.load()
         assert len(svc) == 1000 and svc.loaded_from == "postgres"
         results = svc.similar_to_photo(ids[5], top=5)
@@ -213,7 +212,7 @@ def test_tags_of_an_old_model_version_are_not_current(conn, sim_settings, loaded
     ids, x = loaded
     p = ids[7]
     write(conn, [(p, x[7])], model="m2", tags={p: [("boot", 0.95)]})  # re-tagged by m2
-    with SimilarityService(sim_settings, "exact", FS) as svc:
+    with SimilarityService(sim_settings.services, "exact", FS) as svc:
         tags = svc.current_tags([p])[p]
         assert tags == [{"tag": "boot", "score": pytest.approx(0.95)}]
         hits = svc.similar(x[7], top=1, tag="boot")
@@ -223,7 +222,7 @@ def test_tags_of_an_old_model_version_are_not_current(conn, sim_settings, loaded
 
 def test_refresh_applies_only_new_and_changed_rows(conn, sim_settings, loaded) -> None:
     ids, x = loaded
-    with SimilarityService(sim_settings, "exact", FS) as svc:
+    with SimilarityService(sim_settings.services, "exact", FS) as svc:
         svc.load()
         before = len(svc)
         assert svc.refresh() == 0  # nothing changed
@@ -246,7 +245,7 @@ def test_refresh_catches_rows_committed_out_of_seq_order(conn, sim_settings, loa
     ids, x = loaded
     (early,) = conn.execute("SELECT nextval('photo_vectors_seq_seq')").fetchone()
     write(conn, [(pid("later"), x[1051])])  # commits with a seq above `early`
-    with SimilarityService(sim_settings, "exact", FS) as svc:
+    with SimilarityService(sim_settings.services, "exact", FS) as svc:
         svc.load()
         assert svc.high_seq > early
         late = pid("late")
@@ -270,7 +269,7 @@ def test_refresh_catches_rows_committed_out_of_seq_order(conn, sim_settings, loa
 @pytest.mark.parametrize("mode", ["int8", "hnsw"])
 def test_persisted_index_reload_catches_up(conn, sim_settings, loaded, mode: str) -> None:
     ids, x = loaded
-    with SimilarityService(sim_settings, mode, FS, persist=True, train_size=100) as svc:
+    with SimilarityService(sim_settings.services, mode, FS, persist=True, train_size=100) as svc:
         svc.load()
         assert svc.loaded_from == "postgres" and (svc.index_dir / "meta.json").is_file()
         count = len(svc)
@@ -281,7 +280,7 @@ def test_persisted_index_reload_catches_up(conn, sim_settings, loaded, mode: str
     write(conn, [(extra, x[row])])
     conn.execute("DELETE FROM photo_vectors WHERE photo_id = %s", (ids[30],))
     try:
-        with SimilarityService(sim_settings, mode, FS, persist=True, train_size=100) as again:
+        with SimilarityService(sim_settings.services, mode, FS, persist=True, train_size=100) as again:
             again.load()
             assert again.loaded_from == str(again.index_dir)
             assert len(again) == count  # +1 written, -1 deleted
@@ -298,7 +297,7 @@ def test_duplicates_and_cli(conn, sim_settings, loaded, monkeypatch) -> None:
     env = {
         "AUTOTAG_POSTGRES_DB": DB,
         "AUTOTAG_RUN_DIR": str(sim_settings.run_dir),
-        "AUTOTAG_PORT_OFFSET": str(sim_settings.port_offset),
+        "AUTOTAG_PORT_OFFSET": str(sim_settings.services.port_offset),
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -340,7 +339,7 @@ def test_similar_to_a_file_already_stored_uses_its_vector(
     def no_model(path: Path) -> np.ndarray:
         raise AssertionError(f"{path} is stored: it must not be featurized")
 
-    with SimilarityService(sim_settings, "exact", FS) as svc:
+    with SimilarityService(sim_settings.services, "exact", FS) as svc:
         svc.load()
         hits = svc.similar_to_file(photo, no_model, top=1)
     assert hits[0]["photo_id"] == p and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
@@ -358,7 +357,7 @@ def test_similar_to_a_new_file_uses_the_callers_featurizer(
         seen.append(path)
         return x[5]
 
-    with SimilarityService(sim_settings, "exact", FS) as svc:
+    with SimilarityService(sim_settings.services, "exact", FS) as svc:
         svc.load()
         hits = svc.similar_to_file(str(photo), featurize, top=1)
     assert seen == [photo]
@@ -368,6 +367,6 @@ def test_similar_to_a_new_file_uses_the_callers_featurizer(
 def test_unknown_photo_is_a_clear_error(conn, sim_settings, loaded) -> None:
     from autotag.errors import AutotagError
 
-    with SimilarityService(sim_settings, "exact", FS) as svc:
+    with SimilarityService(sim_settings.services, "exact", FS) as svc:
         with pytest.raises(AutotagError, match="has no 'fmnist@1' vector"):
             svc.similar_to_photo("f" * 64)

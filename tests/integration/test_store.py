@@ -28,7 +28,7 @@ def new_id() -> str:
 
 @pytest.fixture
 def conn(postgres_service: Settings) -> Iterator[psycopg.Connection[Any]]:
-    with database.connect(postgres_service) as c:
+    with database.connect(postgres_service.services) as c:
         yield c
 
 
@@ -71,18 +71,16 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
     """Several bolts starting at once on an empty database: each migration runs once."""
     s = postgres_service
     db = f"autotag_mig_{uuid.uuid4().hex[:8]}"
-    admin = database.connect(s, role="owner", migrate_schema=False, dbname="postgres")
+    admin = database.connect(s.services, role="owner", migrate_schema=False, dbname="postgres")
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
     try:
-        import dataclasses
-
-        s2 = dataclasses.replace(s, postgres_db=db)
+        s2 = s.override(postgres_db=db)
         errors: list[BaseException] = []
         applied: list[list[str]] = []
 
         def run() -> None:
             try:
-                with database.connect(s2, role="owner", migrate_schema=False) as c:
+                with database.connect(s2.services, role="owner", migrate_schema=False) as c:
                     applied.append(database.migrate(c))
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
@@ -94,7 +92,7 @@ def test_concurrent_migrations_apply_once(postgres_service: Settings) -> None:
             t.join()
         assert not errors
         assert sorted(len(a) for a in applied) == [0, 0, 0, len(database.migration_files())]
-        with database.connect(s2, role="owner") as c:
+        with database.connect(s2.services, role="owner") as c:
             n = c.execute("SELECT count(*) FROM schema_migrations").fetchone()
             assert n is not None and n[0] == len(database.migration_files())
     finally:
@@ -532,13 +530,13 @@ def test_a_new_contract_field_is_stored_by_the_writer(postgres_service: Settings
     class Noted(PhotoResult):
         note: str | None = stored("text", default=None, column=column)
 
-    with database.connect(postgres_service, role="owner") as owner:
+    with database.connect(postgres_service.services, role="owner") as owner:
         owner.execute(f"ALTER TABLE photos ADD COLUMN {column} text")
     try:
         pid, failed_id = new_id(), new_id()
         sent = Noted(pid, "tagged", "v1", "cnn", [("dog", 0.5)], note="taken by a test")
         received = Noted.from_tuple(json.loads(json.dumps(sent.to_tuple())))  # multilang JSON
-        with database.connect(postgres_service) as conn:
+        with database.connect(postgres_service.services) as conn:
             assert writer.write_results(conn, [received, Noted.failed(failed_id, "bad")]) == 2
             rows = dict(
                 conn.execute(
@@ -554,5 +552,5 @@ def test_a_new_contract_field_is_stored_by_the_writer(postgres_service: Settings
             ).fetchone()
             assert kept == "taken by a test"
     finally:
-        with database.connect(postgres_service, role="owner") as owner:
+        with database.connect(postgres_service.services, role="owner") as owner:
             owner.execute(f"ALTER TABLE photos DROP COLUMN {column}")

@@ -32,7 +32,7 @@ def _status(s: Settings) -> str:
 def test_storm_version_names_the_cluster_version(test_settings: Settings) -> None:
     out = _storm(test_settings, "version")
     assert out.returncode == 0, out.stderr
-    assert f"Storm {test_settings.storm_version}" in out.stdout
+    assert f"Storm {test_settings.storm.storm_version}" in out.stdout
 
 
 def test_storm_list_deactivate_activate(autotagger: Settings) -> None:

@@ -21,7 +21,7 @@ from autotag.config import Settings
 from autotag.pipeline import intake
 from autotag.storage import database, videos
 from autotag.vision.people import Box
-from tests.cli import autotag
+from tests.cli import autotag, new_intake
 from tests.hostile_video import make_hostile_videos, write_clip
 
 pytestmark = pytest.mark.cluster
@@ -72,7 +72,7 @@ def _on_path(hit: dict, path: list[tuple[float, tuple[int, int, int, int]]]) -> 
 
 def _wait_videos(s: Settings, ids: list[str], timeout: float) -> dict[str, str]:
     deadline = time.monotonic() + timeout
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         while True:
             status = dict(
                 conn.execute(
@@ -93,7 +93,7 @@ def uploaded(autotagger: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         pytest.fail("vtest.avi missing: install Debian's opencv-doc (scripts/install-deps.sh)")
     folder = tmp_path_factory.mktemp("videos")
     expected = make_hostile_videos(folder / "hostile")
-    records = intake.upload([str(VTEST), str(folder / "hostile")], autotagger, force=True)
+    records = intake.upload([str(VTEST), str(folder / "hostile")], new_intake(autotagger), force=True)
     by_name = {Path(r.path).name: r for r in records}
     queued = [r.photo_id for r in records if r.status == "queued"]
     status = _wait_videos(autotagger, queued, SETTLE_SECS)
@@ -103,7 +103,7 @@ def uploaded(autotagger: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_vtest_people_are_found_in_every_segment(autotagger: Settings, uploaded: dict) -> None:
     rec = uploaded["records"]["vtest.avi"]
     assert rec.status == "queued" and rec.segments == 8, rec
-    with database.connect(autotagger) as conn:
+    with database.connect(autotagger.services) as conn:
         info = videos.show_video(conn, rec.video_id)
     assert info is not None and info.video["status"] == "done", info.video
     assert [s["segment"] for s in info.segments] == list(range(8))
@@ -142,7 +142,7 @@ def test_reid_finds_the_man_in_black_in_the_next_segment(
 ) -> None:
     vid = uploaded["records"]["vtest.avi"].video_id
     t, box = MAN_IN_BLACK_SEG5
-    with database.connect(autotagger) as conn:
+    with database.connect(autotagger.services) as conn:
         dets = videos.detections(conn, vid, segment=5, kind="person")
     query = [
         d
@@ -183,7 +183,7 @@ def test_reid_by_image_finds_the_woman_in_the_coat_in_the_next_segment(
 
 def test_hostile_videos_end_with_reasons(autotagger: Settings, uploaded: dict) -> None:
     records, expected = uploaded["records"], uploaded["expected"]
-    with database.connect(autotagger) as conn:
+    with database.connect(autotagger.services) as conn:
         for name, (outcome, why) in expected.items():
             rec = records[name]
             if outcome == "rejected":
@@ -199,7 +199,7 @@ def test_hostile_videos_end_with_reasons(autotagger: Settings, uploaded: dict) -
                 assert failed and all("no frames decoded" in s["reason"] for s in failed)
             for seg in info.segments:
                 assert seg["attempts"] <= 1, (name, seg)  # never replayed
-    with database.connect(autotagger) as conn:
+    with database.connect(autotagger.services) as conn:
         still = videos.show_video(conn, records["still.avi"].video_id)
     # Still footage costs little: one frame per 5 s plus each segment's first.
     assert sum(s["frames_analysed"] for s in still.segments) <= 9, still.segments
@@ -219,7 +219,7 @@ def test_camera_plays_a_file_and_an_empty_fifo_fails(
     assert [(s["start_secs"], s["end_secs"]) for s in lines[:-1]] == [(0.0, 1.5), (1.5, 3.0)]
     status = _wait_videos(autotagger, [run["video_id"]], 120)
     assert status[run["video_id"]] == "done"
-    with database.connect(autotagger) as conn:
+    with database.connect(autotagger.services) as conn:
         info = videos.show_video(conn, run["video_id"])
     assert info.video["camera"] == "gate" and info.video["kind"] == "camera"
 
@@ -233,7 +233,7 @@ def test_camera_plays_a_file_and_an_empty_fifo_fails(
 
     # The topology is alive after all of that: a fresh clip is analysed.
     fresh = write_clip(tmp_path / "after.avi", 2.0, seed=int(time.time()) % 1000)
-    (rec,) = intake.upload([str(fresh)], autotagger)
+    (rec,) = intake.upload([str(fresh)], new_intake(autotagger))
     assert _wait_videos(autotagger, [rec.photo_id], 120)[rec.photo_id] == "done"
 
 
@@ -258,7 +258,7 @@ def test_http_api_serves_segments_timeline_and_reid(autotagger: Settings, upload
         }
         timeline = get(f"/videos/{vid}")
         assert timeline["status"] == "done" and len(timeline["segments"]) == 8
-        with database.connect(autotagger) as conn:
+        with database.connect(autotagger.services) as conn:
             det = next(d for d in videos.detections(conn, vid, 5, "person") if d["has_vector"])
         found = get(f"/reid/{det['detection_id']}?top=3")
         assert found["query"]["detection_id"] == det["detection_id"]

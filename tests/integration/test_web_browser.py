@@ -57,7 +57,7 @@ def web(autotagger: Settings) -> Iterator[tuple[str, str]]:
     """The web service started the way `autotag cluster up` starts it: (base url, token)."""
     cluster.up(autotagger, cluster.WEB_DAEMONS, progress=lambda _m: None)
     yield (
-        f"http://{autotagger.host}:{autotagger.port(autotagger.http_port)}",
+        f"http://{autotagger.services.host}:{autotagger.services.port(autotagger.services.http_port)}",
         read_token(autotagger.run_dir),
     )
     cluster.down(autotagger, cluster.WEB_DAEMONS, progress=lambda _m: None)
@@ -296,7 +296,7 @@ def test_storm_ui_port_serves_the_web_apis_topology_json(
     (ops.storm_rest), Storm's field names, the same 404s."""
     s = autotagger
     base, token = web
-    ui = f"http://{s.local_bind_host}:{s.port(s.ui_port)}"
+    ui = f"http://{s.services.local_bind_host}:{s.services.port(s.services.ui_port)}"
     tid = NimbusClient(s).topology("autotagger").id
 
     def both(path: str) -> tuple[tuple[int, dict[str, Any]], tuple[int, dict[str, Any]]]:

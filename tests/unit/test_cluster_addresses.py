@@ -23,20 +23,20 @@ def _settings(tmp_path: Path, **env: str):
 
 def test_one_machine_defaults_bind_and_advertise_loopback(tmp_path: Path) -> None:
     s = _settings(tmp_path)
-    assert (s.listen_host, s.local_hostname, s.blob_url) == ("127.0.0.1", "127.0.0.1", "")
+    assert (s.services.listen_host, s.services.local_hostname, s.services.blob_url) == ("127.0.0.1", "127.0.0.1", "")
     assert '"storm.local.hostname": "127.0.0.1"' in storm_yaml(s)
 
 
 def test_joining_host_connects_to_the_first_and_binds_its_own(tmp_path: Path) -> None:
     s = cluster.joining_settings(_settings(tmp_path), "10.20.0.1", "10.20.0.2")
-    assert s.host == "10.20.0.1"  # ZooKeeper, Nimbus, Redis, Postgres
-    assert s.listen_host == "10.20.0.2"
-    assert s.local_hostname == "10.20.0.2"
-    assert s.blob_url == f"http://10.20.0.1:{s.port(s.blob_port)}"
+    assert s.services.host == "10.20.0.1"  # ZooKeeper, Nimbus, Redis, Postgres
+    assert s.services.listen_host == "10.20.0.2"
+    assert s.services.local_hostname == "10.20.0.2"
+    assert s.services.blob_url == f"http://10.20.0.1:{s.services.port(s.services.blob_port)}"
     conf = storm_yaml(s)
     assert '"storm.local.hostname": "10.20.0.2"' in conf
     assert '"nimbus.seeds": [\n    "10.20.0.1"\n  ]' in conf
-    assert s.postgres_address == "10.20.0.1"
+    assert s.services.postgres_address == "10.20.0.1"
 
 
 def test_cluster_services_bind_the_host_address_the_rest_loopback(tmp_path: Path) -> None:

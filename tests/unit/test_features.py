@@ -30,7 +30,7 @@ from autotag.vision.features import (
 
 
 def _options(s: Settings) -> FeatureOptions:
-    return FeatureOptions(s.model_dirs, s.tagging_threads)
+    return FeatureOptions(s.model_dirs, s.tagging.tagging_threads)
 
 
 OPTIONS = _options(load_settings())

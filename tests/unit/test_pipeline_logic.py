@@ -492,7 +492,7 @@ def test_a_bad_bundle_leaves_the_previous_model_serving(
     s = Settings(home=tmp_path, run_dir=tmp_path / "run", models_dir=tmp_path / "models")
     _hog_bundle("good-1", 1).install(s.models_dir)
     set_active(s.models_dir, "good-1")
-    active = ActiveTagger(s, check_every_secs=0)
+    active = ActiveTagger(s.tagging, s.limits, check_every_secs=0)
     assert active.current().model_version == "good-1"
 
     bad = _hog_bundle("bad-2", 2).install(s.models_dir)

@@ -156,10 +156,12 @@ def test_each_tagger_decodes_within_its_own_limits(
         small.tag_bytes(p.read_bytes())
     # The same through settings, as the bolt builds its Tagger.
     env = {**os.environ, "AUTOTAG_MODELS_DIR": str(settings_.models_dir)}
-    from_settings = load_tagger(load_settings({**env, "AUTOTAG_MAX_PIXELS": "10000"}))
+    small = load_settings({**env, "AUTOTAG_MAX_PIXELS": "10000"})
+    from_settings = load_tagger(small.tagging, small.limits)
     with pytest.raises(ImageError, match="limit 0.0 Mpx"):
         from_settings.tag_file(p)
-    assert load_tagger(load_settings(env)).tag_file(p).width == 200
+    s = load_settings(env)
+    assert load_tagger(s.tagging, s.limits).tag_file(p).width == 200
 
 
 def test_load_names_a_bundle_or_takes_the_active_one(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import time
@@ -42,12 +41,12 @@ def up(
         return
     s = settings()
     if bind_host or advertise:
-        s = dataclasses.replace(s, bind_host=bind_host or s.bind_host, advertise_host=advertise)
+        s = s.override(bind_host=bind_host or s.services.bind_host, advertise_host=advertise)
     t0 = time.monotonic()
     cluster_mod.up(s, services or None, progress=click.echo)
     click.echo(f"cluster healthy in {time.monotonic() - t0:.1f}s  (run dir {s.run_dir})")
     click.echo(
-        f"Storm UI: http://{s.local_bind_host}:{s.port(s.ui_port)}/   Nimbus: {s.host}:{s.port(s.nimbus_port)}"
+        f"Storm UI: http://{s.services.local_bind_host}:{s.services.port(s.services.ui_port)}/   Nimbus: {s.services.host}:{s.services.port(s.services.nimbus_port)}"
     )
     if not services or "web" in services:
         click.echo("web page: `autotag url` prints its address with the login token")
@@ -69,7 +68,7 @@ def _join(host: str, bind_host: str, advertise: str) -> None:
     t0 = time.monotonic()
     s = cluster_mod.joining_settings(settings(), host, bind_host, advertise)
     cluster_mod.join(s, progress=click.echo)
-    click.echo(f"joined {host} in {time.monotonic() - t0:.1f}s as {s.local_hostname}")
+    click.echo(f"joined {host} in {time.monotonic() - t0:.1f}s as {s.services.local_hostname}")
 
 
 @cluster.command()

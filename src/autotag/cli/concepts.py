@@ -27,7 +27,7 @@ def evaluate_concepts(bundle_id: str | None, dev: bool, as_json: bool) -> None:
     """Per-concept precision and recall on Tux Paint's photo stamps (held out), the share
     of stamps whose category word is among their tags, and the share of wrong concept tags."""
     s = settings()
-    tagger = load_tagger(s, bundle_id)
+    tagger = load_tagger(s.tagging, s.limits, bundle_id)
     photos = ce.dev_photos() if dev else ce.tuxpaint_photo_stamps()
     with click.progressbar(
         length=len(photos), label="tagging", file=click.get_text_stream("stderr")

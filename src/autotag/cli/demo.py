@@ -12,6 +12,7 @@ import time
 
 import click
 
+from autotag.cli.intake import new_intake
 from autotag.config import settings
 from autotag.errors import AutotagError
 from autotag.learning import samples
@@ -59,11 +60,11 @@ def demo(timeout: int) -> None:
 
     photos = samples.export(s.run_dir / "samples", samples.package_photos())
     click.echo(f"==> uploading {len(photos)} sample photos from scikit-image and scikit-learn")
-    records = intake.upload([str(p) for p in photos], s)
+    records = intake.upload([str(p) for p in photos], new_intake(s))
     ids = {r.photo_id: r.path for r in records if r.photo_id}
 
     t2 = time.monotonic()
-    with database.connect(s) as conn:
+    with database.connect(s.services) as conn:
         with click.progressbar(length=len(ids), label="    tagging") as bar:
             done = 0
             while True:
@@ -98,9 +99,9 @@ def demo(timeout: int) -> None:
     click.echo(
         f"""
 Where to look next:
-  web page          http://{s.local_bind_host}:{s.port(s.http_port)}/?token={token}
+  web page          http://{s.services.local_bind_host}:{s.services.port(s.services.http_port)}/?token={token}
                     (search, photos, upload, status; `autotag url` prints this again)
-  Storm UI          http://{s.local_bind_host}:{s.port(s.ui_port)}/  (REST: /api/v1/cluster/summary)
+  Storm UI          http://{s.services.local_bind_host}:{s.services.port(s.services.ui_port)}/  (REST: /api/v1/cluster/summary)
   topologies        autotag topologies      (sparse list works too)
   photos by tag     autotag search cat
   one photo         autotag show {photos[0]}

@@ -32,7 +32,7 @@ def gc(dry_run: bool, min_age_secs: float, as_json: bool) -> None:
     """Remove blobs whose photo row is gone and stale upload temp files (.tmp/in-*)."""
     s = settings()
     blobs = BlobStore(s.blob_dir)
-    with database.connect(s) as conn, database.pg_errors(s):
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
         found = garbage.find(blobs, conn, min_age_secs)
         result = found if dry_run else garbage.remove(blobs, conn, found)
     if as_json:

@@ -12,11 +12,16 @@ from typing import Any
 
 import click
 
-from autotag.config import settings
+from autotag.config import Settings, settings
 from autotag.pipeline import intake
 
 # Above this many files, human output lists only the files that were not taken.
 LIST_ALL_UP_TO = 50
+
+
+def new_intake(s: Settings) -> intake.Intake:
+    """What an upload needs of the settings: the services, streams, limits and blob store."""
+    return intake.Intake(s.services, s.queue, s.limits, s.video, s.blob_dir)
 
 
 def _setup_logging() -> None:
@@ -67,7 +72,9 @@ def upload(paths: tuple[Path, ...], as_json: bool, force: bool, no_recursive: bo
             tqdm.write(_line(rec), file=sys.stdout)
 
     try:
-        records = intake.upload(paths, s, force=force, progress=progress, inputs=inputs)
+        records = intake.upload(
+            paths, new_intake(s), force=force, progress=progress, inputs=inputs
+        )
     finally:
         bar.close()
     counts = Counter(r.status for r in records)
@@ -108,7 +115,9 @@ def inbox(directory: Path | None, once: bool, poll_secs: float, force: bool, as_
 
     if not once:
         click.echo(f"watching {folder} every {poll_secs:g}s (Ctrl-C to stop)", err=True)
-    intake.watch_inbox(folder, s, poll_secs, once=once, force=force, stop=stop, on_record=report)
+    intake.watch_inbox(
+        folder, new_intake(s), poll_secs, once=once, force=force, stop=stop, on_record=report
+    )
 
 
 commands = [upload, inbox]

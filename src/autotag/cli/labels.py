@@ -38,13 +38,13 @@ def export_cmd(out: Path) -> None:
     store = BlobStore(s.blob_dir)
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
-    with database.connect(s) as conn, database.pg_errors(s):
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
         rows = list(label_store.export_rows(conn))
     written, missing = 0, 0
     kept = []
     for pid in sorted({pid for _, pid, _ in rows}):
         try:
-            data = store.read(pid, s.max_file_bytes)
+            data = store.read(pid, s.limits.max_file_bytes)
         except blobs.BlobError:
             missing += 1
             continue

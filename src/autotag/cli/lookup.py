@@ -26,13 +26,13 @@ def _dump(payload: Any) -> None:
 def _queue_info(s: Settings) -> dict[str, Any]:
     """Backlog, pending and dead letters; an "error" entry instead if Redis is down."""
     try:
-        stream = ItemStream(s, check=True)
+        stream = ItemStream(s.services, s.queue, check=True)
         try:
             with stream.errors():
                 return {
                     "backlog": stream.backlog_len(),
                     "pending": stream.pending_count(),
-                    "dead_letters": int(stream.redis.xlen(s.dead_letter_stream)),
+                    "dead_letters": int(stream.redis.xlen(s.queue.dead_letter_stream)),
                 }
         finally:
             stream.redis.close()
@@ -98,7 +98,7 @@ def search(
         taken_from=taken_from.date() if taken_from else None,
         taken_to=taken_to.date() if taken_to else None,
     )
-    with database.connect(s) as conn, database.pg_errors(s):
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
         page = tag_search.search(conn, request, active_search_vocabulary(s.models_dir))
         segments = videos.search_segments(conn, text, min_score, limit) if text.strip() else []
     if as_json:
@@ -139,7 +139,7 @@ def show(photo: str, as_json: bool) -> None:
     """One photo (an id, or a file hashed to its id): status, current tags, vector."""
     s = settings()
     pid = _resolve_photo(photo)
-    with database.connect(s) as conn, database.pg_errors(s):
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
         info = lookups.show(conn, pid)
         faces = people.photo_faces(conn, pid) if info is not None else []
     if info is None:
@@ -193,7 +193,7 @@ def show(photo: str, as_json: bool) -> None:
 def stats(top: int, as_json: bool) -> None:
     """Photos by status, tags per photo, top tags, and the queue (if Redis is up)."""
     s = settings()
-    with database.connect(s) as conn, database.pg_errors(s):
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
         st = lookups.stats(conn, top, bundles.active_bundle_id(s.models_dir))
     st["queue"] = _queue_info(s)
     if as_json:
@@ -237,12 +237,12 @@ def stats(top: int, as_json: bool) -> None:
 def failed(limit: int, as_json: bool) -> None:
     """Photos that could not be tagged, with reasons, and the queue's dead letters."""
     s = settings()
-    with database.connect(s) as conn, database.pg_errors(s):
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
         rows = lookups.failed(conn, limit)
     dead: list[dict[str, Any]] = []
     dead_error = None
     try:
-        stream = ItemStream(s, check=True)
+        stream = ItemStream(s.services, s.queue, check=True)
         try:
             with stream.errors():
                 dead = [d.as_dict() for d in stream.dead_letters(limit)]

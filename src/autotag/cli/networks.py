@@ -212,8 +212,8 @@ def train_mlp(
         request,
         s.models_dir,
         _cache_root(s),
-        limits=decode_limits(s),
-        feature_options=feature_options(s),
+        limits=decode_limits(s.limits),
+        feature_options=feature_options(s.tagging),
         work_dir=work,
         progress=progress_bars(not quiet and not as_json),
     )

@@ -20,9 +20,9 @@ from autotag.pipeline.requeue import requeue, stale_model_ids
 def retry(photo_ids: tuple[str, ...], stuck_secs: float | None) -> None:
     """Re-queue failed photos (all, or PHOTO_IDS), e.g. after fixing what made them fail."""
     s = settings()
-    n = requeue(s, photo_ids or None, statuses=("failed",))
+    n = requeue(s.services, s.queue, s.blob_dir, photo_ids or None, statuses=("failed",))
     if stuck_secs is not None:
-        n += requeue(s, photo_ids or None, statuses=("queued",), older_than_secs=stuck_secs)
+        n += requeue(s.services, s.queue, s.blob_dir, photo_ids or None, statuses=("queued",), older_than_secs=stuck_secs)
     click.echo(f"{n} photos re-queued")
 
 
@@ -34,12 +34,12 @@ def retag(limit: int | None) -> None:
 
     s = settings()
     active = active_bundle_id(s.models_dir)
-    ids = stale_model_ids(s, active, limit)
+    ids = stale_model_ids(s.services, active, limit)
     if not ids:
         click.echo(f"nothing to re-tag: every tagged photo is on {active}")
         return
     with click.progressbar(length=len(ids), label=f"re-queueing for {active}") as bar:
-        n = requeue(s, ids, statuses=("tagged",), include_tagged=True, progress=bar.update)
+        n = requeue(s.services, s.queue, s.blob_dir, ids, statuses=("tagged",), include_tagged=True, progress=bar.update)
     click.echo(
         f"{n} photos re-queued for {active}; the running topology re-tags them "
         "(resubmit it first if it still holds the old model: autotag submit autotagger --force)"

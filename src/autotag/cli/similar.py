@@ -38,7 +38,7 @@ def _tags_text(tags: list[dict[str, Any]], limit: int = 5) -> str:
     show_default=True,
     help="exact float32 scan, fp16/int8 compressed scans, or ivf/hnsw approximate indexes.",
 )
-@click.option("--feature-set", default=None, help="Feature set (default: settings.feature_set).")
+@click.option("--feature-set", default=None, help="Feature set (default: the feature_set setting).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def similar(
     target: str,
@@ -58,10 +58,11 @@ def similar(
         """A file not in the system: the vector the Storm bolt's Tagger would store."""
         from autotag.pipeline.tag_step import load_tagger  # heavy (ONNX runtime): when needed
 
-        return load_tagger(settings).tag_file(path).vector
+        return load_tagger(settings.tagging, settings.limits).tag_file(path).vector
 
     started = time.perf_counter()
-    with SimilarityService(settings, mode, feature_set, persist=True) as service:
+    chosen = feature_set or settings.tagging.feature_set
+    with SimilarityService(settings.services, mode, chosen, persist=True) as service:
         service.load()
         loaded = time.perf_counter()
         if Path(target).is_file():
@@ -109,7 +110,8 @@ def duplicates(min_score: float, mode: str, feature_set: str | None, as_json: bo
     from autotag.similarity.service import SimilarityService
 
     settings = load_settings()
-    with SimilarityService(settings, mode, feature_set, persist=True) as service:
+    chosen = feature_set or settings.tagging.feature_set
+    with SimilarityService(settings.services, mode, chosen, persist=True) as service:
         service.load()
         assert service.index is not None
         groups = find_duplicate_groups(service.index, min_score)
@@ -134,7 +136,7 @@ def sql_functions(rebuild: bool, sql_only: bool) -> None:
     from autotag.storage import database
 
     settings = load_settings()
-    with database.connect(settings, role="owner") as conn:
+    with database.connect(settings.services, role="owner") as conn:
         language = install_sql_functions(conn, settings, prefer_c=not sql_only, rebuild=rebuild)
     kind = "C (SIMD)" if language == "c" else "plpgsql fallback (slow)"
     click.echo(f"dot_product(real[], real[]) installed: {kind}")

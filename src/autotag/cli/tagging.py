@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -43,7 +42,7 @@ def tag(paths: tuple[Path, ...], as_json: bool, jobs: int, no_recursive: bool) -
             failed += 1
             _print(path, None, problem, as_json)
     bar = tqdm(total=len(files), unit="photo", file=sys.stderr, disable=None, leave=False)
-    for path, result in tag_paths(files, replace(s), jobs=jobs):
+    for path, result in tag_paths(files, s.tagging, s.limits, jobs=jobs):
         bar.update(1)
         if result.status != TAGGED:
             failed += 1

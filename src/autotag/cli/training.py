@@ -191,8 +191,8 @@ def train(
         request,
         s.models_dir,
         _cache_root(s),
-        limits=decode_limits(s),
-        feature_options=feature_options(s),
+        limits=decode_limits(s.limits),
+        feature_options=feature_options(s.tagging),
         progress=progress_bars(not quiet and not as_json),
     )
     b = res.bundle
@@ -298,13 +298,13 @@ def evaluate(
             raise click.UsageError("--cv needs at least 2 folds")
         from autotag.vision.feature_sets import get_feature_set
 
-        fs = get_feature_set(features, feature_options(s))
+        fs = get_feature_set(features, feature_options(s.tagging))
         data = load_labeled_features(
             label_set,
             images_dir,
             fs,
             _cache_root(s),
-            limits=decode_limits(s),
+            limits=decode_limits(s.limits),
             allow_missing=allow_missing,
             progress=progress,
         )
@@ -323,8 +323,8 @@ def evaluate(
             images_dir,
             label_set,
             _cache_root(s),
-            limits=decode_limits(s),
-            feature_options=feature_options(s),
+            limits=decode_limits(s.limits),
+            feature_options=feature_options(s.tagging),
             allow_missing=allow_missing,
             progress=progress,
         )

@@ -44,7 +44,7 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
     from autotag.storage import database, videos
 
     s = settings()
-    with database.connect(s) as conn, database.pg_errors(s):
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
         rows = videos.list_videos(conn, status, limit)
     if as_json:
         _dump(rows)
@@ -66,7 +66,7 @@ def show(video_id: str, with_detections: bool, as_json: bool) -> None:
     from autotag.storage import database, videos
 
     s = settings()
-    with database.connect(s) as conn, database.pg_errors(s):
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
         vid = videos.resolve_video_id(conn, video_id)
         info = None if vid is None else videos.show_video(conn, vid)
         if info is None:
@@ -156,7 +156,16 @@ def camera(
             )
 
     recorder = CameraRecorder(
-        s, source, name, segment_secs=segment_secs, stall_secs=stall_secs, on_segment=report
+        s.services,
+        s.queue,
+        s.video,
+        source,
+        name,
+        blob_dir=s.blob_dir,
+        work_dir=s.run_dir / "camera",
+        segment_secs=segment_secs,
+        stall_secs=stall_secs,
+        on_segment=report,
     )
     if not as_json:
         click.echo(f"camera {name}: video {recorder.run.video_id}", err=True)
@@ -182,7 +191,7 @@ def reid(target: str, top: int, as_json: bool) -> None:
     from autotag.storage import database
 
     s = settings()
-    with database.connect(s) as conn, database.pg_errors(s):
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
         index = ReidIndex(conn)
         searched = index.load()
         if target.strip().isdigit():
@@ -208,8 +217,8 @@ def _reid_image(s: Any, index: Any, path: Path, top: int, embed: Any) -> list[di
     from autotag.vision.feature_sets import FeatureOptions, get_feature_set
     from autotag.vision.people import PeopleDetector
 
-    image = decode_file(path, DecodeLimits(s.max_file_bytes, s.max_pixels, s.max_dimension))
-    embedder = get_feature_set("cnn", FeatureOptions(s.model_dirs, s.tagging_threads))
+    image = decode_file(path, DecodeLimits(s.limits.max_file_bytes, s.limits.max_pixels, s.limits.max_dimension))
+    embedder = get_feature_set("cnn", FeatureOptions(s.model_dirs, s.tagging.tagging_threads))
     return index.like_vector(embed(image.bgr, embedder, PeopleDetector()), top)
 
 

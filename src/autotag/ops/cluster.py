@@ -6,7 +6,6 @@ data services (Redis, Postgres) before any topology runs. ``up`` is idempotent.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 import time
@@ -29,12 +28,12 @@ class StormUiDaemon(Daemon):
     """The REST/HTML Storm UI (autotag.ops.storm_ui) as a managed process."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="ui", port=settings.port(settings.ui_port))
+        super().__init__(settings, name="ui", port=settings.services.port(settings.services.ui_port))
         self.env_extra = child_env(settings)
 
     @property
     def address(self) -> str:
-        return self.settings.local_bind_host  # for this host's users, not for other hosts
+        return self.settings.services.local_bind_host  # for this host's users, not for other hosts
 
     def argv(self) -> Sequence[str]:
         return [sys.executable, "-m", "autotag.ops.storm_ui"]
@@ -63,12 +62,12 @@ class WebDaemon(Daemon):
     """
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="web", port=settings.port(settings.http_port))
+        super().__init__(settings, name="web", port=settings.services.port(settings.services.http_port))
         self.env_extra = child_env(settings)
 
     @property
     def address(self) -> str:
-        return self.settings.local_bind_host  # for this host's users, not for other hosts
+        return self.settings.services.local_bind_host  # for this host's users, not for other hosts
 
     def argv(self) -> Sequence[str]:
         return [sys.executable, "-m", "autotag.web"]
@@ -177,23 +176,22 @@ def joining_settings(
     """Settings for a host that joins the cluster whose services run on ``nimbus_host``:
     services reached there, photos read from its blob service, this host's servers bound to
     its own cluster address."""
-    bind = bind_host or settings.bind_host
+    bind = bind_host or settings.services.bind_host
     if not bind or bind in ("0.0.0.0", "::"):
         raise ServiceError(
             "joining a cluster needs this host's own cluster address: --bind ADDRESS "
             "(or AUTOTAG_BIND_HOST); a wildcard is never used"
         )
-    return dataclasses.replace(
-        settings,
+    return settings.override(
         host=nimbus_host,
         bind_host=bind,
-        advertise_host=advertise_host or settings.advertise_host,
-        blob_url=settings.blob_url or f"http://{nimbus_host}:{settings.port(settings.blob_port)}",
+        advertise_host=advertise_host or settings.services.advertise_host,
+        blob_url=settings.services.blob_url or f"http://{nimbus_host}:{settings.services.port(settings.services.blob_port)}",
     )
 
 
 def join(settings: Settings, progress: Callable[[str], None] = print) -> list[Status]:
-    """Start this host's Supervisor (and nothing else) for the cluster at ``settings.host``.
+    """Start this host's Supervisor (and nothing else) for the cluster at ``settings.services.host``.
 
     Its workers reach ZooKeeper, Nimbus, Redis and Postgres there and read photos from its
     blob service, with the token copied into this run directory's secrets/.
@@ -207,8 +205,8 @@ def join(settings: Settings, progress: Callable[[str], None] = print) -> list[St
         )
     NimbusClient(settings).cluster_info()  # a clear "unreachable" now, not a silent Supervisor
     progress(
-        f"joining the cluster at {settings.host} as {settings.local_hostname} "
-        f"(binding {settings.listen_host}; photos from {settings.blob_url})"
+        f"joining the cluster at {settings.services.host} as {settings.services.local_hostname} "
+        f"(binding {settings.services.listen_host}; photos from {settings.services.blob_url})"
     )
     return up(settings, ["supervisor"], progress=progress)
 
@@ -218,11 +216,11 @@ def prepare_database(settings: Settings, progress: Callable[[str], None] = print
     rights, and the SQL helpers (dot_product)."""
     from autotag.ops import sql_functions
 
-    with database.connect(settings, role="owner", migrate_schema=False) as conn:
+    with database.connect(settings.services, role="owner", migrate_schema=False) as conn:
         applied = database.migrate(conn)
         if applied:
             progress(f"postgres   migrations applied: {', '.join(map(str, applied))}")
-        database.grant_app_role(conn, settings.postgres_user)
+        database.grant_app_role(conn, settings.services.postgres_user)
         sql_functions.install_sql_functions(conn, settings)
 
 

@@ -34,8 +34,8 @@ class NimbusClient:
 
     def __init__(self, settings: Settings, timeout_ms: int = 10_000) -> None:
         self.settings = settings
-        self.host = settings.host
-        self.port = settings.port(settings.nimbus_port)
+        self.host = settings.services.host
+        self.port = settings.services.port(settings.services.nimbus_port)
         self.timeout_ms = timeout_ms
 
     def _client(self) -> Any:

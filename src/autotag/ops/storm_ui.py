@@ -32,7 +32,7 @@ def cluster_summary(s: Settings) -> dict[str, Any]:
     total = sum(sv.num_workers for sv in info.supervisors)
     used = sum(sv.num_used_workers for sv in info.supervisors)
     return {
-        "stormVersion": s.storm_version,
+        "stormVersion": s.storm.storm_version,
         "supervisors": len(info.supervisors),
         "topologies": len(info.topologies),
         "slotsTotal": total,
@@ -158,7 +158,7 @@ def render_page(s: Settings) -> str:
     facts = "".join(f"<li>{k}: {html.escape(str(v))}</li>" for k, v in summary.items())
     return (
         "<!doctype html><meta charset=utf-8><title>Storm UI (autotag local cluster)</title>"
-        f"<h1>Storm {html.escape(s.storm_version)} — local cluster</h1><ul>{facts}</ul>"
+        f"<h1>Storm {html.escape(s.storm.storm_version)} — local cluster</h1><ul>{facts}</ul>"
         "<table border=1><tr><th>topology</th><th>status</th><th>uptime s</th><th>workers</th>"
         f"<th>executors</th></tr>{rows}</table>{''.join(details)}"
         "<p>REST: /api/v1/cluster/summary, /api/v1/supervisor/summary, /api/v1/nimbus/summary, "
@@ -214,7 +214,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     s = settings()
-    server = ThreadingHTTPServer((s.local_bind_host, s.port(s.ui_port)), Handler)
+    server = ThreadingHTTPServer((s.services.local_bind_host, s.services.port(s.services.ui_port)), Handler)
     server.serve_forever()
 
 

@@ -39,7 +39,7 @@ def derived_config(settings: Settings) -> Path:
     """config.json with the local environment pointed at this run's Nimbus."""
     base = json.loads((settings.home / "config.json").read_text())
     env = base["envs"]["local"]
-    env["nimbus"] = f"{settings.host}:{settings.port(settings.nimbus_port)}"
+    env["nimbus"] = f"{settings.services.host}:{settings.services.port(settings.services.nimbus_port)}"
     log_dir = settings.log_dir / "streamparse"
     log_dir.mkdir(parents=True, exist_ok=True)  # streamparse components die if it is missing
     env["log"] = {**env.get("log", {}), "path": str(log_dir)}
@@ -147,7 +147,7 @@ def _unscheduled_reason(settings: Settings, name: str, summary: Any, info: Any) 
 def ensure_flux(settings: Settings) -> Path:
     """Flux's jar in storm.home/extlib (fetched without its parent POM, which Central lacks)."""
     home = ensure_storm_home(settings)
-    jar = home / "extlib" / FLUX_JAR.format(v=settings.storm_version)
+    jar = home / "extlib" / FLUX_JAR.format(v=settings.storm.storm_version)
     if jar.is_file():
         return jar
     mvn = shutil.which("mvn")
@@ -159,13 +159,13 @@ def ensure_flux(settings: Settings) -> Path:
         "-B",
         "-C",
         "dependency:copy",
-        f"-Dartifact=org.apache.storm:flux-core:{settings.storm_version}:jar",
+        f"-Dartifact=org.apache.storm:flux-core:{settings.storm.storm_version}:jar",
         f"-DoutputDirectory={jar.parent}",
         "-Dtransitive=false",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if proc.returncode != 0 or not jar.is_file():
-        raise ServiceError(f"could not fetch Flux {settings.storm_version}: {proc.stdout[-300:]}")
+        raise ServiceError(f"could not fetch Flux {settings.storm.storm_version}: {proc.stdout[-300:]}")
     return jar
 
 

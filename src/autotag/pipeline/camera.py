@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from autotag.checksums import bytes_sha256
-from autotag.config import Settings
+from autotag.config import QueueSettings, ServiceSettings, VideoSettings
 from autotag.errors import AutotagError
 from autotag.pipeline.video_contract import SegmentJob
 from autotag.pipeline.video_intake import enqueue_segments
@@ -146,23 +146,30 @@ class CameraRecorder:
 
     def __init__(
         self,
-        settings: Settings,
+        services: ServiceSettings,
+        queue_settings: QueueSettings,
+        video: VideoSettings,
         source: str,
         name: str,
         *,
+        blob_dir: Path,
+        work_dir: Path,
         segment_secs: float | None = None,
         stall_secs: float = 10.0,
         on_segment: Callable[[SegmentJob], None] | None = None,
     ) -> None:
-        self.settings = settings
+        """Segments go into the blobs in ``blob_dir``; ``work_dir`` holds the one being cut."""
+        self.services = services
+        self.queue_settings = queue_settings
+        self.video = video
         self.opened, self.realtime = parse_source(source)
         self.source = display_source(source)
         self.name = name
-        self.segment_secs = segment_secs or settings.segment_secs
+        self.segment_secs = segment_secs or video.segment_secs
         self.stall_secs = stall_secs
         self.on_segment = on_segment
-        self.blobs = BlobStore(settings.blob_dir)
-        self.tmp = settings.run_dir / "camera"
+        self.blobs = BlobStore(blob_dir)
+        self.tmp = work_dir
         seed = f"camera\n{name}\n{time.time_ns()}\n{os.getpid()}".encode()
         self.run = CameraRun(bytes_sha256(seed), name)
 
@@ -172,8 +179,10 @@ class CameraRecorder:
         """Record until the source ends, stalls, ``max_secs`` pass or ``stop`` is set."""
         stop = stop or threading.Event()
         self.tmp.mkdir(parents=True, exist_ok=True)
-        with database.connect(self.settings) as conn, database.pg_errors(self.settings):
-            stream = segment_stream(self.settings, client(self.settings, check=True))
+        with database.connect(self.services) as conn, database.pg_errors(self.services):
+            stream = segment_stream(
+                self.services, self.queue_settings, client(self.services, check=True)
+            )
             videos.register_video(
                 conn,
                 self.run.video_id,
@@ -209,11 +218,11 @@ class CameraRecorder:
                 if current is not None and at - current.start_secs >= self.segment_secs - 1e-6:
                     self._close(conn, stream, current, feed.fps)
                     current = None
-                    if self.run.segments >= self.settings.max_video_segments:
+                    if self.run.segments >= self.video.max_video_segments:
                         self.run.reason = f"stopped at the {self.run.segments}-segment limit"
                         break
                 if current is None:
-                    check_frame_size(frame.shape[1], frame.shape[0], self.settings.max_video_pixels)
+                    check_frame_size(frame.shape[1], frame.shape[0], self.video.max_video_pixels)
                     index = self.run.segments
                     path = self.tmp / f"{self.run.video_id[:16]}-{index}.avi"
                     size = (frame.shape[1], frame.shape[0])

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 import psycopg
 
-from autotag.config import Settings
+from autotag.config import LimitsSettings, QueueSettings, ServiceSettings, VideoSettings
 from autotag.pipeline.video_intake import VideoUploadRecord, upload_video
 from autotag.storage import database, registry
 from autotag.storage.blobs import TMP_DIR, TMP_PREFIX, BlobStore, BlobTooLarge
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 QUEUED = "queued"  # stored and put on the stream
 DUPLICATE = "duplicate"  # same bytes as a photo already queued (or earlier in this upload)
 ALREADY_TAGGED = "already-tagged"  # tagged before; not re-queued without force
-REJECTED = "rejected"  # over settings.max_file_bytes; nothing stored or queued
+REJECTED = "rejected"  # over limits.max_file_bytes; nothing stored or queued
 ERROR = "error"  # could not be read (missing, not a regular file, permission)
 
 
@@ -119,9 +119,21 @@ def _walk(root: Path, recursive: bool) -> Iterator[tuple[Path, str | None]]:
 class Intake:
     """Open connections for a run of uploads (one Postgres connection, one Redis client)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.blobs = BlobStore(settings.blob_dir)
+    def __init__(
+        self,
+        services: ServiceSettings,
+        queue: QueueSettings,
+        limits: LimitsSettings,
+        video: VideoSettings,
+        blob_dir: Path,
+    ) -> None:
+        """Blobs go into ``blob_dir``; a photo over ``limits.max_file_bytes`` is refused, a
+        video is checked against ``video``'s limits and split into its segments."""
+        self.services = services
+        self.queue = queue
+        self.limits = limits
+        self.video = video
+        self.blobs = BlobStore(blob_dir)
         self.conn: psycopg.Connection[Any] | None = None
         self.stream: ItemStream | None = None
 
@@ -135,9 +147,9 @@ class Intake:
     def open(self) -> None:
         """Connect (or reconnect) to Postgres and Redis; ServiceError if either is down."""
         if self.conn is None or self.conn.closed:
-            self.conn = database.connect(self.settings)
+            self.conn = database.connect(self.services)
         if self.stream is None:
-            self.stream = ItemStream(self.settings, check=True)
+            self.stream = ItemStream(self.services, self.queue, check=True)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -152,7 +164,7 @@ class Intake:
     ) -> tuple[str, str | None]:
         """Register a stored blob and queue it if needed: (status, reason)."""
         assert self.conn is not None and self.stream is not None
-        with database.pg_errors(self.settings), self.stream.errors():
+        with database.pg_errors(self.services), self.stream.errors():
             reg = registry.register(self.conn, photo_id, source, nbytes, force=force)
             if reg.status == "tagged":
                 return ALREADY_TAGGED, None
@@ -179,9 +191,16 @@ class Intake:
     ) -> VideoUploadRecord:
         """A video file: stored, probed, and queued as segments on the segment stream."""
         assert self.conn is not None and self.stream is not None
-        segments = segment_stream(self.settings, self.stream.redis)
+        segments = segment_stream(self.services, self.queue, self.stream.redis)
         return upload_video(
-            self.settings, self.conn, segments, self.blobs, path, force=force, source=source
+            self.services,
+            self.video,
+            self.conn,
+            segments,
+            self.blobs,
+            path,
+            force=force,
+            source=source,
         )
 
     def upload_file(
@@ -206,7 +225,7 @@ class Intake:
     ) -> UploadRecord | VideoUploadRecord:
         """Store, register and queue the bytes of an open regular file (read from its
         start); ``path`` is only what the record shows (its name is the photo's source)."""
-        limit = self.settings.max_file_bytes
+        limit = self.limits.max_file_bytes
         fh.seek(0)
         if looks_like_video(fh.read(512), path.name):
             with _reopenable(fh, self.blobs) as same_file:
@@ -254,14 +273,15 @@ def _reopenable(fh: BinaryIO, blobs: BlobStore) -> Iterator[Path]:
 
 def upload(
     paths: Sequence[str | os.PathLike[str]],
-    settings: Settings,
+    intake: Intake,
     *,
     recursive: bool = True,
     force: bool = False,
     progress: Callable[[UploadRecord | VideoUploadRecord], None] | None = None,
     inputs: Sequence[tuple[Path, str | None]] | None = None,
 ) -> list[UploadRecord | VideoUploadRecord]:
-    """Upload files and folders; one record per input file, in walk order.
+    """Upload files and folders through ``intake`` (opened here, closed after); one record
+    per input file, in walk order.
 
     The same bytes twice in one call are one photo: the second is ``duplicate``. A photo
     tagged before is ``already-tagged`` and not re-queued unless ``force``. Raises
@@ -270,7 +290,7 @@ def upload(
     items = list(inputs) if inputs is not None else list(iter_inputs(paths, recursive=recursive))
     records: list[UploadRecord | VideoUploadRecord] = []
     seen: set[str] = set()
-    with Intake(settings) as intake:
+    with intake:
         for path, problem in items:
             if problem is not None:
                 rec = UploadRecord(str(path), None, ERROR, problem)
@@ -435,9 +455,8 @@ class InboxWatcher:
     error is logged and files stay where they are.
     """
 
-    def __init__(self, inbox: Path, settings: Settings, *, force: bool = False) -> None:
+    def __init__(self, inbox: Path, *, force: bool = False) -> None:
         self.inbox = inbox.resolve()
-        self.settings = settings
         self.force = force
         self._last: dict[Path, Signature] = {}
         self._warned: dict[Path, Signature | None] = {}
@@ -559,7 +578,7 @@ class InboxWatcher:
 
 def watch_inbox(
     inbox_dir: str | os.PathLike[str],
-    settings: Settings,
+    intake: Intake,
     poll_secs: float = 2.0,
     *,
     once: bool = False,
@@ -567,16 +586,16 @@ def watch_inbox(
     stop: threading.Event | None = None,
     on_record: Callable[[UploadRecord], None] | None = None,
 ) -> list[UploadRecord]:
-    """Watch a folder until ``stop`` is set (or, with ``once``, for two polls: enough to see
-    which files are complete). Returns the records (when once) and reports each to on_record.
+    """Watch a folder, uploading through ``intake``, until ``stop`` is set (or, with ``once``,
+    for two polls: enough to see which files are complete). Returns the records (when once)
+    and reports each to on_record.
 
     Redis/Postgres outages are logged and retried on the next poll, except with ``once``.
     """
     from autotag.errors import ServiceError
 
-    watcher = InboxWatcher(Path(inbox_dir), settings, force=force)
+    watcher = InboxWatcher(Path(inbox_dir), force=force)
     stop = stop or threading.Event()
-    intake = Intake(settings)
     collected: list[UploadRecord] = []
     polls = 0
     down_logged = False

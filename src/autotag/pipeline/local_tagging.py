@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autotag.checksums import bytes_sha256
-from autotag.config import Settings
+from autotag.config import LimitsSettings, TaggingSettings
 from autotag.contract import PhotoResult
 from autotag.errors import AutotagError
 from autotag.vision.tagger import Tagger
@@ -54,15 +54,15 @@ def tag_path(tagger: Tagger, path: Path, max_bytes: int) -> PhotoResult:
         return PhotoResult.failed(photo_id, reason)
 
 
-def _init_worker(settings: Settings, loaded: Any = None) -> None:
+def _init_worker(tagging: TaggingSettings, limits: LimitsSettings, loaded: Any = None) -> None:
     global _tagger, _max_bytes
     import cv2
 
     from autotag.pipeline.tag_step import load_tagger
 
-    cv2.setNumThreads(settings.tagging_threads)
-    _tagger = load_tagger(settings)
-    _max_bytes = settings.max_file_bytes
+    cv2.setNumThreads(tagging.tagging_threads)
+    _tagger = load_tagger(tagging, limits)
+    _max_bytes = limits.max_file_bytes
     if loaded is not None:
         loaded.wait()  # every worker's model is in memory before the first file
 
@@ -74,16 +74,17 @@ def _work(path: Path) -> tuple[Path, PhotoResult]:
 
 def tag_paths(
     paths: Sequence[Path],
-    settings: Settings,
+    tagging: TaggingSettings,
+    limits: LimitsSettings,
     *,
     jobs: int = 1,
     on_ready: Callable[[], None] | None = None,
 ) -> Iterator[tuple[Path, PhotoResult]]:
     """Tag files in input order: in this process (jobs=1) or in ``jobs`` processes, each
-    with ``settings.tagging_threads`` threads. ``on_ready`` is called once every process has
+    with ``tagging.tagging_threads`` threads. ``on_ready`` is called once every process has
     loaded its model (the benchmark starts its clock there)."""
     if jobs <= 1:
-        _init_worker(settings)
+        _init_worker(tagging, limits)
         if on_ready:
             on_ready()
         for p in paths:
@@ -91,7 +92,7 @@ def tag_paths(
         return
     ctx = mp.get_context("spawn")  # a clean interpreter per worker: no inherited threads
     loaded = ctx.Barrier(jobs + 1)
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(settings, loaded)) as pool:
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(tagging, limits, loaded)) as pool:
         loaded.wait()
         if on_ready:
             on_ready()

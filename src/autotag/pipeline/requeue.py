@@ -7,15 +7,18 @@ Re-queueing is always safe: the DB writer's writes are idempotent per (photo, mo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from autotag.config import Settings
+from autotag.config import QueueSettings, ServiceSettings
 from autotag.storage import database, registry
 from autotag.storage.blobs import BlobStore
 from autotag.storage.item_stream import ItemStream
 
 
 def requeue(
-    settings: Settings,
+    services: ServiceSettings,
+    queue: QueueSettings,
+    blob_dir: Path,
     photo_ids: Sequence[str] | None = None,
     *,
     statuses: Sequence[str] = ("failed",),
@@ -24,10 +27,11 @@ def requeue(
     limit: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Re-enqueue matching photos (attempts reset); returns how many were queued."""
-    stream = ItemStream(settings)
-    blobs = BlobStore(settings.blob_dir)
-    with database.connect(settings) as conn:
+    """Re-enqueue matching photos (attempts reset) whose blob is still in ``blob_dir``;
+    returns how many were queued."""
+    stream = ItemStream(services, queue)
+    blobs = BlobStore(blob_dir)
+    with database.connect(services) as conn:
         items = registry.requeue_info(
             conn, photo_ids, statuses=statuses, older_than_secs=older_than_secs, limit=limit
         )
@@ -43,7 +47,9 @@ def requeue(
     return n
 
 
-def stale_model_ids(settings: Settings, active_version: str, limit: int | None = None) -> list[str]:
+def stale_model_ids(
+    services: ServiceSettings, active_version: str, limit: int | None = None
+) -> list[str]:
     """Tagged photos whose current tags come from another model (the re-tag backlog)."""
-    with database.connect(settings) as conn:
+    with database.connect(services) as conn:
         return registry.stale_model_ids(conn, active_version, limit)

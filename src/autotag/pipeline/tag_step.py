@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
-from autotag.config import Settings
+from autotag.config import LimitsSettings, ServiceSettings, TaggingSettings
 from autotag.contract import PhotoResult
 from autotag.errors import AutotagError, ServiceError
 from autotag.pipeline.people_match import PeopleMatcher
@@ -33,49 +34,51 @@ from autotag.vision.tagger import Tagger
 log = logging.getLogger(__name__)
 
 
-def decode_limits(settings: Settings) -> DecodeLimits:
+def decode_limits(limits: LimitsSettings) -> DecodeLimits:
     """What one untrusted photo may cost (the bolt's limits; training reads photos alike)."""
     return DecodeLimits(
-        settings.max_file_bytes,
-        settings.max_pixels,
-        settings.max_dimension,
-        settings.max_decode_bytes,
+        limits.max_file_bytes,
+        limits.max_pixels,
+        limits.max_dimension,
+        limits.max_decode_bytes,
     )
 
 
-def feature_options(settings: Settings) -> FeatureOptions:
+def feature_options(tagging: TaggingSettings) -> FeatureOptions:
     """Where shipped model files are found, and the threads one tagging process may use."""
-    return FeatureOptions(settings.model_dirs, settings.tagging_threads)
+    return FeatureOptions(tagging.model_dirs, tagging.tagging_threads)
 
 
-def load_tagger(settings: Settings, bundle_id: str | None = None) -> Tagger:
-    """A Tagger for bundle ``bundle_id`` (default: the active one) with these settings'
-    decode limits, tagging threads and tag cut-offs: the bolt's own, for anyone to build."""
+def load_tagger(
+    tagging: TaggingSettings, limits: LimitsSettings, bundle_id: str | None = None
+) -> Tagger:
+    """A Tagger for bundle ``bundle_id`` (default: the active one) with these decode limits,
+    tagging threads and tag cut-offs: the bolt's own, for anyone to build."""
     return Tagger.load(
-        settings.models_dir,
+        tagging.models_dir,
         bundle_id,
-        feature_options=feature_options(settings),
-        limits=decode_limits(settings),
-        min_score=settings.min_tag_score,
-        max_tags=settings.max_tags,
-        reduced_decode=settings.reduced_decode,
-        face_min_px=settings.face_min_px if settings.face_recognition else None,
+        feature_options=feature_options(tagging),
+        limits=decode_limits(limits),
+        min_score=tagging.min_tag_score,
+        max_tags=tagging.max_tags,
+        reduced_decode=tagging.reduced_decode,
+        face_min_px=tagging.face_min_px if tagging.face_recognition else None,
     )
 
 
-def blob_reader(settings: Settings) -> BlobReader:
+def blob_reader(services: ServiceSettings, blob_dir: Path) -> BlobReader:
     """Where this host's workers read photos: the local blob directory, or the intake host's
     blob service when ``blob_url`` is set (with the token copied into secrets/)."""
-    if not settings.blob_url:
-        return BlobStore(settings.blob_dir)
+    if not services.blob_url:
+        return BlobStore(blob_dir)
     try:
-        token = credentials.read(settings.run_dir, credentials.BLOB)
+        token = credentials.read(services.run_dir, credentials.BLOB)
     except ServiceError as exc:
         raise ServiceError(
-            f"blob_url is {settings.blob_url} but its token cannot be read ({exc}): copy "
+            f"blob_url is {services.blob_url} but its token cannot be read ({exc}): copy "
             "secrets/ from the intake host's run directory"
         ) from None
-    return HttpBlobStore(settings.blob_url, token)
+    return HttpBlobStore(services.blob_url, token)
 
 
 class ActiveTagger:
@@ -89,19 +92,21 @@ class ActiveTagger:
 
     def __init__(
         self,
-        settings: Settings,
+        tagging: TaggingSettings,
+        limits: LimitsSettings,
         check_every_secs: float = 5.0,
         retry_secs: float = 60.0,
         *,
-        load: Callable[[Settings], Tagger] = load_tagger,
+        load: Callable[[TaggingSettings, LimitsSettings], Tagger] = load_tagger,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings
+        self.tagging = tagging
+        self.limits = limits
         self.check_every = check_every_secs
         self.retry_secs = retry_secs
         self.load = load
         self.clock = clock
-        self.tagger = load(settings)
+        self.tagger = load(tagging, limits)
         self._checked = clock()
         self.failed: tuple[str, float] | None = None  # (bundle id, when) of the last bad load
 
@@ -110,7 +115,7 @@ class ActiveTagger:
         if now - self._checked < self.check_every:
             return self.tagger
         self._checked = now
-        active = active_bundle_id(self.settings.models_dir)
+        active = active_bundle_id(self.tagging.models_dir)
         if not active or active == self.tagger.model_version:
             self.failed = None
             return self.tagger
@@ -118,7 +123,7 @@ class ActiveTagger:
             return self.tagger
         log.info("active model changed: %s -> %s; loading it", self.tagger.model_version, active)
         try:
-            self.tagger = self.load(self.settings)
+            self.tagger = self.load(self.tagging, self.limits)
             self.failed = None
         except Exception as exc:  # noqa: BLE001 - whatever breaks the new model, keep the old
             self.failed = (active, now)
@@ -226,11 +231,11 @@ class TagStep:
             log.warning("photo %s: could not clear its in-progress mark (%s)", photo_id, exc)
 
 
-def people_matcher(settings: Settings) -> PeopleMatcher | None:
+def people_matcher(tagging: TaggingSettings, services: ServiceSettings) -> PeopleMatcher | None:
     """The bolt's matcher of faces to known people (None when face recognition is off)."""
-    if not settings.face_recognition:
+    if not tagging.face_recognition:
         return None
     return PeopleMatcher(
-        lambda: connect(settings, migrate_schema=False),
-        max_distance=settings.face_match_distance,
+        lambda: connect(services, migrate_schema=False),
+        max_distance=tagging.face_match_distance,
     )

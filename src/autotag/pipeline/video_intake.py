@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from autotag.config import Settings
+from autotag.config import ServiceSettings, VideoSettings
 from autotag.pipeline.video_contract import SegmentJob
 from autotag.storage import database, videos
 from autotag.storage.blobs import BlobStore, BlobTooLarge
@@ -29,13 +29,13 @@ REJECTED = "rejected"
 ERROR = "error"
 
 
-def video_limits(settings: Settings) -> VideoLimits:
+def video_limits(video: VideoSettings) -> VideoLimits:
     return VideoLimits(
-        max_bytes=settings.max_video_bytes,
-        max_secs=settings.max_video_secs,
-        max_segments=settings.max_video_segments,
-        max_pixels=settings.max_video_pixels,
-        segment_secs=settings.segment_secs,
+        max_bytes=video.max_video_bytes,
+        max_secs=video.max_video_secs,
+        max_segments=video.max_video_segments,
+        max_pixels=video.max_video_pixels,
+        segment_secs=video.segment_secs,
     )
 
 
@@ -91,7 +91,8 @@ def enqueue_segments(
 
 
 def upload_video(
-    settings: Settings,
+    services: ServiceSettings,
+    video: VideoSettings,
     conn: Any,
     stream: ItemStream,
     blobs: BlobStore,
@@ -103,7 +104,7 @@ def upload_video(
     """Store, probe, register and queue one video file (``source``: the name to show, when
     ``path`` is a temporary copy, as an HTTP upload's is)."""
     name = source or path.name
-    limit = settings.max_video_bytes
+    limit = video.max_video_bytes
     try:
         fh = open(path, "rb")
     except OSError as exc:
@@ -118,14 +119,14 @@ def upload_video(
             video_id, blob, nbytes = blobs.put_stream(fh, max_bytes=limit)
         except BlobTooLarge:
             return VideoUploadRecord(str(path), None, REJECTED, f"grew over {limit} bytes")
-    with database.pg_errors(settings), stream.errors():
+    with database.pg_errors(services), stream.errors():
         previous = videos.video_status(conn, video_id)
         if previous in ("queued", "recording") and not force:
             return VideoUploadRecord(str(path), video_id, DUPLICATE, "already queued")
         if previous == "done" and not force:
             return VideoUploadRecord(str(path), video_id, ALREADY_DONE)
         try:
-            info = probe(blob, video_limits(settings))
+            info = probe(blob, video_limits(video))
         except VideoError as exc:
             videos.register_video(
                 conn, video_id, kind="upload", source=name, nbytes=nbytes,
@@ -134,7 +135,7 @@ def upload_video(
             return VideoUploadRecord(str(path), video_id, REJECTED, str(exc))
         meta = {**asdict(info), "duration_secs": info.duration_secs}
         videos.register_video(conn, video_id, kind="upload", source=name, nbytes=nbytes, info=meta)
-        jobs = plan_segments(video_id, info, settings.segment_secs)
+        jobs = plan_segments(video_id, info, video.segment_secs)
         try:
             enqueue_segments(conn, stream, jobs)
         except Exception:

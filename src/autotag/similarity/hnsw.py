@@ -8,6 +8,7 @@ more than ``rebuild_fraction`` of its nodes are dead.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
@@ -92,12 +93,12 @@ class HNSWStore:
     def reconstruct(self, labels: np.ndarray) -> np.ndarray:
         if not len(labels):
             return np.zeros((0, self.dim), np.float32)
-        storage = faiss.downcast_index(self.index.storage)
+        storage = cast(faiss.IndexFlat, faiss.downcast_index(self.index.storage))
         xb = faiss.rev_swig_ptr(storage.get_xb(), int(storage.ntotal) * self.dim)
         return xb.reshape(-1, self.dim)[np.asarray(labels, dtype=np.int64)].copy()
 
-    def _params(self, k: int) -> faiss.SearchParametersHNSW:
-        params = faiss.SearchParametersHNSW()
+    def _params(self, k: int) -> faiss.SearchParameters:
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # not in faiss' stub
         params.efSearch = max(self.ef_search, k)
         if self.dead:
             self._bitmap = np.packbits(self.live, bitorder="little")
@@ -127,7 +128,8 @@ class HNSWStore:
 
     def memory_bytes(self) -> int:
         hnsw = self.index.hnsw
-        links = int(hnsw.neighbors.size()) * 4 + int(hnsw.offsets.size()) * 8
+        # faiss' stub of HNSW lacks the graph's arrays (neighbors, offsets).
+        links = int(hnsw.neighbors.size()) * 4 + int(hnsw.offsets.size()) * 8  # type: ignore[attr-defined]
         return int(self.index.ntotal) * self.dim * 4 + links + int(hnsw.levels.size()) * 4
 
     def save(self, path: Path) -> None:
@@ -135,7 +137,8 @@ class HNSWStore:
         np.save(path / "hnsw-live.npy", self.live)
 
     def load(self, path: Path, next_label: int) -> None:
-        self.index = faiss.read_index(str(path / "hnsw.faiss"))
+        self.index = cast(faiss.IndexHNSWFlat, faiss.read_index(str(path / "hnsw.faiss")))
+
         self.index.hnsw.efSearch = self.ef_search
         self.live = np.load(path / "hnsw-live.npy")
         self.dead = int((~self.live).sum())

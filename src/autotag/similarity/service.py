@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from autotag.checksums import file_sha256
-from autotag.config import Settings
+from autotag.config import ServiceSettings
 from autotag.errors import AutotagError, ModelError
 from autotag.similarity.index import MODES, VectorIndex, as_matrix
 from autotag.storage import database, lookups, vectors
@@ -72,9 +72,9 @@ class SimilarityService:
 
     def __init__(
         self,
-        settings: Settings,
-        mode: str = "exact",
-        feature_set: str | None = None,
+        services: ServiceSettings,
+        mode: str,
+        feature_set: str,
         *,
         persist: bool = False,
         lookback: int = 1000,
@@ -82,9 +82,9 @@ class SimilarityService:
     ) -> None:
         if mode not in MODES:
             raise AutotagError(f"unknown similarity mode {mode!r}; choose {', '.join(MODES)}")
-        self.settings = settings
+        self.services = services
         self.mode = mode
-        self.feature_set, self._dim = resolve_feature_set(feature_set or settings.feature_set)
+        self.feature_set, self._dim = resolve_feature_set(feature_set)
         self.persist = persist
         self.lookback = lookback
         self.index_params = index_params
@@ -100,7 +100,7 @@ class SimilarityService:
     @property
     def conn(self) -> Any:
         if self._conn is None or self._conn.closed:
-            self._conn = database.connect(self.settings)
+            self._conn = database.connect(self.services)
         return self._conn
 
     def close(self) -> None:
@@ -117,7 +117,7 @@ class SimilarityService:
     @property
     def index_dir(self) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.feature_set)
-        return self.settings.run_dir / "index" / f"{safe}-{self.mode}"
+        return self.services.run_dir / "index" / f"{safe}-{self.mode}"
 
     def __len__(self) -> int:
         return 0 if self.index is None else len(self.index)

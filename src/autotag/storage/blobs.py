@@ -31,7 +31,7 @@ TMP_PREFIX = "in-"
 
 
 class BlobTooLarge(AutotagError):
-    """The input is larger than the allowed size (settings.max_file_bytes)."""
+    """The input is larger than the allowed size (limits.max_file_bytes)."""
 
 
 class BlobError(AutotagError):

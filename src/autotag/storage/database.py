@@ -1,5 +1,10 @@
 """Postgres: connections and schema migrations.
 
+``connect`` is the one way autotag opens a Postgres connection (the CLI, the bolts, the
+Postgres daemon's own administration; the web app's pool opens its connections with the
+same ``connection_kwargs``); it takes the ``ServiceSettings`` section, nothing else of the
+settings.
+
 Connections are autocommit; every write that must be atomic runs in an explicit transaction.
 The schema is the ordered SQL files in ``migrations/``, applied once each and recorded in
 ``schema_migrations``, by the owner role only (``autotag cluster up``); everything else
@@ -19,7 +24,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from autotag.config import Settings
+from autotag.config import ServiceSettings
 from autotag.errors import ServiceError
 from autotag.storage import credentials
 
@@ -37,64 +42,102 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def service_error(settings: Settings, exc: BaseException) -> ServiceError:
+def service_error(
+    services: ServiceSettings, exc: BaseException, host: str | None = None
+) -> ServiceError:
     """A one-line ServiceError for a Postgres connection/operational failure."""
     first = first_line(exc)
     if "failed: " in first:  # psycopg repeats the address: keep just the cause
         first = first.rsplit("failed: ", 1)[1]
-    where = f"{settings.postgres_address}:{settings.port(settings.postgres_port)}"
+    where = f"{host or services.postgres_address}:{services.port(services.postgres_port)}"
     return ServiceError(f"Postgres at {where} is not answering: {first} (run `autotag cluster up`)")
 
 
 @contextmanager
-def pg_errors(settings: Settings) -> Iterator[None]:
+def pg_errors(services: ServiceSettings) -> Iterator[None]:
     """Turn psycopg's connection/operational errors into a one-line ServiceError."""
     try:
         yield
     except psycopg.OperationalError as exc:
-        raise service_error(settings, exc) from exc
+        raise service_error(services, exc) from exc
 
 
 Role = Literal["app", "owner"]
 
 
+def connection_kwargs(
+    services: ServiceSettings,
+    *,
+    role: Role = "app",
+    dbname: str | None = None,
+    host: str | None = None,
+    trusted_user: str | None = None,
+    connect_timeout: int = 5,
+) -> dict[str, Any]:
+    """The keyword arguments of ``psycopg.connect`` for an autocommit connection to
+    autotag's database (or ``dbname``, e.g. the maintenance database ``postgres``) as the
+    application role or the owner role, with the role's password from the run directory.
+
+    ``host`` overrides where Postgres is reached (the daemon's own bind address, or its
+    data directory for the Unix socket); ``trusted_user`` logs in as that role without a
+    password, which only a trusting socket accepts (the daemon converting an old cluster).
+    """
+    if trusted_user is not None:
+        user, password = trusted_user, None
+    else:
+        user, secret = (
+            (services.postgres_owner, credentials.POSTGRES_OWNER)
+            if role == "owner"
+            else (services.postgres_user, credentials.POSTGRES_APP)
+        )
+        password = credentials.read(services.run_dir, secret)
+    kwargs: dict[str, Any] = {
+        "host": host or services.postgres_address,
+        "port": services.port(services.postgres_port),
+        "dbname": dbname or services.postgres_db,
+        "user": user,
+        "autocommit": True,
+        "connect_timeout": connect_timeout,
+        "application_name": "autotag",
+    }
+    if password is not None:
+        kwargs["password"] = password
+    return kwargs
+
+
 def connect(
-    settings: Settings,
+    services: ServiceSettings,
     *,
     role: Role = "app",
     migrate_schema: bool = True,
     connect_timeout: int = 5,
     dbname: str | None = None,
+    host: str | None = None,
+    trusted_user: str | None = None,
 ) -> psycopg.Connection[Any]:
-    """An autocommit connection to autotag's database (or ``dbname``) as the application role
-    or, for migrations and server-side functions, the owner role.
+    """An autocommit connection (``connection_kwargs``); ServiceError if Postgres does not
+    answer or refuses the login.
 
     With ``migrate_schema``, the owner applies pending migrations and grants the application
     role its rights; the application role checks that there is nothing pending.
     """
-    user, secret = (
-        (settings.postgres_owner, credentials.POSTGRES_OWNER)
-        if role == "owner"
-        else (settings.postgres_user, credentials.POSTGRES_APP)
+    kwargs = connection_kwargs(
+        services,
+        role=role,
+        dbname=dbname,
+        host=host,
+        trusted_user=trusted_user,
+        connect_timeout=connect_timeout,
     )
     try:
-        conn = psycopg.connect(
-            host=settings.postgres_address,
-            port=settings.port(settings.postgres_port),
-            dbname=dbname or settings.postgres_db,
-            user=user,
-            password=credentials.read(settings.run_dir, secret),
-            autocommit=True,
-            connect_timeout=connect_timeout,
-            application_name="autotag",
-        )
+        conn = psycopg.connect(**kwargs)
     except psycopg.OperationalError as exc:
-        raise service_error(settings, exc) from exc
+        raise service_error(services, exc, kwargs["host"]) from exc
     if migrate_schema:
         try:
             if role == "owner":
                 migrate(conn)
-                grant_app_role(conn, settings.postgres_user)
+                grant_app_role(conn, services.postgres_user)
             else:
                 require_current_schema(conn)
         except BaseException:

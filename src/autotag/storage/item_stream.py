@@ -11,6 +11,8 @@ A bolt marks the photo it is tagging (``mark_working``), so after a crash only t
 charged an attempt (``take_working``). Dead letters are capped (``MAXLEN ~``).
 
 ``ItemStream`` holds its Redis connection and the stream's names, as RQ's ``Queue`` does.
+``client`` is the one way autotag opens a Redis connection; it takes the ``ServiceSettings``
+section, and a stream the ``QueueSettings`` section besides.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from autotag.config import Settings
+from autotag.config import QueueSettings, ServiceSettings
 from autotag.errors import ServiceError
 from autotag.storage import credentials
 
@@ -42,9 +44,11 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def service_error(settings: Settings, exc: BaseException) -> ServiceError:
+def service_error(
+    services: ServiceSettings, exc: BaseException, host: str | None = None
+) -> ServiceError:
     """A one-line ServiceError for a Redis connection failure."""
-    where = f"{settings.redis_host or settings.host}:{settings.port(settings.redis_port)}"
+    where = f"{host or services.redis_address}:{services.port(services.redis_port)}"
     cause = str(exc).strip() or type(exc).__name__
     m = re.search(r"connecting to \S+?\. (.+)$", cause)  # redis-py repeats the address
     if m:
@@ -53,35 +57,42 @@ def service_error(settings: Settings, exc: BaseException) -> ServiceError:
 
 
 @contextmanager
-def redis_errors(settings: Settings) -> Iterator[None]:
+def redis_errors(services: ServiceSettings, host: str | None = None) -> Iterator[None]:
     """Turn redis-py connection/timeout errors into a one-line ServiceError."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise service_error(settings, exc) from exc
+        raise service_error(services, exc, host) from exc
 
 
-def client(settings: Settings, *, check: bool = False) -> redis.Redis:
+def client(
+    services: ServiceSettings,
+    *,
+    check: bool = False,
+    host: str | None = None,
+    socket_timeout: float = SOCKET_TIMEOUT,
+    retries: int = 3,
+) -> redis.Redis:
     """A client for autotag's Redis: short connect timeout, retries (timeouts, drops) with backoff.
 
     With ``check``, PING now and raise ServiceError if Redis is down. The password is read
     from the run dir's secrets (ServiceError if there is none yet).
     """
     r = redis.Redis(
-        host=settings.redis_host or settings.host,
-        port=settings.port(settings.redis_port),
-        password=credentials.read(settings.run_dir, credentials.REDIS),
+        host=host or services.redis_address,
+        port=services.port(services.redis_port),
+        password=credentials.read(services.run_dir, credentials.REDIS),
         db=0,
         decode_responses=True,
-        socket_connect_timeout=3,
-        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=min(3.0, socket_timeout),
+        socket_timeout=socket_timeout,
         socket_keepalive=True,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 3),
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries),
         health_check_interval=30,
         client_name="autotag",
     )
     if check:
-        with redis_errors(settings):
+        with redis_errors(services, host):
             r.ping()
     return r
 
@@ -152,7 +163,8 @@ class ItemStream:
 
     def __init__(
         self,
-        settings: Settings,
+        services: ServiceSettings,
+        queue: QueueSettings,
         *,
         connection: redis.Redis | None = None,
         check: bool = False,
@@ -160,20 +172,20 @@ class ItemStream:
         dead_name: str | None = None,
     ) -> None:
         """``name`` / ``dead_name`` pick another stream with the same machinery (video
-        segments use ``settings.video_stream``); the default is the photo stream."""
-        self.settings = settings
-        self.redis = connection if connection is not None else client(settings, check=check)
-        self.name = name or settings.stream
-        self.group = settings.consumer_group
-        self.dead_name = dead_name or settings.dead_letter_stream
-        self.max_attempts = settings.max_attempts
-        self.max_replays = settings.max_uncharged_replays
-        self.dead_cap = settings.dead_letter_cap
+        segments use ``queue.video_stream``); the default is the photo stream."""
+        self.services = services
+        self.redis = connection if connection is not None else client(services, check=check)
+        self.name = name or queue.stream
+        self.group = queue.consumer_group
+        self.dead_name = dead_name or queue.dead_letter_stream
+        self.max_attempts = queue.max_attempts
+        self.max_replays = queue.max_uncharged_replays
+        self.dead_cap = queue.dead_letter_cap
         self._group_ready = False
 
     def errors(self) -> contextlib.AbstractContextManager[None]:
         """Turn this connection's failures into a one-line ServiceError."""
-        return redis_errors(self.settings)
+        return redis_errors(self.services)
 
     def ensure_group(self, *, force: bool = False) -> None:
         """Create the stream and consumer group if missing (idempotent; from the start, id 0)."""
@@ -371,11 +383,14 @@ class ItemStream:
         return bool(self.redis.delete(self._working_key(photo_id)))
 
 
-def segment_stream(settings: Settings, connection: redis.Redis | None = None) -> ItemStream:
+def segment_stream(
+    services: ServiceSettings, queue: QueueSettings, connection: redis.Redis | None = None
+) -> ItemStream:
     """The Redis stream of video segments (the photo stream's machinery, another name)."""
     return ItemStream(
-        settings,
+        services,
+        queue,
         connection=connection,
-        name=settings.video_stream,
-        dead_name=settings.video_dead_letter_stream,
+        name=queue.video_stream,
+        dead_name=queue.video_dead_letter_stream,
     )

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import psycopg
 
-from autotag.config import Settings
+from autotag.config import ServiceSettings
 from autotag.storage import videos
 from autotag.storage.database import connect, first_line
 from autotag.storage.writer import is_transient
@@ -236,13 +236,13 @@ class _Failed:
 class SegmentWriter:
     """``write_segment_results`` on a connection it holds, reconnecting after an outage."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, services: ServiceSettings) -> None:
+        self.services = services
         self.conn: psycopg.Connection[Any] | None = None
 
     def write(self, results: Sequence[StorableSegment]) -> int:
         if self.conn is None or self.conn.closed:
-            self.conn = connect(self.settings, migrate_schema=False)
+            self.conn = connect(self.services, migrate_schema=False)
         return write_segment_results(self.conn, results)
 
     def reset(self) -> None:

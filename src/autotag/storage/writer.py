@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format, TransactionStatus
 
-from autotag.config import Settings
+from autotag.config import ServiceSettings
 from autotag.contract import STATUSES, TAGGED, Column, PhotoResult, decode_tag
 from autotag.storage import people
 from autotag.storage.database import connect, first_line
@@ -371,13 +371,13 @@ def is_transient(exc: BaseException) -> bool:
 class ResultWriter:
     """``write_results`` on a connection it holds, reconnecting after an outage."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, services: ServiceSettings) -> None:
+        self.services = services
         self.conn: psycopg.Connection[Any] | None = None
 
     def write(self, results: Sequence[PhotoResult]) -> int:
         if self.conn is None or self.conn.closed:
-            self.conn = connect(self.settings, migrate_schema=False)
+            self.conn = connect(self.services, migrate_schema=False)
         return write_results(self.conn, results)
 
     def reset(self) -> None:

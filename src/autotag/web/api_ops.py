@@ -78,7 +78,8 @@ def topology_action(
 
 @router.post("/failed/retry", summary="Re-queue every failed photo")
 def retry_failed(state: State) -> dict[str, Any]:
-    return {"requeued": requeue(state.settings, None, statuses=("failed",))}
+    s = state.settings
+    return {"requeued": requeue(s.services, s.queue, s.blob_dir, None, statuses=("failed",))}
 
 
 @router.get("/models", summary="Model bundles with their metrics (newest last)")

@@ -122,14 +122,14 @@ async def upload(
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("image/"):
         raise HTTPException(415, "send the photo's bytes as the body with Content-Type image/...")
-    check_length(request, s.max_file_bytes)
+    check_length(request, s.limits.max_file_bytes)
     source = source_name(name or request.headers.get("x-filename"))
     async with state.uploads:
-        spool = await _spool(request, s.max_file_bytes)
+        spool = await _spool(request, s.limits.max_file_bytes)
         with spool:
             try:
                 photo_id, _path, nbytes = await run_in_threadpool(
-                    state.blobs.put_stream, spool, max_bytes=s.max_file_bytes
+                    state.blobs.put_stream, spool, max_bytes=s.limits.max_file_bytes
                 )
             except BlobTooLarge as exc:
                 raise HTTPException(413, str(exc)) from None
@@ -146,7 +146,8 @@ def _register(
     state: WebState, photo_id: str, source: str, nbytes: int, force: bool
 ) -> tuple[str, str | None]:
     with state.pool.connection() as conn, state.stream.errors():
-        up = intake.Intake(state.settings)
+        s = state.settings
+        up = intake.Intake(s.services, s.queue, s.limits, s.video, s.blob_dir)
         up.conn, up.stream = conn, state.stream
         return up.register_and_enqueue(photo_id, source, nbytes, force=force)
 
@@ -181,7 +182,7 @@ _SAFE = {
 def image(photo_id: str, state: State) -> Response:
     pid = photo_id_of(photo_id)
     try:
-        data = state.blobs.read(pid, state.settings.max_file_bytes)
+        data = state.blobs.read(pid, state.settings.limits.max_file_bytes)
     except blobs.BlobError as exc:
         raise HTTPException(404, str(exc)) from None
     fmt = sniff_format(data)
@@ -256,7 +257,8 @@ def labels_csv(state: State) -> Response:
 @router.post("/photos/{photo_id}/retry", summary="Re-queue a failed photo")
 def retry(photo_id: str, state: State) -> dict[str, Any]:
     pid = photo_id_of(photo_id)
-    n = requeue(state.settings, [pid], statuses=("failed",))
+    s = state.settings
+    n = requeue(s.services, s.queue, s.blob_dir, [pid], statuses=("failed",))
     if not n:
         raise HTTPException(409, f"photo {pid} is not a failed photo with its file stored")
     return {"photo_id": pid, "requeued": n}

@@ -76,9 +76,10 @@ def _register(
     state: WebState, path: Path, source: str, force: bool
 ) -> video_intake.VideoUploadRecord:
     with state.pool.connection() as conn, state.stream.errors():
-        segments = item_stream.segment_stream(state.settings, state.stream.redis)
+        s = state.settings
+        segments = item_stream.segment_stream(s.services, s.queue, state.stream.redis)
         return video_intake.upload_video(
-            state.settings, conn, segments, state.blobs, path, force=force, source=source
+            s.services, s.video, conn, segments, state.blobs, path, force=force, source=source
         )
 
 
@@ -100,7 +101,7 @@ async def upload(
     force: Annotated[bool, Query(description="queue again even if done")] = False,
 ) -> Response:
     s = state.settings
-    limit = s.max_video_bytes
+    limit = s.video.max_video_bytes
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("video/"):
         raise HTTPException(415, "send the video's bytes as the body with Content-Type video/...")

@@ -1,5 +1,5 @@
 """The web app: ``create_app(settings)`` wires the routers, the token guard and the shared
-state; ``serve`` runs it under uvicorn on settings.local_bind_host (127.0.0.1) only.
+state; ``serve`` runs it under uvicorn on settings.services.local_bind_host (127.0.0.1) only.
 
 This is the one place the web side reads settings; everything below gets plain values or
 the ``WebState``. Every error is JSON ``{"error": "..."}`` with a fitting status (HTML
@@ -87,7 +87,7 @@ def create_app(
     settings: Settings, *, token: str | None = None, hosts: Iterable[str] | None = None
 ) -> FastAPI:
     """The app for these settings. ``token`` defaults to the run directory's token file;
-    ``hosts`` (Host header names allowed) to settings.local_bind_host and the loopback names."""
+    ``hosts`` (Host header names allowed) to settings.services.local_bind_host and the loopback names."""
     state = WebState(settings)
 
     @asynccontextmanager
@@ -126,7 +126,7 @@ def create_app(
     app.add_middleware(
         TokenGuard,
         token=token or load_or_create_token(settings.run_dir),
-        hosts=list(hosts) if hosts is not None else [settings.local_bind_host, *LOCAL_HOSTS],
+        hosts=list(hosts) if hosts is not None else [settings.services.local_bind_host, *LOCAL_HOSTS],
     )
     return app
 
@@ -152,10 +152,10 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
     from autotag.ops.daemons.base import port_open
 
-    bind_host = host or settings.local_bind_host
+    bind_host = host or settings.services.local_bind_host
     if bind_host in WILDCARDS:
         raise ServiceError(f"the web service binds one address, never a wildcard ({bind_host!r})")
-    bind_port = settings.port(settings.http_port) if port is None else port
+    bind_port = settings.services.port(settings.services.http_port) if port is None else port
     if port_open(bind_host, bind_port):
         raise ServiceError(
             f"cannot listen on {bind_host}:{bind_port}: the port is taken "

@@ -3,7 +3,7 @@
     GET /blobs/<id>[?max_bytes=N]   the photo's bytes, streamed (Authorization: Bearer TOKEN)
     GET /healthz                    "ok" (no token: it says nothing about any photo)
 
-It binds the host's own cluster address (``settings.listen_host``), never a wildcard, and
+It binds the host's own cluster address (``settings.services.listen_host``), never a wildcard, and
 answers only requests that carry the cluster's token (compared in constant time). Bytes are
 streamed from the content-addressed store as they are; readers (``HttpBlobStore``) check
 sha256 = id, so neither a corrupt disk nor the network can hand a worker the wrong photo.
@@ -104,7 +104,7 @@ def serve(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(name)s [%(levelname)s] %(message)s"
     )
     server = BlobServer(
-        (settings.listen_host, settings.port(settings.blob_port)),
+        (settings.services.listen_host, settings.services.port(settings.services.blob_port)),
         BlobStore(settings.blob_dir),
         credentials.read(settings.run_dir, credentials.BLOB),
     )

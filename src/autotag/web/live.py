@@ -88,7 +88,7 @@ class LiveFeed:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                with database.connect(self.settings, migrate_schema=False) as conn:
+                with database.connect(self.settings.services, migrate_schema=False) as conn:
                     listen_for_results(conn)
                     self.listening.set()
                     backoff = 0.5

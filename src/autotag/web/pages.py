@@ -185,8 +185,8 @@ def upload_page(request: Request, state: State) -> HTMLResponse:
     return _page(
         request,
         "upload.html",
-        max_bytes=state.settings.max_file_bytes,
-        max_video_bytes=state.settings.max_video_bytes,
+        max_bytes=state.settings.limits.max_file_bytes,
+        max_video_bytes=state.settings.video.max_video_bytes,
     )
 
 

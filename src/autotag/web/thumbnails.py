@@ -62,8 +62,8 @@ class Thumbnails:
     def __init__(self, blobs: BlobStore, root: Path, settings: Settings) -> None:
         self.blobs = blobs
         self.root = Path(root)
-        self.limits = decode_limits(settings)
-        self.max_bytes = settings.max_file_bytes
+        self.limits = decode_limits(settings.limits)
+        self.max_bytes = settings.limits.max_file_bytes
 
     def _paths(self, photo_id: str) -> tuple[Path, Path]:
         blob = self.blobs.path_for(photo_id)  # validates the id: no path escapes

@@ -50,11 +50,11 @@ def check_ports(settings: Settings) -> None:
     if span is None:
         return
     low, high = span
-    inside = {name: p for name, p in settings.ports.items() if low <= p <= high}
+    inside = {name: p for name, p in settings.services.ports.items() if low <= p <= high}
     if inside:
         listed = ", ".join(f"{name} {p}" for name, p in sorted(inside.items(), key=lambda x: x[1]))
         raise ServiceError(
-            f"port offset {settings.port_offset} puts ports inside the kernel's ephemeral range "
+            f"port offset {settings.services.port_offset} puts ports inside the kernel's ephemeral range "
             f"{low}-{high} ({EPHEMERAL_RANGE_FILE}), where outgoing connections take their local "
             f"ports, so a service can find its port taken at any moment ({listed}); choose an "
             f"AUTOTAG_PORT_OFFSET that keeps every port below {low}"
@@ -141,7 +141,7 @@ class Daemon:
     def address(self) -> str:
         """The address this daemon binds: the host's own (cluster) address, which other hosts
         reach; a daemon only this host's users reach overrides it with loopback."""
-        return self.settings.listen_host
+        return self.settings.services.listen_host
 
     # -- paths -------------------------------------------------------------------------
     @property

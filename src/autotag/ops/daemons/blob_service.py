@@ -17,7 +17,7 @@ from autotag.storage import credentials
 
 class BlobServiceDaemon(Daemon):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="blobs", port=settings.port(settings.blob_port))
+        super().__init__(settings, name="blobs", port=settings.services.port(settings.services.blob_port))
         self.env_extra = child_env(settings)
 
     def prepare(self) -> None:
@@ -30,7 +30,7 @@ class BlobServiceDaemon(Daemon):
         problem = super().check()
         if problem:
             return problem
-        url = f"http://{self.settings.listen_host}:{self.port}/healthz"
+        url = f"http://{self.settings.services.listen_host}:{self.port}/healthz"
         try:
             with urllib.request.urlopen(url, timeout=3) as resp:
                 resp.read()

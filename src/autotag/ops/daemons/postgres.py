@@ -2,16 +2,16 @@
 
 PostgreSQL refuses to run as root; when autotag runs as root (CI, containers) the cluster
 belongs to the ``postgres`` system user and is started through ``runuser``. A normal user
-owns their own cluster. It listens on ``settings.listen_host`` only (127.0.0.1 on one
+owns their own cluster. It listens on ``settings.services.listen_host`` only (127.0.0.1 on one
 machine, the host's own cluster address on a multi-host cluster, never a wildcard) and every
 connection, TCP or Unix socket, needs a password (scram-sha-256); TCP logins come from this
-host's own addresses or, on a multi-host cluster, from ``settings.cluster_network``. Two roles, each with a generated password in a
+host's own addresses or, on a multi-host cluster, from ``settings.services.cluster_network``. Two roles, each with a generated password in a
 0600 file under ``<run_dir>/secrets``:
 
-- ``autotag_owner`` (``settings.postgres_owner``), the cluster's bootstrap superuser: owns
+- ``autotag_owner`` (``settings.services.postgres_owner``), the cluster's bootstrap superuser: owns
   the database and schema, runs migrations and installs the C ``dot_product`` function;
   used only by ``autotag cluster up`` (and ``autotag sql-functions``).
-- ``autotag`` (``settings.postgres_user``): what the CLI, the bolts and the HTTP side use;
+- ``autotag`` (``settings.services.postgres_user``): what the CLI, the bolts and the HTTP side use;
   no superuser, no DDL, reads and writes the tables only.
 
 ``psql service=autotag`` works with ``PGSERVICEFILE=<run_dir>/secrets/pg_service.conf``,
@@ -38,7 +38,7 @@ from autotag.config import Settings
 from autotag.errors import ServiceError
 from autotag.ops import run_dir
 from autotag.ops.daemons.base import Daemon
-from autotag.storage import credentials
+from autotag.storage import credentials, database
 
 # Every connection authenticates; TCP logins come from this host's own addresses (samehost)
 # or from the cluster network of a multi-host cluster.
@@ -78,7 +78,7 @@ def pgpass_file(settings: Settings) -> Path:
 
 class PostgresDaemon(Daemon):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="postgres", port=settings.port(settings.postgres_port))
+        super().__init__(settings, name="postgres", port=settings.services.port(settings.services.postgres_port))
         self.stop_signal = signal.SIGINT  # "fast" shutdown: does not wait for bolts' sessions
 
     @property
@@ -100,7 +100,7 @@ class PostgresDaemon(Daemon):
 
     def _hba(self, base: str) -> str:
         """pg_hba.conf: ``base``, plus SCRAM logins from the cluster network if there is one."""
-        network = self.settings.cluster_network
+        network = self.settings.services.cluster_network
         return base + (f"host    all       all   {network}  scram-sha-256\n" if network else "")
 
     def _trusts(self) -> bool:
@@ -132,7 +132,7 @@ class PostgresDaemon(Daemon):
             "-D",
             str(self.data_dir),
             "-U",
-            self.settings.postgres_owner,
+            self.settings.services.postgres_owner,
             f"--pwfile={pwfile}",
             "--auth=scram-sha-256",
             "--encoding=UTF8",
@@ -158,10 +158,10 @@ class PostgresDaemon(Daemon):
     def _write_client_files(self) -> None:
         """pgpass and a service file, so ``psql service=autotag`` needs no typing."""
         s = self.settings
-        where = f"{s.host}:{self.port}"
+        where = f"{s.services.host}:{self.port}"
         roles = [
-            ("autotag", s.postgres_user, credentials.POSTGRES_APP),
-            ("autotag_owner", s.postgres_owner, credentials.POSTGRES_OWNER),
+            ("autotag", s.services.postgres_user, credentials.POSTGRES_APP),
+            ("autotag_owner", s.services.postgres_owner, credentials.POSTGRES_OWNER),
         ]
         credentials.write_private(
             pgpass_file(s),
@@ -173,7 +173,7 @@ class PostgresDaemon(Daemon):
         credentials.write_private(
             service_file(s),
             "".join(
-                f"[{service}]\nhost={s.host}\nport={self.port}\ndbname={s.postgres_db}\n"
+                f"[{service}]\nhost={s.services.host}\nport={self.port}\ndbname={s.services.postgres_db}\n"
                 f"user={role}\npassfile={pgpass_file(s)}\n\n"
                 for service, role, _secret in roles
             ),
@@ -187,7 +187,7 @@ class PostgresDaemon(Daemon):
             "-p",
             str(self.port),
             "-c",
-            f"listen_addresses={self.settings.listen_host}",
+            f"listen_addresses={self.settings.services.listen_host}",
             "-c",
             f"unix_socket_directories={self.data_dir}",
             "-c",
@@ -203,30 +203,27 @@ class PostgresDaemon(Daemon):
         ]
 
     def _owner_connection(self, dbname: str = "postgres") -> Any:
-        import psycopg
-
-        s = self.settings
-        return psycopg.connect(
-            host=s.listen_host,
-            port=self.port,
+        """The owner role on this host's own address (the maintenance database by default),
+        through the storage layer's opener; ServiceError if it does not answer."""
+        services = self.settings.services
+        return database.connect(
+            services,
+            role="owner",
             dbname=dbname,
-            user=s.postgres_owner,
-            password=credentials.read(s.run_dir, credentials.POSTGRES_OWNER),
-            autocommit=True,
+            host=services.listen_host,
+            migrate_schema=False,
             connect_timeout=3,
         )
 
     def _socket_connection(self, user: str) -> Any:
-        """Over the Unix socket in the data directory (trusted only while converting)."""
-        import psycopg
-
-        return psycopg.connect(
-            host=str(self.data_dir),
-            port=self.port,
+        """Over the Unix socket in the data directory, as ``user`` without a password (the
+        socket trusts only while an old cluster is converted); ServiceError if refused."""
+        return database.connect(
+            self.settings.services,
             dbname="postgres",
-            user=user,
-            autocommit=True,
-            connect_timeout=5,
+            host=str(self.data_dir),
+            trusted_user=user,
+            migrate_schema=False,
         )
 
     def start(self, wait: bool = True) -> Any:
@@ -240,29 +237,29 @@ class PostgresDaemon(Daemon):
     def _convert_trust_cluster(self) -> None:
         """Its bootstrap superuser (named like the application role) becomes the owner role,
         with the owner's password; then every connection needs a password."""
-        import psycopg
         from psycopg import sql
 
         s = self.settings
         over_socket = self._socket_connection
         try:
-            conn = over_socket(s.postgres_owner)  # renamed already (an interrupted conversion)
-        except psycopg.OperationalError:
-            with over_socket(s.postgres_user) as old:  # the session user cannot rename itself
+            conn = over_socket(s.services.postgres_owner)  # renamed already (interrupted)
+        except ServiceError:
+            with over_socket(s.services.postgres_user) as old:  # it cannot rename itself
                 old.execute(sql.SQL("CREATE ROLE {} SUPERUSER LOGIN").format(
                     sql.Identifier(_CONVERTER)))  # fmt: skip
             with over_socket(_CONVERTER) as conv:
                 conv.execute(
                     sql.SQL("ALTER ROLE {} RENAME TO {}").format(
-                        sql.Identifier(s.postgres_user), sql.Identifier(s.postgres_owner)
+                        sql.Identifier(s.services.postgres_user),
+                        sql.Identifier(s.services.postgres_owner),
                     )
                 )
-            conn = over_socket(s.postgres_owner)
+            conn = over_socket(s.services.postgres_owner)
         with conn:
             password = credentials.read(s.run_dir, credentials.POSTGRES_OWNER)
             conn.execute(
                 sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
-                    sql.Identifier(s.postgres_owner), sql.Literal(password)
+                    sql.Identifier(s.services.postgres_owner), sql.Literal(password)
                 )
             )
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(_CONVERTER)))
@@ -275,10 +272,12 @@ class PostgresDaemon(Daemon):
         from psycopg import sql
 
         s = self.settings
-        app = sql.Identifier(s.postgres_user)
+        app = sql.Identifier(s.services.postgres_user)
         password = sql.Literal(credentials.read(s.run_dir, credentials.POSTGRES_APP))
         with self._owner_connection() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (s.postgres_user,))
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (s.services.postgres_user,)
+            )
             verb = "ALTER" if exists.fetchone() else "CREATE"
             conn.execute(
                 sql.SQL(
@@ -286,14 +285,14 @@ class PostgresDaemon(Daemon):
                     "NOBYPASSRLS PASSWORD {}"
                 ).format(sql.SQL(verb), app, password)
             )
-            db = sql.Identifier(s.postgres_db)
+            db = sql.Identifier(s.services.postgres_db)
             found = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)
+                "SELECT 1 FROM pg_database WHERE datname = %s", (s.services.postgres_db,)
             ).fetchone()
             if not found:
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        db, sql.Identifier(s.postgres_owner)
+                        db, sql.Identifier(s.services.postgres_owner)
                     )
                 )
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
@@ -308,14 +307,14 @@ class PostgresDaemon(Daemon):
         try:
             if self._trusts():  # being converted: no owner password yet, the socket trusts
                 try:
-                    conn = self._socket_connection(self.settings.postgres_owner)
-                except psycopg.OperationalError:
-                    conn = self._socket_connection(self.settings.postgres_user)
+                    conn = self._socket_connection(self.settings.services.postgres_owner)
+                except ServiceError:
+                    conn = self._socket_connection(self.settings.services.postgres_user)
                 with conn:
                     conn.execute("SELECT 1")
             else:
                 with self._owner_connection() as conn:
                     conn.execute("SELECT 1")
-        except psycopg.Error as exc:
-            return f"not answering queries: {str(exc).strip().splitlines()[0]}"
+        except (ServiceError, psycopg.Error) as exc:
+            return f"not answering queries: {database.first_line(exc.__cause__ or exc)}"
         return None

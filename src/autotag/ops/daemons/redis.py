@@ -2,7 +2,7 @@
 
 It requires a password (``requirepass``), generated once into ``<run_dir>/secrets`` and
 written into a 0600 config file, never on the command line where ``ps`` would show it. It
-binds ``settings.listen_host``: 127.0.0.1 on one machine, the host's own cluster address on a
+binds ``settings.services.listen_host``: 127.0.0.1 on one machine, the host's own cluster address on a
 multi-host cluster (never a wildcard), where other hosts' workers log in with the same
 password file (copied with ``secrets/``).
 """
@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autotag.config import Settings
+from autotag.errors import ServiceError
 from autotag.ops.daemons.base import Daemon
 from autotag.storage import credentials
 
 
 class RedisDaemon(Daemon):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="redis", port=settings.port(settings.redis_port))
+        super().__init__(settings, name="redis", port=settings.services.port(settings.services.redis_port))
 
     @property
     def data_dir(self) -> Path:
@@ -40,7 +41,7 @@ class RedisDaemon(Daemon):
             self.conf_file,
             "\n".join(
                 [
-                    f"bind {self.settings.listen_host}",
+                    f"bind {self.settings.services.listen_host}",
                     "protected-mode yes",
                     f"requirepass {password}",
                     f"port {self.port}",
@@ -65,12 +66,16 @@ class RedisDaemon(Daemon):
             return problem
         import redis
 
+        from autotag.storage.item_stream import client
+
+        services = self.settings.services
         try:
-            password = credentials.read(self.settings.run_dir, credentials.REDIS)
-            s = self.settings
-            redis.Redis(
-                host=s.listen_host, port=self.port, password=password, socket_timeout=2
-            ).ping()
-        except redis.RedisError as exc:
+            # The storage layer's opener, asking this host's own bind address.
+            r = client(services, host=services.listen_host, socket_timeout=2, retries=0)
+            try:
+                r.ping()
+            finally:
+                r.close()
+        except (ServiceError, redis.RedisError) as exc:
             return f"PING failed: {exc}"
         return None

@@ -36,18 +36,18 @@ def storm_yaml(settings: Settings) -> str:
     """The cluster configuration, rendered as YAML (JSON is valid YAML)."""
     s = settings
     conf = {
-        "storm.zookeeper.servers": [s.host],
-        "storm.zookeeper.port": s.port(s.zookeeper_port),
+        "storm.zookeeper.servers": [s.services.host],
+        "storm.zookeeper.port": s.services.port(s.services.zookeeper_port),
         "storm.zookeeper.root": "/storm",
         "storm.local.dir": str(s.storm_local_dir),
-        "storm.local.hostname": s.local_hostname,
+        "storm.local.hostname": s.services.local_hostname,
         "storm.log.dir": str(s.log_dir / "storm"),
-        "nimbus.seeds": [s.host],
-        "nimbus.thrift.port": s.port(s.nimbus_port),
-        "supervisor.thrift.port": s.port(s.supervisor_port),
-        "supervisor.slots.ports": [s.port(p) for p in s.worker_ports],
-        "ui.host": s.local_bind_host,
-        "ui.port": s.port(s.ui_port),
+        "nimbus.seeds": [s.services.host],
+        "nimbus.thrift.port": s.services.port(s.services.nimbus_port),
+        "supervisor.thrift.port": s.services.port(s.services.supervisor_port),
+        "supervisor.slots.ports": [s.services.port(p) for p in s.services.worker_ports],
+        "ui.host": s.services.local_bind_host,
+        "ui.port": s.services.port(s.services.ui_port),
         "worker.childopts": (
             f"-Xmx{WORKER_HEAP_MB}m -XX:+UseG1GC {QUICK_JIT} -Djava.net.preferIPv4Stack=true"
         ),
@@ -114,7 +114,7 @@ class _StormJvm(Daemon):
         write_storm_conf(self.settings)
         self.env_extra["LD_PRELOAD"] = str(ensure_loopback_shim(self.settings))
         # The shim binds Storm's wildcard servers to this host's own address (workers inherit it).
-        self.env_extra["AUTOTAG_BIND_ADDRESS"] = self.settings.listen_host
+        self.env_extra["AUTOTAG_BIND_ADDRESS"] = self.settings.services.listen_host
 
     def argv(self) -> Sequence[str]:
         return [
@@ -136,7 +136,7 @@ class ZooKeeperDaemon(_StormJvm):
     heap = "-Xmx256m"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="zookeeper", port=settings.port(settings.zookeeper_port))
+        super().__init__(settings, name="zookeeper", port=settings.services.port(settings.services.zookeeper_port))
 
     @property
     def zoo_cfg(self) -> Path:
@@ -152,7 +152,7 @@ class ZooKeeperDaemon(_StormJvm):
                     "tickTime=2000",
                     f"dataDir={data}",
                     f"clientPort={self.port}",
-                    f"clientPortAddress={self.settings.listen_host}",
+                    f"clientPortAddress={self.settings.services.listen_host}",
                     "maxClientCnxns=200",
                     "admin.enableServer=false",
                     "4lw.commands.whitelist=ruok,srvr,stat",
@@ -172,7 +172,7 @@ class ZooKeeperDaemon(_StormJvm):
             return problem
         try:
             with socket.create_connection(
-                (self.settings.listen_host, self.port), timeout=2
+                (self.settings.services.listen_host, self.port), timeout=2
             ) as sock:
                 sock.sendall(b"ruok")
                 answer = sock.recv(16)
@@ -185,7 +185,7 @@ class NimbusDaemon(_StormJvm):
     main_class = "org.apache.storm.daemon.nimbus.Nimbus"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="nimbus", port=settings.port(settings.nimbus_port))
+        super().__init__(settings, name="nimbus", port=settings.services.port(settings.services.nimbus_port))
         self.start_timeout = 120.0
 
     def check(self) -> str | None:
@@ -208,7 +208,7 @@ class SupervisorDaemon(_StormJvm):
     heap = "-Xmx256m"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="supervisor", port=settings.port(settings.supervisor_port))
+        super().__init__(settings, name="supervisor", port=settings.services.port(settings.services.supervisor_port))
         self.start_timeout = 120.0
         env = child_env(settings)
         venv_bin = str(settings.venv / "bin")
@@ -218,7 +218,7 @@ class SupervisorDaemon(_StormJvm):
 
     @property
     def slot_ports(self) -> list[int]:
-        return [self.settings.port(p) for p in self.settings.worker_ports]
+        return [self.settings.services.port(p) for p in self.settings.services.worker_ports]
 
     def prepare(self) -> None:
         super().prepare()
@@ -227,7 +227,7 @@ class SupervisorDaemon(_StormJvm):
         foreign = [
             p
             for p in self.slot_ports
-            if any(not self.owns(pid) for pid in listener_pids(self.settings.listen_host, p))
+            if any(not self.owns(pid) for pid in listener_pids(self.settings.services.listen_host, p))
         ]
         if foreign:
             raise ServiceError(

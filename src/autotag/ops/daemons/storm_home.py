@@ -126,11 +126,11 @@ def ensure_storm_home(settings: Settings) -> Path:
     marker = home / ".complete"
     if not marker.is_file():
         home.mkdir(parents=True, exist_ok=True)
-        _copy_dependencies(poms / "pom-daemons.xml", settings.storm_version, home / "lib")
-        _copy_dependencies(poms / "pom-worker.xml", settings.storm_version, home / "lib-worker")
+        _copy_dependencies(poms / "pom-daemons.xml", settings.storm.storm_version, home / "lib")
+        _copy_dependencies(poms / "pom-worker.xml", settings.storm.storm_version, home / "lib-worker")
         for sub in ("extlib", "extlib-daemon", "conf", "public"):
             (home / sub).mkdir(exist_ok=True)
-        marker.write_text(f"storm {settings.storm_version}\n")
+        marker.write_text(f"storm {settings.storm.storm_version}\n")
     # The log configs are ours, so refresh them every time (cheap, and picks up edits).
     (home / "log4j2").mkdir(exist_ok=True)
     (home / "log4j2" / "cluster.xml").write_text(_LOG4J_CLUSTER)
@@ -158,9 +158,9 @@ def ensure_storm_cli(settings: Settings) -> Path:
     """storm.home/lib-cli with storm-core (the classes of Storm's own command line), once."""
     home = ensure_storm_home(settings)
     lib = home / "lib-cli"
-    jar = lib / f"storm-core-{settings.storm_version}.jar"
+    jar = lib / f"storm-core-{settings.storm.storm_version}.jar"
     if not jar.is_file():
-        _copy_dependencies(settings.home / "storm" / "pom-cli.xml", settings.storm_version, lib)
+        _copy_dependencies(settings.home / "storm" / "pom-cli.xml", settings.storm.storm_version, lib)
     (home / "log4j2" / "cli.xml").write_text(_LOG4J_CLI)
     return lib
 
@@ -174,7 +174,7 @@ def ensure_loopback_shim(settings: Settings) -> Path:
     src = Path(__file__).resolve().parent.parent / "native" / "loopback_bind.c"
     # Named by its source's checksum: the cache is shared by every checkout on the machine, and
     # one checkout must never run another's (older or newer) build of the shim.
-    out = settings.storm_cache / "native" / f"loopback_bind-{file_sha256(src)[:16]}.so"
+    out = settings.storm.storm_cache / "native" / f"loopback_bind-{file_sha256(src)[:16]}.so"
     if out.is_file():
         return out
     cc = shutil.which("cc") or shutil.which("gcc")
