@@ -61,7 +61,7 @@ def test_psql_service_works_as_the_application_role(services: Settings) -> None:
               "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user",
               env=env)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == f"{services.postgres_user}|f"
+    assert r.stdout.strip() == f"{services.services.postgres_user}|f"
     r = _psql("service=autotag", "-c", "SELECT count(*) FROM photos", env=env)
     assert r.returncode == 0, r.stderr
     r = _psql("service=autotag", "-c", "COPY (SELECT 1) TO PROGRAM 'id'", env=env)

@@ -50,7 +50,7 @@ def fashion_vectors(n: int) -> np.ndarray:
 def sim_settings(postgres_service: Settings) -> Iterator[Settings]:
     """The test cluster, but a fresh database and run directory of our own."""
     with database.connect(
-        postgres_service, role="owner", migrate_schema=False, dbname="postgres"
+        postgres_service.services, role="owner", migrate_schema=False, dbname="postgres"
     ) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))

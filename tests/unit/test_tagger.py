@@ -156,8 +156,8 @@ def test_each_tagger_decodes_within_its_own_limits(
         small.tag_bytes(p.read_bytes())
     # The same through settings, as the bolt builds its Tagger.
     env = {**os.environ, "AUTOTAG_MODELS_DIR": str(settings_.models_dir)}
-    small = load_settings({**env, "AUTOTAG_MAX_PIXELS": "10000"})
-    from_settings = load_tagger(small.tagging, small.limits)
+    few = load_settings({**env, "AUTOTAG_MAX_PIXELS": "10000"})
+    from_settings = load_tagger(few.tagging, few.limits)
     with pytest.raises(ImageError, match="limit 0.0 Mpx"):
         from_settings.tag_file(p)
     s = load_settings(env)

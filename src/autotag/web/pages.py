@@ -240,7 +240,8 @@ async def retry_fragment(request: Request, state: State) -> HTMLResponse:
     """Re-queue one failed photo (``photo_id``) or all of them; the status panel again."""
     body = await _json_body(request)
     ids = [photo_id_of(str(body["photo_id"]))] if body.get("photo_id") else None
-    await run_in_threadpool(requeue, state.settings, ids, statuses=("failed",))
+    s = state.settings
+    await run_in_threadpool(requeue, s.services, s.queue, s.blob_dir, ids, statuses=("failed",))
     context = await run_in_threadpool(_status_context, state)
     return _page(request, "_status.html", **context)
 
