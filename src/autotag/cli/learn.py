@@ -13,19 +13,10 @@ from autotag.cli.labels import labels
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError
 from autotag.learning import teach
-from autotag.learning.learner import LearnOptions
 from autotag.storage import blobs, database
 from autotag.storage import labels as label_store
 from autotag.storage import learned as learned_store
-
-
-def learn_options(s: Settings) -> LearnOptions:
-    t = s.tagging
-    return LearnOptions(
-        min_examples=t.learn_min_examples,
-        target_precision=t.learn_target_precision,
-        min_precision=t.learn_min_precision,
-    )
+from autotag.web.learner import learn_options
 
 
 def _print_report(report: teach.Report, as_json: bool) -> None:

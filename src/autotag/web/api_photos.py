@@ -26,6 +26,7 @@ from autotag.pipeline.requeue import requeue
 from autotag.storage import blobs, labels, lookups
 from autotag.storage.blobs import BlobTooLarge
 from autotag.vision.decode import sniff_format
+from autotag.web.learner import learner_for
 from autotag.web.state import WebState, web_state
 
 router = APIRouter(tags=["photos"])
@@ -223,7 +224,9 @@ def add_label(photo_id: str, body: LabelIn, state: State) -> dict[str, Any]:
     pid = photo_id_of(photo_id)
     try:
         with state.pool.connection() as conn:
-            return labels.set_label(conn, pid, body.tag, body.positive).as_dict()
+            done = labels.set_label(conn, pid, body.tag, body.positive).as_dict()
+        learner_for(state).poke()  # learns the tag in the background once it has examples
+        return done
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None
     except ValueError as exc:
@@ -240,6 +243,7 @@ def delete_label(photo_id: str, tag: str, state: State) -> dict[str, Any]:
         raise HTTPException(400, f"tag: {exc}") from None
     if not removed:
         raise HTTPException(404, f"no label {tag!r} on photo {pid}")
+    learner_for(state).poke()
     return {"photo_id": pid, "tag": tag, "removed": True}
 
 
