@@ -191,7 +191,8 @@ def main() -> None:
         w = db_results_per_s(settings, args.results)
         print(
             f"DB writer:     {w:10,.0f} results/s = {w * ROWS_PER_RESULT:,.0f} rows/s in batches "
-            f"of {settings.writer.db_batch_size} (each: 1 photos row, 10 tag rows, 1 vector of 1280), "
+            f"of {settings.writer.db_batch_size} "
+            "(each: 1 photos row, 10 tag rows, 1 vector of 1280), "
             f"{args.results}"
         )
         f = blob_and_tagging(settings, args.photos, args.long_side, args.readers)

@@ -250,7 +250,9 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
         poison_row = conn.execute(
             "SELECT status, attempts, reason FROM photos WHERE photo_id = %s", (POISON_ID,)
         ).fetchone()
-    dead = [d for d in ItemStream(s.services, s.queue).dead_letters(100000) if d.at >= started_at - 1]
+    dead = [
+        d for d in ItemStream(s.services, s.queue).dead_letters(100000) if d.at >= started_at - 1
+    ]
     dead_ids = {d.photo_id for d in dead}
     poison_status, poison_attempts, poison_reason = poison_row or (None, 0, None)
     return {
@@ -331,7 +333,9 @@ def main() -> int:
             print(f"== run {i + 1}/{args.runs}: {args.photos} photos at {args.rate}/s", flush=True)
             r = one_run(s, i, args.photos, args.rate, run / "photos")
             results.append(r)
-            rec = ", ".join(f"{k} {v:.0f}s" for k, v in r["recoveries"].items())  # type: ignore[union-attr]
+            recoveries = r["recoveries"]
+            assert isinstance(recoveries, dict)
+            rec = ", ".join(f"{k} {v:.0f}s" for k, v in recoveries.items())
             print(
                 f"   sent {r['sent']}, tagged {r['tagged']}, failed {r['failed']}, lost {r['lost']}, "
                 f"duplicate tag rows {r['duplicate_tag_rows']}, tagged without vector "

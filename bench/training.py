@@ -212,7 +212,11 @@ def c_sweep(argv: list[str]) -> None:
     paths, _ = resolve_photos(d / "images", labels.photo_ids)
     fs = get_feature_set(args.features, feature_options(s.tagging))
     X = featurize(
-        paths, fs, s.run_dir / "featcache", limits=decode_limits(s.limits), progress=progress_bars(True)
+        paths,
+        fs,
+        s.run_dir / "featcache",
+        limits=decode_limits(s.limits),
+        progress=progress_bars(True),
     ).X
     fit, val = np.arange(args.fit), np.arange(args.val_from, labels.n_photos)
     print("features C seconds val_top1 val_map not_converged")

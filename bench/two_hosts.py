@@ -223,7 +223,9 @@ def timed_drain(s: Settings, ids: list[str], label: str, timeout: float, hosts: 
     reads_before = len(blob_reads(s, ADDR_B, set(ids)))
     start = host_cpu.snapshot()
     t0 = time.monotonic()
-    queued = requeue(s.services, s.queue, s.blob_dir, ids, statuses=("tagged", "failed"), include_tagged=True)
+    queued = requeue(
+        s.services, s.queue, s.blob_dir, ids, statuses=("tagged", "failed"), include_tagged=True
+    )
     assert queued == len(ids), f"re-queued {queued} of {len(ids)}"
     while _count(s, ids, "queued") > 0:
         if time.monotonic() - t0 > timeout:

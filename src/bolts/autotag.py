@@ -52,7 +52,9 @@ class AutotagBolt(Bolt):
         timeout = int(stormconf.get("topology.message.timeout.secs", 120))
         self.step = TagStep(
             ActiveTagger(s.tagging, s.limits),
-            blob_reader(s.services, s.blob_dir),  # local blob directory, or the intake host's blob service
+            blob_reader(
+                s.services, s.blob_dir
+            ),  # local blob directory, or the intake host's blob service
             ItemStream(s.services, s.queue),
             max_bytes=s.limits.max_file_bytes,
             mark_ttl_secs=2 * timeout + 60,  # outlives a worker restart and a tuple timeout

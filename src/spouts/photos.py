@@ -24,7 +24,9 @@ class PhotoSpout(StreamSpout):
 
     def initialize(self, stormconf, context) -> None:
         timeout = int(stormconf.get("topology.message.timeout.secs", 30))
-        self.source = ItemSource(ItemStream(settings().services, settings().queue), f"spout-{context['taskid']}", timeout)
+        self.source = ItemSource(
+            ItemStream(settings().services, settings().queue), f"spout-{context['taskid']}", timeout
+        )
         recovered = self.source.recover_own_pending()
         self.logger.info(
             "photo spout ready (consumer %s); %d orphaned entries re-queued",

@@ -32,7 +32,9 @@ class VideoSpout(StreamSpout):
     def initialize(self, stormconf, context) -> None:
         timeout = int(stormconf.get("topology.message.timeout.secs", 30))
         consumer = f"video-spout-{context['taskid']}"
-        self.source = ItemSource(segment_stream(settings().services, settings().queue), consumer, timeout)
+        self.source = ItemSource(
+            segment_stream(settings().services, settings().queue), consumer, timeout
+        )
         recovered = self.source.recover_own_pending()
         self.logger.info("segment spout ready (%s); %d orphans re-queued", consumer, recovered)
 

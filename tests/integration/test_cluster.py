@@ -44,7 +44,8 @@ def _sparse(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ui_reports_one_supervisor_with_free_slots(storm_cluster: Settings) -> None:
     s = storm_cluster
-    url = f"http://{s.services.local_bind_host}:{s.services.port(s.services.ui_port)}/api/v1/cluster/summary"
+    ui = s.services.port(s.services.ui_port)
+    url = f"http://{s.services.local_bind_host}:{ui}/api/v1/cluster/summary"
     with urllib.request.urlopen(url, timeout=10) as resp:
         summary = json.loads(resp.read())
     assert summary["supervisors"] == 1

@@ -60,7 +60,12 @@ def api_settings(services: Settings) -> Iterator[Settings]:
     )
     yield s
     r = item_stream.client(s.services)
-    r.delete(s.queue.stream, s.queue.dead_letter_stream, s.queue.video_stream, s.queue.video_dead_letter_stream)
+    r.delete(
+        s.queue.stream,
+        s.queue.dead_letter_stream,
+        s.queue.video_stream,
+        s.queue.video_dead_letter_stream,
+    )
     r.close()
 
 

@@ -183,7 +183,9 @@ def test_no_autotag_port_listens_on_a_wildcard_address(autotagger: Settings) -> 
 
     s = autotagger
     slots = {s.services.port(p) for p in s.services.worker_ports}
-    assert wait_for(lambda: any(port_open(s.services.host, p) for p in slots), 180), "no worker started"
+    assert wait_for(lambda: any(port_open(s.services.host, p) for p in slots), 180), (
+        "no worker started"
+    )
     ours = set(s.services.ports.values())
     marker = f"AUTOTAG_RUN_DIR={s.run_dir}".encode()
 
@@ -202,8 +204,9 @@ def test_no_autotag_port_listens_on_a_wildcard_address(autotagger: Settings) -> 
         if int(port) in ours or any(of_this_run(p) for p in pids):
             checked.append(local)
             assert address == s.services.host, f"autotag listens on a wildcard address: {line}"
-    named = {s.services.port(s.services.zookeeper_port), s.services.port(s.services.nimbus_port), s.services.port(s.services.redis_port),
-             s.services.port(s.services.postgres_port), s.services.port(s.services.supervisor_port)}  # fmt: skip
+    net = s.services
+    named = {net.port(net.zookeeper_port), net.port(net.nimbus_port), net.port(net.redis_port),
+             net.port(net.postgres_port), net.port(net.supervisor_port)}  # fmt: skip
     assert named <= {int(c.rsplit(":", 1)[1]) for c in checked}, checked
     assert any(int(c.rsplit(":", 1)[1]) in slots for c in checked), checked
 

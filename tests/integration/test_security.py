@@ -48,7 +48,8 @@ def test_psql_without_the_password_is_refused(services: Settings) -> None:
                   env=_clean_env())  # fmt: skip
         assert r.returncode != 0 and "password" in r.stderr, (user, r.stdout, r.stderr)
     socket_dir = str(PostgresDaemon(s).data_dir)
-    r = _psql("-h", socket_dir, "-p", port, "-U", s.services.postgres_owner, "-d", "postgres",
+    owner = s.services.postgres_owner
+    r = _psql("-h", socket_dir, "-p", port, "-U", owner, "-d", "postgres",
               "-c", "SELECT 1", env=_clean_env())  # fmt: skip
     assert r.returncode != 0 and "password" in r.stderr, r.stderr
 
@@ -150,7 +151,8 @@ def test_a_trust_cluster_from_an_older_autotag_is_converted(
         with d._socket_connection(s.services.postgres_user) as old:
             old.execute(f"CREATE DATABASE {s.services.postgres_db}")
         with psycopg.connect(
-            host=str(d.data_dir), port=d.port, dbname=s.services.postgres_db, user=s.services.postgres_user,
+            host=str(d.data_dir), port=d.port, dbname=s.services.postgres_db,
+            user=s.services.postgres_user,
             autocommit=True,
         ) as old:  # fmt: skip
             old.execute("CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
@@ -168,8 +170,8 @@ def test_a_trust_cluster_from_an_older_autotag_is_converted(
             ).fetchone() == (s.services.postgres_user, False)
         assert not d._trusts()
         for host in (s.services.host, str(d.data_dir)):
-            r = _psql("-h", host, "-p", str(d.port), "-U", s.services.postgres_owner, "-d", "postgres",
-                      "-c", "SELECT 1", env=_clean_env())  # fmt: skip
+            r = _psql("-h", host, "-p", str(d.port), "-U", s.services.postgres_owner,
+                      "-d", "postgres", "-c", "SELECT 1", env=_clean_env())  # fmt: skip
             assert r.returncode != 0 and "password" in r.stderr, (host, r.stderr)
     finally:
         d.stop()

@@ -280,7 +280,9 @@ def test_persisted_index_reload_catches_up(conn, sim_settings, loaded, mode: str
     write(conn, [(extra, x[row])])
     conn.execute("DELETE FROM photo_vectors WHERE photo_id = %s", (ids[30],))
     try:
-        with SimilarityService(sim_settings.services, mode, FS, persist=True, train_size=100) as again:
+        with SimilarityService(
+            sim_settings.services, mode, FS, persist=True, train_size=100
+        ) as again:
             again.load()
             assert again.loaded_from == str(again.index_dir)
             assert len(again) == count  # +1 written, -1 deleted

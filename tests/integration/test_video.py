@@ -93,7 +93,9 @@ def uploaded(autotagger: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         pytest.fail("vtest.avi missing: install Debian's opencv-doc (scripts/install-deps.sh)")
     folder = tmp_path_factory.mktemp("videos")
     expected = make_hostile_videos(folder / "hostile")
-    records = intake.upload([str(VTEST), str(folder / "hostile")], new_intake(autotagger), force=True)
+    records = intake.upload(
+        [str(VTEST), str(folder / "hostile")], new_intake(autotagger), force=True
+    )
     by_name = {Path(r.path).name: r for r in records}
     queued = [r.photo_id for r in records if r.status == "queued"]
     status = _wait_videos(autotagger, queued, SETTLE_SECS)

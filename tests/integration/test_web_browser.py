@@ -57,7 +57,8 @@ def web(autotagger: Settings) -> Iterator[tuple[str, str]]:
     """The web service started the way `autotag cluster up` starts it: (base url, token)."""
     cluster.up(autotagger, cluster.WEB_DAEMONS, progress=lambda _m: None)
     yield (
-        f"http://{autotagger.services.host}:{autotagger.services.port(autotagger.services.http_port)}",
+        f"http://{autotagger.services.host}:"
+        f"{autotagger.services.port(autotagger.services.http_port)}",
         read_token(autotagger.run_dir),
     )
     cluster.down(autotagger, cluster.WEB_DAEMONS, progress=lambda _m: None)

@@ -23,7 +23,11 @@ def _settings(tmp_path: Path, **env: str):
 
 def test_one_machine_defaults_bind_and_advertise_loopback(tmp_path: Path) -> None:
     s = _settings(tmp_path)
-    assert (s.services.listen_host, s.services.local_hostname, s.services.blob_url) == ("127.0.0.1", "127.0.0.1", "")
+    assert (s.services.listen_host, s.services.local_hostname, s.services.blob_url) == (
+        "127.0.0.1",
+        "127.0.0.1",
+        "",
+    )
     assert '"storm.local.hostname": "127.0.0.1"' in storm_yaml(s)
 
 

@@ -119,7 +119,9 @@ def test_supervisor_does_not_start_on_taken_ports(tmp_path: Path, which: str) ->
     """Item 15: a slot port or its Thrift port held by another program is refused up front,
     instead of a Supervisor that dies after `cluster up` reported it up."""
     s = settings_for(tmp_path / "run")
-    port = s.services.port(s.services.worker_ports[1] if which == "worker slot" else s.services.supervisor_port)
+    port = s.services.port(
+        s.services.worker_ports[1] if which == "worker slot" else s.services.supervisor_port
+    )
     try:
         with socket.socket() as blocker:
             blocker.bind((s.services.host, port))

@@ -24,7 +24,9 @@ from autotag.vision.decode import DecodeLimits
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 
 _SETTINGS = load_settings()
-LIMITS = DecodeLimits(_SETTINGS.limits.max_file_bytes, _SETTINGS.limits.max_pixels, _SETTINGS.limits.max_dimension)
+LIMITS = DecodeLimits(
+    _SETTINGS.limits.max_file_bytes, _SETTINGS.limits.max_pixels, _SETTINGS.limits.max_dimension
+)
 
 
 def _rings(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,9 @@ needs_fmnist = pytest.mark.skipif(
 
 # What the CLI reads from settings and passes down.
 _SETTINGS = load_settings()
-LIMITS = DecodeLimits(_SETTINGS.limits.max_file_bytes, _SETTINGS.limits.max_pixels, _SETTINGS.limits.max_dimension)
+LIMITS = DecodeLimits(
+    _SETTINGS.limits.max_file_bytes, _SETTINGS.limits.max_pixels, _SETTINGS.limits.max_dimension
+)
 OPTIONS = FeatureOptions(_SETTINGS.model_dirs, threads=1)
 
 

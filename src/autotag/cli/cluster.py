@@ -45,8 +45,10 @@ def up(
     t0 = time.monotonic()
     cluster_mod.up(s, services or None, progress=click.echo)
     click.echo(f"cluster healthy in {time.monotonic() - t0:.1f}s  (run dir {s.run_dir})")
+    net = s.services
     click.echo(
-        f"Storm UI: http://{s.services.local_bind_host}:{s.services.port(s.services.ui_port)}/   Nimbus: {s.services.host}:{s.services.port(s.services.nimbus_port)}"
+        f"Storm UI: http://{net.local_bind_host}:{net.port(net.ui_port)}/   "
+        f"Nimbus: {net.host}:{net.port(net.nimbus_port)}"
     )
     if not services or "web" in services:
         click.echo("web page: `autotag url` prints its address with the login token")

@@ -96,12 +96,14 @@ def demo(timeout: int) -> None:
     cluster.stop_orphan_workers(s, progress=lambda m: click.echo("    " + m))
 
     token = load_or_create_token(s.run_dir)
+    local = s.services.local_bind_host
+    web, ui = s.services.port(s.services.http_port), s.services.port(s.services.ui_port)
     click.echo(
         f"""
 Where to look next:
-  web page          http://{s.services.local_bind_host}:{s.services.port(s.services.http_port)}/?token={token}
+  web page          http://{local}:{web}/?token={token}
                     (search, photos, upload, status; `autotag url` prints this again)
-  Storm UI          http://{s.services.local_bind_host}:{s.services.port(s.services.ui_port)}/  (REST: /api/v1/cluster/summary)
+  Storm UI          http://{local}:{ui}/  (REST: /api/v1/cluster/summary)
   topologies        autotag topologies      (sparse list works too)
   photos by tag     autotag search cat
   one photo         autotag show {photos[0]}

@@ -72,9 +72,7 @@ def upload(paths: tuple[Path, ...], as_json: bool, force: bool, no_recursive: bo
             tqdm.write(_line(rec), file=sys.stdout)
 
     try:
-        records = intake.upload(
-            paths, new_intake(s), force=force, progress=progress, inputs=inputs
-        )
+        records = intake.upload(paths, new_intake(s), force=force, progress=progress, inputs=inputs)
     finally:
         bar.close()
     counts = Counter(r.status for r in records)

@@ -22,7 +22,14 @@ def retry(photo_ids: tuple[str, ...], stuck_secs: float | None) -> None:
     s = settings()
     n = requeue(s.services, s.queue, s.blob_dir, photo_ids or None, statuses=("failed",))
     if stuck_secs is not None:
-        n += requeue(s.services, s.queue, s.blob_dir, photo_ids or None, statuses=("queued",), older_than_secs=stuck_secs)
+        n += requeue(
+            s.services,
+            s.queue,
+            s.blob_dir,
+            photo_ids or None,
+            statuses=("queued",),
+            older_than_secs=stuck_secs,
+        )
     click.echo(f"{n} photos re-queued")
 
 
@@ -39,7 +46,15 @@ def retag(limit: int | None) -> None:
         click.echo(f"nothing to re-tag: every tagged photo is on {active}")
         return
     with click.progressbar(length=len(ids), label=f"re-queueing for {active}") as bar:
-        n = requeue(s.services, s.queue, s.blob_dir, ids, statuses=("tagged",), include_tagged=True, progress=bar.update)
+        n = requeue(
+            s.services,
+            s.queue,
+            s.blob_dir,
+            ids,
+            statuses=("tagged",),
+            include_tagged=True,
+            progress=bar.update,
+        )
     click.echo(
         f"{n} photos re-queued for {active}; the running topology re-tags them "
         "(resubmit it first if it still holds the old model: autotag submit autotagger --force)"

@@ -217,7 +217,8 @@ def _reid_image(s: Any, index: Any, path: Path, top: int, embed: Any) -> list[di
     from autotag.vision.feature_sets import FeatureOptions, get_feature_set
     from autotag.vision.people import PeopleDetector
 
-    image = decode_file(path, DecodeLimits(s.limits.max_file_bytes, s.limits.max_pixels, s.limits.max_dimension))
+    lim = s.limits
+    image = decode_file(path, DecodeLimits(lim.max_file_bytes, lim.max_pixels, lim.max_dimension))
     embedder = get_feature_set("cnn", FeatureOptions(s.model_dirs, s.tagging.tagging_threads))
     return index.like_vector(embed(image.bgr, embedder, PeopleDetector()), top)
 

@@ -14,7 +14,8 @@ from autotag.ops.web_token import load_or_create_token, token_file
 
 
 def page_url(s: Settings, token: str, path: str = "/") -> str:
-    return f"http://{s.services.local_bind_host}:{s.services.port(s.services.http_port)}{path}?token={token}"
+    net = s.services
+    return f"http://{net.local_bind_host}:{net.port(net.http_port)}{path}?token={token}"
 
 
 @click.command()
@@ -62,7 +63,8 @@ def serve(port: int | None) -> None:
     bound = s.services.port(s.services.http_port) if port is None else port
     token = load_or_create_token(s.run_dir)
     click.echo(
-        f"autotag web page on http://{s.services.local_bind_host}:{bound}/?token={token} (Ctrl-C to stop)",
+        f"autotag web page on http://{s.services.local_bind_host}:{bound}/?token={token} "
+        "(Ctrl-C to stop)",
         err=True,
     )
     serve_app(s, port=port)

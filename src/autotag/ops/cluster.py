@@ -28,7 +28,9 @@ class StormUiDaemon(Daemon):
     """The REST/HTML Storm UI (autotag.ops.storm_ui) as a managed process."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="ui", port=settings.services.port(settings.services.ui_port))
+        super().__init__(
+            settings, name="ui", port=settings.services.port(settings.services.ui_port)
+        )
         self.env_extra = child_env(settings)
 
     @property
@@ -62,7 +64,9 @@ class WebDaemon(Daemon):
     """
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="web", port=settings.services.port(settings.services.http_port))
+        super().__init__(
+            settings, name="web", port=settings.services.port(settings.services.http_port)
+        )
         self.env_extra = child_env(settings)
 
     @property
@@ -186,12 +190,14 @@ def joining_settings(
         host=nimbus_host,
         bind_host=bind,
         advertise_host=advertise_host or settings.services.advertise_host,
-        blob_url=settings.services.blob_url or f"http://{nimbus_host}:{settings.services.port(settings.services.blob_port)}",
+        blob_url=settings.services.blob_url
+        or f"http://{nimbus_host}:{settings.services.port(settings.services.blob_port)}",
     )
 
 
 def join(settings: Settings, progress: Callable[[str], None] = print) -> list[Status]:
-    """Start this host's Supervisor (and nothing else) for the cluster at ``settings.services.host``.
+    """Start this host's Supervisor (and nothing else) for the cluster at
+    ``settings.services.host``.
 
     Its workers reach ZooKeeper, Nimbus, Redis and Postgres there and read photos from its
     blob service, with the token copied into this run directory's secrets/.

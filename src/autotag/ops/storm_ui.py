@@ -214,7 +214,9 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     s = settings()
-    server = ThreadingHTTPServer((s.services.local_bind_host, s.services.port(s.services.ui_port)), Handler)
+    server = ThreadingHTTPServer(
+        (s.services.local_bind_host, s.services.port(s.services.ui_port)), Handler
+    )
     server.serve_forever()
 
 

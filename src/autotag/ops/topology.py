@@ -39,7 +39,9 @@ def derived_config(settings: Settings) -> Path:
     """config.json with the local environment pointed at this run's Nimbus."""
     base = json.loads((settings.home / "config.json").read_text())
     env = base["envs"]["local"]
-    env["nimbus"] = f"{settings.services.host}:{settings.services.port(settings.services.nimbus_port)}"
+    env["nimbus"] = (
+        f"{settings.services.host}:{settings.services.port(settings.services.nimbus_port)}"
+    )
     log_dir = settings.log_dir / "streamparse"
     log_dir.mkdir(parents=True, exist_ok=True)  # streamparse components die if it is missing
     env["log"] = {**env.get("log", {}), "path": str(log_dir)}
@@ -165,7 +167,9 @@ def ensure_flux(settings: Settings) -> Path:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if proc.returncode != 0 or not jar.is_file():
-        raise ServiceError(f"could not fetch Flux {settings.storm.storm_version}: {proc.stdout[-300:]}")
+        raise ServiceError(
+            f"could not fetch Flux {settings.storm.storm_version}: {proc.stdout[-300:]}"
+        )
     return jar
 
 

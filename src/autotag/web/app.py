@@ -1,5 +1,5 @@
 """The web app: ``create_app(settings)`` wires the routers, the token guard and the shared
-state; ``serve`` runs it under uvicorn on settings.services.local_bind_host (127.0.0.1) only.
+state; ``serve`` runs it under uvicorn on services.local_bind_host (127.0.0.1) only.
 
 This is the one place the web side reads settings; everything below gets plain values or
 the ``WebState``. Every error is JSON ``{"error": "..."}`` with a fitting status (HTML
@@ -87,7 +87,7 @@ def create_app(
     settings: Settings, *, token: str | None = None, hosts: Iterable[str] | None = None
 ) -> FastAPI:
     """The app for these settings. ``token`` defaults to the run directory's token file;
-    ``hosts`` (Host header names allowed) to settings.services.local_bind_host and the loopback names."""
+    ``hosts`` (Host header names allowed) to services.local_bind_host and the loopback names."""
     state = WebState(settings)
 
     @asynccontextmanager
@@ -126,7 +126,9 @@ def create_app(
     app.add_middleware(
         TokenGuard,
         token=token or load_or_create_token(settings.run_dir),
-        hosts=list(hosts) if hosts is not None else [settings.services.local_bind_host, *LOCAL_HOSTS],
+        hosts=list(hosts)
+        if hosts is not None
+        else [settings.services.local_bind_host, *LOCAL_HOSTS],
     )
     return app
 

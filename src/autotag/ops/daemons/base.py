@@ -54,8 +54,8 @@ def check_ports(settings: Settings) -> None:
     if inside:
         listed = ", ".join(f"{name} {p}" for name, p in sorted(inside.items(), key=lambda x: x[1]))
         raise ServiceError(
-            f"port offset {settings.services.port_offset} puts ports inside the kernel's ephemeral range "
-            f"{low}-{high} ({EPHEMERAL_RANGE_FILE}), where outgoing connections take their local "
+            f"port offset {settings.services.port_offset} puts ports inside the kernel's "
+            f"ephemeral range {low}-{high} ({EPHEMERAL_RANGE_FILE}), where outgoing connections take their local "
             f"ports, so a service can find its port taken at any moment ({listed}); choose an "
             f"AUTOTAG_PORT_OFFSET that keeps every port below {low}"
         )

@@ -17,7 +17,9 @@ from autotag.storage import credentials
 
 class BlobServiceDaemon(Daemon):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="blobs", port=settings.services.port(settings.services.blob_port))
+        super().__init__(
+            settings, name="blobs", port=settings.services.port(settings.services.blob_port)
+        )
         self.env_extra = child_env(settings)
 
     def prepare(self) -> None:

@@ -2,17 +2,21 @@
 
 PostgreSQL refuses to run as root; when autotag runs as root (CI, containers) the cluster
 belongs to the ``postgres`` system user and is started through ``runuser``. A normal user
-owns their own cluster. It listens on ``settings.services.listen_host`` only (127.0.0.1 on one
+owns their own cluster. It listens on ``services.listen_host`` only (127.0.0.1 on one
 machine, the host's own cluster address on a multi-host cluster, never a wildcard) and every
 connection, TCP or Unix socket, needs a password (scram-sha-256); TCP logins come from this
-host's own addresses or, on a multi-host cluster, from ``settings.services.cluster_network``. Two roles, each with a generated password in a
-0600 file under ``<run_dir>/secrets``:
+host's own addresses or, on a multi-host cluster, from ``services.cluster_network``. Two
+roles, each with a generated password in a 0600 file under ``<run_dir>/secrets``:
 
-- ``autotag_owner`` (``settings.services.postgres_owner``), the cluster's bootstrap superuser: owns
+- ``autotag_owner`` (``services.postgres_owner``), the cluster's bootstrap superuser: owns
   the database and schema, runs migrations and installs the C ``dot_product`` function;
   used only by ``autotag cluster up`` (and ``autotag sql-functions``).
-- ``autotag`` (``settings.services.postgres_user``): what the CLI, the bolts and the HTTP side use;
+- ``autotag`` (``services.postgres_user``): what the CLI, the bolts and the HTTP side use;
   no superuser, no DDL, reads and writes the tables only.
+
+Every connection, the daemon's own administration included, is opened by the storage
+layer's ``database.connect`` (the owner over TCP on the bind address, or a trusted socket
+login while an old cluster is converted).
 
 ``psql service=autotag`` works with ``PGSERVICEFILE=<run_dir>/secrets/pg_service.conf``,
 written here with the matching ``pgpass`` file.
@@ -78,7 +82,9 @@ def pgpass_file(settings: Settings) -> Path:
 
 class PostgresDaemon(Daemon):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="postgres", port=settings.services.port(settings.services.postgres_port))
+        super().__init__(
+            settings, name="postgres", port=settings.services.port(settings.services.postgres_port)
+        )
         self.stop_signal = signal.SIGINT  # "fast" shutdown: does not wait for bolts' sessions
 
     @property
@@ -173,8 +179,8 @@ class PostgresDaemon(Daemon):
         credentials.write_private(
             service_file(s),
             "".join(
-                f"[{service}]\nhost={s.services.host}\nport={self.port}\ndbname={s.services.postgres_db}\n"
-                f"user={role}\npassfile={pgpass_file(s)}\n\n"
+                f"[{service}]\nhost={s.services.host}\nport={self.port}\n"
+                f"dbname={s.services.postgres_db}\nuser={role}\npassfile={pgpass_file(s)}\n\n"
                 for service, role, _secret in roles
             ),
         )

@@ -2,9 +2,10 @@
 
 It requires a password (``requirepass``), generated once into ``<run_dir>/secrets`` and
 written into a 0600 config file, never on the command line where ``ps`` would show it. It
-binds ``settings.services.listen_host``: 127.0.0.1 on one machine, the host's own cluster address on a
-multi-host cluster (never a wildcard), where other hosts' workers log in with the same
-password file (copied with ``secrets/``).
+binds ``services.listen_host``: 127.0.0.1 on one machine, the host's own cluster address on
+a multi-host cluster (never a wildcard), where other hosts' workers log in with the same
+password file (copied with ``secrets/``). Its health check connects through the storage
+layer's ``item_stream.client``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from autotag.storage import credentials
 
 class RedisDaemon(Daemon):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="redis", port=settings.services.port(settings.services.redis_port))
+        super().__init__(
+            settings, name="redis", port=settings.services.port(settings.services.redis_port)
+        )
 
     @property
     def data_dir(self) -> Path:

@@ -136,7 +136,11 @@ class ZooKeeperDaemon(_StormJvm):
     heap = "-Xmx256m"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="zookeeper", port=settings.services.port(settings.services.zookeeper_port))
+        super().__init__(
+            settings,
+            name="zookeeper",
+            port=settings.services.port(settings.services.zookeeper_port),
+        )
 
     @property
     def zoo_cfg(self) -> Path:
@@ -185,7 +189,9 @@ class NimbusDaemon(_StormJvm):
     main_class = "org.apache.storm.daemon.nimbus.Nimbus"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="nimbus", port=settings.services.port(settings.services.nimbus_port))
+        super().__init__(
+            settings, name="nimbus", port=settings.services.port(settings.services.nimbus_port)
+        )
         self.start_timeout = 120.0
 
     def check(self) -> str | None:
@@ -208,7 +214,11 @@ class SupervisorDaemon(_StormJvm):
     heap = "-Xmx256m"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, name="supervisor", port=settings.services.port(settings.services.supervisor_port))
+        super().__init__(
+            settings,
+            name="supervisor",
+            port=settings.services.port(settings.services.supervisor_port),
+        )
         self.start_timeout = 120.0
         env = child_env(settings)
         venv_bin = str(settings.venv / "bin")
@@ -227,7 +237,9 @@ class SupervisorDaemon(_StormJvm):
         foreign = [
             p
             for p in self.slot_ports
-            if any(not self.owns(pid) for pid in listener_pids(self.settings.services.listen_host, p))
+            if any(
+                not self.owns(pid) for pid in listener_pids(self.settings.services.listen_host, p)
+            )
         ]
         if foreign:
             raise ServiceError(

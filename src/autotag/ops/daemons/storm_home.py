@@ -127,7 +127,9 @@ def ensure_storm_home(settings: Settings) -> Path:
     if not marker.is_file():
         home.mkdir(parents=True, exist_ok=True)
         _copy_dependencies(poms / "pom-daemons.xml", settings.storm.storm_version, home / "lib")
-        _copy_dependencies(poms / "pom-worker.xml", settings.storm.storm_version, home / "lib-worker")
+        _copy_dependencies(
+            poms / "pom-worker.xml", settings.storm.storm_version, home / "lib-worker"
+        )
         for sub in ("extlib", "extlib-daemon", "conf", "public"):
             (home / sub).mkdir(exist_ok=True)
         marker.write_text(f"storm {settings.storm.storm_version}\n")
@@ -160,7 +162,9 @@ def ensure_storm_cli(settings: Settings) -> Path:
     lib = home / "lib-cli"
     jar = lib / f"storm-core-{settings.storm.storm_version}.jar"
     if not jar.is_file():
-        _copy_dependencies(settings.home / "storm" / "pom-cli.xml", settings.storm.storm_version, lib)
+        _copy_dependencies(
+            settings.home / "storm" / "pom-cli.xml", settings.storm.storm_version, lib
+        )
     (home / "log4j2" / "cli.xml").write_text(_LOG4J_CLI)
     return lib
 
