@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
@@ -178,7 +178,8 @@ def _faces_from_wire(value: Any) -> list[FaceFound]:
 
 # How a field travels in a tuple: name -> (to JSON, from JSON). Fields without one travel as
 # they are (strings, numbers, None).
-WIRE = {
+# A carried field's codec: (to the JSON-safe tuple value, back from it).
+WIRE: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "int": (_optional_int, _optional_int),
     "tags": (_tags_to_wire, _tags_from_wire),
     "vector": (_vector_to_wire, decode_vector),
@@ -267,7 +268,7 @@ class PhotoResult:
     def tagged(cls, photo_id: str, outcome: Any) -> PhotoResult:
         """A tagged result from what a tagger returned: every field of the contract that
         ``outcome`` has an attribute for is copied (tags, vector, size, and new fields)."""
-        values = {
+        values: dict[str, Any] = {
             f.name: getattr(outcome, f.name)
             for f in fields(cls)
             if f.name not in ("photo_id", "status") and hasattr(outcome, f.name)
@@ -299,7 +300,7 @@ class PhotoResult:
         names = fields(cls)
         if len(values) > len(names):
             raise ValueError(f"a result tuple has {len(names)} fields, not {len(values)}")
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f, value in zip(names, values, strict=False):
             wire = f.metadata.get("wire")
             kwargs[f.name] = WIRE[wire][1](value) if wire else value

@@ -7,6 +7,7 @@ instead and prints the table the global concept threshold was chosen from.
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -30,7 +31,7 @@ def evaluate_concepts(bundle_id: str | None, dev: bool, as_json: bool) -> None:
     tagger = load_tagger(s.tagging, s.limits, bundle_id)
     photos = ce.dev_photos() if dev else ce.tuxpaint_photo_stamps()
     with click.progressbar(
-        length=len(photos), label="tagging", file=click.get_text_stream("stderr")
+        length=len(photos), label="tagging", file=sys.stderr
     ) as bar:
         scores = ce.concept_scores(tagger, photos, progress=bar.update)
     result = ce.report(photos, scores.tags())

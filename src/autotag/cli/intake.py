@@ -14,6 +14,7 @@ import click
 
 from autotag.config import Settings, settings
 from autotag.pipeline import intake
+from autotag.pipeline.video_intake import VideoUploadRecord
 
 # Above this many files, human output lists only the files that were not taken.
 LIST_ALL_UP_TO = 50
@@ -31,10 +32,10 @@ def _setup_logging() -> None:
         )
 
 
-def _line(rec: intake.UploadRecord) -> str:
+def _line(rec: intake.UploadRecord | VideoUploadRecord) -> str:
     pid = rec.photo_id[:12] if rec.photo_id else "-" * 12
     text = f"{rec.status:<14} {pid}  {rec.path}"
-    if getattr(rec, "segments", 0):  # a video: queued as segments
+    if isinstance(rec, VideoUploadRecord) and rec.segments:  # a video: queued as segments
         text += f"  (video, {rec.segments} segments)"
     return f"{text}  ({rec.reason})" if rec.reason and rec.status != intake.QUEUED else text
 
@@ -64,7 +65,7 @@ def upload(paths: tuple[Path, ...], as_json: bool, force: bool, no_recursive: bo
         leave=False,
     )
 
-    def progress(rec: intake.UploadRecord) -> None:
+    def progress(rec: intake.UploadRecord | VideoUploadRecord) -> None:
         bar.update(1)
         if as_json:
             tqdm.write(rec.to_json(), file=sys.stdout)
@@ -108,7 +109,7 @@ def inbox(directory: Path | None, once: bool, poll_secs: float, force: bool, as_
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_term)
 
-    def report(rec: intake.UploadRecord) -> None:
+    def report(rec: intake.UploadRecord | VideoUploadRecord) -> None:
         click.echo(rec.to_json() if as_json else _line(rec))
 
     if not once:

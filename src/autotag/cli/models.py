@@ -110,9 +110,10 @@ def concepts_cmd(bundle_id: str | None, as_json: bool) -> None:
     models_dir = settings().models_dir
     b = bundles.load_bundle(models_dir, bundle_id) if bundle_id else bundles.load_active(models_dir)
     rows = []
+    matrix, thresholds = b.concept_arrays()
     for i, c in enumerate(b.concepts):
-        leaves = [b.classes[j] for j in b.concept_matrix[i].nonzero()[0]]  # type: ignore[index]
-        thr = float(b.concept_thresholds[i])  # type: ignore[index]
+        leaves = [b.classes[j] for j in matrix[i].nonzero()[0]]
+        thr = float(thresholds[i])
         rows.append({**c.to_json(), "threshold": thr, "leaf_classes": leaves})
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))

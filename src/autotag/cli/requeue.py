@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from autotag.config import settings
+from autotag.errors import AutotagError
 from autotag.pipeline.requeue import requeue, stale_model_ids
 
 
@@ -41,6 +42,8 @@ def retag(limit: int | None) -> None:
 
     s = settings()
     active = active_bundle_id(s.models_dir)
+    if active is None:
+        raise AutotagError("no active model to re-tag for (autotag models activate BUNDLE_ID)")
     ids = stale_model_ids(s.services, active, limit)
     if not ids:
         click.echo(f"nothing to re-tag: every tagged photo is on {active}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -56,7 +57,7 @@ def tag(paths: tuple[Path, ...], as_json: bool, jobs: int, no_recursive: bool) -
 
 def _print(path: Path, result, reason: str | None, as_json: bool) -> None:  # noqa: ANN001
     if as_json:
-        payload = {"path": str(path), "status": "failed", "reason": reason}
+        payload: dict[str, Any] = {"path": str(path), "status": "failed", "reason": reason}
         if result is not None:
             payload.update(
                 photo_id=result.photo_id or None,

@@ -69,7 +69,7 @@ def show(video_id: str, with_detections: bool, as_json: bool) -> None:
     with database.connect(s.services) as conn, database.pg_errors(s.services):
         vid = videos.resolve_video_id(conn, video_id)
         info = None if vid is None else videos.show_video(conn, vid)
-        if info is None:
+        if vid is None or info is None:
             raise AutotagError(f"no video {video_id!r} (upload one with `autotag upload`)")
         boxes = videos.detections(conn, vid) if with_detections else []
     if as_json:

@@ -36,7 +36,7 @@ def bundle_rows(bundle: ModelBundle) -> Rows:
 
 def gather_rows(picks: Sequence[tuple[Rows, int]], dim: int) -> Rows:
     """Bundle arrays whose row i is row ``picks[i][1]`` of ``picks[i][0]``, copied bit for bit."""
-    out = {"W": np.zeros((len(picks), dim), dtype=np.float32)}
+    out: Rows = {"W": np.zeros((len(picks), dim), dtype=np.float32)}
     out.update({key: np.zeros(len(picks), dtype=np.float32) for key in ARRAYS if key != "W"})
     for i, (rows, j) in enumerate(picks):
         for key in ARRAYS:
@@ -75,8 +75,9 @@ def _concepts_over(bundle: ModelBundle, idx: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {
         "class_words": {c: w for c, w in bundle.class_words.items() if c in kept}
     }
-    if bundle.concepts and bundle.concept_matrix is not None:
-        M = bundle.concept_matrix[:, idx]
+    if bundle.concepts:
+        matrix, thresholds = bundle.concept_arrays()
+        M = matrix[:, idx]
         live = np.flatnonzero(M.any(axis=1))
         if live.size:
             out["concepts"] = [
@@ -84,13 +85,15 @@ def _concepts_over(bundle: ModelBundle, idx: np.ndarray) -> dict[str, Any]:
                 for i in live
             ]
             out["concept_matrix"] = M[live]
-            out["concept_thresholds"] = bundle.concept_thresholds[live]  # type: ignore[index]
+            out["concept_thresholds"] = thresholds[live]
     return out
 
 
 def sub_bundle(bundle: ModelBundle, groups: Sequence[str]) -> ModelBundle:
     """Only the named head groups of a bundle (to carry them into a new one)."""
-    heads, cols, pos = [], [], 0
+    heads: list[HeadGroup] = []
+    cols: list[int] = []
+    pos = 0
     for h in bundle.heads:
         if h.group in groups:
             n = h.stop - h.start

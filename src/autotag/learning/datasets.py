@@ -21,6 +21,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -210,10 +211,10 @@ def resolve_photos(
     for pid in photo_ids:
         key = pid.replace("\\", "/")
         key = key[2:] if key.startswith("./") else key
-        p = by_rel.get(key) or by_noext.get(key) or by_stem.get(key)
-        if p is None:
+        found = by_rel.get(key) or by_noext.get(key) or by_stem.get(key)
+        if found is None:
             missing.append(pid)
-        paths.append(p)
+        paths.append(found)
     if missing and not allow_missing:
         show = ", ".join(repr(m) for m in missing[:3])
         raise AutotagError(
@@ -343,7 +344,7 @@ def prepare_fashion_mnist(
                 f"Fashion-MNIST not found at {source} (apt install dataset-fashion-mnist)"
             )
         d = out / split
-        meta = {
+        meta: dict[str, Any] = {
             "name": "fashion-mnist",
             "split": split,
             "source": str(source),

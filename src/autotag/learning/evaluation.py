@@ -96,7 +96,7 @@ def evaluate_scores(
         sub = labels.Y[:, cols]
         rows = np.flatnonzero((sub == 1).sum(axis=1) == 1)
         y_true = np.argmax(sub[rows] == 1, axis=1)
-        y_pred = np.argmax(scores[np.ix_(rows, cols)], axis=1)
+        y_pred = np.argmax(scores[np.ix_(rows, np.asarray(cols, dtype=np.intp))], axis=1)
         names = [labels.classes[j] for j in cols]
         summary["top1_accuracy"] = _r(accuracy_score(y_true, y_pred))
         summary["top1_macro_f1"] = _r(
@@ -174,7 +174,7 @@ def plot_confusion(report: dict[str, Any], path: Path) -> None:
                     ax.text(
                         j,
                         i,
-                        int(M[i, j]),
+                        str(int(M[i, j])),
                         ha="center",
                         va="center",
                         fontsize=6,

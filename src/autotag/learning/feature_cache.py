@@ -204,16 +204,16 @@ def featurize(
     if isinstance(feature_set, ConcatFeatures):
         return _featurize_concat(paths, feature_set, cache_root, limits, chunk, progress, t0)
     cache = FeatureCache.for_feature_set(feature_set, cache_root)
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     hashing = Stage(
-        progress if len(paths) >= HASHING_BAR_FROM else None, "hashing", len(paths), "img"
+        progress if len(files) >= HASHING_BAR_FROM else None, "hashing", len(files), "img"
     )
     shas = []
-    for p in paths:
+    for p in files:
         shas.append(file_sha256(p))
         hashing.advance()
     todo: dict[str, Path] = {}
-    for s, p in zip(shas, paths, strict=True):
+    for s, p in zip(shas, files, strict=True):
         if s not in cache and cache.failed_reason(s) is None and s not in todo:
             todo[s] = p
     computed = 0
@@ -234,7 +234,7 @@ def featurize(
             computed += len(imgs)
         bar.advance(len(part))
     ok = np.asarray([s in cache for s in shas], dtype=bool)
-    X = np.zeros((len(paths), cache.dim), dtype=np.float32)
+    X = np.zeros((len(files), cache.dim), dtype=np.float32)
     if ok.any():
         X[ok] = cache.get([s for s, g in zip(shas, ok, strict=True) if g])
     reasons = {i: cache.failed_reason(s) or "" for i, s in enumerate(shas) if not ok[i]}

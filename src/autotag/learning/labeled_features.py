@@ -49,11 +49,10 @@ def load_labeled_features(
 ) -> LabeledFeatures:
     """Resolve the labeled photos under images_dir and featurize them (cached)."""
     paths, missing = resolve_photos(images_dir, labels.photo_ids, allow_missing=allow_missing)
-    have = [i for i, p in enumerate(paths) if p is not None]
+    found = [(i, p) for i, p in enumerate(paths) if p is not None]
+    have = [i for i, _ in found]
     labels = labels.subset(have)
-    fr = featurize(
-        [paths[i] for i in have], feature_set, cache_root, limits=limits, progress=progress
-    )
+    fr = featurize([p for _, p in found], feature_set, cache_root, limits=limits, progress=progress)
     ok = np.flatnonzero(fr.ok)
     if ok.size == 0:
         raise AutotagError(f"none of the {len(have)} photos under {images_dir} could be decoded")

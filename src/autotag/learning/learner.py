@@ -29,6 +29,9 @@ import numpy as np
 from autotag.learning.calibration import choose_threshold, platt
 from autotag.vision.bundle import calibrated_sigmoid
 
+# A library more than this much in doubt means incoherent positives (see reliable_negatives).
+MAX_DOUBT = 0.4
+
 
 @dataclass(frozen=True)
 class LearnOptions:
@@ -86,7 +89,7 @@ def reliable_negatives(pos: np.ndarray, library: np.ndarray, C: float, seed: int
     """Mask of library rows kept as negatives. A library photo may be an unlabelled positive:
     one nearly as like the positives as the least typical positive is like the others, or
     that a first head (positives against the whole library) scores at least as high as its
-    lowest positive, is left out (at most half of the library)."""
+    lowest positive, is left out (unless that is more than ``MAX_DOUBT`` of the library)."""
     if len(library) == 0 or len(pos) < 2:
         return np.ones(len(library), bool)
     pp = pos @ pos.T
@@ -100,12 +103,11 @@ def reliable_negatives(pos: np.ndarray, library: np.ndarray, C: float, seed: int
     z_lib = library @ w - b
     z_min = float((pos @ w - b).min())
     doubt = (sim >= bar) | (z_lib >= z_min)
-    keep = ~doubt
-    floor = len(library) - len(library) // 2
-    if keep.sum() < floor:  # too many in doubt: keep the half least like the positives
-        keep = np.zeros(len(library), bool)
-        keep[np.argsort(z_lib)[:floor]] = True
-    return keep
+    if doubt.sum() > MAX_DOUBT * len(library):
+        # Positives that much of the library resembles say nothing coherent: every library
+        # photo stays a negative (so the cross-validation shows it: "cannot learn yet").
+        return np.ones(len(library), bool)
+    return ~doubt
 
 
 def training_set(

@@ -227,7 +227,8 @@ def _train(config: NetworkConfig, rank: int) -> None:
 
     params = init_params(layers, config.input_shape, config.seed)
     opt_state = optimizer.init(trainable(params))
-    start, history, best = 0, [], {"val_accuracy": -1.0, "epoch": -1}
+    history: list[dict[str, Any]] = []
+    start, best = 0, {"val_accuracy": -1.0, "epoch": -1}
     best_params = params
     ckpt = work / CHECKPOINT
     if config.resume and ckpt.is_file():
@@ -388,7 +389,8 @@ def _save_checkpoint(
     meta |= {"augment": config.augment}
     tmp = path.with_name(path.name + ".tmp.npz")
     with open(tmp, "wb") as f:
-        np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        meta_bytes = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        np.savez(f, allow_pickle=False, meta=meta_bytes, **arrays)  # numbers only
     os.replace(tmp, path)
 
 
@@ -449,7 +451,7 @@ def _finish(
     e64 = np.concatenate([e for e, _ in exact]) if exact else emb
     l64 = np.concatenate([lg_ for _, lg_ in exact]) if exact else lg
     with open(work / PARAMS, "wb") as f:
-        np.savez(f, **params)
+        np.savez(f, allow_pickle=False, **params)
     np.save(work / TEST_LOGITS, lg)
     seconds = [h["seconds"] for h in history]
     result = {

@@ -59,7 +59,7 @@ def train_network(request: NetworkRequest, models_dir: Path) -> tuple[ModelBundl
         )
     work = Path(request.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files: dict[str, Path] = {}
     for split, limit in (("train", request.limit), ("test", request.test_limit)):
         x, y = fashion_mnist_arrays(split, request.source, limit)
         files[f"x_{split}"], files[f"y_{split}"] = work / f"x_{split}.npy", work / f"y_{split}.npy"
@@ -67,7 +67,10 @@ def train_network(request: NetworkRequest, models_dir: Path) -> tuple[ModelBundl
         np.save(files[f"y_{split}"], y)
     config = NetworkConfig(
         arch=request.arch,
-        **{k: str(v) for k, v in files.items()},
+        x_train=str(files["x_train"]),
+        y_train=str(files["y_train"]),
+        x_test=str(files["x_test"]),
+        y_test=str(files["y_test"]),
         classes=list(FASHION_MNIST_CLASSES),
         work_dir=str(work),
         **request.schedule(),

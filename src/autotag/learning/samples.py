@@ -26,6 +26,8 @@ def _package_dir(module: str, *parts: str) -> Path | None:
         mod = __import__(module)
     except ImportError:
         return None
+    if mod.__file__ is None:  # a namespace package: no folder of its own
+        return None
     return Path(os.path.dirname(mod.__file__), *parts)
 
 
@@ -77,7 +79,11 @@ def _write_distinct(
     dest.mkdir(parents=True, exist_ok=True)
     out, seen = [], set()
     for i in range(n):
-        img = shape(cv2.imread(str(bases[i % len(bases)]), cv2.IMREAD_COLOR), rng)
+        base = bases[i % len(bases)]
+        photo = cv2.imread(str(base), cv2.IMREAD_COLOR)
+        if photo is None:
+            raise ValueError(f"OpenCV could not read the sample photo {base}")
+        img = shape(np.asarray(photo), rng)
         # A corner block of noise: a few marker pixels alone can vanish in JPEG quantization.
         corner = img[:8, :8]
         corner[...] = rng.integers(0, 256, corner.shape, dtype=np.uint8)

@@ -165,7 +165,11 @@ def train_bundle(
         heads=[HeadGroup(group, "sigmoid", 0, len(per_class), f"autotag train ({bundle_id})")],
         dataset=_dataset(request, data, fs.key, group, head, plan.fingerprints),
         provenance=_provenance(head, old.bundle.id if old else None),
-        **rows,
+        W=rows["W"],
+        b=rows["b"],
+        thresholds=rows["thresholds"],
+        calib_a=rows["calib_a"],
+        calib_c=rows["calib_c"],
     )
     test_report = None
     if request.test is not None:
@@ -280,6 +284,7 @@ def _assemble(
             rows, i = new_rows, fitted[c]
             metrics = head.class_metrics_[c]
         else:
+            assert old is not None  # a class that is not refitted comes from the old bundle
             rows, i = old_rows, old_index[c]
             metrics = {
                 **{k: v for k, v in old_per_class.get(c, {}).items() if k != "threshold"},
@@ -299,9 +304,11 @@ def _merged(
 ) -> ModelBundle:
     """trained plus the old bundle's other head groups, or plus the pretrained default (built
     from the same ONNX file the cnn features come from)."""
-    extra_groups = [h.group for h in old.bundle.heads if h.group != old.group] if old else []
-    if extra_groups:
-        return bundle_edit.merge_beside(trained, bundle_edit.sub_bundle(old.bundle, extra_groups))
+    if old is not None:
+        extra_groups = [h.group for h in old.bundle.heads if h.group != old.group]
+        if extra_groups:
+            extra = bundle_edit.sub_bundle(old.bundle, extra_groups)
+            return bundle_edit.merge_beside(trained, extra)
     if merge_default:
         build_default_bundle(models_dir, onnx_model_path(feature_options.model_dirs))
         default = bundles.load_bundle(models_dir, DEFAULT_BUNDLE_ID)

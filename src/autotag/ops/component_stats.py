@@ -178,7 +178,8 @@ def topology_page(
     """``/api/v1/topology/<id>``: the topology and every spout and bolt for one window."""
     window = check_window(window)
     kinds = _kinds(info, structure)
-    spouts, bolts = [], []
+    spouts: list[dict[str, Any]] = []
+    bolts: list[dict[str, Any]] = []
     for name in sorted(kinds):
         row = _row(kinds[name], name, _totals(info, name, window), _errors(info, name))
         (spouts if kinds[name] == "spout" else bolts).append(row)

@@ -12,21 +12,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
-
-from autotag.contract import PhotoResult
+from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R")  # one result: a photo's (contract.PhotoResult) or a video segment's
+R_contra = TypeVar("R_contra", contravariant=True)
 
-class ResultStore(Protocol):
+
+class ResultStore(Protocol[R_contra]):
     """Where batches go (``storage.writer`` over a Postgres connection, or a test fake)."""
 
-    def write(self, results: Sequence[PhotoResult]) -> int: ...
+    def write(self, results: Sequence[R_contra]) -> int: ...
     def reset(self) -> None: ...
 
 
-class ResultBatcher:
+class ResultBatcher(Generic[R]):
     """Batches results by count and by age; commit-then-ack.
 
     When its input goes idle the writer commits what it has, but not sooner than
@@ -41,7 +42,7 @@ class ResultBatcher:
 
     def __init__(
         self,
-        store: ResultStore,
+        store: ResultStore[R],
         ack: Callable[[Any], None],
         batch_size: int = 64,
         max_age_secs: float = 1.0,
@@ -61,12 +62,12 @@ class ResultBatcher:
         self.min_interval_secs = min_interval_secs
         self.clock = clock
         self.last_flush = float("-inf")
-        self.pending: list[tuple[PhotoResult, Any]] = []
+        self.pending: list[tuple[R, Any]] = []
         self.oldest = 0.0
         self.retry_at = 0.0
         self.backoff = 0.5
 
-    def add(self, result: PhotoResult, tup: Any) -> None:
+    def add(self, result: R, tup: Any) -> None:
         if not self.pending:
             self.oldest = self.clock()
         self.pending.append((result, tup))

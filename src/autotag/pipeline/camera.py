@@ -126,7 +126,7 @@ class _SegmentFile:
         self.start_secs = start_secs
         self.frames = 0
         self.last_secs = start_secs
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
         if not self.writer.isOpened():
             raise AutotagError(f"cannot write a segment file in {path.parent}")
 

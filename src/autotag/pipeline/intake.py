@@ -292,6 +292,7 @@ def upload(
     seen: set[str] = set()
     with intake:
         for path, problem in items:
+            rec: UploadRecord | VideoUploadRecord
             if problem is not None:
                 rec = UploadRecord(str(path), None, ERROR, problem)
             else:
@@ -461,7 +462,7 @@ class InboxWatcher:
         self._last: dict[Path, Signature] = {}
         self._warned: dict[Path, Signature | None] = {}
 
-    def poll(self, intake: Intake) -> list[UploadRecord]:
+    def poll(self, intake: Intake) -> list[UploadRecord | VideoUploadRecord]:
         """One poll: upload and move every file that has not changed since the last poll."""
         self.inbox.mkdir(parents=True, exist_ok=True)
         try:
@@ -479,7 +480,7 @@ class InboxWatcher:
                 if self._last.get(p) == sig:
                     ready.append((p, sig))
             self._last = current
-            records = []
+            records: list[UploadRecord | VideoUploadRecord] = []
             for p, sig in ready:
                 rec = self._handle(intake, root_fd, p, sig)
                 if rec is not None:
@@ -584,8 +585,8 @@ def watch_inbox(
     once: bool = False,
     force: bool = False,
     stop: threading.Event | None = None,
-    on_record: Callable[[UploadRecord], None] | None = None,
-) -> list[UploadRecord]:
+    on_record: Callable[[UploadRecord | VideoUploadRecord], None] | None = None,
+) -> list[UploadRecord | VideoUploadRecord]:
     """Watch a folder, uploading through ``intake``, until ``stop`` is set (or, with ``once``,
     for two polls: enough to see which files are complete). Returns the records (when once)
     and reports each to on_record.
@@ -596,7 +597,7 @@ def watch_inbox(
 
     watcher = InboxWatcher(Path(inbox_dir), force=force)
     stop = stop or threading.Event()
-    collected: list[UploadRecord] = []
+    collected: list[UploadRecord | VideoUploadRecord] = []
     polls = 0
     down_logged = False
     try:

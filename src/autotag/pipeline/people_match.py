@@ -69,8 +69,9 @@ class PeopleMatcher:
         self._checked = now
         try:
             conn = self._db()
-            stale = self.refs is None or now - self._loaded >= self.reload_every
-            if not stale and people.version(conn) != self.refs.version:  # type: ignore[union-attr]
+            refs = self.refs
+            stale = refs is None or now - self._loaded >= self.reload_every
+            if refs is not None and not stale and people.version(conn) != refs.version:
                 stale = True
             if stale:
                 self.refs = people.references(conn)

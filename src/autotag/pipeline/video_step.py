@@ -122,10 +122,10 @@ class VideoAnalyser:
             )
             return SegmentResult.failed(job.video_id, job.segment, reason, attempts, **stats)
         expected = job.stop_frame - job.start_frame
-        reason = None
+        short = None
         # Some containers only estimate their frame count: a few frames short is no news.
         if expected - run.decoded > max(2, expected // 20):
-            reason = f"truncated: {run.decoded} of {expected} frames decoded"
+            short = f"truncated: {run.decoded} of {expected} frames decoded"
         return SegmentResult(
             job.video_id,
             job.segment,
@@ -135,7 +135,7 @@ class VideoAnalyser:
             tags=run.tags.ranked(),
             detections=run.detections,
             stats=stats,
-            reason=reason,
+            reason=short,
             attempts=attempts,
         )
 

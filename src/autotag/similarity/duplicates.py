@@ -28,7 +28,7 @@ def find_duplicate_groups(
         return root
 
     for ids, X in index.iter_vectors(batch):
-        for pid, hits in zip(ids, index.range_search(X, min_score), strict=True):
+        for pid, hits in zip(ids, index.range_search_rows(X, min_score), strict=True):
             for other, score in hits:
                 if other == pid:
                     continue
@@ -47,7 +47,7 @@ def find_duplicate_groups(
     for (a, _), score in best.items():
         root = find(a)
         top[root] = max(top.get(root, -math.inf), score)
-    out = [
+    out: list[dict[str, Any]] = [
         {"photo_ids": sorted(members), "size": len(members), "top_score": top[root]}
         for root, members in groups.items()
     ]

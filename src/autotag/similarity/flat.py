@@ -11,6 +11,7 @@ its row in place and a removal moves the last row into the hole, so nothing is r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
@@ -45,7 +46,8 @@ class FlatStore:
         self.dim = dim
         self.kind = kind
         self.segment_rows = segment_rows
-        self.segments: list[faiss.Index] = []
+        # Flat and scalar-quantizer segments alike keep their codes in one array.
+        self.segments: list[faiss.IndexFlatCodes] = []
         self.n = 0
         # int8: code = rint((x - lo) / step) - 128, so x ~ lo + (code + 128) * step.
         self.lo: np.ndarray | None = None
@@ -75,7 +77,7 @@ class FlatStore:
         self.lo = lo.astype(np.float32)
         self.step = ((hi - lo) / 255.0).astype(np.float32)
 
-    def _new_segment(self) -> faiss.Index:
+    def _new_segment(self) -> faiss.IndexFlatCodes:
         ip = faiss.METRIC_INNER_PRODUCT
         if self.kind == "exact":
             return faiss.IndexFlatIP(self.dim)
@@ -120,7 +122,7 @@ class FlatStore:
     def code_size(self) -> int:
         return {"exact": 4, "fp16": 2, "int8": 1}[self.kind] * self.dim
 
-    def _codes_view(self, seg: faiss.Index) -> np.ndarray:
+    def _codes_view(self, seg: faiss.IndexFlatCodes) -> np.ndarray:
         """Writable view of a segment's codes (valid until the segment grows)."""
         cs = self.code_size
         if seg.ntotal == 0:
@@ -320,13 +322,14 @@ class FlatStore:
     def save(self, path: Path) -> None:
         for i, seg in enumerate(self.segments):
             faiss.write_index(seg, str(path / f"segment-{i:05d}.faiss"))
-        if self.kind == "int8" and self.step is not None:
+        if self.kind == "int8" and self.lo is not None and self.step is not None:
             np.save(path / "int8-lo.npy", self.lo)
             np.save(path / "int8-step.npy", self.step)
 
     def load(self, path: Path, next_label: int) -> None:
         files = sorted(path.glob("segment-*.faiss"))
-        self.segments = [faiss.read_index(str(f)) for f in files]
+        # read_index returns the concrete class (what save wrote); faiss' stub says Index.
+        self.segments = [cast(faiss.IndexFlatCodes, faiss.read_index(str(f))) for f in files]
         self.n = sum(s.ntotal for s in self.segments)
         if self.kind == "int8" and (path / "int8-step.npy").is_file():
             self.lo = np.load(path / "int8-lo.npy")

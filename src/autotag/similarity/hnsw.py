@@ -98,7 +98,7 @@ class HNSWStore:
         return xb.reshape(-1, self.dim)[np.asarray(labels, dtype=np.int64)].copy()
 
     def _params(self, k: int) -> faiss.SearchParameters:
-        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # not in faiss' stub
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # faiss' stub lacks it
         params.efSearch = max(self.ef_search, k)
         if self.dead:
             self._bitmap = np.packbits(self.live, bitorder="little")
@@ -138,7 +138,6 @@ class HNSWStore:
 
     def load(self, path: Path, next_label: int) -> None:
         self.index = cast(faiss.IndexHNSWFlat, faiss.read_index(str(path / "hnsw.faiss")))
-
         self.index.hnsw.efSearch = self.ef_search
         self.live = np.load(path / "hnsw-live.npy")
         self.dead = int((~self.live).sum())

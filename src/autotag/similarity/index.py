@@ -309,19 +309,30 @@ class VectorIndex:
 
         A (d,) query returns one list of (photo_id, score); a (q, d) batch returns q lists.
         """
-        single = np.ndim(query) == 1
+        results = self.search_rows(query, top_k, min_score)
+        return results[0] if np.ndim(query) == 1 else results
+
+    def search_rows(
+        self, query: Any, top_k: int = 10, min_score: float | None = None
+    ) -> list[list[Hit]]:
+        """``search`` with one list of hits per query row, a (d,) query being one row."""
         Q = as_matrix(query, self.dim)
         with self._lock:
             if len(self) == 0 or top_k <= 0:
-                results: list[list[Hit]] = [[] for _ in range(len(Q))]
-            else:
-                D, lab = self._store.search(Q, int(top_k))
-                results = [self._to_hits(D[i], lab[i], min_score) for i in range(len(Q))]
-        return results[0] if single else results
+                return [[] for _ in range(len(Q))]
+            D, lab = self._store.search(Q, int(top_k))
+            return [self._to_hits(D[i], lab[i], min_score) for i in range(len(Q))]
 
     def range_search(self, query: Any, min_score: float) -> list[Hit] | list[list[Hit]]:
-        """Every photo scoring > min_score (the seed's ``DOT_PRODUCT(..) > 0.9``), best first."""
-        single = np.ndim(query) == 1
+        """Every photo scoring > min_score (the seed's ``DOT_PRODUCT(..) > 0.9``), best first.
+
+        A (d,) query returns one list of (photo_id, score); a (q, d) batch returns q lists.
+        """
+        results = self.range_search_rows(query, min_score)
+        return results[0] if np.ndim(query) == 1 else results
+
+    def range_search_rows(self, query: Any, min_score: float) -> list[list[Hit]]:
+        """``range_search`` with one list of hits per query row, a (d,) query being one row."""
         Q = as_matrix(query, self.dim)
         with self._lock:
             if len(self) == 0:
@@ -334,7 +345,7 @@ class VectorIndex:
             for D, lab in parts:
                 order = np.argsort(-D, kind="stable")
                 results.append(self._to_hits(D[order], lab[order], min_score))
-        return results[0] if single else results
+        return results
 
     def vector(self, photo_id: str) -> np.ndarray | None:
         """The stored vector (decoded for fp16/int8), or None for an unknown id."""

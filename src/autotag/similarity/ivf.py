@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
@@ -44,10 +45,14 @@ class IVFStore:
         nlist = self.nlist_wanted or self.auto_nlist(len(sample))
         codec = "SQ8" if self.storage == "sq8" else "Flat"
         # index_factory's result owns the quantizer; keep that object (not a borrowed view).
-        index = faiss.index_factory(self.dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
+        # (index_factory returns the concrete class; faiss' stub says Index.)
+        index = cast(
+            faiss.IndexIVF,
+            faiss.index_factory(self.dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT),
+        )
         index.cp.seed = 1234
         index.train(sample)
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # faiss' stub lacks DirectMap
         self.index = index
         self.set_nprobe(self.nprobe_wanted)
 
@@ -109,7 +114,9 @@ class IVFStore:
             return 0
         inv = self.index.invlists
         code = self.index.code_size
-        body = sum(inv.list_size(i) * (code + 8) for i in range(self.index.nlist))
+        body = 0
+        if inv is not None:  # an index always has its lists; faiss' stub says Optional
+            body = sum(int(inv.list_size(i)) * (code + 8) for i in range(self.index.nlist))
         return int(body + self.index.nlist * self.dim * 4 + len(self) * 16)  # + hash map entries
 
     def save(self, path: Path) -> None:
@@ -119,7 +126,8 @@ class IVFStore:
     def load(self, path: Path, next_label: int) -> None:
         f = path / "ivf.faiss"
         if f.is_file():
-            self.index = faiss.read_index(str(f))
-            self.index.set_direct_map_type(faiss.DirectMap.Hashtable)
+            index = cast(faiss.IndexIVF, faiss.read_index(str(f)))  # the class save() wrote
+            index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # faiss' stub lacks DirectMap
+            self.index = index
             self.set_nprobe(self.nprobe_wanted)
         self.next_label = next_label

@@ -79,9 +79,7 @@ class ReidIndex:
             return []
         if len(vector) != self.index.dim:
             raise AutotagError(f"query has {len(vector)} dimensions, the index {self.index.dim}")
-        hits: list[tuple[str, float]] = self.index.search(  # type: ignore[assignment]
-            np.asarray(vector, np.float32), len(self.index)
-        )
+        hits = self.index.search_rows(np.asarray(vector, np.float32), len(self.index))[0]
         best: dict[tuple[str, int], dict[str, Any]] = {}
         for start in range(0, len(hits), 500):  # rows fetched a chunk at a time, best first
             chunk = hits[start : start + 500]

@@ -41,7 +41,7 @@ def resolve_feature_set(name: str) -> tuple[str, int | None]:
     except ModelError:  # not one of ours (e.g. a test's own set): used as given
         return name, None
     current = str(spec["version"])
-    dim = int(spec["dim"])  # type: ignore[call-overload]
+    dim = int(spec["dim"])
     if not version:
         return f"{base}@{current}", dim
     return name, dim if version == current else None
@@ -315,10 +315,10 @@ class SimilarityService:
         k = top + len(skip)
         while True:
             if min_score is not None and tag is not None:
-                raw = self.index.range_search(q, min_score)
+                raw = self.index.range_search_rows(q, min_score)[0]
             else:
-                raw = self.index.search(q, k, min_score)
-            hits = [(pid, s) for pid, s in raw if pid not in skip]  # type: ignore[misc]
+                raw = self.index.search_rows(q, k, min_score)[0]
+            hits = [(pid, s) for pid, s in raw if pid not in skip]
             if tag is not None and hits:
                 allowed = self._with_tag([pid for pid, _ in hits], tag)
                 hits = [(pid, s) for pid, s in hits if pid in allowed]

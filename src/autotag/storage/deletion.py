@@ -240,9 +240,9 @@ class Deleter:
                     self.conn.execute(_snapshot(kind), (live,))
                     _delete_rows(self.conn, kind, live)
             for i in ids:
-                kind, state = where.get(i, (None, "unknown"))
+                found, state = where.get(i, (None, "unknown"))
                 outcome = {"live": "trashed", "trash": "already in trash", "purged": "unknown"}
-                out.append(Outcome(i, kind, outcome.get(state, "unknown")))
+                out.append(Outcome(i, found, outcome.get(state, "unknown")))
         self._forget_in_redis([o for o in out if o.outcome == "trashed"])
         return out
 
@@ -268,9 +268,9 @@ class Deleter:
                     )
             out = []
             for i in ids:
-                kind, state = where.get(i, (None, "unknown"))
+                found, state = where.get(i, (None, "unknown"))
                 outcome = {"live": "purged", "trash": "purged", "purged": "already purged"}
-                out.append(Outcome(i, kind, outcome.get(state, "unknown")))
+                out.append(Outcome(i, found, outcome.get(state, "unknown")))
         # Files after the commit: a rolled-back delete must not lose a blob.
         purged = [o for o in out if o.outcome in ("purged", "already purged")]
         for o in purged:
@@ -388,8 +388,12 @@ class Deleter:
         for name, pending in ((stream.name, True), (stream.dead_name, False)):
             start = "-"
             while True:
-                chunk = r.xrange(name, min=start, max="+", count=1000)
-                hits = [eid for eid, f in chunk if owner(str(f.get("photo_id", ""))) in ids]
+                chunk = r.xrange(name, min=start, max="+", count=1000) or []
+                hits = [
+                    eid
+                    for eid, f in chunk
+                    if eid is not None and owner(str((f or {}).get("photo_id", ""))) in ids
+                ]
                 if hits:
                     pipe = r.pipeline(transaction=True)
                     if pending:

@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT, StreamIdT, StreamRangeResponse
 
 from autotag.config import QueueSettings, ServiceSettings
 from autotag.errors import ServiceError
@@ -212,8 +213,12 @@ class ItemStream:
     def enqueue(self, photo_id: str, source: str, attempt: int = 0) -> str:
         """Append a photo to the stream; returns the entry id."""
         self.ensure_group()
-        fields = {"photo_id": photo_id, "source": source or "", "attempt": attempt}
-        return _s(self.redis.xadd(self.name, fields))  # type: ignore[arg-type]
+        fields: dict[FieldT, EncodableT] = {
+            "photo_id": photo_id,
+            "source": source or "",
+            "attempt": attempt,
+        }
+        return _s(self.redis.xadd(self.name, fields))
 
     def read(self, consumer: str, count: int = 10, block_ms: int | None = 1000) -> list[Entry]:
         """New entries for this consumer (XREADGROUP >), waiting up to block_ms for some."""
@@ -253,11 +258,13 @@ class ItemStream:
         out: list[Entry] = []
         start = "0-0"
         while len(out) < count:
-            resp = self._with_group(
-                lambda start=start: self.redis.xautoclaim(
+
+            def claim(start: str = start) -> list[Any]:
+                return self.redis.xautoclaim(
                     self.name, self.group, consumer, min_idle_ms, start, count=count - len(out)
                 )
-            )
+
+            resp = self._with_group(claim)
             start = _s(resp[0])
             for entry_id, fields in resp[1]:
                 e = _entry(entry_id, fields)
@@ -270,14 +277,15 @@ class ItemStream:
     def claim_own_pending(self, consumer: str, count: int = 1000) -> list[Entry]:
         """This consumer's own pending entries (what it had in flight when it died), and no
         other consumer's: XPENDING for the consumer, then XCLAIM those ids to it."""
-        ids = [p.entry_id for p in self.pending(count, consumer)]
+        ids: list[StreamIdT] = [p.entry_id for p in self.pending(count, consumer)]
         if not ids:
             return []
         claimed = self._with_group(
             lambda: self.redis.xclaim(self.name, self.group, consumer, 0, ids)
         )
         out = []
-        for entry_id, fields in claimed or []:
+        # Entries with their fields (the list of bare ids is XCLAIM's JUSTID form).
+        for entry_id, fields in cast(StreamRangeResponse, claimed or []):
             e = _entry(entry_id, fields)
             if e is not None:
                 out.append(e)
@@ -312,16 +320,18 @@ class ItemStream:
     def dead_letter(self, photo_id: str, reason: str, attempts: int) -> str:
         """Record a photo that could not be processed after its attempts; returns the entry id.
         The dead-letter stream keeps about the newest ``dead_letter_cap`` (MAXLEN ~)."""
-        fields = {"photo_id": photo_id, "reason": reason, "attempts": attempts}
-        return _s(
-            self.redis.xadd(self.dead_name, fields, maxlen=self.dead_cap, approximate=True)  # type: ignore[arg-type]
-        )
+        fields: dict[FieldT, EncodableT] = {
+            "photo_id": photo_id,
+            "reason": reason,
+            "attempts": attempts,
+        }
+        return _s(self.redis.xadd(self.dead_name, fields, maxlen=self.dead_cap, approximate=True))
 
     def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
         out = []
-        for entry_id, fields in self.redis.xrevrange(self.dead_name, count=count):
-            f = {_s(k): _s(v) for k, v in fields.items()}
+        for entry_id, fields in self.redis.xrevrange(self.dead_name, count=count) or []:
+            f = {_s(k): _s(v) for k, v in (fields or {}).items()}
             eid = _s(entry_id)
             try:
                 attempts = int(f.get("attempts", "0"))
@@ -352,13 +362,13 @@ class ItemStream:
             )
             outcome = "dead"
         else:
-            fields = {
+            fields: dict[FieldT, EncodableT] = {
                 "photo_id": entry.item_id,
                 "source": entry.source,
                 "attempt": attempts,
                 "replays": entry.replays + 1 if replay else entry.replays,
             }
-            pipe.xadd(self.name, fields)  # type: ignore[arg-type]
+            pipe.xadd(self.name, fields)
             outcome = "replayed" if replay else "requeued"
         pipe.xack(self.name, self.group, entry.entry_id)
         pipe.xdel(self.name, entry.entry_id)

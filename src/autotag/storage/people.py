@@ -341,11 +341,11 @@ def name_face(conn: psycopg.Connection[Any], face_id: int, name: str) -> dict[st
             if same is not None:
                 pid = int(same[0])
             else:
-                pid = int(
-                    conn.execute(
-                        "INSERT INTO people (name) VALUES (%s) RETURNING person_id", (name,)
-                    ).fetchone()[0]  # type: ignore[index]
-                )
+                row = conn.execute(
+                    "INSERT INTO people (name) VALUES (%s) RETURNING person_id", (name,)
+                ).fetchone()
+                assert row is not None  # INSERT ... RETURNING returns the row
+                pid = int(row[0])
                 created = True
         conn.execute("UPDATE people SET name = %s WHERE person_id = %s", (name, pid))
         conn.execute(
@@ -476,17 +476,17 @@ def assign(
             ).rowcount
         created = 0
         for group in new_groups:
-            pid = conn.execute("INSERT INTO people DEFAULT VALUES RETURNING person_id").fetchone()
-            assert pid is not None
+            row = conn.execute("INSERT INTO people DEFAULT VALUES RETURNING person_id").fetchone()
+            assert row is not None
             n = conn.execute(
                 "UPDATE faces SET person_id = %s, assigned_by = 'cluster', person_score = 0.75 "
                 "WHERE face_id = ANY(%s::bigint[]) AND person_id IS NULL",
-                (pid[0], list(group)),
+                (row[0], list(group)),
             ).rowcount
             if n:
                 created += 1
             else:
-                conn.execute("DELETE FROM people WHERE person_id = %s", (pid[0],))
+                conn.execute("DELETE FROM people WHERE person_id = %s", (row[0],))
         if joined:
             joined_photos = [
                 r[0]

@@ -38,18 +38,29 @@ class StorableDetection(Protocol):
 
 
 class StorableSegment(Protocol):
-    """What the writer reads of one segment's result (``pipeline.video_contract``)."""
+    """What the writer reads of one segment's result (``pipeline.video_contract``): read-only
+    members, so a result with a list of its own detections (or no reason) is one too."""
 
-    video_id: str
-    segment: int
-    status: str  # 'done' | 'failed'
-    model_version: str | None
-    feature_set: str | None
-    tags: Sequence[tuple[str, float, int]]
-    detections: Sequence[StorableDetection]
-    stats: dict[str, Any]
-    reason: str | None
-    attempts: int
+    @property
+    def video_id(self) -> str: ...
+    @property
+    def segment(self) -> int: ...
+    @property
+    def status(self) -> str: ...  # 'done' | 'failed'
+    @property
+    def model_version(self) -> str | None: ...
+    @property
+    def feature_set(self) -> str | None: ...
+    @property
+    def tags(self) -> Sequence[tuple[str, float, int]]: ...
+    @property
+    def detections(self) -> Sequence[StorableDetection]: ...
+    @property
+    def stats(self) -> dict[str, Any]: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def attempts(self) -> int: ...
 
 
 def _literal(v: np.ndarray | None) -> str | None:
@@ -219,9 +230,9 @@ def write_segment_results(conn: psycopg.Connection[Any], results: Sequence[Stora
 class _Failed:
     """A segment result the database refused, stored instead as failed with the reason."""
 
-    status = "failed"
-    model_version = None
-    feature_set = None
+    status: str = "failed"
+    model_version: str | None = None
+    feature_set: str | None = None
     tags: Sequence[tuple[str, float, int]] = ()
     detections: Sequence[StorableDetection] = ()
 

@@ -93,7 +93,7 @@ def _upsert_photos(columns: tuple[Column, ...]) -> sql.Composed:
             raise ValueError(f"contract column {c.name}: {c.sql_type!r} / {c.merge!r}")
     names = [sql.Identifier(c.name) for c in columns]
     arrays = sql.SQL(", ").join(sql.SQL("%s::" + c.sql_type + "[]") for c in columns)
-    sets = [
+    sets: list[sql.Composable] = [
         sql.SQL(_MERGES[c.merge]).format(c=sql.Identifier(c.name))
         for c in columns
         if c.name != "photo_id"
@@ -184,7 +184,7 @@ class _Batch:
     photos: tuple[list[Any], ...]
     tag_keys: tuple[list[Any], ...]
     tags: tuple[list[Any], ...]
-    vectors: list[tuple[str, str | None, str, Float4Vector]]  # sorted by photo id
+    vectors: list[tuple[str, str | None, str | None, Float4Vector]]  # sorted by photo id
     # Faces (storage.people): the tagged photos, their face keys and UPSERT_FACE rows.
     face_photos: list[str] = field(default_factory=list)
     faces: list[tuple[Any, ...]] = field(default_factory=list)
@@ -207,7 +207,7 @@ def _columns(batch: Sequence[PhotoResult]) -> _Batch:
     photos: list[list[Any]] = [[] for _ in stored]
     d_ids, d_mv = [], []
     t_ids, t_tags, t_scores, t_mv, t_kinds, t_via = [], [], [], [], [], []
-    vectors: list[tuple[str, str | None, str, Float4Vector]] = []
+    vectors: list[tuple[str, str | None, str | None, Float4Vector]] = []
     face_photos: list[str] = []
     faces: list[tuple[Any, ...]] = []
     for r in batch:

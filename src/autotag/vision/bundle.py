@@ -101,7 +101,9 @@ def safe_bundle_name(text: str) -> str:
     return (out or "model")[:80]
 
 
-def calibrated_sigmoid(z: np.ndarray, a: float | np.ndarray, c: float | np.ndarray) -> np.ndarray:
+def calibrated_sigmoid(
+    z: np.ndarray, a: float | np.floating | np.ndarray, c: float | np.floating | np.ndarray
+) -> np.ndarray:
     """``σ(a·z + c)`` in float32, written with tanh so it never overflows.
 
     The one definition: training chooses thresholds on exactly these values, so a threshold
@@ -465,12 +467,22 @@ class ModelBundle:
             order = order[:max_tags]
         return [(self.classes[i], float(p[i])) for i in order]
 
+    def concept_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(concept_matrix, concept_thresholds)``, empty when the bundle has no concepts
+        (a bundle with concepts has both: ``_validate_concepts``)."""
+        M, thr = self.concept_matrix, self.concept_thresholds
+        if M is None or thr is None:
+            if self.concepts:
+                raise ModelError(f"bundle {self.id}: concepts without their matrix/thresholds")
+            return np.zeros((0, self.k), np.float32), np.zeros(0, np.float32)
+        return M, thr
+
     def concept_scores(self, probs: np.ndarray) -> np.ndarray:
         """Concept probabilities (n, concepts): sums of class probabilities, one product."""
         P = np.asarray(probs, np.float32)
         if not self.concepts:
             return np.zeros((P.shape[0], 0), np.float32)
-        return P @ self.concept_matrix.T  # type: ignore[union-attr]
+        return P @ self.concept_arrays()[0].T
 
     def concept_tags_for(
         self,
@@ -485,14 +497,13 @@ class ModelBundle:
             return []
         p = np.asarray(probs_row, np.float32).reshape(-1)
         c = np.asarray(concepts_row, np.float32).reshape(-1)
-        thr = self.concept_thresholds
+        M, thr = self.concept_arrays()
         keep = np.flatnonzero((c >= thr) & (c >= min_score))
         order = keep[np.argsort(-c[keep], kind="stable")]
         if max_tags is not None:
             order = order[:max_tags]
-        M = self.concept_matrix
         return [
-            (self.concepts[i].tag, float(min(c[i], 1.0)), self.classes[int(np.argmax(M[i] * p))])  # type: ignore[index]
+            (self.concepts[i].tag, float(min(c[i], 1.0)), self.classes[int(np.argmax(M[i] * p))])
             for i in order
         ]
 
@@ -548,8 +559,9 @@ def _merged_concepts(first: ModelBundle, second: ModelBundle) -> dict[str, Any]:
         # A trained class of the same name ("dog") replaces the concept.
         keep = [i for i, c in enumerate(b.concepts) if c.tag not in classes]
         if keep:
-            M = np.pad(b.concept_matrix[keep], ((0, 0), (left, right)))  # type: ignore[index]
-            parts.append(([b.concepts[i] for i in keep], M, b.concept_thresholds[keep]))  # type: ignore[index]
+            matrix, thresholds = b.concept_arrays()
+            M = np.pad(matrix[keep], ((0, 0), (left, right)))
+            parts.append(([b.concepts[i] for i in keep], M, thresholds[keep]))
     if not parts:
         return {
             "class_words": {**first.class_words, **second.class_words},

@@ -17,6 +17,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ from PIL import (
     BmpImagePlugin,
     GifImagePlugin,
     Image,
+    ImageFile,
     JpegImagePlugin,
     PngImagePlugin,
     TiffImagePlugin,
@@ -32,6 +34,9 @@ from PIL import (
 
 from autotag.errors import ImageError
 
+if TYPE_CHECKING:
+    from pillow_heif import HeifFile
+
 SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF")
 # ISO base media brands (bytes 8-12 of the ftyp box) of HEIC/HEIF stills and of AVIF.
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"hevx")
@@ -39,7 +44,7 @@ _AVIF_BRANDS = (b"avif", b"avis")
 
 # Header parsers, called directly rather than through Image.open: Image.open runs Pillow's own
 # decompression-bomb check, which would pre-empt ours (and its message) with a fixed limit.
-_HEADER_CLASSES: dict[str, type[Image.Image]] = {
+_HEADER_CLASSES: dict[str, type[ImageFile.ImageFile]] = {
     "JPEG": JpegImagePlugin.JpegImageFile,
     "PNG": PngImagePlugin.PngImageFile,
     "GIF": GifImagePlugin.GifImageFile,
@@ -151,7 +156,7 @@ def _describe_unknown(data: bytes) -> str:
     return "not an image: plain text"
 
 
-def _read_header(data: bytes, fmt: str, limits: DecodeLimits) -> Image.Image:
+def _read_header(data: bytes, fmt: str, limits: DecodeLimits) -> ImageFile.ImageFile:
     # Pillow calls a zero-size PNG/GIF "not identified"; say what is really wrong.
     raw = _raw_size(data, fmt)
     if raw is not None and 0 in raw:
@@ -246,8 +251,8 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
         return np.clip(f * scale + 0.5, 0, 255).astype(np.uint8)
     if np.issubdtype(img.dtype, np.integer):
         info = np.iinfo(img.dtype)
-        f = (img.astype(np.float64) - info.min) / (info.max - info.min)
-        return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        wide = (img.astype(np.float64) - info.min) / (info.max - info.min)
+        return np.clip(wide * 255.0 + 0.5, 0, 255).astype(np.uint8)
     raise ImageError(f"unsupported pixel type {img.dtype}")
 
 
@@ -465,15 +470,15 @@ def _decode_heif(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
             if fmt == "HEIF":
                 import pillow_heif
 
-                image: object = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
-                width, height = image.size  # type: ignore[attr-defined]
-                mode = str(image.mode)  # type: ignore[attr-defined]
+                image: HeifFile | Image.Image = pillow_heif.open_heif(
+                    io.BytesIO(data), convert_hdr_to_8bit=True
+                )
             else:
                 from PIL import AvifImagePlugin
 
                 image = AvifImagePlugin.AvifImageFile(io.BytesIO(data))
-                width, height = image.size  # type: ignore[attr-defined]
-                mode = str(image.mode)  # type: ignore[attr-defined]
+            width, height = image.size
+            mode = str(image.mode)
     except Exception as exc:  # a truncated or hostile container: a reason, never a crash
         raise ImageError(f"corrupt {fmt} file: {_short(exc)}") from None
     check_dimensions(width, height, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension)
@@ -484,10 +489,10 @@ def _decode_heif(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
             f"{_fmt_bytes(limits.max_decode_bytes)} decode budget"
         )
     try:
-        if fmt == "HEIF":
+        if isinstance(image, Image.Image):  # AVIF
+            pixels = np.asarray(image.convert("RGBA" if "A" in mode else "RGB"))
+        else:  # HEIF: libheif's pixels, 8 bits per sample
             pixels = np.asarray(image)
-        else:
-            pixels = np.asarray(image.convert("RGBA" if "A" in mode else "RGB"))  # type: ignore[attr-defined]
     except MemoryError:
         raise ImageError(f"not enough memory to decode this {width}x{height} {fmt}") from None
     except Exception as exc:  # noqa: BLE001 - hostile input ends as a reason

@@ -146,7 +146,7 @@ def squared_norms(references: np.ndarray) -> np.ndarray:
 def nearest_person(
     embedding: np.ndarray,
     references: np.ndarray,
-    owners: Sequence[int],
+    owners: Sequence[int] | np.ndarray,
     max_distance: float = MATCH_DISTANCE,
     refused: Sequence[int] = (),
     norms: np.ndarray | None = None,

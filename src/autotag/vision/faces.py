@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import cv2.data  # the wheel's cascade folder (cv2 does not import it itself for the checker)
+import cv2.data  # the wheel's cascade folder (cv2's stub does not declare the submodule)
 import numpy as np
-
 
 from autotag.checksums import file_sha256
 from autotag.errors import ModelError

@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -85,7 +86,7 @@ FEATURE_SPECS: dict[str, tuple[str, int]] = {
 NETWORK_PREFIX = "net:"  # net:<bundle id>: a trained network (vision/network_features.py)
 
 
-def feature_set_spec(name: str) -> dict[str, object]:
+def feature_set_spec(name: str) -> dict[str, Any]:
     """``{name, version, dim}`` of a feature set, as bundles record it (no model loaded)."""
     if name.startswith(NETWORK_PREFIX):
         raise ModelError(f"{name} is a trained network: its bundle's manifest holds its spec")

@@ -84,9 +84,9 @@ def imagenet_class_names() -> list[str]:
     text = (_timm_info_dir() / "imagenet_synset_to_lemma.txt").read_text(encoding="utf-8")
     wanted = set(synsets)
     for line in text.splitlines():
-        sid, _, names = line.partition("\t")
+        sid, _, listed = line.partition("\t")
         if sid in wanted:
-            lemmas[sid] = [n.strip().replace("_", " ") for n in names.split(",") if n.strip()]
+            lemmas[sid] = [n.strip().replace("_", " ") for n in listed.split(",") if n.strip()]
     missing = [s for s in synsets if not lemmas.get(s)]
     if missing:
         raise ModelError(f"no lemma for synsets {missing[:5]}")

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from PIL import Image, IptcImagePlugin, JpegImagePlugin, TiffImagePlugin, WebPImagePlugin
+from PIL import (
+    Image,
+    ImageFile,
+    IptcImagePlugin,
+    JpegImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
 
 # EXIF tags (IFD0, the Exif IFD, the GPS IFD).
 _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
@@ -108,7 +115,8 @@ def parse_exif_datetime(value: Any) -> datetime | None:
     if not m:
         return None
     try:
-        when = datetime(*(int(g) for g in m.groups()))  # type: ignore[misc]
+        year, month, day, hour, minute, second = (int(g) for g in m.groups())
+        when = datetime(year, month, day, hour, minute, second)
     except ValueError:
         return None
     return when if when.year >= 1800 else None
@@ -272,13 +280,14 @@ def _from_iptc(info: dict[Any, Any]) -> dict[str, Any]:
     return out
 
 
-def _header(data: bytes, fmt: str) -> Image.Image | None:
-    cls = {
+def _header(data: bytes, fmt: str) -> ImageFile.ImageFile | None:
+    openers: dict[str, type[ImageFile.ImageFile]] = {
         "JPEG": JpegImagePlugin.JpegImageFile,
         "TIFF": TiffImagePlugin.TiffImageFile,
         "RAW": TiffImagePlugin.TiffImageFile,
         "WEBP": WebPImagePlugin.WebPImageFile,
-    }.get(fmt)
+    }
+    cls = openers.get(fmt)
     if cls is None:
         return None
     with warnings.catch_warnings():
@@ -331,14 +340,14 @@ def read_metadata(data: bytes, fmt: str) -> PhotoMetadata:
                     exif = im.getexif()
                     xmp = im.info.get("XML:com.adobe.xmp", "").encode() or None
         else:
-            im = _header(data, fmt)
-            if im is not None:
-                exif = im.getexif()
-                raw = im.info.get("xmp")
+            header = _header(data, fmt)
+            if header is not None:
+                exif = header.getexif()
+                raw = header.info.get("xmp")
                 xmp = raw.encode() if isinstance(raw, str) else raw
-                if fmt == "JPEG" and any(a == "APP13" for a, _ in getattr(im, "applist", [])):
+                if fmt == "JPEG" and any(a == "APP13" for a, _ in getattr(header, "applist", [])):
                     try:
-                        iptc_values = _from_iptc(IptcImagePlugin.getiptcinfo(im) or {})
+                        iptc_values = _from_iptc(IptcImagePlugin.getiptcinfo(header) or {})
                     except Exception as exc:  # noqa: BLE001
                         problems.append(f"IPTC: {type(exc).__name__}")
         exif_values = _from_exif(exif, problems)

@@ -73,7 +73,7 @@ class PeopleDetector:
         min_margin: float = 0.6,
     ) -> None:
         self.hog = cv2.HOGDescriptor()
-        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector()))
         self.max_side = max_side
         self.upscale = upscale
         self.scale_step = scale_step
@@ -167,9 +167,10 @@ class Tracker:
                 t.box, t.last_frame = boxes[i], frame
         out = []
         for i, b in enumerate(boxes):
-            if ids[i] is None:
+            tid = ids[i]
+            if tid is None:
                 track = _Track(len(self.tracks), b, frame)
                 self.tracks.append(track)
-                ids[i] = track.id
-            out.append(int(ids[i]))  # type: ignore[arg-type]
+                tid = track.id
+            out.append(int(tid))
         return out

@@ -293,7 +293,7 @@ class Tagger:
             # A JPEG decoded reduced: boxes back to the photo's own pixels.
             k = decoded.width / decoded.bgr.shape[1]
             result.faces = [
-                f._replace(box=tuple(round(v * k) for v in f.box))  # type: ignore[arg-type]
+                f._replace(box=tuple(round(v * k) for v in f.box))
                 for f in result.faces
             ]
             d = self.describer

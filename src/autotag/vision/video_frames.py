@@ -125,7 +125,6 @@ def check_frame_size(width: int, height: int, max_pixels: int) -> None:
 
 
 def open_capture(source: str | Path | int) -> cv2.VideoCapture:
-
     """An FFmpeg capture with open/read timeouts (they bound network streams; a file blocks
     only as long as its reads do)."""
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10_000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 10_000]

@@ -128,6 +128,8 @@ def create_app(
         token=token or load_or_create_token(settings.run_dir),
         hosts=list(hosts)
         if hosts is not None
+    # Starlette types a handler as taking any Exception, though it only ever calls one with
+    # the class it is registered for: the narrower handlers below are right, its stub is not.
         else [settings.services.local_bind_host, *LOCAL_HOSTS],
     )
     return app

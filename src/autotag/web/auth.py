@@ -54,7 +54,9 @@ class TokenGuard:
         self.hosts = {h.lower() for h in hosts}
 
     def _valid(self, candidate: str | None) -> bool:
-        return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token)
+        if not candidate:
+            return False
+        return hmac.compare_digest(candidate.encode(), self.token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -229,9 +229,12 @@ def status_fragment(request: Request, state: State) -> HTMLResponse:
 def topology_action_fragment(
     request: Request, name: str, action: str, state: State
 ) -> HTMLResponse:
-    if action not in ("activate", "deactivate"):
+    if action == "activate":
+        api_ops.topology_action(name, "activate", state)
+    elif action == "deactivate":
+        api_ops.topology_action(name, "deactivate", state)
+    else:
         raise HTTPException(404, f"no action {action!r}")
-    api_ops.topology_action(name, action, state)  # type: ignore[arg-type]
     return _page(request, "_status.html", **_status_context(state))
 
 
