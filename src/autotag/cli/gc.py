@@ -7,7 +7,7 @@ import json
 import click
 
 from autotag.config import settings
-from autotag.storage import database, garbage
+from autotag.storage import database, deletion, garbage
 from autotag.storage.blobs import BlobStore
 
 
@@ -32,12 +32,19 @@ def gc(dry_run: bool, min_age_secs: float, as_json: bool) -> None:
     """Remove blobs whose photo row is gone and stale upload temp files (.tmp/in-*)."""
     s = settings()
     blobs = BlobStore(s.blob_dir)
+    expired: list[deletion.Outcome] = []
     with database.connect(s.services) as conn, database.pg_errors(s.services):
+        if not dry_run:
+            # The trash's expiry, and tombstones old enough that nothing is in flight.
+            expired = deletion.for_settings(s, conn).expire(s.trash.trash_days)
+            deletion.forget_tombstones(conn, s.trash.tombstone_hours * 3600.0)
         found = garbage.find(blobs, conn, min_age_secs)
         result = found if dry_run else garbage.remove(blobs, conn, found)
     if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        click.echo(json.dumps({**result.as_dict(), "trash_expired": len(expired)}, indent=2))
         return
+    if expired:
+        click.echo(f"removed {len(expired)} items from the trash (older than its days)")
     verb = "would remove" if dry_run else "removed"
     click.echo(
         f"{verb} {len(result.orphan_blobs)} blobs of deleted photos and "

@@ -23,7 +23,7 @@ from autotag.checksums import file_sha256
 from autotag.config import ServiceSettings
 from autotag.errors import AutotagError, ModelError
 from autotag.similarity.index import MODES, VectorIndex, as_matrix
-from autotag.storage import database, lookups, vectors
+from autotag.storage import database, deletion, lookups, vectors
 from autotag.vision.features import feature_set_spec
 
 log = logging.getLogger(__name__)
@@ -319,6 +319,12 @@ class SimilarityService:
             else:
                 raw = self.index.search_rows(q, k, min_score)[0]
             hits = [(pid, s) for pid, s in raw if pid not in skip]
+            gone = set(pid for pid, _ in hits) - deletion.live_ids(self.conn, [p for p, _ in hits])
+            if gone:  # deleted (trash or for good) since the index took them in
+                for pid in gone:
+                    self._seq_of.pop(pid, None)
+                self.index.remove(sorted(gone))
+                hits = [(pid, s) for pid, s in hits if pid not in gone]
             if tag is not None and hits:
                 allowed = self._with_tag([pid for pid, _ in hits], tag)
                 hits = [(pid, s) for pid, s in hits if pid in allowed]

@@ -77,7 +77,8 @@ def client(
     """A client for autotag's Redis: short connect timeout, retries (timeouts, drops) with backoff.
 
     With ``check``, PING now and raise ServiceError if Redis is down. The password is read
-    from the run dir's secrets (ServiceError if there is none yet).
+    from the run dir's secrets (ServiceError if there is none yet). ``host`` overrides where
+    Redis is reached (the daemon's health check asks its own bind address).
     """
     r = redis.Redis(
         host=host or services.redis_address,

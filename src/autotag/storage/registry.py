@@ -32,10 +32,14 @@ def register(
     force: bool = False,
 ) -> Registration:
     """Insert the photo as 'queued'; an existing photo becomes 'queued' again unless it is
-    'tagged' (kept, unless force). The first source name is kept."""
+    'tagged' (kept, unless force). The first source name is kept.
+
+    The same bytes uploaded after the photo was deleted (in the trash, or for good) are a new
+    upload: the trash entry or tombstone goes, and the photo is tagged afresh."""
     row = conn.execute(
         """
-        WITH old AS (SELECT status FROM photos WHERE photo_id = %(id)s)
+        WITH undeleted AS (DELETE FROM trash WHERE item_id = %(id)s),
+        old AS (SELECT status FROM photos WHERE photo_id = %(id)s)
         INSERT INTO photos AS p (photo_id, status, source, bytes)
         VALUES (%(id)s, 'queued', %(source)s, %(bytes)s)
         ON CONFLICT (photo_id) DO UPDATE SET
@@ -66,13 +70,14 @@ def mark_failed(conn: psycopg.Connection[Any], photo_id: str, reason: str, attem
     conn.execute(
         """
         INSERT INTO photos AS p (photo_id, status, reason, attempts)
-        VALUES (%s, 'failed', %s, %s)
+        SELECT %s, 'failed', %s, %s
+        WHERE NOT EXISTS (SELECT 1 FROM trash WHERE item_id = %s)  -- deleted meanwhile
         ON CONFLICT (photo_id) DO UPDATE SET
             status = CASE WHEN p.status = 'tagged' THEN 'tagged' ELSE 'failed' END,
             reason = EXCLUDED.reason,
             attempts = EXCLUDED.attempts
         """,
-        (photo_id, reason, attempts),
+        (photo_id, reason, attempts, photo_id),
     )
 
 
@@ -146,9 +151,11 @@ def queued_ids(
 
 
 def known_ids(conn: psycopg.Connection[Any], photo_ids: Sequence[str]) -> set[str]:
-    """The photo ids among these that have a ``photos`` row."""
+    """The photo ids among these that have a ``photos`` row, or wait in the trash."""
     rows = conn.execute(
-        "SELECT photo_id FROM photos WHERE photo_id = ANY(%s::text[])", (list(photo_ids),)
+        "SELECT photo_id FROM photos WHERE photo_id = ANY(%(ids)s::text[]) UNION ALL "
+        "SELECT item_id FROM trash WHERE NOT purged AND item_id = ANY(%(ids)s::text[])",
+        {"ids": list(photo_ids)},
     ).fetchall()
     return {r[0] for r in rows}
 

@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 
 # Vector writes take this transaction-scoped advisory lock just before commit.
 _VECTOR_SEQ_LOCK = 0x617574_766563  # "autvec"
+# Deletes (storage.deletion) take this lock exclusively, each batch takes it shared first:
+# a batch commits wholly before a delete or starts after it, when it sees the trash row or
+# tombstone and drops the deleted photo's result.
+DELETE_LOCK = 0x617574_64656C  # "autdel"
+# A result's photo is stored unless it is in the trash or deleted for good (a tombstone).
+_NOT_DELETED = "NOT EXISTS (SELECT 1 FROM trash d WHERE d.item_id = {id})"
 # Each committed batch is announced on this channel (the web page's live feed LISTENs):
 # the payload is the batch's photo ids, comma-separated, at most this many per notification
 # (a NOTIFY payload must stay under 8,000 bytes).
@@ -103,8 +109,10 @@ def _upsert_photos(columns: tuple[Column, ...]) -> sql.Composed:
         "INSERT INTO photos AS p ({cols}, tagged_at)\n"
         "SELECT {r_cols}, CASE WHEN r.status = 'tagged' THEN now() END\n"
         "FROM unnest({arrays}) AS r({cols})\n"
+        "WHERE " + _NOT_DELETED.format(id="r.photo_id") + "\n"
         "ORDER BY r.photo_id\n"
-        "ON CONFLICT (photo_id) DO UPDATE SET {sets}"
+        "ON CONFLICT (photo_id) DO UPDATE SET {sets}\n"
+        "RETURNING p.photo_id"
     ).format(
         cols=sql.SQL(", ").join(names),
         r_cols=sql.SQL(", ").join(sql.SQL("r.") + n for n in names),
@@ -133,6 +141,7 @@ INSERT INTO tags (photo_id, tag, score, model_version, kind, via)
 SELECT r.photo_id, r.tag, r.score, r.model_version, r.kind, r.via
 FROM unnest(%s::text[], %s::text[], %s::real[], %s::text[], %s::text[], %s::text[])
      AS r(photo_id, tag, score, model_version, kind, via)
+WHERE """ + _NOT_DELETED.format(id="r.photo_id") + """
 ORDER BY r.photo_id, r.tag
 ON CONFLICT (photo_id, model_version, tag) DO UPDATE SET
     score = EXCLUDED.score, kind = EXCLUDED.kind, via = EXCLUDED.via
@@ -141,7 +150,8 @@ ON CONFLICT (photo_id, model_version, tag) DO UPDATE SET
 # One row per photo (executemany in the batch's pipeline): each vector travels in binary.
 _UPSERT_VECTOR = """
 INSERT INTO photo_vectors AS v (photo_id, feature_set, model_version, feature)
-VALUES (%s, %s, %s, %b)
+SELECT %(id)s, %(fs)s, %(mv)s, %(vec)b
+WHERE """ + _NOT_DELETED.format(id="%(id)s") + """
 ON CONFLICT (photo_id, feature_set) DO UPDATE SET
     model_version = EXCLUDED.model_version, feature = EXCLUDED.feature
 WHERE v.feature IS DISTINCT FROM EXCLUDED.feature
@@ -150,17 +160,22 @@ WHERE v.feature IS DISTINCT FROM EXCLUDED.feature
 
 
 # One statement per batch, delivered by Postgres only if the transaction commits.
-_NOTIFY = "SELECT pg_notify(%s, m) FROM unnest(%s::text[]) AS m"
+# Photos deleted meanwhile are left out (the upsert did not write them).
+_NOTIFY = """
+SELECT pg_notify(%s, string_agg(photo_id, ',' ORDER BY photo_id))
+FROM (SELECT photo_id, (row_number() OVER (ORDER BY photo_id) - 1) / %s AS part
+      FROM unnest(%s::text[]) AS u(photo_id)
+      WHERE """ + _NOT_DELETED.format(id="u.photo_id") + """) AS s
+GROUP BY part
+"""
+
+# Results are dropped for photos deleted while queued or in flight (``storage.deletion``).
+_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(%s)"
 
 
 def listen_for_results(conn: psycopg.Connection[Any]) -> None:
     """Subscribe this (autocommit) connection to the committed batches' notifications."""
     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
-
-
-def _notify_payloads(photo_ids: Sequence[str]) -> list[str]:
-    n = NOTIFY_IDS_PER_MESSAGE
-    return [",".join(photo_ids[i : i + n]) for i in range(0, len(photo_ids), n)]
 
 
 def _dedupe(results: Iterable[PhotoResult]) -> list[PhotoResult]:
@@ -256,22 +271,32 @@ def _columns(batch: Sequence[PhotoResult]) -> _Batch:
     )
 
 
-def _send(conn: psycopg.Connection[Any], b: _Batch) -> None:
+def _dropped(b: _Batch, written: psycopg.Cursor[Any]) -> list[str]:
+    """The batch's photo ids the upsert did not write: deleted photos."""
+    stored = {r[0] for r in written.fetchall()}
+    return [pid for pid in b.photos[0] if pid not in stored]
+
+
+def _send(conn: psycopg.Connection[Any], b: _Batch) -> list[str]:
     """All statements of a batch in one pipeline: BEGIN ... COMMIT, a single sync."""
-    statements: list[tuple[Any, Any]] = [(b.upsert, b.photos)]
+    statements: list[tuple[Any, Any]] = []
     if b.tag_keys[0]:
         statements.append((_DELETE_TAGS, b.tag_keys))
     if b.tags[0]:
         statements.append((_INSERT_TAGS, b.tags))
     if b.vectors:
         statements.append(("SELECT pg_advisory_xact_lock(%s)", (_VECTOR_SEQ_LOCK,)))
-    notify = (_NOTIFY, (NOTIFY_CHANNEL, _notify_payloads(b.photos[0])))
+    notify = (_NOTIFY, (NOTIFY_CHANNEL, NOTIFY_IDS_PER_MESSAGE, b.photos[0]))
+    vectors = [{"id": i, "fs": fs, "mv": mv, "vec": v} for i, fs, mv, v in b.vectors]
+    written = conn.cursor()
 
     def send_all(cur: psycopg.Cursor[Any]) -> None:
+        cur.execute(_LOCK_SHARED, (DELETE_LOCK,))
+        written.execute(b.upsert, b.photos)
         for query, params in statements:
             cur.execute(query, params)
-        if b.vectors:
-            cur.executemany(_UPSERT_VECTOR, b.vectors)
+        if vectors:
+            cur.executemany(_UPSERT_VECTOR, vectors)
         if b.face_photos:
             keys = [[f[i] for f in b.faces] for i in range(5)]
             cur.execute(people.DELETE_STALE_FACES, (b.face_photos, *keys))
@@ -287,12 +312,13 @@ def _send(conn: psycopg.Connection[Any], b: _Batch) -> None:
         # A caller-managed connection: psycopg's own transaction (a few more round trips).
         with conn.pipeline(), conn.transaction():
             send_all(cur)
-        return
+        return _dropped(b, written)
     try:
         with conn.pipeline():
             cur.execute("BEGIN")
             send_all(cur)
             cur.execute("COMMIT")
+        return _dropped(b, written)
     except BaseException:
         # An error skips the rest of the pipeline (COMMIT included): undo what ran.
         if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
@@ -304,6 +330,13 @@ def _send(conn: psycopg.Connection[Any], b: _Batch) -> None:
 
 
 def write_results(conn: psycopg.Connection[Any], results: Sequence[PhotoResult]) -> int:
+    """``store_results``: the number of results stored."""
+    return store_results(conn, results)[0]
+
+
+def store_results(
+    conn: psycopg.Connection[Any], results: Sequence[PhotoResult]
+) -> tuple[int, list[str]]:
     """Store a batch of results in one transaction and one round trip; returns photos written.
 
     Idempotent: replaying a batch leaves the same rows (tags of a (photo, model_version)
@@ -317,24 +350,28 @@ def write_results(conn: psycopg.Connection[Any], results: Sequence[PhotoResult])
     real's range, a bug in a row) makes the batch be stored one result at a time; a result
     that still fails is stored as a 'failed' photo with the reason (or, if even that is
     refused, e.g. a malformed photo id, logged and dropped: the photo stays 'queued', which
-    `autotag retry --stuck` re-queues), so one bad result cannot stall the writer. Returns
-    the results stored.
+    `autotag retry --stuck` re-queues), so one bad result cannot stall the writer.
+
+    A result for a photo that was deleted (in the trash, or a tombstone) while it was queued
+    or being tagged is dropped, never stored: returns (results stored, photo ids dropped).
     """
     batch = _dedupe(results)
     if not batch:
-        return 0
+        return 0, []
     try:
-        _send(conn, _columns(batch))
-        return len(batch)
+        dropped = _send(conn, _columns(batch))
+        return len(batch) - len(dropped), dropped
     except Exception as exc:
         if is_transient(exc):
             raise
         log.warning("batch of %d refused (%s); storing one by one", len(batch), first_line(exc))
     stored = 0
+    dropped = []
     for r in batch:
         try:
-            _send(conn, _columns([r]))
-            stored += 1
+            gone = _send(conn, _columns([r]))
+            stored += 1 - len(gone)
+            dropped += gone
             continue
         except Exception as exc:
             if is_transient(exc):
@@ -351,7 +388,7 @@ def write_results(conn: psycopg.Connection[Any], results: Sequence[PhotoResult])
                 raise
             error = exc
         log.error("dropping the result for %r: %s", r.photo_id, first_line(error))
-    return stored
+    return stored, dropped
 
 
 # SQLSTATE classes worth retrying as they are: connection exception, operator intervention
@@ -374,11 +411,21 @@ class ResultWriter:
     def __init__(self, services: ServiceSettings) -> None:
         self.services = services
         self.conn: psycopg.Connection[Any] | None = None
+        self.dropped = 0  # results for photos deleted while queued or in flight
 
     def write(self, results: Sequence[PhotoResult]) -> int:
         if self.conn is None or self.conn.closed:
             self.conn = connect(self.services, migrate_schema=False)
-        return write_results(self.conn, results)
+        stored, dropped = store_results(self.conn, results)
+        if dropped:
+            self.dropped += len(dropped)
+            log.info(
+                "dropped %d results of deleted photos (%d in all): %s",
+                len(dropped),
+                self.dropped,
+                ", ".join(dropped[:5]),
+            )
+        return stored
 
     def reset(self) -> None:
         """Drop the connection (after an error); the next write reconnects."""

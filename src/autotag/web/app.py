@@ -24,7 +24,16 @@ from starlette.exceptions import HTTPException
 from autotag.config import Settings
 from autotag.errors import AutotagError, ServiceError
 from autotag.ops.web_token import load_or_create_token
-from autotag.web import api_ops, api_photos, api_search, api_storm, api_videos, live, pages
+from autotag.web import (
+    api_ops,
+    api_photos,
+    api_search,
+    api_storm,
+    api_trash,
+    api_videos,
+    live,
+    pages,
+)
 from autotag.web.auth import LOCAL_HOSTS, TokenGuard
 from autotag.web.state import WebState
 
@@ -114,10 +123,13 @@ def create_app(
         live.router,
         api_ops.router,
         api_storm.router,
+        api_trash.router,
     ):
         app.include_router(router)
     app.include_router(pages.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Starlette types a handler as taking any Exception, though it only ever calls one with
+    # the class it is registered for: the narrower handlers below are right, its stub is not.
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
@@ -128,8 +140,6 @@ def create_app(
         token=token or load_or_create_token(settings.run_dir),
         hosts=list(hosts)
         if hosts is not None
-    # Starlette types a handler as taking any Exception, though it only ever calls one with
-    # the class it is registered for: the narrower handlers below are right, its stub is not.
         else [settings.services.local_bind_host, *LOCAL_HOSTS],
     )
     return app
