@@ -21,6 +21,7 @@ from streamparse import Bolt
 
 from autotag.config import settings
 from autotag.contract import FAILED, RESULT_FIELDS
+from autotag.pipeline.busy_meter import BusyMeter, meter_path
 from autotag.pipeline.tag_step import ActiveTagger, TagStep, blob_reader, people_matcher
 from autotag.storage.item_stream import ItemStream
 
@@ -52,15 +53,16 @@ class AutotagBolt(Bolt):
         timeout = int(stormconf.get("topology.message.timeout.secs", 120))
         self.step = TagStep(
             ActiveTagger(s.tagging, s.limits),
-            blob_reader(
-                s.services, s.blob_dir
-            ),  # local blob directory, or the intake host's blob service
+            # the local blob directory, or the intake host's blob service
+            blob_reader(s.services, s.blob_dir),
             ItemStream(s.services, s.queue),
             max_bytes=s.limits.max_file_bytes,
             mark_ttl_secs=2 * timeout + 60,  # outlives a worker restart and a tuple timeout
             before_tagging=_chaos_hook(),
             matcher=people_matcher(s.tagging, s.services),  # faces of known people
         )
+        # Its own busy and waiting time, for bench/steady_state.py.
+        self.meter = BusyMeter(meter_path(s.run_dir, "autotag", context["taskid"]), 0.25)
         signal.signal(signal.SIGTERM, self._stopped_from_outside)
         loaded = self.step.tagger.current()
         self.logger.info(
@@ -71,11 +73,13 @@ class AutotagBolt(Bolt):
         )
 
     def process(self, tup) -> None:
+        self.meter.begin()
         photo_id, source, _attempt = tup.values
         result = self.step.run(photo_id)
         if result.status == FAILED:
             self.logger.warning("photo %s (%s) failed: %s", photo_id, source, result.reason)
         self.emit(result.to_tuple())
+        self.meter.end()
 
     def _stopped_from_outside(self, signum, _frame) -> None:
         # A fresh connection: the signal may have interrupted one in use.

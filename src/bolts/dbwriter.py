@@ -15,6 +15,7 @@ from streamparse import Bolt
 from autotag.config import settings
 from autotag.contract import PhotoResult
 from autotag.pipeline.batcher import ResultBatcher
+from autotag.pipeline.busy_meter import BusyMeter, meter_path
 from autotag.pipeline.storm_input import StormInput
 from autotag.storage.writer import ResultWriter
 
@@ -40,6 +41,8 @@ class DbWriterBolt(Bolt):
             max_retries=s.writer.db_max_retries,
             min_interval_secs=s.writer.db_commit_interval_secs,
         )
+        # Its own busy (decoding, committing) and waiting time, for bench/steady_state.py.
+        self.meter = BusyMeter(meter_path(s.run_dir, "db_writer", context["taskid"]), 0.25)
 
     def _run(self) -> None:
         """pystorm's loop body (one message), then: nothing more waiting → write the batch
@@ -49,11 +52,18 @@ class DbWriterBolt(Bolt):
             hold = self.batcher.idle_flush_wait()
             if hold > 0 and self.input.waiting(hold):
                 return
-            self.batcher.flush()
+            self._flush()
 
     def process(self, tup) -> None:
+        self.meter.begin()
         self.batcher.add(PhotoResult.from_tuple(tup.values), tup)
+        self.meter.end()
 
     def process_tick(self, tup) -> None:
         if self.batcher.pending:
-            self.batcher.flush()
+            self._flush()
+
+    def _flush(self) -> None:
+        self.meter.begin()
+        self.batcher.flush()
+        self.meter.end(tuples=0)
