@@ -15,10 +15,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from autotag.config import Settings
-from autotag.contract import PhotoResult
+from autotag.contract import FaceFound, PhotoResult
 from autotag.ops.web_token import read_token
 from autotag.similarity.service import SimilarityService
-from autotag.storage import database, deletion, item_stream, labels, lookups, registry, writer
+from autotag.storage import (
+    database,
+    deletion,
+    item_stream,
+    labels,
+    lookups,
+    people,
+    registry,
+    tag_search,
+    writer,
+)
 from autotag.storage.item_stream import ItemStream
 from autotag.web.app import create_app
 from tests.cli import autotag
@@ -66,15 +76,22 @@ def upload(client: TestClient, data: bytes | None = None) -> str:
     return str(r.json()["photo_id"])
 
 
-def tag(s: Settings, rows: dict[str, str], seed: int = 0) -> None:
-    """Store tagged results as the DB writer does: each photo its tag, and a vector."""
+def tag(s: Settings, rows: dict[str, str], seed: int = 0, faces: bool = False) -> None:
+    """Store tagged results as the DB writer does: each photo its tag, and a vector; with
+    ``faces`` each photo also one face with a descriptor (as the autotag bolt sends)."""
     rng = np.random.default_rng(seed)
     base = rng.normal(size=1280).astype(np.float32)
     results = []
     for i, (pid, name) in enumerate(rows.items()):
         v = base + 0.01 * i
+        found = []
+        if faces:
+            e = rng.normal(size=128).astype(np.float32)
+            found = [FaceFound((10 + i, 20, 64, 64), 0.93, 0.7, e / np.linalg.norm(e), "dlib@1")]
         results.append(
-            PhotoResult(pid, "tagged", "v1", "cnn@1", [(name, 0.9)], v / np.linalg.norm(v))
+            PhotoResult(
+                pid, "tagged", "v1", "cnn@1", [(name, 0.9)], v / np.linalg.norm(v), faces=found
+            )
         )
     with database.connect(s.services) as c:
         assert writer.write_results(c, results) == len(results)
@@ -101,9 +118,10 @@ def traces(conn: psycopg.Connection[Any], item_id: str) -> list[str]:
     ]
     out = []
     for t in tables:
-        q = psycopg.sql.SQL("SELECT count(*) FROM {t} x WHERE x::text LIKE %s").format(
-            t=psycopg.sql.Identifier(t)
-        )
+        # (an alias no table has as a column: faces has an `x`)
+        q = psycopg.sql.SQL(
+            "SELECT count(*) FROM {t} whole_row WHERE whole_row::text LIKE %s"
+        ).format(t=psycopg.sql.Identifier(t))
         row = conn.execute(q, (f"%{item_id}%",)).fetchone()
         if row and row[0]:
             out.append(t)
@@ -171,7 +189,10 @@ def test_permanent_delete_leaves_no_trace(
     s = del_settings
     data = uuid.uuid4().bytes * 30
     a = upload(client, data)
-    tag(s, {a: "gone" + a[:6]})
+    tag(s, {a: "gone" + a[:6]}, faces=True)
+    (face,) = people.photo_faces(conn, a)
+    people.name_face(conn, face["face_id"], "Gone " + a[:6])  # a person, a person tag
+    assert {"faces", "tags", "photo_vectors"} <= set(traces(conn, a))
     client.get(f"/photos/{a}/thumbnail")  # cached next to the blobs
     with SimilarityService(s.services, "exact", "cnn@1", persist=True) as sim:
         sim.load()
@@ -278,3 +299,60 @@ def test_cli_delete_unknown_query_and_trash(
     for pid in ids[1:]:
         assert traces(conn, pid) == ["trash"]
     assert {"photos", "tags", "photo_vectors"} <= set(traces(conn, ids[0]))
+
+
+def _face_rows(conn: psycopg.Connection[Any], photo_id: str) -> list[tuple[Any, ...]]:
+    """A photo's faces as stored: box, descriptor, whose, forgotten."""
+    return conn.execute(
+        "SELECT x, y, w, h, embedding, person_id, assigned_by, forgotten FROM faces "
+        "WHERE photo_id = %s ORDER BY face_id",
+        (photo_id,),
+    ).fetchall()
+
+
+def by_name(conn: psycopg.Connection[Any], name: str) -> list[str]:
+    """What the one tag query (as `autotag search NAME`) finds for a person's name."""
+    q = tag_search.TagQuery(name, limit=500)
+    return [
+        h["photo_id"] for h in tag_search.search(conn, q, None, tag_search.known_tags(conn)).hits
+    ]
+
+
+def test_trash_keeps_faces_and_restore_brings_them_back(
+    clients: tuple[TestClient, TestClient], del_settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    client, _ = clients
+    s = del_settings
+    word = "facetrash" + uuid.uuid4().hex[:6]
+    a, b = upload(client), upload(client)
+    tag(s, {a: word, b: word}, seed=7, faces=True)
+    name_a, name_b = "Ada " + a[:6], "Bob " + b[:6]
+    (fa,) = people.photo_faces(conn, a)
+    (fb,) = people.photo_faces(conn, b)
+    pa = people.name_face(conn, fa["face_id"], name_a)["person_id"]
+    pb = people.name_face(conn, fb["face_id"], name_b)["person_id"]
+    stored_a, stored_b = _face_rows(conn, a), _face_rows(conn, b)
+    assert stored_a[0][4] is not None and stored_a[0][5] == pa
+    assert a in by_name(conn, name_a)
+    version = people.version(conn)
+
+    d = deletion.for_settings(s, conn)
+    assert [o.outcome for o in d.trash([a, b])] == ["trashed", "trashed"]
+    assert _face_rows(conn, a) == [] and _face_rows(conn, b) == []  # gone from people at once
+    assert people.version(conn) > version  # the bolts reload the people's references
+    assert a not in [f["photo_id"] for f in people.person(conn, pa)["face_list"]]
+    assert a not in by_name(conn, name_a)
+
+    # Bob asks to be forgotten while his photo is in the trash.
+    assert people.forget(conn, pb) is not None
+
+    assert d.restore(a).outcome == "restored"
+    assert _face_rows(conn, a) == stored_a  # box, descriptor, person, the user's decision
+    assert people.photo_faces(conn, a)[0]["person"] == name_a
+    assert a in by_name(conn, name_a)  # the person tag is back
+
+    assert d.restore(b).outcome == "restored"
+    (row,) = _face_rows(conn, b)
+    assert row[:4] == stored_b[0][:4]  # the box is back ...
+    assert row[4] is None and row[5] is None and row[7] is True  # ... but Bob stays forgotten
+    assert b not in by_name(conn, name_b)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +30,39 @@ def _resolve(arg: str) -> str:
     raise AutotagError(f"{arg!r} is neither an id (64 hex characters) nor a file")
 
 
-def _query_ids(conn: Any, text: str, min_score: float) -> list[str]:
-    """Every photo the search box would find for TEXT (all pages)."""
+def _query_ids(
+    conn: Any,
+    text: str,
+    min_score: float,
+    taken_from: date | None = None,
+    taken_to: date | None = None,
+) -> list[str]:
+    """Every photo the search box would find for TEXT (all pages), taken within
+    [taken_from, taken_to] when given (as `autotag search --from/--to`)."""
     vocabulary = active_search_vocabulary(settings().models_dir)
     known = tag_search.known_tags(conn)
     ids: list[str] = []
     while True:
-        q = tag_search.TagQuery(text, min_score=min_score, limit=PAGE, offset=len(ids))
+        q = tag_search.TagQuery(
+            text,
+            min_score=min_score,
+            limit=PAGE,
+            offset=len(ids),
+            taken_from=taken_from,
+            taken_to=taken_to,
+        )
         page = tag_search.search(conn, q, vocabulary, known)
         ids += [h["photo_id"] for h in page.hits]
         if len(page.hits) < PAGE:
             return list(dict.fromkeys(ids))
+
+
+def _span(taken_from: datetime | None, taken_to: datetime | None) -> str:
+    if not (taken_from or taken_to):
+        return ""
+    a = f"{taken_from:%Y-%m-%d}" if taken_from else "..."
+    b = f"{taken_to:%Y-%m-%d}" if taken_to else "..."
+    return f" taken {a} to {b}"
 
 
 def _progress(done: int, total: int) -> None:
@@ -81,6 +104,18 @@ def _report(outcomes: list[Outcome], files: deletion.Files, as_json: bool) -> No
 @click.option(
     "--min-score", type=click.FloatRange(0, 1), default=0.0, help="With --query: tag score cut."
 )
+@click.option(
+    "--from",
+    "taken_from",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="With --query: only photos taken on or after this day.",
+)
+@click.option(
+    "--to",
+    "taken_to",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="With --query: only photos taken on or before this day.",
+)
 @click.option("--dry-run", is_flag=True, help="With --query: only count what would go.")
 @click.option("--yes", is_flag=True, help="With --query: do it without asking.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: what happened to each.")
@@ -89,6 +124,8 @@ def delete(
     permanently: bool,
     text: str | None,
     min_score: float,
+    taken_from: datetime | None,
+    taken_to: datetime | None,
     dry_run: bool,
     yes: bool,
     as_json: bool,
@@ -96,18 +133,34 @@ def delete(
     """Move photos or videos (ids, or files hashed to their id) to the trash, or with
     --permanently remove them and everything derived from them (tags, labels, vectors,
     thumbnails, segments, detections, queue entries). Unknown ids exit non-zero."""
-    if bool(items) == bool(text):
-        raise click.UsageError("give ids/files, or --query WORDS (not both)")
+    bulk = text is not None or taken_from is not None or taken_to is not None
+    if bool(items) == bulk:
+        raise click.UsageError("give ids/files, or --query WORDS and/or --from/--to (not both)")
     s = settings()
     with database.connect(s.services) as conn, database.pg_errors(s.services):
-        ids = [_resolve(i) for i in items] if items else _query_ids(conn, text or "", min_score)
-        if text is not None:
+        if items:
+            ids = [_resolve(i) for i in items]
+        else:
+            ids = _query_ids(
+                conn,
+                text or "",
+                min_score,
+                taken_from.date() if taken_from else None,
+                taken_to.date() if taken_to else None,
+            )
+        if bulk:
             if dry_run or not yes:
                 verb = "would delete" + (" permanently" if permanently else "")
                 if as_json:
-                    click.echo(json.dumps({"query": text, "count": len(ids), "ids": ids}))
+                    span = {
+                        "from": taken_from.date().isoformat() if taken_from else None,
+                        "to": taken_to.date().isoformat() if taken_to else None,
+                    }
+                    click.echo(json.dumps({"query": text, **span, "count": len(ids), "ids": ids}))
                 else:
-                    click.echo(f"{verb} {len(ids)} photos found by {text!r}")
+                    click.echo(
+                        f"{verb} {len(ids)} photos found by {text or ''!r}{_span(taken_from, taken_to)}"
+                    )
                 if dry_run:
                     return
                 if not sys.stdin.isatty() or not click.confirm("delete them?", err=True):

@@ -35,6 +35,7 @@ from psycopg import sql
 
 from autotag.config import Settings
 from autotag.errors import AutotagError
+from autotag.storage import people
 from autotag.storage.blobs import BlobStore, validate_id
 from autotag.storage.item_stream import ItemStream, segment_stream
 from autotag.storage.writer import _VECTOR_SEQ_LOCK, DELETE_LOCK
@@ -48,6 +49,7 @@ PHOTO_TABLES: tuple[tuple[str, str], ...] = (
     ("tags", "photo_id"),
     ("labels", "photo_id"),
     ("photo_vectors", "photo_id"),
+    ("faces", "photo_id"),  # boxes, descriptors, whose face (0011): restored with the photo
 )
 VIDEO_TABLES: tuple[tuple[str, str], ...] = (
     ("videos", "video_id"),
@@ -127,10 +129,12 @@ def _kinds(conn: psycopg.Connection[Any], ids: Sequence[str]) -> dict[str, tuple
 
 
 def _snapshot(kind: str) -> sql.Composed:
-    """jsonb {table: [rows]} of one item (parameter: its id)."""
+    """jsonb {table: [rows]} of one item (parameter: its id). The row alias is one no table
+    has as a column (faces has an ``x``, which ``to_jsonb(x)`` would take instead)."""
     parts = [
         sql.SQL(
-            "{name}, (SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]') FROM {t} x WHERE {k} = i)"
+            "{name}, (SELECT coalesce(jsonb_agg(to_jsonb(whole_row)), '[]') "
+            "FROM {t} whole_row WHERE {k} = i)"
         ).format(name=sql.Literal(t), t=sql.Identifier(t), k=sql.Identifier(k))
         for t, k in TABLES[kind]
     ]
@@ -179,6 +183,46 @@ def _segment_blobs_in_trash(conn: psycopg.Connection[Any], ids: Sequence[str]) -
         (list(ids),),
     ).fetchall()
     return [r[0] for r in rows if r[0]]
+
+
+def _people_change(conn: psycopg.Connection[Any], photo_ids: Sequence[str]) -> None:
+    """A photo with a face of a known person leaving or coming back changes the people's
+    references: bump ``people_version`` so the autotag bolts reload them."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM faces WHERE photo_id = ANY(%s::text[]) "
+        "AND person_id IS NOT NULL)",
+        (list(photo_ids),),
+    ).fetchone()
+    if row and row[0]:
+        conn.execute("UPDATE people_version SET version = version + 1")
+
+
+def _faces_now(conn: psycopg.Connection[Any], faces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A trashed photo's faces as they can be restored today: a face whose person was merged
+    goes to the person they were merged into; a person is only ever removed by
+    ``people.forget``, so a face whose person is gone was forgotten while in the trash: it
+    comes back as ``forget`` leaves faces (no descriptor, nobody's, never described again)."""
+    out = []
+    for f in faces:
+        f = dict(f)
+        pid = f.get("person_id")
+        if pid is not None:
+            now = people.resolve(conn, int(pid))
+            if now is None:
+                f.update(
+                    person_id=None,
+                    assigned_by=None,
+                    person_score=None,
+                    embedding=None,
+                    forgotten=True,
+                )
+            else:
+                f["person_id"] = now
+        refused = [int(p) for p in f.get("not_people") or []]
+        if refused:
+            f["not_people"] = [p for p in refused if people.resolve(conn, p) is not None]
+        out.append(f)
+    return out
 
 
 class Deleter:
@@ -237,6 +281,8 @@ class Deleter:
             for kind in TABLES:
                 live = [i for i in ids if where.get(i) == (kind, "live")]
                 if live:
+                    if kind == "photo":
+                        _people_change(self.conn, live)
                     self.conn.execute(_snapshot(kind), (live,))
                     _delete_rows(self.conn, kind, live)
             for i in ids:
@@ -255,6 +301,8 @@ class Deleter:
                 live = [i for i in ids if where.get(i) == (kind, "live")]
                 trashed = [i for i in ids if where.get(i) == (kind, "trash")]
                 if live:
+                    if kind == "photo":
+                        _people_change(self.conn, live)
                     blobs += _delete_rows(self.conn, kind, live)
                 if kind == "video" and trashed:
                     blobs += _segment_blobs_in_trash(self.conn, trashed)
@@ -298,6 +346,7 @@ class Deleter:
             kind, rows = row
             if kind == "photo":
                 self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_VECTOR_SEQ_LOCK,))
+                rows["faces"] = _faces_now(self.conn, rows.get("faces") or [])
             for table, _key in TABLES[kind]:
                 self.conn.execute(
                     sql.SQL(
@@ -305,6 +354,10 @@ class Deleter:
                     ).format(t=sql.Identifier(table)),
                     (json.dumps(rows.get(table) or []),),
                 )
+            if kind == "photo" and rows.get("faces"):
+                # Names may have changed while it was in the trash: its person tags follow.
+                people.refresh_person_tags(self.conn, [item_id])
+                _people_change(self.conn, [item_id])
         photo = (rows.get("photos") or [{}])[0]
         if kind == "photo" and photo.get("status") == "queued" and self.photo_stream is not None:
             # It left the stream when it was trashed: queue it again.
