@@ -34,7 +34,8 @@ import psycopg
 
 from autotag.storage.terms import MATCHES, Term, parse_query, with_word_matches
 
-ORDERS = ("score", "newest")
+# score: best first; newest: uploaded last first; taken: taken last first (no date: last).
+ORDERS = ("score", "newest", "taken")
 # Totals are counted up to this many; past it the page says "1,000+".
 COUNT_CAP = 1_000
 # A tag on more photos than this is searched newest-first by walking photos newest-first
@@ -81,6 +82,17 @@ SELECT * FROM (
     SELECT l.photo_id, 1.0, p.source, p.uploaded_at, p.model_version {_LABEL_MATCH}
 ) h
 ORDER BY h.uploaded_at DESC, h.photo_id
+LIMIT %(lim)s OFFSET %(off)s
+"""
+_ONE_TAG_TAKEN = f"""
+SELECT photo_id, score, source, uploaded_at, model_version FROM (
+    SELECT t.photo_id, t.score, p.source, p.uploaded_at, p.model_version, p.taken_local
+    {_MODEL_MATCH}
+    UNION ALL
+    SELECT l.photo_id, 1.0, p.source, p.uploaded_at, p.model_version, p.taken_local
+    {_LABEL_MATCH}
+) h
+ORDER BY h.taken_local DESC NULLS LAST, h.uploaded_at DESC, h.photo_id
 LIMIT %(lim)s OFFSET %(off)s
 """
 ONE_TAG_COUNT = f"""
@@ -161,6 +173,7 @@ _SELECT = "SELECT p.photo_id, p.source, p.uploaded_at, p.model_version, {cols}"
 _JOIN_ORDERS = {
     "score": "GREATEST({ranks}), LEAST({scores}) DESC, p.photo_id",
     "newest": "p.uploaded_at DESC, p.photo_id",
+    "taken": "p.taken_local DESC NULLS LAST, p.uploaded_at DESC, p.photo_id",
 }
 # Newest first when matches are many: walk photos newest-first, each term's best match by
 # the photo's own rows (primary-key probes), and stop after the page.
@@ -311,6 +324,8 @@ def sql_for(terms: Sequence[Term], order: str, total: int = 0) -> str:
     if order == "newest" and total > DENSE_TAG:
         return _ONE_TAG_DENSE_NEWEST if _single(terms) else _walk_newest_sql(terms)
     if _single(terms):
+        if order == "taken":
+            return _ONE_TAG_TAKEN
         return _ONE_TAG_BEST if order == "score" else _ONE_TAG_SPARSE_NEWEST
     if order == "score" and len(terms) == 1:
         return _one_term_best_sql(terms[0])

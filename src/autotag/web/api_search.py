@@ -2,7 +2,7 @@
 
 GET /tags/<tag>?min_score=&limit=      typed words, as ``autotag search`` reads them; video
                                        segments carrying them under "segments"
-GET /search?tag=a&tag=b&min_score=&order=score|newest&offset=&limit=   every tag (AND)
+GET /search?tag=a&tag=b&min_score=&order=score|newest|taken&offset=&limit=   every tag (AND)
 GET /search?q=dogs+beach&min_score=&order=&offset=&limit=   one box of words (the web page's)
 GET /autocomplete?q=                   current tags starting with q, most photos first
 GET /tagcloud?top=                     the most common current tags
@@ -21,7 +21,7 @@ import dataclasses
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import psycopg
 import redis
@@ -35,6 +35,8 @@ from autotag.web.api_photos import State, photo_id_of
 from autotag.web.state import WebState
 
 router = APIRouter(tags=["search"])
+# The orders the one query knows (storage.tag_search.ORDERS): the CLI, API and page agree.
+ORDER_PATTERN = "^(" + "|".join(tag_search.ORDERS) + ")$"
 
 MAX_LIMIT = 1000
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -89,7 +91,9 @@ def search(
     tag: Annotated[list[str], Query(description="whole tags; repeat for AND")] = [],  # noqa: B006
     q: Annotated[str, Query(max_length=200, description="typed words, as the page's box")] = "",
     min_score: float = 0.0,
-    order: Literal["score", "newest"] = "score",
+    order: Annotated[
+        str, Query(pattern=ORDER_PATTERN, description="|".join(tag_search.ORDERS))
+    ] = "score",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Limit = 48,
     taken_from: Annotated[

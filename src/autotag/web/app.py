@@ -25,7 +25,9 @@ from autotag.config import Settings
 from autotag.errors import AutotagError, ServiceError
 from autotag.ops.web_token import load_or_create_token
 from autotag.web import (
+    api_library,
     api_ops,
+    api_people,
     api_photos,
     api_search,
     api_storm,
@@ -33,6 +35,7 @@ from autotag.web import (
     api_videos,
     live,
     pages,
+    pages_library,
 )
 from autotag.web.auth import LOCAL_HOSTS, TokenGuard
 from autotag.web.state import WebState
@@ -124,9 +127,12 @@ def create_app(
         api_ops.router,
         api_storm.router,
         api_trash.router,
+        api_people.router,
+        api_library.router,
     ):
         app.include_router(router)
     app.include_router(pages.router, include_in_schema=False)
+    app.include_router(pages_library.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Starlette types a handler as taking any Exception, though it only ever calls one with
     # the class it is registered for: the narrower handlers below are right, its stub is not.

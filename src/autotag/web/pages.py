@@ -27,8 +27,9 @@ from autotag.errors import AutotagError
 from autotag.ops import component_stats
 from autotag.pipeline.requeue import requeue
 from autotag.storage import labels, lookups
+from autotag.storage import people as people_store
 from autotag.storage.tag_search import TagQuery
-from autotag.web import api_ops, api_search, api_storm
+from autotag.web import api_ops, api_search, api_storm, pages_library
 from autotag.web.api_photos import State, photo_id_of
 
 router = APIRouter()
@@ -76,11 +77,14 @@ def search_page(
     tag: Annotated[list[str], Query()] = [],  # noqa: B006
     q: Annotated[str, Query(max_length=200)] = "",
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-    order: Annotated[str, Query(pattern="^(score|newest)$")] = "score",
+    order: Annotated[str, Query(pattern=api_search.ORDER_PATTERN)] = "score",
 ) -> HTMLResponse:
     tags = [t.strip() for t in tag if t.strip()]
     searched = bool(tags or q.strip())
-    context = _search_context(state, tags, q, min_score, order, 0) if searched else {}
+    if searched:
+        context = _search_context(state, tags, q, min_score, order, 0)
+    else:  # the landing page: the newest photos by date taken, by month
+        context = pages_library.timeline_context(state, 0)
     return _page(
         request,
         "search.html",
@@ -101,7 +105,7 @@ def results_fragment(
     tag: Annotated[list[str], Query()] = [],  # noqa: B006
     q: Annotated[str, Query(max_length=200)] = "",
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-    order: Annotated[str, Query(pattern="^(score|newest)$")] = "score",
+    order: Annotated[str, Query(pattern=api_search.ORDER_PATTERN)] = "score",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> HTMLResponse:
     context = _search_context(state, tag, q, min_score, order, offset)
@@ -126,9 +130,10 @@ def _photo_context(state: State, pid: str) -> dict[str, Any]:
         if info is None:
             raise HTTPException(404, f"no photo {pid}")
         marks = {lab.tag.lower(): lab for lab in labels.photo_labels(conn, pid)}
+        faces = people_store.photo_faces(conn, pid)
     model_tags = {t.lower() for t, _ in info.tags}
     added = [lab for key, lab in marks.items() if lab.positive and key not in model_tags]
-    return {"info": info, "marks": marks, "added": added, "photo_id": pid}
+    return {"info": info, "marks": marks, "added": added, "photo_id": pid, "faces": faces}
 
 
 @router.get("/photo/{photo_id}", response_class=HTMLResponse)

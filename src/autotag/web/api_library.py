@@ -1,0 +1,98 @@
+"""The library by where and when, and the tags it learned, over HTTP.
+
+GET  /api/timeline?offset=&limit=             photos newest taken first, with their date taken
+GET  /api/places                              photos by country, and by city within it
+GET  /api/learned                             learned tags: examples, precision/recall, when
+POST /api/learned/<tag>/forget                forget a learned tag everywhere (``autotag learned
+                                          forget``: its head, stored tags and labels)
+GET  /api/learned/<tag>/doubtful?n=           the stored photos the tag is least sure about
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
+
+from autotag.errors import ModelError
+from autotag.learning import doubt, teach
+from autotag.storage import learned, places, tag_search
+from autotag.web.api_photos import State
+from autotag.web.state import WebState
+
+router = APIRouter(tags=["library"])
+EXAMPLES = 6  # example photos shown per learned tag
+
+
+@router.get("/api/timeline", summary="Photos newest taken first (those with a date taken)")
+def timeline(
+    state: State,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 48,
+) -> dict[str, Any]:
+    return timeline_page(state, offset, limit).as_dict()
+
+
+def timeline_page(state: WebState, offset: int, limit: int) -> tag_search.SearchPage:
+    with state.pool.connection() as conn:
+        return tag_search.taken_page(
+            conn, tag_search.when_params(None, None), limit=limit, offset=offset
+        )
+
+
+@router.get("/api/places", summary="Photos counted by country and by city")
+def place_counts(state: State) -> list[dict[str, Any]]:
+    with state.pool.connection() as conn:
+        return places.counts(conn)
+
+
+def learned_tags(state: WebState) -> list[dict[str, Any]]:
+    """Every tag the learner looked at, with a few of its positive examples."""
+    with state.pool.connection() as conn:
+        found = learned.states(conn)
+        out = []
+        for tag, st in found.items():
+            item = st.as_dict()
+            item["photos"] = learned.learned_tag_count(conn, tag)
+            item["example_ids"] = [
+                pid for pid, _t, positive, _at in learned.list_labels(conn, tag) if positive
+            ][:EXAMPLES]
+            out.append(item)
+    return out
+
+
+@router.get("/api/learned", summary="Learned tags: examples, estimated precision/recall, when")
+def list_learned(state: State) -> list[dict[str, Any]]:
+    return learned_tags(state)
+
+
+def _forget(state: WebState, tag: str) -> dict[str, Any]:
+    with state.pool.connection() as conn:
+        if tag not in learned.states(conn):
+            raise HTTPException(404, f"no learned tag {tag!r}")
+        return teach.forget(conn, state.settings.models_dir, tag)
+
+
+@router.post("/api/learned/{tag}/forget", summary="Forget a learned tag everywhere")
+async def forget_learned(tag: str, state: State) -> dict[str, Any]:
+    return await run_in_threadpool(_forget, state, tag)
+
+
+def doubtful(state: WebState, tag: str, n: int) -> list[dict[str, Any]]:
+    with state.pool.connection() as conn:
+        try:
+            return doubt.least_sure(conn, state.settings.models_dir, tag, n)
+        except ModelError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+
+@router.get(
+    "/api/learned/{tag}/doubtful",
+    summary="Stored photos the learned tag is least sure about (answer with /photos/<id>/labels)",
+)
+async def doubtful_photos(
+    tag: str, state: State, n: Annotated[int, Query(ge=1, le=100)] = 12
+) -> dict[str, Any]:
+    found = await run_in_threadpool(doubtful, state, tag, n)
+    return {"tag": tag, "photos": found}
