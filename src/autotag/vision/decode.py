@@ -7,7 +7,8 @@ before a single pixel buffer is allocated.
 
 Decoders: OpenCV for JPEG (it applies EXIF orientation and converts CMYK and grey itself),
 PNG, WebP, BMP and TIFF (read unchanged, so that 16-bit depth and alpha are handled here);
-Pillow for GIF (first frame, palette transparency), which OpenCV reads poorly.
+Pillow for GIF (first frame, palette transparency), which OpenCV reads poorly; libheif
+(``pillow-heif``) for HEIC; LibRaw (``rawpy``) for camera RAW (``_decode_raw``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -37,7 +38,7 @@ from autotag.errors import ImageError
 if TYPE_CHECKING:
     from pillow_heif import HeifFile
 
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF")
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF", "RAW")
 # ISO base media brands (bytes 8-12 of the ftyp box) of HEIC/HEIF stills and of AVIF.
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"hevx")
 _AVIF_BRANDS = (b"avif", b"avis")
@@ -424,11 +425,15 @@ def decode(data: bytes, limits: DecodeLimits, *, min_side: int | None = None) ->
     if len(data) > limits.max_file_bytes:
         raise ImageError(_too_big(len(data), limits.max_file_bytes))
     fmt = sniff_format(data)
+    if fmt is None and camera_raw(data) is not None:
+        return _decode_raw(data, limits, min_side)
     if fmt is None:
         raise ImageError(_describe_unknown(data))
 
     if fmt in ("HEIF", "AVIF"):
         return _decode_heif(data, fmt, limits)
+    if fmt == "TIFF" and camera_raw(data) is not None:
+        return _decode_raw(data, limits, min_side)
     header = _read_header(data, fmt, limits)
     width, height = header.size
     check_dimensions(
@@ -503,6 +508,235 @@ def _decode_heif(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
     h, w = bgr.shape[:2]
     return DecodedImage(
         bgr=np.ascontiguousarray(bgr), width=int(w), height=int(h), format=fmt, cutout=_box(visible)
+    )
+
+
+# Camera RAW. Most RAW formats are TIFF files (DNG, CR2, NEF, ARW, PEF, SRW...): they are
+# told from a plain TIFF by their first directory; a few have their own magic bytes.
+_RAW_MAGIC = (
+    (0, b"FUJIFILMCCD-RAW", "RAF"),
+    (0, b"IIRO", "ORF"),
+    (0, b"IIRS", "ORF"),
+    (0, b"MMOR", "ORF"),
+    (0, b"IIU\x00", "RW2"),
+    (4, b"ftypcrx ", "CR3"),
+)
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
+_DNG_VERSION, _SUBIFDS, _MAKE = 50706, 330, 271
+# PhotometricInterpretation CFA and LinearRaw; compressions only RAW files use.
+_RAW_PHOTOMETRIC = (32803, 34892)
+_RAW_COMPRESSION = (6, 34713, 32767, 32769, 32770, 65000)
+# A RAW file's embedded preview is used instead of demosaicing the sensor data when its
+# longer side is at least this, or half the sensor's: it is decoded as a JPEG (its limits,
+# its reduced decode), many times faster than LibRaw's half-size postprocess.
+RAW_PREVIEW_MIN_SIDE = 1024
+# LibRaw's orientation codes (sizes.flip) as EXIF orientations, for the preview.
+_FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
+
+
+def _tiff_ifd0(data: bytes, at: int | None = None) -> dict[int, tuple[int, int, bytes]] | None:
+    """A directory of a TIFF (the first by default): tag -> (type, count, value field)."""
+    if len(data) < 8 or data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    e = "<" if data[:2] == b"II" else ">"
+    if at is None:
+        (at,) = struct.unpack(e + "I", data[4:8])
+    if at + 2 > len(data):
+        return None
+    (n,) = struct.unpack(e + "H", data[at : at + 2])
+    tags: dict[int, tuple[int, int, bytes]] = {}
+    for i in range(min(n, 512)):
+        entry = data[at + 2 + 12 * i : at + 14 + 12 * i]
+        if len(entry) < 12:
+            break
+        tag, typ, count = struct.unpack(e + "HHI", entry[:8])
+        tags[tag] = (typ, count, entry[8:12])
+    return tags
+
+
+def _tiff_int(data: bytes, field: tuple[int, int, bytes]) -> int:
+    e = "<" if data[:2] == b"II" else ">"
+    typ, _, value = field
+    fmt = e + ("H" if typ == 3 else "I")
+    return int(struct.unpack(fmt, value[: struct.calcsize(fmt)])[0])
+
+
+def _tiff_text(data: bytes, field: tuple[int, int, bytes]) -> str:
+    typ, count, value = field
+    if typ != 2:
+        return ""
+    if count > 4:
+        e = "<" if data[:2] == b"II" else ">"
+        (at,) = struct.unpack(e + "I", value)
+        value = data[at : at + min(count, 64)]
+    return value.split(b"\x00")[0].decode("latin-1").strip()
+
+
+def camera_raw(data: bytes) -> str | None:
+    """The camera RAW format of these bytes ("DNG", "CR2", "NEF", "ARW", "RAF", ...), or
+    None for anything else, a plain TIFF included."""
+    for at, magic, name in _RAW_MAGIC:
+        if data[at : at + len(magic)] == magic:
+            return name
+    try:
+        tags = _tiff_ifd0(data)
+        if not tags:
+            return None
+        if data[:2] == b"II" and data[8:10] == b"CR":
+            return "CR2"
+        if _DNG_VERSION in tags:
+            return "DNG"
+        make = _tiff_text(data, tags[_MAKE]).upper() if _MAKE in tags else ""
+        if not make:
+            return None
+        photometric = _tiff_int(data, tags[262]) if 262 in tags else None
+        compression = _tiff_int(data, tags[259]) if 259 in tags else None
+        subfile = _tiff_int(data, tags[254]) if 254 in tags else 0
+        if not (
+            _SUBIFDS in tags
+            or photometric in _RAW_PHOTOMETRIC
+            or compression in _RAW_COMPRESSION
+            or subfile == 1
+        ):
+            return None
+    except (struct.error, ValueError):
+        return None
+    for prefix, name in (("NIKON", "NEF"), ("SONY", "ARW"), ("CANON", "CR2"), ("PENTAX", "PEF")):
+        if make.startswith(prefix):
+            return name
+    return "RAW"
+
+
+def _tiff_raw_sizes(data: bytes) -> tuple[list[tuple[int, int]], int]:
+    """The (width, height) of each image a TIFF-based RAW declares in its first directory and
+    its SubIFDs (a sensor image is usually in a SubIFD), read before LibRaw sees the file;
+    and where the last of their strips ends (past the end of the bytes: truncated)."""
+    e = "<" if data[:2] == b"II" else ">"
+    found = []
+    end = 0
+    try:
+        ifd0 = _tiff_ifd0(data) or {}
+        dirs = [ifd0]
+        if _SUBIFDS in ifd0:
+            typ, count, value = ifd0[_SUBIFDS]
+            offsets = value if count == 1 else data[struct.unpack(e + "I", value)[0] :]
+            for i in range(min(count, 8)):
+                (at,) = struct.unpack(e + "I", offsets[4 * i : 4 * i + 4])
+                dirs.append(_tiff_ifd0(data, at) or {})
+        for tags in dirs:
+            if 256 in tags and 257 in tags:
+                found.append((_tiff_int(data, tags[256]), _tiff_int(data, tags[257])))
+            if 273 in tags and 279 in tags and tags[273][1] == tags[279][1]:
+                end = max(end, _tiff_last(data, tags[273]) + _tiff_last(data, tags[279]))
+    except (struct.error, ValueError):
+        pass
+    return found, end
+
+
+def _tiff_last(data: bytes, field: tuple[int, int, bytes]) -> int:
+    """The last value of a SHORT/LONG array (StripOffsets, StripByteCounts)."""
+    typ, count, value = field
+    size = 2 if typ == 3 else 4
+    if count * size > 4:
+        e = "<" if data[:2] == b"II" else ">"
+        (at,) = struct.unpack(e + "I", value)
+        value = data[at + (count - 1) * size : at + count * size]
+        count = 1
+    return _tiff_int(data, (typ, 1, value[(count - 1) * size : count * size].ljust(4, b"\x00")))
+
+
+def _raw_preview(raw: object, limits: DecodeLimits, min_side: int | None) -> DecodedImage | None:
+    """The RAW file's embedded JPEG preview decoded (JPEG path, JPEG limits), or None when
+    it has none, it is not a JPEG, or it is too small to stand for the photo."""
+    import rawpy
+
+    try:
+        thumb = raw.extract_thumb()  # type: ignore[attr-defined]
+    except (rawpy.LibRawError, MemoryError):
+        return None
+    if thumb.format != rawpy.ThumbFormat.JPEG or sniff_format(bytes(thumb.data[:4])) != "JPEG":
+        return None
+    try:
+        preview = decode(bytes(thumb.data), limits, min_side=min_side)
+    except ImageError:
+        return None
+    sizes = raw.sizes  # type: ignore[attr-defined]
+    enough = min(RAW_PREVIEW_MIN_SIDE, max(sizes.width, sizes.height) // 2)
+    return preview if max(preview.width, preview.height) >= enough else None
+
+
+def _raw_msg(exc: BaseException) -> str:
+    """LibRaw's message (rawpy gives it as bytes)."""
+    arg = exc.args[0] if exc.args else ""
+    return _short(ValueError(arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)))
+
+
+def _open_raw(data: bytes) -> Any:
+    import rawpy
+
+    raw = rawpy.RawPy()
+    raw.open_buffer(io.BytesIO(data))  # the header only: nothing is unpacked yet
+    return raw
+
+
+def _decode_raw(data: bytes, limits: DecodeLimits, min_side: int | None) -> DecodedImage:
+    """Camera RAW with LibRaw (in the ``rawpy`` wheel). LibRaw parses the header first; the
+    sensor's size is checked against the limits (a RAW bomb declares a huge sensor in a few
+    bytes) before anything is unpacked. The embedded preview JPEG is used when it is large
+    enough, else the sensor data is demosaiced at half size."""
+    kind = camera_raw(data) or "RAW"
+    import rawpy
+
+    if data[:2] in (b"II", b"MM"):
+        declared, end = _tiff_raw_sizes(data)
+        for w, h in declared:
+            check_dimensions(w, h, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension)
+        if end > len(data):
+            raise ImageError(
+                f"truncated {kind} file: {len(data):,} bytes, its image data runs to {end:,}"
+            )
+    try:
+        raw = _open_raw(data)
+        sizes = raw.sizes
+    except rawpy.LibRawTooBigError as exc:
+        raise ImageError(f"image too large: LibRaw refuses this {kind} ({_raw_msg(exc)})") from None
+    except MemoryError:
+        raise ImageError(f"not enough memory to read this {kind} file") from None
+    except Exception as exc:  # noqa: BLE001 - a truncated or hostile RAW: a reason
+        raise ImageError(f"corrupt {kind} file: {_raw_msg(exc)}") from None
+    with raw:
+        for w, h in ((sizes.raw_width, sizes.raw_height), (sizes.width, sizes.height)):
+            check_dimensions(w, h, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension)
+        # unpacked sensor data (16 bits a photosite) + the half-size 16-bit RGBA image
+        need = sizes.raw_width * sizes.raw_height * 2 + sizes.width * sizes.height * 2
+        if need > limits.max_decode_bytes:
+            raise ImageError(
+                f"decoding this {sizes.width}x{sizes.height} {kind} needs {_fmt_bytes(need)}, "
+                f"over the {_fmt_bytes(limits.max_decode_bytes)} decode budget"
+            )
+        turned = sizes.flip in (5, 6)
+        width, height = (sizes.height, sizes.width) if turned else (sizes.width, sizes.height)
+        preview = _raw_preview(raw, limits, min_side)
+        if preview is not None:
+            bgr = preview.bgr
+            # The preview is stored as the sensor sees it, unless its own EXIF turned it.
+            sensor_view = (bgr.shape[1] > bgr.shape[0]) == (sizes.width > sizes.height)
+            if sizes.flip == 3 or (turned and sensor_view):
+                bgr = apply_orientation(bgr, _FLIP_TO_ORIENTATION[sizes.flip])
+        else:
+            try:
+                with _open_raw(data) as fresh:  # a failed preview leaves LibRaw unable to unpack
+                    fresh.unpack()
+                    rgb = fresh.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+            except MemoryError:
+                raise ImageError(f"not enough memory to decode this {kind}") from None
+            except Exception as exc:  # noqa: BLE001 - hostile input ends as a reason
+                raise ImageError(f"corrupt {kind} data: {_raw_msg(exc)}") from None
+            bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    if bgr.size == 0:
+        raise ImageError(f"image has zero size ({width}x{height})")
+    return DecodedImage(
+        bgr=np.ascontiguousarray(bgr), width=int(width), height=int(height), format="RAW"
     )
 
 

@@ -2,8 +2,8 @@
 words its owner gave it (EXIF, XMP, IPTC).
 
 Read from the same bytes the tagger decodes (no second read of the blob), with Pillow's
-header parsers (a JPEG's markers, a TIFF's IFDs: no pixel is decoded) and, for HEIF/AVIF,
-the container's EXIF and XMP items. Everything in a file is untrusted: each part is read
+header parsers (a JPEG's markers, a TIFF's IFDs: no pixel is decoded), for HEIF/AVIF the
+container's EXIF and XMP items, and for a TIFF-based camera RAW its first directory. Everything in a file is untrusted: each part is read
 on its own, and a malformed part costs only itself (it is noted in ``problems``). Plain
 values in and out; the time zone of a GPS position is found by ``autotag.vision.places``.
 """
@@ -33,6 +33,7 @@ _XP_TITLE, _XP_KEYWORDS = 0x9C9B, 0x9C9E
 _ORIGINAL, _DIGITIZED = 0x9003, 0x9004
 _OFFSET_ORIGINAL, _OFFSET_DIGITIZED = 0x9011, 0x9012
 _LENS_MAKE, _LENS_MODEL = 0xA433, 0xA434
+_XMP_TAG = 700
 # IPTC-IIM datasets (record 2).
 _IPTC_KEYWORDS, _IPTC_TITLE, _IPTC_HEADLINE, _IPTC_CAPTION = (2, 25), (2, 5), (2, 105), (2, 120)
 # An XMP packet larger than this is not read (a hostile file could make regexes slow).
@@ -284,7 +285,6 @@ def _header(data: bytes, fmt: str) -> ImageFile.ImageFile | None:
     openers: dict[str, type[ImageFile.ImageFile]] = {
         "JPEG": JpegImagePlugin.JpegImageFile,
         "TIFF": TiffImagePlugin.TiffImageFile,
-        "RAW": TiffImagePlugin.TiffImageFile,
         "WEBP": WebPImagePlugin.WebPImageFile,
     }
     cls = openers.get(fmt)
@@ -293,6 +293,23 @@ def _header(data: bytes, fmt: str) -> ImageFile.ImageFile | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cls(io.BytesIO(data))
+
+
+def _raw_exif(data: bytes) -> tuple[Image.Exif, bytes | None]:
+    """A TIFF-based camera RAW's (DNG, CR2, NEF, ARW, PEF...) first directory read as EXIF
+    (Pillow's TIFF reader refuses the sensor image's pixel layout, and no pixel is needed),
+    and its XMP packet (TIFF tag 700). RAWs of their own structure (RAF, CR3, ORF, RW2) say
+    nothing here."""
+    exif = Image.Exif()
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return exif, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exif.load(data)
+    xmp = exif.get(_XMP_TAG)
+    if isinstance(xmp, tuple):
+        xmp = bytes(xmp)
+    return exif, xmp if isinstance(xmp, bytes) else None
 
 
 def _heif_items(data: bytes) -> tuple[bytes | None, bytes | None]:
@@ -332,6 +349,8 @@ def read_metadata(data: bytes, fmt: str) -> PhotoMetadata:
                     if b"Exif" in raw_exif[:16]
                     else raw_exif
                 )
+        elif fmt == "RAW":
+            exif, xmp = _raw_exif(data)
         elif fmt == "PNG":
             if b"eXIf" in data[:65536] or b"iTXt" in data[:65536]:
                 with warnings.catch_warnings():
