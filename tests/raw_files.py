@@ -82,16 +82,21 @@ def dng(
     model: str = "Test DNG",
     preview: tuple[int, int] | None = None,
     declared: tuple[int, int] | None = None,
+    preview_seed: int | None = None,
+    compression: int = 1,
 ) -> bytes:
     """A DNG of a ``size`` (width, height) sensor; with ``preview``, an embedded JPEG preview
-    of that size; ``declared`` writes other dimensions than the data has (a RAW bomb)."""
+    of that size (of picture ``preview_seed`` when given, to tell which was decoded);
+    ``declared`` writes other dimensions than the data has (a RAW bomb); ``compression`` 7
+    (lossless JPEG) over uncompressed photosites makes garbage to LibRaw."""
     w, h = size
     # Laid out as cameras do: the directories first (IFD0 at offset 8), the data after them.
     sensor_data = bayer(seed, size).astype("<u2").tobytes()
     jpeg = b""
     if preview:
         out = io.BytesIO()
-        picture(seed, size).resize(preview, Image.Resampling.BILINEAR).save(out, "JPEG", quality=90)
+        source = picture(seed if preview_seed is None else preview_seed, size)
+        source.resize(preview, Image.Resampling.BILINEAR).save(out, "JPEG", quality=90)
         jpeg = out.getvalue()
     exif: list[Entry] = []
     if taken:
@@ -115,7 +120,7 @@ def dng(
             (256, LONG, dw),
             (257, LONG, dh),
             (258, SHORT, 16),
-            (259, SHORT, 1),
+            (259, SHORT, compression),
             (262, SHORT, 32803),  # CFA
             (273, LONG, at["sensor_data"]),
             (277, SHORT, 1),
