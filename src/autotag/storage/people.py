@@ -27,6 +27,7 @@ from autotag.contract import FaceFound
 # Reference descriptors kept per person for matching: the user-named first, then the
 # sharpest (Immich compares with every face; a cap keeps a 1,000-person index small).
 REFERENCES_PER_PERSON = 30
+DESCRIPTOR_DIM = 128  # dlib's face descriptor (vision.face_identity)
 
 # -- the DB writer's statements (one batch, one transaction) ---------------------------------
 
@@ -139,6 +140,13 @@ def _bump(conn: psycopg.Connection[Any]) -> None:
 # -- the bolts' references --------------------------------------------------------------------
 
 
+def _matrix(rows: Sequence[Any]) -> np.ndarray:
+    """Descriptors as (n, d) float32; (0, 128) for none (numpy cannot reshape 0 rows to -1)."""
+    if not rows:
+        return np.zeros((0, DESCRIPTOR_DIM), np.float32)
+    return np.array(rows, dtype=np.float32).reshape(len(rows), -1)
+
+
 def version(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT version FROM people_version").fetchone()
     return int(row[0]) if row else 0
@@ -179,7 +187,7 @@ def references(
             conn.execute("SELECT person_id, name FROM people WHERE merged_into IS NULL").fetchall()
         )
     owners = np.array([r[0] for r in rows], dtype=np.int64)
-    emb = np.array([r[1] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+    emb = _matrix([r[1] for r in rows])
     return References(v, owners, emb, names)
 
 
@@ -438,7 +446,7 @@ def embeddings_of(conn: psycopg.Connection[Any], person_id: int) -> np.ndarray:
         "SELECT embedding FROM faces WHERE person_id = %s AND embedding IS NOT NULL",
         (person_id,),
     ).fetchall()
-    return np.array([r[0] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+    return _matrix([r[0] for r in rows])
 
 
 # -- clustering -------------------------------------------------------------------------------
@@ -452,7 +460,7 @@ def unassigned(conn: psycopg.Connection[Any], limit: int = 200_000) -> tuple[lis
         (limit,),
     ).fetchall()
     ids = [int(r[0]) for r in rows]
-    return ids, np.array([r[1] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+    return ids, _matrix([r[1] for r in rows])
 
 
 def assign(

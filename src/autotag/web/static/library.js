@@ -76,7 +76,7 @@
     for (const box of boxes) {
       try {
         await call("DELETE", "/photos/" + box.value);
-        box.closest(".card").remove();
+        box.closest(".cell").remove();
       } catch (err) {
         failed.push(err.message);
       }
