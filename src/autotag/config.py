@@ -247,6 +247,11 @@ class TaggingSettings:
     face_recognition: bool = True
     face_min_px: int = _key(50, _at_least(1))
     face_match_distance: float = _key(0.6, _between(0.0, 2.0))
+    # Read each photo's own metadata (date taken, GPS, camera, keywords: vision.metadata) and
+    # tag its places and times (issue 26). Off only to measure what it costs
+    # (bench/metadata_throughput.py); a topology submitted with `-o autotag.read_metadata=...`
+    # overrides it for its bolts.
+    read_metadata: bool = True
     # Where model files are looked for, in order (Settings.model_dirs); the first holds the
     # bundles and ACTIVE.
     model_dirs: tuple[Path, ...] = _derived(())
@@ -305,6 +310,9 @@ class TrashSettings:
 
     trash_days: float = _key(30.0, _at_least(0.0))
     tombstone_hours: float = _key(24.0, _at_least(0.0))
+    # How often the web service (run with the cluster) expires the trash, as `autotag gc`
+    # does: items older than trash_days go for good, old tombstones are forgotten. 0: never.
+    trash_expiry_secs: float = _key(3600.0, _at_least(0.0))
 
 
 # Section name (Settings' field) -> its class.

@@ -5,6 +5,7 @@ behind the token, and the CLI."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -356,3 +357,38 @@ def test_trash_keeps_faces_and_restore_brings_them_back(
     assert row[:4] == stored_b[0][:4]  # the box is back ...
     assert row[4] is None and row[5] is None and row[7] is True  # ... but Bob stays forgotten
     assert b not in by_name(conn, name_b)
+
+
+def test_trash_expires_on_a_timer_in_the_web_service(
+    del_settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    """The web service (run by `autotag cluster up`) expires the trash by itself: with a
+    trash of 3 seconds, checked every second, a trashed photo is gone for good without any
+    `autotag gc`, and a photo trashed just now waits."""
+    s = del_settings.override(trash_days=3 / 86400, trash_expiry_secs=1.0)
+    d = deletion.for_settings(s, conn)
+    app = create_app(s)
+    with TestClient(app, base_url=BASE) as client:
+        client.headers["Authorization"] = f"Bearer {read_token(s.run_dir)}"
+        old = upload(client)
+        tag(s, {old: "expiring" + old[:6]}, seed=3)
+        assert d.trash([old])[0].outcome == "trashed"
+        deadline = time.monotonic() + 30
+
+        def purged() -> bool:
+            row = conn.execute("SELECT purged FROM trash WHERE item_id = %s", (old,)).fetchone()
+            return row == (True,)
+
+        while not purged():
+            assert time.monotonic() < deadline, "not expired after 30 s"
+            time.sleep(0.5)
+        assert traces(conn, old) == ["trash"]  # the tombstone only
+        fresh = upload(client)
+        assert d.trash([fresh])[0].outcome == "trashed"
+        listed = client.get("/trash").json()
+        assert [t["id"] for t in listed] == [fresh], (old, listed)  # not yet expired
+        assert app.state.trash_expiry.runs >= 1
+    row = conn.execute("SELECT purged FROM trash WHERE item_id = %s", (old,)).fetchone()
+    assert row == (True,)  # a tombstone (results in flight are dropped)
+    assert not s.blob_dir.joinpath(old[:2], old).exists()
+    assert d.restore(fresh).outcome == "restored"

@@ -251,6 +251,9 @@ class Deleter:
         self.segment_stream = segment_stream
         self.progress = progress
         self.files = Files()
+        # (segment key, job) of the entries a trash took off the segment stream: kept with
+        # the video in the trash, queued again if it is restored.
+        self.segment_jobs: list[tuple[str, str]] = []
 
     # -- Postgres --------------------------------------------------------------------------
 
@@ -289,8 +292,26 @@ class Deleter:
                 found, state = where.get(i, (None, "unknown"))
                 outcome = {"live": "trashed", "trash": "already in trash", "purged": "unknown"}
                 out.append(Outcome(i, found, outcome.get(state, "unknown")))
+        self.segment_jobs = []
         self._forget_in_redis([o for o in out if o.outcome == "trashed"])
+        if self.segment_jobs:
+            self._keep_segment_jobs()
         return out
+
+    def _keep_segment_jobs(self) -> None:
+        """Keep the segment jobs taken off the stream with their videos in the trash (a
+        segment queued or being analysed when its video was trashed)."""
+        by_video: dict[str, list[list[str]]] = {}
+        for key, job in self.segment_jobs:
+            by_video.setdefault(key.rpartition(":")[0], []).append([key, job])
+        with self.conn.transaction():
+            for video_id, jobs in by_video.items():
+                self.conn.execute(
+                    "UPDATE trash SET rows = rows || jsonb_build_object('segment_jobs', %s::jsonb) "
+                    "WHERE item_id = %s AND kind = 'video' AND NOT purged",
+                    (json.dumps(jobs), video_id),
+                )
+        self.segment_jobs = []
 
     def _purge_chunk(self, ids: list[str]) -> list[Outcome]:
         with self.conn.transaction():
@@ -365,6 +386,21 @@ class Deleter:
                 self.photo_stream.enqueue(item_id, photo.get("source") or "")
             except redis.RedisError as exc:
                 self.files.errors.append(f"redis: {exc} (run `autotag retry --stuck`)")
+        if kind == "video" and self.segment_stream is not None:
+            # Its segments still queued (or being analysed) when it was trashed left the
+            # segment stream then: the same jobs are queued again, so the video is finished.
+            queued = {
+                f"{item_id}:{seg['segment']}"
+                for seg in rows.get("video_segments") or []
+                if seg.get("status") == "queued"
+            }
+            try:
+                for key, job in rows.get("segment_jobs") or []:
+                    if key in queued:
+                        self.segment_stream.enqueue(key, job)
+                        queued.discard(key)
+            except redis.RedisError as exc:
+                self.files.errors.append(f"redis: {exc} (segments of {item_id} not queued)")
         return Outcome(item_id, kind, "restored")
 
     def expire(self, trash_days: float) -> list[Outcome]:
@@ -442,11 +478,13 @@ class Deleter:
             start = "-"
             while True:
                 chunk = r.xrange(name, min=start, max="+", count=1000) or []
-                hits = [
-                    eid
-                    for eid, f in chunk
-                    if eid is not None and owner(str((f or {}).get("photo_id", ""))) in ids
-                ]
+                hits = []
+                for eid, f in chunk:
+                    item = str((f or {}).get("photo_id", ""))
+                    if eid is not None and owner(item) in ids:
+                        hits.append(eid)
+                        if segments and pending:
+                            self.segment_jobs.append((item, str(f.get("source", ""))))
                 if hits:
                     pipe = r.pipeline(transaction=True)
                     if pending:

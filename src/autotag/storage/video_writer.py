@@ -19,7 +19,7 @@ import psycopg
 from autotag.config import ServiceSettings
 from autotag.storage import videos
 from autotag.storage.database import connect, first_line
-from autotag.storage.writer import is_transient
+from autotag.storage.writer import DELETE_LOCK, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ def _write_one(conn: psycopg.Connection[Any], r: StorableSegment) -> None:
         },
     ).fetchone()
     if row is None:
+        # Not registered, or its video was deleted while the segment was queued or analysed.
         log.warning("segment %s:%s is not registered; result dropped", r.video_id, r.segment)
         return
     if r.status != "done":
@@ -177,6 +178,10 @@ def _write_one(conn: psycopg.Connection[Any], r: StorableSegment) -> None:
 
 def _write(conn: psycopg.Connection[Any], batch: Sequence[StorableSegment]) -> None:
     with conn.transaction():
+        # Shared with other writers, exclusive for a delete (storage.deletion): a batch
+        # commits wholly before a video is trashed (and its rows go to the trash with it) or
+        # starts after it, when its segment rows are gone and the result is dropped.
+        conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (DELETE_LOCK,))
         for r in batch:
             _write_one(conn, r)
         videos.settle(conn, sorted({r.video_id for r in batch}))

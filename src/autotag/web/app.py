@@ -39,6 +39,7 @@ from autotag.web import (
 )
 from autotag.web.auth import LOCAL_HOSTS, TokenGuard
 from autotag.web.state import WebState
+from autotag.web.trash_expiry import TrashExpiry
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +102,13 @@ def create_app(
     """The app for these settings. ``token`` defaults to the run directory's token file;
     ``hosts`` (Host header names allowed) to services.local_bind_host and the loopback names."""
     state = WebState(settings)
+    expiry = TrashExpiry(settings)  # the trash expires on a timer while the service runs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        expiry.start()
         yield
+        expiry.stop()
         state.close()
 
     app = FastAPI(
@@ -118,6 +122,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.web = state
+    app.state.trash_expiry = expiry
     app.state.settings = settings
     for router in (
         api_photos.router,
