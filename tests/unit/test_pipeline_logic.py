@@ -105,6 +105,17 @@ class FakeStream:
         self.working.discard(photo_id)
         return found
 
+    def has_entry(self, entry_id: str) -> bool:
+        return entry_id in self.pending_by or any(e.entry_id == entry_id for e in self.waiting)
+
+    def delete_item(self, item_id: str) -> None:
+        """What ``storage.deletion`` does to a deleted photo's entries: acked and deleted."""
+        self.waiting = [e for e in self.waiting if e.item_id != item_id]
+        for i, (_c, e) in list(self.pending_by.items()):
+            if e.item_id == item_id:
+                del self.pending_by[i]
+        self.working.discard(item_id)
+
     def retry_or_dead_letter(self, entry: Entry, reason: str, *, charge: bool = True) -> str:
         self.pending_by.pop(entry.entry_id, None)
         replay = not charge and entry.replays < self.max_replays
@@ -250,6 +261,21 @@ def test_fail_requeues_with_attempt_raised_until_dead_letter() -> None:
     assert (dead.item_id, dead.attempts) == ("a" * 64, 3)
     assert "gave up after 3 attempts" in (dead.reason or "")
     assert src.take_dead() == []  # handed over once
+
+
+def test_fail_of_a_photo_deleted_in_flight_is_neither_retried_nor_dead_lettered() -> None:
+    stream = FakeStream(max_attempts=1)
+    src = ItemSource(stream, "spout-1", message_timeout_secs=30)
+    stream.enqueue("d" * 64, "deleted.jpg")
+    stream.enqueue("k" * 64, "kept.jpg")
+    gone, kept = src.next_entries(8, 0)
+    stream.mark_working(gone.item_id, 60)
+    stream.mark_working(kept.item_id, 60)
+    stream.delete_item(gone.item_id)  # deleted while being tagged; then its worker dies
+    assert src.fail(gone.entry_id) == "deleted"
+    assert src.fail(kept.entry_id) == "dead"  # the same failure of a photo not deleted
+    assert [d.item_id for d in src.take_dead()] == [kept.item_id]
+    assert stream.waiting == [] and gone.item_id not in stream.working
 
 
 def test_fail_of_unknown_tuple_is_ignored() -> None:

@@ -36,6 +36,7 @@ class Stream(Protocol):
     def reclaim(self, consumer: str, min_idle_ms: int, count: int = ...) -> list[Entry]: ...
     def claim_own_pending(self, consumer: str, count: int = ...) -> list[Entry]: ...
     def take_working(self, item_id: str) -> bool: ...
+    def has_entry(self, entry_id: str) -> bool: ...
     def retry_or_dead_letter(self, entry: Entry, reason: str, *, charge: bool = ...) -> str: ...
 
 
@@ -126,7 +127,13 @@ class ItemSource:
 
     def _retry(self, entry: Entry, reason: str) -> str:
         """Charge the attempt if the photo was being tagged when its delivery died; otherwise
-        replay it uncharged (bounded by the stream's ``max_replays``)."""
+        replay it uncharged (bounded by the stream's ``max_replays``). An entry no longer on
+        the stream was taken off by a delete of its photo (or video): it is neither retried
+        nor dead-lettered."""
+        if not self.stream.has_entry(entry.entry_id):
+            self.stream.take_working(entry.item_id)
+            log.info("item %s was deleted while in flight: not retried", entry.item_id)
+            return "deleted"
         charge = self.stream.take_working(entry.item_id)
         if charge or entry.replays >= self.stream.max_replays:
             attempts = entry.attempt + 1

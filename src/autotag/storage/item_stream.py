@@ -342,6 +342,11 @@ class ItemStream:
             out.append(DeadLetter(eid, f.get("photo_id", ""), f.get("reason", ""), attempts, at))
         return out
 
+    def has_entry(self, entry_id: str) -> bool:
+        """Is this entry still on the stream? An entry is deleted when it is acked after
+        success, or when its photo or video is deleted (``storage.deletion``)."""
+        return bool(self.redis.xrange(self.name, min=entry_id, max=entry_id, count=1))
+
     def retry_or_dead_letter(self, entry: Entry, reason: str, *, charge: bool = True) -> str:
         """After a failed delivery: re-enqueue, or dead-letter once ``max_attempts`` attempts are
         charged; the old entry is acked in the same MULTI.
