@@ -11,6 +11,7 @@ bolt clears the mark first.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -27,6 +28,9 @@ from autotag.storage.item_stream import ItemStream
 
 # Fault injection for bench/chaos.py only: this photo kills the process tagging it.
 CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"
+# A topology option (`sparse submit -o autotag.read_metadata=false`) overriding the
+# read_metadata setting for this topology's bolts.
+READ_METADATA_OPTION = "autotag.read_metadata"
 
 
 def _chaos_hook() -> Callable[[str], None] | None:
@@ -47,6 +51,9 @@ class AutotagBolt(Bolt):
     def initialize(self, stormconf, context) -> None:
         t0 = time.monotonic()
         s = settings()
+        if READ_METADATA_OPTION in stormconf:  # set per submission: bench/metadata_throughput
+            on = str(stormconf[READ_METADATA_OPTION]).strip().lower() in ("1", "true", "yes", "on")
+            s = dataclasses.replace(s, tagging=dataclasses.replace(s.tagging, read_metadata=on))
         self.settings = s
         # One tagging process per core: OpenCV's own thread pool would only oversubscribe.
         cv2.setNumThreads(s.tagging.tagging_threads)

@@ -2,7 +2,9 @@
 GPS positions and dates taken are uploaded and tagged by the topology; `autotag search`
 finds them by city, country, year, month and season (July in Sydney is winter), `--from/--to`
 selects them by the date taken, the API's `from=`/`to=` too, `autotag show` prints what the
-files said, and a truncated HEIC fails with a reason while the others are tagged."""
+files said, and a truncated HEIC fails with a reason while the others are tagged. Camera RAW
+too: DNGs (written by tests/raw_files.py) tagged through the topology and found by place and
+time, a RAW bomb and a truncated DNG failing with reasons."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from autotag.storage import database, tag_search
 from tests.cli import autotag, new_intake
 from tests.integration.test_pipeline import _wait_settled
 from tests.photo_metadata import exif_for, heic_with, jpeg_with, xmp_packet
+from tests.raw_files import dng
 
 pytestmark = pytest.mark.cluster
 
@@ -34,9 +37,22 @@ def photos(autotagger: Settings, tmp_path_factory: pytest.TempPathFactory) -> di
     (d / "paris.jpg").write_bytes(paris)
     (d / "sydney.heic").write_bytes(sydney)
     (d / "broken.heic").write_bytes(heic_with(None, seed=2603)[:300])
+    # Camera RAW: a DNG with an embedded preview (Reykjavik, Christmas Eve 2018, 18:00), one
+    # without (its sensor data demosaiced), a RAW bomb and a truncated DNG.
+    reykjavik = dng(
+        2604, taken="2018:12:24 18:00:00", offset="+00:00", lat=64.1466, lon=-21.9426,
+        make="NIKON CORPORATION", model="NIKON Z 6", preview=(640, 480),
+    )  # fmt: skip
+    (d / "reykjavik.dng").write_bytes(reykjavik)
+    (d / "sensor.dng").write_bytes(dng(2605, taken="2018:06:01 12:00:00"))
+    (d / "bomb.dng").write_bytes(dng(2606, size=(64, 64), declared=(60_000, 60_000)))
+    (d / "truncated.dng").write_bytes(dng(2607, preview=(640, 480))[:150_000])
     records = intake.upload([str(d)], new_intake(autotagger), force=True)
     ids = {Path(r.path).name: r.photo_id for r in records if r.photo_id}
-    assert set(ids) == {"paris.jpg", "sydney.heic", "broken.heic"}, records
+    assert set(ids) == {
+        "paris.jpg", "sydney.heic", "broken.heic",
+        "reykjavik.dng", "sensor.dng", "bomb.dng", "truncated.dng",
+    }, records  # fmt: skip
     _wait_settled(autotagger, list(ids.values()), 300)
     return ids
 
@@ -65,6 +81,32 @@ def test_heic_and_jpeg_tagged_truncated_heic_fails_with_reason(
     )
 
 
+def test_raw_files_tagged_raw_bomb_and_truncated_raw_fail_with_reasons(
+    autotagger: Settings, photos: dict[str, str]
+) -> None:
+    with database.connect(autotagger.services) as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT photo_id, status || ':' || coalesce(reason, '') FROM photos"
+                " WHERE photo_id = ANY(%s)",
+                (list(photos.values()),),
+            ).fetchall()
+        )
+    assert rows[photos["reykjavik.dng"]].startswith("tagged"), rows
+    assert rows[photos["sensor.dng"]].startswith("tagged"), rows
+    assert rows[photos["bomb.dng"]].startswith("failed:image is 60000x60000"), rows
+    assert rows[photos["truncated.dng"]].startswith("failed:truncated DNG file"), rows
+    # the RAWs' neighbours were not affected
+    assert rows[photos["paris.jpg"]].startswith("tagged")
+    text = autotag(autotagger, "show", photos["reykjavik.dng"]).stdout
+    assert "NIKON Z 6" in text and "Reykjav" in text
+    # the one without a preview was tagged from its sensor data: concept tags, and a year
+    out = autotag(autotagger, "show", photos["sensor.dng"], "--json")
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert shown["metadata"]["taken_local"] == "2018-06-01T12:00:00"
+
+
 @pytest.mark.parametrize(
     "words, photo",
     [
@@ -80,6 +122,8 @@ def test_heic_and_jpeg_tagged_truncated_heic_fails_with_reason(
         (["july"], "sydney.heic"),
         (["winter"], "sydney.heic"),
         (["australia", "2019", "winter"], "sydney.heic"),
+        (["reykjavik"], "reykjavik.dng"),
+        (["iceland", "2018", "december", "winter", "evening"], "reykjavik.dng"),
     ],
 )
 def test_search_by_place_and_time(

@@ -110,3 +110,12 @@ def test_seasons_by_hemisphere_and_times_of_day() -> None:
         "night",
         "night",
     ]
+
+
+def test_place_names_are_also_found_without_their_accents() -> None:
+    # Reykjavik and São Paulo: people type the names without the accents GeoNames has
+    for lat, lon, plain in ((64.1466, -21.9426, "reykjavik"), (-23.5614, -46.6559, "sao paulo")):
+        _, tags = describe(jpeg_with(exif_for(lat=lat, lon=lon)), "JPEG")
+        by_name = {t.tag: t for t in tags}
+        assert plain in by_name and by_name[plain].via is not None  # an alias of the real name
+        assert by_name[plain].via in by_name and by_name[plain].via != plain

@@ -54,7 +54,7 @@ def load_tagger(
 ) -> Tagger:
     """A Tagger for bundle ``bundle_id`` (default: the active one) with these decode limits,
     tagging threads and tag cut-offs: the bolt's own, for anyone to build."""
-    return Tagger.load(
+    tagger = Tagger.load(
         tagging.models_dir,
         bundle_id,
         feature_options=feature_options(tagging),
@@ -64,6 +64,8 @@ def load_tagger(
         reduced_decode=tagging.reduced_decode,
         face_min_px=tagging.face_min_px if tagging.face_recognition else None,
     )
+    tagger.read_metadata = tagging.read_metadata
+    return tagger
 
 
 def blob_reader(services: ServiceSettings, blob_dir: Path) -> BlobReader:

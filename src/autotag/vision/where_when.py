@@ -10,6 +10,7 @@ upload time.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -81,10 +82,20 @@ def place_tags(place: Place) -> list[Tag]:
         if names:
             tags.append(Tag(names[0], 1.0, "place"))
             tags += [Tag(n, 1.0, "place", names[0]) for n in names[1:]]
+    # Names as people type them: "reykjavik" finds "reykjavík", "sao paulo" "são paulo".
+    tags += [Tag(_ascii(t.tag), 1.0, "place", t.tag) for t in tags if _ascii(t.tag) != t.tag]
     best: dict[str, Tag] = {}
     for t in tags:
         best.setdefault(t.tag, t)
     return list(best.values())
+
+
+def _ascii(name: str) -> str:
+    """The name without its accents (letters with no ASCII base are kept)."""
+    decomposed = unicodedata.normalize("NFKD", name.replace("ß", "ss"))
+    return unicodedata.normalize(
+        "NFC", "".join(c for c in decomposed if not unicodedata.combining(c))
+    )
 
 
 def keyword_tags(meta: PhotoMetadata) -> list[Tag]:
