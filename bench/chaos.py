@@ -20,6 +20,12 @@ Exit status 1 if anything was lost or duplicated, if a photo other than the pois
 was dead-lettered, or if the poison was not dead-lettered after its three attempts.
 
     python bench/chaos.py --photos 2000 --runs 3
+
+With ``--delete-fraction F``, a deleter deletes about F of the photos while the stream and
+the faults go on, each a random moment (0-5 s) after its upload (so queued, in flight or
+already tagged), half to the trash and half permanently. It then also reports: lost among the
+photos not deleted (must be 0), resurrected among the deleted (a ``photos`` row again: must be
+0), deleted photos still on the stream or dead-lettered (must be 0).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -46,7 +53,7 @@ from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import NimbusDaemon, SupervisorDaemon
 from autotag.ops.topology import submit, wait_scheduled
 from autotag.pipeline import intake
-from autotag.storage import database
+from autotag.storage import database, deletion
 from autotag.storage.item_stream import ItemStream
 
 TOPOLOGY = "autotagger"
@@ -181,6 +188,51 @@ class Uploader(threading.Thread):
             time.sleep(max(0.0, t_next - time.monotonic()))
 
 
+class Deleter(threading.Thread):
+    """Deletes about ``fraction`` of the uploaded photos while they stream in: each a random
+    0-5 s after its upload, alternately to the trash and permanently; retried while a
+    service is down (the faults), like a user pressing delete again."""
+
+    def __init__(self, s: Settings, up: Uploader, fraction: float, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.s, self.up, self.fraction = s, up, fraction
+        self.rng = random.Random(seed)
+        self.trashed: list[str] = []
+        self.purged: list[str] = []
+        self.retries = 0
+
+    def _delete(self, photo_id: str, permanently: bool) -> None:
+        while True:
+            try:
+                with database.connect(self.s.services, migrate_schema=False) as conn:
+                    d = deletion.for_settings(self.s, conn)
+                    (o,) = d.purge([photo_id]) if permanently else d.trash([photo_id])
+                if o.outcome not in ("trashed", "purged", "already in trash", "already purged"):
+                    raise AutotagError(f"{photo_id}: {o.outcome}")
+                (self.purged if permanently else self.trashed).append(photo_id)
+                return
+            except Exception:  # noqa: BLE001 - a service is down: try again
+                self.retries += 1
+                time.sleep(0.5)
+
+    def run(self) -> None:
+        due: list[tuple[float, str]] = []
+        seen = 0
+        n = 0
+        while self.up.is_alive() or seen < len(self.up.ids) or due:
+            for pid in self.up.ids[seen:]:
+                if self.rng.random() < self.fraction:
+                    due.append((time.monotonic() + self.rng.uniform(0.0, 5.0), pid))
+            seen = len(self.up.ids)
+            now = time.monotonic()
+            for t, pid in sorted(due):
+                if t <= now:
+                    self._delete(pid, permanently=n % 2 == 1)
+                    n += 1
+            due = [(t, pid) for t, pid in due if t > now]
+            time.sleep(0.05)
+
+
 def _progress_or_reason(s: Settings, ok: bool, what: str) -> None:
     """No progress: say why, with Nimbus's reason when it cannot schedule the topology."""
     if not ok:
@@ -188,7 +240,9 @@ def _progress_or_reason(s: Settings, ok: bool, what: str) -> None:
         raise AutotagError(f"no tagging progress for 600 s after {what} (topology is scheduled)")
 
 
-def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict[str, object]:
+def one_run(
+    s: Settings, run: int, n: int, rate: float, photo_dir: Path, delete_fraction: float = 0.0
+) -> dict[str, object]:
     paths = samples.make_distinct_photos(n, photo_dir / f"run{run}", long_side=320, seed=1000 + run)
     poison = photo_dir / "poison.jpg"
     poison.write_bytes(POISON)
@@ -196,6 +250,9 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
     t_start = time.monotonic()
     started_at = time.time()
     up.start()
+    deleter = Deleter(s, up, delete_fraction, seed=2900 + run) if delete_fraction > 0 else None
+    if deleter is not None:
+        deleter.start()
     # Faults start once the topology is tagging (not while its first worker is still starting).
     _progress_or_reason(
         s,
@@ -224,7 +281,12 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
         print(f"    {name:<22} ({what}): progress again after {recoveries[name]:.1f}s", flush=True)
         _progress_or_reason(s, ok, name)
     up.join()
-    ids = up.ids
+    deleted: list[str] = []
+    if deleter is not None:
+        deleter.join()
+        deleted = deleter.trashed + deleter.purged
+    all_ids = up.ids
+    ids = [i for i in all_ids if i not in set(deleted)]  # what must be tagged
     drained = wait_for(
         lambda: _count(s, ids, "queued") == 0 and _count(s, [POISON_ID], "queued") == 0,
         timeout=1800,
@@ -247,6 +309,12 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
             "(SELECT 1 FROM photo_vectors v WHERE v.photo_id = p.photo_id)",
             (ids,),
         ).fetchone()[0]
+        resurrected = conn.execute(
+            "SELECT count(*) FROM photos WHERE photo_id = ANY(%s)", (deleted,)
+        ).fetchone()[0]
+        deleted_tags = conn.execute(
+            "SELECT count(*) FROM tags WHERE photo_id = ANY(%s)", (deleted,)
+        ).fetchone()[0]
         poison_row = conn.execute(
             "SELECT status, attempts, reason FROM photos WHERE photo_id = %s", (POISON_ID,)
         ).fetchone()
@@ -254,13 +322,22 @@ def one_run(s: Settings, run: int, n: int, rate: float, photo_dir: Path) -> dict
         d for d in ItemStream(s.services, s.queue).dead_letters(100000) if d.at >= started_at - 1
     ]
     dead_ids = {d.photo_id for d in dead}
+    stream = ItemStream(s.services, s.queue)
+    on_stream = {str(f.get("photo_id")) for _e, f in stream.redis.xrange(stream.name)}
     poison_status, poison_attempts, poison_reason = poison_row or (None, 0, None)
     return {
         "sent": n,
-        "queued_ids": len(set(ids)),
+        "queued_ids": len(set(all_ids)),
+        "deleted": len(deleted),
+        "trashed": len(deleter.trashed) if deleter else 0,
+        "purged": len(deleter.purged) if deleter else 0,
+        "delete_retries": deleter.retries if deleter else 0,
+        "resurrected": resurrected,
+        "tags_of_deleted": deleted_tags,
+        "deleted_on_stream_or_dead": len((on_stream | dead_ids) & set(deleted)),
         "tagged": tagged,
         "failed": failed,
-        "lost": n - tagged - failed,
+        "lost": n - len(deleted) - tagged - failed,
         "duplicate_tag_rows": dup,
         "tagged_without_vector": untagged_vectors,
         "dead_letters_this_run": len(dead),
@@ -287,6 +364,9 @@ def passed(r: dict[str, object]) -> bool:
         and not r["failed"]
         and not r["other_photos_dead_lettered"]
         and r["poison_dead_lettered"]
+        and not r.get("resurrected")
+        and not r.get("tags_of_deleted")
+        and not r.get("deleted_on_stream_or_dead")
     )
 
 
@@ -304,6 +384,12 @@ def main() -> int:
         help="shift every port (keep them below the kernel's ephemeral range)",
     )
     ap.add_argument("--keep", action="store_true", help="leave the environment running")
+    ap.add_argument(
+        "--delete-fraction",
+        type=float,
+        default=0.0,
+        help="delete about this fraction of the photos while they stream in (0-1)",
+    )
     args = ap.parse_args()
 
     run = Path(tempfile.mkdtemp(prefix="autotag-chaos-"))
@@ -331,7 +417,7 @@ def main() -> int:
     try:
         for i in range(args.runs):
             print(f"== run {i + 1}/{args.runs}: {args.photos} photos at {args.rate}/s", flush=True)
-            r = one_run(s, i, args.photos, args.rate, run / "photos")
+            r = one_run(s, i, args.photos, args.rate, run / "photos", args.delete_fraction)
             results.append(r)
             recoveries = r["recoveries"]
             assert isinstance(recoveries, dict)
@@ -344,6 +430,11 @@ def main() -> int:
                 f"{r['upload_retries']}, {r['minutes']:.1f} min\n"
                 f"   poison photo: {r['poison_status']} after {r['poison_attempts']} attempts "
                 f"({r['poison_reason']})\n   recovery: {rec}\n"
+                f"   deleted {r['deleted']} while streaming ({r['trashed']} to the trash, "
+                f"{r['purged']} permanently; {r['delete_retries']} delete retries): lost among "
+                f"the others {r['lost']}, resurrected {r['resurrected']}, their tag rows "
+                f"{r['tags_of_deleted']}, on the stream or dead-lettered "
+                f"{r['deleted_on_stream_or_dead']}\n"
                 f"   {'PASSED' if passed(r) else 'FAILED'}",
                 flush=True,
             )
