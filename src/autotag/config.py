@@ -310,6 +310,9 @@ class TrashSettings:
 
     trash_days: float = _key(30.0, _at_least(0.0))
     tombstone_hours: float = _key(24.0, _at_least(0.0))
+    # How often the web service (run with the cluster) expires the trash, as `autotag gc`
+    # does: items older than trash_days go for good, old tombstones are forgotten. 0: never.
+    trash_expiry_secs: float = _key(3600.0, _at_least(0.0))
 
 
 # Section name (Settings' field) -> its class.
