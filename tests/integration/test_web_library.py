@@ -174,7 +174,7 @@ def page(browser: Any, server: tuple[str, str], lib_settings: Settings) -> Itera
     base, token = server
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     p = context.new_page()
-    p.on("dialog", lambda dialog: dialog.accept())
+    p.on("dialog", lambda dialog: dialog.accept())  # a person says yes to "are you sure?"
     assert p.goto(f"{base}/?token={token}").status == 200
     yield p
     context.close()

@@ -71,7 +71,9 @@ def _forget(state: WebState, tag: str) -> dict[str, Any]:
     with state.pool.connection() as conn:
         if tag not in learned.states(conn):
             raise HTTPException(404, f"no learned tag {tag!r}")
-        return teach.forget(conn, state.settings.models_dir, tag)
+        done = teach.forget(conn, state.settings.models_dir, tag)
+    state.cache.pop("tag_counts", None)  # search reads the current tags again
+    return done
 
 
 @router.post("/api/learned/{tag}/forget", summary="Forget a learned tag everywhere")

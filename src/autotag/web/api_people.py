@@ -39,6 +39,12 @@ class MergeIn(BaseModel):
     other: int = Field(description="the person whose faces move to this one")
 
 
+def names_changed(state: WebState) -> None:
+    """A name was given, changed or taken away: search reads the current tags again (the
+    typed words are matched against them), so the change is found at once."""
+    state.cache.pop("tag_counts", None)
+
+
 def _clean(name: str) -> str:
     try:
         return store.clean_name(name)
@@ -67,6 +73,7 @@ def _name_person(state: WebState, person_id: int, name: str) -> dict[str, Any]:
         if pid is None:
             raise HTTPException(404, f"no person {person_id}")
         joined = gather(conn, pid, state.settings.tagging.face_match_distance)
+    names_changed(state)
     return {"person_id": pid, "name": name, "faces_joined": joined}
 
 
@@ -79,6 +86,7 @@ async def name_person(person_id: int, body: NameIn, state: State) -> dict[str, A
 def merge(person_id: int, body: MergeIn, state: State) -> dict[str, Any]:
     with state.pool.connection() as conn:
         kept = store.merge(conn, person_id, body.other)
+    names_changed(state)
     if kept is None:
         raise HTTPException(404, f"no person {person_id} or {body.other}")
     return {"person_id": kept, "merged": body.other}
@@ -88,6 +96,7 @@ def merge(person_id: int, body: MergeIn, state: State) -> dict[str, Any]:
 def forget(person_id: int, state: State) -> dict[str, Any]:
     with state.pool.connection() as conn:
         done = store.forget(conn, person_id)
+    names_changed(state)
     if done is None:
         raise HTTPException(404, f"no person {person_id}")
     return done
@@ -108,6 +117,7 @@ def _name_face(state: WebState, face_id: int, name: str) -> dict[str, Any]:
         done["faces_joined"] = gather(
             conn, done["person_id"], state.settings.tagging.face_match_distance
         )
+    names_changed(state)
     return done
 
 
@@ -120,6 +130,7 @@ async def name_face(face_id: int, body: NameIn, state: State) -> dict[str, Any]:
 def remove_face(face_id: int, state: State) -> dict[str, Any]:
     with state.pool.connection() as conn:
         done = store.remove_face(conn, face_id)
+    names_changed(state)
     if done is None:
         raise HTTPException(404, f"no face {face_id}")
     return done
