@@ -50,7 +50,7 @@ def _queue_info(s: Settings) -> dict[str, Any]:
     type=click.Choice(tag_search.ORDERS),
     default="score",
     show_default=True,
-    help="Best match first, or newest upload first.",
+    help="Best match first, newest upload first, or newest taken first (undated last).",
 )
 @click.option("--exact", is_flag=True, help="Whole-tag matches only (no words of longer tags).")
 @click.option(
