@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from autotag.contract import Tag
 from autotag.vision.metadata import PhotoMetadata, read_metadata
 from autotag.vision.places import Geocoder, Place, country_names, geocoder, utc_offset
+from autotag.vision.video_metadata import in_zone, read_video_metadata
 
 # The result fields (contract.PhotoResult) a photo's metadata fills.
 FIELDS = (
@@ -155,9 +157,22 @@ def describe(data: bytes, fmt: str, *, places: bool = True) -> tuple[dict[str, A
     return result_fields(meta, place), metadata_tags(meta, place)
 
 
+def describe_video(path: str | Path) -> tuple[dict[str, Any], list[Tag]]:
+    """An MP4/MOV file → its creation time and position as the same result fields and
+    place/time tags as a photo's (the creation time, given in UTC, read as the wall clock of
+    the position's time zone). Never raises for a bad file."""
+    meta = read_video_metadata(path)
+    geo = geocoder() if meta.latitude is not None else None
+    place = geo.locate(meta.latitude, meta.longitude) if geo is not None else None  # type: ignore[arg-type]
+    if place is not None and place.time_zone:
+        meta = in_zone(meta, place.time_zone)
+    return result_fields(meta, place), metadata_tags(meta, place)
+
+
 __all__ = [
     "FIELDS",
     "describe",
+    "describe_video",
     "result_fields",
     "metadata_tags",
     "place_tags",
