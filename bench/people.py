@@ -5,7 +5,10 @@
    identities come from master.csv's "Yes" pairs (a photo in no "Yes" pair is a person of its
    own): purity (each cluster's majority person), completeness (sklearn), and how many faces
    stay unassigned (people with fewer than min_faces photos must stay unassigned).
-2. Matching one face against 1,000 people × 30 reference faces (``nearest_person``).
+2. Matching one face against 1,000 people × 30 reference faces: exhaustively
+   (``nearest_person``) and with ``PeopleIndex`` (centroid bounds, then the nearest few
+   people's references; the same decision), on people whose references spread as one
+   person's descriptors do (~0.4 apart), probes near a person and strangers.
 3. Clustering synthetic descriptors (n clustered, 10% noise), --sizes 10000,100000.
 
 Timings are from whatever machine runs this (busy machine: re-measure idle).
@@ -29,12 +32,14 @@ from sklearn.metrics import homogeneity_completeness_v_measure
 from autotag.vision.face_identity import (
     CLUSTER_DISTANCE,
     CLUSTER_MIN_FACES,
+    MATCH_DISTANCE,
     FaceDescriber,
     cluster,
     nearest_person,
     squared_norms,
 )
 from autotag.vision.faces import FaceDetector
+from autotag.vision.people_index import PeopleIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,14 +126,31 @@ def main() -> None:
         "clustering": clustering_quality(args.data, CLUSTER_DISTANCE, CLUSTER_MIN_FACES)
     }
     rng = np.random.default_rng(0)
-    refs = rng.normal(0, 0.09, (30_000, 128)).astype(np.float32)
+    centres = rng.normal(0, 1, (1000, 128)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     owners = np.repeat(np.arange(1000), 30)
-    probe = refs[12_345] + 0.01
+    refs = centres[owners] + rng.normal(0, 0.025, (30_000, 128)).astype(np.float32)
+    probes = np.concatenate(
+        [
+            refs[rng.integers(0, len(refs), 150)] + rng.normal(0, 0.025, (150, 128)),
+            rng.normal(0, 0.09, (50, 128)),  # strangers
+        ]
+    ).astype(np.float32)
     norms = squared_norms(refs)  # kept by the matcher with its references
+    index = PeopleIndex(refs, owners)
     t0 = time.perf_counter()
-    for _ in range(200):
-        nearest_person(probe, refs, owners, norms=norms)
-    out["match_ms_1000_people_x30"] = round((time.perf_counter() - t0) / 200 * 1000, 3)
+    exhaustive = [nearest_person(p, refs, owners, norms=norms) for p in probes]
+    out["match_ms_1000_people_x30"] = round((time.perf_counter() - t0) / len(probes) * 1000, 3)
+    t0 = time.perf_counter()
+    indexed = [index.nearest(p, MATCH_DISTANCE) for p in probes]
+    out["match_ms_1000_people_x30_index"] = round(
+        (time.perf_counter() - t0) / len(probes) * 1000, 3
+    )
+    out["match_same_decisions"] = sum(
+        (a is None and b is None) or (a is not None and b is not None and a[0] == b[0])
+        for a, b in zip(exhaustive, indexed, strict=True)
+    )
+    out["match_probes"] = len(probes)
     sizes = {}
     for n in (int(x) for x in args.sizes.split(",") if x):
         x = synthetic(n, rng)
@@ -154,7 +176,9 @@ def main() -> None:
     )
     print(
         f"matching one face against 1,000 people x 30 faces: {out['match_ms_1000_people_x30']} ms"
-        " (busy machine: re-measure idle)"
+        f" exhaustive, {out['match_ms_1000_people_x30_index']} ms with PeopleIndex (same "
+        f"decision on {out['match_same_decisions']} of {out['match_probes']} probes; busy "
+        "machine: re-measure idle)"
     )
     for n, r in sizes.items():
         print(

@@ -28,8 +28,8 @@ from autotag.vision.face_identity import (
     cluster,
     match_score,
     nearest_person,
-    squared_norms,
 )
+from autotag.vision.people_index import PeopleIndex
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class PeopleMatcher:
         self.clock = clock
         self.conn: Any = None
         self.refs: people.References | None = None
-        self._norms: np.ndarray | None = None
+        self._index: PeopleIndex | None = None
         self._checked = -1e18
         self._loaded = -1e18
 
@@ -75,7 +75,7 @@ class PeopleMatcher:
                 stale = True
             if stale:
                 self.refs = people.references(conn)
-                self._norms = squared_norms(self.refs.embeddings)
+                self._index = PeopleIndex(self.refs.embeddings, self.refs.owners)
                 self._loaded = now
                 log.info(
                     "people: %d reference faces of %d people (version %d)",
@@ -98,7 +98,8 @@ class PeopleMatcher:
         if not any(f.embedding is not None for f in faces):
             return faces, []
         refs = self.current()
-        if refs is None or len(refs.owners) == 0:
+        index = self._index
+        if refs is None or len(refs.owners) == 0 or index is None:
             return faces, []
         out: list[FaceFound] = []
         best: dict[str, float] = {}
@@ -106,13 +107,9 @@ class PeopleMatcher:
             if f.embedding is None:
                 out.append(f)
                 continue
-            found = nearest_person(
-                np.asarray(f.embedding, dtype=np.float32),
-                refs.embeddings,
-                refs.owners,
-                self.max_distance,
-                norms=self._norms,
-            )
+            # Centroid bounds first, then only the nearest few people's references: the
+            # exhaustive answer at a fraction of the cost (vision.people_index).
+            found = index.nearest(np.asarray(f.embedding, dtype=np.float32), self.max_distance)
             if found is None:
                 out.append(f)
                 continue
@@ -137,14 +134,11 @@ def cluster_unassigned(
     cluster becomes a new unnamed person. Returns the counts."""
     ids, emb = people.unassigned(conn)
     refs = people.references(conn)
+    index = PeopleIndex(refs.embeddings, refs.owners)
     to_known: list[tuple[int, int, float]] = []
     rest: list[int] = []
     for i, face_id in enumerate(ids):
-        found = (
-            nearest_person(emb[i], refs.embeddings, refs.owners, match_distance)
-            if len(refs.owners)
-            else None
-        )
+        found = index.nearest(emb[i], match_distance)
         if found is None:
             rest.append(i)
         else:
