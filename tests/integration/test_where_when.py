@@ -9,17 +9,21 @@ time, a RAW bomb and a truncated DNG failing with reasons."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from autotag.config import Settings
 from autotag.pipeline import intake
-from autotag.storage import database, tag_search
+from autotag.storage import database, tag_search, videos
 from tests.cli import autotag, new_intake
 from tests.integration.test_pipeline import _wait_settled
+from tests.integration.test_video import _wait_videos
 from tests.photo_metadata import exif_for, heic_with, jpeg_with, xmp_packet
 from tests.raw_files import dng
+from tests.video_metadata_files import with_metadata, write_mp4
 
 pytestmark = pytest.mark.cluster
 
@@ -165,3 +169,42 @@ def test_show_prints_what_the_file_said(autotagger: Settings, photos: dict[str, 
     assert meta["latitude"] == pytest.approx(-33.8568, abs=1e-4)
     text = autotag(autotagger, "show", photos["paris.jpg"]).stdout
     assert "Canon EOS R" in text and "Paris" in text and "Eiffel Tower" in text
+
+
+def test_video_creation_time_and_position_find_its_segments(
+    autotagger: Settings, tmp_path: Path
+) -> None:
+    # An MP4 made at Christmas Eve 2018, 18:00 UTC (18:00 in Reykjavik, UTC all year), with
+    # the position a phone writes (moov/udta/©xyz); and one without any metadata.
+    seed = int(time.time()) % 100_000
+    clip = write_mp4(tmp_path / "clip.mp4", seconds=2.0, seed=seed).read_bytes()
+    (tmp_path / "reykjavik.mp4").write_bytes(
+        with_metadata(clip, datetime(2018, 12, 24, 18, 0), "+64.1466-021.9426/")
+    )
+    (tmp_path / "plain.mp4").write_bytes(write_mp4(tmp_path / "p.mp4", seed=seed + 1).read_bytes())
+    (tmp_path / "clip.mp4").unlink()
+    (tmp_path / "p.mp4").unlink()
+    records = intake.upload([str(tmp_path)], new_intake(autotagger), force=True)
+    ids = {Path(r.path).name: r.photo_id for r in records if r.status == "queued"}
+    assert set(ids) == {"reykjavik.mp4", "plain.mp4"}, records
+    status = _wait_videos(autotagger, list(ids.values()), 300)
+    assert set(status.values()) == {"done"}, status
+    with database.connect(autotagger.services) as conn:
+        info = videos.show_video(conn, ids["reykjavik.mp4"])
+        assert info is not None
+        v = info.video
+        assert v["taken_local"] == "2018-12-24T18:00:00"
+        assert "Reykjav" in v["place"] and v["latitude"] == pytest.approx(64.1466, abs=1e-4)
+        assert {"reykjavik", "iceland", "2018", "december", "winter", "evening"} <= set(
+            v["meta_tags"]
+        )
+        plain = videos.show_video(conn, ids["plain.mp4"])
+        assert plain is not None
+        assert plain.video["taken_local"] is None and plain.video["meta_tags"] == []
+        for word in ("reykjavik", "iceland", "2018", "december"):
+            hits = videos.search_segments(conn, word, limit=1000)
+            found = {h.video_id for h in hits}
+            assert ids["reykjavik.mp4"] in found and ids["plain.mp4"] not in found, word
+        assert ids["reykjavik.mp4"] not in {
+            h.video_id for h in videos.search_segments(conn, "paris")
+        }

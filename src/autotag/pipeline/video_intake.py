@@ -21,6 +21,7 @@ from autotag.storage import database, videos
 from autotag.storage.blobs import BlobStore, BlobTooLarge
 from autotag.storage.item_stream import ItemStream
 from autotag.vision.video_frames import VideoError, VideoInfo, VideoLimits, probe
+from autotag.vision.where_when import describe_video
 
 QUEUED = "queued"
 DUPLICATE = "duplicate"
@@ -135,6 +136,10 @@ def upload_video(
             return VideoUploadRecord(str(path), video_id, REJECTED, str(exc))
         meta = {**asdict(info), "duration_secs": info.duration_secs}
         videos.register_video(conn, video_id, kind="upload", source=name, nbytes=nbytes, info=meta)
+        # When and where it was taken (its container's creation time and position): the
+        # video's place and time words; a malformed box costs only what it would have said.
+        fields, words = describe_video(blob)
+        videos.set_where_when(conn, video_id, fields, [t.tag for t in words])
         jobs = plan_segments(video_id, info, video.segment_secs)
         try:
             enqueue_segments(conn, stream, jobs)

@@ -74,6 +74,32 @@ def register_video(
     return previous
 
 
+WHERE_WHEN_COLUMNS = (
+    "taken_local", "taken_at", "taken_source", "latitude", "longitude", "altitude", "place",
+)  # fmt: skip
+
+
+def set_where_when(
+    conn: psycopg.Connection[Any], video_id: str, fields: dict[str, Any], words: Sequence[str]
+) -> None:
+    """Store what the video's container said (``where_when.describe_video``'s fields) and its
+    place and time words (``meta_tags``: every analysed segment is found by them)."""
+    conn.execute(
+        """
+        UPDATE videos SET taken_local = %(taken_local)s, taken_at = %(taken_at)s,
+            taken_source = %(taken_source)s, latitude = %(latitude)s,
+            longitude = %(longitude)s, altitude = %(altitude)s, place = %(place)s,
+            meta_tags = %(words)s
+        WHERE video_id = %(id)s
+        """,
+        {
+            **{k: fields.get(k) for k in WHERE_WHEN_COLUMNS},
+            "words": sorted({w.lower() for w in words}),
+            "id": video_id,
+        },
+    )
+
+
 def video_status(conn: psycopg.Connection[Any], video_id: str) -> str | None:
     row = conn.execute("SELECT status FROM videos WHERE video_id = %s", (video_id,)).fetchone()
     return None if row is None else str(row[0])
@@ -161,11 +187,18 @@ def search_segments(
         FROM video_segment_tags t
         JOIN video_segments s USING (video_id, segment)
         JOIN videos v USING (video_id)
-        WHERE lower(t.tag) = lower(%s) AND t.score >= %s AND s.status = 'done'
-        ORDER BY t.score DESC, t.video_id, t.segment
-        LIMIT %s
+        WHERE lower(t.tag) = lower(%(tag)s) AND t.score >= %(min)s AND s.status = 'done'
+        UNION ALL
+        -- the video's own place and time words (its container's metadata) tag every segment
+        SELECT s.video_id, s.segment, s.start_secs, s.end_secs, lower(%(tag)s), 1.0,
+               coalesce(s.frames_analysed, 0), v.source, v.camera
+        FROM video_segments s
+        JOIN videos v USING (video_id)
+        WHERE v.meta_tags @> ARRAY[lower(%(tag)s)] AND s.status = 'done' AND %(min)s <= 1.0
+        ORDER BY 6 DESC, 1, 2
+        LIMIT %(limit)s
         """,
-        (tag.strip(), float(min_score), int(limit)),
+        {"tag": tag.strip(), "min": float(min_score), "limit": int(limit)},
     ).fetchall()
     return [SegmentHit(*r) for r in rows]
 
@@ -193,7 +226,8 @@ def show_video(conn: psycopg.Connection[Any], video_id: str) -> VideoInfo | None
     with conn.cursor(row_factory=dict_row) as cur:
         video = cur.execute(
             "SELECT video_id, kind, camera, source, status, reason, format, fps, width, height,"
-            " duration_secs, bytes, segments, uploaded_at, done_at FROM videos"
+            " duration_secs, bytes, segments, uploaded_at, done_at, taken_local, taken_at,"
+            " taken_source, latitude, longitude, altitude, place, meta_tags FROM videos"
             " WHERE video_id = %s",
             (video_id,),
         ).fetchone()
@@ -229,7 +263,7 @@ def show_video(conn: psycopg.Connection[Any], video_id: str) -> VideoInfo | None
     for s in segments:
         s["tags"] = tags.get(s["segment"], [])
         s["detections"] = found.get(s["segment"], {})
-    return VideoInfo(_iso(video, "uploaded_at", "done_at"), segments)
+    return VideoInfo(_iso(video, "uploaded_at", "done_at", "taken_local", "taken_at"), segments)
 
 
 def list_videos(
