@@ -184,18 +184,20 @@ def few_shot(
     return out
 
 
-def nonsense(X: np.ndarray, cat: dict[str, np.ndarray], n_draws: int, seed: int) -> int:
+def nonsense(
+    X: np.ndarray, cat: dict[str, np.ndarray], n_draws: int, seed: int, opts: LearnOptions
+) -> int:
     rng = np.random.default_rng([seed, 7])
     names = list(CATEGORIES)[:5]
     published = 0
     for _ in range(n_draws):
         pos = np.asarray([rng.choice(np.flatnonzero(cat[c])) for c in names])
         rest = np.setdiff1d(np.arange(len(X)), pos)
-        published += fit_tag("nonsense", X[pos], X[:0], X[rest], LearnOptions()).ok
+        published += fit_tag("nonsense", X[pos], X[:0], X[rest], opts).ok
     return published
 
 
-def coverage(X: np.ndarray, stamps: list[Any], seed: int) -> dict[str, Any]:
+def coverage(X: np.ndarray, stamps: list[Any], seed: int, opts: LearnOptions) -> dict[str, Any]:
     """Stamps whose category word is among their tags: the base bundle's concept tags plus
     learned tags, each category's learned tag taught on a held-out half of its stamps (at
     most 10 labels) and counted on the other half only (the evaluation half)."""
@@ -219,7 +221,7 @@ def coverage(X: np.ndarray, stamps: list[Any], seed: int) -> dict[str, Any]:
         pos = np.flatnonzero((word_of == w) & teach)[:10]
         if len(pos) < 3:
             continue
-        fit = fit_tag(w, X[pos], X[:0], X[evaluate], LearnOptions(min_examples=3))
+        fit = fit_tag(w, X[pos], X[:0], X[evaluate], replace(opts, min_examples=3))
         if not fit.ok:
             continue
         taught.append(w)
@@ -248,6 +250,12 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--coverage", action="store_true", help="also the coverage with learned tags")
+    ap.add_argument(
+        "--strict",
+        type=float,
+        metavar="SHARE",
+        help="the learner's strict library estimate with this assumed share (e.g. 0.03)",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", type=Path, help="also write the JSON summary here")
     args = ap.parse_args()
@@ -259,13 +267,15 @@ def main() -> None:
     folder = [p.name.rsplit("/", 1)[0] for p in stamps]
     cat = {name: np.asarray([f in dirs for f in folder], bool) for name, dirs in CATEGORIES.items()}
     t_vec = time.perf_counter() - t0
+    opts = LearnOptions(assumed_prevalence=args.strict)
     summary: dict[str, Any] = {
         "stamps": len(X),
-        "categories": few_shot(X, cat, args.draws, args.seed, LearnOptions()),
-        "nonsense_published": f"{nonsense(X, cat, args.draws, args.seed)}/{args.draws}",
+        "learner": {"assumed_prevalence": opts.assumed_prevalence},
+        "categories": few_shot(X, cat, args.draws, args.seed, opts),
+        "nonsense_published": f"{nonsense(X, cat, args.draws, args.seed, opts)}/{args.draws}",
     }
     if args.coverage:
-        summary["coverage"] = coverage(X, stamps, args.seed)
+        summary["coverage"] = coverage(X, stamps, args.seed, opts)
     summary["seconds"] = {
         "vectors": round(t_vec, 1),
         "total": round(time.perf_counter() - t0, 1),

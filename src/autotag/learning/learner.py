@@ -37,12 +37,18 @@ MAX_DOUBT = 0.4
 class LearnOptions:
     min_examples: int = 5  # positive labels before a tag is learned
     target_precision: float = 0.9
-    min_precision: float = 0.75  # estimated (out-of-fold) precision floor
-    min_recall: float = 0.3
+    min_precision: float = 0.85  # estimated precision floor
+    min_recall: float = 0.5
     folds: int = 5
     C: float = 10.0  # noqa: N815 - scikit-learn's name
     library_sample: int = 2000
     seed: int = 0
+    # The strict estimate (``library_precision``), off unless set: the tag's assumed share
+    # of the library, used from a library sample of ``strict_from_library`` photos on
+    # (smaller ones cannot show a share of a few percent). Off by default because a tag
+    # more common than the assumed share is refused (bench/learned_fewshot.py --strict).
+    assumed_prevalence: float | None = None
+    strict_from_library: int = 200
 
 
 @dataclass
@@ -178,6 +184,19 @@ def fit_tag(
     thr, tinfo = choose_threshold(y, p_oof, options.target_precision)
     prec, rec = float(tinfo["val_precision"]), float(tinfo["val_recall"])
     wt, bt = _fit(X, y, w, options.C, options.seed)
+    estimate = "cross-validated"
+    strict = options.assumed_prevalence is not None
+    if strict and len(library) >= options.strict_from_library:
+        pos_n, neg_n, lib_n = l2(pos), l2(neg) if n_neg else pos[:0], l2(library)
+        t_z, prec, rec, z_pos, z_neg = library_precision(pos_n, neg_n, lib_n, options)
+        z_all = np.concatenate([z_pos, z_neg])
+        y_all = np.concatenate([np.ones(len(z_pos), np.int8), np.zeros(len(z_neg), np.int8)])
+        a, c = platt(z_all, y_all)
+        thr = float(calibrated_sigmoid(np.float32([t_z]), np.float32(a), np.float32(c))[0])
+        X = np.concatenate([pos_n, neg_n, lib_n])
+        y = np.concatenate([np.ones(n_pos, np.int8), np.zeros(len(X) - n_pos, np.int8)])
+        wt, bt = _fit(X, y, np.ones(len(X)), options.C, options.seed)
+        estimate = f"library, assumed share {options.assumed_prevalence:g}"
     fit = TagFit(
         tag,
         True,
@@ -195,6 +214,7 @@ def fit_tag(
             "folds": folds,
             "library_negatives": int(len(y) - n_pos - n_neg),
             "threshold_rule": tinfo["threshold_rule"],
+            "estimate": estimate,
         },
     )
     if prec < options.min_precision or rec < options.min_recall:
@@ -204,6 +224,57 @@ def fit_tag(
             f"(needs {options.min_precision:.2f} / {options.min_recall:.2f}); add examples"
         )
     return fit
+
+
+def library_precision(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    library: np.ndarray,
+    options: LearnOptions,
+) -> tuple[float, float, float, np.ndarray, np.ndarray]:
+    """The strict estimate of what a published tag will meet: the library itself.
+
+    Every library photo stays a negative (no "reliable negatives": the hard ones are exactly
+    where junk comes from). Each positive is scored by a head fitted without it
+    (leave-one-out: its recall ``r(t)``), each library photo by a head fitted without its
+    fold (the share ``q(t)`` of the library above ``t``). A tag covering a share ``π`` of
+    the library tags ``π·r(t)`` of it rightly, so its precision there is ``π·r(t)/q(t)`` at
+    most; with ``π`` = ``assumed_prevalence`` (a tag covering more of the library is
+    underestimated: it refuses rather than publishes), and labelled negatives above ``t``
+    counted as plain false positives. Returns (raw threshold, precision, recall, the
+    out-of-sample scores of positives and of negatives + library, for the calibration)."""
+    k = len(pos)
+    share = options.assumed_prevalence or 0.03
+    negs = np.concatenate([neg, library])
+    z_pos = np.empty(k, np.float64)
+    for i in range(k):
+        X = np.concatenate([np.delete(pos, i, axis=0), negs])
+        y = np.concatenate([np.ones(k - 1, np.int8), np.zeros(len(negs), np.int8)])
+        w, b = _fit(X, y, np.ones(len(X)), options.C, options.seed)
+        z_pos[i] = float(pos[i] @ w - b)
+    folds = max(2, min(options.folds, len(negs)))
+    fold_of = np.random.default_rng(options.seed).permutation(len(negs)) % folds
+    z_neg = np.empty(len(negs), np.float64)
+    for f in range(folds):
+        te = fold_of == f
+        X = np.concatenate([pos, negs[~te]])
+        y = np.concatenate([np.ones(k, np.int8), np.zeros(int((~te).sum()), np.int8)])
+        w, b = _fit(X, y, np.ones(len(X)), options.C, options.seed)
+        z_neg[te] = negs[te] @ w - b
+    z_lab, z_lib = z_neg[: len(neg)], z_neg[len(neg) :]
+    reached, best = None, (float(z_pos.max()) + 1.0, 0.0, 0.0)
+    for t in np.sort(z_pos)[::-1]:  # high to low: the last that reaches the target wins
+        r = float((z_pos >= t).mean())
+        q = max(float((z_lib >= t).mean()), 1.0 / max(len(z_lib), 1))
+        tp = share * r * max(len(z_lib), 1)
+        fp_lab = float((z_lab >= t).sum())
+        p = min(1.0, share * r / q) * tp / (tp + fp_lab)
+        if p >= options.target_precision:
+            reached = (float(t), p, r)
+        if p > best[1]:
+            best = (float(t), p, r)
+    best = reached or best
+    return best[0], best[1], best[2], z_pos, z_neg
 
 
 def errors(y: np.ndarray, predicted: np.ndarray) -> int:
