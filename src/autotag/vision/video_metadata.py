@@ -33,7 +33,7 @@ _APPLE_DATE = b"com.apple.quicktime.creationdate"
 def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of the boxes in ``data[start:end]``."""
     end = len(data) if end is None else end
-    out = []
+    out: list[tuple[bytes, int, int]] = []
     at = start
     while at + 8 <= end and len(out) < 4096:
         size, kind = struct.unpack(">I4s", data[at : at + 8])
@@ -155,7 +155,8 @@ def read_video_metadata(path: str | Path) -> PhotoMetadata:
         date = keys.get(_APPLE_DATE, b"").decode("ascii", "replace")
         m = re.match(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(.*)", date)
         if m:
-            local = datetime(*(int(g) for g in m.groups()[:6]))
+            y, mo, d, h, mi, sec = (int(g) for g in m.groups()[:6])
+            local = datetime(y, mo, d, h, mi, sec)
             offset = parse_offset(m.group(7).strip() or None)
             if offset is not None:  # the camera's own wall clock and its offset
                 taken_local, taken_offset = local, offset
