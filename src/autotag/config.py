@@ -247,6 +247,15 @@ class TaggingSettings:
     face_recognition: bool = True
     face_min_px: int = _key(50, _at_least(1))
     face_match_distance: float = _key(0.6, _between(0.0, 2.0))
+    # Clustering of the faces nobody is assigned to (pipeline.auto_cluster): the DB writer
+    # runs `autotag people cluster` by itself once it has stored face_cluster_after new
+    # unassigned faces (0: only by hand). DBSCAN's eps is face_cluster_distance (tighter than
+    # the match distance, so chains of look-alikes do not join two people: PhotoPrism's
+    # --face-cluster-dist) and its min_samples face_cluster_min_faces (Immich's min_faces):
+    # purity 100%, completeness 1.0 at 0.5 / 3 on ../shared/data/faces (MODELS.md).
+    face_cluster_after: int = _key(50, _at_least(0))
+    face_cluster_distance: float = _key(0.5, _between(0.0, 2.0))
+    face_cluster_min_faces: int = _key(3, _at_least(1))
     # Read each photo's own metadata (date taken, GPS, camera, keywords: vision.metadata) and
     # tag its places and times (issue 26). Off only to measure what it costs
     # (bench/metadata_throughput.py); a topology submitted with `-o autotag.read_metadata=...`

@@ -14,9 +14,11 @@ from streamparse import Bolt
 
 from autotag.config import settings
 from autotag.contract import PhotoResult
+from autotag.pipeline.auto_cluster import AutoClusterer
 from autotag.pipeline.batcher import ResultBatcher
 from autotag.pipeline.busy_meter import BusyMeter, meter_path
 from autotag.pipeline.storm_input import StormInput
+from autotag.storage import database
 from autotag.storage.writer import ResultWriter
 
 
@@ -41,6 +43,15 @@ class DbWriterBolt(Bolt):
             max_retries=s.writer.db_max_retries,
             min_interval_secs=s.writer.db_commit_interval_secs,
         )
+        # Unassigned faces clustered by themselves after enough new ones (issue 25).
+        t = s.tagging
+        self.auto_cluster = AutoClusterer(
+            lambda: database.connect(s.services, migrate_schema=False),
+            t.face_cluster_after if t.face_recognition else 0,
+            match_distance=t.face_match_distance,
+            cluster_distance=t.face_cluster_distance,
+            min_faces=t.face_cluster_min_faces,
+        )
         # Its own busy (decoding, committing) and waiting time, for bench/steady_state.py.
         self.meter = BusyMeter(meter_path(s.run_dir, "db_writer", context["taskid"]), 0.25)
 
@@ -56,7 +67,9 @@ class DbWriterBolt(Bolt):
 
     def process(self, tup) -> None:
         self.meter.begin()
-        self.batcher.add(PhotoResult.from_tuple(tup.values), tup)
+        result = PhotoResult.from_tuple(tup.values)
+        self.auto_cluster.saw(result.faces)
+        self.batcher.add(result, tup)
         self.meter.end()
 
     def process_tick(self, tup) -> None:
@@ -66,4 +79,5 @@ class DbWriterBolt(Bolt):
     def _flush(self) -> None:
         self.meter.begin()
         self.batcher.flush()
+        self.auto_cluster.maybe_run()
         self.meter.end(tuples=0)

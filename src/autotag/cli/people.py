@@ -18,7 +18,6 @@ from autotag.errors import AutotagError
 from autotag.pipeline.people_match import cluster_unassigned, gather
 from autotag.storage import database
 from autotag.storage import people as store
-from autotag.vision.face_identity import CLUSTER_DISTANCE, CLUSTER_MIN_FACES
 
 
 def _dump(value: Any) -> None:
@@ -176,22 +175,27 @@ def forget_cmd(person_id: int, as_json: bool) -> None:
 @click.option(
     "--max-distance",
     type=float,
-    default=CLUSTER_DISTANCE,
-    show_default=True,
-    help="DBSCAN eps: faces closer than this (descriptor distance) are neighbours.",
+    default=None,
+    help="DBSCAN eps: faces closer than this (descriptor distance) are neighbours "
+    "[default: tagging.face_cluster_distance, 0.5].",
 )
 @click.option(
     "--min-faces",
     type=int,
-    default=CLUSTER_MIN_FACES,
-    show_default=True,
-    help="DBSCAN min_samples: the faces a new person needs.",
+    default=None,
+    help="DBSCAN min_samples: the faces a new person needs "
+    "[default: tagging.face_cluster_min_faces, 3].",
 )
 @click.option("--json", "as_json", is_flag=True)
-def cluster_cmd(max_distance: float, min_faces: int, as_json: bool) -> None:
+def cluster_cmd(max_distance: float | None, min_faces: int | None, as_json: bool) -> None:
     """Group the faces nobody has: each joins the nearest known person within the match
-    distance (tagging.face_match_distance), the rest are clustered into new unnamed people."""
+    distance (tagging.face_match_distance), the rest are clustered into new unnamed people.
+    The DB writer also does this by itself after tagging.face_cluster_after new faces."""
     s = settings()
+    if max_distance is None:
+        max_distance = s.tagging.face_cluster_distance
+    if min_faces is None:
+        min_faces = s.tagging.face_cluster_min_faces
     if max_distance <= 0 or min_faces < 1:
         raise AutotagError("--max-distance must be > 0 and --min-faces >= 1")
     with _conn() as conn, database.pg_errors(s.services):

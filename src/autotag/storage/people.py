@@ -14,7 +14,8 @@ people's reference descriptors (``references``). All SQL of people lives here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -450,6 +451,26 @@ def embeddings_of(conn: psycopg.Connection[Any], person_id: int) -> np.ndarray:
 
 
 # -- clustering -------------------------------------------------------------------------------
+
+# pg_try_advisory_lock key of a clustering run (``cluster_lock``): "autotag people" in ASCII.
+CLUSTER_LOCK_KEY = 0x6175_746F_7065_6F70
+
+
+@contextlib.contextmanager
+def cluster_lock(conn: psycopg.Connection[Any]) -> Iterator[bool]:
+    """One clustering at a time across processes: yields whether this session holds the
+    lock (a session-level advisory lock, released on exit or when the connection ends)."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (CLUSTER_LOCK_KEY,)).fetchone()
+    got = bool(row and row[0])
+    if not conn.autocommit:
+        conn.commit()
+    try:
+        yield got
+    finally:
+        if got and not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (CLUSTER_LOCK_KEY,))
+            if not conn.autocommit:
+                conn.commit()
 
 
 def unassigned(conn: psycopg.Connection[Any], limit: int = 200_000) -> tuple[list[int], np.ndarray]:
