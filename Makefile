@@ -1,4 +1,5 @@
-# The two commands of the README: `make up` (set up and run the main job), `make test`.
+# The two commands of the README: `make up` (set up and run the main job), `make test`;
+# `make check` is the one-minute check (lint, types, unit tests) `make test` starts with.
 SHELL := /bin/bash
 VENV := virtualenvs/autotag
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ ifeq ($(shell id -u),0)
 export LEIN_ROOT := 1
 endif
 
-.PHONY: up deps deps-train test lint down bench
+.PHONY: up deps deps-train check lint test screenshots down bench
 
 deps:
 	@bash scripts/install-deps.sh
@@ -23,11 +24,33 @@ deps-train: deps
 up: deps
 	@$(BIN)/autotag demo
 
-## The whole test suite against real services the tests start themselves.
-test: deps-train
-	@$(BIN)/ruff check src tests bench topologies
+CODE := src tests bench topologies
+
+## Lint: ruff's rules, ruff's formatting, the import layers of pyproject.toml (seconds).
+lint:
+	@$(BIN)/ruff check $(CODE)
+	@$(BIN)/ruff format --check $(CODE)
 	@$(BIN)/lint-imports --no-cache
-	@$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+## The one-minute check (needs `make deps` once): lint, then mypy on src/ and the unit tests
+## side by side (pytest-xdist, two workers); fails if either does.
+check: lint
+	@$(BIN)/mypy & types=$$!; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 tests/unit; unit=$$?; \
+	wait $$types; types=$$?; \
+	exit $$(( unit || types ))
+
+## The whole test suite against real services the tests start themselves: the check first,
+## then the integration tests.
+test: deps-train
+	@$(MAKE) --no-print-directory check
+	@$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration
+
+## The README's screenshots (docs/screenshots/*.png), made again by the browser test; other
+## runs write theirs into the test run directory.
+screenshots: deps
+	@AUTOTAG_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q \
+		-p no:cacheprovider tests/integration/test_web_browser.py
 
 down:
 	@$(BIN)/autotag cluster down

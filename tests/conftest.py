@@ -16,13 +16,9 @@ from pathlib import Path
 import pytest
 
 from autotag.config import Settings, child_env, load_settings
-
-CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"  # bolts/autotag.py reads it
+from tests.constants import CHAOS_KILL_ENV, POISON_PHOTO
 
 TEST_PORT_OFFSET = int(os.environ.get("AUTOTAG_TEST_PORT_OFFSET", "20000"))
-# bench/chaos.py's fault hook, armed on the test cluster for this one photo only: the bolt
-# tagging it kills its own process, as a native decoder crash would (test_pipeline.py).
-POISON_PHOTO = b"autotag test poison photo: kills the process that tags it\n"
 
 
 @pytest.fixture(scope="session")

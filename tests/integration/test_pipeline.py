@@ -22,6 +22,7 @@ from autotag.pipeline import intake
 from autotag.pipeline.tag_step import load_tagger
 from autotag.storage import database, lookups, tag_search, vectors
 from tests.cli import new_intake
+from tests.constants import POISON_PHOTO
 
 pytestmark = pytest.mark.cluster
 
@@ -31,9 +32,7 @@ TAG_TIMEOUT_SECS = 600
 
 @pytest.fixture
 def poison_photo(tmp_path: Path) -> Path:
-    """The photo the test cluster's fault hook crashes on (tests/conftest.py)."""
-    from tests.conftest import POISON_PHOTO
-
+    """The photo the test cluster's fault hook crashes on (tests/constants.py)."""
     path = tmp_path / "poison.jpg"
     path.write_bytes(POISON_PHOTO)
     return path

@@ -25,7 +25,8 @@ TOKEN = "test-token-0123456789"
 def served(tmp_path: Path) -> Iterator[tuple[BlobStore, str]]:
     store = BlobStore(tmp_path / "blobs")
     server = BlobServer(("127.0.0.1", 0), store, TOKEN)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for serve_forever's next look (0.5 s by default).
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     host, port = server.server_address[:2]
     yield store, f"http://{host}:{port}"

@@ -6,6 +6,7 @@ import importlib.util
 import io
 import time
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -266,12 +267,18 @@ def test_mutated_files_never_crash(fmt: str) -> None:
         assert img.bgr.ndim == 3 and img.bgr.shape[2] == 3
 
 
-def _phone_jpeg(orientation: int = 1) -> bytes:
-    """A 4000×3000 JPEG like a phone's (scikit-image's astronaut, enlarged, with grain)."""
+@cache
+def _phone_pixels() -> np.ndarray:
+    """scikit-image's astronaut enlarged to a phone's 4000×3000, with grain (made once)."""
     rgb = skimage.data.astronaut()
     big = cv2.resize(rgb, (4000, 3000), interpolation=cv2.INTER_CUBIC)
-    grain = np.random.default_rng(0).normal(0, 4, big.shape)
-    big = np.clip(big + grain, 0, 255).astype(np.uint8)
+    grain = np.random.default_rng(0).standard_normal(big.shape, dtype=np.float32) * 4
+    return np.clip(big + grain, 0, 255).astype(np.uint8)
+
+
+def _phone_jpeg(orientation: int = 1) -> bytes:
+    """A 4000×3000 JPEG like a phone's (scikit-image's astronaut, enlarged, with grain)."""
+    big = _phone_pixels()
     out = io.BytesIO()
     exif = Image.Exif()
     exif[0x0112] = orientation

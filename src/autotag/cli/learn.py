@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from autotag.cli.labels import labels
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError
-from autotag.learning import teach
 from autotag.storage import blobs, database
 from autotag.storage import labels as label_store
 from autotag.storage import learned as learned_store
-from autotag.web.learner import learn_options
+
+if TYPE_CHECKING:  # scikit-learn comes with them: every autotag command would load it (~1 s)
+    from autotag.learning import teach
 
 
 def _print_report(report: teach.Report, as_json: bool) -> None:
@@ -44,6 +45,9 @@ def _print_report(report: teach.Report, as_json: bool) -> None:
 def _run_learn(
     s: Settings, tags: list[str] | None, force: bool, quiet: bool = False
 ) -> teach.Report:
+    from autotag.learning import teach
+    from autotag.web.learner import learn_options
+
     with database.connect(s.services) as conn, database.pg_errors(s.services):
         return teach.learn(
             conn,
@@ -202,6 +206,8 @@ def forget_cmd(tag: str, as_json: bool) -> None:
     photo, and its labels."""
     s = settings()
     with database.connect(s.services) as conn, database.pg_errors(s.services):
+        from autotag.learning import teach
+
         out = teach.forget(conn, s.models_dir, tag)
     if as_json:
         click.echo(json.dumps(out))

@@ -65,12 +65,25 @@ class WordNet:
         # irregular plural → singular (``mice`` → ``mouse``), from noun.exc
         self.irregular = dict(irregular or {})
         self._closure: dict[str, frozenset[str]] = {}
+        self._plurals: dict[str, list[str]] | None = None  # singular → plurals, on first use
 
     @classmethod
     def load(cls, directory: Path = WORDNET_DIR) -> WordNet:
+        """The database in ``directory``, read once per process (82,000 synsets: ~0.6 s) and
+        shared: a WordNet is never changed after loading (its memos aside)."""
         data = Path(directory) / "data.noun"
         if not data.is_file():
             raise ModelError(f"WordNet not found: no {data} (apt install wordnet-base)")
+        exc = Path(directory) / "noun.exc"
+        key = (str(data.resolve()), _stamp(data), _stamp(exc))
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            loaded = _LOADED[key] = cls._read(Path(directory))
+        return loaded
+
+    @classmethod
+    def _read(cls, directory: Path) -> WordNet:
+        data = directory / "data.noun"
         with open(data, encoding="utf-8") as f:
             synsets = [s for s in (parse_data_line(line.rstrip("\n")) for line in f) if s]
         irregular: dict[str, str] = {}
@@ -109,4 +122,22 @@ class WordNet:
 
     def plurals_of(self, lemma: str) -> list[str]:
         """Irregular plurals noun.exc records for ``lemma`` (``mouse`` → ``mice``)."""
-        return sorted(p for p, s in self.irregular.items() if s == lemma)
+        if self._plurals is None:
+            by_singular: dict[str, list[str]] = {}
+            for plural, singular in self.irregular.items():
+                by_singular.setdefault(singular, []).append(plural)
+            self._plurals = {s: sorted(ps) for s, ps in by_singular.items()}
+        return list(self._plurals.get(lemma, ()))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of a file, None if there is none: a database changed on disk is read anew."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+# WordNet.load's databases: (data.noun's path, its stamp, noun.exc's stamp) -> the WordNet.
+_LOADED: dict[tuple[str, tuple[int, int] | None, tuple[int, int] | None], WordNet] = {}
