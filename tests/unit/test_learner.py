@@ -101,3 +101,32 @@ def test_shadow_check_refuses_a_candidate_worse_on_an_existing_tag() -> None:
     assert "kind2" in worse and worse["kind2"][1] > worse["kind2"][0]
     assert shadow_check({"kind2": (truth, decisions(active), decisions(active))}) == {}
     del Xn
+
+
+def test_removals_of_a_model_tag_raise_its_threshold_in_a_new_bundle() -> None:
+    from autotag.learning.learned_bundle import with_thresholds
+    from autotag.learning.learner import recalibrated_threshold
+
+    base = _base()
+    old = float(base.thresholds[1])
+    # The user removed "b" from three photos the model tagged at 0.55-0.62 and kept it on
+    # (labelled) photos at 0.7 and 0.9: the new threshold sits just above the removals.
+    neg = np.asarray([old + 0.05, old + 0.08, old + 0.12])
+    pos = np.asarray([old + 0.2, old + 0.4])
+    thr = recalibrated_threshold(old, pos, neg)
+    assert thr is not None and neg.max() < thr <= pos.min()
+    candidate = with_thresholds(base, {"b": thr})
+    assert candidate.id != base.id
+    assert float(candidate.thresholds[1]) == np.float32(thr)
+    assert float(base.thresholds[1]) == old  # the active bundle is untouched
+    np.testing.assert_array_equal(candidate.thresholds[[0, 2]], base.thresholds[[0, 2]])
+    assert candidate.metrics["recalibrated"] == {"b": thr}
+    y = np.asarray([1, 1, 0, 0, 0], np.int8)
+    z = np.concatenate([pos, neg])
+    assert shadow_check({"b": (y, z >= old, z >= thr)}) == {}
+
+    # A removal scored above the photos the user says have the tag: raising the threshold
+    # past it would lose more positives than it drops negatives, so nothing changes.
+    assert recalibrated_threshold(old, np.asarray([old + 0.1, old + 0.15]), [old + 0.3]) is None
+    # Removals the model did not tag (below the threshold) change nothing either.
+    assert recalibrated_threshold(old, pos, [old - 0.1]) is None

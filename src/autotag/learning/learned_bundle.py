@@ -126,3 +126,33 @@ def compose(
         "base_provenance": active.provenance.get("base_provenance", active.provenance),
     }
     return out
+
+
+def with_thresholds(bundle: ModelBundle, thresholds: Mapping[str, float]) -> ModelBundle:
+    """A new bundle version (id, provenance) with these model tags' thresholds raised: a leaf
+    class's (``thresholds``) or a concept's (``concept_thresholds``); the learned group and
+    everything else unchanged. Unknown tags are an error."""
+    rows = learned_rows(bundle)
+    metrics = dict(bundle.metrics.get("learned") or {})
+    out = compose(bundle, rows, metrics)
+    out.metrics = dict(out.metrics)
+    out.thresholds = np.array(out.thresholds, np.float32, copy=True)
+    concepts = [c.tag for c in out.concepts]
+    if out.concept_thresholds is not None:
+        out.concept_thresholds = np.array(out.concept_thresholds, np.float32, copy=True)
+    done = {}
+    for tag, thr in thresholds.items():
+        if tag in rows:
+            raise ValueError(f"{tag} is a learned tag: learn it again instead")
+        if tag in out.classes:
+            out.thresholds[out.classes.index(tag)] = np.float32(thr)
+        elif tag in concepts and out.concept_thresholds is not None:
+            out.concept_thresholds[concepts.index(tag)] = np.float32(thr)
+        else:
+            raise ValueError(f"{tag} is not a tag of bundle {bundle.id}")
+        done[tag] = float(thr)
+    out.metrics["recalibrated"] = {
+        **dict(bundle.metrics.get("recalibrated") or {}),
+        **done,
+    }
+    return out

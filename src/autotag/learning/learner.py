@@ -277,6 +277,31 @@ def library_precision(
     return best[0], best[1], best[2], z_pos, z_neg
 
 
+def recalibrated_threshold(
+    threshold: float, pos_scores: np.ndarray, neg_scores: np.ndarray
+) -> float | None:
+    """A model tag's corrections → its new threshold, or None (nothing to change).
+
+    ``neg_scores`` are the model's stored scores on the photos the user removed the tag from,
+    ``pos_scores`` those on the photos the user says have it (scores below ``threshold`` are
+    photos the model did not tag). The threshold is raised to the cut, among the removed
+    photos' scores, that gets the fewest of these labels wrong (the lowest such cut; never
+    below ``threshold``); None when no raise gets fewer wrong than today."""
+    pos = np.asarray(pos_scores, np.float64)
+    neg = np.asarray(neg_scores, np.float64)
+    neg = neg[neg >= threshold]
+    if not len(neg):
+        return None
+
+    def wrong(t: float) -> int:
+        return int((pos < t).sum() + (neg >= t).sum())
+
+    now = wrong(threshold)
+    cuts = np.unique(np.nextafter(neg.astype(np.float32), np.float32(2.0)).astype(np.float64))
+    best = min(cuts, key=lambda t: (wrong(float(t)), float(t)))
+    return float(best) if wrong(float(best)) < now else None
+
+
 def errors(y: np.ndarray, predicted: np.ndarray) -> int:
     """Labels a model gets wrong: a positive it misses, a negative it tags."""
     return int(np.count_nonzero(np.asarray(y, bool) != np.asarray(predicted, bool)))

@@ -31,8 +31,15 @@ from autotag.learning.learned_bundle import (
     fit_row,
     learned_rows,
     row_probabilities,
+    with_thresholds,
 )
-from autotag.learning.learner import LearnOptions, TagFit, fit_tag, shadow_check
+from autotag.learning.learner import (
+    LearnOptions,
+    TagFit,
+    fit_tag,
+    recalibrated_threshold,
+    shadow_check,
+)
 from autotag.storage import learned as store
 from autotag.vision.bundle import ModelBundle, load_active, set_active
 
@@ -144,9 +151,14 @@ def _learn(
     stats = store.label_stats(conn)
     seen = store.states(conn)
     current = learned_rows(active)
+    recalibrated = recalibrate(conn, models_dir, active, only, report, say)
+    if recalibrated:
+        active = load_active(models_dir)
     todo = []
     for tag, st in sorted(stats.items()):
         if only is not None and tag not in only:
+            continue
+        if tag in recalibrated:
             continue
         prev = seen.get(tag)
         changed = prev is None or prev.labels_seen != st.signature
@@ -221,6 +233,68 @@ def _learn(
         _save(conn, tag, "learned", "learned", candidate.id, fit, stats[tag].signature)
         report.outcomes.append(_outcome(fit, "learned", f"learned into {candidate.id}"))
     report.rescored = rescore(conn, fs, {t: rows[t] for t in learned}, candidate.id)
+
+
+def recalibrate(
+    conn: psycopg.Connection[Any],
+    models_dir: Path,
+    active: ModelBundle,
+    only: Sequence[str] | None,
+    report: Report,
+    say: Callable[[str], None],
+) -> set[str]:
+    """Corrections of the model's own tags: removals of a leaf or concept tag the model
+    gives are negatives that raise that class's threshold (``recalibrated_threshold``, on
+    the stored scores of its labelled photos). The new thresholds go out as a new bundle
+    version only if the shadow check passes on that tag's labels; then the backlog loses
+    the tag where its stored score is below the new threshold. Returns the tags changed."""
+    data_pos: dict[str, set[str]] = {}
+    data_neg: dict[str, set[str]] = {}
+    for pid, tag, positive in store.all_labels(conn):
+        (data_pos if positive else data_neg).setdefault(tag, set()).add(pid)
+    learned = set(learned_rows(active))
+    thresholds = dict(zip(active.classes, active.thresholds.tolist(), strict=True))
+    if active.concept_thresholds is not None:
+        for c, t in zip(active.concepts, active.concept_thresholds.tolist(), strict=True):
+            thresholds[c.tag] = t
+    new: dict[str, float] = {}
+    checks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for tag in sorted(data_neg):
+        if tag in learned or tag not in thresholds or (only is not None and tag not in only):
+            continue
+        pos_ids, neg_ids = sorted(data_pos.get(tag, set())), sorted(data_neg[tag])
+        scores = store.model_tag_scores(conn, tag, pos_ids + neg_ids)
+        pos_s = np.asarray([scores.get(p, 0.0) for p in pos_ids], np.float64)
+        neg_s = np.asarray([scores.get(p, 0.0) for p in neg_ids], np.float64)
+        thr = recalibrated_threshold(thresholds[tag], pos_s, neg_s)
+        if thr is None:
+            continue
+        y = np.concatenate([np.ones(len(pos_s), np.int8), np.zeros(len(neg_s), np.int8)])
+        z = np.concatenate([pos_s, neg_s])
+        checks[tag] = (y, z >= thresholds[tag], z >= thr)
+        new[tag] = thr
+    if not new:
+        return set()
+    worse = shadow_check(checks)
+    for tag in sorted(worse):
+        msg = "recalibration refused by the shadow check"
+        report.outcomes.append(Outcome(tag, "refused", msg, 0, len(data_neg[tag])))
+        new.pop(tag)
+    if not new:
+        return set()
+    candidate = with_thresholds(active, new)
+    publish(models_dir, candidate)
+    report.bundle_id = candidate.id
+    say(f"published and activated {candidate.id} (recalibrated {', '.join(sorted(new))})")
+    with conn.transaction():
+        for tag, thr in sorted(new.items()):
+            dropped = store.drop_model_tags_below(conn, tag, thr)
+            msg = f"recalibrated: threshold {thresholds[tag]:.3f} -> {thr:.3f}, {dropped} dropped"
+            say(f"{tag}: {msg}")
+            report.outcomes.append(
+                Outcome(tag, "recalibrated", msg, len(data_pos.get(tag, ())), len(data_neg[tag]))
+            )
+    return set(new)
 
 
 def _outcome(fit: TagFit, status: str, message: str) -> Outcome:

@@ -168,6 +168,30 @@ def photos_with_tag(conn: psycopg.Connection[Any], tag: str, photo_ids: Sequence
     return {r[0] for r in rows}
 
 
+def model_tag_scores(
+    conn: psycopg.Connection[Any], tag: str, photo_ids: Sequence[str]
+) -> dict[str, float]:
+    """The model's stored score of ``tag`` (a leaf or concept tag) on these photos, where
+    their current tags have it."""
+    rows = conn.execute(
+        "SELECT t.photo_id, t.score FROM tags t JOIN photos p"
+        " ON p.photo_id = t.photo_id AND p.model_version = t.model_version"
+        " WHERE t.tag = %s AND t.kind IN ('leaf', 'concept') AND t.photo_id = ANY(%s::text[])",
+        (tag, list(photo_ids)),
+    ).fetchall()
+    return {r[0]: float(r[1]) for r in rows}
+
+
+def drop_model_tags_below(conn: psycopg.Connection[Any], tag: str, threshold: float) -> int:
+    """Remove the model's ``tag`` (leaf or concept) from every stored photo scoring below
+    ``threshold``: a recalibrated class applied to the backlog."""
+    cur = conn.execute(
+        "DELETE FROM tags WHERE tag = %s AND kind IN ('leaf', 'concept') AND score < %s",
+        (tag, float(threshold)),
+    )
+    return cur.rowcount
+
+
 def clear_learned_tags(conn: psycopg.Connection[Any], tags: Sequence[str]) -> int:
     """Delete every stored learned tag of these names (all photos, all model versions)."""
     cur = conn.execute(
