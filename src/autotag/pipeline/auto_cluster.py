@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from autotag.contract import FaceFound
-from autotag.pipeline.people_match import cluster_unassigned
 from autotag.storage import people
 
 log = logging.getLogger(__name__)
@@ -81,6 +80,10 @@ class AutoClusterer:
             self._thread.join(timeout)
 
     def _run(self, seen: int) -> None:
+        # Imported here: the DB writer process loads no vision code (OpenCV, dlib) until it
+        # first clusters (tests/unit/test_contract.py).
+        from autotag.pipeline.people_match import cluster_unassigned
+
         try:
             conn = self.connect()
         except Exception as exc:  # noqa: BLE001 - Postgres away: try again after more faces
