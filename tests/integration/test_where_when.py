@@ -208,3 +208,7 @@ def test_video_creation_time_and_position_find_its_segments(
         assert ids["reykjavik.mp4"] not in {
             h.video_id for h in videos.search_segments(conn, "paris")
         }
+    # `autotag search WORD` lists the video's segments with the photos
+    out = autotag(autotagger, "search", "reykjavik", "--json", "--limit", "1000")
+    assert out.returncode == 0, out.stderr
+    assert ids["reykjavik.mp4"] in {h.get("video_id") for h in json.loads(out.stdout)}
