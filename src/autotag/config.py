@@ -236,9 +236,12 @@ class TaggingSettings:
     tagging_processes: int = _key(0, _at_least(0))
     # Learned tags (learning.teach): positive labels before a tag is learned, the precision
     # its threshold aims for, and the estimated precision below which it is not published.
+    # learn_assumed_share > 0: the strict estimate on the library sample, assuming a tag
+    # covers that share of the library (learner.library_precision; 0 = off; MODELS.md).
     learn_min_examples: int = _key(5, _at_least(2))
     learn_target_precision: float = _key(0.9, _between(0.0, 1.0))
-    learn_min_precision: float = _key(0.75, _between(0.0, 1.0))
+    learn_min_precision: float = _key(0.85, _between(0.0, 1.0))
+    learn_assumed_share: float = _key(0.0, _between(0.0, 1.0))
     # Face recognition (vision.face_identity, issue 25): descriptors for faces at least
     # face_min_px wide and tall (PhotoPrism's 50 px); a face joins the nearest known person
     # whose reference descriptor is within face_match_distance (dlib's 0.6: 99.67% right on

@@ -27,6 +27,7 @@ def learn_options(s: Settings) -> LearnOptions:
         min_examples=t.learn_min_examples,
         target_precision=t.learn_target_precision,
         min_precision=t.learn_min_precision,
+        assumed_prevalence=t.learn_assumed_share or None,
     )
 
 
