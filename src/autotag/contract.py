@@ -257,6 +257,9 @@ class PhotoResult:
     description: str | None = stored("text", default=None, tagged_only=True)
     # Every face found (FaceFound); stored in the faces table, with person tags from it.
     faces: list[FaceFound] = carried(wire="faces", factory=list)
+    # The person detector's boxes (vision.person_detector), JSON text [[x, y, w, h, score]...]
+    # in the photo's own pixels; NULL when no person detector looked (migration 0013).
+    person_boxes: str | None = stored("text", default=None, tagged_only=True)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -142,12 +142,16 @@ def show(photo: str, as_json: bool) -> None:
     with database.connect(s.services) as conn, database.pg_errors(s.services):
         info = lookups.show(conn, pid)
         faces = people.photo_faces(conn, pid) if info is not None else []
+        bodies = people.person_boxes(conn, pid) if info is not None else None
     if info is None:
         raise AutotagError(f"no photo {pid} (upload it with `autotag upload`)")
     if as_json:
-        _dump({**info.as_dict(), "faces": faces})
+        _dump({**info.as_dict(), "faces": faces, "people": bodies})
         return
     d = info.as_dict()
+    for b in bodies or []:
+        x, y, w, h = b["box"]
+        click.echo(f"person    {x},{y} {w}x{h}  {b['score']:.2f}")
     for f in faces:
         x, y, w, h = f["box"]
         who = f["person"] or (f"person {f['person_id']}" if f["person_id"] else "nobody yet")

@@ -15,6 +15,7 @@ people's reference descriptors (``references``). All SQL of people lives here.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -274,6 +275,25 @@ def photo_faces(conn: psycopg.Connection[Any], photo_id: str) -> list[dict[str, 
             (photo_id,),
         ).fetchall()
     return [_face_json(r) for r in rows]
+
+
+def person_boxes(conn: psycopg.Connection[Any], photo_id: str) -> list[dict[str, Any]] | None:
+    """The person detector's boxes of a photo (migration 0013), best first:
+    ``[{box: [x, y, w, h], score}]``; None when no person detector looked at it."""
+    row = conn.execute(
+        "SELECT person_boxes FROM photos WHERE photo_id = %s", (photo_id,)
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    try:
+        raw = json.loads(row[0])
+    except ValueError:
+        return None
+    return [
+        {"box": [int(v) for v in b[:4]], "score": float(b[4])}
+        for b in raw
+        if isinstance(b, list) and len(b) == 5
+    ]
 
 
 def face(conn: psycopg.Connection[Any], face_id: int) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ two Taggers with different limits in one process each keep their own.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from autotag.vision.face_identity import MAX_FACES_KEPT, FaceDescriber
 from autotag.vision.faces import Face, FaceDetector, face_tags, single_threaded_blas
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.features import FeatureSet, as_bgr, l2_normalize
+from autotag.vision.person_detector import PersonBox, PersonDetector
 from autotag.vision.properties import property_tags
 from autotag.vision.where_when import describe
 
@@ -49,6 +51,16 @@ KNOWN_DETECTORS = ("face", "monochrome")
 ANIMAL_CONCEPT = "animal"
 ANIMAL_PHOTO = 0.5
 SURE_FACE = 0.9
+# With the person detector (vision.person_detector, CenterNet), ``person`` comes from whole
+# people, not from faces alone: a person box scoring PERSON_TAG or more, or a face of
+# PERSON_FACE or more inside a person box of PERSON_BOX or more. A face is kept (the `face`
+# tag, its descriptor) when it lies inside a person box of PERSON_BOX or more, or the face
+# detector is sure of it (SURE_FACE): an animal's or a flower's "face" has no body around it.
+# Chosen on bench/person_detection.py's labelled photos (MODELS.md).
+PERSON_TAG = 0.5
+PERSON_BOX = 0.25
+PERSON_FACE = 0.7
+FACE_IN_BOX = 0.6  # share of the face's area inside the person box
 
 
 @dataclass
@@ -65,6 +77,9 @@ class TagResult:
     # with its descriptor when the Tagger has a describer and the face is big enough. Boxes
     # are in the photo's own pixels (``tag_decoded``; the given image's in ``tag_images``).
     faces: list[FaceFound] = field(default_factory=list)
+    # The people the person detector found (in the same pixels as ``faces``), best first;
+    # None without a person detector.
+    people: list[PersonBox] | None = None
     # What the file itself says (``where_when.describe``): the contract's metadata fields.
     taken_local: str | None = None
     taken_at: str | None = None
@@ -78,6 +93,13 @@ class TagResult:
     keywords: str | None = None
     title: str | None = None
     description: str | None = None
+
+    @property
+    def person_boxes(self) -> str | None:
+        """The contract's ``person_boxes``: ``[[x, y, w, h, score], ...]`` as JSON text."""
+        if self.people is None:
+            return None
+        return json.dumps([[*p.box, p.score] for p in self.people], separators=(",", ":"))
 
     def tags_json(self) -> list[list[object]]:
         return [[t.tag, float(t.score), t.kind, t.via] for t in self.tags]
@@ -97,8 +119,11 @@ class Tagger:
         face: FaceDetector | None = None,
         reduced_decode: bool = True,
         describer: FaceDescriber | None = None,
+        person: PersonDetector | None = None,
     ) -> None:
         self.bundle = bundle
+        # Whole people (boxes and the `person` tag); without it, `person` comes from faces.
+        self.person = person if face is not None else None
         # Descriptors of the faces (vision.face_identity): only with a face detector.
         self.describer = describer if face is not None else None
         # JPEGs are decoded only as large as the feature set needs (0: always full size).
@@ -150,6 +175,11 @@ class Tagger:
         )
         features = get_feature_set(str(bundle.feature_set["name"]), feature_options)
         face = FaceDetector.load(feature_options.model_dirs) if "face" in bundle.detectors else None
+        person = (
+            PersonDetector.load(feature_options.model_dirs, min_score=PERSON_BOX)
+            if face is not None
+            else None
+        )
         return cls(
             bundle,
             features,
@@ -158,6 +188,7 @@ class Tagger:
             max_tags=max_tags,
             face=face,
             reduced_decode=reduced_decode,
+            person=person,
             describer=(
                 FaceDescriber.load(min_face_px=face_min_px)
                 if face is not None and face_min_px is not None
@@ -203,12 +234,21 @@ class Tagger:
         with single_threaded_blas():
             return self._tag_images(images, photos, describe_faces)
 
-    def kept_faces(self, img: np.ndarray, concept_probs: np.ndarray) -> list[tuple[Face, float]]:
-        """The face detector's scored faces on one photo (best first), unless they are
+    def kept_faces(
+        self,
+        img: np.ndarray,
+        concept_probs: np.ndarray,
+        people: list[PersonBox] | None = None,
+    ) -> list[tuple[Face, float]]:
+        """The face detector's scored faces on one photo (best first): with the person
+        detector, those inside a person box (``people``) or sure; without it, unless they are
         probably the animal's the classifier sees; none without a face detector."""
         if self.face is None:
             return []
         found = self.face.detect_scored(img)
+        if self.person is not None:
+            boxes = people if people is not None else self.person.detect(img)
+            return [(f, s) for f, s in found if s >= SURE_FACE or _in_person(f, boxes)]
         if found and self.animal_concept is not None:
             animal = float(concept_probs[self.animal_concept])
             if animal >= ANIMAL_PHOTO and found[0][1] < SURE_FACE:
@@ -237,8 +277,27 @@ class Tagger:
         return out
 
     def face_tags(self, img: np.ndarray, concept_probs: np.ndarray) -> list[tuple[str, float]]:
-        """The detector's tags for one photo: those of ``kept_faces``."""
-        return face_tags(self.kept_faces(img, concept_probs))
+        """The detector's tags for one photo: ``person`` and ``face`` (``detector_tags``)."""
+        people = self.person.detect(img) if self.person is not None else []
+        return self.detector_tags(self.kept_faces(img, concept_probs, people), people)
+
+    def detector_tags(
+        self, faces: list[tuple[Face, float]], people: list[PersonBox]
+    ) -> list[tuple[str, float]]:
+        """``face`` at the best kept face's score; ``person`` at the best person box's (at
+        least PERSON_TAG) or kept face's (at least PERSON_FACE, inside a person box) score.
+        Without the person detector: both from the faces, as before."""
+        if self.person is None:
+            return face_tags(faces)
+        out: list[tuple[str, float]] = []
+        person = [p.score for p in people if p.score >= PERSON_TAG]
+        person += [s for f, s in faces if s >= PERSON_FACE and _in_person(f, people)]
+        person += [s for _, s in faces if s >= SURE_FACE]
+        if person:
+            out.append(("person", round(max(person), 4)))
+        if faces:
+            out.append(("face", round(max(s for _, s in faces), 4)))
+        return out
 
     def _tag_images(
         self, images: list[np.ndarray], photos: list[np.ndarray], describe_faces: bool = True
@@ -250,19 +309,25 @@ class Tagger:
         out = []
         for i, img in enumerate(photos):
             leaves = self.bundle.tags_for(probs[i], self.min_score, self.max_tags)
-            faces = self.kept_faces(img, concept_probs[i])
+            people = self.person.detect(img) if self.person is not None else []
+            faces = self.kept_faces(img, concept_probs[i], people)
             found_faces = self.described(img, faces, describe_faces)
+            detected = self.detector_tags(faces, people)
             found = [
                 Tag(t, s, "learned", self.bundle.id) if t in self.learned else Tag(t, s)
                 for t, s in leaves
             ]
-            found += [Tag(t, s, "detector") for t, s in face_tags(faces)]
+            found += [Tag(t, s, "detector") for t, s in detected]
             concepts = [
                 Tag(t, s, "concept", via)
                 for t, s, via in self.bundle.concept_tags_for(
                     probs[i], concept_probs[i], self.min_score, self.max_tags
                 )
             ]
+            if self.person is not None and not any(t == "person" for t, _ in detected):
+                # The person detector decides who is a person: the classifier's `person`
+                # concept (scuba diver, groom ...) alone is not enough.
+                concepts = [c for c in concepts if c.tag != "person"]
             props = (
                 [Tag(t, s, "property") for t, s in property_tags(img)] if self.monochrome else []
             )
@@ -275,6 +340,7 @@ class Tagger:
                     width=int(img.shape[1]),
                     height=int(img.shape[0]),
                     faces=found_faces,
+                    people=people if self.person is not None else None,
                 )
             )
         return out
@@ -289,6 +355,13 @@ class Tagger:
             [network_view(decoded)], [decoded.bgr], describe_faces=not reduced
         )[0]
         result.width, result.height = decoded.width, decoded.height  # the photo's own size
+        if result.people and decoded.bgr.shape[1] != decoded.width:
+            k = decoded.width / decoded.bgr.shape[1]
+            result.people = [
+                PersonBox((round(p.box[0] * k), round(p.box[1] * k), round(p.box[2] * k),
+                           round(p.box[3] * k)), p.score)
+                for p in result.people
+            ]
         if result.faces and decoded.bgr.shape[1] != decoded.width:
             # A JPEG decoded reduced: boxes back to the photo's own pixels.
             k = decoded.width / decoded.bgr.shape[1]
@@ -325,6 +398,18 @@ class Tagger:
             decode_file(path, self.limits, min_side=self.min_side),
             lambda: decode_file(path, self.limits),
         )
+
+
+def _in_person(face: Face, people: list[PersonBox]) -> bool:
+    """Whether FACE_IN_BOX of the face's area lies inside one of the person boxes."""
+    area = max(1, face.w * face.h)
+    for p in people:
+        x, y, w, h = p.box
+        ix = max(0, min(face.x + face.w, x + w) - max(face.x, x))
+        iy = max(0, min(face.y + face.h, y + h) - max(face.y, y))
+        if ix * iy >= FACE_IN_BOX * area:
+            return True
+    return False
 
 
 __all__ = ["TagResult", "Tagger"]
