@@ -192,7 +192,9 @@ def fit_tag(
         z_all = np.concatenate([z_pos, z_neg])
         y_all = np.concatenate([np.ones(len(z_pos), np.int8), np.zeros(len(z_neg), np.int8)])
         a, c = platt(z_all, y_all)
-        thr = float(calibrated_sigmoid(np.float32([t_z]), np.float32(a), np.float32(c))[0])
+        thr = float(
+            calibrated_sigmoid(np.asarray([t_z], np.float32), np.float32(a), np.float32(c))[0]
+        )
         X = np.concatenate([pos_n, neg_n, lib_n])
         y = np.concatenate([np.ones(n_pos, np.int8), np.zeros(len(X) - n_pos, np.int8)])
         wt, bt = _fit(X, y, np.ones(len(X)), options.C, options.seed)
