@@ -15,7 +15,7 @@ import pytest
 from autotag.config import Settings
 from autotag.learning import samples
 from autotag.pipeline import intake
-from autotag.storage import database
+from autotag.storage import database, lookups
 from autotag.storage import learned as learned_store
 from autotag.vision.bundle import active_bundle_id
 from tests.cli import autotag, new_intake, wait_model
@@ -97,3 +97,47 @@ def test_labels_become_a_learned_tag_everywhere(autotagger: Settings, restore_de
         assert learned_store.learned_tag_count(conn, TAG) == 0
         assert TAG not in learned_store.states(conn)
     assert active_bundle_id(s.models_dir) == json.loads(gone.stdout)["bundle_id"]
+
+
+def test_removals_of_a_model_tag_recalibrate_it(autotagger: Settings, restore_default: str) -> None:
+    """Removing a tag the model gives, by `autotag labels remove`, raises that class's
+    threshold in a new bundle version: stored photos scoring no higher than the removed one
+    lose the tag (search stops finding them), higher ones keep it, and the topology applies
+    the new threshold to new uploads."""
+    s = autotagger
+    birds = _stamps("animals/birds")[:12]
+    ids = _upload(s, birds, restore_default)
+    with database.connect(s.services) as conn:
+        infos = {pid: lookups.show(conn, pid) for pid in ids}
+    by_tag: dict[str, list[tuple[float, str]]] = {}
+    for pid, info in infos.items():
+        assert info is not None
+        for tag, score in info.tags:
+            if info.kinds[tag][0] == "concept":
+                by_tag.setdefault(tag, []).append((score, pid))
+    tag, scored = max(by_tag.items(), key=lambda kv: len({s for s, _ in kv[1]}))
+    scored = sorted(scored)
+    assert len({sc for sc, _ in scored}) >= 3, by_tag  # three distinct scores at least
+    (s1, low), (s2, wrong) = scored[0], scored[1]
+    assert s1 < s2
+    keep = {pid for sc, pid in scored if sc > s2}
+    assert keep
+    assert {low, wrong} | keep <= _search(s, tag)
+
+    out = autotag(s, "labels", "remove", "--tag", tag, wrong, "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)["learn"]
+    assert [o["status"] for o in report["outcomes"]] == ["recalibrated"], report
+    bundle_id = report["bundle_id"]
+    assert bundle_id and active_bundle_id(s.models_dir) == bundle_id
+    found = _search(s, tag)
+    assert low not in found and wrong not in found, (tag, s1, s2)
+    assert keep <= found
+
+    # The running topology tags with the recalibrated bundle: the low photo, tagged again,
+    # no longer gets the tag.
+    time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
+    birds_by_id = dict(zip(ids, birds, strict=True))
+    (again,) = intake.upload([str(birds_by_id[low])], new_intake(s), force=True)
+    info = wait_model(s, again.photo_id, bundle_id)
+    assert tag not in dict(info.tags), info.tags
