@@ -201,7 +201,7 @@ class Deleter(threading.Thread):
         self.purged: list[str] = []
         self.retries = 0
 
-    def _delete(self, photo_id: str, permanently: bool) -> None:
+    def _remove(self, photo_id: str, permanently: bool) -> None:
         while True:
             try:
                 with database.connect(self.s.services, migrate_schema=False) as conn:
@@ -227,7 +227,7 @@ class Deleter(threading.Thread):
             now = time.monotonic()
             for t, pid in sorted(due):
                 if t <= now:
-                    self._delete(pid, permanently=n % 2 == 1)
+                    self._remove(pid, permanently=n % 2 == 1)
                     n += 1
             due = [(t, pid) for t, pid in due if t > now]
             time.sleep(0.05)
