@@ -198,6 +198,13 @@ def fit_tag(
         X = np.concatenate([pos_n, neg_n, lib_n])
         y = np.concatenate([np.ones(n_pos, np.int8), np.zeros(len(X) - n_pos, np.int8)])
         wt, bt = _fit(X, y, np.ones(len(X)), options.C, options.seed)
+        # The head fitted on every library photo scores them in-sample (pushed down), so its
+        # threshold is the one that tags as many of them as the out-of-fold heads did at t_z:
+        # z is shifted to put that point at t_z, where the calibration was fitted.
+        hits = int((z_neg[len(neg_n) :] >= t_z).sum())
+        z_lib_full = np.sort(lib_n @ wt - bt)[::-1]
+        if 0 < hits <= len(z_lib_full):
+            bt += float(z_lib_full[hits - 1]) - t_z
         estimate = f"library, assumed share {options.assumed_prevalence:g}"
     fit = TagFit(
         tag,
