@@ -15,7 +15,7 @@ import cv2
 from streamparse import Bolt
 
 from autotag.config import settings
-from autotag.pipeline.tag_step import ActiveTagger
+from autotag.pipeline.tag_step import ActiveTagger, people_matcher
 from autotag.pipeline.video_contract import (
     FAILED,
     SEGMENT_RESULT_FIELDS,
@@ -47,7 +47,12 @@ class VideoBolt(Bolt):
         embedder = get_feature_set("cnn", FeatureOptions(s.model_dirs, s.tagging.tagging_threads))
         faces = FaceDetector.load(s.model_dirs)
         self.analyser = VideoAnalyser(
-            tagger.current, embedder, BlobStore(s.blob_dir), options, faces=faces
+            tagger.current,
+            embedder,
+            BlobStore(s.blob_dir),
+            options,
+            faces=faces,
+            matcher=people_matcher(s.tagging, s.services),
         )
         self.marks = segment_stream(s.services, s.queue)
         timeout = int(stormconf.get("topology.message.timeout.secs", 120))

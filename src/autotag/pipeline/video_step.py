@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from autotag.errors import AutotagError
+from autotag.pipeline.people_match import PeopleMatcher
 from autotag.pipeline.video_contract import (
     DONE,
     FACE,
@@ -98,8 +99,12 @@ class VideoAnalyser:
         *,
         faces: FaceDetector,
         people: PeopleDetector | None = None,
+        matcher: PeopleMatcher | None = None,
     ) -> None:
         self.tagger = tagger
+        # Faces of known people (pipeline.people_match): their names become segment tags,
+        # so `autotag search NAME` lists the segments with their times.
+        self.matcher = matcher
         self.embedder = embedder
         self.blobs = blobs
         self.options = options
@@ -246,6 +251,10 @@ class _SegmentRun:
                             self.last_vector[(kind, track)] = f.index
                             crops.append(crop_square(f.bgr, box))
                             wanting.append(d)
+                if self.a.matcher is not None and r.faces:
+                    _, named = self.a.matcher.match(r.faces)
+                    for t in named:
+                        tags[t.tag] = max(tags.get(t.tag, 0.0), t.score)
                 self.tags.add(list(tags.items()))
             if crops:
                 vectors = l2_normalize(self.a.embedder.extract(crops))
