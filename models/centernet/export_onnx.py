@@ -32,8 +32,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as saved:
         tfjs.graph_model_to_saved_model(str(fixed), saved)
         subprocess.run(
-            [sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved,
-             "--output", str(out), "--opset", "13"],
+            [
+                sys.executable,
+                "-m",
+                "tf2onnx.convert",
+                "--saved-model",
+                saved,
+                "--output",
+                str(out),
+                "--opset",
+                "13",
+            ],
             check=True,
         )
 
