@@ -347,6 +347,7 @@ class Deleter:
         for blob_id in blobs:
             self._remove_blob(blob_id)
         self._forget_in_redis(purged)
+        self.segment_jobs = []  # gone for good: nothing to queue again
         self._forget_saved_indexes({o.item_id for o in purged if o.kind == "photo"})
         return out
 
