@@ -392,3 +392,30 @@ def test_trash_expires_on_a_timer_in_the_web_service(
     assert row == (True,)  # a tombstone (results in flight are dropped)
     assert not s.blob_dir.joinpath(old[:2], old).exists()
     assert d.restore(fresh).outcome == "restored"
+
+
+def test_cli_delete_query_within_dates_deletes_what_the_dry_run_counted(
+    clients: tuple[TestClient, TestClient], del_settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    client, _ = clients
+    s = del_settings
+    word = "datedword" + uuid.uuid4().hex[:6]
+    ids = [upload(client) for _ in range(4)]
+    taken = ["2019-05-01T10:00:00", "2019-12-31T23:30:00", "2020-01-01T00:10:00", None]
+    results = [
+        PhotoResult(pid, "tagged", "v1", "cnn@1", [(word, 0.8)], None, taken_local=t)
+        for pid, t in zip(ids, taken, strict=True)
+    ]
+    assert writer.write_results(conn, results) == 4
+    span = ["--from", "2019-01-01", "--to", "2019-12-31"]
+    r = autotag(s, "delete", "--query", word, *span, "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    dry = json.loads(r.stdout)
+    assert sorted(dry["ids"]) == sorted(ids[:2]) and dry["count"] == 2  # 2020 and no date: out
+    r = autotag(s, "delete", "--query", word, *span, "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    done = [o["id"] for o in json.loads(r.stdout)["items"] if o["outcome"] == "trashed"]
+    assert sorted(done) == sorted(dry["ids"])
+    assert sorted(found(client, word)) == sorted(ids[2:])
+    r = autotag(s, "delete", "--from", "2020-01-01", "--to", "2020-01-01", "--dry-run", "--json")
+    assert r.returncode == 0 and ids[2] in json.loads(r.stdout)["ids"], r.stderr  # dates only
