@@ -33,11 +33,13 @@ lint:
 	@$(BIN)/lint-imports --no-cache
 
 ## The one-minute check (needs `make deps` once): lint, then mypy on src/ and the unit tests
-## side by side (pytest-xdist, two workers); fails if either does.
+## side by side (pytest-xdist, two workers, each with one BLAS/OpenMP thread: two workers
+## fill two cores, and more threads only spin waiting for each other); fails if either does.
 check: lint
-	@$(BIN)/mypy & types=$$!; \
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 tests/unit; unit=$$?; \
-	wait $$types; types=$$?; \
+	@said=$$(mktemp); $(BIN)/mypy > $$said 2>&1 & types=$$!; \
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 tests/unit; unit=$$?; \
+	wait $$types; types=$$?; cat $$said; rm -f $$said; \
 	exit $$(( unit || types ))
 
 ## The whole test suite against real services the tests start themselves: the check first,

@@ -481,11 +481,12 @@ class Deleter:
                 chunk = r.xrange(name, min=start, max="+", count=1000) or []
                 hits = []
                 for eid, f in chunk:
-                    item = str((f or {}).get("photo_id", ""))
+                    fields = f or {}
+                    item = str(fields.get("photo_id", ""))
                     if eid is not None and owner(item) in ids:
                         hits.append(eid)
                         if segments and pending:
-                            self.segment_jobs.append((item, str(f.get("source", ""))))
+                            self.segment_jobs.append((item, str(fields.get("source", ""))))
                 if hits:
                     pipe = r.pipeline(transaction=True)
                     if pending:
