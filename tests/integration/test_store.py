@@ -48,7 +48,6 @@ def unit(d: int, seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-
 def find(
     conn: psycopg.Connection[Any],
     text: str,

@@ -30,9 +30,7 @@ def evaluate_concepts(bundle_id: str | None, dev: bool, as_json: bool) -> None:
     s = settings()
     tagger = load_tagger(s.tagging, s.limits, bundle_id)
     photos = ce.dev_photos() if dev else ce.tuxpaint_photo_stamps()
-    with click.progressbar(
-        length=len(photos), label="tagging", file=sys.stderr
-    ) as bar:
+    with click.progressbar(length=len(photos), label="tagging", file=sys.stderr) as bar:
         scores = ce.concept_scores(tagger, photos, progress=bar.update)
     result = ce.report(photos, scores.tags())
     alone = ce.report(photos, scores.tags(detectors=False))  # concept tags only: no detector

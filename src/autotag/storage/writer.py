@@ -86,7 +86,14 @@ _MERGES = {
     "THEN 'tagged' ELSE EXCLUDED.{c} END",
 }
 _SQL_TYPES = {
-    "text", "int", "bigint", "real", "double precision", "boolean", "timestamptz", "timestamp"
+    "text",
+    "int",
+    "bigint",
+    "real",
+    "double precision",
+    "boolean",
+    "timestamptz",
+    "timestamp",
 }
 
 
@@ -136,38 +143,50 @@ USING unnest(%s::text[], %s::text[]) AS b(photo_id, model_version)
 WHERE t.photo_id = b.photo_id AND t.model_version = b.model_version
 """
 
-_INSERT_TAGS = """
+_INSERT_TAGS = (
+    """
 INSERT INTO tags (photo_id, tag, score, model_version, kind, via)
 SELECT r.photo_id, r.tag, r.score, r.model_version, r.kind, r.via
 FROM unnest(%s::text[], %s::text[], %s::real[], %s::text[], %s::text[], %s::text[])
      AS r(photo_id, tag, score, model_version, kind, via)
-WHERE """ + _NOT_DELETED.format(id="r.photo_id") + """
+WHERE """
+    + _NOT_DELETED.format(id="r.photo_id")
+    + """
 ORDER BY r.photo_id, r.tag
 ON CONFLICT (photo_id, model_version, tag) DO UPDATE SET
     score = EXCLUDED.score, kind = EXCLUDED.kind, via = EXCLUDED.via
 """
+)
 
 # One row per photo (executemany in the batch's pipeline): each vector travels in binary.
-_UPSERT_VECTOR = """
+_UPSERT_VECTOR = (
+    """
 INSERT INTO photo_vectors AS v (photo_id, feature_set, model_version, feature)
 SELECT %(id)s, %(fs)s, %(mv)s, %(vec)b
-WHERE """ + _NOT_DELETED.format(id="%(id)s") + """
+WHERE """
+    + _NOT_DELETED.format(id="%(id)s")
+    + """
 ON CONFLICT (photo_id, feature_set) DO UPDATE SET
     model_version = EXCLUDED.model_version, feature = EXCLUDED.feature
 WHERE v.feature IS DISTINCT FROM EXCLUDED.feature
    OR v.model_version IS DISTINCT FROM EXCLUDED.model_version
 """
+)
 
 
 # One statement per batch, delivered by Postgres only if the transaction commits.
 # Photos deleted meanwhile are left out (the upsert did not write them).
-_NOTIFY = """
+_NOTIFY = (
+    """
 SELECT pg_notify(%s, string_agg(photo_id, ',' ORDER BY photo_id))
 FROM (SELECT photo_id, (row_number() OVER (ORDER BY photo_id) - 1) / %s AS part
       FROM unnest(%s::text[]) AS u(photo_id)
-      WHERE """ + _NOT_DELETED.format(id="u.photo_id") + """) AS s
+      WHERE """
+    + _NOT_DELETED.format(id="u.photo_id")
+    + """) AS s
 GROUP BY part
 """
+)
 
 # Results are dropped for photos deleted while queued or in flight (``storage.deletion``).
 _LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(%s)"

@@ -393,8 +393,7 @@ class ModelBundle:
                     for k, v in (manifest.get("class_words") or {}).items()
                 },
                 class_is={
-                    str(k): [str(w) for w in v]
-                    for k, v in (manifest.get("class_is") or {}).items()
+                    str(k): [str(w) for w in v] for k, v in (manifest.get("class_is") or {}).items()
                 },
                 **arrays,
             )
@@ -431,15 +430,18 @@ class ModelBundle:
         for h in self.heads:
             if h.input == "l2":  # (x/|x|)·w − b: the raw product scaled per row
                 norms = np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-                Z[:, h.start : h.stop] = (
-                    (X @ self.W[h.start : h.stop].T) / norms - self.b[h.start : h.stop]
-                )
+                Z[:, h.start : h.stop] = (X @ self.W[h.start : h.stop].T) / norms - self.b[
+                    h.start : h.stop
+                ]
         return Z
 
     def learned_classes(self) -> list[str]:
         """The classes of the learned head group (tags of kind ``learned``)."""
         return [
-            c for h in self.heads if h.group == LEARNED_GROUP for c in self.classes[h.start : h.stop]
+            c
+            for h in self.heads
+            if h.group == LEARNED_GROUP
+            for c in self.classes[h.start : h.stop]
         ]
 
     def score(self, X: np.ndarray) -> np.ndarray:

@@ -28,7 +28,10 @@ VOCABULARY_FILE = Path(__file__).with_name("concepts.tsv")
 _SYNSET_RE = re.compile(r"^-?n\d{8}$")
 _COLUMNS = ["tag", "synsets", "words", "threshold", "note"]
 # What else a search may type for the face detector's tags.
-DETECTOR_WORDS = {"person": ["people", "persons", "human", "humans"], "face": ["portrait", "portraits"]}
+DETECTOR_WORDS = {
+    "person": ["people", "persons", "human", "humans"],
+    "face": ["portrait", "portraits"],
+}
 
 
 @dataclass(frozen=True)

@@ -486,7 +486,9 @@ def _decode_heif(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
             mode = str(image.mode)
     except Exception as exc:  # a truncated or hostile container: a reason, never a crash
         raise ImageError(f"corrupt {fmt} file: {_short(exc)}") from None
-    check_dimensions(width, height, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension)
+    check_dimensions(
+        width, height, max_pixels=limits.max_pixels, max_dimension=limits.max_dimension
+    )
     need = width * height * max(3, len(mode))
     if need > limits.max_decode_bytes:
         raise ImageError(

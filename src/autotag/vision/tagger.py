@@ -358,19 +358,29 @@ class Tagger:
         if result.people and decoded.bgr.shape[1] != decoded.width:
             k = decoded.width / decoded.bgr.shape[1]
             result.people = [
-                PersonBox((round(p.box[0] * k), round(p.box[1] * k), round(p.box[2] * k),
-                           round(p.box[3] * k)), p.score)
+                PersonBox(
+                    (
+                        round(p.box[0] * k),
+                        round(p.box[1] * k),
+                        round(p.box[2] * k),
+                        round(p.box[3] * k),
+                    ),
+                    p.score,
+                )
                 for p in result.people
             ]
         if result.faces and decoded.bgr.shape[1] != decoded.width:
             # A JPEG decoded reduced: boxes back to the photo's own pixels.
             k = decoded.width / decoded.bgr.shape[1]
             result.faces = [
-                f._replace(box=tuple(round(v * k) for v in f.box))
-                for f in result.faces
+                f._replace(box=tuple(round(v * k) for v in f.box)) for f in result.faces
             ]
             d = self.describer
-            if d is not None and full is not None and any(d.big_enough(f.box) for f in result.faces):
+            if (
+                d is not None
+                and full is not None
+                and any(d.big_enough(f.box) for f in result.faces)
+            ):
                 try:
                     whole = full().bgr
                 except ImageError:  # cannot be decoded whole: the faces keep their boxes only
@@ -389,7 +399,9 @@ class Tagger:
             facts, tags = describe(data, decoded.format)
             for name, value in facts.items():
                 setattr(result, name, value)
-            result.tags = result.tags + [t for t in tags if t.tag not in {x.tag for x in result.tags}]
+            result.tags = result.tags + [
+                t for t in tags if t.tag not in {x.tag for x in result.tags}
+            ]
         return result
 
     def tag_file(self, path: str | Path) -> TagResult:
