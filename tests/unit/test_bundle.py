@@ -63,7 +63,8 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         "detectors", "files", "metrics", "dataset", "provenance",
     }  # fmt: skip
     assert manifest["heads"][1] == {
-        "group": "scene", "activation": "sigmoid", "start": 3, "stop": 5, "source": "test"
+        "group": "scene", "activation": "sigmoid", "start": 3, "stop": 5, "source": "test",
+        "input": "raw",
     }  # fmt: skip
     with np.load(path / "weights.npz", allow_pickle=False) as npz:
         assert sorted(npz.files) == ["W", "b", "calib_a", "calib_c", "thresholds"]
