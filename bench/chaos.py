@@ -264,15 +264,21 @@ def one_run(
         "the start",
     )
     recoveries: dict[str, float] = {}
+
+    def not_deleted(ids: list[str]) -> list[str]:
+        """Of these, the photos the deleter has not deleted (yet): the ones to be tagged."""
+        gone = set(deleter.trashed + deleter.purged) if deleter is not None else set()
+        return [i for i in ids if i not in gone]
+
     for name, fault in FAULTS:
         ids = list(up.ids)
-        before = _count(s, ids, "tagged") or 0
+        before = _count(s, not_deleted(ids), "tagged") or 0
         t0 = time.monotonic()
         what = fault(s)
         ok = wait_for(
             lambda ids=ids, before=before: (
-                (_count(s, ids, "tagged") or 0) >= before + 5
-                or (_count(s, ids, "tagged") or 0) >= len(ids)
+                (_count(s, not_deleted(ids), "tagged") or 0) >= before + 5
+                or (_count(s, not_deleted(ids), "tagged") or 0) >= len(not_deleted(ids))
             ),
             timeout=600,
             interval=0.5,
