@@ -327,7 +327,7 @@ def one_run(
     dead = [
         d for d in ItemStream(s.services, s.queue).dead_letters(100000) if d.at >= started_at - 1
     ]
-    dead_ids = {d.photo_id for d in dead}
+    dead_ids = {d.item_id for d in dead}
     stream = ItemStream(s.services, s.queue)
     on_stream = {str(f.get("photo_id")) for _e, f in stream.redis.xrange(stream.name)}
     poison_status, poison_attempts, poison_reason = poison_row or (None, 0, None)
