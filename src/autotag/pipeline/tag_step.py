@@ -63,6 +63,7 @@ def load_tagger(
         max_tags=tagging.max_tags,
         reduced_decode=tagging.reduced_decode,
         face_min_px=tagging.face_min_px if tagging.face_recognition else None,
+        person_detection=tagging.person_detection,
     )
     tagger.read_metadata = tagging.read_metadata
     return tagger

@@ -166,10 +166,12 @@ class Tagger:
         max_tags: int,
         reduced_decode: bool = True,
         face_min_px: int | None = None,
+        person_detection: bool = True,
     ) -> Tagger:
         """Bundle ``bundle_id`` of ``models_dir`` (the active one by default) with the feature
         set and detectors it needs, loaded; with ``face_min_px``, faces at least that big get
-        descriptors (``vision.face_identity``)."""
+        descriptors (``vision.face_identity``); without ``person_detection``, ``person`` comes
+        from faces alone (cheaper, fewer people found)."""
         bundle = (
             load_active(models_dir) if bundle_id is None else load_bundle(models_dir, bundle_id)
         )
@@ -177,7 +179,7 @@ class Tagger:
         face = FaceDetector.load(feature_options.model_dirs) if "face" in bundle.detectors else None
         person = (
             PersonDetector.load(feature_options.model_dirs, min_score=PERSON_BOX)
-            if face is not None
+            if face is not None and person_detection
             else None
         )
         return cls(
