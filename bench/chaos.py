@@ -200,16 +200,32 @@ class Deleter(threading.Thread):
         self.trashed: list[str] = []
         self.purged: list[str] = []
         self.retries = 0
+        # When each was deleted: 'queued', 'being tagged' (a bolt's in-progress mark) or
+        # 'tagged' (its result already stored).
+        self.when: dict[str, int] = {}
+
+    def _when(self, conn: object, stream: ItemStream, photo_id: str) -> str:
+        row = conn.execute(  # type: ignore[attr-defined]
+            "SELECT status FROM photos WHERE photo_id = %s", (photo_id,)
+        ).fetchone()
+        if row and row[0] != "queued":
+            return str(row[0])
+        return (
+            "being tagged" if stream.redis.exists(f"{stream.name}:working:{photo_id}") else "queued"
+        )
 
     def _remove(self, photo_id: str, permanently: bool) -> None:
         while True:
             try:
                 with database.connect(self.s.services, migrate_schema=False) as conn:
                     d = deletion.for_settings(self.s, conn)
+                    assert d.photo_stream is not None
+                    when = self._when(conn, d.photo_stream, photo_id)
                     (o,) = d.purge([photo_id]) if permanently else d.trash([photo_id])
                 if o.outcome not in ("trashed", "purged", "already in trash", "already purged"):
                     raise AutotagError(f"{photo_id}: {o.outcome}")
                 (self.purged if permanently else self.trashed).append(photo_id)
+                self.when[when] = self.when.get(when, 0) + 1
                 return
             except Exception:  # noqa: BLE001 - a service is down: try again
                 self.retries += 1
@@ -338,6 +354,7 @@ def one_run(
         "trashed": len(deleter.trashed) if deleter else 0,
         "purged": len(deleter.purged) if deleter else 0,
         "delete_retries": deleter.retries if deleter else 0,
+        "deleted_when": dict(deleter.when) if deleter else {},
         "resurrected": resurrected,
         "tags_of_deleted": deleted_tags,
         "deleted_on_stream_or_dead": len((on_stream | dead_ids) & set(deleted)),
@@ -437,7 +454,8 @@ def main() -> int:
                 f"   poison photo: {r['poison_status']} after {r['poison_attempts']} attempts "
                 f"({r['poison_reason']})\n   recovery: {rec}\n"
                 f"   deleted {r['deleted']} while streaming ({r['trashed']} to the trash, "
-                f"{r['purged']} permanently; {r['delete_retries']} delete retries): lost among "
+                f"{r['purged']} permanently; {r['delete_retries']} delete retries; "
+                f"deleted when {r['deleted_when']}): lost among "
                 f"the others {r['lost']}, resurrected {r['resurrected']}, their tag rows "
                 f"{r['tags_of_deleted']}, on the stream or dead-lettered "
                 f"{r['deleted_on_stream_or_dead']}\n"
