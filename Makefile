@@ -33,12 +33,13 @@ lint:
 	@$(BIN)/lint-imports --no-cache
 
 ## The one-minute check (needs `make deps` once): lint, then mypy on src/ and the unit tests
-## side by side (pytest-xdist, two workers, each with one BLAS/OpenMP thread: two workers
-## fill two cores, and more threads only spin waiting for each other); fails if either does.
+## side by side (pytest-xdist: two workers that steal each other's tests when one runs out,
+## each with one BLAS/OpenMP thread: two workers fill two cores, and more threads only spin
+## waiting for each other); fails if either does.
 check: lint
 	@said=$$(mktemp); $(BIN)/mypy > $$said 2>&1 & types=$$!; \
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
-		$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 tests/unit; unit=$$?; \
+		$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal tests/unit; unit=$$?; \
 	wait $$types; types=$$?; cat $$said; rm -f $$said; \
 	exit $$(( unit || types ))
 
