@@ -41,6 +41,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from autotag import config
 from autotag.config import Settings, child_env, load_settings
@@ -204,10 +207,8 @@ class Deleter(threading.Thread):
         # 'tagged' (its result already stored).
         self.when: dict[str, int] = {}
 
-    def _when(self, conn: object, stream: ItemStream, photo_id: str) -> str:
-        row = conn.execute(  # type: ignore[attr-defined]
-            "SELECT status FROM photos WHERE photo_id = %s", (photo_id,)
-        ).fetchone()
+    def _when(self, conn: psycopg.Connection[Any], stream: ItemStream, photo_id: str) -> str:
+        row = conn.execute("SELECT status FROM photos WHERE photo_id = %s", (photo_id,)).fetchone()
         if row and row[0] != "queued":
             return str(row[0])
         return (

@@ -37,6 +37,7 @@ from autotag.errors import ImageError
 
 if TYPE_CHECKING:
     from pillow_heif import HeifFile
+    from rawpy import RawPy
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF", "RAW")
 # ISO base media brands (bytes 8-12 of the ftyp box) of HEIC/HEIF stills and of AVIF.
@@ -647,13 +648,13 @@ def _tiff_last(data: bytes, field: tuple[int, int, bytes]) -> int:
     return _tiff_int(data, (typ, 1, value[(count - 1) * size : count * size].ljust(4, b"\x00")))
 
 
-def _raw_preview(raw: object, limits: DecodeLimits, min_side: int | None) -> DecodedImage | None:
+def _raw_preview(raw: RawPy, limits: DecodeLimits, min_side: int | None) -> DecodedImage | None:
     """The RAW file's embedded JPEG preview decoded (JPEG path, JPEG limits), or None when
     it has none, it is not a JPEG, or it is too small to stand for the photo."""
     import rawpy
 
     try:
-        thumb = raw.extract_thumb()  # type: ignore[attr-defined]
+        thumb = raw.extract_thumb()
     except (rawpy.LibRawError, MemoryError):
         return None
     if thumb.format != rawpy.ThumbFormat.JPEG or sniff_format(bytes(thumb.data[:4])) != "JPEG":
@@ -662,7 +663,7 @@ def _raw_preview(raw: object, limits: DecodeLimits, min_side: int | None) -> Dec
         preview = decode(bytes(thumb.data), limits, min_side=min_side)
     except ImageError:
         return None
-    sizes = raw.sizes  # type: ignore[attr-defined]
+    sizes = raw.sizes
     enough = min(RAW_PREVIEW_MIN_SIDE, max(sizes.width, sizes.height) // 2)
     return preview if max(preview.width, preview.height) >= enough else None
 

@@ -162,8 +162,8 @@ def describe_video(path: str | Path) -> tuple[dict[str, Any], list[Tag]]:
     place/time tags as a photo's (the creation time, given in UTC, read as the wall clock of
     the position's time zone). Never raises for a bad file."""
     meta = read_video_metadata(path)
-    geo = geocoder() if meta.latitude is not None else None
-    place = geo.locate(meta.latitude, meta.longitude) if geo is not None else None  # type: ignore[arg-type]
+    lat, lon = meta.latitude, meta.longitude
+    place = geocoder().locate(lat, lon) if lat is not None and lon is not None else None
     if place is not None and place.time_zone:
         meta = in_zone(meta, place.time_zone)
     return result_fields(meta, place), metadata_tags(meta, place)
