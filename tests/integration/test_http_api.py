@@ -262,7 +262,9 @@ def test_errors_are_json(client: TestClient) -> None:
     check(client.get("/search?tag=x&order=sideways"), 400, "order")
     check(client.get("/nope"), 404, "no such endpoint: /nope")
     r = client.delete(f"/photos/{'0' * 64}", headers={"Content-Type": "application/json"})
-    check(r, 405, "DELETE is not supported")
+    check(r, 404, "no photo")  # deleting exists (the trash); an unknown photo says so
+    r = client.put(f"/photos/{'0' * 64}", headers={"Content-Type": "application/json"})
+    check(r, 405, "PUT is not supported")
 
 
 def test_healthz(client: TestClient) -> None:

@@ -31,12 +31,33 @@ def _stamps(folder: str) -> list[Path]:
     return [f for f in files if not f.name.endswith(("_mirror.png", "_flip.png"))]
 
 
-def _upload(s: Settings, files: list[Path], model: str) -> list[str]:
-    recs = intake.upload([str(f) for f in files], new_intake(s), force=True)
-    ids = [r.photo_id for r in recs]
-    for pid in ids:
-        wait_model(s, pid, model)
-    return ids
+def _upload(s: Settings, files: list[Path], model: str, timeout: float = 180) -> list[str]:
+    """Upload (again) and wait until each photo is tagged by ``model``. The bolts follow
+    models/ACTIVE within seconds, so a photo uploaded just after another bundle was
+    activated may still be tagged by the previous one: such a photo is uploaded again."""
+    paths = {}
+    for rec in intake.upload([str(f) for f in files], new_intake(s), force=True):
+        assert rec.photo_id is not None, rec
+        paths[rec.photo_id] = rec.path
+    deadline = time.monotonic() + timeout
+    waiting = dict(paths)
+    sent = dict.fromkeys(paths, time.monotonic())
+    with database.connect(s.services) as conn:
+        while waiting:
+            assert time.monotonic() < deadline, f"not tagged by {model}: {sorted(waiting)}"
+            stale = []
+            for pid in list(waiting):
+                info = lookups.show(conn, pid)
+                if info is not None and info.status == "tagged":
+                    if info.model_version == model:
+                        del waiting[pid]
+                    elif time.monotonic() - sent[pid] > 5:
+                        stale.append(str(waiting[pid]))
+                        sent[pid] = time.monotonic()
+            if stale:
+                intake.upload(stale, new_intake(s), force=True)
+            time.sleep(1)
+    return list(paths)
 
 
 def _search(s: Settings, word: str) -> set[str]:
