@@ -42,6 +42,8 @@ class BusyMeter:
                 self.long_waits += 1
                 self.long_wait_secs += waited
         self._began = now
+        if now - self._written >= self.every_secs:
+            self.write()  # after an idle spell: the wait is on record before the work starts
 
     def end(self, tuples: int = 1) -> None:
         now = time.monotonic()
