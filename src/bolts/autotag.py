@@ -28,9 +28,9 @@ from autotag.storage.item_stream import ItemStream
 
 # Fault injection for bench/chaos.py only: this photo kills the process tagging it.
 CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"
-# A topology option (`sparse submit -o autotag.read_metadata=false`) overriding the
-# read_metadata setting for this topology's bolts.
-READ_METADATA_OPTION = "autotag.read_metadata"
+# Topology options (`sparse submit -o autotag.read_metadata=false`) overriding these tagging
+# switches for this topology's bolts (bench/metadata_throughput.py, bench/steady_state.py).
+TOPOLOGY_SWITCHES = ("read_metadata", "person_detection")
 
 
 def _chaos_hook() -> Callable[[str], None] | None:
@@ -51,9 +51,11 @@ class AutotagBolt(Bolt):
     def initialize(self, stormconf, context) -> None:
         t0 = time.monotonic()
         s = settings()
-        if READ_METADATA_OPTION in stormconf:  # set per submission: bench/metadata_throughput
-            on = str(stormconf[READ_METADATA_OPTION]).strip().lower() in ("1", "true", "yes", "on")
-            s = dataclasses.replace(s, tagging=dataclasses.replace(s.tagging, read_metadata=on))
+        for switch in TOPOLOGY_SWITCHES:  # set per submission, e.g. by a benchmark
+            if f"autotag.{switch}" in stormconf:
+                raw = str(stormconf[f"autotag.{switch}"]).strip().lower()
+                on = raw in ("1", "true", "yes", "on")
+                s = dataclasses.replace(s, tagging=dataclasses.replace(s.tagging, **{switch: on}))
         self.settings = s
         # One tagging process per core: OpenCV's own thread pool would only oversubscribe.
         cv2.setNumThreads(s.tagging.tagging_threads)
