@@ -166,7 +166,7 @@ def main() -> int:
             f"({len(deleted) / max(del_secs, 1e-9):.0f} photos/s, "
             f"{progress.count(chr(10))} progress lines); "
             f"kept {len(set(later + other) & set(left))} of {len(later) + len(other)} others; "
-            f"{'OK' if ok else 'MISMATCH'} (busy machine: timings to be re-measured idle)",
+            f"{'OK' if ok else 'MISMATCH'}; load average {os.getloadavg()[0]:.2f} now",
             flush=True,
         )
         return 0 if ok else 1
