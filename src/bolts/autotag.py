@@ -20,7 +20,7 @@ from collections.abc import Callable
 import cv2
 from streamparse import Bolt
 
-from autotag.config import settings
+from autotag.config import TaggingSettings, settings
 from autotag.contract import FAILED, RESULT_FIELDS
 from autotag.pipeline.busy_meter import BusyMeter, meter_path
 from autotag.pipeline.tag_step import ActiveTagger, TagStep, blob_reader, people_matcher
@@ -31,6 +31,18 @@ CHAOS_KILL_ENV = "AUTOTAG_CHAOS_KILL_ON_PHOTO"
 # Topology options (`sparse submit -o autotag.read_metadata=false`) overriding these tagging
 # switches for this topology's bolts (bench/metadata_throughput.py, bench/steady_state.py).
 TOPOLOGY_SWITCHES = ("read_metadata", "person_detection")
+
+
+def _switched(tagging: TaggingSettings, stormconf: dict) -> TaggingSettings:
+    """The tagging settings with the switches this submission set (``-o autotag.<switch>=``)."""
+    for switch in TOPOLOGY_SWITCHES:
+        if f"autotag.{switch}" in stormconf:
+            on = str(stormconf[f"autotag.{switch}"]).strip().lower() in ("1", "true", "yes", "on")
+            if switch == "read_metadata":
+                tagging = dataclasses.replace(tagging, read_metadata=on)
+            else:
+                tagging = dataclasses.replace(tagging, person_detection=on)
+    return tagging
 
 
 def _chaos_hook() -> Callable[[str], None] | None:
@@ -51,11 +63,7 @@ class AutotagBolt(Bolt):
     def initialize(self, stormconf, context) -> None:
         t0 = time.monotonic()
         s = settings()
-        for switch in TOPOLOGY_SWITCHES:  # set per submission, e.g. by a benchmark
-            if f"autotag.{switch}" in stormconf:
-                raw = str(stormconf[f"autotag.{switch}"]).strip().lower()
-                on = raw in ("1", "true", "yes", "on")
-                s = dataclasses.replace(s, tagging=dataclasses.replace(s.tagging, **{switch: on}))
+        s = dataclasses.replace(s, tagging=_switched(s.tagging, stormconf))
         self.settings = s
         # One tagging process per core: OpenCV's own thread pool would only oversubscribe.
         cv2.setNumThreads(s.tagging.tagging_threads)
