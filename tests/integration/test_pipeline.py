@@ -100,7 +100,8 @@ def test_topology_results_equal_direct_python(
             assert info.kinds == {t.tag: (t.kind, t.via) for t in direct.tags}, path.name
             for tag, score in expected.items():
                 assert stored[tag] == pytest.approx(score, abs=1e-5), (path.name, tag)
-            vec = vectors.get_vector(conn, photo_id)
+            # (other tests may have stored this photo's vector of another feature set too)
+            vec = vectors.get_vector(conn, photo_id, direct.feature_set)
             assert vec is not None
             assert np.allclose(vec, direct.vector, atol=1e-6)
 
