@@ -10,7 +10,8 @@ For each photo size (640 px and 12 MP by default):
      daemons) read from /proc before and after;
 then, at 640 px: upload→tagged latency at half the measured topology capacity, and a burst
 of uploads (made while the topology is active) drained at what rate; and at 12 MP, the plain
-loop with reduced JPEG decoding off, and the tag agreement between the two.
+loop with reduced JPEG decoding off, and the tag agreement between the two; last, the CPU
+the active topology's processes use with nothing to do (--idle-secs).
 
 The 1-minute load average is recorded before and after each phase; each phase first waits
 (up to --settle seconds) for it to fall below 0.5, and a figure whose phase began above 0.5
@@ -334,6 +335,9 @@ def main() -> None:
         "--warmup", type=int, default=100, help="photos through the topology before timing"
     )
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="plain-loop processes")
+    ap.add_argument(
+        "--idle-secs", type=float, default=60, help="idle-topology CPU phase length (0: skip)"
+    )
     ap.add_argument("--settle", type=float, default=180, help="max wait for load < 0.5 (s)")
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args()
@@ -411,7 +415,8 @@ def main() -> None:
                         lat, _ = latencies(conn, ids)
                 print(
                     f"  latency at {paced_rate:.1f} uploads/s (half capacity), {len(ids)} photos: "
-                    f"p50 {1000 * pct(lat, 0.5):.0f} ms, p99 {1000 * pct(lat, 0.99):.0f} ms, "
+                    f"p50 {1000 * pct(lat, 0.5):.0f} ms, p95 {1000 * pct(lat, 0.95):.0f} ms, "
+                    f"p99 {1000 * pct(lat, 0.99):.0f} ms, "
                     f"mean {1000 * statistics.fmean(lat):.0f} ms   {ph.mark()}"
                 )
             if size == "640" and args.burst:
@@ -426,6 +431,21 @@ def main() -> None:
                     f"  burst of {len(ids)} uploads drained at {drain:.1f} photos/s = "
                     f"{drain / rate:.2f} × capacity (p99 wait {pct(lat, 0.99):.1f} s)   {ph.mark()}"
                 )
+    if args.idle_secs:
+        # The topology active with nothing to do: what its processes cost the machine.
+        with phase("idle topology", args.settle) as ph:
+            before = cpu_by_component(s.run_dir)
+            time.sleep(args.idle_secs)
+            used = cpu_delta(before, cpu_by_component(s.run_dir))
+        per_min = 60.0 / args.idle_secs
+        total = sum(used.values())
+        print(
+            f"\n== idle topology (active, no input) over {args.idle_secs:.0f} s: "
+            f"{total * per_min:.2f} CPU-s per minute = {100 * total / args.idle_secs:.1f}% "
+            f"of one core   {ph.mark()}"
+        )
+        for name, secs in sorted(used.items(), key=lambda kv: -kv[1]):
+            print(f"      {name:<15} {secs * per_min:6.2f} CPU-s/min")
     busy = [p.name for p in PHASES if not p.comparable]
     print(
         "\nall phases began on an idle machine" if not busy else f"\nNOT COMPARABLE (busy): {busy}"
