@@ -1,7 +1,7 @@
 """Steady state: the topology against `autotag tag --jobs N` and a lean loop, side by side,
 with where the topology's time goes.
 
-For each photo size (640 px, 1600 px, 12 MP):
+For each photo size (640 px, 1600 px, 12 MP; or ``faces``: 1024 px photos of people):
   1. lean loop: N processes × 1 thread doing only the bolt's decode, models and heads
      (``Tagger.tag_bytes`` on each file's bytes), models loaded before the clock starts;
   2. `autotag tag --jobs N`'s own code (``tag_paths``), its start-up excluded likewise;
@@ -19,6 +19,7 @@ NOT COMPARABLE. Needs the cluster and the topology running (`make up`).
 
     python bench/steady_state.py                          # 400 photos per size
     python bench/steady_state.py --n 200 --sizes 1600     # a quick look
+    python bench/steady_state.py --n 200 --sizes faces    # photos of people (faces described)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline as bench  # noqa: E402 - bench/pipeline.py: phases, uploads, CPU by component
@@ -74,9 +76,36 @@ def lean_loop(paths: Sequence[Path], s: Settings, jobs: int) -> float:
         return len(paths) / (time.perf_counter() - t0)
 
 
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+
+
+def face_photos(n: int, dest: Path, seed: int) -> list[Path]:
+    """n distinct 1024 px JPEGs of people (../shared/data/faces: one face each mostly, a few
+    group photos), each a slightly different crop so that every upload is a new photo."""
+    rng = np.random.default_rng(seed)
+    sources = sorted(FACES.glob("*.jpg"))
+    if not sources:
+        raise SystemExit(f"bench: no photos in {FACES}")
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        img = cv2.imread(str(sources[i % len(sources)]), cv2.IMREAD_COLOR)
+        h, w = img.shape[:2]
+        dy, dx = (rng.integers(0, max(1, d // 20)) for d in (h, w))
+        img = img[dy : h - (max(1, h // 20) - dy), dx : w - (max(1, w // 20) - dx)]
+        scale = 1024 / max(img.shape[:2])
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        path = dest / f"face-{i:05d}.jpg"
+        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        out.append(path)
+    return out
+
+
 def photo_set(size: str, n: int, dest: Path, seed: int) -> list[Path]:
     if size == "12mp":
         return samples.make_phone_photos(n, dest, seed=seed)
+    if size == "faces":
+        return face_photos(n, dest, seed)
     return samples.make_distinct_photos(n, dest, long_side=int(size), seed=seed)
 
 
