@@ -18,7 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-BUNDLES = ("imagenet-efficientnet-lite0-v2", "imagenet-efficientnet-lite2-v1")
+
+def _bundles() -> tuple[str, str]:
+    from autotag.vision.features import LITE0, LITE2
+    from autotag.vision.imagenet import default_bundle_id
+
+    return default_bundle_id(LITE0), default_bundle_id(LITE2)
+
+
+BUNDLES = _bundles()
 
 
 def _tagger(models_dir: str, bundle_id: str, threads: int):

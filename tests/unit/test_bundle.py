@@ -21,8 +21,8 @@ from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.features import feature_set_spec, onnx_model_path
 from autotag.vision.imagenet import (
-    DEFAULT_BUNDLE_ID,
     build_default_bundle,
+    default_bundle_id,
     imagenet_class_names,
 )
 
@@ -260,13 +260,13 @@ def test_save_replaces_a_bundle_whole(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def default_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models_dir = tmp_path_factory.mktemp("models")
-    assert build_default_bundle(models_dir, onnx_model_path(MODEL_DIRS)) == DEFAULT_BUNDLE_ID
+    assert build_default_bundle(models_dir, onnx_model_path(MODEL_DIRS)) == default_bundle_id()
     return models_dir
 
 
 def test_default_bundle_layout(default_models: Path) -> None:
     b = bundles.load_active(default_models)
-    assert b.id == DEFAULT_BUNDLE_ID
+    assert b.id == default_bundle_id()
     assert b.feature_set == feature_set_spec("cnn")
     assert b.k == 1000 and b.W.shape == (1000, 1280)
     assert [(h.group, h.activation, h.start, h.stop) for h in b.heads] == [
@@ -283,10 +283,10 @@ def test_default_bundle_layout(default_models: Path) -> None:
 
 
 def test_default_bundle_is_idempotent(default_models: Path) -> None:
-    path = default_models / "bundles" / DEFAULT_BUNDLE_ID
+    path = default_models / "bundles" / default_bundle_id()
     before = (path / "manifest.json").read_text()
     mtime = (path / "weights.npz").stat().st_mtime_ns
-    assert build_default_bundle(default_models, onnx_model_path(MODEL_DIRS)) == DEFAULT_BUNDLE_ID
+    assert build_default_bundle(default_models, onnx_model_path(MODEL_DIRS)) == default_bundle_id()
     assert (path / "manifest.json").read_text() == before
     assert (path / "weights.npz").stat().st_mtime_ns == mtime
 
@@ -324,10 +324,10 @@ def test_cli_lists_and_shows_bundles(default_models: Path) -> None:
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     rows = json.loads(out.stdout)
-    assert rows[0]["id"] == DEFAULT_BUNDLE_ID and rows[0]["active"]
+    assert rows[0]["id"] == default_bundle_id() and rows[0]["active"]
     assert rows[0]["classes"] == 1000 and rows[0]["feature_set"] == "cnn@1"
     shown = subprocess.run(
-        [sys.executable, "-c", cmd, "models", "show", DEFAULT_BUNDLE_ID],
+        [sys.executable, "-c", cmd, "models", "show", default_bundle_id()],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "head imagenet: softmax, 1000 tags" in shown.stdout

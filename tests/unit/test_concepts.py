@@ -204,30 +204,55 @@ def test_bundle_surgery_keeps_the_concepts_of_the_kept_classes() -> None:
 
 
 def test_new_default_bundle_replaces_an_older_default_only(tmp_path: Path) -> None:
-    """init-default activates v2 over the old v1 default (then `autotag retag` moves the
-    photos), but never over a bundle someone trained."""
+    """init-default activates the current default over an older one (then `autotag retag`
+    moves the photos), but never over a bundle someone trained."""
     import dataclasses
 
     from autotag.config import load_settings
     from autotag.vision import bundle as bundles
     from autotag.vision.features import LITE2, onnx_model_path
-    from autotag.vision.imagenet import DEFAULT_BUNDLE_ID, LITE2_BUNDLE_ID, build_default_bundle
+    from autotag.vision.imagenet import build_default_bundle, default_bundle_id
 
     dirs = load_settings().model_dirs
-    assert build_default_bundle(tmp_path, onnx_model_path(dirs)) == DEFAULT_BUNDLE_ID
+    current = default_bundle_id()
+    assert build_default_bundle(tmp_path, onnx_model_path(dirs)) == current
     v2 = bundles.load_active(tmp_path)
-    dataclasses.replace(v2, id="imagenet-efficientnet-lite0-v1").install(tmp_path)
+    dataclasses.replace(v2, id="imagenet-efficientnet-lite0-v2").install(tmp_path)
     dataclasses.replace(v2, id="my-trained-1").install(tmp_path)
-    bundles.set_active(tmp_path, "imagenet-efficientnet-lite0-v1")
+    bundles.set_active(tmp_path, "imagenet-efficientnet-lite0-v2")
     build_default_bundle(tmp_path, onnx_model_path(dirs))
-    assert bundles.active_bundle_id(tmp_path) == DEFAULT_BUNDLE_ID
+    assert bundles.active_bundle_id(tmp_path) == current
     bundles.set_active(tmp_path, "my-trained-1")
     build_default_bundle(tmp_path, onnx_model_path(dirs))
     assert bundles.active_bundle_id(tmp_path) == "my-trained-1"
     lite2 = build_default_bundle(tmp_path, onnx_model_path(dirs, LITE2), backbone=LITE2)
-    assert lite2 == LITE2_BUNDLE_ID and bundles.active_bundle_id(tmp_path) == "my-trained-1"
-    b2 = bundles.load_bundle(tmp_path, LITE2_BUNDLE_ID)
+    assert lite2 == default_bundle_id(LITE2)
+    assert bundles.active_bundle_id(tmp_path) == "my-trained-1"
+    b2 = bundles.load_bundle(tmp_path, lite2)
     assert b2.feature_key == "cnn-lite2@1" and np.all(b2.concept_thresholds == np.float32(0.65))
+
+
+def test_an_edited_vocabulary_is_a_new_default_bundle(tmp_path: Path) -> None:
+    """A concept added to the vocabulary file makes a new bundle id, activated over the
+    previous default: the bolts switch to it and the photos tagged before become backlog."""
+    from autotag.config import load_settings
+    from autotag.vision import bundle as bundles
+    from autotag.vision.concepts import VOCABULARY_FILE
+    from autotag.vision.features import onnx_model_path
+    from autotag.vision.imagenet import build_default_bundle
+
+    onnx = onnx_model_path(load_settings().model_dirs)
+    vocabulary = tmp_path / "concepts.tsv"
+    vocabulary.write_text(VOCABULARY_FILE.read_text())
+    models = tmp_path / "models"
+    before = build_default_bundle(models, onnx, vocabulary=vocabulary)
+    with vocabulary.open("a") as f:
+        f.write("hot drink\tn07920052\t\t0.55\ttest: a new concept (espresso)\n")
+    after = build_default_bundle(models, onnx, vocabulary=vocabulary)
+    assert after != before and bundles.active_bundle_id(models) == after
+    assert "hot drink" in {c.tag for c in bundles.load_bundle(models, after).concepts}
+    assert "hot drink" not in {c.tag for c in bundles.load_bundle(models, before).concepts}
+    assert build_default_bundle(models, onnx, vocabulary=vocabulary) == after  # idempotent
 
 
 def test_lite2_features_tag_the_coffee_photo() -> None:

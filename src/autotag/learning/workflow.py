@@ -42,7 +42,7 @@ from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.decode import DecodeLimits
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.features import onnx_model_path
-from autotag.vision.imagenet import DEFAULT_BUNDLE_ID, build_default_bundle
+from autotag.vision.imagenet import build_default_bundle
 
 TRAINER = "autotag.learning.workflow.train_bundle"
 
@@ -310,8 +310,8 @@ def _merged(
             extra = bundle_edit.sub_bundle(old.bundle, extra_groups)
             return bundle_edit.merge_beside(trained, extra)
     if merge_default:
-        build_default_bundle(models_dir, onnx_model_path(feature_options.model_dirs))
-        default = bundles.load_bundle(models_dir, DEFAULT_BUNDLE_ID)
+        default_id = build_default_bundle(models_dir, onnx_model_path(feature_options.model_dirs))
+        default = bundles.load_bundle(models_dir, default_id)
         return bundle_edit.merge_beside(trained, default)
     return trained
 

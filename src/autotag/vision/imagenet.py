@@ -42,12 +42,24 @@ from autotag.vision.features import (
 from autotag.vision.onnx import onnx_session
 from autotag.vision.wordnet import WORDNET_DIR, WordNet
 
-# v2: concepts from WordNet (v1 had the 1,000 leaves only).
-DEFAULT_BUNDLE_ID = "imagenet-efficientnet-lite0-v2"
+# A default bundle's id names its backbone, its generation (v1: the 1,000 leaves only; v2:
+# concepts from WordNet, rebuilt in place when the vocabulary changed; v3: the id ends in the
+# vocabulary's own hash) and its vocabulary (the first 8 hex digits of the file's SHA-256).
+# So an edited concepts.tsv is a new bundle: the running bolts switch to it, and photos
+# tagged with the old words count as backlog for `autotag retag`.
 DEFAULT_FAMILY = "imagenet-efficientnet-lite0-v"
 # The same classes and concepts over EfficientNet-Lite2's features (feature set cnn-lite2).
-LITE2_BUNDLE_ID = "imagenet-efficientnet-lite2-v1"
-BUNDLE_IDS = {LITE0.feature_set: DEFAULT_BUNDLE_ID, LITE2.feature_set: LITE2_BUNDLE_ID}
+GENERATIONS = {
+    LITE0.feature_set: "imagenet-efficientnet-lite0-v3",
+    LITE2.feature_set: "imagenet-efficientnet-lite2-v2",
+}
+
+
+def default_bundle_id(backbone: Backbone = LITE0, vocabulary: Path = VOCABULARY_FILE) -> str:
+    """The id ``build_default_bundle`` gives the bundle of this backbone and vocabulary."""
+    return f"{GENERATIONS[backbone.feature_set]}-{file_sha256(vocabulary)[:8]}"
+
+
 # The global concept threshold chosen for each backbone by the same rule on the same
 # development photos (`autotag evaluate-concepts --dev`, MODELS.md); None = the vocabulary's.
 CONCEPT_THRESHOLD = {LITE0.feature_set: None, LITE2.feature_set: 0.65}
@@ -161,15 +173,15 @@ def build_default_bundle(
 ) -> str:
     """Build (or reuse) the ImageNet bundle in ``models_dir`` from the EfficientNet-Lite
     file ``onnx_path`` (Lite0 unless ``backbone`` says otherwise), with the concepts of
-    ``vocabulary``; activate it if none is active or the active one is an older Lite0
-    default bundle (``autotag retag`` then moves the photos).
+    ``vocabulary``; activate it if none is active or the active one is another Lite0
+    default bundle, older or of another vocabulary (``autotag retag`` then moves the photos).
 
     Idempotent: a bundle already built from the same ONNX and vocabulary files is kept.
     """
     models_dir = Path(models_dir)
     sha = verify_onnx(onnx_path)
     vocab_sha = file_sha256(vocabulary)
-    bundle_id = BUNDLE_IDS[backbone.feature_set]
+    bundle_id = default_bundle_id(backbone, vocabulary)
     target = bundles.bundle_dir(models_dir, bundle_id)
     existing = None
     if target.is_dir():
@@ -250,8 +262,6 @@ def build_default_bundle(
     active = bundles.active_bundle_id(models_dir)
     if active is None:
         bundles.set_active(models_dir, bundle_id)
-    elif (
-        bundle_id == DEFAULT_BUNDLE_ID and active.startswith(DEFAULT_FAMILY) and active != bundle_id
-    ):
+    elif backbone == LITE0 and active.startswith(DEFAULT_FAMILY) and active != bundle_id:
         bundles.set_active(models_dir, bundle_id)
     return bundle_id
