@@ -16,6 +16,7 @@ marked on photos, forgotten by the button. Screenshots go under the test run dir
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from autotag.ops.web_token import read_token
 from autotag.storage import database, item_stream, learned, writer
 from autotag.storage import people as people_store
 from autotag.web.app import create_app
+from tests.cli import autotag
 from tests.integration.test_web_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.services
@@ -306,6 +308,26 @@ def test_name_merge_and_correct_people_on_the_people_page(
     page.click(f'#faces .face[data-face="{faces[c]}"] button.remove-face')
     page.wait_for_selector(f'#faces .face[data-face="{faces[c]}"]', state="detached")
     assert c not in search(page, base, name.lower())
+    assert sorted(search(page, base, name.lower())) == sorted([a, b])
+
+    # Forget them (privacy): the button on their page asks, then goes back to People, where
+    # they are gone; the name finds nothing on the page, over the API or from the command.
+    page.goto(f"{base}/people/{ab}")
+    page.click("button.forget")
+    page.wait_for_url(f"{base}/people")
+    page.wait_for_selector("#named", state="attached")  # (an empty grid is not visible)
+    assert page.query_selector(f'.person[data-person="{ab}"]') is None
+    assert name not in page.inner_text("body")
+    assert page.request.get(f"{base}/api/people/{ab}").status == 404
+    assert search(page, base, name.lower()) == []
+    r = page.request.get(f"{base}/search", params={"q": name.lower(), "limit": 1000})
+    assert r.status == 200 and r.json()["results"] == []
+    out = autotag(lib_settings, "search", name.lower(), "--json", "--limit", "1000")
+    assert out.returncode == 0, out.stderr
+    assert [h["photo_id"] for h in json.loads(out.stdout) if "photo_id" in h] == []
+    with database.connect(lib_settings.services) as conn:
+        gone = [people_store.face(conn, faces[p]) for p in (a, b)]
+    assert all(f is not None and f["person_id"] is None for f in gone)
 
 
 # -- issue 26: where and when -----------------------------------------------------------------
