@@ -16,6 +16,7 @@ sets another number); on a bigger cluster raise it with `topology.workers`.
 from streamparse import Grouping, Topology
 
 from autotag.config import settings
+from autotag.ops.queue_metrics import consumer_config
 from bolts.autotag import AutotagBolt
 from bolts.dbwriter import DbWriterBolt
 from bolts.segments import VideoBolt
@@ -54,6 +55,8 @@ class Autotag(Topology):
         "topology.spout.wait.progressive.level3.sleep.millis": 10,
         "topology.backpressure.wait.progressive.level2.count": 0,
         "topology.backpressure.wait.progressive.level3.sleep.millis": 10,
+        # Storm's queue gauges per executor, logged for `autotag queues` (queue_metrics_secs).
+        **consumer_config(settings().storm.queue_metrics_secs),
     }
 
     photos = PhotoSpout.spec(par=1)

@@ -187,6 +187,9 @@ class StormSettings:
 
     storm_version: str = _key("2.8.3", _named)
     storm_cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "autotag")
+    # Seconds between the executors' receive-queue reports to Storm's LoggingMetricsConsumer
+    # (read by `autotag queues`); 0 submits the topology without the consumer.
+    queue_metrics_secs: int = _key(10, _at_least(0))
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,13 @@ what streamparse lacks (activate, deactivate, rebalance, a status table, a worki
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
 from autotag.config import settings
+from autotag.errors import AutotagError
+from autotag.ops import queue_metrics as qm
 from autotag.ops import topology as topo
 from autotag.ops.nimbus import NimbusClient
 
@@ -109,4 +112,44 @@ def run(name: str, seconds: int) -> None:
         raise SystemExit(status)
 
 
-commands = [topologies, activate, deactivate, rebalance, kill, submit, run]
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+@click.command()
+@click.argument("name", default="autotagger")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per queue).")
+def queues(name: str, as_json: bool) -> None:
+    """Each executor's receive queue (and each worker's transfer queue) in a running topology:
+    population, capacity, arrival rate, sojourn time, overflow, as Storm last reported them."""
+    s = settings()
+    row = NimbusClient(s).topology(name)
+    samples = qm.latest(qm.read_samples(qm.metrics_logs(s.log_dir, row.id)))
+    if not samples:
+        hint = (
+            "it was submitted with queue_metrics_secs=0"
+            if s.storm.queue_metrics_secs == 0
+            else f"the first arrives about {s.storm.queue_metrics_secs} s after its worker starts"
+        )
+        raise AutotagError(f"no queue reports from {name} yet ({hint})")
+    now = time.time()
+    if as_json:
+        out = [{**q.as_dict(), "age_secs": round(now - q.time)} for q in samples]
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(
+        f"{'COMPONENT':<14} {'TASK':>4} {'QUEUE':<9} {'POP':>5} {'CAP':>6} {'FULL%':>6} "
+        f"{'ARRIVE/s':>9} {'SOJOURN ms':>10} {'OVERFLOW':>8} {'AGE':>5}  WORKER"
+    )
+    for q in samples:
+        click.echo(
+            f"{qm.short_component(q.component):<14} {q.task:>4} "
+            f"{'receive' if q.queue == qm.RECEIVE else 'transfer':<9} "
+            f"{_num(q.population, 'd'):>5} {_num(q.capacity, 'd'):>6} "
+            f"{_num(q.pct_full, '.1f'):>6} {_num(q.arrival_rate_secs, '.1f'):>9} "
+            f"{_num(q.sojourn_time_ms, '.1f'):>10} {_num(q.overflow, 'd'):>8} "
+            f"{round(now - q.time):>4}s  {q.worker}"
+        )
+
+
+commands = [topologies, activate, deactivate, rebalance, kill, submit, run, queues]

@@ -43,7 +43,7 @@ _LOG4J_CLUSTER = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 _LOG4J_WORKER = """<?xml version="1.0" encoding="UTF-8"?>
-<!-- Worker logging: the worker log plus the Python subprocesses' stdout/stderr, per port. -->
+<!-- Worker logging: the worker log, the Python subprocesses' stdout/stderr and the metrics log, per port. -->
 <configuration monitorInterval="60" shutdownHook="disable">
   <properties>
     <property name="dir">${sys:workers.artifacts}/${sys:storm.id}/${sys:worker.port}</property>
@@ -68,9 +68,19 @@ _LOG4J_WORKER = """<?xml version="1.0" encoding="UTF-8"?>
       <Policies><SizeBasedTriggeringPolicy size="100 MB"/></Policies>
       <DefaultRolloverStrategy max="4"/>
     </RollingFile>
+    <RollingFile name="METRICS" createOnDemand="true" fileName="${dir}/${sys:logfile.name}.metrics"
+        filePattern="${dir}/${sys:logfile.name}.metrics.%i.gz">
+      <PatternLayout><pattern>%msg%n</pattern></PatternLayout>
+      <Policies><SizeBasedTriggeringPolicy size="2 MB"/></Policies>
+      <DefaultRolloverStrategy max="9"/>
+    </RollingFile>
   </appenders>
   <loggers>
     <root level="info"><appender-ref ref="A1"/></root>
+    <!-- Storm's LoggingMetricsConsumer (queue gauges, read by `autotag queues`), as Storm's own worker.xml. -->
+    <Logger name="org.apache.storm.metric.LoggingMetricsConsumer" level="info" additivity="false">
+      <appender-ref ref="METRICS"/>
+    </Logger>
     <Logger name="STDERR" level="INFO"><appender-ref ref="STDERR"/></Logger>
     <Logger name="STDOUT" level="INFO"><appender-ref ref="STDOUT"/></Logger>
   </loggers>
