@@ -520,6 +520,29 @@ def test_stats_show_the_retag_backlog(conn: psycopg.Connection[Any]) -> None:
     assert lookups.stats(conn)["backlog"] is None
 
 
+def test_photos_on_a_current_version_are_not_backlog(conn: psycopg.Connection[Any]) -> None:
+    """Learned tags re-scored under a photo's own version: photos on the bundle the active
+    one was learned from are neither counted as backlog nor re-tagged."""
+    base, learned = f"base-{uuid.uuid4().hex[:8]}", f"base+learned-{uuid.uuid4().hex[:8]}"
+    on_base, on_learned, on_other = new_id(), new_id(), new_id()
+    for pid in (on_base, on_learned, on_other):
+        registry.register_photo(conn, pid, "x.jpg", 1)
+    writer.write_results(
+        conn,
+        [
+            PhotoResult(on_base, "tagged", base, "cnn", [("x", 0.5)]),
+            PhotoResult(on_learned, "tagged", learned, "cnn", [("x", 0.5)]),
+            PhotoResult(on_other, "tagged", f"other-{uuid.uuid4().hex[:8]}", "cnn", [("x", 0.5)]),
+        ],
+    )
+    alone = lookups.stats(conn, active_version=learned)["backlog"]["on_other_versions"]
+    current = lookups.stats(conn, active_version=learned, current=[base])["backlog"]
+    assert current["on_other_versions"] == alone - 1
+    stale = set(registry.stale_model_ids(conn, learned, current=[base]))
+    assert on_other in stale and on_base not in stale and on_learned not in stale
+    assert on_base in set(registry.stale_model_ids(conn, learned))
+
+
 def test_a_new_contract_field_is_stored_by_the_writer(postgres_service: Settings) -> None:
     """A field added to the contract (one declaration) travels through the tuple and is
     stored by the writer in its ``photos`` column (one migration: here, an ALTER TABLE)."""

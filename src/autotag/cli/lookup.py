@@ -196,9 +196,13 @@ def show(photo: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def stats(top: int, as_json: bool) -> None:
     """Photos by status, tags per photo, top tags, and the queue (if Redis is up)."""
+    from autotag.learning.learned_bundle import current_versions
+
     s = settings()
+    active = bundles.active_bundle_id(s.models_dir)
+    current = current_versions(s.models_dir, active) if active else []
     with database.connect(s.services) as conn, database.pg_errors(s.services):
-        st = lookups.stats(conn, top, bundles.active_bundle_id(s.models_dir))
+        st = lookups.stats(conn, top, active, current)
     st["queue"] = _queue_info(s)
     if as_json:
         _dump(st)

@@ -38,13 +38,15 @@ def retry(photo_ids: tuple[str, ...], stuck_secs: float | None) -> None:
 @click.option("--limit", type=int, default=None, help="At most this many photos.")
 def retag(limit: int | None) -> None:
     """Re-tag the backlog: tagged photos whose tags come from a model other than the active one."""
+    from autotag.learning.learned_bundle import current_versions
     from autotag.vision.bundle import active_bundle_id
 
     s = settings()
     active = active_bundle_id(s.models_dir)
     if active is None:
         raise AutotagError("no active model to re-tag for (autotag models activate BUNDLE_ID)")
-    ids = stale_model_ids(s.services, active, limit)
+    # Photos on a bundle the active one was learned from already carry its learned tags.
+    ids = stale_model_ids(s.services, active, limit, current_versions(s.models_dir, active))
     if not ids:
         click.echo(f"nothing to re-tag: every tagged photo is on {active}")
         return

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from autotag.learning.bundle_edit import drop_classes, sub_bundle
 from autotag.learning.learner import TagFit
-from autotag.vision.bundle import LEARNED_GROUP, HeadGroup, ModelBundle, safe_bundle_name
+from autotag.vision.bundle import (
+    LEARNED_GROUP,
+    HeadGroup,
+    ModelBundle,
+    list_bundles,
+    safe_bundle_name,
+)
 
 Row = dict[str, Any]  # W (d,), b, calib_a, calib_c, thresholds as float32 values
 
@@ -65,6 +72,33 @@ def base_of(bundle: ModelBundle) -> ModelBundle:
     if len(groups) == len(bundle.heads):
         return bundle
     return sub_bundle(bundle, groups)
+
+
+def current_versions(models_dir: Path, active_id: str) -> list[str]:
+    """The bundle ids whose photos need no re-tagging for ``active_id``: the active bundle,
+    and when the learner published it, the bundle it was learned from and every bundle
+    learned from that one. Publishing learned tags re-scores every stored vector under the
+    photo's own model version, so only another base (another network or vocabulary) leaves
+    a photo's tags stale."""
+    manifests = {str(m["id"]): m for m in list_bundles(models_dir) if "error" not in m}
+
+    def root(bundle_id: str) -> str:
+        seen: set[str] = set()
+        while bundle_id in manifests and bundle_id not in seen:
+            seen.add(bundle_id)
+            made = manifests[bundle_id].get("provenance") or {}
+            if not made.get("learned_from_labels") or not made.get("based_on"):
+                break
+            bundle_id = str(made["based_on"])
+        return bundle_id
+
+    made = (manifests.get(active_id) or {}).get("provenance") or {}
+    if not made.get("learned_from_labels"):
+        # Activated by hand, not published by the learner: nothing re-scored the photos
+        # on other versions (their learned tags are not this bundle's).
+        return [active_id]
+    base = root(active_id)
+    return sorted({active_id, base} | {b for b in manifests if root(b) == base})
 
 
 def learned_bundle_id(name: str, when: datetime | None = None) -> str:

@@ -48,8 +48,11 @@ def requeue(
 
 
 def stale_model_ids(
-    services: ServiceSettings, active_version: str, limit: int | None = None
+    services: ServiceSettings,
+    active_version: str,
+    limit: int | None = None,
+    current: Sequence[str] = (),
 ) -> list[str]:
     """Tagged photos whose current tags come from another model (the re-tag backlog)."""
     with database.connect(services) as conn:
-        return registry.stale_model_ids(conn, active_version, limit)
+        return registry.stale_model_ids(conn, active_version, limit, current)

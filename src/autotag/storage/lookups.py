@@ -134,11 +134,15 @@ def show(conn: psycopg.Connection[Any], photo_id: str) -> PhotoInfo | None:
 
 
 def stats(
-    conn: psycopg.Connection[Any], top: int = 20, active_version: str | None = None
+    conn: psycopg.Connection[Any],
+    top: int = 20,
+    active_version: str | None = None,
+    current: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Counts by status, current tags per tagged photo, top tags, model versions, vectors;
     with ``active_version``, also the re-tag backlog: photos whose tags come from another
-    model (queued for re-tagging or not yet)."""
+    model (queued for re-tagging or not yet) than the active one or the ``current`` ones
+    (versions whose tags are as good: see ``learned_bundle.current_versions``)."""
     by_status = {s: 0 for s in STATUSES}
     for status, n in conn.execute("SELECT status, count(*) FROM photos GROUP BY status"):
         by_status[status] = int(n)
@@ -181,8 +185,8 @@ def stats(
     if active_version is not None:
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FROM photos"
-            " WHERE model_version IS NOT NULL AND model_version <> %s",
-            (active_version,),
+            " WHERE model_version IS NOT NULL AND model_version <> ALL(%s)",
+            ([active_version, *current],),
         ).fetchone()
         backlog = {
             "active": active_version,

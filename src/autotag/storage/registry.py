@@ -173,14 +173,18 @@ def undo_register(conn: psycopg.Connection[Any], photo_id: str, reg: Registratio
 
 
 def stale_model_ids(
-    conn: psycopg.Connection[Any], active_version: str, limit: int | None = None
+    conn: psycopg.Connection[Any],
+    active_version: str,
+    limit: int | None = None,
+    current: Sequence[str] = (),
 ) -> list[str]:
-    """Tagged photos whose current tags come from another model (the re-tag backlog),
-    oldest upload first."""
+    """Tagged photos whose current tags come from another model than the active one or the
+    ``current`` ones (the re-tag backlog), oldest upload first."""
     rows = conn.execute(
         "SELECT photo_id FROM photos WHERE status = 'tagged' "
-        "AND model_version IS DISTINCT FROM %s ORDER BY uploaded_at LIMIT %s",
-        (active_version, limit),
+        "AND (model_version IS NULL OR model_version <> ALL(%s)) "
+        "ORDER BY uploaded_at LIMIT %s",
+        ([active_version, *current], limit),
     ).fetchall()
     return [r[0] for r in rows]
 
