@@ -45,6 +45,7 @@ class Photo:
     name: str
     bgr: np.ndarray
     person: bool
+    origin: str = ""  # the photo a derived one (a noisy copy) was made from
 
 
 def _read(data: bytes) -> np.ndarray | None:
@@ -81,7 +82,7 @@ def photos(every: int = 40) -> list[Photo]:
             continue  # may or may not show someone: not judged
         out.append(Photo(lp.name, img, has))
         if "fruit" in lp.must:
-            fruit.append(img)
+            fruit.append((lp.name, img))
     rng = np.random.default_rng(0)
     for k in range(20):
         noise = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
@@ -89,9 +90,9 @@ def photos(every: int = 40) -> list[Photo]:
             noise = cv2.GaussianBlur(noise, (0, 0), 2 + k % 5)
         out.append(Photo(f"noise/{k}", noise, False))
     for k in range(20):
-        f = fruit[k % len(fruit)]
+        origin, f = fruit[k % len(fruit)]
         noisy = np.clip(f + rng.normal(0, 25, f.shape), 0, 255).astype(np.uint8)
-        out.append(Photo(f"noisy-fruit/{k}", noisy, False))
+        out.append(Photo(f"noisy-fruit/{k}", noisy, False, origin))
     return out
 
 
