@@ -11,7 +11,8 @@ For each photo size (640 px, 1600 px, 12 MP; or ``faces``: 1024 px photos of peo
   4. where the topology's time went over the drain: each executor's own busy and waiting
      seconds (the bolts' ``BusyMeter``, <run_dir>/stats/), the CPU seconds of every process
      (/proc), Storm's execute latency and capacity per component, and the idle core-seconds,
-     adding up to cores × wall.
+     adding up to cores × wall, and Storm's own receive-queue population per executor
+     (mean / max of the metrics ticks that fell inside the drain; `autotag queues`' source).
 
 Run it on an idle machine only (no tests, helpers or other benchmarks): each phase waits for
 the 1-minute load average to fall below 0.5 and marks a figure whose phase began above it
@@ -42,7 +43,7 @@ import pipeline as bench  # noqa: E402 - bench/pipeline.py: phases, uploads, CPU
 
 from autotag.config import LimitsSettings, Settings, TaggingSettings, settings  # noqa: E402
 from autotag.learning import samples  # noqa: E402
-from autotag.ops import storm_rest  # noqa: E402
+from autotag.ops import queue_metrics, storm_rest  # noqa: E402
 from autotag.ops.nimbus import NimbusClient  # noqa: E402
 from autotag.ops.topology import wait_scheduled  # noqa: E402
 from autotag.pipeline.busy_meter import read_meters  # noqa: E402
@@ -156,6 +157,15 @@ def storm_figures(s: Settings) -> list[dict[str, Any]]:
     return list(page.get("bolts", []))
 
 
+def queue_figures(
+    s: Settings, nimbus: NimbusClient, start: float, end: float
+) -> list[queue_metrics.QueueSummary]:
+    """Storm's receive / transfer queue populations over ``[start, end]``, per executor."""
+    topology_id = nimbus.topology(bench.TOPOLOGY).id
+    logs = queue_metrics.metrics_logs(s.log_dir, topology_id)
+    return queue_metrics.summarize(queue_metrics.read_samples(logs, tail_bytes=None), start, end)
+
+
 def first_tagged(s: Settings, ids: list[str], timeout: float) -> float:
     """Wait until one of ``ids`` is tagged; the epoch time of that first tag."""
     deadline = time.monotonic() + timeout
@@ -190,6 +200,7 @@ def topology_drain(
     meters = meter_delta(meters0, read_meters(s.run_dir))
     cpu = bench.cpu_delta(cpu0, bench.cpu_by_component(s.run_dir))
     times = tag_times(s, ids)
+    queues = queue_figures(s, nimbus, times[0], times[-1])
     return {
         "ids": ids,
         "steady": steady(times),
@@ -202,6 +213,7 @@ def topology_drain(
         "meters": meters,
         "per_second": per_second(times),
         "storm": storm_figures(s),
+        "queues": queues,
     }
 
 
@@ -225,6 +237,21 @@ def print_breakdown(run: dict[str, Any], cores: int) -> None:
         print(
             f"      Storm, last 10 min: {bolt.get('boltId')}: capacity {bolt.get('capacity')},"
             f" execute latency {bolt.get('executeLatency')} ms, executed {bolt.get('executed')}"
+        )
+    every = settings().storm.queue_metrics_secs
+    print(
+        f"    Storm's queues over the drain (a tick every {every} s per executor; "
+        "AUTOTAG_QUEUE_METRICS_SECS=1 at submit for more ticks in a short drain):"
+    )
+    if not run["queues"]:
+        print("      no metrics tick fell inside the drain")
+    for q in run["queues"]:
+        name = f"{queue_metrics.short_component(q.component)}[{q.task}]"
+        sojourn = "-" if q.mean_sojourn_ms is None else f"{q.mean_sojourn_ms:.1f} ms"
+        print(
+            f"      {name:<16} {q.queue:<21} population mean {q.mean_population:7.1f}, "
+            f"max {q.max_population:5d} of {q.capacity} ({q.samples} ticks); "
+            f"sojourn {sojourn}; overflow max {q.overflow_max}"
         )
     rates = run["per_second"]
     print(f"    photos per whole second: min {min(rates)}, max {max(rates)}")
