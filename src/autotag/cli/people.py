@@ -55,7 +55,8 @@ def people(ctx: click.Context, named: bool, as_json: bool) -> None:
     for p in found:
         click.echo(
             f"{p['person_id']:>6}  {p['name'] or '(no name)':<30} {p['faces']:>5} faces "
-            f"{p['photos']:>5} photos  sample face {p['sample_face']}"
+            f"{p['photos']:>5} photos {p['video_segments']:>4} video segments  "
+            f"sample face {p['sample_face']}"
         )
 
 
@@ -63,7 +64,7 @@ def people(ctx: click.Context, named: bool, as_json: bool) -> None:
 @click.argument("person_id", type=int)
 @click.option("--json", "as_json", is_flag=True)
 def show_cmd(person_id: int, as_json: bool) -> None:
-    """One person: their photos and faces."""
+    """One person: their photos, video segments and faces."""
     s = settings()
     with _conn() as conn, database.pg_errors(s.services):
         p = store.person(conn, person_id)
@@ -73,12 +74,18 @@ def show_cmd(person_id: int, as_json: bool) -> None:
         _dump(p)
         return
     click.echo(f"person {p['person_id']}  {p['name'] or '(no name)'}")
-    click.echo(f"{p['faces']} faces in {p['photos']} photos")
+    click.echo(
+        f"{p['faces']} faces in {p['photos']} photos and {p['video_segments']} video segments"
+    )
     for f in p["face_list"]:
         x, y, w, h = f["box"]
+        where = (
+            f"video {f['video_id']} #{f['segment']} at {f['at_secs']:.1f} s"
+            if f["video_id"]
+            else f"photo {f['photo_id']}"
+        )
         click.echo(
-            f"  face {f['face_id']:>6}  photo {f['photo_id']}  box {x},{y} {w}x{h}  "
-            f"({f['assigned_by'] or '-'})"
+            f"  face {f['face_id']:>6}  {where}  box {x},{y} {w}x{h}  ({f['assigned_by'] or '-'})"
         )
 
 
@@ -167,7 +174,8 @@ def forget_cmd(person_id: int, as_json: bool) -> None:
     else:
         click.echo(
             f"person {done['person_id']} forgotten: {done['faces_forgotten']} face descriptors "
-            f"deleted, {done['photos']} photos untagged"
+            f"deleted, {done['photos']} photos and {done['video_segments']} video segments "
+            "untagged"
         )
 
 

@@ -5,7 +5,8 @@
 A segment's stream entry reuses the photo stream's fields: ``photo_id`` holds the segment
 key ``<video_id>:<n>`` and ``source`` the ``SegmentJob`` as JSON (which blob, which frames),
 so retries and dead letters work exactly as for photos. Tuples carry no pixels: a result is
-the segment's tags and its detections (boxes, scores, and a base64 float32 vector each).
+the segment's tags, its detections (boxes, scores, and a base64 float32 vector each) and a
+face per face track (box, face descriptor, the known person it matched).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from autotag.contract import decode_vector, encode_vector
+from autotag.contract import WIRE, FaceFound, decode_vector, encode_vector
 
 # videos spout -> video bolt; the tuple id is the Redis stream entry id.
 SEGMENT_FIELDS = ["segment_key", "job", "attempt"]
@@ -33,6 +34,7 @@ SEGMENT_RESULT_FIELDS = [
     "stats",
     "reason",
     "attempts",
+    "faces",
 ]
 DONE, FAILED = "done", "failed"
 PERSON, FACE = "person", "face"
@@ -136,6 +138,29 @@ class Detection:
 
 
 @dataclass
+class SegmentFace:
+    """One face track of a segment, by its representative face (the one matched to a known
+    person, else the sharpest): stored in ``faces`` with the segment and time it came from,
+    so a face first seen in a video is clustered and named like a photo's."""
+
+    track: int
+    frame: int
+    secs: float
+    frames: int  # analysed frames the track had a face in
+    face: FaceFound
+
+    def to_list(self) -> list[Any]:
+        (face,) = WIRE["faces"][0]([self.face])
+        return [self.track, self.frame, round(self.secs, 3), self.frames, face]
+
+    @classmethod
+    def from_list(cls, v: Sequence[Any]) -> SegmentFace:
+        track, frame, secs, frames, face = v
+        (found,) = WIRE["faces"][1]([face])
+        return cls(int(track), int(frame), float(secs), int(frames), found)
+
+
+@dataclass
 class SegmentResult:
     """What was found in one segment (tags, detections, counts) or why it failed."""
 
@@ -149,6 +174,7 @@ class SegmentResult:
     stats: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
     attempts: int = 0
+    faces: list[SegmentFace] = field(default_factory=list)
 
     @classmethod
     def failed(
@@ -169,11 +195,14 @@ class SegmentResult:
             dict(self.stats),
             self.reason,
             self.attempts,
+            [f.to_list() for f in self.faces],
         ]
 
     @classmethod
     def from_tuple(cls, values: Sequence[Any]) -> SegmentResult:
-        vid, seg, status, mv, fs, tags, dets, stats, reason, attempts = values
+        # A tuple of a bolt started before faces travelled has no faces field.
+        vid, seg, status, mv, fs, tags, dets, stats, reason, attempts = values[:10]
+        faces = values[10] if len(values) > 10 else None
         return cls(
             video_id=str(vid),
             segment=int(seg),
@@ -185,4 +214,5 @@ class SegmentResult:
             stats=dict(stats or {}),
             reason=reason,
             attempts=int(attempts or 0),
+            faces=[SegmentFace.from_list(f) for f in (faces or [])],
         )

@@ -3,7 +3,9 @@
 Decode the segment's frames (seeking to its first), keep those the sampler picks, and for
 each kept frame: tag it with the active bundle, find people (HOG) and faces (BlazeFace), link the
 boxes into tracks, and embed a crop with the CNN for the first box of each track and then one
-every ``vector_every_secs``. Nothing of the pixels leaves this function. A segment that
+every ``vector_every_secs``. Each face track keeps one face with its descriptor and the known
+person it matched (stored in ``faces`` by the video writer, so people are found in videos
+too). Nothing of the pixels leaves this function. A segment that
 cannot be analysed becomes a failed result with its reason, never an exception, so Storm
 never replays it and the video's other segments never pay for it.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from autotag.contract import FaceFound
 from autotag.errors import AutotagError
 from autotag.pipeline.people_match import PeopleMatcher
 from autotag.pipeline.video_contract import (
@@ -28,6 +31,7 @@ from autotag.pipeline.video_contract import (
     FACE,
     PERSON,
     Detection,
+    SegmentFace,
     SegmentJob,
     SegmentResult,
 )
@@ -84,6 +88,33 @@ class _Tags:
         return [(t, round(self.best[t], 6), self.frames[t]) for t in order]
 
 
+class _FaceTracks:
+    """Per face track: its representative face (one with a descriptor, matched to a known
+    person at the best score, else the sharpest) and how many frames the track had a face."""
+
+    def __init__(self) -> None:
+        self.best: dict[int, SegmentFace] = {}
+        self.frames: dict[int, int] = {}
+
+    @staticmethod
+    def _rank(f: FaceFound) -> tuple[int, float, float]:
+        return (f.person_id is not None, f.person_score or 0.0, f.quality or 0.0)
+
+    def add(self, track: int, frame: int, secs: float, face: FaceFound) -> None:
+        self.frames[track] = self.frames.get(track, 0) + 1
+        if face.embedding is None:
+            return
+        old = self.best.get(track)
+        if old is None or self._rank(face) > self._rank(old.face):
+            self.best[track] = SegmentFace(track, frame, secs, 0, face)
+
+    def faces(self) -> list[SegmentFace]:
+        return [
+            SegmentFace(f.track, f.frame, f.secs, self.frames[t], f.face)
+            for t, f in sorted(self.best.items())
+        ]
+
+
 class VideoAnalyser:
     """Holds the detectors and the crop embedder; ``analyse`` runs one segment.
 
@@ -102,8 +133,9 @@ class VideoAnalyser:
         matcher: PeopleMatcher | None = None,
     ) -> None:
         self.tagger = tagger
-        # Faces of known people (pipeline.people_match): their names become segment tags,
-        # so `autotag search NAME` lists the segments with their times.
+        # Faces of known people (pipeline.people_match): each face track's representative
+        # face is stored with the person it matched (storage.people), whose name the writer
+        # makes a segment tag, so `autotag search NAME` lists the segments with their times.
         self.matcher = matcher
         self.embedder = embedder
         self.blobs = blobs
@@ -142,6 +174,7 @@ class VideoAnalyser:
             stats=stats,
             reason=short,
             attempts=attempts,
+            faces=run.faces.faces(),
         )
 
 
@@ -158,6 +191,7 @@ class _SegmentRun:
         self.vector_every = max(1, round(o.vector_every_secs * job.fps))
         self.last_vector: dict[tuple[str, int], int] = {}
         self.tags = _Tags()
+        self.faces = _FaceTracks()
         self.detections: list[Detection] = []
         self.model_version: str | None = None
         self.decoded = 0
@@ -219,11 +253,17 @@ class _SegmentRun:
                 self.why[f.why] = self.why.get(f.why, 0) + 1
                 # The tagger's faces when its bundle has the detector (the animal-face rule
                 # applied, no second pass); otherwise the analyser's own detector.
+                own = tagger.face is not None
                 scored = (
                     [(Face(*x.box, 1), x.score) for x in r.faces]
-                    if tagger.face is not None
+                    if own
                     else self.a.faces.detect_scored(f.bgr)
                 )
+                # The tagger's faces (with their descriptors) matched to known people, in
+                # the order of the FACE boxes below.
+                matched = list(r.faces)
+                if self.a.matcher is not None and matched:
+                    matched, _ = self.a.matcher.match(matched)
                 found = {
                     PERSON: self.a.people.detect(f.bgr),
                     FACE: [Box(x.x, x.y, x.w, x.h, round(score, 4)) for x, score in scored],
@@ -231,9 +271,11 @@ class _SegmentRun:
                 for kind, boxes in found.items():
                     if boxes:
                         tags[kind] = max(tags.get(kind, 0.0), max(b.score for b in boxes))
-                    for box, track in zip(
-                        boxes, self.trackers[kind].update(f.index, boxes), strict=True
-                    ):
+                    tracks = self.trackers[kind].update(f.index, boxes)
+                    if kind == FACE and own:
+                        for track, ff in zip(tracks, matched, strict=True):
+                            self.faces.add(track, f.index, self.job.secs(f.index), ff)
+                    for box, track in zip(boxes, tracks, strict=True):
                         d = Detection(
                             f.index,
                             self.job.secs(f.index),
@@ -251,10 +293,6 @@ class _SegmentRun:
                             self.last_vector[(kind, track)] = f.index
                             crops.append(crop_square(f.bgr, box))
                             wanting.append(d)
-                if self.a.matcher is not None and r.faces:
-                    _, named = self.a.matcher.match(r.faces)
-                    for t in named:
-                        tags[t.tag] = max(tags.get(t.tag, 0.0), t.score)
                 self.tags.add(list(tags.items()))
             if crops:
                 vectors = l2_normalize(self.a.embedder.extract(crops))

@@ -56,6 +56,7 @@ VIDEO_TABLES: tuple[tuple[str, str], ...] = (
     ("video_segments", "video_id"),
     ("video_segment_tags", "video_id"),
     ("video_detections", "video_id"),
+    ("faces", "video_id"),  # a face per face track of its segments (0014): restored with it
 )
 TABLES = {"photo": PHOTO_TABLES, "video": VIDEO_TABLES}
 CHUNK = 200  # ids per transaction in bulk deletes
@@ -185,13 +186,13 @@ def _segment_blobs_in_trash(conn: psycopg.Connection[Any], ids: Sequence[str]) -
     return [r[0] for r in rows if r[0]]
 
 
-def _people_change(conn: psycopg.Connection[Any], photo_ids: Sequence[str]) -> None:
-    """A photo with a face of a known person leaving or coming back changes the people's
-    references: bump ``people_version`` so the autotag bolts reload them."""
+def _people_change(conn: psycopg.Connection[Any], ids: Sequence[str]) -> None:
+    """A photo or video with a face of a known person leaving or coming back changes the
+    people's references: bump ``people_version`` so the autotag bolts reload them."""
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM faces WHERE photo_id = ANY(%s::text[]) "
-        "AND person_id IS NOT NULL)",
-        (list(photo_ids),),
+        "SELECT EXISTS (SELECT 1 FROM faces WHERE (photo_id = ANY(%s::text[]) "
+        "OR video_id = ANY(%s::text[])) AND person_id IS NOT NULL)",
+        (list(ids), list(ids)),
     ).fetchone()
     if row and row[0]:
         conn.execute("UPDATE people_version SET version = version + 1")
@@ -284,8 +285,7 @@ class Deleter:
             for kind in TABLES:
                 live = [i for i in ids if where.get(i) == (kind, "live")]
                 if live:
-                    if kind == "photo":
-                        _people_change(self.conn, live)
+                    _people_change(self.conn, live)
                     self.conn.execute(_snapshot(kind), (live,))
                     _delete_rows(self.conn, kind, live)
             for i in ids:
@@ -322,8 +322,7 @@ class Deleter:
                 live = [i for i in ids if where.get(i) == (kind, "live")]
                 trashed = [i for i in ids if where.get(i) == (kind, "trash")]
                 if live:
-                    if kind == "photo":
-                        _people_change(self.conn, live)
+                    _people_change(self.conn, live)
                     blobs += _delete_rows(self.conn, kind, live)
                 if kind == "video" and trashed:
                     blobs += _segment_blobs_in_trash(self.conn, trashed)
@@ -368,7 +367,7 @@ class Deleter:
             kind, rows = row
             if kind == "photo":
                 self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_VECTOR_SEQ_LOCK,))
-                rows["faces"] = _faces_now(self.conn, rows.get("faces") or [])
+            rows["faces"] = _faces_now(self.conn, rows.get("faces") or [])
             for table, _key in TABLES[kind]:
                 self.conn.execute(
                     sql.SQL(
@@ -376,9 +375,14 @@ class Deleter:
                     ).format(t=sql.Identifier(table)),
                     (json.dumps(rows.get(table) or []),),
                 )
-            if kind == "photo" and rows.get("faces"):
+            if rows.get("faces"):
                 # Names may have changed while it was in the trash: its person tags follow.
-                people.refresh_person_tags(self.conn, [item_id])
+                segments = sorted(
+                    {(f["video_id"], int(f["segment"])) for f in rows["faces"] if f.get("video_id")}
+                )
+                people.refresh_person_tags(
+                    self.conn, [item_id] if kind == "photo" else [], segments
+                )
                 _people_change(self.conn, [item_id])
         photo = (rows.get("photos") or [{}])[0]
         if kind == "photo" and photo.get("status") == "queued" and self.photo_stream is not None:

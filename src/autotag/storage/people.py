@@ -8,6 +8,12 @@ quality, descriptor, and whose face it is (``person_id``; ``assigned_by`` 'user'
 those rows right, inside the same transaction as every change to who is who, and the DB
 writer calls it for each batch of new faces.
 
+A video's faces are ``faces`` rows too (migration 0014): one per face track of a segment
+(``video_id``, ``segment``, ``track``, ``at_secs``), stored by the video writer
+(``store_segment_faces``); a named person's name is then a ``video_segment_tags`` row of kind
+'person', rebuilt like a photo's person tags, so the same name, merge, remove-face and forget
+reach the segments, and `autotag search NAME` lists them with their times.
+
 Every change to who is who bumps ``people_version``; the autotag bolts poll it and reload the
 people's reference descriptors (``references``). All SQL of people lives here.
 """
@@ -98,6 +104,139 @@ ON CONFLICT (photo_id, model_version, tag) DO NOTHING
 """
 
 
+# A segment's person tags, rebuilt from its faces as a photo's are: a named person's name,
+# scored by their best face, over the frames their face tracks were seen in.
+_DELETE_SEGMENT_PERSON_TAGS = """
+DELETE FROM video_segment_tags t USING unnest(%s::text[], %s::int[]) AS b(video_id, segment)
+WHERE t.video_id = b.video_id AND t.segment = b.segment AND t.kind = 'person'
+"""
+_INSERT_SEGMENT_PERSON_TAGS = """
+INSERT INTO video_segment_tags (video_id, segment, tag, score, frames, model_version, kind)
+SELECT f.video_id, f.segment, pe.name,
+       max(CASE WHEN f.assigned_by = 'user' THEN 1.0 ELSE COALESCE(f.person_score, 0.5) END),
+       sum(COALESCE(f.frames, 1)), s.model_version, 'person'
+FROM unnest(%s::text[], %s::int[]) AS b(video_id, segment)
+JOIN faces f ON f.video_id = b.video_id AND f.segment = b.segment
+JOIN people pe ON pe.person_id = f.person_id
+JOIN video_segments s ON s.video_id = f.video_id AND s.segment = f.segment
+WHERE pe.name IS NOT NULL AND s.model_version IS NOT NULL
+GROUP BY f.video_id, f.segment, pe.name, s.model_version
+ON CONFLICT (video_id, segment, tag) DO NOTHING
+"""
+
+# One face per face track of a segment (the video writer, after the segment's row): a
+# replayed segment finds its tracks again, and a person's decision on a face is kept, as
+# UPSERT_FACE does for photos. Nothing is stored for a segment that is not registered.
+_DELETE_STALE_SEGMENT_FACES = """
+DELETE FROM faces WHERE video_id = %s AND segment = %s AND NOT (track = ANY(%s::int[]))
+"""
+_UPSERT_SEGMENT_FACE = """
+INSERT INTO faces AS f (video_id, segment, track, at_secs, frames, x, y, w, h, score, quality,
+                        embedding, model_version, person_id, assigned_by, person_score)
+SELECT v.video_id, v.segment, v.track, v.at_secs, v.frames, v.x, v.y, v.w, v.h, v.score,
+       v.quality, v.embedding, v.model_version,
+       COALESCE(pe.merged_into, pe.person_id),
+       CASE WHEN pe.person_id IS NOT NULL THEN 'match' END,
+       CASE WHEN pe.person_id IS NOT NULL THEN v.person_score END
+FROM (SELECT %s::text AS video_id, %s::int AS segment, %s::int AS track, %s::real AS at_secs,
+             %s::int AS frames, %s::int AS x, %s::int AS y, %s::int AS w, %s::int AS h,
+             %s::real AS score, %s::real AS quality, %s::real[] AS embedding,
+             %s::text AS model_version, %s::bigint AS person_id, %s::real AS person_score) v
+JOIN video_segments s ON s.video_id = v.video_id AND s.segment = v.segment
+LEFT JOIN people pe ON pe.person_id = v.person_id
+ON CONFLICT (video_id, segment, track) DO UPDATE SET
+    at_secs = EXCLUDED.at_secs,
+    frames = EXCLUDED.frames,
+    x = EXCLUDED.x, y = EXCLUDED.y, w = EXCLUDED.w, h = EXCLUDED.h,
+    score = EXCLUDED.score,
+    quality = EXCLUDED.quality,
+    embedding = CASE WHEN f.forgotten THEN NULL ELSE EXCLUDED.embedding END,
+    model_version = EXCLUDED.model_version,
+    person_id = CASE
+        WHEN f.person_id IS NOT NULL THEN f.person_id
+        WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
+        ELSE EXCLUDED.person_id END,
+    assigned_by = CASE
+        WHEN f.person_id IS NOT NULL THEN f.assigned_by
+        WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
+        ELSE EXCLUDED.assigned_by END,
+    person_score = CASE
+        WHEN f.person_id IS NOT NULL THEN f.person_score
+        WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
+        ELSE EXCLUDED.person_score END
+"""
+
+Segment = tuple[str, int]  # (video_id, segment)
+
+
+@dataclass(frozen=True)
+class TrackFace:
+    """A segment's face track as the video writer stores it (pipeline.video_contract's
+    SegmentFace, flattened to plain values)."""
+
+    track: int
+    at_secs: float
+    frames: int
+    face: FaceFound
+
+
+def _finite(values: Any) -> list[float] | None:
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=np.float32).ravel()
+    if arr.size == 0 or not np.isfinite(arr).all():
+        return None
+    return [float(v) for v in arr]
+
+
+def store_segment_faces(
+    conn: psycopg.Connection[Any], video_id: str, segment: int, faces: Sequence[TrackFace]
+) -> int:
+    """Replace a segment's faces (one per face track with a descriptor) and rebuild its
+    person tags; returns the faces stored. Call inside the writer's transaction."""
+    rows = []
+    for t in faces:
+        x, y, w, h = (int(v) for v in t.face.box)
+        emb = _finite(t.face.embedding)
+        if w <= 0 or h <= 0 or emb is None:
+            continue
+        f = t.face
+        rows.append(
+            (
+                video_id,
+                int(segment),
+                int(t.track),
+                float(t.at_secs),
+                int(t.frames),
+                x,
+                y,
+                w,
+                h,
+                float(f.score),
+                None if f.quality is None else float(f.quality),
+                emb,
+                f.model_version,
+                f.person_id,
+                None if f.person_score is None else float(f.person_score),
+            )
+        )
+    conn.execute(_DELETE_STALE_SEGMENT_FACES, (video_id, int(segment), [r[2] for r in rows]))
+    stored = 0
+    with conn.cursor() as cur:
+        for row in rows:
+            stored += cur.execute(_UPSERT_SEGMENT_FACE, row).rowcount
+    refresh_segment_person_tags(conn, [(video_id, int(segment))])
+    return stored
+
+
+def refresh_segment_person_tags(conn: psycopg.Connection[Any], segments: Sequence[Segment]) -> None:
+    if not segments:
+        return
+    keys = ([v for v, _ in segments], [int(n) for _, n in segments])
+    conn.execute(_DELETE_SEGMENT_PERSON_TAGS, keys)
+    conn.execute(_INSERT_SEGMENT_PERSON_TAGS, keys)
+
+
 def face_rows(photo_id: str, faces: Sequence[FaceFound], embedding: Any) -> list[tuple[Any, ...]]:
     """UPSERT_FACE parameter rows for one photo's faces; ``embedding(values)`` makes the
     binary descriptor parameter (None for a face without one)."""
@@ -130,9 +269,13 @@ def refresh_statements(photo_ids: Sequence[str]) -> list[tuple[str, tuple[Any, .
     return [(_DELETE_PERSON_TAGS, (ids,)), (_INSERT_PERSON_TAGS, (ids,))]
 
 
-def refresh_person_tags(conn: psycopg.Connection[Any], photo_ids: Sequence[str]) -> None:
-    for query, params in refresh_statements(photo_ids):
+def refresh_person_tags(
+    conn: psycopg.Connection[Any], photo_ids: Sequence[str | None], segments: Sequence[Segment] = ()
+) -> None:
+    """Rebuild the person tags of these photos and video segments."""
+    for query, params in refresh_statements([p for p in photo_ids if p is not None]):
         conn.execute(query, params)
+    refresh_segment_person_tags(conn, segments)
 
 
 def _bump(conn: psycopg.Connection[Any]) -> None:
@@ -197,13 +340,15 @@ def references(
 
 
 def list_people(conn: psycopg.Connection[Any], *, named_only: bool = False) -> list[dict[str, Any]]:
-    """Every current person: id, name, faces, photos, a sample face (their best)."""
+    """Every current person: id, name, faces, photos, video segments, a sample face (their
+    best, from a photo when they have one: a crop is cut from a photo's blob)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """
             SELECT pe.person_id, pe.name, pe.created_at,
                    count(f.face_id) AS faces, count(DISTINCT f.photo_id) AS photos,
-                   (array_agg(f.face_id ORDER BY (f.assigned_by = 'user') DESC,
+                   count(DISTINCT f.video_id || ':' || f.segment) AS video_segments,
+                   (array_agg(f.face_id ORDER BY f.photo_id IS NULL, (f.assigned_by = 'user') DESC,
                               f.quality DESC NULLS LAST, f.face_id))[1] AS sample_face
             FROM people pe LEFT JOIN faces f ON f.person_id = pe.person_id
             WHERE pe.merged_into IS NULL AND (NOT %s OR pe.name IS NOT NULL)
@@ -221,6 +366,7 @@ def _person_json(r: dict[str, Any]) -> dict[str, Any]:
         "name": r["name"],
         "faces": int(r["faces"]),
         "photos": int(r["photos"]),
+        "video_segments": int(r["video_segments"]),
         "sample_face": r["sample_face"],
         "created_at": r["created_at"].isoformat() if r["created_at"] else None,
     }
@@ -237,19 +383,23 @@ def _face_json(r: dict[str, Any]) -> dict[str, Any]:
         "quality": None if r["quality"] is None else round(float(r["quality"]), 4),
         "assigned_by": r["assigned_by"],
         "recognisable": bool(r["recognisable"]),
+        # a video's face: the segment and the time in the video it was seen at (else None)
+        "video_id": r["video_id"],
+        "segment": r["segment"],
+        "at_secs": None if r["at_secs"] is None else round(float(r["at_secs"]), 3),
     }
 
 
 _FACE_COLUMNS = """
     f.face_id, f.photo_id, f.person_id, pe.name, f.x, f.y, f.w, f.h, f.score, f.quality,
-    f.assigned_by, f.embedding IS NOT NULL AS recognisable
+    f.assigned_by, f.embedding IS NOT NULL AS recognisable, f.video_id, f.segment, f.at_secs
     FROM faces f LEFT JOIN people pe ON pe.person_id = f.person_id
 """
 
 
 def person(conn: psycopg.Connection[Any], person_id: int) -> dict[str, Any] | None:
-    """One person (a merged id answers for whom it was merged into) with their faces and
-    photos."""
+    """One person (a merged id answers for whom it was merged into) with their faces, photos
+    and video segments."""
     pid = resolve(conn, person_id)
     if pid is None:
         return None
@@ -259,11 +409,16 @@ def person(conn: psycopg.Connection[Any], person_id: int) -> dict[str, Any] | No
     out = found[0]
     with conn.cursor(row_factory=dict_row) as cur:
         faces = cur.execute(
-            f"SELECT {_FACE_COLUMNS} WHERE f.person_id = %s ORDER BY f.photo_id, f.face_id",
+            f"SELECT {_FACE_COLUMNS} WHERE f.person_id = %s "
+            "ORDER BY f.photo_id, f.video_id, f.segment, f.face_id",
             (pid,),
         ).fetchall()
     out["face_list"] = [_face_json(r) for r in faces]
-    out["photo_ids"] = sorted({r["photo_id"] for r in faces})
+    out["photo_ids"] = sorted({r["photo_id"] for r in faces if r["photo_id"] is not None})
+    out["segments"] = [
+        {"video_id": v, "segment": n}
+        for v, n in sorted({(r["video_id"], r["segment"]) for r in faces if r["video_id"]})
+    ]
     return out
 
 
@@ -317,12 +472,44 @@ def resolve(conn: psycopg.Connection[Any], person_id: int) -> int | None:
     return None
 
 
-def _photos_of(conn: psycopg.Connection[Any], person_ids: Sequence[int]) -> list[str]:
+@dataclass
+class _Items:
+    """The photos and video segments some faces are in: whose person tags to rebuild."""
+
+    photos: list[str]
+    segments: list[Segment]
+
+    def __add__(self, other: _Items) -> _Items:
+        return _Items(
+            sorted({*self.photos, *other.photos}), sorted({*self.segments, *other.segments})
+        )
+
+    def refresh(self, conn: psycopg.Connection[Any]) -> None:
+        refresh_person_tags(conn, self.photos, self.segments)
+
+
+def _items(rows: Sequence[Any]) -> _Items:
+    return _Items(
+        sorted({r[0] for r in rows if r[0] is not None}),
+        sorted({(r[1], int(r[2])) for r in rows if r[1] is not None}),
+    )
+
+
+def _items_of(conn: psycopg.Connection[Any], person_ids: Sequence[int]) -> _Items:
     rows = conn.execute(
-        "SELECT DISTINCT photo_id FROM faces WHERE person_id = ANY(%s::bigint[])",
+        "SELECT DISTINCT photo_id, video_id, segment FROM faces "
+        "WHERE person_id = ANY(%s::bigint[])",
         (list(person_ids),),
     ).fetchall()
-    return [r[0] for r in rows]
+    return _items(rows)
+
+
+def _items_of_faces(conn: psycopg.Connection[Any], face_ids: Sequence[int]) -> _Items:
+    rows = conn.execute(
+        "SELECT DISTINCT photo_id, video_id, segment FROM faces WHERE face_id = ANY(%s::bigint[])",
+        (list(face_ids),),
+    ).fetchall()
+    return _items(rows)
 
 
 def clean_name(raw: str) -> str:
@@ -343,7 +530,7 @@ def name_person(conn: psycopg.Connection[Any], person_id: int, name: str) -> int
         if pid is None:
             return None
         conn.execute("UPDATE people SET name = %s WHERE person_id = %s", (name, pid))
-        refresh_person_tags(conn, _photos_of(conn, [pid]))
+        _items_of(conn, [pid]).refresh(conn)
         _bump(conn)
     return pid
 
@@ -355,11 +542,11 @@ def name_face(conn: psycopg.Connection[Any], face_id: int, name: str) -> dict[st
     name = clean_name(name)
     with conn.transaction():
         row = conn.execute(
-            "SELECT person_id, photo_id FROM faces WHERE face_id = %s FOR UPDATE", (face_id,)
+            "SELECT person_id FROM faces WHERE face_id = %s FOR UPDATE", (face_id,)
         ).fetchone()
         if row is None:
             return None
-        pid, photo_id = row
+        pid = row[0]
         created = False
         if pid is None:
             same = conn.execute(
@@ -382,7 +569,7 @@ def name_face(conn: psycopg.Connection[Any], face_id: int, name: str) -> dict[st
             "not_people = array_remove(not_people, %s), forgotten = false WHERE face_id = %s",
             (pid, pid, face_id),
         )
-        refresh_person_tags(conn, [photo_id, *_photos_of(conn, [pid])])
+        (_items_of_faces(conn, [face_id]) + _items_of(conn, [pid])).refresh(conn)
         _bump(conn)
     return {"person_id": pid, "name": name, "face_id": face_id, "created": created}
 
@@ -396,7 +583,7 @@ def merge(conn: psycopg.Connection[Any], person_id: int, other_id: int) -> int |
             return None
         if keep == gone:
             return keep
-        photos = _photos_of(conn, [keep, gone])
+        items = _items_of(conn, [keep, gone])
         conn.execute(
             "UPDATE people SET name = COALESCE(name, (SELECT name FROM people WHERE "
             "person_id = %s)) WHERE person_id = %s",
@@ -405,7 +592,7 @@ def merge(conn: psycopg.Connection[Any], person_id: int, other_id: int) -> int |
         conn.execute("UPDATE people SET merged_into = %s WHERE person_id = %s", (keep, gone))
         conn.execute("UPDATE people SET merged_into = %s WHERE merged_into = %s", (keep, gone))
         conn.execute("UPDATE faces SET person_id = %s WHERE person_id = %s", (keep, gone))
-        refresh_person_tags(conn, photos)
+        items.refresh(conn)
         _bump(conn)
     return keep
 
@@ -414,18 +601,18 @@ def remove_face(conn: psycopg.Connection[Any], face_id: int) -> dict[str, Any] |
     """This face is not its person: unassigned, and never given to them again."""
     with conn.transaction():
         row = conn.execute(
-            "SELECT person_id, photo_id FROM faces WHERE face_id = %s FOR UPDATE", (face_id,)
+            "SELECT person_id FROM faces WHERE face_id = %s FOR UPDATE", (face_id,)
         ).fetchone()
         if row is None:
             return None
-        pid, photo_id = row
+        pid = row[0]
         if pid is not None:
             conn.execute(
                 "UPDATE faces SET not_people = array_append(not_people, person_id), "
                 "person_id = NULL, assigned_by = NULL, person_score = NULL WHERE face_id = %s",
                 (face_id,),
             )
-            refresh_person_tags(conn, [photo_id])
+            _items_of_faces(conn, [face_id]).refresh(conn)
             _bump(conn)
     return {"face_id": face_id, "removed_from": pid}
 
@@ -444,7 +631,7 @@ def forget(conn: psycopg.Connection[Any], person_id: int) -> dict[str, Any] | No
                 (pid, pid),
             ).fetchall()
         ]
-        photos = _photos_of(conn, ids)
+        items = _items_of(conn, ids)
         n = conn.execute(
             "UPDATE faces SET embedding = NULL, forgotten = true, person_id = NULL, "
             "assigned_by = NULL, person_score = NULL WHERE person_id = ANY(%s::bigint[])",
@@ -456,9 +643,14 @@ def forget(conn: psycopg.Connection[Any], person_id: int) -> dict[str, Any] | No
             (ids,),
         )
         conn.execute("DELETE FROM people WHERE person_id = ANY(%s::bigint[])", (ids,))
-        refresh_person_tags(conn, photos)
+        items.refresh(conn)
         _bump(conn)
-    return {"person_id": pid, "faces_forgotten": n, "photos": len(photos)}
+    return {
+        "person_id": pid,
+        "faces_forgotten": n,
+        "photos": len(items.photos),
+        "video_segments": len(items.segments),
+    }
 
 
 def embeddings_of(conn: psycopg.Connection[Any], person_id: int) -> np.ndarray:
@@ -513,7 +705,6 @@ def assign(
     """Store a clustering: ``to_known`` (face, person, score) joins known people;
     each of ``new_groups`` (face ids) becomes a new unnamed person. Faces assigned meanwhile
     (or refused for that person) are left alone."""
-    joined_photos: list[str] = []
     with conn.transaction():
         joined = 0
         for face_id, pid, score in to_known:
@@ -537,13 +728,6 @@ def assign(
             else:
                 conn.execute("DELETE FROM people WHERE person_id = %s", (row[0],))
         if joined:
-            joined_photos = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT DISTINCT photo_id FROM faces WHERE face_id = ANY(%s::bigint[])",
-                    ([f for f, _, _ in to_known],),
-                ).fetchall()
-            ]
-            refresh_person_tags(conn, joined_photos)
+            _items_of_faces(conn, [f for f, _, _ in to_known]).refresh(conn)
         _bump(conn)
     return {"joined_known": joined, "new_people": created}

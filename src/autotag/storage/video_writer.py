@@ -1,7 +1,8 @@
 """The video writer's batched, idempotent writes of segment results.
 
-A batch is one transaction: each segment's row is updated, its detections and tags replaced
-(so a replayed segment never duplicates anything), and its video's status settled from its
+A batch is one transaction: each segment's row is updated, its detections, tags and faces
+replaced (so a replayed segment never duplicates anything; a face a person named keeps its
+name, ``storage.people.store_segment_faces``), and its video's status settled from its
 segments. A result the database refuses as data is stored instead as a failed segment with
 the reason, so one bad result cannot make Storm replay a batch forever.
 """
@@ -17,7 +18,8 @@ import numpy as np
 import psycopg
 
 from autotag.config import ServiceSettings
-from autotag.storage import videos
+from autotag.contract import FaceFound
+from autotag.storage import people, videos
 from autotag.storage.database import connect, first_line
 from autotag.storage.writer import DELETE_LOCK, is_transient
 
@@ -35,6 +37,19 @@ class StorableDetection(Protocol):
     score: float
     track: int
     vector: np.ndarray | None
+
+
+class StorableFace(Protocol):
+    """A segment's face track (``pipeline.video_contract.SegmentFace``)."""
+
+    @property
+    def track(self) -> int: ...
+    @property
+    def secs(self) -> float: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def face(self) -> FaceFound: ...
 
 
 class StorableSegment(Protocol):
@@ -61,6 +76,8 @@ class StorableSegment(Protocol):
     def reason(self) -> str | None: ...
     @property
     def attempts(self) -> int: ...
+    @property
+    def faces(self) -> Sequence[StorableFace]: ...
 
 
 def _literal(v: np.ndarray | None) -> str | None:
@@ -174,6 +191,14 @@ def _write_one(conn: psycopg.Connection[Any], r: StorableSegment) -> None:
                 "frames": [n for _, n in best.values()],
             },
         )
+    # Its faces (one per face track) join the people's faces; the names of the known people
+    # among them become the segment's person tags.
+    people.store_segment_faces(
+        conn,
+        r.video_id,
+        int(r.segment),
+        [people.TrackFace(f.track, f.secs, f.frames, f.face) for f in r.faces],
+    )
 
 
 def _write(conn: psycopg.Connection[Any], batch: Sequence[StorableSegment]) -> None:
@@ -240,6 +265,7 @@ class _Failed:
     feature_set: str | None = None
     tags: Sequence[tuple[str, float, int]] = ()
     detections: Sequence[StorableDetection] = ()
+    faces: Sequence[StorableFace] = ()
 
     def __init__(self, video_id: str, segment: int, reason: str, attempts: int) -> None:
         self.video_id = video_id

@@ -141,6 +141,9 @@ def _crop(state: WebState, face_id: int) -> bytes:
         found = store.face(conn, face_id)
     if found is None:
         raise HTTPException(404, f"no face {face_id}")
+    if found["photo_id"] is None:
+        # A video's face: no frame is kept, and decoding one per request is not done here.
+        raise HTTPException(404, f"face {face_id} is from a video (no picture kept)")
     limits = state.settings.limits
     try:
         x, y, w, h = found["box"]
