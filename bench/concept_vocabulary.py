@@ -99,51 +99,95 @@ def _tags(probs: np.ndarray, names: list[str], thr: np.ndarray, detected) -> lis
     ]
 
 
-def _summary(photos, tags: list[set[str]], judged_words: set[str]) -> dict[str, Any]:
-    from autotag.learning import concept_evaluation as ce
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
 
-    judged = [t & judged_words for t in tags]
-    r = ce.report(photos, judged)
+
+def _summary(photos, tags: list[set[str]], known: set[str]) -> dict[str, Any]:
+    """Tags judged by the labels (a word they know for every photo, ``known``, or one
+    judged for that photo) are right or wrong; the others are counted apart as unjudged.
+    Recall only where the labels give the whole truth: ``known`` words, indoor, outdoor."""
+    from autotag.learning.concept_evaluation import SCENE_TAGS
+
+    whole = known | set(SCENE_TAGS)
+    per: dict[str, dict[str, int]] = {}
+    judged = wrong = unjudged = both = hits = with_category = 0
+    for photo, got in zip(photos, tags, strict=True):
+        for word in got | (photo.must & whole):
+            c = per.setdefault(word, {"tp": 0, "fp": 0, "fn": 0, "unjudged": 0})
+            if word in got and word not in whole and word not in photo.judged:
+                c["unjudged"] += 1
+                unjudged += 1
+            elif word in got and word in photo.right:
+                c["tp"] += 1
+                judged += 1
+            elif word in got:
+                c["fp"] += 1
+                judged += 1
+                wrong += 1
+            else:
+                c["fn"] += 1
+        both += set(SCENE_TAGS) <= got
+        if photo.category:
+            with_category += 1
+            hits += photo.category in got
     n = len(photos)
-    unjudged = sum(len(t - judged_words) for t in tags)
     total = sum(len(t) for t in tags)
     return {
         "photos": n,
         "tags_per_photo": round(total / n, 3) if n else None,
-        "no_tag_share": round(sum(not t for t in tags) / n, 4) if n else None,
-        "judged_tags": r["concept_tags"],
-        "judged_wrong": r["wrong_tags"],
-        "judged_wrong_share": r["wrong_share"],
+        "no_tag_share": _ratio(sum(not t for t in tags), n),
+        "judged_tags": judged,
+        "judged_wrong": wrong,
+        "wrong_share": _ratio(wrong, judged),
         "unjudged_tags": unjudged,
-        "strict_wrong_share": round((r["wrong_tags"] + unjudged) / total, 4) if total else None,
-        "category_word_share": r["category_word_share"],
-        "per_concept": r["per_concept"],
+        "strict_wrong_share": _ratio(wrong + unjudged, total),
+        "category_word_share": _ratio(hits, with_category),
+        "indoor_and_outdoor": both,
+        "per_concept": {
+            w: {
+                **c,
+                "precision": _ratio(c["tp"], c["tp"] + c["fp"]),
+                "recall": _ratio(c["tp"], c["tp"] + c["fn"]) if w in whole else None,
+            }
+            for w, c in sorted(per.items())
+        },
     }
 
 
-def labelled(before: Path | None) -> dict[str, Any]:
-    """Before/after concept tags on the development photos and Tux Paint's photo stamps."""
+def labelled(before: Path | None, vocabulary: Path) -> dict[str, Any]:
+    """Concept tags on the development photos and Tux Paint's photo stamps: the older
+    vocabulary (``before``), ``vocabulary`` at its own thresholds, and the same at one global
+    0.55; and the per-concept thresholds the development photos alone would choose."""
     from autotag.config import load_settings
     from autotag.learning import concept_evaluation as ce
     from autotag.pipeline.tag_step import load_tagger
     from autotag.vision.concepts import build_concepts, read_vocabulary
-    from autotag.vision.imagenet import imagenet_synsets
+    from autotag.vision.decode import decode, network_view
+    from autotag.vision.imagenet import imagenet_class_names, imagenet_synsets
     from autotag.vision.wordnet import WordNet
 
     s = load_settings()
     tagger = load_tagger(s.tagging, s.limits)
     bundle = tagger.bundle
-    old = None
+    synsets = imagenet_synsets()
+    if list(bundle.classes[: len(synsets)]) != imagenet_class_names():
+        raise SystemExit(f"bundle {bundle.id} does not start with ImageNet's 1,000 classes")
+    wordnet = WordNet.load()
+    vocabs: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
     if before is not None:
-        specs = read_vocabulary(before)
-        concepts, M, thr = build_concepts(specs, imagenet_synsets(), WordNet.load())
-        old = ([c.tag for c in concepts], M, thr)
-    out: dict[str, Any] = {"bundle": bundle.id}
-    from autotag.vision.decode import decode, network_view
-
-    sets = (("development", ce.dev_photos()), ("tuxpaint", ce.tuxpaint_photo_stamps()))
+        concepts, M, thr = build_concepts(read_vocabulary(before), synsets, wordnet)
+        vocabs["before"] = ([c.tag for c in concepts], M, thr)
+    concepts, M, thr = build_concepts(read_vocabulary(vocabulary), synsets, wordnet)
+    vocabs["after"] = ([c.tag for c in concepts], M, thr)
+    vocabs["after_global"] = ([c.tag for c in concepts], M, np.full_like(thr, 0.55))
+    out: dict[str, Any] = {"bundle": bundle.id, "vocabulary": str(vocabulary)}
+    sets = (
+        ("development", ce.dev_photos()),
+        ("tuxpaint", ce.tuxpaint_photo_stamps()),
+    )
     for name, photos in sets:
-        new_p, old_p, detected = [], [], []
+        leaf_p, detected = [], []
         for start in range(0, len(photos), 16):
             decoded = [
                 decode(p.read_bytes(), ce._LIMITS, min_side=tagger.min_side)
@@ -151,26 +195,22 @@ def labelled(before: Path | None) -> dict[str, Any]:
             ]
             P = bundle.score(tagger.features.extract([network_view(d) for d in decoded]))
             C = bundle.concept_scores(P)
-            new_p.append(C)
-            if old is not None:
-                old_p.append(P @ old[1].T)
+            leaf_p.append(P[:, : len(synsets)])
             detected += [
                 {t for t, _ in tagger.face_tags(d.bgr, r)} for d, r in zip(decoded, C, strict=True)
             ]
-        judged_words = {w for p in photos for w in p.right}  # the labels' own words
-        if old is not None:
-            judged_words |= set(old[0])
-        names = [c.tag for c in bundle.concepts]
-        thr = np.asarray(bundle.concept_thresholds)
-        result = {
-            "after": _summary(
-                photos, _tags(np.concatenate(new_p), names, thr, detected), judged_words
-            )
-        }
-        if old is not None:
-            result["before"] = _summary(
-                photos, _tags(np.concatenate(old_p), old[0], old[2], detected), judged_words
-            )
+        P = np.concatenate(leaf_p)
+        judged = ce.with_judgements(photos, name)
+        known = {w for p in photos for w in p.right}  # the labels' own words
+        if "before" in vocabs:
+            known |= set(vocabs["before"][0])
+        result: dict[str, Any] = {}
+        for when, (names, M, thr) in vocabs.items():
+            result[when] = _summary(judged, _tags(P @ M.T, names, thr, detected), known)
+        if name == "development":
+            names, M, thr = vocabs["after"]
+            scores = ce.ConceptScores(names, thr, P @ M.T, detected)
+            result["chosen_thresholds"] = ce.choose_concept_thresholds(judged, scores, known)
         out[name] = result
     return out
 
@@ -178,6 +218,12 @@ def labelled(before: Path | None) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--before", type=Path, help="an older concepts.tsv to compare with")
+    ap.add_argument(
+        "--vocabulary",
+        type=Path,
+        default=None,
+        help="the concepts.tsv to measure (default: the one in the source tree)",
+    )
     ap.add_argument("--words-only", action="store_true", help="only the PhotoPrism table")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -190,7 +236,9 @@ def main() -> None:
     rows = word_table(manifest)
     result: dict[str, Any] = {"words": rows}
     if not args.words_only:
-        result["labelled"] = labelled(args.before)
+        from autotag.vision.concepts import VOCABULARY_FILE
+
+        result["labelled"] = labelled(args.before, args.vocabulary or VOCABULARY_FILE)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -204,22 +252,34 @@ def main() -> None:
         more = f" … +{len(r['tags']) - 6}" if len(r["tags"]) > 6 else ""
         print(f"| {r['word']} | {r['finds']} | {tags}{more} |")
     for name, res in (result.get("labelled") or {}).items():
-        if name == "bundle":
+        if name in ("bundle", "vocabulary"):
             continue
-        for when in ("before", "after"):
+        for when in ("before", "after_global", "after"):
             if when not in res:
                 continue
             x = res[when]
             print(
                 f"{name} {when}: {x['photos']} photos, tags/photo {x['tags_per_photo']}, "
                 f"no tag {x['no_tag_share']}, judged tags {x['judged_tags']} wrong "
-                f"{x['judged_wrong']} ({x['judged_wrong_share']}), unjudged {x['unjudged_tags']}, "
+                f"{x['judged_wrong']} ({x['wrong_share']}), unjudged {x['unjudged_tags']}, "
                 f"strict wrong share {x['strict_wrong_share']}, category word "
-                f"{x['category_word_share']}"
+                f"{x['category_word_share']}, indoor+outdoor on one photo "
+                f"{x['indoor_and_outdoor']}"
             )
-        print(f"  {name} per concept (after): concept tp fp fn precision recall")
+        print(f"  {name} per concept, at the vocabulary's thresholds (at 0.55 in brackets):")
+        print("    concept tp fp fn unjudged precision recall")
+        glob = res["after_global"]["per_concept"]
         for w, c in res["after"]["per_concept"].items():
-            print(f"    {w} {c['tp']} {c['fp']} {c['fn']} {c['precision']} {c['recall']}")
+            g = glob.get(w, {"precision": None, "recall": None})
+            print(
+                f"    {w} {c['tp']} {c['fp']} {c['fn']} {c['unjudged']} {c['precision']} "
+                f"({g['precision']}) {c['recall']} ({g['recall']})"
+            )
+        for w, c in (res.get("chosen_thresholds") or {}).items():
+            print(
+                f"  chosen on {name}: {w} threshold {c['threshold']} "
+                f"(judged {c['judged']}, precision {c['precision']})"
+            )
 
 
 if __name__ == "__main__":

@@ -93,3 +93,39 @@ def test_stored_concepts_name_their_leaf(
             assert info.kinds[first][0] == "concept"  # concepts are listed first
             kind, via = info.kinds["dog"]
             assert kind == "concept" and via in dict(info.tags)
+
+
+EQUINES = TUXPAINT_STAMPS / "animals/mammals/equines"
+NOT_HORSES = [
+    EQUINES / "zebra.png",
+    EQUINES / "donkey.png",
+    TUXPAINT_STAMPS / "animals/mammals/bovines/cow.png",
+]
+
+
+@pytest.fixture(scope="module")
+def horse_uploads(autotagger: Settings, uploaded: dict[str, set[str]]) -> tuple[str, set[str]]:
+    """Tux Paint's horse photo stamp and its nearest neighbours (a zebra, a donkey, a cow),
+    tagged by the topology: (the horse's id, the others' ids)."""
+    paths = [EQUINES / "horse.png", *NOT_HORSES]
+    records = intake.upload([str(p) for p in paths], new_intake(autotagger), force=True)
+    ids = [r.photo_id for r in records]
+    assert all(ids) and len(set(ids)) == len(paths), records
+    status = _wait_settled(autotagger, [i for i in ids if i], 300)
+    assert set(status.values()) == {"tagged"}, status
+    horse, *others = (i for i in ids if i)
+    return horse, set(others) | {i for g in uploaded.values() for i in g}
+
+
+@pytest.mark.parametrize("word", ["horse", "horses", "pony"])
+def test_search_horse_finds_the_horse_and_no_other_animal(
+    horse_uploads: tuple[str, set[str]], word: str
+) -> None:
+    """ImageNet's one horse class is 'sorrel': a user typing horse (or a plural, or a
+    synonym) finds the horse photo by the horse concept, and not the zebra, the donkey, the
+    cow, the dogs, the cat or the vehicles uploaded with it."""
+    horse, others = horse_uploads
+    hits = {h["photo_id"]: h for h in _search(word)}
+    assert horse in hits, f"{word}: the horse stamp is not found"
+    assert not hits.keys() & others, f"{word}: also finds {sorted(hits.keys() & others)}"
+    assert any(m["tag"] == "horse" and m["kind"] == "concept" for m in hits[horse]["matches"])

@@ -71,3 +71,41 @@ def test_development_photos_read_gcompris_photos_from_its_resource_files() -> No
     assert fish.must == {"fish", "animal"} and fish.right == {"fish", "animal", "food"}
     assert by_name["gcompris/categorization/images/tools/hammer2.webp"].must == {"tool"}
     assert by_name["gcompris/erase/kitten.webp"].must == {"cat", "mammal", "animal"}
+
+
+def test_per_concept_thresholds_use_judged_tags_only() -> None:
+    """dog is known on every photo; pet only where judged (the unjudged 0.95 "pet" on photo
+    x does not count); cat has too few judged tags to get a threshold of its own."""
+    photos = [
+        ce.LabeledPhoto(str(i), P, frozenset({"dog", "pet"}), judged=frozenset({"pet"}))
+        for i in range(10)
+    ]
+    photos.append(ce.LabeledPhoto("w", P, frozenset(), judged=frozenset({"pet"})))
+    photos.append(ce.LabeledPhoto("x", P, frozenset()))
+    dog = [0.9] * 10 + [0.52, 0.47]  # wrong dogs at 0.52 and 0.47
+    pet = [0.9] * 9 + [0.4, 0.85, 0.95]  # a wrong, judged pet at 0.85; x's is unjudged
+    cat = [0.0] * 11 + [0.9]
+    probs = np.array([dog, pet, cat], np.float32).T
+    scores = ce.ConceptScores(["dog", "pet", "cat"], np.full(3, 0.55), probs, [set()] * 12)
+    chosen = ce.choose_concept_thresholds(photos, scores, known={"dog", "cat"}, min_judged=10)
+    assert chosen["dog"] == {"judged": 12, "threshold": 0.5, "precision": 0.9091}
+    assert chosen["pet"]["judged"] == 11 and chosen["pet"]["threshold"] == 0.3
+    assert chosen["pet"]["precision"] == pytest.approx(10 / 11, abs=1e-4)
+    assert "cat" not in chosen
+
+
+def test_judged_tags_and_scenes_extend_the_labels() -> None:
+    """Every photo of both sets has a scene; judged-right tags become right, the scene a
+    required word (so indoor and outdoor get a recall), judged-wrong tags stay wrong."""
+    dev = {p.name: p for p in ce.with_judgements(ce.dev_photos(), "development")}
+    coffee = dev["skimage/coffee.png"]
+    assert {"coffee", "indoor"} <= coffee.right and "indoor" in coffee.must
+    assert {"coffee", "indoor", "outdoor"} <= coffee.judged
+    moon = dev["skimage/moon.png"]
+    assert "worm" in moon.judged and "worm" not in moon.right  # the nematode leaf
+    assert not moon.must & set(ce.SCENE_TAGS)
+    stamps = ce.tuxpaint_photo_stamps()
+    if stamps:
+        tux = {p.name: p for p in ce.with_judgements(stamps, "tuxpaint")}
+        horse = tux["animals/mammals/equines/horse.png"]
+        assert "horse" in horse.right and not horse.right & set(ce.SCENE_TAGS)

@@ -19,7 +19,7 @@ their tags, and the share of concept tags that are wrong.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,11 @@ from autotag.vision.decode import DecodeLimits, decode, network_view
 from autotag.vision.tagger import Tagger
 
 DEV_LABELS = Path(__file__).with_name("concept_dev_labels.tsv")
+# The 253-concept vocabulary's words the labels above do not use, judged tag by tag, and
+# every photo's scene (the truth for indoor and outdoor): see the files' headers.
+TAG_JUDGEMENTS = Path(__file__).with_name("concept_tag_judgements.tsv")
+SCENE_LABELS = Path(__file__).with_name("concept_scene_labels.tsv")
+SCENE_TAGS = ("indoor", "outdoor")
 GCOMPRIS_RCC = Path("/usr/share/gcompris-qt/rcc")
 TARGET_PRECISION = 0.9
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(2, 20))
@@ -93,6 +98,7 @@ class LabeledPhoto:
     category: str | None = None
     required: frozenset[str] | None = None  # None: every right word
     member: str | None = None  # a file inside the Qt resource bundle ``path``
+    judged: frozenset[str] = frozenset()  # words judged one by one for it, right or wrong
 
     @property
     def must(self) -> frozenset[str]:
@@ -169,6 +175,56 @@ def tuxpaint_photo_stamps(root: Path = TUXPAINT_STAMPS) -> list[LabeledPhoto]:
             word, implied, maybe = cat
             required = frozenset((word, *implied))
             out.append(LabeledPhoto(rel, p, required | frozenset(maybe), word, required))
+    return out
+
+
+def _label_rows(path: Path, columns: int) -> list[list[str]]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith(("#", "set\t")):
+            continue
+        cells = line.split("\t")
+        if len(cells) != columns:
+            raise AutotagError(f"{path.name}:{n}: expected {columns} tab-separated cells")
+        rows.append(cells)
+    return rows
+
+
+def with_judgements(
+    photos: Sequence[LabeledPhoto],
+    set_name: str,
+    judgements: Path = TAG_JUDGEMENTS,
+    scenes: Path = SCENE_LABELS,
+) -> list[LabeledPhoto]:
+    """The photos of ``set_name`` ("development" or "tuxpaint") with the tags judged right
+    added to ``right`` and their scene (indoor/outdoor) to ``right`` and ``required``, so
+    that indoor and outdoor get a recall; ``judged`` lists every word judged for a photo, so
+    that a new-vocabulary tag nobody judged can be told from a wrong one. Every photo must
+    have a scene: a set that grew needs its new photos looked at."""
+    yes: dict[str, set[str]] = {}
+    seen: dict[str, set[str]] = {}
+    for s, photo, tag, right in _label_rows(judgements, 4):
+        if s == set_name:
+            if right not in ("yes", "no"):
+                raise AutotagError(f"{judgements.name}: {photo} {tag}: right must be yes or no")
+            seen.setdefault(photo, set()).add(tag)
+            if right == "yes":
+                yes.setdefault(photo, set()).add(tag)
+    scene = {p: sc for s, p, sc in _label_rows(scenes, 3) if s == set_name}
+    missing = [p.name for p in photos if p.name not in scene]
+    if missing:
+        raise AutotagError(f"{scenes.name}: no scene for {len(missing)} photos ({missing[:3]})")
+    out = []
+    for p in photos:
+        where = frozenset({scene[p.name]} & set(SCENE_TAGS))
+        out.append(
+            replace(
+                p,
+                right=p.right | frozenset(yes.get(p.name, ())) | where,
+                required=p.must | where,
+                judged=frozenset(seen.get(p.name, ())) | frozenset(SCENE_TAGS),
+            )
+        )
     return out
 
 
@@ -290,3 +346,42 @@ def choose_threshold(
         )
     ok = [row["threshold"] for row in table if (row["precision"] or 0.0) >= target]
     return (min(ok) if ok else None), table
+
+
+JUDGED_FLOOR = 0.3  # the new-vocabulary tags were judged down to this probability
+CONCEPT_GRID = tuple(round(0.05 * i, 2) for i in range(6, 20))  # 0.3 … 0.95
+MIN_JUDGED = 10
+
+
+def choose_concept_thresholds(
+    photos: Sequence[LabeledPhoto],
+    scores: ConceptScores,
+    known: set[str],
+    target: float = TARGET_PRECISION,
+    min_judged: int = MIN_JUDGED,
+    grid: Sequence[float] = CONCEPT_GRID,
+) -> dict[str, dict[str, Any]]:
+    """Per concept with at least ``min_judged`` judged tags at the grid's lowest value: the
+    lowest grid threshold whose judged tags on ``photos`` reach ``target`` precision
+    (``None`` if none does). A tag is judged when its word is one the labels know for every
+    photo (``known``) or was judged for that photo (``LabeledPhoto.judged``); unjudged tags
+    are left out, so a concept is tuned only on evidence."""
+    out: dict[str, dict[str, Any]] = {}
+    for c, word in enumerate(scores.concepts):
+        rows = [
+            (float(scores.probs[i, c]), word in p.right)
+            for i, p in enumerate(photos)
+            if (word in known or word in p.judged) and scores.probs[i, c] >= grid[0]
+        ]
+        if len(rows) < min_judged:
+            continue
+        p = np.array([r[0] for r in rows])
+        right = np.array([r[1] for r in rows])
+        chosen, precision = None, None
+        for t in grid:
+            sel = p >= t
+            if sel.any() and right[sel].mean() >= target:
+                chosen, precision = t, round(float(right[sel].mean()), 4)
+                break
+        out[word] = {"judged": len(rows), "threshold": chosen, "precision": precision}
+    return out
