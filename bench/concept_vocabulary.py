@@ -1,17 +1,20 @@
 """The concept vocabulary, measured: what each of PhotoPrism's 257 label words finds in
 ``autotag search`` now, and the concept tags on the labelled real photos before and after.
 
-Runs on the active bundle (``autotag models init-default`` builds it from
-``src/autotag/vision/concepts.tsv``) and, for "before", on the concepts of an older
-vocabulary file (``--before``: e.g. ``git show 21ad769:src/autotag/vision/concepts.tsv``)
-over the same class probabilities: one forward pass per photo serves both.
+The word table reads the active bundle (``autotag models init-default`` builds it from
+``src/autotag/vision/concepts.tsv``). The labelled photos get one forward pass each through
+the active bundle's ImageNet leaves; the concepts over those leaf probabilities come from
+the vocabulary file (``--vocabulary``, default the source tree's, so an edited threshold is
+measured without rebuilding a bundle) and, for "before", from an older one (``--before``:
+e.g. ``git show 4bdf5c0:src/autotag/vision/concepts.tsv``, the 59 concepts).
 
 Labels: the development photos (``concept_dev_labels.tsv``) and Tux Paint's photo stamps
-were labelled with the words of the 59-concept vocabulary. A concept tag is *judged* when
-its word is one those labels use (right if listed, wrong if not) and *unjudged* otherwise
-(a new concept such as ``retriever`` or ``indoor`` on a dog photo: no label says yes or
-no); both counts are printed, and the strict wrong share (every unjudged tag counted wrong)
-too.
+were labelled with the words of the 59-concept vocabulary; the newer words' tags (given at
+probability 0.3 or more) were judged one by one (``concept_tag_judgements.tsv``) and every
+photo has a scene, the truth for indoor and outdoor (``concept_scene_labels.tsv``). A tag
+nobody judged is counted apart as unjudged. Printed for the older vocabulary, the new one at
+its own thresholds and at one global 0.55, and the per-concept thresholds the development
+photos alone choose (``concept_evaluation.choose_concept_thresholds``).
 
     python bench/concept_vocabulary.py --before /tmp/old-concepts.tsv [--json]
 """

@@ -11,6 +11,10 @@ Two labelled sets, kept apart:
   held-out evaluation nobody tunes on: each category folder maps to its everyday word
   (``animals/birds`` → bird) and the other words also right for it (animal).
 
+The 253-concept vocabulary's newer words are judged tag by tag (``TAG_JUDGEMENTS``) and
+every photo has a scene (``SCENE_LABELS``): ``with_judgements`` adds them, and
+``choose_concept_thresholds`` picks a threshold per concept that has the evidence.
+
 A concept tag is right when its word is in the photo's set, wrong otherwise. Reported per
 concept (precision, recall) and overall: the share of photos whose category word is among
 their tags, and the share of concept tags that are wrong.
