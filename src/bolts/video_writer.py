@@ -9,8 +9,10 @@ from __future__ import annotations
 from streamparse import Bolt
 
 from autotag.config import settings
+from autotag.pipeline.auto_cluster import AutoClusterer
 from autotag.pipeline.batcher import ResultBatcher
 from autotag.pipeline.video_contract import SegmentResult
+from autotag.storage import database
 from autotag.storage.video_writer import SegmentWriter
 
 
@@ -28,10 +30,23 @@ class VideoWriterBolt(Bolt):
             fail=self.fail,
             max_retries=s.writer.db_max_retries,
         )
+        # A video's faces nobody is known for are clustered by themselves after enough new
+        # ones, as the DB writer does for photos' (one run at a time on the whole cluster).
+        t = s.tagging
+        self.auto_cluster = AutoClusterer(
+            lambda: database.connect(s.services, migrate_schema=False),
+            t.face_cluster_after if t.face_recognition else 0,
+            match_distance=t.face_match_distance,
+            cluster_distance=t.face_cluster_distance,
+            min_faces=t.face_cluster_min_faces,
+        )
 
     def process(self, tup) -> None:
-        self.batcher.add(SegmentResult.from_tuple(tup.values), tup)
+        result = SegmentResult.from_tuple(tup.values)
+        self.auto_cluster.saw([f.face for f in result.faces])
+        self.batcher.add(result, tup)
 
     def process_tick(self, tup) -> None:
         if self.batcher.due() or self.batcher.retry_at:
             self.batcher.flush()
+            self.auto_cluster.maybe_run()

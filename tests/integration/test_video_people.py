@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from autotag.config import Settings
 from autotag.contract import FaceFound, PhotoResult, Tag
@@ -33,7 +34,7 @@ from autotag.vision.faces import FaceDetector
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.people_index import PeopleIndex
 from tests.cli import autotag
-from tests.integration.test_deletion import traces
+from tests.integration.test_deletion import clients, del_settings, traces  # noqa: F401
 
 pytestmark = pytest.mark.services
 
@@ -214,9 +215,13 @@ def test_a_named_person_is_named_in_video_segments(
 
 
 def test_faces_first_seen_in_a_video_are_clustered_named_and_searched(
-    services: Settings, default_bundle: str, tmp_path: Path
+    services: Settings,
+    default_bundle: str,
+    tmp_path: Path,
+    clients: tuple[TestClient, TestClient],  # noqa: F811 - test_deletion's web app
 ) -> None:
     s = services
+    client, _ = clients
     # Person D (img18, img19: in no other test) in three segments, E (img24) in the fourth.
     scenes = [_frame("img18.jpg"), _frame("img19.jpg"), _frame("img18.jpg", mirrored=True)]
     video_id = _analyse_and_store(s, tmp_path, [*scenes, _frame("img24.jpg")])
@@ -246,6 +251,13 @@ def test_faces_first_seen_in_a_video_are_clustered_named_and_searched(
     assert named["person_id"] == d
     want = {0: (0.0, 3.0), 1: (3.0, 6.0), 2: (6.0, 9.0)}
     assert _segments_found(s, video_id, name) == want
+    # The HTTP API and the web page alike: the segments under the name, the person's page
+    # linking their video faces (no crop: no frame is kept).
+    api = client.get(f"/tags/{name}").json()["segments"]
+    assert sorted(g["segment"] for g in api if g["video_id"] == video_id) == [0, 1, 2]
+    page = client.get(f"/people/{d}")
+    assert page.status_code == 200 and f"/videos/{video_id}" in page.text
+    assert client.get(f"/faces/{faces[0]['face_id']}/crop").status_code == 404
 
     # Renamed: the new name finds the segments at once, the old one nothing.
     new = "Dora " + uuid.uuid4().hex[:8]
