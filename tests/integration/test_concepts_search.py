@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from autotag.config import Settings
 from autotag.learning.samples import TUXPAINT_STAMPS, package_photos
 from autotag.pipeline import intake
 from autotag.storage import database, lookups
-from tests.cli import new_intake
+from tests.cli import autotag, new_intake, wait_model
 from tests.integration.test_pipeline import _wait_settled
 
 pytestmark = pytest.mark.cluster
@@ -129,3 +130,39 @@ def test_search_horse_finds_the_horse_and_no_other_animal(
     assert horse in hits, f"{word}: the horse stamp is not found"
     assert not hits.keys() & others, f"{word}: also finds {sorted(hits.keys() & others)}"
     assert any(m["tag"] == "horse" and m["kind"] == "concept" for m in hits[horse]["matches"])
+
+
+def test_retag_moves_a_photo_to_the_new_vocabulary(
+    autotagger: Settings, restore_default: str, tmp_path: Path
+) -> None:
+    """A real horse photo (GCompris's, a development photo) tagged by a default bundle built
+    from a vocabulary without horse, as before issue 28, is not found by `horse`; once the
+    current default is active again, `autotag retag` re-tags it and `horse` finds it."""
+    from autotag.learning.concept_evaluation import dev_photos
+    from autotag.vision.bundle import set_active
+    from autotag.vision.concepts import VOCABULARY_FILE
+    from autotag.vision.features import onnx_model_path
+    from autotag.vision.imagenet import build_default_bundle
+
+    (photo,) = [p for p in dev_photos() if p.name == "gcompris/erase/horse.webp"]
+    path = tmp_path / "horse.webp"
+    path.write_bytes(photo.read_bytes())
+    old_vocabulary = tmp_path / "concepts.tsv"
+    lines = VOCABULARY_FILE.read_text(encoding="utf-8").splitlines(keepends=True)
+    old_vocabulary.write_text("".join(x for x in lines if not x.startswith("horse\t")))
+    onnx = onnx_model_path(autotagger.model_dirs)
+    older = build_default_bundle(autotagger.models_dir, onnx, vocabulary=old_vocabulary)
+    assert older != restore_default
+    time.sleep(6)  # the bolts look at models/ACTIVE every 5 s
+    (rec,) = intake.upload([str(path)], new_intake(autotagger), force=True)
+    assert rec.photo_id, rec
+    wait_model(autotagger, rec.photo_id, older, timeout=300)
+    assert rec.photo_id not in {h["photo_id"] for h in _search("horse")}
+
+    set_active(autotagger.models_dir, restore_default)
+    time.sleep(6)
+    result = autotag(autotagger, "retag")
+    assert result.returncode == 0, result.stderr
+    info = wait_model(autotagger, rec.photo_id, restore_default, timeout=300)
+    assert "horse" in dict(info.tags) and info.kinds["horse"][0] == "concept"
+    assert rec.photo_id in {h["photo_id"] for h in _search("horse")}
