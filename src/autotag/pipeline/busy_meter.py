@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # A wait longer than this is counted apart: it is more than the framework's own hand-over.
@@ -21,8 +22,14 @@ LONG_WAIT_SECS = 0.005
 class BusyMeter:
     """Counts tuples, busy seconds, waiting seconds (and the long waits) of one executor."""
 
-    def __init__(self, path: Path | None, every_secs: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        every_secs: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
+        self.clock = clock
         self.every_secs = every_secs
         self.tuples = 0
         self.busy_secs = 0.0
@@ -31,10 +38,10 @@ class BusyMeter:
         self.long_wait_secs = 0.0
         self._began = 0.0
         self._ended: float | None = None
-        self._written = time.monotonic()
+        self._written = clock()
 
     def begin(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self._ended is not None:
             waited = now - self._ended
             self.wait_secs += waited
@@ -46,7 +53,7 @@ class BusyMeter:
             self.write()  # after an idle spell: the wait is on record before the work starts
 
     def end(self, tuples: int = 1) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.busy_secs += now - self._began
         self.tuples += tuples
         self._ended = now
@@ -66,7 +73,7 @@ class BusyMeter:
 
     def write(self) -> None:
         """Replace the stats file (a failure to write only loses a sample)."""
-        self._written = time.monotonic()
+        self._written = self.clock()
         if self.path is None:
             return
         try:
