@@ -4,7 +4,8 @@ analysis and the video writer's batch, not through Storm): a person named once f
 segment of someone else; faces first seen in a video are stored (one per face track), grouped
 by `autotag people cluster`, named with `autotag people name --face`, and `autotag search
 NAME` lists the segments with their times; renaming, merging, removing a face and forgetting
-change what search finds at once; deleting the video removes its faces."""
+change what search finds at once; a trashed video's faces leave their people and come back
+with it (under the names they have then); deleting the video removes its faces."""
 
 from __future__ import annotations
 
@@ -264,6 +265,24 @@ def test_faces_first_seen_in_a_video_are_clustered_named_and_searched(
     assert _json(s, "people", "name", str(d), new)["person_id"] == d
     assert _segments_found(s, video_id, new) == want
     assert _segments_found(s, video_id, name) == {}
+
+    # Trashed: out of search and off the person; renamed meanwhile, then restored: its faces
+    # are D's again and its segments carry the name D has now.
+    assert _json(s, "delete", video_id)
+    assert _segments_found(s, video_id, new) == {}
+    assert _json(s, "people", "show", str(d))["video_segments"] == 0
+    newer = "Dot " + uuid.uuid4().hex[:8]
+    _json(s, "people", "name", str(d), newer)
+    assert _json(s, "restore", video_id)
+    assert {n: f["person_id"] for n, f in _video_faces(s, video_id).items()} == {
+        0: d,
+        1: d,
+        2: d,
+        3: faces[3]["person_id"],
+    }
+    assert _segments_found(s, video_id, newer) == want
+    assert _segments_found(s, video_id, new) == {}
+    new = newer
 
     # E named, then merged into D (say, a wrong split): E's segment carries D's name.
     other = "Eli " + uuid.uuid4().hex[:8]

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autotag.contract import FaceFound
 from autotag.pipeline.camera import display_source, parse_source
 from autotag.pipeline.video_contract import (
     DONE,
     Detection,
+    SegmentFace,
     SegmentJob,
     SegmentResult,
     parse_segment_key,
@@ -138,11 +140,23 @@ def test_segment_job_and_result_survive_the_tuple_codec() -> None:
         tags=[("person", 0.9, 4)],
         detections=[Detection(750, 32.5, "person", 1, 2, 3, 4, 0.7, 0, vec)],
         stats={"frames_decoded": 250},
+        faces=[
+            SegmentFace(
+                2, 760, 32.9, 5, FaceFound((5, 6, 70, 80), 0.9, 0.4, vec[:128], "d1", 7, 0.8)
+            )
+        ],
     )
     wire = json.loads(json.dumps(result.to_tuple()))  # Storm's multilang is JSON
     back = SegmentResult.from_tuple(wire)
     assert back.tags == result.tags and back.stats == result.stats
     assert np.array_equal(back.detections[0].vector, vec)
+    (face,) = back.faces
+    assert (face.track, face.frame, face.secs, face.frames) == (2, 760, 32.9, 5)
+    assert face.face.box == (5, 6, 70, 80) and face.face.person_id == 7
+    assert np.array_equal(np.asarray(face.face.embedding, np.float32), vec[:128])
+    # A tuple from a bolt started before faces travelled: no faces, nothing else lost.
+    old = SegmentResult.from_tuple(wire[:10])
+    assert old.faces == [] and old.tags == result.tags
     with pytest.raises(ValueError):
         parse_segment_key("no-colon")
 
