@@ -43,6 +43,9 @@ class LearnOptions:
     C: float = 10.0  # noqa: N815 - scikit-learn's name
     library_sample: int = 2000
     seed: int = 0
+    # The share of the library in doubt (``reliable_negatives``) above which the positives
+    # are taken for incoherent: no library photo is left out of the negatives.
+    max_doubt: float = MAX_DOUBT
     # The strict estimate (``library_precision``), off unless set: the tag's assumed share
     # of the library, used from a library sample of ``strict_from_library`` photos on
     # (smaller ones cannot show a share of a few percent). Off by default because a tag
@@ -91,11 +94,17 @@ def l2(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
-def reliable_negatives(pos: np.ndarray, library: np.ndarray, C: float, seed: int) -> np.ndarray:  # noqa: N803
+def reliable_negatives(
+    pos: np.ndarray,
+    library: np.ndarray,
+    C: float,  # noqa: N803
+    seed: int,
+    max_doubt: float = MAX_DOUBT,
+) -> np.ndarray:
     """Mask of library rows kept as negatives. A library photo may be an unlabelled positive:
     one nearly as like the positives as the least typical positive is like the others, or
     that a first head (positives against the whole library) scores at least as high as its
-    lowest positive, is left out (unless that is more than ``MAX_DOUBT`` of the library)."""
+    lowest positive, is left out (unless that is more than ``max_doubt`` of the library)."""
     if len(library) == 0 or len(pos) < 2:
         return np.ones(len(library), bool)
     pp = pos @ pos.T
@@ -109,7 +118,7 @@ def reliable_negatives(pos: np.ndarray, library: np.ndarray, C: float, seed: int
     z_lib = library @ w - b
     z_min = float((pos @ w - b).min())
     doubt = (sim >= bar) | (z_lib >= z_min)
-    if doubt.sum() > MAX_DOUBT * len(library):
+    if doubt.sum() > max_doubt * len(library):
         # Positives that much of the library resembles say nothing coherent: every library
         # photo stays a negative (so the cross-validation shows it: "cannot learn yet").
         return np.ones(len(library), bool)
@@ -120,14 +129,15 @@ def training_set(
     pos: np.ndarray,
     neg: np.ndarray,
     library: np.ndarray,
-    C: float = 10.0,
-    seed: int = 0,  # noqa: N803
+    C: float = 10.0,  # noqa: N803
+    seed: int = 0,
+    max_doubt: float = MAX_DOUBT,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X, y, weight): positives, labelled negatives, reliable library negatives (weighted
     so the library counts as much as the labelled negatives, at most)."""
     pos, neg = l2(pos), l2(neg) if len(neg) else np.zeros((0, pos.shape[1]), np.float32)
     lib = l2(library) if len(library) else np.zeros((0, pos.shape[1]), np.float32)
-    lib = lib[reliable_negatives(pos, lib, C, seed)]
+    lib = lib[reliable_negatives(pos, lib, C, seed, max_doubt)]
     X = np.concatenate([pos, neg, lib])
     y = np.concatenate([np.ones(len(pos), np.int8), np.zeros(len(neg) + len(lib), np.int8)])
     w = np.ones(len(X), np.float64)
@@ -164,7 +174,7 @@ def fit_tag(
             n_pos,
             n_neg,
         )
-    X, y, w = training_set(pos, neg, library, options.C, options.seed)
+    X, y, w = training_set(pos, neg, library, options.C, options.seed, options.max_doubt)
     if int((y == 0).sum()) < 2:
         return TagFit(tag, False, "add examples: no negatives (label more photos)", n_pos, n_neg)
     folds = max(2, min(options.folds, n_pos))
