@@ -19,6 +19,7 @@ import argparse
 import os
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -80,6 +81,41 @@ def per_photo_ms(tagger: Tagger, data: bytes, repeat: int) -> tuple[float, int, 
     return statistics.median(times) * 1000, len(result.faces), described
 
 
+def stages_ms(tagger: Tagger, data: bytes, repeat: int) -> dict[str, float]:
+    """Per face, median ms of each stage the bolt runs: detection (BlazeFace, per photo),
+    landmarks (dlib's 5-point shape predictor), the aligned chip and the descriptor
+    (dlib's ResNet); the person detector (CenterNet, per photo) beside them."""
+    import dlib
+
+    from autotag.vision.decode import decode
+
+    assert tagger.face is not None and tagger.describer is not None
+    img = decode(data, tagger.limits).bgr
+    rgb = np.ascontiguousarray(img[:, :, ::-1])
+    d = tagger.describer
+    times: dict[str, list[float]] = {}
+
+    def timed(name: str, fn):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        out = fn()
+        times.setdefault(name, []).append(1000 * (time.perf_counter() - t0))
+        return out
+
+    for _ in range(repeat):
+        faces = timed("detection (per photo)", lambda: tagger.face.detect_scored(img))
+        if tagger.person is not None:
+            timed("person detector (per photo)", lambda: tagger.person.detect(img))
+        for face, _score in faces[:1]:
+            rect = dlib.rectangle(max(0, face.x), max(0, face.y), face.x + face.w, face.y + face.h)
+            shape = timed("landmarks (per face)", partial(d._shape, rgb, rect))
+            chip = timed(
+                "aligned chip (per face)",
+                partial(dlib.get_face_chip, rgb, shape, size=150, padding=0.25),
+            )
+            timed("descriptor (per face)", partial(d._net.compute_face_descriptor, chip))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--long-side", type=int, default=1600)
@@ -113,6 +149,10 @@ def main() -> None:
             f"{group:<10} {'(mean)':<24} {'':>5} {'':>6} {'':>8} {'':>8} "
             f"{statistics.mean(extra):+10.1f}"
         )
+    name, data = photos(args.long_side)["one face"][0]
+    print(f"\nstages on {name} (median of {args.repeat}):")
+    for stage, ms in stages_ms(taggers["faces on"], data, args.repeat).items():
+        print(f"  {stage:<28} {ms:7.2f} ms")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
