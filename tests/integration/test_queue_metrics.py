@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from autotag.config import Settings
+from autotag.config import Settings, child_env
 from autotag.learning import samples
+from autotag.ops import queue_metrics as qm
+from autotag.ops.daemons.base import wait_for
 from autotag.ops.nimbus import NimbusClient
 from autotag.pipeline import intake
 from autotag.storage import database, lookups
@@ -55,8 +57,11 @@ def after_photos(autotagger: Settings, tmp_path_factory: pytest.TempPathFactory)
 def test_every_component_reports_its_receive_queue(
     autotagger: Settings, after_photos: float
 ) -> None:
-    components = set(NimbusClient(autotagger).components("autotagger"))
+    nimbus = NimbusClient(autotagger)
+    components = set(nimbus.components("autotagger"))
     assert {"photos", "autotag", "db_writer"} <= components
+    executors = nimbus.topology_info("autotagger").executors or []
+    assert any(qm.is_consumer(ex.component_id) for ex in executors)
     deadline = time.monotonic() + 120
     while True:
         rows = _queues(autotagger)
@@ -96,3 +101,17 @@ def test_metrics_log_lives_under_the_run_directory(autotagger: Settings) -> None
     logs = list((autotagger.log_dir / "storm" / "workers-artifacts" / topology_id).glob("*/*"))
     assert any(p.name == "worker.log.metrics" for p in logs), [str(p) for p in logs]
     assert all(Path(p).resolve().is_relative_to(autotagger.run_dir.resolve()) for p in logs)
+
+
+def test_queue_metrics_secs_0_submits_without_the_consumer(autotagger: Settings) -> None:
+    """The off switch: no consumer executor, and `autotag queues` says how to get it back.
+    (Last in the module: it replaces the module's topology.)"""
+    env = {**child_env(autotagger), "AUTOTAG_QUEUE_METRICS_SECS": "0"}
+    proc = autotag(autotagger, "submit", "autotagger", "--force", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    nimbus = NimbusClient(autotagger)
+    assert wait_for(lambda: nimbus.topology("autotagger").status == "ACTIVE", 60)
+    ids = {ex.component_id for ex in nimbus.topology_info("autotagger").executors or []}
+    assert "autotag" in ids and not any(qm.is_consumer(i) for i in ids), ids
+    proc = autotag(autotagger, "queues", "autotagger", timeout=60)
+    assert proc.returncode != 0 and "queue_metrics_secs=0" in proc.stderr, proc.stderr

@@ -127,3 +127,12 @@ def test_a_tail_starts_at_a_whole_line(tmp_path: Path) -> None:
     assert tail[-1].time == 49 and tail[-1].population == 49
     assert all(s.time >= 48 for s in tail)
     assert len(qm.read_samples([path], tail_bytes=None)) == 50
+
+
+def test_the_consumers_executor_is_recognised() -> None:
+    # As getTopologyInfo names it on Storm 2.8.3.
+    assert qm.is_consumer("__metrics_org.apache.storm.metric.LoggingMetricsConsumer")
+    assert not qm.is_consumer("__acker") and not qm.is_consumer("autotag")
+    assert qm.short_component("__metrics_org.apache.storm.metric.LoggingMetricsConsumer") == (
+        "__metrics"
+    )

@@ -123,15 +123,17 @@ def queues(name: str, as_json: bool) -> None:
     """Each executor's receive queue (and each worker's transfer queue) in a running topology:
     population, capacity, arrival rate, sojourn time, overflow, as Storm last reported them."""
     s = settings()
-    row = NimbusClient(s).topology(name)
+    nimbus = NimbusClient(s)
+    row = nimbus.topology(name)
     samples = qm.latest(qm.read_samples(qm.metrics_logs(s.log_dir, row.id)))
     if not samples:
-        hint = (
-            "it was submitted with queue_metrics_secs=0"
-            if s.storm.queue_metrics_secs == 0
-            else f"the first arrives about {s.storm.queue_metrics_secs} s after its worker starts"
-        )
-        raise AutotagError(f"no queue reports from {name} yet ({hint})")
+        executors = nimbus.topology_info(name).executors or []
+        if not any(qm.is_consumer(ex.component_id) for ex in executors):
+            raise AutotagError(
+                f"{name} runs without Storm's metrics consumer (submitted with "
+                "queue_metrics_secs=0): resubmit it with AUTOTAG_QUEUE_METRICS_SECS=10"
+            )
+        raise AutotagError(f"no queue reports from {name} yet (the first comes one tick in)")
     now = time.time()
     if as_json:
         out = [{**q.as_dict(), "age_secs": round(now - q.time)} for q in samples]

@@ -232,6 +232,12 @@ def summarize(samples: Iterable[QueueSample], start: float, end: float) -> list[
     return out
 
 
+def is_consumer(component: str) -> bool:
+    """Whether a component id is the consumer's executor (Storm 2.8 names it
+    ``__metrics_<class>``)."""
+    return component.startswith("__metrics") and component.endswith(CONSUMER_CLASS)
+
+
 def short_component(component: str) -> str:
-    """``__metricsorg.apache.storm.metric.LoggingMetricsConsumer`` -> ``__metrics``."""
+    """``__metrics_org.apache.storm.metric.LoggingMetricsConsumer`` -> ``__metrics``."""
     return "__metrics" if component.startswith("__metrics") else component
