@@ -39,32 +39,10 @@ DESCRIPTOR_DIM = 128  # dlib's face descriptor (vision.face_identity)
 
 # -- the DB writer's statements (one batch, one transaction) ---------------------------------
 
-# Faces of the batch's photos that the new result no longer has (a re-tag) go.
-DELETE_STALE_FACES = """
-DELETE FROM faces f
-USING unnest(%s::text[]) AS b(photo_id)
-WHERE f.photo_id = b.photo_id
-  AND (f.photo_id, f.x, f.y, f.w, f.h) NOT IN (
-      SELECT * FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[], %s::int[]))
-"""
-
-# One row per face (executemany, the descriptor in binary). A face already stored keeps its
-# person when it has one (a person's decision is never overwritten by the stream); a match
-# to someone the face was refused for, or a forgotten face, stays unassigned; a merged or
-# forgotten person is resolved here, so a bolt with stale references does no harm.
-UPSERT_FACE = """
-INSERT INTO faces AS f (photo_id, x, y, w, h, score, quality, embedding, model_version,
-                        person_id, assigned_by, person_score)
-SELECT v.photo_id, v.x, v.y, v.w, v.h, v.score, v.quality, v.embedding, v.model_version,
-       COALESCE(pe.merged_into, pe.person_id),
-       CASE WHEN pe.person_id IS NOT NULL THEN 'match' END,
-       CASE WHEN pe.person_id IS NOT NULL THEN v.person_score END
-FROM (SELECT %s::text AS photo_id, %s::int AS x, %s::int AS y, %s::int AS w, %s::int AS h,
-             %s::real AS score, %s::real AS quality, %b::real[] AS embedding,
-             %s::text AS model_version, %s::bigint AS person_id, %s::real AS person_score) v
-JOIN photos p ON p.photo_id = v.photo_id
-LEFT JOIN people pe ON pe.person_id = v.person_id
-ON CONFLICT (photo_id, x, y, w, h) DO UPDATE SET
+# The update half of both face upserts (a photo's and a segment's): a face already stored
+# keeps the person someone decided on; a forgotten face keeps no descriptor, and a person
+# the face was refused for (``not_people``) is not matched to it again.
+_KEEP_DECISIONS = """\
     score = EXCLUDED.score,
     quality = EXCLUDED.quality,
     embedding = CASE WHEN f.forgotten THEN NULL ELSE EXCLUDED.embedding END,
@@ -82,6 +60,34 @@ ON CONFLICT (photo_id, x, y, w, h) DO UPDATE SET
         WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
         ELSE EXCLUDED.person_score END
 """
+
+# Faces of the batch's photos that the new result no longer has (a re-tag) go.
+DELETE_STALE_FACES = """
+DELETE FROM faces f
+USING unnest(%s::text[]) AS b(photo_id)
+WHERE f.photo_id = b.photo_id
+  AND (f.photo_id, f.x, f.y, f.w, f.h) NOT IN (
+      SELECT * FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[], %s::int[]))
+"""
+
+# One row per face (executemany, the descriptor in binary). A face already stored keeps its
+# person when it has one (a person's decision is never overwritten by the stream); a match
+# to someone the face was refused for, or a forgotten face, stays unassigned; a merged or
+# forgotten person is resolved here, so a bolt with stale references does no harm.
+UPSERT_FACE = f"""
+INSERT INTO faces AS f (photo_id, x, y, w, h, score, quality, embedding, model_version,
+                        person_id, assigned_by, person_score)
+SELECT v.photo_id, v.x, v.y, v.w, v.h, v.score, v.quality, v.embedding, v.model_version,
+       COALESCE(pe.merged_into, pe.person_id),
+       CASE WHEN pe.person_id IS NOT NULL THEN 'match' END,
+       CASE WHEN pe.person_id IS NOT NULL THEN v.person_score END
+FROM (SELECT %s::text AS photo_id, %s::int AS x, %s::int AS y, %s::int AS w, %s::int AS h,
+             %s::real AS score, %s::real AS quality, %b::real[] AS embedding,
+             %s::text AS model_version, %s::bigint AS person_id, %s::real AS person_score) v
+JOIN photos p ON p.photo_id = v.photo_id
+LEFT JOIN people pe ON pe.person_id = v.person_id
+ON CONFLICT (photo_id, x, y, w, h) DO UPDATE SET
+{_KEEP_DECISIONS}"""
 
 # The person tags of these photos, rebuilt from their faces: a named person's name, scored
 # by their best face (1.0 for a face a person named), under the photo's current model
@@ -130,7 +136,7 @@ ON CONFLICT (video_id, segment, tag) DO NOTHING
 _DELETE_STALE_SEGMENT_FACES = """
 DELETE FROM faces WHERE video_id = %s AND segment = %s AND NOT (track = ANY(%s::int[]))
 """
-_UPSERT_SEGMENT_FACE = """
+_UPSERT_SEGMENT_FACE = f"""
 INSERT INTO faces AS f (video_id, segment, track, at_secs, frames, x, y, w, h, score, quality,
                         embedding, model_version, person_id, assigned_by, person_score)
 SELECT v.video_id, v.segment, v.track, v.at_secs, v.frames, v.x, v.y, v.w, v.h, v.score,
@@ -148,23 +154,7 @@ ON CONFLICT (video_id, segment, track) DO UPDATE SET
     at_secs = EXCLUDED.at_secs,
     frames = EXCLUDED.frames,
     x = EXCLUDED.x, y = EXCLUDED.y, w = EXCLUDED.w, h = EXCLUDED.h,
-    score = EXCLUDED.score,
-    quality = EXCLUDED.quality,
-    embedding = CASE WHEN f.forgotten THEN NULL ELSE EXCLUDED.embedding END,
-    model_version = EXCLUDED.model_version,
-    person_id = CASE
-        WHEN f.person_id IS NOT NULL THEN f.person_id
-        WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
-        ELSE EXCLUDED.person_id END,
-    assigned_by = CASE
-        WHEN f.person_id IS NOT NULL THEN f.assigned_by
-        WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
-        ELSE EXCLUDED.assigned_by END,
-    person_score = CASE
-        WHEN f.person_id IS NOT NULL THEN f.person_score
-        WHEN f.forgotten OR EXCLUDED.person_id = ANY(f.not_people) THEN NULL
-        ELSE EXCLUDED.person_score END
-"""
+{_KEEP_DECISIONS}"""
 
 Segment = tuple[str, int]  # (video_id, segment)
 
