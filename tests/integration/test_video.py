@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from autotag.config import Settings
@@ -267,3 +269,52 @@ def test_http_api_serves_segments_timeline_and_reid(autotagger: Settings, upload
         assert len(found["results"]) == 3
         assert c.get("/reid/999999999").status_code == 404
         assert c.get("/videos/nosuchvideo").status_code == 404
+
+
+def test_a_face_first_seen_in_a_video_is_stored_named_and_searched(
+    autotagger: Settings, uploaded: dict, tmp_path: Path
+) -> None:
+    """Through the topology: a video of someone nobody knows (person F of tests/data/faces,
+    in no other test) gets their face stored with its descriptor, segment and time; naming
+    that face makes `autotag search NAME` list the segment; forgetting them undoes it."""
+    img = cv2.imread(str(Path(__file__).resolve().parents[1] / "data" / "faces" / "img22.jpg"))
+    assert img is not None
+    k = min(640 / img.shape[1], 480 / img.shape[0])
+    small = cv2.resize(img, (round(img.shape[1] * k), round(img.shape[0] * k)))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[: small.shape[0], : small.shape[1]] = small
+    path = tmp_path / "f.avi"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 2.0, (640, 480))
+    for _ in range(8):  # 4 s: one segment
+        out.write(frame)
+    out.release()
+    (rec,) = intake.upload([str(path)], new_intake(autotagger), force=True)
+    assert rec.status == "queued", rec
+    vid = rec.photo_id
+    assert _wait_videos(autotagger, [vid], SETTLE_SECS) == {vid: "done"}
+    with database.connect(autotagger.services) as conn:
+        rows = conn.execute(
+            "SELECT face_id, segment, person_id, at_secs, embedding IS NOT NULL FROM faces "
+            "WHERE video_id = %s",
+            (vid,),
+        ).fetchall()
+    assert len(rows) == 1, rows  # one face track
+    face_id, segment, person_id, at_secs, described = rows[0]
+    assert segment == 0 and person_id is None and described and 0.0 <= at_secs < 4.0
+
+    def found(name: str) -> list[tuple[int, float, float]]:
+        out = autotag(autotagger, "search", name, "--json")
+        assert out.returncode == 0, out.stderr
+        return [
+            (h["segment"], h["start_secs"], h["end_secs"])
+            for h in json.loads(out.stdout)
+            if h.get("kind") == "video_segment" and h["video_id"] == vid
+        ]
+
+    name = "Fay " + uuid.uuid4().hex[:8]
+    named = autotag(autotagger, "people", "name", "--face", str(face_id), name, "--json")
+    assert named.returncode == 0, named.stderr
+    assert found(name) == [(0, 0.0, pytest.approx(4.0))]
+    person = str(json.loads(named.stdout)["person_id"])
+    assert autotag(autotagger, "people", "forget", person).returncode == 0
+    assert found(name) == []
