@@ -22,7 +22,6 @@ from autotag.similarity.service import SimilarityService
 from autotag.storage import (
     database,
     deletion,
-    item_stream,
     labels,
     lookups,
     people,
@@ -33,48 +32,27 @@ from autotag.storage import (
 from autotag.storage.item_stream import ItemStream
 from autotag.web.app import create_app
 from tests.cli import autotag
+from tests.integration.library_client import BASE, own_streams, token_clients, upload
 
 pytestmark = pytest.mark.services
-
-BASE = "http://127.0.0.1:8090"
 
 
 @pytest.fixture(scope="module")
 def del_settings(services: Settings) -> Iterator[Settings]:
-    tag = uuid.uuid4().hex[:8]
-    s = services.override(
-        stream=f"test:{tag}:photos",
-        dead_letter_stream=f"test:{tag}:dead",
-        consumer_group=f"g{tag}",
-        video_stream=f"test:{tag}:videos",
-        video_dead_letter_stream=f"test:{tag}:videos:dead",
-    )
-    yield s
-    r = item_stream.client(s.services)
-    r.delete(s.queue.stream, s.queue.dead_letter_stream, s.queue.video_stream)
-    r.close()
+    with own_streams(services) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def clients(del_settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
-    app = create_app(del_settings)
-    token = read_token(del_settings.run_dir)
-    with TestClient(app, base_url=BASE) as authed:
-        authed.headers["Authorization"] = f"Bearer {token}"
-        yield authed, TestClient(app, base_url=BASE)
+    with token_clients(del_settings) as (authed, bare, _token):
+        yield authed, bare
 
 
 @pytest.fixture
 def conn(del_settings: Settings) -> Iterator[psycopg.Connection[Any]]:
     with database.connect(del_settings.services) as c:
         yield c
-
-
-def upload(client: TestClient, data: bytes | None = None) -> str:
-    data = data or uuid.uuid4().bytes * 20
-    r = client.post("/photos", content=data, headers={"Content-Type": "image/jpeg"})
-    assert r.status_code in (200, 201, 202), r.text
-    return str(r.json()["photo_id"])
 
 
 def tag(s: Settings, rows: dict[str, str], seed: int = 0, faces: bool = False) -> None:

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import stat
-import threading
 import time
 import urllib.parse
 import uuid
@@ -23,7 +22,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -35,49 +33,27 @@ from autotag.learning.datasets import read_labels, resolve_photos
 from autotag.ops.web_token import read_token, token_file
 from autotag.storage import database, item_stream, tag_search, writer
 from autotag.storage.item_stream import ItemStream
-from autotag.web.app import create_app
 from tests.cli import autotag
+from tests.integration.library_client import on_socket, own_streams, token_clients
 
 pytestmark = pytest.mark.services
 
 LIMIT = 400_000  # big enough for a sample photo, small enough to exceed cheaply
 VIDEO_LIMIT = 9_000_000  # vtest.avi (8.1 MB) fits
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-BASE = "http://127.0.0.1:8090"
 
 
 @pytest.fixture(scope="module")
 def api_settings(services: Settings) -> Iterator[Settings]:
-    tag = uuid.uuid4().hex[:8]
-    s = services.override(
-        stream=f"test:{tag}:photos",
-        dead_letter_stream=f"test:{tag}:dead",
-        consumer_group=f"g{tag}",
-        max_file_bytes=LIMIT,
-        video_stream=f"test:{tag}:videos",
-        video_dead_letter_stream=f"test:{tag}:videos:dead",
-        max_video_bytes=VIDEO_LIMIT,
-    )
-    yield s
-    r = item_stream.client(s.services)
-    r.delete(
-        s.queue.stream,
-        s.queue.dead_letter_stream,
-        s.queue.video_stream,
-        s.queue.video_dead_letter_stream,
-    )
-    r.close()
+    with own_streams(services, max_file_bytes=LIMIT, max_video_bytes=VIDEO_LIMIT) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def app_client(api_settings: Settings) -> Iterator[tuple[TestClient, TestClient, str]]:
-    """An authenticated and a bare client of one app, and the run directory's real token
-    (created by the app on first start)."""
-    app = create_app(api_settings)
-    token = read_token(api_settings.run_dir)
-    with TestClient(app, base_url=BASE) as authed:
-        authed.headers["Authorization"] = f"Bearer {token}"
-        yield authed, TestClient(app, base_url=BASE), token
+    """An authenticated and a bare client of one app, and the run directory's real token."""
+    with token_clients(api_settings) as clients:
+        yield clients
 
 
 @pytest.fixture()
@@ -656,21 +632,8 @@ def test_autotag_url_prints_the_token(api_settings: Settings) -> None:
 
 @pytest.fixture(scope="module")
 def server(api_settings: Settings) -> Iterator[tuple[str, Any]]:
-    app = create_app(api_settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, timeout_graceful_shutdown=2
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", app
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with on_socket(api_settings) as served:
+        yield served
 
 
 def test_live_feed_and_big_body_over_a_socket(

@@ -33,19 +33,10 @@ from autotag.ops import cluster
 from autotag.ops.daemons.base import wait_for
 from autotag.ops.nimbus import NimbusClient
 from autotag.ops.web_token import read_token
+from tests.integration.library_client import chromium
 
 pytestmark = pytest.mark.cluster
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS_ENV = "AUTOTAG_SCREENSHOTS_DIR"  # `make screenshots`: the checkout's docs/screenshots
 TAG_TIMEOUT_MS = 180_000
 # Storm counts every tuple in this module's topology (its default samples 5%, so counts move
@@ -68,14 +59,8 @@ def web(autotagger: Settings) -> Iterator[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} missing: scripts/install-deps.sh installs Debian's chromium")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,6 @@ marked on photos, forgotten by the button. Screenshots go under the test run dir
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,66 +25,35 @@ import cv2
 import httpx2 as httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from autotag.config import Settings
 from autotag.contract import FaceFound, PhotoResult, Tag
 from autotag.learning import samples
 from autotag.ops.web_token import read_token
-from autotag.storage import database, item_stream, learned, writer
+from autotag.storage import database, learned, writer
 from autotag.storage import people as people_store
-from autotag.web.app import create_app
 from tests.cli import autotag
-from tests.integration.test_web_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.library_client import chromium, on_socket, own_streams
 
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture(scope="module")
 def lib_settings(services: Settings, default_bundle: str) -> Iterator[Settings]:
-    tag = uuid.uuid4().hex[:8]
-    s = services.override(
-        stream=f"test:{tag}:photos",
-        dead_letter_stream=f"test:{tag}:dead",
-        consumer_group=f"g{tag}",
-        video_stream=f"test:{tag}:videos",
-        video_dead_letter_stream=f"test:{tag}:videos:dead",
-    )
-    yield s
-    r = item_stream.client(s.services)
-    r.delete(s.queue.stream, s.queue.dead_letter_stream, s.queue.video_stream)
-    r.close()
+    with own_streams(services) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def server(lib_settings: Settings) -> Iterator[tuple[str, str]]:
-    app = create_app(lib_settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, timeout_graceful_shutdown=2
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", read_token(lib_settings.run_dir)
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with on_socket(lib_settings) as (base, _app):
+        yield base, read_token(lib_settings.run_dir)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} missing: scripts/install-deps.sh installs Debian's chromium")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _jpeg(name: str) -> bytes:
