@@ -149,6 +149,19 @@ def _totals(info: Any, component: str, window: str) -> _Totals:
     return t
 
 
+def _kind_figures(kind: str, t: _Totals) -> dict[str, Any]:
+    """What Storm's UI shows only for a spout (complete latency) or only for a bolt
+    (executed, its latencies, capacity), for a component's row and an executor's alike."""
+    if kind == "spout":
+        return {"completeLatency": _avg(t.complete_ms, t.acked)}
+    return {
+        "executed": t.executed,
+        "executeLatency": _avg(t.execute_ms, t.executed),
+        "processLatency": _avg(t.process_ms, t.executed),
+        "capacity": f"{t.capacity:.3f}",
+    }
+
+
 def _row(kind: str, name: str, t: _Totals, errors: list[dict[str, Any]]) -> dict[str, Any]:
     last = errors[0] if errors else None
     row: dict[str, Any] = {
@@ -162,13 +175,7 @@ def _row(kind: str, name: str, t: _Totals, errors: list[dict[str, Any]]) -> dict
         "lastError": last["error"] if last else "",
         "errorTime": last["errorTime"] if last else None,
     }
-    if kind == "spout":
-        row["completeLatency"] = _avg(t.complete_ms, t.acked)
-    else:
-        row["executed"] = t.executed
-        row["executeLatency"] = _avg(t.execute_ms, t.executed)
-        row["processLatency"] = _avg(t.process_ms, t.executed)
-        row["capacity"] = f"{t.capacity:.3f}"
+    row.update(_kind_figures(kind, t))
     return row
 
 
@@ -223,13 +230,7 @@ def _executor_row(kind: str, ex: Any, window: str) -> dict[str, Any]:
         "acked": t.acked,
         "failed": t.failed,
     }
-    if kind == "spout":
-        row["completeLatency"] = _avg(t.complete_ms, t.acked)
-    else:
-        row["executed"] = t.executed
-        row["executeLatency"] = _avg(t.execute_ms, t.executed)
-        row["processLatency"] = _avg(t.process_ms, t.executed)
-        row["capacity"] = f"{t.capacity:.3f}"
+    row.update(_kind_figures(kind, t))
     return row
 
 
