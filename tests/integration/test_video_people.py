@@ -253,12 +253,16 @@ def test_faces_first_seen_in_a_video_are_clustered_named_and_searched(
     want = {0: (0.0, 3.0), 1: (3.0, 6.0), 2: (6.0, 9.0)}
     assert _segments_found(s, video_id, name) == want
     # The HTTP API and the web page alike: the segments under the name, the person's page
-    # linking their video faces (no crop: no frame is kept).
+    # linking their video faces, each face's picture cut from its video frame when shown.
     api = client.get(f"/tags/{name}").json()["segments"]
     assert sorted(g["segment"] for g in api if g["video_id"] == video_id) == [0, 1, 2]
     page = client.get(f"/people/{d}")
     assert page.status_code == 200 and f"/videos/{video_id}" in page.text
-    assert client.get(f"/faces/{faces[0]['face_id']}/crop").status_code == 404
+    crop = client.get(f"/faces/{faces[0]['face_id']}/crop")  # cut from its frame
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+    pic = cv2.imdecode(np.frombuffer(crop.content, np.uint8), cv2.IMREAD_COLOR)
+    assert pic is not None and max(pic.shape[:2]) <= 160
+    assert FaceDetector.load(s.model_dirs).detect_scored(pic), "no face in the face's picture"
 
     # Renamed: the new name finds the segments at once, the old one nothing.
     new = "Dora " + uuid.uuid4().hex[:8]

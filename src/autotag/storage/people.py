@@ -447,6 +447,27 @@ def face(conn: psycopg.Connection[Any], face_id: int) -> dict[str, Any] | None:
     return None if row is None else _face_json(row)
 
 
+def video_face_frame(conn: psycopg.Connection[Any], face_id: int) -> tuple[str, int] | None:
+    """A video face's (segment blob id, frame index in that blob), where its picture is cut
+    from when shown (no frame is kept): an upload's segments share one blob, numbered from the
+    video's start; a camera's segments are blobs of their own, from the segment's start."""
+    row = conn.execute(
+        """
+        SELECT s.blob_id, v.fps, v.kind, s.start_secs, f.at_secs
+        FROM faces f
+        JOIN video_segments s ON s.video_id = f.video_id AND s.segment = f.segment
+        JOIN videos v ON v.video_id = f.video_id
+        WHERE f.face_id = %s
+        """,
+        (face_id,),
+    ).fetchone()
+    if row is None or not row[1] or row[4] is None:
+        return None
+    blob_id, fps, kind, start, at = row
+    offset = float(start) if kind == "camera" else 0.0
+    return str(blob_id), max(0, round((float(at) - offset) * float(fps)))
+
+
 def resolve(conn: psycopg.Connection[Any], person_id: int) -> int | None:
     """The current person for an id (following merges), or None if there is none."""
     seen = set()

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from autotag.errors import AutotagError
 from autotag.pipeline.people_match import gather
 from autotag.pipeline.tag_step import decode_limits
+from autotag.pipeline.video_step import blob_file
 from autotag.storage import people as store
 from autotag.web import face_crops
 from autotag.web.api_photos import State, photo_id_of
@@ -141,10 +142,21 @@ def _crop(state: WebState, face_id: int) -> bytes:
         found = store.face(conn, face_id)
     if found is None:
         raise HTTPException(404, f"no face {face_id}")
-    if found["photo_id"] is None:
-        # A video's face: no frame is kept, and decoding one per request is not done here.
-        raise HTTPException(404, f"face {face_id} is from a video (no picture kept)")
     limits = state.settings.limits
+    if found["photo_id"] is None:
+        # A video's face: cut from the one frame it was seen in (no frame is kept).
+        with state.pool.connection() as conn:
+            where = store.video_face_frame(conn, face_id)
+        if where is None:
+            raise HTTPException(404, f"no picture of face {face_id}: its video is gone")
+        blob_id, frame = where
+        try:
+            return face_crops.crop_video(
+                blob_file(state.blobs, blob_id), frame, tuple(found["box"]),
+                state.settings.video.max_video_pixels,
+            )  # fmt: skip
+        except AutotagError as exc:
+            raise HTTPException(404, f"no picture of face {face_id}: {exc}") from None
     try:
         x, y, w, h = found["box"]
         return face_crops.crop(
