@@ -12,7 +12,7 @@ For each photo size (640 px, 1600 px, 12 MP; or ``faces``: 1024 px photos of peo
      seconds (the bolts' ``BusyMeter``, <run_dir>/stats/), the CPU seconds of every process
      (/proc), Storm's execute latency and capacity per component, and the idle core-seconds,
      adding up to cores × wall, and Storm's own receive-queue population per executor
-     (mean / max of the metrics ticks that fell inside the drain; `autotag queues`' source).
+     (mean / max of the metrics ticks inside the steady window; `autotag queues`' source).
 
 Run it on an idle machine only (no tests, helpers or other benchmarks): each phase waits for
 the 1-minute load average to fall below 0.5 and marks a figure whose phase began above it
@@ -120,10 +120,15 @@ def tag_times(s: Settings, ids: list[str]) -> list[float]:
     return [float(r[0]) for r in rows]
 
 
+def steady_span(times: list[float], share: float = 0.8) -> tuple[int, int]:
+    """Indices of the first and last photo of the middle ``share`` by tag time."""
+    n = len(times)
+    return int(n * (1 - share) / 2), int(n * (1 + share) / 2) - 1
+
+
 def steady(times: list[float], share: float = 0.8) -> float:
     """Photos/s over the middle ``share`` of the photos by tag time."""
-    n = len(times)
-    lo, hi = int(n * (1 - share) / 2), int(n * (1 + share) / 2) - 1
+    lo, hi = steady_span(times, share)
     return (hi - lo) / max(times[hi] - times[lo], 1e-9)
 
 
@@ -200,7 +205,8 @@ def topology_drain(
     meters = meter_delta(meters0, read_meters(s.run_dir))
     cpu = bench.cpu_delta(cpu0, bench.cpu_by_component(s.run_dir))
     times = tag_times(s, ids)
-    queues = queue_figures(s, nimbus, times[0], times[-1])
+    lo, hi = steady_span(times)
+    queues = queue_figures(s, nimbus, times[lo], times[hi])
     return {
         "ids": ids,
         "steady": steady(times),
@@ -238,13 +244,13 @@ def print_breakdown(run: dict[str, Any], cores: int) -> None:
             f"      Storm, last 10 min: {bolt.get('boltId')}: capacity {bolt.get('capacity')},"
             f" execute latency {bolt.get('executeLatency')} ms, executed {bolt.get('executed')}"
         )
-    every = settings().storm.queue_metrics_secs
     print(
-        f"    Storm's queues over the drain (a tick every {every} s per executor; "
-        "AUTOTAG_QUEUE_METRICS_SECS=1 at submit for more ticks in a short drain):"
+        "    Storm's queues in steady state (middle 80% of the tags; a tick per executor every"
+        " queue_metrics_secs of the submission: AUTOTAG_QUEUE_METRICS_SECS=1 at submit gives"
+        " a short drain more):"
     )
     if not run["queues"]:
-        print("      no metrics tick fell inside the drain")
+        print("      no metrics tick fell inside the steady window")
     for q in run["queues"]:
         name = f"{queue_metrics.short_component(q.component)}[{q.task}]"
         sojourn = "-" if q.mean_sojourn_ms is None else f"{q.mean_sojourn_ms:.1f} ms"
