@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from autotag.vision.faces import FaceDetector
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
 from autotag.vision.people_index import PeopleIndex
 from tests.cli import autotag
-from tests.integration.test_deletion import clients, del_settings, traces  # noqa: F401
+from tests.integration.library_client import own_streams, token_clients
+from tests.integration.test_deletion import traces
 
 pytestmark = pytest.mark.services
 
@@ -43,6 +45,13 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "faces"
 NAME = "Vera Video"
 FPS = 2.0
 SCENE_FRAMES = 6  # one segment per scene: 3 s each
+
+
+@pytest.fixture(scope="module")
+def web(services: Settings) -> Iterator[TestClient]:
+    """The web app (HTTP API and pages) with the token, on Redis streams of this module's own."""
+    with own_streams(services) as s, token_clients(s) as (authed, _bare, _token):
+        yield authed
 
 
 def _frame(photo: str, mirrored: bool = False) -> np.ndarray:
@@ -219,10 +228,10 @@ def test_faces_first_seen_in_a_video_are_clustered_named_and_searched(
     services: Settings,
     default_bundle: str,
     tmp_path: Path,
-    clients: tuple[TestClient, TestClient],  # noqa: F811 - test_deletion's web app
+    web: TestClient,
 ) -> None:
     s = services
-    client, _ = clients
+    client = web
     # Person D (img18, img19: in no other test) in three segments, E (img24) in the fourth.
     scenes = [_frame("img18.jpg"), _frame("img19.jpg"), _frame("img18.jpg", mirrored=True)]
     video_id = _analyse_and_store(s, tmp_path, [*scenes, _frame("img24.jpg")])
