@@ -3,6 +3,7 @@ photo to be tagged by a given model: shared by the integration tests."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -25,6 +26,21 @@ def autotag(
         text=True,
         timeout=timeout,
     )
+
+
+def autotag_json(s: Settings, *args: str) -> object:
+    """``autotag ARGS --json``, which must succeed: what it printed, parsed."""
+    out = autotag(s, *args, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def search_ids(s: Settings, *words: str, limit: int = 500) -> set[str]:
+    """The photos `autotag search WORDS` finds (WORDS may carry its options); a video
+    segment's hit has no photo id and is left out."""
+    hits = autotag_json(s, "search", *words, "--limit", str(limit))
+    assert isinstance(hits, list)
+    return {h["photo_id"] for h in hits if "photo_id" in h}
 
 
 def new_intake(s: Settings) -> Intake:

@@ -8,7 +8,6 @@ frame) cost a bounded time and lose nothing."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import cv2
@@ -22,7 +21,7 @@ from autotag.storage import people as store
 from autotag.storage.writer import write_results
 from autotag.vision.face_identity import FaceDescriber
 from autotag.vision.faces import FaceDetector
-from tests.cli import autotag
+from tests.cli import autotag_json, search_ids
 
 pytestmark = pytest.mark.services
 
@@ -73,20 +72,8 @@ def stored(services: Settings) -> dict[str, str]:
     return ids
 
 
-def _json(s: Settings, *args: str) -> object:
-    out = autotag(s, *args, "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
-def _search(s: Settings, *words: str) -> set[str]:
-    hits = _json(s, "search", *words, "--limit", "500")
-    assert isinstance(hits, list)
-    return {h["photo_id"] for h in hits if "photo_id" in h}
-
-
 def _biggest_face(s: Settings, photo_id: str) -> dict:
-    shown = _json(s, "show", photo_id)
+    shown = autotag_json(s, "show", photo_id)
     assert isinstance(shown, dict)
     faces = shown["faces"]
     assert faces, f"no faces stored for {photo_id}"
@@ -105,43 +92,43 @@ def test_name_once_then_search_by_name(services: Settings, stored: dict[str, str
     names = {"Ada Lovelace": A, "Grace Hopper": B, "Alan Turing": C}
     for name, photos in names.items():
         face = _biggest_face(s, stored[photos[0]])
-        done = _json(s, "people", "name", "--face", str(face["face_id"]), name)
+        done = autotag_json(s, "people", "name", "--face", str(face["face_id"]), name)
         assert isinstance(done, dict) and done["name"] == name
 
     everyone = set(stored.values())
     for name, photos in names.items():
         mine = {stored[p] for p in photos}
-        found = _search(s, name)
+        found = search_ids(s, name)
         assert found == mine, (name, sorted(p for p, i in stored.items() if i in found))
         # one word of the name, and a name combined with another tag (the test database is
         # shared: other tests' people may share a first name, so only these photos count)
-        assert _search(s, name.split()[0].lower()) & everyone == mine
-        assert _search(s, name.split()[1], "face") & everyone == mine
+        assert search_ids(s, name.split()[0].lower()) & everyone == mine
+        assert search_ids(s, name.split()[1], "face") & everyone == mine
         assert not found & (everyone - mine)
 
-    listed = _json(s, "people", "--named")
+    listed = autotag_json(s, "people", "--named")
     assert isinstance(listed, list)
     by_name = {p["name"]: p for p in listed}
     assert by_name["Ada Lovelace"]["photos"] == len(A)
-    shown = _json(s, "people", "show", str(by_name["Grace Hopper"]["person_id"]))
+    shown = autotag_json(s, "people", "show", str(by_name["Grace Hopper"]["person_id"]))
     assert isinstance(shown, dict) and set(shown["photo_ids"]) == {stored[p] for p in B}
 
     # Renaming: the new name finds them at once, the old one nothing.
     grace = by_name["Grace Hopper"]["person_id"]
-    _json(s, "people", "name", str(grace), "Rear Admiral Hopper")
-    assert _search(s, "Grace Hopper") == set()
-    assert _search(s, "admiral") == {stored[p] for p in B}
+    autotag_json(s, "people", "name", str(grace), "Rear Admiral Hopper")
+    assert search_ids(s, "Grace Hopper") == set()
+    assert search_ids(s, "admiral") == {stored[p] for p in B}
 
     # Merging C into B: B's name now finds C's photos too.
     turing = by_name["Alan Turing"]["person_id"]
-    _json(s, "people", "merge", str(grace), str(turing))
-    assert _search(s, "admiral") == {stored[p] for p in B + C}
-    assert _search(s, "turing") == set()
+    autotag_json(s, "people", "merge", str(grace), str(turing))
+    assert search_ids(s, "admiral") == {stored[p] for p in B + C}
+    assert search_ids(s, "turing") == set()
 
     # A wrong face removed: that photo leaves the person, and is never given back.
     wrong = _biggest_face(s, stored["img9.jpg"])
-    _json(s, "people", "remove-face", str(wrong["face_id"]))
-    assert stored["img9.jpg"] not in _search(s, "admiral")
+    autotag_json(s, "people", "remove-face", str(wrong["face_id"]))
+    assert stored["img9.jpg"] not in search_ids(s, "admiral")
     with database.connect(s.services) as conn:
         row = conn.execute(
             "SELECT not_people FROM faces WHERE face_id = %s", (wrong["face_id"],)
@@ -149,8 +136,8 @@ def test_name_once_then_search_by_name(services: Settings, stored: dict[str, str
     assert row and grace in row[0]
 
     # Forget: name, tags and descriptors gone.
-    _json(s, "people", "forget", str(grace))
-    assert _search(s, "admiral") == set()
+    autotag_json(s, "people", "forget", str(grace))
+    assert search_ids(s, "admiral") == set()
     with database.connect(s.services) as conn:
         left = conn.execute(
             "SELECT count(*) FROM faces WHERE photo_id = ANY(%s) AND embedding IS NOT NULL "

@@ -7,7 +7,6 @@ topology (the bolt matched the face against the people it holds in memory)."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from autotag.config import Settings
 from autotag.pipeline import intake
 from autotag.storage import database, lookups
-from tests.cli import autotag, new_intake, wait_model
+from tests.cli import autotag_json, new_intake, search_ids, wait_model
 
 pytestmark = pytest.mark.cluster
 
@@ -28,18 +27,6 @@ PEOPLE = {
 }
 OTHERS = ["img16.jpg", "img20.jpg"]
 LATER = {"Ada Lovelace": "img6.jpg", "Grace Hopper": "img15.jpg"}
-
-
-def _json(s: Settings, *args: str) -> object:
-    out = autotag(s, *args, "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
-def _search(s: Settings, *words: str) -> set[str]:
-    hits = _json(s, "search", *words, "--limit", "500")
-    assert isinstance(hits, list)
-    return {h["photo_id"] for h in hits if "photo_id" in h}
 
 
 def _upload(s: Settings, names: list[str]) -> dict[str, str]:
@@ -55,18 +42,18 @@ def test_name_once_and_the_stream_recognises(autotagger: Settings, default_bundl
         wait_model(s, pid, default_bundle)
 
     for name, photos in PEOPLE.items():
-        shown = _json(s, "show", ids[photos[0]])
+        shown = autotag_json(s, "show", ids[photos[0]])
         assert isinstance(shown, dict)
         faces = shown["faces"]
         assert faces, f"the topology stored no face for {photos[0]}"
         assert set(faces[0]) >= {"face_id", "person_id", "person", "box", "score"}
         face = max(faces, key=lambda f: f["box"][2] * f["box"][3])
-        _json(s, "people", "name", "--face", str(face["face_id"]), name)
+        autotag_json(s, "people", "name", "--face", str(face["face_id"]), name)
 
     everyone = set(ids.values())
     for name, photos in PEOPLE.items():
         mine = {ids[p] for p in photos}
-        found = _search(s, name)
+        found = search_ids(s, name)
         assert found == mine, (name, sorted(n for n, i in ids.items() if i in found))
         assert not found & (everyone - mine)
 
@@ -85,5 +72,5 @@ def test_name_once_and_the_stream_recognises(autotagger: Settings, default_bundl
         assert info is not None and name in dict(info.tags), (name, info)
         assert info.kinds[name][0] == "person"
         assert took < 10, took
-        assert pid in _search(s, name)
-        assert pid not in set().union(*(_search(s, n) for n in PEOPLE if n != name))
+        assert pid in search_ids(s, name)
+        assert pid not in set().union(*(search_ids(s, n) for n in PEOPLE if n != name))

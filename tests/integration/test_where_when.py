@@ -18,7 +18,7 @@ import pytest
 from autotag.config import Settings
 from autotag.pipeline import intake
 from autotag.storage import database, tag_search, videos
-from tests.cli import autotag, new_intake
+from tests.cli import autotag, new_intake, search_ids
 from tests.integration.test_pipeline import _wait_settled
 from tests.integration.test_video import _wait_videos
 from tests.photo_metadata import exif_for, heic_with, jpeg_with, xmp_packet
@@ -61,23 +61,22 @@ def photos(autotagger: Settings, tmp_path_factory: pytest.TempPathFactory) -> di
     return ids
 
 
-def _search(s: Settings, *args: str) -> set[str]:
-    out = autotag(s, "search", *args, "--json", "--limit", "1000")
-    assert out.returncode == 0, out.stderr
-    return {h["photo_id"] for h in json.loads(out.stdout) if "photo_id" in h}
-
-
-def test_heic_and_jpeg_tagged_truncated_heic_fails_with_reason(
-    autotagger: Settings, photos: dict[str, str]
-) -> None:
-    with database.connect(autotagger.services) as conn:
-        rows = dict(
+def _outcomes(s: Settings, photos: dict[str, str]) -> dict[str, str]:
+    """Each photo's 'status:reason' (the reason empty unless it failed), by photo id."""
+    with database.connect(s.services) as conn:
+        return dict(
             conn.execute(
                 "SELECT photo_id, status || ':' || coalesce(reason, '') FROM photos"
                 " WHERE photo_id = ANY(%s)",
                 (list(photos.values()),),
             ).fetchall()
         )
+
+
+def test_heic_and_jpeg_tagged_truncated_heic_fails_with_reason(
+    autotagger: Settings, photos: dict[str, str]
+) -> None:
+    rows = _outcomes(autotagger, photos)
     assert rows[photos["paris.jpg"]].startswith("tagged")
     assert rows[photos["sydney.heic"]].startswith("tagged")
     assert (
@@ -88,14 +87,7 @@ def test_heic_and_jpeg_tagged_truncated_heic_fails_with_reason(
 def test_raw_files_tagged_raw_bomb_and_truncated_raw_fail_with_reasons(
     autotagger: Settings, photos: dict[str, str]
 ) -> None:
-    with database.connect(autotagger.services) as conn:
-        rows = dict(
-            conn.execute(
-                "SELECT photo_id, status || ':' || coalesce(reason, '') FROM photos"
-                " WHERE photo_id = ANY(%s)",
-                (list(photos.values()),),
-            ).fetchall()
-        )
+    rows = _outcomes(autotagger, photos)
     assert rows[photos["reykjavik.dng"]].startswith("tagged"), rows
     assert rows[photos["sensor.dng"]].startswith("tagged"), rows
     assert rows[photos["bomb.dng"]].startswith("failed:image is 60000x60000"), rows
@@ -133,19 +125,21 @@ def test_raw_files_tagged_raw_bomb_and_truncated_raw_fail_with_reasons(
 def test_search_by_place_and_time(
     autotagger: Settings, photos: dict[str, str], words: list[str], photo: str
 ) -> None:
-    found = _search(autotagger, *words)
+    found = search_ids(autotagger, *words, limit=1000)
     assert photos[photo] in found
     other = "sydney.heic" if photo == "paris.jpg" else "paris.jpg"
     assert photos[other] not in found
 
 
 def test_search_from_to_by_date_taken(autotagger: Settings, photos: dict[str, str]) -> None:
-    winter = _search(autotagger, "--from", "2019-06-01", "--to", "2019-08-31")
+    winter = search_ids(autotagger, "--from", "2019-06-01", "--to", "2019-08-31", limit=1000)
     assert photos["sydney.heic"] in winter and photos["paris.jpg"] not in winter
-    spring = _search(autotagger, "--from", "2021-04-03", "--to", "2021-04-03")
+    spring = search_ids(autotagger, "--from", "2021-04-03", "--to", "2021-04-03", limit=1000)
     assert photos["paris.jpg"] in spring and photos["sydney.heic"] not in spring
     # words and dates together: Paris photos of 2019 are none
-    assert photos["paris.jpg"] not in _search(autotagger, "paris", "--to", "2020-12-31")
+    assert photos["paris.jpg"] not in search_ids(
+        autotagger, "paris", "--to", "2020-12-31", limit=1000
+    )
     # the same query as the API's from=/to= (TagQuery is shared)
     with database.connect(autotagger.services) as conn:
         page = tag_search.search(

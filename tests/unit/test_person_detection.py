@@ -6,7 +6,6 @@ or noise; boxes come with the result (the contract's ``person_boxes``)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -14,15 +13,14 @@ import numpy as np
 import pytest
 import skimage.data
 
-from autotag.config import Settings, load_settings
+from autotag.config import Settings
 from autotag.contract import PhotoResult
 from autotag.errors import ModelError
 from autotag.vision.decode import DecodeLimits
 from autotag.vision.feature_sets import FeatureOptions
-from autotag.vision.features import onnx_model_path
-from autotag.vision.imagenet import build_default_bundle
 from autotag.vision.person_detector import PersonDetector
 from autotag.vision.tagger import Tagger
+from tests.bundles import with_default_bundle
 
 LIMITS = DecodeLimits(max_file_bytes=8 << 20, max_pixels=64_000_000, max_dimension=20_000)
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -30,10 +28,7 @@ OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
 @pytest.fixture(scope="module")
 def settings_(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    models_dir = tmp_path_factory.mktemp("models")
-    s = load_settings({**os.environ, "AUTOTAG_MODELS_DIR": str(models_dir)})
-    build_default_bundle(models_dir, onnx_model_path(s.model_dirs))
-    return s
+    return with_default_bundle(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

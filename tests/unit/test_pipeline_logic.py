@@ -32,9 +32,9 @@ from autotag.pipeline.tag_step import ActiveTagger, TagStep, tag_photo
 from autotag.storage.blobs import BlobStore
 from autotag.storage.item_stream import Entry, PendingEntry
 from autotag.storage.writer import is_transient
-from autotag.vision.bundle import HeadGroup, ModelBundle, set_active
-from autotag.vision.features import feature_set_spec
+from autotag.vision.bundle import set_active
 from autotag.vision.tagger import TagResult
+from tests.bundles import hog_bundle
 
 # -- fakes ----------------------------------------------------------------------------------
 
@@ -494,21 +494,6 @@ def test_tag_step_never_reads_a_missing_or_altered_blob(tmp_path: Path) -> None:
 # -- the model the bolts serve --------------------------------------------------------------------
 
 
-def _hog_bundle(bundle_id: str, seed: int) -> ModelBundle:
-    spec = feature_set_spec("hog")
-    rng = np.random.default_rng(seed)
-    return ModelBundle.create(
-        id=bundle_id,
-        name="tone",
-        feature_set=spec,
-        classes=["bright", "dark"],
-        heads=[HeadGroup("tone", "softmax", 0, 2)],
-        W=rng.normal(size=(2, spec["dim"])),
-        b=np.zeros(2),
-        thresholds=np.zeros(2),
-    )
-
-
 def test_a_bad_bundle_leaves_the_previous_model_serving(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -516,12 +501,12 @@ def test_a_bad_bundle_leaves_the_previous_model_serving(
     must not crash the bolt (a crash loop charges every photo in flight): the previous model
     keeps tagging and the failure is logged as an error; a good bundle is then picked up."""
     s = Settings(home=tmp_path, run_dir=tmp_path / "run", models_dir=tmp_path / "models")
-    _hog_bundle("good-1", 1).install(s.models_dir)
+    hog_bundle("good-1", "tone", 1).install(s.models_dir)
     set_active(s.models_dir, "good-1")
     active = ActiveTagger(s.tagging, s.limits, check_every_secs=0)
     assert active.current().model_version == "good-1"
 
-    bad = _hog_bundle("bad-2", 2).install(s.models_dir)
+    bad = hog_bundle("bad-2", "tone", 2).install(s.models_dir)
     set_active(s.models_dir, "bad-2")
     (bad / "weights.npz").write_bytes(b"not the weights the manifest lists")
     with caplog.at_level("ERROR"):
@@ -538,7 +523,7 @@ def test_a_bad_bundle_leaves_the_previous_model_serving(
         assert active.current().model_version == "good-1"
     assert "evil-3" in caplog.text and "holds a manifest for 'good-1'" in caplog.text
 
-    _hog_bundle("good-4", 4).install(s.models_dir)
+    hog_bundle("good-4", "tone", 4).install(s.models_dir)
     set_active(s.models_dir, "good-4")
     assert active.current().model_version == "good-4"
 

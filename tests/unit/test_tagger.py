@@ -19,12 +19,11 @@ from autotag.contract import Tag
 from autotag.errors import ImageError, ModelError
 from autotag.pipeline.tag_step import load_tagger
 from autotag.vision import bundle as bundles
-from autotag.vision.bundle import HeadGroup, ModelBundle
 from autotag.vision.decode import DecodeLimits
 from autotag.vision.feature_sets import FeatureOptions, get_feature_set
-from autotag.vision.features import feature_set_spec, onnx_model_path
-from autotag.vision.imagenet import build_default_bundle
+from autotag.vision.features import feature_set_spec
 from autotag.vision.tagger import Tagger
+from tests.bundles import hog_bundle, with_default_bundle
 
 CAT_TAGS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 COFFEE_TAGS = {"espresso", "cup", "coffee mug"}
@@ -51,10 +50,7 @@ def _png(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def settings_(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    models_dir = tmp_path_factory.mktemp("models")
-    s = load_settings({**os.environ, "AUTOTAG_MODELS_DIR": str(models_dir)})
-    build_default_bundle(models_dir, onnx_model_path(s.model_dirs))
-    return s
+    return with_default_bundle(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
@@ -181,17 +177,7 @@ def test_load_names_a_bundle_or_takes_the_active_one(
 
 def test_hog_bundle_without_detectors(options: FeatureOptions) -> None:
     spec = feature_set_spec("hog")
-    rng = np.random.default_rng(0)
-    b = ModelBundle.create(
-        id="hog-test-1",
-        name="hog-test",
-        feature_set=spec,
-        classes=["bright", "dark"],
-        heads=[HeadGroup("tone", "softmax", 0, 2)],
-        W=rng.normal(size=(2, spec["dim"])),
-        b=np.zeros(2),
-        thresholds=np.zeros(2),
-    )
+    b = hog_bundle("hog-test-1", "hog-test", seed=0)
     t = Tagger(b, get_feature_set("hog", options), LIMITS, **CUTOFFS)
     assert t.face is None
     r = t.tag_images([_bgr("coffee")])[0]
