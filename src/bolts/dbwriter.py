@@ -14,11 +14,10 @@ from streamparse import Bolt
 
 from autotag.config import settings
 from autotag.contract import PhotoResult
-from autotag.pipeline.auto_cluster import AutoClusterer
+from autotag.pipeline import auto_cluster
 from autotag.pipeline.batcher import ResultBatcher
 from autotag.pipeline.busy_meter import BusyMeter, meter_path
 from autotag.pipeline.storm_input import StormInput
-from autotag.storage import database
 from autotag.storage.writer import ResultWriter
 
 
@@ -44,14 +43,7 @@ class DbWriterBolt(Bolt):
             min_interval_secs=s.writer.db_commit_interval_secs,
         )
         # Unassigned faces clustered by themselves after enough new ones (issue 25).
-        t = s.tagging
-        self.auto_cluster = AutoClusterer(
-            lambda: database.connect(s.services, migrate_schema=False),
-            t.face_cluster_after if t.face_recognition else 0,
-            match_distance=t.face_match_distance,
-            cluster_distance=t.face_cluster_distance,
-            min_faces=t.face_cluster_min_faces,
-        )
+        self.auto_cluster = auto_cluster.for_settings(s)
         # Its own busy (decoding, committing) and waiting time, for bench/steady_state.py.
         self.meter = BusyMeter(meter_path(s.run_dir, "db_writer", context["taskid"]), 0.25)
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from streamparse import Bolt
 
 from autotag.config import settings
-from autotag.pipeline.auto_cluster import AutoClusterer
+from autotag.pipeline import auto_cluster
 from autotag.pipeline.batcher import ResultBatcher
 from autotag.pipeline.video_contract import SegmentResult
-from autotag.storage import database
 from autotag.storage.video_writer import SegmentWriter
 
 
@@ -32,14 +31,7 @@ class VideoWriterBolt(Bolt):
         )
         # A video's faces nobody is known for are clustered by themselves after enough new
         # ones, as the DB writer does for photos' (one run at a time on the whole cluster).
-        t = s.tagging
-        self.auto_cluster = AutoClusterer(
-            lambda: database.connect(s.services, migrate_schema=False),
-            t.face_cluster_after if t.face_recognition else 0,
-            match_distance=t.face_match_distance,
-            cluster_distance=t.face_cluster_distance,
-            min_faces=t.face_cluster_min_faces,
-        )
+        self.auto_cluster = auto_cluster.for_settings(s)
 
     def process(self, tup) -> None:
         result = SegmentResult.from_tuple(tup.values)

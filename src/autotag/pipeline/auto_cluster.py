@@ -19,8 +19,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from autotag.config import Settings
 from autotag.contract import FaceFound
-from autotag.storage import people
+from autotag.storage import database, people
 
 log = logging.getLogger(__name__)
 
@@ -112,4 +113,17 @@ class AutoClusterer:
                 pass
 
 
-__all__ = ["AutoClusterer"]
+def for_settings(s: Settings) -> AutoClusterer:
+    """The clusterer a writer bolt (photos' or videos') runs: its own connections, and
+    ``tagging``'s thresholds (off without face recognition)."""
+    t = s.tagging
+    return AutoClusterer(
+        lambda: database.connect(s.services, migrate_schema=False),
+        t.face_cluster_after if t.face_recognition else 0,
+        match_distance=t.face_match_distance,
+        cluster_distance=t.face_cluster_distance,
+        min_faces=t.face_cluster_min_faces,
+    )
+
+
+__all__ = ["AutoClusterer", "for_settings"]
