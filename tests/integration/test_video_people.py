@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from autotag.config import Settings
 from autotag.contract import FaceFound, PhotoResult, Tag
 from autotag.pipeline.tag_step import load_tagger, people_matcher
-from autotag.pipeline.video_contract import DONE, SegmentJob
+from autotag.pipeline.video_contract import DONE, SegmentJob, SegmentResult
 from autotag.pipeline.video_step import SamplingOptions, VideoAnalyser
 from autotag.storage import database, videos
 from autotag.storage import people as store
@@ -83,10 +83,12 @@ def _segments_found(s: Settings, video_id: str, *words: str) -> dict[int, tuple[
     }
 
 
-def _analyse_and_store(s: Settings, tmp: Path, scenes: list[np.ndarray]) -> str:
+def _analyse_and_store(
+    s: Settings, tmp: Path, scenes: list[np.ndarray]
+) -> tuple[str, list[SegmentResult]]:
     """A new video (an MJPEG AVI at 2 fps, one scene per 3 s segment) registered as an upload,
     each segment analysed as the video bolt does and the results written by the video writer.
-    Returns the video's id."""
+    Returns the video's id and the results."""
     path = tmp / f"{uuid.uuid4().hex}.avi"
     out = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (640, 480))
     for scene in scenes:
@@ -128,7 +130,7 @@ def _analyse_and_store(s: Settings, tmp: Path, scenes: list[np.ndarray]) -> str:
     with database.connect(s.services) as conn:
         assert write_segment_results(conn, results) == len(results)
         assert write_segment_results(conn, results) == len(results)  # a replay changes nothing
-    return video_id
+    return video_id, results
 
 
 def _video_faces(s: Settings, video_id: str) -> dict[int, dict[str, Any]]:
@@ -189,7 +191,7 @@ def test_a_named_person_is_named_in_video_segments(
     services: Settings, default_bundle: str, tmp_path: Path
 ) -> None:
     _store_and_name(services)
-    video_id = _analyse_and_store(services, tmp_path, [_frame("img15.jpg"), _frame("img16.jpg")])
+    video_id, _ = _analyse_and_store(services, tmp_path, [_frame("img15.jpg"), _frame("img16.jpg")])
     # The database is shared with other tests that may have named B too (from the same
     # photos): the segment must carry the name of the person B's face in the frame belongs to
     # (NAME when this test runs alone), who is someone named from B's photos.
@@ -234,7 +236,7 @@ def test_faces_first_seen_in_a_video_are_clustered_named_and_searched(
     client = web
     # Person D (img18, img19: in no other test) in three segments, E (img24) in the fourth.
     scenes = [_frame("img18.jpg"), _frame("img19.jpg"), _frame("img18.jpg", mirrored=True)]
-    video_id = _analyse_and_store(s, tmp_path, [*scenes, _frame("img24.jpg")])
+    video_id, results = _analyse_and_store(s, tmp_path, [*scenes, _frame("img24.jpg")])
     faces = _video_faces(s, video_id)
     assert sorted(faces) == [0, 1, 2, 3]
     for n, f in faces.items():
@@ -278,6 +280,10 @@ def test_faces_first_seen_in_a_video_are_clustered_named_and_searched(
     assert _json(s, "people", "name", str(d), new)["person_id"] == d
     assert _segments_found(s, video_id, new) == want
     assert _segments_found(s, video_id, name) == {}
+    # A replayed segment (Storm delivers a result again) keeps whose faces they are.
+    with database.connect(s.services) as conn:
+        assert write_segment_results(conn, results) == len(results)
+    assert _segments_found(s, video_id, new) == want
 
     # Trashed: out of search and off the person; renamed meanwhile, then restored: its faces
     # are D's again and its segments carry the name D has now.
