@@ -64,6 +64,11 @@ def test_people_endpoints_and_face_crop(client: TestClient, api_settings: Settin
     assert [h["photo_id"] for h in found] == [pid]
     assert client.post(f"/api/people/{person}/name", json={"name": "  "}).status_code == 400
     assert client.post("/api/people/999999999/name", json={"name": "x"}).status_code == 404
+    r = client.post(f"/api/people/{person}/merge", json={"other": 999999999})
+    assert r.status_code == 404 and "999999999" in r.json()["error"]
+    assert client.post("/api/people/999999999/forget", json={}).status_code == 404
+    assert client.post("/faces/999999999/remove", json={}).status_code == 404
+    assert listed[person]["name"] == client.get(f"/api/people/{person}").json()["name"]
 
     r = client.post(f"/faces/{fid}/remove", json={})
     assert r.status_code == 200 and r.json()["removed_from"] == person

@@ -14,8 +14,10 @@ GET  /faces/<id>/crop               the face as a small JPEG, cut from the photo
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import psycopg
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
@@ -30,6 +32,7 @@ from autotag.web.api_photos import State, photo_id_of
 from autotag.web.state import WebState
 
 router = APIRouter(tags=["people"])
+T = TypeVar("T")
 
 
 class NameIn(BaseModel):
@@ -44,6 +47,17 @@ def names_changed(state: WebState) -> None:
     """A name was given, changed or taken away: search reads the current tags again (the
     typed words are matched against them), so the change is found at once."""
     state.cache.pop("tag_counts", None)
+
+
+def _change(state: WebState, act: Callable[[psycopg.Connection[Any]], T | None], missing: str) -> T:
+    """One change to who is who, then search told (``names_changed``); a 404 saying
+    ``missing`` when the person or face was not there."""
+    with state.pool.connection() as conn:
+        done = act(conn)
+    names_changed(state)
+    if done is None:
+        raise HTTPException(404, missing)
+    return done
 
 
 def _clean(name: str) -> str:
@@ -85,22 +99,17 @@ async def name_person(person_id: int, body: NameIn, state: State) -> dict[str, A
 
 @router.post("/api/people/{person_id}/merge", summary="Merge another person into this one")
 def merge(person_id: int, body: MergeIn, state: State) -> dict[str, Any]:
-    with state.pool.connection() as conn:
-        kept = store.merge(conn, person_id, body.other)
-    names_changed(state)
-    if kept is None:
-        raise HTTPException(404, f"no person {person_id} or {body.other}")
+    kept = _change(
+        state,
+        lambda conn: store.merge(conn, person_id, body.other),
+        f"no person {person_id} or {body.other}",
+    )
     return {"person_id": kept, "merged": body.other}
 
 
 @router.post("/api/people/{person_id}/forget", summary="Forget a person (name and descriptors)")
 def forget(person_id: int, state: State) -> dict[str, Any]:
-    with state.pool.connection() as conn:
-        done = store.forget(conn, person_id)
-    names_changed(state)
-    if done is None:
-        raise HTTPException(404, f"no person {person_id}")
-    return done
+    return _change(state, lambda conn: store.forget(conn, person_id), f"no person {person_id}")
 
 
 @router.get("/photos/{photo_id}/faces", summary="A photo's faces: boxes, people, scores")
@@ -129,12 +138,7 @@ async def name_face(face_id: int, body: NameIn, state: State) -> dict[str, Any]:
 
 @router.post("/faces/{face_id}/remove", summary="This face is not its person")
 def remove_face(face_id: int, state: State) -> dict[str, Any]:
-    with state.pool.connection() as conn:
-        done = store.remove_face(conn, face_id)
-    names_changed(state)
-    if done is None:
-        raise HTTPException(404, f"no face {face_id}")
-    return done
+    return _change(state, lambda conn: store.remove_face(conn, face_id), f"no face {face_id}")
 
 
 def _crop(state: WebState, face_id: int) -> bytes:
