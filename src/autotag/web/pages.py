@@ -57,6 +57,13 @@ def _truthy(value: Any) -> bool:
 
 # -- search ------------------------------------------------------------------------------------
 
+# The search's parameters, one definition for the page and its "more" fragment (the page's
+# more_url is read by the fragment, so both must accept the same values).
+Tags = Annotated[list[str], Query()]
+Words = Annotated[str, Query(max_length=200)]
+MinScore = Annotated[float, Query(ge=0.0, le=1.0)]
+Order = Annotated[str, Query(pattern=api_search.ORDER_PATTERN)]
+
 
 def _search_context(
     state: State, tags: list[str], q: str, min_score: float, order: str, offset: int
@@ -74,10 +81,10 @@ def _search_context(
 def search_page(
     request: Request,
     state: State,
-    tag: Annotated[list[str], Query()] = [],  # noqa: B006
-    q: Annotated[str, Query(max_length=200)] = "",
-    min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-    order: Annotated[str, Query(pattern=api_search.ORDER_PATTERN)] = "score",
+    tag: Tags = [],  # noqa: B006
+    q: Words = "",
+    min_score: MinScore = 0.0,
+    order: Order = "score",
 ) -> HTMLResponse:
     tags = [t.strip() for t in tag if t.strip()]
     searched = bool(tags or q.strip())
@@ -102,10 +109,10 @@ def search_page(
 def results_fragment(
     request: Request,
     state: State,
-    tag: Annotated[list[str], Query()] = [],  # noqa: B006
-    q: Annotated[str, Query(max_length=200)] = "",
-    min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-    order: Annotated[str, Query(pattern=api_search.ORDER_PATTERN)] = "score",
+    tag: Tags = [],  # noqa: B006
+    q: Words = "",
+    min_score: MinScore = 0.0,
+    order: Order = "score",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> HTMLResponse:
     context = _search_context(state, tag, q, min_score, order, offset)
@@ -113,9 +120,7 @@ def results_fragment(
 
 
 @router.get("/ui/suggest", response_class=HTMLResponse)
-def suggest_fragment(
-    request: Request, state: State, q: Annotated[str, Query(max_length=200)] = ""
-) -> HTMLResponse:
+def suggest_fragment(request: Request, state: State, q: Words = "") -> HTMLResponse:
     """``<option>``s for the search box's datalist (the box sends its value as ``q``)."""
     suggestions = lookups.complete(api_search.tag_counts(state), q, 10)
     return _page(request, "_suggest.html", suggestions=suggestions)
