@@ -195,6 +195,25 @@ def taught(
     return fit, left
 
 
+def spot_check(
+    fit: Any,
+    X: np.ndarray,
+    left: np.ndarray,
+    truth: np.ndarray,
+    spot: tuple[int, int],
+    seed: list[int],
+) -> tuple[bool, np.ndarray]:
+    """A learned tag's precision asked of the user before it is published: ``spot`` = (n,
+    at least yes) of the photos it would tag, drawn at random, answered from the truth.
+    Returns (published, the photos left to measure it on: not the ones asked)."""
+    n, min_yes = spot
+    tagged = left[fit.decide(X[left]) >= fit.threshold]
+    asked = np.random.default_rng(seed).permutation(tagged)[:n]
+    yes = int(truth[asked].sum())
+    need = min_yes - (n - len(asked))  # fewer tagged photos than asked: all must be yes
+    return yes >= max(need, 1) and len(asked) > 0, np.setdiff1d(left, asked)
+
+
 def few_shot(
     X: np.ndarray,
     cat: dict[str, np.ndarray],
@@ -202,6 +221,7 @@ def few_shot(
     seed: int,
     opts: LearnOptions,
     answers: tuple[int, int] = (0, 0),
+    spot: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in cat:
@@ -213,9 +233,11 @@ def few_shot(
                 continue
             published = good = 0
             tp = npred = ntrue = 0  # pooled over the published draws
-            p_each, r_each, est_p = [], [], []
+            p_each: list[float] = []
+            r_each: list[float] = []
+            est_p: list[float] = []
             nn_tp = nn_pred = nn_true = 0
-            for pos in draws(name, k, members, n_draws, seed):
+            for d, pos in enumerate(draws(name, k, members, n_draws, seed)):
                 rest = np.setdiff1d(np.arange(len(X)), pos)
                 fit, left = taught(
                     name,
@@ -225,6 +247,9 @@ def few_shot(
                     replace(opts, min_examples=min(k, opts.min_examples)),
                     answers,
                 )
+                if fit.ok and spot[0]:
+                    ok, left = spot_check(fit, X, left, truth_all, spot, [seed, k, d])
+                    fit.ok = ok
                 if fit.ok:
                     published += 1
                     a, b, c = pr_counts(fit.decide(X[left]) >= fit.threshold, truth_all[left])
@@ -232,7 +257,7 @@ def few_shot(
                     p_each.append(a / b if b else 1.0)
                     r_each.append(a / c if c else 1.0)  # answers may have found them all
                     good += p_each[-1] >= GOOD_PRECISION and r_each[-1] >= GOOD_RECALL
-                    est_p.append(fit.precision)
+                    est_p.append(float(fit.precision or 0.0))
                 a, b, c = pr_counts(nearest_neighbour(X, pos, rest), truth_all[rest])
                 nn_tp, nn_pred, nn_true = nn_tp + a, nn_pred + b, nn_true + c
             res[f"k={k}"] = {
@@ -259,15 +284,19 @@ def nonsense(
     seed: int,
     opts: LearnOptions,
     answers: tuple[int, int] = (0, 0),
+    spot: tuple[int, int] = (0, 0),
 ) -> int:
     rng = np.random.default_rng([seed, 7])
     names = list(cat)[:5]
     published = 0
-    for _ in range(n_draws):
+    for i in range(n_draws):
         pos = np.asarray([rng.choice(np.flatnonzero(cat[c])) for c in names])
         truth = np.zeros(len(X), bool)
         truth[pos] = True
-        published += taught("nonsense", X, pos, truth, opts, answers)[0].ok
+        fit, left = taught("nonsense", X, pos, truth, opts, answers)
+        if fit.ok and spot[0]:
+            fit.ok = spot_check(fit, X, left, truth, spot, [seed, 7, i])[0]
+        published += fit.ok
     return published
 
 
@@ -346,6 +375,14 @@ def main() -> None:
         metavar=("ROUNDS", "PER_ROUND"),
         help="the yes/no loop: rounds of answers on the photos nearest the threshold",
     )
+    ap.add_argument(
+        "--spot-check",
+        type=int,
+        nargs=2,
+        default=(0, 0),
+        metavar=("N", "MIN_YES"),
+        help="publish only if at least MIN_YES of N random photos the tag would get are right",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", type=Path, help="also write the JSON summary here")
     args = ap.parse_args()
@@ -364,6 +401,7 @@ def main() -> None:
     if args.max_doubt is not None:
         opts = replace(opts, max_doubt=args.max_doubt)
     answers = (args.answers[0], args.answers[1])
+    spot = (args.spot_check[0], args.spot_check[1])
     summary: dict[str, Any] = {
         "stamps": len(X),
         "set": args.set,
@@ -374,8 +412,9 @@ def main() -> None:
             "max_doubt": opts.max_doubt,
         },
         "answers": {"rounds": args.answers[0], "per_round": args.answers[1]},
-        "categories": few_shot(X, cat, args.draws, args.seed, opts, answers),
-        "nonsense_published": f"{nonsense(X, cat, args.draws, args.seed, opts, answers)}/{args.draws}",
+        "spot_check": {"asked": args.spot_check[0], "min_yes": args.spot_check[1]},
+        "categories": few_shot(X, cat, args.draws, args.seed, opts, answers, spot),
+        "nonsense_published": f"{nonsense(X, cat, args.draws, args.seed, opts, answers, spot)}/{args.draws}",
     }
     if args.coverage:
         summary["coverage"] = coverage(X, stamps, args.seed, opts)
