@@ -348,6 +348,75 @@ def coverage(X: np.ndarray, stamps: list[Any], seed: int, opts: LearnOptions) ->
     }
 
 
+def ranking(X: np.ndarray, cat: dict[str, np.ndarray], n_draws: int, seed: int) -> dict[str, Any]:
+    """How well other representations of the same stored vector, and other classifiers,
+    rank the remaining stamps at k = 5 (threshold-free): mean average precision, and the best
+    recall at precision >= 0.85 with the threshold set by an oracle."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+
+    from autotag.learning.learner import training_set
+
+    bundle = _tagger().bundle
+    W, b = np.asarray(bundle.W, np.float32), np.asarray(bundle.b, np.float32)
+    Z = X @ W.T  # the logits up to each photo's norm (the stored vector is normalized)
+    zs = 15.6 * Z - b  # the median raw-feature norm
+    m = zs.max(axis=1, keepdims=True)
+    logsoft = zs - m - np.log(np.exp(zs - m).sum(axis=1, keepdims=True))
+    sq = l2(np.sqrt(np.maximum(X, 0.0)))
+    mu = X.mean(axis=0)
+    _, S, Vt = np.linalg.svd(X - mu, full_matrices=False)
+    white = l2((X - mu) @ (Vt[:128].T / np.sqrt(S[:128] ** 2 / len(X) + 1e-2)))
+    reps = {"l2": X, "sqrt": sq, "logits": Z / Z.std(), "log-softmax": logsoft / 10.0}
+    reps |= {"l2+sqrt": np.hstack([X, sq]), "pca-white-128": white}
+
+    def lr(R: np.ndarray, pos: np.ndarray, rest: np.ndarray, C: float) -> np.ndarray:  # noqa: N803
+        Xt, y, _ = training_set(R[pos], R[:0], R[rest], C, 0)
+        clf = LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit(Xt, y)
+        return np.asarray(R[rest] @ clf.coef_[0])
+
+    def spread(pos: np.ndarray, rest: np.ndarray, knn: int = 5, alpha: float = 0.9) -> np.ndarray:
+        sims = X @ X.T
+        np.fill_diagonal(sims, -np.inf)
+        nearest = np.argsort(-sims, axis=1)[:, :knn]
+        A = np.zeros_like(sims)
+        np.put_along_axis(A, nearest, np.maximum(np.take_along_axis(sims, nearest, 1), 0), 1)
+        A = np.maximum(A, A.T)
+        d = 1.0 / np.sqrt(np.maximum(A.sum(axis=1), 1e-12))
+        A = A * d[:, None] * d[None, :]
+        y0 = np.zeros(len(X))
+        y0[pos] = 1.0
+        f = y0.copy()
+        for _ in range(30):
+            f = alpha * (A @ f) + (1 - alpha) * y0
+        return f[rest]
+
+    methods: dict[str, Any] = {}
+    for name, R in reps.items():
+        for C in (1.0, 10.0):
+            methods[f"logistic {name} C={C:g}"] = lambda p, r, R=R, C=C: lr(R, p, r, C)
+        methods[f"prototype {name}"] = lambda p, r, R=R: R[r] @ l2(R[p].mean(0, keepdims=True))[0]
+    methods["label spreading kNN 5"] = spread
+    out: dict[str, Any] = {}
+    for method, score in methods.items():
+        aps, recalls = [], []
+        for name, truth_all in cat.items():
+            members = np.flatnonzero(truth_all)
+            if len(members) < 7:
+                continue
+            for pos in draws(name, 5, members, n_draws, seed):
+                rest = np.setdiff1d(np.arange(len(X)), pos)
+                s, truth = score(pos, rest), truth_all[rest]
+                aps.append(average_precision_score(truth, s))
+                hit = truth[np.argsort(-s, kind="stable")]
+                tp = np.cumsum(hit)
+                good = tp / np.arange(1, len(hit) + 1) >= GOOD_PRECISION
+                recalls.append(float((tp / hit.sum())[good].max()) if good.any() else 0.0)
+        out[method] = {"mAP": round(float(np.mean(aps)), 3), "oracle_recall": np.mean(recalls)}
+        out[method]["oracle_recall"] = round(float(out[method]["oracle_recall"]), 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--draws", type=int, default=10)
@@ -383,6 +452,11 @@ def main() -> None:
         metavar=("N", "MIN_YES"),
         help="publish only if at least MIN_YES of N random photos the tag would get are right",
     )
+    ap.add_argument(
+        "--ranking",
+        action="store_true",
+        help="only the ranking of other representations and classifiers (k = 5, no threshold)",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", type=Path, help="also write the JSON summary here")
     args = ap.parse_args()
@@ -400,6 +474,15 @@ def main() -> None:
         opts = replace(opts, C=args.C)
     if args.max_doubt is not None:
         opts = replace(opts, max_doubt=args.max_doubt)
+    if args.ranking:
+        ranks = ranking(X, cat, args.draws, args.seed)
+        if args.json:
+            print(json.dumps(ranks, indent=2))
+            return
+        print(f"k=5, {args.set} categories, seed {args.seed}: mean AP | oracle R at P 0.85")
+        for method, v in ranks.items():
+            print(f"  {method:32s} {v['mAP']:.3f} | {v['oracle_recall']:.3f}")
+        return
     answers = (args.answers[0], args.answers[1])
     spot = (args.spot_check[0], args.spot_check[1])
     summary: dict[str, Any] = {
