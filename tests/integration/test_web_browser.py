@@ -156,9 +156,10 @@ def test_a_person_uses_the_page(
     page.fill("#tag-box", tag)
     page.press("#tag-box", "Enter")
     page.wait_for_selector(f'#results a[href="/photo/{ids[0]}"]')
-    assert page.query_selector(f'#results a[href="/photo/{ids[0]}"] img').evaluate(
-        "img => img.complete && img.naturalWidth > 0 && img.naturalWidth <= 320"
-    )
+    thumb = page.query_selector(f'#results a[href="/photo/{ids[0]}"] img')
+    thumb.scroll_into_view_if_needed()  # thumbnails load lazily, and after the card appears
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb)
+    assert thumb.evaluate("img => img.naturalWidth > 0 && img.naturalWidth <= 320")
     assert "photo" in page.inner_text("#result-count")
     # The box reads words as the API's q= does, through the same code: the same photos.
     cards = [c.get_attribute("href") for c in page.query_selector_all("#results a.card")]

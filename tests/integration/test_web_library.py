@@ -239,10 +239,12 @@ def test_name_merge_and_correct_people_on_the_people_page(
     page.goto(f"{base}/people")
     group = f'#unnamed .person[data-person="{ab}"]'
     assert "2 faces" in page.inner_text(group)
-    # The sample face is cut from the photo when shown: a real JPEG, small.
-    assert page.query_selector(f"{group} img").evaluate(
-        "img => img.complete && img.naturalWidth > 0 && img.naturalWidth <= 160"
-    )
+    # The sample face is cut from the photo when shown: a real JPEG, small. (Faces load
+    # lazily: with many people in the test database the group may start below the fold.)
+    sample = page.query_selector(f"{group} img")
+    sample.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=sample)
+    assert sample.evaluate("img => img.naturalWidth > 0 && img.naturalWidth <= 160")
     r = page.request.get(f"{base}/faces/{faces[a]}/crop")
     assert r.status == 200 and r.headers["content-type"] == "image/jpeg"
     assert r.body()[:3] == b"\xff\xd8\xff"
