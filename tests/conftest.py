@@ -122,6 +122,22 @@ def restore_default(autotagger: Settings, default_bundle: str) -> Iterator[str]:
     set_active(autotagger.models_dir, default_bundle)
 
 
+def _worker_running(topology_id: str) -> bool:
+    """A worker JVM of this topology is up (its command line names the topology id)."""
+    from autotag.ops.workers import WORKER_MAIN
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        if WORKER_MAIN in argv and f"-Dstorm.id={topology_id}" in argv:
+            return True
+    return False
+
+
 @pytest.fixture(scope="module")
 def autotagger(
     request: pytest.FixtureRequest, storm_cluster: Settings, services: Settings, default_bundle: str
@@ -142,6 +158,10 @@ def autotagger(
     assert wait_for(
         lambda: NimbusClient(storm_cluster).topology("autotagger").status == "ACTIVE", 60
     )
+    # Until its worker runs: killing a topology while the Supervisor is still localizing its
+    # jar makes Storm 2.8.3's Supervisor halt ("Unable to read local file ... stormconf.ser").
+    topology_id = NimbusClient(storm_cluster).topology("autotagger").id
+    assert wait_for(lambda: _worker_running(topology_id), 120), f"no worker for {topology_id}"
     yield storm_cluster
     try:
         NimbusClient(storm_cluster).kill("autotagger")
