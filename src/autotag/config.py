@@ -245,6 +245,14 @@ class TaggingSettings:
     learn_target_precision: float = _key(0.9, _between(0.0, 1.0))
     learn_min_precision: float = _key(0.85, _between(0.0, 1.0))
     learn_assumed_share: float = _key(0.0, _between(0.0, 1.0))
+    # Before a new learned tag is published it asks (learning.questions): yes/no on the
+    # learn_questions photos nearest its threshold, then a spot check of learn_spot_check
+    # random photos it would tag, published only if at least learn_spot_min_yes are right.
+    # Both 0: published on the learner's estimates alone (most five-example tags then tag
+    # many wrong photos: bench/learned_fewshot.py, MODELS.md).
+    learn_questions: int = _key(10, _at_least(0))
+    learn_spot_check: int = _key(5, _at_least(0))
+    learn_spot_min_yes: int = _key(4, _at_least(0))
     # Face recognition (vision.face_identity, issue 25): descriptors for faces at least
     # face_min_px wide and tall (PhotoPrism's 50 px); a face joins the nearest known person
     # whose reference descriptor is within face_match_distance (dlib's 0.6: 99.67% right on

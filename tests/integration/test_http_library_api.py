@@ -116,6 +116,30 @@ def test_learned_endpoints(client: TestClient, api_settings: Settings) -> None: 
     r = client.get(f"/api/learned/{tag}/doubtful")
     assert r.status_code == 404 and r.json()["error"]
     assert client.post("/api/learned/no-such-tag/forget", json={}).status_code == 404
+    # A tag asking before it is published: its unanswered questions, in the order asked; a
+    # label on a photo answers it, a photo deleted since is not waited for.
+    asking = f"q{uuid.uuid4().hex[:8]}"
+    other = _photo(client)
+    with database.connect(api_settings.services) as conn:
+        learned.save_state(
+            conn, asking, "asking", "asking", bundle_id=None, n_pos=5, n_neg=0,
+            precision=0.9, recall=0.6, threshold=0.5, labels_seen="x", phase="near",
+            questions=[other, "f" * 64, pid],
+        )  # fmt: skip
+    r = client.get(f"/api/learned/{asking}/questions")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["photos"] == [other, pid] and got["phase"] == "near" and got["asked"] == 3
+    [item] = [t for t in client.get("/api/learned").json() if t["tag"] == asking]
+    assert item["questions"] == [other, pid] and item["status"] == "asking"
+    with database.connect(api_settings.services) as conn:
+        conn.execute(
+            "INSERT INTO labels (photo_id, tag, positive) VALUES (%s, %s, false)", (pid, asking)
+        )
+    assert client.get(f"/api/learned/{asking}/questions").json()["photos"] == [other]
+    # A tag not asking (learned) has nothing to answer; an unknown tag is a 404.
+    assert client.get(f"/api/learned/{tag}/questions").json()["photos"] == []
+    assert client.get("/api/learned/no-such-tag/questions").status_code == 404
 
 
 def test_openapi_lists_the_library_endpoints(client: TestClient, bare: TestClient) -> None:  # noqa: F811
@@ -135,6 +159,7 @@ def test_openapi_lists_the_library_endpoints(client: TestClient, bare: TestClien
         "/api/learned",
         "/api/learned/{tag}/forget",
         "/api/learned/{tag}/doubtful",
+        "/api/learned/{tag}/questions",
         "/photos/{photo_id}",
         "/trash",
         "/trash/{item_id}/restore",

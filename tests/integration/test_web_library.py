@@ -381,6 +381,42 @@ def test_learned_tags_listed_marked_and_forgotten(
     assert b not in search(page, base, tag) and c not in search(page, base, tag)
 
 
+def test_a_new_tag_asks_before_it_is_published(
+    page: Any, library: dict[str, Any], lib_settings: Settings
+) -> None:
+    """A tag the learner is asking about shows its unanswered questions on the Learned page;
+    a yes or a no is a label on that photo, the card goes, and the page reloads after the
+    last answer (the learner asks the next ones or publishes)."""
+    base, (d, e) = library["base"], library["ids"][:2]  # (the last two are deleted above)
+    tag = f"q{uuid.uuid4().hex[:8]}"
+    with database.connect(lib_settings.services) as conn:
+        learned.save_state(
+            conn, tag, "asking", "asking before publishing", bundle_id=None, n_pos=5,
+            n_neg=0, precision=0.9, recall=0.7, threshold=0.5, labels_seen="x",
+            phase="spot", questions=[d, e],
+        )  # fmt: skip
+    page.goto(f"{base}/learned")
+    section = page.wait_for_selector(f'section.learned[data-tag="{tag}"]')
+    assert "asking" in section.query_selector(".status").inner_text()
+    cards = section.query_selector_all(".questions .card")
+    assert [c.get_attribute("data-photo") for c in cards] == [d, e]
+    assert "0 of 2 answered" in section.inner_text()
+    shot(page, lib_settings, "learned-questions")
+
+    card = f'section.learned[data-tag="{tag}"] .questions .card'
+    page.click(f'{card}[data-photo="{d}"] button.yes')
+    page.wait_for_selector(f'{card}[data-photo="{d}"]', state="detached")
+    asked = page.request.get(f"{base}/api/learned/{tag}/questions").json()
+    assert asked["photos"] == [e] and asked["asked"] == 2 and asked["phase"] == "spot", asked
+    page.click(f'{card}[data-photo="{e}"] button.no')
+    # The last answer: the page reloads and has nothing left to ask.
+    page.wait_for_selector(f'section.learned[data-tag="{tag}"] .questions', state="detached")
+    page.wait_for_selector(f'section.learned[data-tag="{tag}"]')
+    with database.connect(lib_settings.services) as conn:
+        got = learned.answers(conn, tag, [d, e])
+    assert got == {d: True, e: False}
+
+
 def test_new_pages_and_endpoints_refuse_without_token(
     browser: Any, server: tuple[str, str]
 ) -> None:

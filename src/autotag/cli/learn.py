@@ -12,7 +12,7 @@ import click
 from autotag.cli.labels import labels
 from autotag.config import Settings, settings
 from autotag.errors import AutotagError
-from autotag.storage import blobs, database
+from autotag.storage import blobs, database, lookups
 from autotag.storage import labels as label_store
 from autotag.storage import learned as learned_store
 
@@ -70,8 +70,13 @@ def _photo_ids(args: tuple[str, ...]) -> list[str]:
 
 
 def _set(tag: str, photos: tuple[str, ...], positive: bool, learn: bool, as_json: bool) -> None:
+    answers = {pid: positive for pid in _photo_ids(photos)}
+    _label(tag, answers, learn, as_json, "added to" if positive else "removed from")
+
+
+def _label(tag: str, answers: dict[str, bool], learn: bool, as_json: bool, word: str) -> None:
+    """Record labels of one tag (photo id → has it), in one transaction; then learn it."""
     s = settings()
-    ids = _photo_ids(photos)
     try:
         tag = label_store.clean_tag(tag)
     except ValueError as exc:
@@ -79,7 +84,7 @@ def _set(tag: str, photos: tuple[str, ...], positive: bool, learn: bool, as_json
     done: list[dict[str, Any]] = []
     with database.connect(s.services) as conn, database.pg_errors(s.services):
         with conn.transaction():
-            for pid in ids:
+            for pid, positive in answers.items():
                 try:
                     done.append(label_store.set_label(conn, pid, tag, positive).as_dict())
                 except LookupError as exc:
@@ -91,7 +96,6 @@ def _set(tag: str, photos: tuple[str, ...], positive: bool, learn: bool, as_json
             out["learn"] = report.as_dict()
         click.echo(json.dumps(out))
         return
-    word = "added to" if positive else "removed from"
     click.echo(f"{tag}: {word} {len(done)} photos")
     if report is not None:
         _print_report(report, False)
@@ -218,6 +222,69 @@ def forget_cmd(tag: str, as_json: bool) -> None:
         f"{tag}: forgotten ({out['tags_deleted']} stored tags, {out['labels_deleted']} labels"
         + (f"; active bundle now {out['bundle_id']})" if out["bundle_id"] else ")")
     )
+
+
+@learned.command("questions")
+@click.argument("tag")
+@click.option("--json", "as_json", is_flag=True)
+def questions_cmd(tag: str, as_json: bool) -> None:
+    """The photos a new learned tag asks about before it is published: answer each with
+    `autotag learned answer TAG --yes ID --no ID` (or the Learned page's buttons)."""
+    s = settings()
+    with database.connect(s.services) as conn, database.pg_errors(s.services):
+        state = learned_store.states(conn).get(tag)
+        if state is None:
+            raise AutotagError(f"no labelled tag {tag!r} (autotag learned lists them)")
+        waiting = (
+            learned_store.unanswered(conn, tag, state.questions) if state.status == "asking" else []
+        )
+        photos = lookups.summaries(conn, waiting, tags=3)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "tag": tag,
+                    "status": state.status,
+                    "phase": state.phase if state.status == "asking" else None,
+                    "asked": len(state.questions) if state.status == "asking" else 0,
+                    "photos": [
+                        {"photo_id": p["photo_id"], "source": p["source"], "tags": p["tags"]}
+                        for p in photos
+                    ],
+                    "message": state.message,
+                }
+            )
+        )
+        return
+    if state.status != "asking":
+        click.echo(f"{tag}: {state.status}: {state.message} (nothing to answer)")
+        return
+    click.echo(f"{tag}: {state.message}")
+    for p in photos:
+        words = ", ".join(t["tag"] for t in p["tags"]) or "-"
+        click.echo(f"  {p['photo_id']}  {p['source'] or '-'}  ({words})")
+    click.echo(f"answer: autotag learned answer {tag} --yes ID... --no ID...")
+
+
+@learned.command("answer")
+@click.argument("tag")
+@click.option("--yes", "yes", multiple=True, help="A photo (id) that has TAG.")
+@click.option("--no", "no", multiple=True, help="A photo (id) that does not have TAG.")
+@_NO_LEARN
+@click.option("--json", "as_json", is_flag=True)
+def answer_cmd(
+    tag: str, yes: tuple[str, ...], no: tuple[str, ...], no_learn: bool, as_json: bool
+) -> None:
+    """Answer TAG's questions (or label any photos): --yes ID has it, --no ID has not; the
+    same labels as `autotag labels add/remove`, then the tag is learned again."""
+    if not yes and not no:
+        raise AutotagError("give at least one --yes ID or --no ID")
+    answers = {pid: True for pid in _photo_ids(yes)}
+    for pid in _photo_ids(no):
+        if answers.get(pid):
+            raise AutotagError(f"{pid} is both --yes and --no")
+        answers[pid] = False
+    _label(tag, answers, not no_learn, as_json, "answered for")
 
 
 commands = [learn, learned]

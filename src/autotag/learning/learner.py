@@ -52,6 +52,16 @@ class LearnOptions:
     # more common than the assumed share is refused (bench/learned_fewshot.py --strict).
     assumed_prevalence: float | None = None
     strict_from_library: int = 200
+    # A new tag asks before it is published (learning.questions): yes/no on the photos
+    # nearest its threshold, then a spot check of photos it would tag (at least
+    # ``spot_min_yes`` of ``spot_check`` right). Both counts 0: published at once.
+    questions: int = 10
+    spot_check: int = 5
+    spot_min_yes: int = 4
+
+    @property
+    def asks(self) -> bool:
+        return self.questions > 0 or self.spot_check > 0
 
 
 @dataclass

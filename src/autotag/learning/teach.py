@@ -2,10 +2,13 @@
 shadow-check, publish a bundle, activate it, re-score the stored library.
 
 ``learn`` looks at every labelled tag whose labels changed since it was last looked at (a
-signature of its labels is kept in ``learned_tags``) and has ``min_examples`` positives;
-the tags it learns (``learner.fit_tag``) go into a candidate bundle (``learned_bundle``),
-which is published only if, on every label the user has given, it gets no tag more wrong
-than the active bundle (the shadow check). Then ``models/ACTIVE`` names it, so the running
+signature of its labels is kept in ``learned_tags``) and has ``min_examples`` positives.
+A new tag the learner can fit (``learner.fit_tag``) first asks the user (``questions``):
+yes/no on the photos nearest its threshold, then a spot check of photos it would tag; the
+answers are labels, so each one brings the tag back here. The tags that passed (and changes
+to tags already published) go into a candidate bundle (``learned_bundle``), which is
+published only if, on every label the user has given, it gets no tag more wrong than the
+active bundle (the shadow check). Then ``models/ACTIVE`` names it, so the running
 bolts tag new uploads with it within seconds, and one vectorized pass over ``photo_vectors``
 (``rescore``) writes the changed learned tags on every stored photo. Nothing here touches
 the topology: learning never stops or slows tagging.
@@ -25,6 +28,7 @@ import numpy as np
 import psycopg
 
 from autotag.errors import ModelError
+from autotag.learning import questions
 from autotag.learning.learned_bundle import (
     Row,
     compose,
@@ -47,7 +51,7 @@ from autotag.vision.bundle import ModelBundle, load_active, set_active
 @dataclass
 class Outcome:
     tag: str
-    status: str  # learned | not-yet | refused | unchanged
+    status: str  # learned | not-yet | refused | asking | recalibrated
     message: str
     n_pos: int = 0
     n_neg: int = 0
@@ -155,6 +159,8 @@ def _learn(
     if recalibrated:
         active = load_active(models_dir)
     todo = []
+    checked: dict[str, TagFit] = {}  # tags whose spot check passed
+    notes: dict[str, str] = {}  # tags whose spot check failed: ask again
     for tag, st in sorted(stats.items()):
         if only is not None and tag not in only:
             continue
@@ -164,6 +170,24 @@ def _learn(
         changed = prev is None or prev.labels_seen != st.signature
         if not (changed or force):
             continue
+        if prev is not None and prev.status == "asking" and tag not in current:
+            waiting = store.unanswered(conn, tag, prev.questions)
+            if waiting:
+                answered = len(prev.questions) - len(waiting)
+                msg = _asking_message(tag, prev.phase, len(prev.questions), answered)
+                store.mark_seen(conn, tag, "asking", msg, st.signature)
+                report.outcomes.append(Outcome(tag, "asking", msg, st.n_pos, st.n_neg))
+                continue
+            if prev.phase == "spot":
+                yes = sum(store.answers(conn, tag, prev.questions).values())
+                n_asked = len(prev.questions)
+                if questions.spot_passed(yes, n_asked, options.spot_check, options.spot_min_yes):
+                    was = _checked(conn, prev, st.n_pos, st.n_neg, f"{yes} of {n_asked}")
+                    if was is not None:  # published as it was checked
+                        checked[tag] = was
+                        continue
+                else:
+                    notes[tag] = f"the spot check found {yes} of {n_asked} right; "
         if st.n_pos < options.min_examples and tag not in current:
             msg = f"add examples: {st.n_pos} of {options.min_examples} positive labels"
             store.save_state(
@@ -182,9 +206,12 @@ def _learn(
             report.outcomes.append(Outcome(tag, "not-yet", msg, st.n_pos, st.n_neg))
             continue
         todo.append(tag)
-    if not todo:
+    if not todo and not checked:
         return
     data = _Labels(conn, fs)
+    for tag, fit in checked.items():  # counted as a fit counts its examples
+        fit.n_pos = len(data.vectors(data.pos.get(tag, set())))
+        fit.n_neg = len(data.vectors(data.neg.get(tag, set()) | data.others_positive(tag)))
     _ids, library = store.sample_vectors(conn, fs, options.library_sample)
     fits: dict[str, TagFit] = {}
     for tag in todo:
@@ -203,12 +230,27 @@ def _learn(
         )
         say(f"{tag}: {fit.message}")
         fits[tag] = fit
-    learned = {t: f for t, f in fits.items() if f.ok}
+    learned: dict[str, TagFit] = dict(checked)
     for tag, fit in fits.items():
         if not fit.ok:
             kept = " (the tag learned before is kept)" if tag in current else ""
-            _save(conn, tag, "not-yet", fit.message + kept, None, fit, stats[tag].signature)
-            report.outcomes.append(_outcome(fit, "not-yet", fit.message + kept))
+            msg = notes.get(tag, "") + fit.message + kept
+            _save(conn, tag, "not-yet", msg, None, fit, stats[tag].signature)
+            report.outcomes.append(_outcome(fit, "not-yet", msg))
+        elif tag in current or not options.asks:
+            learned[tag] = fit  # a published tag's changes go out through the shadow check
+        else:
+            before = seen.get(tag)
+            phase = before.phase if before is not None and before.status == "asking" else None
+            if tag in notes:
+                phase = None  # the spot check failed: from the nearest photos again
+            sig = stats[tag].signature
+            next_step = ask(conn, fit, phase, sig, fs, options, notes.get(tag, ""))
+            if next_step is None:
+                learned[tag] = fit
+            else:
+                say(f"{tag}: {next_step.message}")
+                report.outcomes.append(next_step)
     if not learned:
         return
     rows = dict(current)
@@ -233,6 +275,121 @@ def _learn(
         _save(conn, tag, "learned", "learned", candidate.id, fit, stats[tag].signature)
         report.outcomes.append(_outcome(fit, "learned", f"learned into {candidate.id}"))
     report.rescored = rescore(conn, fs, {t: rows[t] for t in learned}, candidate.id)
+
+
+def _asking_message(tag: str, phase: str | None, asked: int, answered: int) -> str:
+    what = (
+        "is it right on these photos it would tag?"
+        if phase == "spot"
+        else "does each of these photos nearest its threshold have it?"
+    )
+    return (
+        f"asking before publishing: {what} {answered} of {asked} answered"
+        f" (autotag learned questions {tag}, or the Learned page)"
+    )
+
+
+def ask(
+    conn: psycopg.Connection[Any],
+    fit: TagFit,
+    answered: str | None,
+    signature: str,
+    feature_set: str,
+    options: LearnOptions,
+    note: str = "",
+) -> Outcome | None:
+    """A new tag's next questions (``learning.questions``), saved as ``asking``: the photos
+    nearest its threshold first (``answered`` None), then, those answered (``answered`` =
+    'near'), a spot check of photos it would tag, whose head is kept to be published as it
+    was checked. None: nothing left to ask (no spot check configured): publish it."""
+    tag = fit.tag
+    ids, probs = _library_probabilities(conn, fit, feature_set)
+    if answered is None and options.questions > 0:
+        asked = questions.nearest(probs, fit.threshold, options.questions)
+        if len(asked):
+            return _save_asking(conn, fit, "near", [ids[i] for i in asked], signature, note)
+    if options.spot_check <= 0:
+        return None
+    asked = questions.spot_sample(
+        probs, fit.threshold, options.spot_check, questions.seeded_rng(tag, signature)
+    )
+    if not len(asked):
+        msg = note + "cannot learn yet: it would tag none of the other stored photos; add examples"
+        _save(conn, tag, "not-yet", msg, None, fit, signature)
+        return _outcome(fit, "not-yet", msg)
+    out = _save_asking(conn, fit, "spot", [ids[i] for i in asked], signature, note)
+    assert fit.w is not None
+    store.save_candidate(conn, tag, fit.w, fit.b, fit.calib_a, fit.calib_c)
+    return out
+
+
+def _checked(
+    conn: psycopg.Connection[Any], prev: store.LearnedState, n_pos: int, n_neg: int, spot: str
+) -> TagFit | None:
+    """The head a passed spot check was asked about, to be published as it was checked (a
+    head fitted again with the answers would not be the one the user saw)."""
+    kept = store.candidate(conn, prev.tag)
+    if kept is None:
+        return None
+    w, b, calib_a, calib_c, threshold = kept
+    return TagFit(
+        prev.tag,
+        True,
+        "learned",
+        n_pos,
+        n_neg,
+        w,
+        b,
+        calib_a,
+        calib_c,
+        threshold,
+        prev.precision,
+        prev.recall,
+        {"spot_check": spot},
+    )
+
+
+def _library_probabilities(
+    conn: psycopg.Connection[Any], fit: TagFit, feature_set: str
+) -> tuple[list[str], np.ndarray]:
+    """The fitted tag's probability on every stored photo without a label for it."""
+    row = fit_row(fit)
+    labelled = {pid for pid, _t, _pos, _at in store.list_labels(conn, fit.tag, limit=1_000_000)}
+    ids: list[str] = []
+    probs: list[np.ndarray] = []
+    for chunk_ids, X in store.vector_chunks(conn, feature_set):
+        keep = [i for i, pid in enumerate(chunk_ids) if pid not in labelled]
+        if keep:
+            ids.extend(chunk_ids[i] for i in keep)
+            probs.append(np.asarray(row_probabilities(row, X[keep]), np.float64))
+    return ids, np.concatenate(probs) if probs else np.zeros(0)
+
+
+def _save_asking(
+    conn: psycopg.Connection[Any],
+    fit: TagFit,
+    phase: str,
+    photo_ids: list[str],
+    signature: str,
+    note: str,
+) -> Outcome:
+    msg = note + _asking_message(fit.tag, phase, len(photo_ids), 0)
+    store.save_state(
+        conn,
+        fit.tag,
+        "asking",
+        msg,
+        bundle_id=None,
+        n_pos=fit.n_pos,
+        n_neg=fit.n_neg,
+        precision=fit.precision,
+        recall=fit.recall,
+        threshold=fit.threshold,
+        labels_seen=signature,
+        phase=phase,
+        questions=photo_ids,
+    )
+    return _outcome(fit, "asking", msg)
 
 
 def recalibrate(

@@ -35,7 +35,7 @@ class LabelStats:
 @dataclass(frozen=True)
 class LearnedState:
     tag: str
-    status: str  # learned | not-yet | refused
+    status: str  # learned | not-yet | refused | asking
     message: str
     bundle_id: str | None
     n_pos: int
@@ -45,6 +45,8 @@ class LearnedState:
     threshold: float | None
     labels_seen: str
     learned_at: datetime
+    phase: str | None = None  # asking: 'near' | 'spot'
+    questions: tuple[str, ...] = ()  # asking: the photos asked in this phase
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,8 @@ class LearnedState:
             "recall": self.recall,
             "threshold": self.threshold,
             "learned_at": self.learned_at.isoformat(),
+            "phase": self.phase,
+            "questions": list(self.questions),
         }
 
 
@@ -238,13 +242,32 @@ def learned_tag_count(conn: psycopg.Connection[Any], tag: str) -> int:
 
 _STATE_COLS = (
     "tag, status, message, bundle_id, n_pos, n_neg, precision, recall, threshold,"
-    " labels_seen, learned_at"
+    " labels_seen, learned_at, phase, questions"
 )
 
 
 def states(conn: psycopg.Connection[Any]) -> dict[str, LearnedState]:
     rows = conn.execute(f"SELECT {_STATE_COLS} FROM learned_tags ORDER BY tag").fetchall()
-    return {r[0]: LearnedState(*r) for r in rows}
+    return {r[0]: _state(r) for r in rows}
+
+
+def _state(r: Sequence[Any]) -> LearnedState:
+    tag, status, message, bundle_id, n_pos, n_neg, prec, rec, thr, seen, at, phase, asked = r
+    return LearnedState(
+        tag,
+        status,
+        message,
+        bundle_id,
+        n_pos,
+        n_neg,
+        prec,
+        rec,
+        thr,
+        seen,
+        at,
+        phase,
+        tuple(asked or ()),
+    )
 
 
 def save_state(
@@ -260,29 +283,99 @@ def save_state(
     recall: float | None,
     threshold: float | None,
     labels_seen: str,
+    phase: str | None = None,
+    questions: Sequence[str] = (),
 ) -> None:
     conn.execute(
         f"""
         INSERT INTO learned_tags ({_STATE_COLS})
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now(), %s, %s::text[])
         ON CONFLICT (tag) DO UPDATE SET status = EXCLUDED.status, message = EXCLUDED.message,
             bundle_id = EXCLUDED.bundle_id, n_pos = EXCLUDED.n_pos, n_neg = EXCLUDED.n_neg,
             precision = EXCLUDED.precision, recall = EXCLUDED.recall,
             threshold = EXCLUDED.threshold, labels_seen = EXCLUDED.labels_seen,
-            learned_at = now()
+            learned_at = now(), phase = EXCLUDED.phase, questions = EXCLUDED.questions,
+            candidate_w = NULL, candidate_b = NULL, candidate_calib_a = NULL,
+            candidate_calib_c = NULL
         """,
-        (tag, status, message, bundle_id, n_pos, n_neg, precision, recall, threshold, labels_seen),
+        (
+            tag,
+            status,
+            message,
+            bundle_id,
+            n_pos,
+            n_neg,
+            precision,
+            recall,
+            threshold,
+            labels_seen,
+            phase,
+            list(questions),
+        ),
     )
 
 
 def mark_seen(
     conn: psycopg.Connection[Any], tag: str, status: str, message: str, seen: str
 ) -> None:
-    """Record that a tag's labels were looked at (without changing what was learned)."""
+    """Record that a tag's labels were looked at (without changing what was learned or the
+    questions asked)."""
     conn.execute(
         "UPDATE learned_tags SET status = %s, message = %s, labels_seen = %s WHERE tag = %s",
         (status, message, seen, tag),
     )
+
+
+def answers(conn: psycopg.Connection[Any], tag: str, photo_ids: Sequence[str]) -> dict[str, bool]:
+    """The user's labels of ``tag`` on these photos (True: yes, False: no); unanswered ones
+    are missing."""
+    rows = conn.execute(
+        "SELECT photo_id, positive FROM labels WHERE tag = %s AND photo_id = ANY(%s::text[])",
+        (tag, list(photo_ids)),
+    ).fetchall()
+    return {pid: bool(pos) for pid, pos in rows}
+
+
+def unanswered(conn: psycopg.Connection[Any], tag: str, photo_ids: Sequence[str]) -> list[str]:
+    """The photos asked about ``tag`` that are still stored and have no label for it yet (a
+    photo deleted since it was asked about is not waited for), in the order asked."""
+    rows = conn.execute(
+        """
+        SELECT q.photo_id FROM unnest(%s::text[]) WITH ORDINALITY AS q(photo_id, n)
+        JOIN photos p ON p.photo_id = q.photo_id
+        WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.tag = %s AND l.photo_id = q.photo_id)
+        ORDER BY q.n
+        """,
+        (list(photo_ids), tag),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def save_candidate(
+    conn: psycopg.Connection[Any], tag: str, w: np.ndarray, b: float, calib_a: float, calib_c: float
+) -> None:
+    """Keep the head a spot check is asked about (the tag's state row must exist)."""
+    conn.execute(
+        "UPDATE learned_tags SET candidate_w = %s::real[], candidate_b = %s,"
+        " candidate_calib_a = %s, candidate_calib_c = %s WHERE tag = %s",
+        (np.asarray(w, np.float32).tolist(), float(b), float(calib_a), float(calib_c), tag),
+    )
+
+
+def candidate(
+    conn: psycopg.Connection[Any], tag: str
+) -> tuple[np.ndarray, float, float, float, float] | None:
+    """The kept head of a tag asking a spot check: (w float32, b, calib_a, calib_c,
+    threshold), or None."""
+    row = conn.execute(
+        "SELECT candidate_w, candidate_b, candidate_calib_a, candidate_calib_c, threshold"
+        " FROM learned_tags WHERE tag = %s AND candidate_w IS NOT NULL",
+        (tag,),
+    ).fetchone()
+    if row is None or None in row:
+        return None
+    w, b, a, c, thr = row
+    return np.asarray(w, np.float32), float(b), float(a), float(c), float(thr)
 
 
 def forget(conn: psycopg.Connection[Any], tag: str) -> tuple[int, int]:

@@ -6,6 +6,8 @@ GET  /api/learned                             learned tags: examples, precision/
 POST /api/learned/<tag>/forget                forget a learned tag everywhere (``autotag learned
                                           forget``: its head, stored tags and labels)
 GET  /api/learned/<tag>/doubtful?n=           the stored photos the tag is least sure about
+GET  /api/learned/<tag>/questions             a new tag's unanswered questions before it is
+                                          published (answer with /photos/<id>/labels)
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def learned_tags(state: WebState) -> list[dict[str, Any]]:
         out = []
         for tag, st in found.items():
             item = st.as_dict()
+            item["questions"] = (
+                learned.unanswered(conn, tag, st.questions) if st.status == "asking" else []
+            )
+            item["asked"] = len(st.questions) if st.status == "asking" else 0
             item["photos"] = learned.learned_tag_count(conn, tag)
             item["example_ids"] = [
                 pid for pid, _t, positive, _at in learned.list_labels(conn, tag) if positive
@@ -79,6 +85,27 @@ def _forget(state: WebState, tag: str) -> dict[str, Any]:
 @router.post("/api/learned/{tag}/forget", summary="Forget a learned tag everywhere")
 async def forget_learned(tag: str, state: State) -> dict[str, Any]:
     return await run_in_threadpool(_forget, state, tag)
+
+
+@router.get(
+    "/api/learned/{tag}/questions",
+    summary="A new learned tag's unanswered questions (answer with /photos/<id>/labels)",
+)
+def learned_questions(tag: str, state: State) -> dict[str, Any]:
+    with state.pool.connection() as conn:
+        st = learned.states(conn).get(tag)
+        if st is None:
+            raise HTTPException(404, f"no learned tag {tag!r}")
+        asking = st.status == "asking"
+        waiting = learned.unanswered(conn, tag, st.questions) if asking else []
+    return {
+        "tag": tag,
+        "status": st.status,
+        "phase": st.phase if asking else None,
+        "asked": len(st.questions) if asking else 0,
+        "photos": waiting,
+        "message": st.message,
+    }
 
 
 def doubtful(state: WebState, tag: str, n: int) -> list[dict[str, Any]]:

@@ -28,6 +28,9 @@ def learn_options(s: Settings) -> LearnOptions:
         target_precision=t.learn_target_precision,
         min_precision=t.learn_min_precision,
         assumed_prevalence=t.learn_assumed_share or None,
+        questions=t.learn_questions,
+        spot_check=t.learn_spot_check,
+        spot_min_yes=t.learn_spot_min_yes,
     )
 
 

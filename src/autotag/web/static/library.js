@@ -22,7 +22,13 @@
     if (!then || then === "reload") { window.location.reload(); return; }
     if (then.startsWith("goto:")) { window.location.href = then.slice(5); return; }
     const gone = then === "remove-card" ? el.closest(".card") : el.closest("tr, .card, li");
+    const grid = gone ? gone.parentElement : null;
     if (gone) gone.remove();
+    // The last of a new tag's questions answered: the learner asks the next ones (or
+    // publishes it) a moment later; show that.
+    if (grid && grid.classList.contains("questions") && !grid.querySelector(".card")) {
+      window.setTimeout(function () { window.location.reload(); }, 2500);
+    }
   }
 
   function formBody(form) {
