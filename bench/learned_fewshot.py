@@ -43,6 +43,7 @@ import numpy as np
 
 from autotag.checksums import file_sha256
 from autotag.config import settings
+from autotag.learning import questions
 from autotag.learning.concept_evaluation import tuxpaint_photo_stamps
 from autotag.learning.feature_cache import FeatureCache
 from autotag.learning.learner import LearnOptions, fit_tag, l2
@@ -173,45 +174,57 @@ def taught(
     pos: np.ndarray,
     truth: np.ndarray,
     opts: LearnOptions,
-    answers: tuple[int, int] = (0, 0),
-) -> tuple[Any, np.ndarray]:
-    """The learner on k positives, then ``answers`` = (rounds, photos per round) of the
-    yes/no loop the web page offers: the photos whose probability is nearest the threshold
-    (``learning.doubt``), answered from the truth, a yes a positive label and a no a removal
-    (a labelled negative), and fitted again. Returns the last fit and the photos it is
-    measured on (neither labelled nor answered)."""
+    seed: list[int],
+    retries: int = 0,
+    universe: np.ndarray | None = None,
+) -> tuple[Any, bool, np.ndarray, np.ndarray]:
+    """What ``autotag learn`` does with k positive labels (``teach.learn`` and
+    ``learning.questions``: the same functions), the user's answers taken from the truth:
+    the learner is fitted (every unlabelled photo of ``universe`` its library); a tag it
+    can learn asks yes/no on the photos nearest its threshold, is fitted again with the
+    answers, then shows a spot check of photos it would tag and is published if enough are
+    right, as it was checked (else, ``retries`` times, it asks again from the nearest
+    photos). Every answer is a label: yes a positive, no a negative. Returns (the fit
+    published or last made, published, the photos neither labelled nor asked, the photos
+    asked)."""
+    every = np.arange(len(X)) if universe is None else np.asarray(universe)
     pos_i: list[int] = [int(i) for i in pos]
     neg_i: list[int] = []
-    rounds, per_round = answers
-    for r in range(rounds + 1):
-        asked = np.asarray(pos_i + neg_i, np.int64)
-        left = np.setdiff1d(np.arange(len(X)), asked)
+    phase, asked, failures = None, np.zeros(0, np.int64), 0
+    rng = np.random.default_rng(seed)
+    checked = None
+    while True:
+        labelled = np.asarray(pos_i + neg_i, np.int64)
+        left = np.setdiff1d(every, labelled)
+        all_asked = np.setdiff1d(labelled, np.asarray(pos, np.int64))
+        if phase == "spot":  # all answered: published as it was checked, or asked again
+            yes = int(truth[asked].sum())
+            if questions.spot_passed(yes, len(asked), opts.spot_check, opts.spot_min_yes):
+                return checked, True, left, all_asked
+            failures += 1
+            if failures > retries:
+                return checked, False, left, all_asked
+            phase = None
         fit = fit_tag(name, X[pos_i], X[np.asarray(neg_i, np.int64)], X[left], opts)
-        if r == rounds or fit.w is None:
-            break
+        if not fit.ok:
+            return fit, False, left, all_asked
+        if not opts.asks:
+            return fit, True, left, all_asked
         p = fit.decide(X[left])
-        for i in left[np.argsort(np.abs(p - fit.threshold), kind="stable")[:per_round]]:
+        got = np.zeros(0, np.int64)
+        if phase is None and opts.questions > 0:
+            got = questions.nearest(p, fit.threshold, opts.questions)
+            phase = "near"
+        if not len(got):
+            if opts.spot_check <= 0:
+                return fit, True, left, all_asked
+            got = questions.spot_sample(p, fit.threshold, opts.spot_check, rng)
+            phase, checked = "spot", fit
+            if not len(got):
+                return fit, False, left, all_asked
+        asked = left[got]
+        for i in asked:
             (pos_i if truth[i] else neg_i).append(int(i))
-    return fit, left
-
-
-def spot_check(
-    fit: Any,
-    X: np.ndarray,
-    left: np.ndarray,
-    truth: np.ndarray,
-    spot: tuple[int, int],
-    seed: list[int],
-) -> tuple[bool, np.ndarray]:
-    """A learned tag's precision asked of the user before it is published: ``spot`` = (n,
-    at least yes) of the photos it would tag, drawn at random, answered from the truth.
-    Returns (published, the photos left to measure it on: not the ones asked)."""
-    n, min_yes = spot
-    tagged = left[fit.decide(X[left]) >= fit.threshold]
-    asked = np.random.default_rng(seed).permutation(tagged)[:n]
-    yes = int(truth[asked].sum())
-    need = min_yes - (n - len(asked))  # fewer tagged photos than asked: all must be yes
-    return yes >= max(need, 1) and len(asked) > 0, np.setdiff1d(left, asked)
 
 
 def few_shot(
@@ -220,8 +233,7 @@ def few_shot(
     n_draws: int,
     seed: int,
     opts: LearnOptions,
-    answers: tuple[int, int] = (0, 0),
-    spot: tuple[int, int] = (0, 0),
+    retries: int = 0,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in cat:
@@ -236,21 +248,21 @@ def few_shot(
             p_each: list[float] = []
             r_each: list[float] = []
             est_p: list[float] = []
+            n_asked: list[int] = []
             nn_tp = nn_pred = nn_true = 0
             for d, pos in enumerate(draws(name, k, members, n_draws, seed)):
                 rest = np.setdiff1d(np.arange(len(X)), pos)
-                fit, left = taught(
+                fit, published_now, left, asked = taught(
                     name,
                     X,
                     pos,
                     truth_all,
                     replace(opts, min_examples=min(k, opts.min_examples)),
-                    answers,
+                    [seed, k, d],
+                    retries,
                 )
-                if fit.ok and spot[0]:
-                    ok, left = spot_check(fit, X, left, truth_all, spot, [seed, k, d])
-                    fit.ok = ok
-                if fit.ok:
+                n_asked.append(len(asked))
+                if published_now:
                     published += 1
                     a, b, c = pr_counts(fit.decide(X[left]) >= fit.threshold, truth_all[left])
                     tp, npred, ntrue = tp + a, npred + b, ntrue + c
@@ -269,6 +281,7 @@ def few_shot(
                 "precision_mean": round(float(np.mean(p_each)), 3) if p_each else None,
                 "precision_min": round(float(np.min(p_each)), 3) if p_each else None,
                 "estimated_precision": round(float(np.mean(est_p)), 3) if est_p else None,
+                "questions_answered_mean": round(float(np.mean(n_asked)), 1),
                 "nn_precision": _ratio(nn_tp, nn_pred),
                 "nn_recall": _ratio(nn_tp, nn_true),
             }
@@ -283,8 +296,7 @@ def nonsense(
     n_draws: int,
     seed: int,
     opts: LearnOptions,
-    answers: tuple[int, int] = (0, 0),
-    spot: tuple[int, int] = (0, 0),
+    retries: int = 0,
 ) -> int:
     rng = np.random.default_rng([seed, 7])
     names = list(cat)[:5]
@@ -293,17 +305,18 @@ def nonsense(
         pos = np.asarray([rng.choice(np.flatnonzero(cat[c])) for c in names])
         truth = np.zeros(len(X), bool)
         truth[pos] = True
-        fit, left = taught("nonsense", X, pos, truth, opts, answers)
-        if fit.ok and spot[0]:
-            fit.ok = spot_check(fit, X, left, truth, spot, [seed, 7, i])[0]
-        published += fit.ok
+        published += taught("nonsense", X, pos, truth, opts, [seed, 7, i], retries)[1]
     return published
 
 
-def coverage(X: np.ndarray, stamps: list[Any], seed: int, opts: LearnOptions) -> dict[str, Any]:
+def coverage(
+    X: np.ndarray, stamps: list[Any], seed: int, opts: LearnOptions, retries: int = 0
+) -> dict[str, Any]:
     """Stamps whose category word is among their tags: the base bundle's concept tags plus
     learned tags, each category's learned tag taught on a held-out half of its stamps (at
-    most 10 labels) and counted on the other half only (the evaluation half)."""
+    most 10 labels) and counted on the other half only (the evaluation half, the learner's
+    library). A stamp the learner asked about carries the tag if the (true) answer was yes,
+    as a label does in the product."""
     from autotag.learning.concept_evaluation import concept_scores
 
     tagger = _tagger()
@@ -319,29 +332,55 @@ def coverage(X: np.ndarray, stamps: list[Any], seed: int, opts: LearnOptions) ->
         teach[idx[: len(idx) // 2]] = True
     evaluate = ~teach
     learned: list[set[str]] = [set() for _ in stamps]
-    taught = []
+    published_tags: list[str] = []
+    answered = 0
+    asked_any: set[int] = set()
     for w in words:
         pos = np.flatnonzero((word_of == w) & teach)[:10]
         if len(pos) < 3:
             continue
-        fit = fit_tag(w, X[pos], X[:0], X[evaluate], replace(opts, min_examples=3))
-        if not fit.ok:
+        universe = np.union1d(pos, np.flatnonzero(evaluate))
+        fit, published, left, asked = taught(
+            w,
+            X,
+            pos,
+            word_of == w,
+            replace(opts, min_examples=3),
+            [seed, 11, len(published_tags)],
+            retries,
+            universe,
+        )
+        answered += len(asked)
+        asked_any.update(int(i) for i in asked)
+        for i in asked:
+            if word_of[i] == w:
+                learned[i].add(w)
+        if not published:
             continue
-        taught.append(w)
-        for i in np.flatnonzero(evaluate & (fit.decide(X) >= fit.threshold)):
+        published_tags.append(w)
+        for i in left[fit.decide(X[left]) >= fit.threshold]:
             learned[i].add(w)
     ev = np.flatnonzero(evaluate)
     hit_base = sum(word_of[i] in base[i] for i in ev)
     hit_all = sum(word_of[i] in (base[i] | learned[i]) for i in ev)
     wrong = sum(len(learned[i] - stamps[i].right) for i in ev)
     n_learned = sum(len(learned[i]) for i in ev)
+    unasked = [i for i in ev if i not in asked_any]
     return {
         "evaluated_stamps": int(len(ev)),
         "base_share": _ratio(hit_base, len(ev)),
         "with_learned_share": _ratio(hit_all, len(ev)),
         "learned_tags": n_learned,
         "learned_wrong": wrong,
-        "tags_published": taught,
+        "tags_published": published_tags,
+        "questions_answered": answered,
+        "unasked_stamps": len(unasked),
+        "unasked_base_share": _ratio(sum(word_of[i] in base[i] for i in unasked), len(unasked)),
+        "unasked_with_learned_share": _ratio(
+            sum(word_of[i] in (base[i] | learned[i]) for i in unasked), len(unasked)
+        ),
+        "unasked_learned_wrong": sum(len(learned[i] - stamps[i].right) for i in unasked),
+        "unasked_learned_tags": sum(len(learned[i]) for i in unasked),
         "all_stamps_base_share": _ratio(
             sum(p.category in t for p, t in zip(stamps, base, strict=True)), len(stamps)
         ),
@@ -437,20 +476,28 @@ def main() -> None:
     ap.add_argument("--C", type=float, help="the learner's regularization (default: LearnOptions)")
     ap.add_argument("--max-doubt", type=float, help="LearnOptions.max_doubt")
     ap.add_argument(
-        "--answers",
+        "--questions",
         type=int,
-        nargs=2,
-        default=(0, 0),
-        metavar=("ROUNDS", "PER_ROUND"),
-        help="the yes/no loop: rounds of answers on the photos nearest the threshold",
+        help="yes/no answers on the photos nearest the threshold (default: LearnOptions)",
     )
     ap.add_argument(
         "--spot-check",
         type=int,
         nargs=2,
-        default=(0, 0),
         metavar=("N", "MIN_YES"),
-        help="publish only if at least MIN_YES of N random photos the tag would get are right",
+        help="publish only if at least MIN_YES of N random photos it would tag are right",
+    )
+    ap.add_argument(
+        "--no-questions",
+        action="store_true",
+        help="publish on the learner's estimates alone (learn_questions = learn_spot_check = 0)",
+    )
+    ap.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="after a failed spot check, ask again this many times (the product: as long as"
+        " the user answers)",
     )
     ap.add_argument(
         "--ranking",
@@ -483,8 +530,12 @@ def main() -> None:
         for method, v in ranks.items():
             print(f"  {method:32s} {v['mAP']:.3f} | {v['oracle_recall']:.3f}")
         return
-    answers = (args.answers[0], args.answers[1])
-    spot = (args.spot_check[0], args.spot_check[1])
+    if args.questions is not None:
+        opts = replace(opts, questions=args.questions)
+    if args.spot_check is not None:
+        opts = replace(opts, spot_check=args.spot_check[0], spot_min_yes=args.spot_check[1])
+    if args.no_questions:
+        opts = replace(opts, questions=0, spot_check=0)
     summary: dict[str, Any] = {
         "stamps": len(X),
         "set": args.set,
@@ -494,13 +545,16 @@ def main() -> None:
             "C": opts.C,
             "max_doubt": opts.max_doubt,
         },
-        "answers": {"rounds": args.answers[0], "per_round": args.answers[1]},
-        "spot_check": {"asked": args.spot_check[0], "min_yes": args.spot_check[1]},
-        "categories": few_shot(X, cat, args.draws, args.seed, opts, answers, spot),
-        "nonsense_published": f"{nonsense(X, cat, args.draws, args.seed, opts, answers, spot)}/{args.draws}",
+        "questions": opts.questions,
+        "spot_check": {"asked": opts.spot_check, "min_yes": opts.spot_min_yes},
+        "retries": args.retries,
+        "categories": few_shot(X, cat, args.draws, args.seed, opts, args.retries),
+        "nonsense_published": (
+            f"{nonsense(X, cat, args.draws, args.seed, opts, args.retries)}/{args.draws}"
+        ),
     }
     if args.coverage:
-        summary["coverage"] = coverage(X, stamps, args.seed, opts)
+        summary["coverage"] = coverage(X, stamps, args.seed, opts, args.retries)
     summary["seconds"] = {
         "vectors": round(t_vec, 1),
         "total": round(time.perf_counter() - t0, 1),
@@ -520,7 +574,7 @@ def main() -> None:
                 print(
                     f"  {key:5s} published {v['published']:2d}/{v['draws']} good {v['good']:2d}"
                     f"  P {v['precision']} R {v['recall']} (min P {v['precision_min']},"
-                    f" est {v['estimated_precision']})"
+                    f" est {v['estimated_precision']}, asked {v['questions_answered_mean']})"
                     f"   1-NN P {v['nn_precision']} R {v['nn_recall']}"
                 )
     for key in (f"k={k}" for k in KS):

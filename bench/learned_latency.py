@@ -6,8 +6,13 @@ stop anything. It uploads a few Tux Paint stamps itself: ``--rest + --k`` of one
 (``--kind``, flowers by default) and ``--per-other`` from each of a few unrelated folders, and
 waits until the active bundle has tagged them. Then it works as a user would, through
 `autotag`: the first k-1 of the kind are labelled with a fresh nonsense tag
-(`labels add --no-learn`). The clock starts just before the k-th `labels add`, which learns,
-publishes and re-scores. It prints the seconds from the k-th label to:
+(`labels add --no-learn`); the k-th `labels add` learns. A new tag asks before it is
+published (`autotag learned questions`): the bench answers as a user would, from where each
+photo came from (yes for a stamp of the kind), with `autotag learned answer`, until the tag is
+published. The clock starts just before the answer that publishes it (with
+``--no-questions``, the learner's settings learn_questions = learn_spot_check = 0: before the
+k-th label, which then publishes at once). It prints the questions answered and the seconds
+from that last answer (or label) to:
 
 1. the learned bundle being active (``models/ACTIVE`` names it, polled every 50 ms);
 2. `autotag search TAG` finding at least half of the kind's unlabelled photos (and how many
@@ -63,6 +68,9 @@ def stamps(folder: str) -> list[Path]:
     return [f for f in files if not f.name.endswith(("_mirror.png", "_flip.png"))]
 
 
+ENV: dict[str, str] = {}  # settings for every autotag command run (--no-questions)
+
+
 def run_cli(s: Settings, timeout: float, *args: str) -> Any:
     """``autotag ARGS --json`` as a user runs it; its JSON, or BenchError with its error."""
     exe = Path(sys.executable).parent / "autotag"
@@ -71,7 +79,7 @@ def run_cli(s: Settings, timeout: float, *args: str) -> Any:
     try:
         out = subprocess.run(
             [str(exe), *args, "--json"],
-            env=child_env(s),
+            env={**child_env(s), **ENV},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -201,6 +209,28 @@ def measure(s: Settings, args: argparse.Namespace, out: dict[str, Any]) -> None:
     t0, t0_wall = time.monotonic(), time.time()
     report = run_cli(s, args.timeout, "labels", "add", "--tag", tag, labelled[-1])["learn"]
     out["label_command_s"] = round(time.monotonic() - t0, 2)
+    kind_set = set(kind_ids)
+    asked: list[str] = []
+    for _round in range(10):
+        mine = next((o for o in report["outcomes"] if o["tag"] == tag), None)
+        if mine is None or mine["status"] != "asking":
+            break
+        q = run_cli(s, args.timeout, "learned", "questions", tag)
+        answers = [
+            a
+            for p in q["photos"]
+            for a in (
+                "--yes"
+                if p["photo_id"] in kind_set or args.kind in (p["source"] or "")
+                else "--no",
+                p["photo_id"],
+            )
+        ]
+        asked.append(f"{q['phase']} {len(q['photos'])}")
+        t0, t0_wall = time.monotonic(), time.time()
+        report = run_cli(s, args.timeout, "learned", "answer", tag, *answers)["learn"]
+        out["answer_command_s"] = round(time.monotonic() - t0, 2)
+    out["questions"] = asked
     outcomes = {o["tag"]: o for o in report["outcomes"]}
     mine = outcomes.get(tag)
     if mine is None or mine["status"] != "learned" or not report["bundle_id"]:
@@ -263,8 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-other", type=int, default=3, help="stamps of each unrelated folder")
     ap.add_argument("--tag", default=None, help="the tag taught (default: a fresh nonsense word)")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per step")
+    ap.add_argument(
+        "--no-questions",
+        action="store_true",
+        help="publish without asking (learn_questions = learn_spot_check = 0)",
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
+    if args.no_questions:
+        ENV.update(AUTOTAG_LEARN_QUESTIONS="0", AUTOTAG_LEARN_SPOT_CHECK="0")
     if args.k < 2 or args.rest < 2 or args.new < 1 or args.per_other < 1 or args.timeout <= 0:
         ap.error("--k and --rest at least 2, --new and --per-other at least 1, --timeout > 0")
     s = settings()
@@ -303,20 +340,24 @@ def show(out: dict[str, Any]) -> None:
         return "-" if v is None else f"{v:.2f} s"
 
     print(f"teaching {tag!r} from {k} labels (bundle {out.get('bundle_learned', '-')})")
-    print(f"  {k}th label -> learned bundle active:      {s('to_active_s')}")
+    asked = out.get("questions") or []
+    start = "last answer" if asked else f"{k}th label"
+    print(f"  questions answered before publishing: {', '.join(asked) or 'none'}")
+    print(f"  {start} -> learned bundle active:      {s('to_active_s')}")
     found = out.get("search_found", {})
     print(
-        f"  {k}th label -> search finds the kind:       {s('to_search_s')}"
+        f"  {start} -> search finds the kind:       {s('to_search_s')}"
         f"  (kind {found.get('kind', '-')}, unrelated {found.get('unrelated', '-')})"
     )
     print(
-        f"  {k}th label -> new upload carries the tag: {s('to_new_upload_s')}"
+        f"  {start} -> new upload carries the tag: {s('to_new_upload_s')}"
         f"  ({out.get('new_uploads', '-')})"
     )
     r = out.get("rescored") or {}
     if r:
         print(
-            f"  the label command: {out['label_command_s']:.2f} s (learner {out['learner_s']:.2f} s;"
+            f"  the {start} command: {out.get('answer_command_s', out['label_command_s']):.2f} s"
+            f" (learner {out['learner_s']:.2f} s;"
             f" re-scored {r['photos']} stored photos, {r['photos_per_second']} photos/s)"
         )
     est = out.get("estimated")
