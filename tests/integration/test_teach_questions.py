@@ -73,6 +73,18 @@ def _answer(conn: psycopg.Connection[Any], tag: str, truth: set[str], say_no: bo
     return len(waiting)
 
 
+def _five_labelled(
+    conn: psycopg.Connection[Any], models: Path, seed: int
+) -> tuple[list[str], set[str], str, str | None]:
+    """A library (``_library``) and a new tag on five photos of the kind: (ids, the kind's
+    ids, the tag, the active bundle before it)."""
+    ids, kind = _library(conn, models, seed)
+    tag = f"t{uuid.uuid4().hex[:8]}"
+    for pid in ids[:5]:
+        label_store.set_label(conn, pid, tag, True)
+    return ids, kind, tag, active_bundle_id(models)
+
+
 def _learn(conn: psycopg.Connection[Any], models: Path, tag: str) -> teach.Report:
     report = teach.learn(conn, models, LearnOptions(), tags=[tag])
     assert not report.busy
@@ -82,11 +94,7 @@ def _learn(conn: psycopg.Connection[Any], models: Path, tag: str) -> teach.Repor
 def test_a_new_tag_asks_then_is_published_as_it_was_checked(
     conn: psycopg.Connection[Any], models: Path
 ) -> None:
-    ids, kind = _library(conn, models, seed=1)
-    tag = f"t{uuid.uuid4().hex[:8]}"
-    base = active_bundle_id(models)
-    for pid in ids[:5]:
-        label_store.set_label(conn, pid, tag, True)
+    ids, kind, tag, base = _five_labelled(conn, models, seed=1)
 
     # Five labels: it asks about the 10 photos nearest its threshold, publishes nothing.
     [o] = _learn(conn, models, tag).outcomes
@@ -143,11 +151,7 @@ def test_a_new_tag_asks_then_is_published_as_it_was_checked(
 def test_a_failed_spot_check_publishes_nothing_and_asks_again(
     conn: psycopg.Connection[Any], models: Path
 ) -> None:
-    ids, kind = _library(conn, models, seed=2)
-    tag = f"t{uuid.uuid4().hex[:8]}"
-    base = active_bundle_id(models)
-    for pid in ids[:5]:
-        label_store.set_label(conn, pid, tag, True)
+    _ids, kind, tag, base = _five_labelled(conn, models, seed=2)
     _learn(conn, models, tag)
     _answer(conn, tag, kind)
     [o] = _learn(conn, models, tag).outcomes

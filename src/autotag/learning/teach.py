@@ -374,21 +374,7 @@ def _save_asking(
     note: str,
 ) -> Outcome:
     msg = note + _asking_message(fit.tag, phase, len(photo_ids), 0)
-    store.save_state(
-        conn,
-        fit.tag,
-        "asking",
-        msg,
-        bundle_id=None,
-        n_pos=fit.n_pos,
-        n_neg=fit.n_neg,
-        precision=fit.precision,
-        recall=fit.recall,
-        threshold=fit.threshold,
-        labels_seen=signature,
-        phase=phase,
-        questions=photo_ids,
-    )
+    _save(conn, fit.tag, "asking", msg, None, fit, signature, phase, photo_ids)
     return _outcome(fit, "asking", msg)
 
 
@@ -466,8 +452,10 @@ def _save(
     bundle_id: str | None,
     fit: TagFit,
     seen: str,
+    phase: str | None = None,
+    questions: Sequence[str] = (),
 ) -> None:
-    if status != "learned":
+    if status not in ("learned", "asking"):
         prev = store.states(conn).get(tag)
         if prev is not None and prev.status == "learned":  # keep what is published
             store.mark_seen(conn, tag, "learned", message, seen)
@@ -484,6 +472,8 @@ def _save(
         recall=fit.recall,
         threshold=fit.threshold if fit.w is not None else None,
         labels_seen=seen,
+        phase=phase,
+        questions=questions,
     )
 
 

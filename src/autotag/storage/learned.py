@@ -11,7 +11,7 @@ carries the bundle's id as its model_version, like every tag.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -252,22 +252,8 @@ def states(conn: psycopg.Connection[Any]) -> dict[str, LearnedState]:
 
 
 def _state(r: Sequence[Any]) -> LearnedState:
-    tag, status, message, bundle_id, n_pos, n_neg, prec, rec, thr, seen, at, phase, asked = r
-    return LearnedState(
-        tag,
-        status,
-        message,
-        bundle_id,
-        n_pos,
-        n_neg,
-        prec,
-        rec,
-        thr,
-        seen,
-        at,
-        phase,
-        tuple(asked or ()),
-    )
+    """A ``learned_tags`` row (``_STATE_COLS``, questions last) as a LearnedState."""
+    return replace(LearnedState(*r[:-1]), questions=tuple(r[-1] or ()))
 
 
 def save_state(
