@@ -44,7 +44,7 @@ import numpy as np
 
 from autotag.vision.faces import Face
 from autotag.vision.person_detector import PersonBox
-from autotag.vision.tagger import FACE_IN_BOX, PERSON_BOX, PERSON_FACE, PERSON_TAG, SURE_FACE
+from autotag.vision.tagger import PERSON_BOX, PERSON_FACE, PERSON_TAG, SURE_FACE, in_person
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.person_detection import Photo, photos  # noqa: E402
@@ -105,18 +105,6 @@ def split(data: list[Photo], seed: int) -> tuple[list[int], list[int]]:
         for k, j in enumerate(order):
             (dev if (k + start) % 2 == 0 else held).extend(families[fams[j]])
     return sorted(dev), sorted(held)
-
-
-def in_person(face: Face, boxes: list[PersonBox]) -> bool:
-    """As ``vision.tagger``: FACE_IN_BOX of the face's area inside one of the boxes."""
-    area = max(1, face.w * face.h)
-    for b in boxes:
-        x, y, w, h = b.box
-        ix = max(0, min(face.x + face.w, x + w) - max(face.x, x))
-        iy = max(0, min(face.y + face.h, y + h) - max(face.y, y))
-        if ix * iy >= FACE_IN_BOX * area:
-            return True
-    return False
 
 
 def rule(found: Found, tag: float, box: float, face: float) -> tuple[bool, bool]:

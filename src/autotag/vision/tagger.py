@@ -250,7 +250,7 @@ class Tagger:
         found = self.face.detect_scored(img)
         if self.person is not None:
             boxes = people if people is not None else self.person.detect(img)
-            return [(f, s) for f, s in found if s >= SURE_FACE or _in_person(f, boxes)]
+            return [(f, s) for f, s in found if s >= SURE_FACE or in_person(f, boxes)]
         if found and self.animal_concept is not None:
             animal = float(concept_probs[self.animal_concept])
             if animal >= ANIMAL_PHOTO and found[0][1] < SURE_FACE:
@@ -293,7 +293,7 @@ class Tagger:
             return face_tags(faces)
         out: list[tuple[str, float]] = []
         person = [p.score for p in people if p.score >= PERSON_TAG]
-        person += [s for f, s in faces if s >= PERSON_FACE and _in_person(f, people)]
+        person += [s for f, s in faces if s >= PERSON_FACE and in_person(f, people)]
         person += [s for _, s in faces if s >= SURE_FACE]
         if person:
             out.append(("person", round(max(person), 4)))
@@ -414,7 +414,7 @@ class Tagger:
         )
 
 
-def _in_person(face: Face, people: list[PersonBox]) -> bool:
+def in_person(face: Face, people: list[PersonBox]) -> bool:
     """Whether FACE_IN_BOX of the face's area lies inside one of the person boxes."""
     area = max(1, face.w * face.h)
     for p in people:
