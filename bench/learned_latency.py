@@ -23,7 +23,8 @@ from that last answer (or label) to:
    uploaded again, as the tests do.
 
 Finally `autotag learned forget TAG` removes what it taught: the labels, the stored tags and
-the head. A new bundle without it is activated. The uploaded photos stay. This runs on failure too.
+the head (a new bundle without it is activated), and `autotag delete --permanently` removes
+the photos it uploaded that were not in the library before. This runs on failure too.
 
 Timings are only results on an idle machine: it prints the load average beside them.
 
@@ -44,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autotag.checksums import file_sha256
 from autotag.config import Settings, child_env, settings
 from autotag.errors import AutotagError
 from autotag.learning import samples
@@ -179,6 +181,14 @@ class ActiveWatch(threading.Thread):
             time.sleep(0.05)
 
 
+def already_stored(s: Settings, files: list[Path]) -> set[str]:
+    """Which of these files are photos of the library already (a photo's id is its bytes'
+    sha256): the bench leaves those in place."""
+    ids = {file_sha256(f) for f in files}
+    with database.connect(s.services) as conn:
+        return {pid for pid in ids if lookups.show(conn, pid) is not None}
+
+
 def fresh_tag() -> str:
     """A word no model knows (letters only, so search reads it as one word)."""
     return "zq" + "".join(random.choices(string.ascii_lowercase, k=8))
@@ -197,6 +207,9 @@ def measure(s: Settings, args: argparse.Namespace, out: dict[str, Any]) -> None:
     if tag in {r["tag"] for r in run_cli(s, args.timeout, "learned")}:
         raise BenchError(f"the tag {tag!r} is already known to the learner; choose another --tag")
 
+    every = [*kind[:need], *others]
+    there = already_stored(s, every)
+    out["new_photos"] = sorted({file_sha256(f) for f in every} - there)  # removed at the end
     print(f"uploading {k + args.rest + len(others)} stamps ...", file=sys.stderr)
     kind_ids = upload_tagged(s, kind[: k + args.rest], before, args.timeout)
     other_ids = upload_tagged(s, others, before, args.timeout)
@@ -321,6 +334,13 @@ def main(argv: list[str] | None = None) -> int:
                 }
             except BenchError as exc:
                 failed = failed or f"cleanup: {exc} (run: autotag learned forget {out['tag']})"
+        new = out.pop("new_photos", [])
+        if new:
+            try:
+                run_cli(s, args.timeout, "delete", "--permanently", *new)
+                out["deleted_photos"] = len(new)
+            except BenchError as exc:
+                failed = failed or f"cleanup: {exc} (its {len(new)} uploads stay in the library)"
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps({**out, "error": failed}))
@@ -367,6 +387,8 @@ def show(out: dict[str, Any]) -> None:
         print(
             f"  forgotten: {out['forgotten']['labels']} labels; bundle {out['forgotten']['bundle_id']}"
         )
+    if out.get("deleted_photos"):
+        print(f"  deleted the {out['deleted_photos']} photos it uploaded")
     print(f"  load average {out['load_average']} (figures compare only on an idle machine)")
 
 
