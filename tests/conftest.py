@@ -122,22 +122,6 @@ def restore_default(autotagger: Settings, default_bundle: str) -> Iterator[str]:
     set_active(autotagger.models_dir, default_bundle)
 
 
-def _worker_running(topology_id: str) -> bool:
-    """A worker JVM of this topology is up (its command line names the topology id)."""
-    from autotag.ops.workers import WORKER_MAIN
-
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode("utf-8", "replace").split("\0")
-        except OSError:
-            continue
-        if WORKER_MAIN in argv and f"-Dstorm.id={topology_id}" in argv:
-            return True
-    return False
-
-
 @pytest.fixture(scope="module")
 def autotagger(
     request: pytest.FixtureRequest, storm_cluster: Settings, services: Settings, default_bundle: str
@@ -145,7 +129,7 @@ def autotagger(
     """The autotagger topology running on the test cluster (submitted with sparse submit),
     for one test module: killed afterwards so it never competes with other tests' readers.
     A module's ``TOPOLOGY_OPTIONS`` (``sparse submit -o`` strings) are passed at submit time."""
-    from autotag.ops import cluster
+    from autotag.ops import cluster, kill_guard
     from autotag.ops.daemons.base import wait_for
     from autotag.ops.nimbus import NimbusClient
     from autotag.ops.topology import submit
@@ -158,13 +142,12 @@ def autotagger(
     assert wait_for(
         lambda: NimbusClient(storm_cluster).topology("autotagger").status == "ACTIVE", 60
     )
-    # Until its worker runs: killing a topology while the Supervisor is still localizing its
-    # jar makes Storm 2.8.3's Supervisor halt ("Unable to read local file ... stormconf.ser").
-    topology_id = NimbusClient(storm_cluster).topology("autotagger").id
-    assert wait_for(lambda: _worker_running(topology_id), 120), f"no worker for {topology_id}"
+    # Until its worker runs: the module's tests want it working, and a kill before then (a
+    # test's own, or ours below) can halt Storm 2.8.3's Supervisor (autotag.ops.kill_guard).
+    kill_guard.wait_settled(storm_cluster, "autotagger", 120)
     yield storm_cluster
     try:
-        NimbusClient(storm_cluster).kill("autotagger")
+        kill_guard.kill(storm_cluster, "autotagger")
         wait_for(
             lambda: "autotagger" not in {t.name for t in NimbusClient(storm_cluster).topologies()},
             60,

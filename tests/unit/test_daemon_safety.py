@@ -18,7 +18,7 @@ import pytest
 
 from autotag.config import Settings, load_settings
 from autotag.errors import ServiceError
-from autotag.ops import cluster, run_dir
+from autotag.ops import cluster, kill_guard, run_dir
 from autotag.ops.daemons.base import ephemeral_range, process_start_time
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import SupervisorDaemon
@@ -157,3 +157,62 @@ def test_an_unschedulable_topology_fails_fast_with_nimbus_reason(tmp_path: Path)
     assert "No available slots for topology: autotagger" in str(err.value)
     assert "0 of 2 worker slots free" in str(err.value)
     wait_scheduled(s, "autotagger", timeout=0.3, client=FakeNimbus(workers=1))
+
+
+HALTED_SUPERVISOR_LOG = """\
+2026-12-06 05:15:01.839 o.a.s.d.s.Supervisor main [INFO] Starting supervisor for storm version '2.8.3'.
+2026-12-06 05:24:19.400 o.a.s.l.AsyncLocalizer SLOT_26700 [ERROR] Unable to read local file.
+java.nio.file.NoSuchFileException: {local}/supervisor/stormdist/autotagger-10-1796534652/stormconf.ser
+\tat java.base/sun.nio.fs.UnixException.translateToIOException(UnixException.java:92)
+2026-12-06 05:24:19.401 o.a.s.u.Utils SLOT_26700 [ERROR] Halting process: Error when processing an event
+java.lang.RuntimeException: Halting process: Error when processing an event
+\tat org.apache.storm.utils.Utils.exitProcess(Utils.java:519)
+2026-12-06 05:24:19.402 o.a.s.u.Utils ShutdownHook-sleepKill-1s [INFO] Halting after 1 seconds
+"""
+
+
+def test_status_says_storm_halted_a_supervisor_and_why(tmp_path: Path) -> None:
+    """A Supervisor that Storm halted (its pid file left behind) is reported as dead with
+    Storm's reason, not only "not running"; a halt from before its last start is not."""
+    s = settings_for(tmp_path / "run")
+    run_dir.prepare(s.run_dir)
+    sup = SupervisorDaemon(s)
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    sup.pid_file.write_text(f"{proc.pid} {process_start_time(proc.pid)}\n")
+    proc.kill()
+    proc.wait()
+    sup.storm_log.parent.mkdir(parents=True, exist_ok=True)
+    sup.storm_log.write_text(HALTED_SUPERVISOR_LOG.format(local=s.storm_local_dir))
+
+    st = sup.status()
+    assert not st.healthy and st.pid is None
+    assert st.reason.startswith("not running: it died")
+    assert '"Halting process: Error when processing an event"' in st.reason
+    assert "NoSuchFileException" in st.reason and "stormconf.ser" in st.reason
+
+    with sup.storm_log.open("a") as fh:
+        fh.write(
+            "2026-12-06 05:30:00.000 o.a.s.d.s.Supervisor main [INFO] Starting supervisor "
+            "for storm version '2.8.3'.\n"
+        )
+    assert "Halting" not in sup.status().reason
+
+    sup.pid_file.unlink()  # as `autotag cluster down` leaves it
+    assert sup.status().reason == "not running"
+
+
+def test_kill_guard_watches_only_this_hosts_slots(tmp_path: Path) -> None:
+    """Executors Nimbus placed on another host's Supervisor (or outside this one's slot
+    ports) are not this host's to wait for."""
+    s = settings_for(tmp_path / "run")
+    here = s.services.local_hostname
+    slot = s.services.port(s.services.worker_ports[0])
+    executors = [
+        SimpleNamespace(host=here, port=slot),
+        SimpleNamespace(host=here, port=slot),
+        SimpleNamespace(host="elsewhere.example", port=s.services.port(s.services.worker_ports[1])),
+        SimpleNamespace(host=here, port=1),
+        SimpleNamespace(host=None, port=None),
+    ]
+    assert kill_guard.local_slots(s, SimpleNamespace(executors=executors)) == {slot}
+    assert kill_guard.local_slots(s, SimpleNamespace(executors=None)) == set()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import click
 
 from autotag.config import settings
 from autotag.errors import AutotagError
+from autotag.ops import kill_guard
 from autotag.ops import queue_metrics as qm
 from autotag.ops import topology as topo
 from autotag.ops.nimbus import NimbusClient
@@ -79,26 +81,73 @@ def rebalance(name: str, workers: int | None, executors: tuple[str, ...], wait_s
     click.echo(f"{name}: rebalancing")
 
 
-@click.command()
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _worker_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--worker-timeout and --no-worker-wait, for every command that kills a topology."""
+    fn = click.option(
+        "--no-worker-wait",
+        is_flag=True,
+        help="Kill at once, even while this host's Supervisor localizes the topology "
+        "(which halts Storm 2.8.3's Supervisor).",
+    )(fn)
+    return click.option(
+        "--worker-timeout",
+        type=click.FloatRange(min=0),
+        default=kill_guard.DEFAULT_WORKER_TIMEOUT,
+        show_default=True,
+        help="Seconds to wait for the topology's worker on this host before refusing.",
+    )(fn)
+
+
+KILL_GUARD_HELP = """
+    First waits (up to --worker-timeout) until the topology's worker runs on this host, or
+    it has no slot here: killing it while the Supervisor still localizes its jar makes Storm
+    2.8.3's Supervisor halt, and no topology gets workers after that. If the worker has not
+    started by then, nothing is killed and the command fails (exit 1) with the reason;
+    --no-worker-wait kills at once."""
+
+
+@click.command(help=f"Kill a topology (as `sparse kill -n NAME`).\n{KILL_GUARD_HELP}")
 @click.argument("name")
 @click.option(
     "--wait", "wait_secs", default=0, show_default=True, help="Seconds to drain before killing."
 )
-def kill(name: str, wait_secs: int) -> None:
-    """Kill a topology (same as `sparse kill -n NAME`)."""
-    NimbusClient(settings()).kill(name, wait_secs)
+@_worker_options
+def kill(name: str, wait_secs: int, worker_timeout: float, no_worker_wait: bool) -> None:
+    kill_guard.kill(
+        settings(),
+        name,
+        wait_secs,
+        worker_timeout=None if no_worker_wait else worker_timeout,
+        progress=_progress,
+    )
     click.echo(f"{name}: killed")
 
 
-@click.command()
+@click.command(
+    help="`sparse submit -n NAME` against this run's cluster (ports and environment filled "
+    f"in).\n\n    With --force, a running NAME is killed and replaced.\n{KILL_GUARD_HELP}"
+)
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Replace a running topology of that name.")
 @click.option(
     "-o", "--option", "options", multiple=True, help="Storm option KEY=VALUE (as sparse -o)."
 )
-def submit(name: str, force: bool, options: tuple[str, ...]) -> None:
-    """`sparse submit -n NAME` against this run's cluster (ports and environment filled in)."""
-    out = topo.submit(settings(), name, force=force, options=list(options))
+@_worker_options
+def submit(
+    name: str, force: bool, options: tuple[str, ...], worker_timeout: float, no_worker_wait: bool
+) -> None:
+    out = topo.submit(
+        settings(),
+        name,
+        force=force,
+        options=list(options),
+        worker_timeout=None if no_worker_wait else worker_timeout,
+        progress=_progress,
+    )
     click.echo(out.strip().splitlines()[-1] if out.strip() else f"{name}: submitted")
 
 

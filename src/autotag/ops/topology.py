@@ -15,12 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from autotag.config import Settings, child_env
 from autotag.errors import AutotagError, ServiceError
+from autotag.ops import kill_guard
 from autotag.ops.daemons.storm_home import ensure_storm_home, java_bin
+from autotag.ops.kill_guard import DEFAULT_WORKER_TIMEOUT
 
 FLUX_JAR = "flux-core-{v}.jar"
 
@@ -71,9 +74,14 @@ def submit(
     options: list[str] | None = None,
     wait: int | None = None,
     schedule_timeout: float = 60.0,
+    worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
+    progress: Callable[[str], None] | None = None,
 ) -> str:
     """`sparse submit -n NAME` against this run's Nimbus; returns sparse's output once Nimbus
-    has given the topology its workers (ServiceError with Nimbus's reason if it cannot)."""
+    has given the topology its workers (ServiceError with Nimbus's reason if it cannot).
+
+    With ``force``, a running NAME is replaced once its worker runs here (kill_guard: sparse
+    kills it first, which must not halt the Supervisor); ``worker_timeout=None`` skips that."""
     _check_name(settings, name)
     from autotag.ops.nimbus import NimbusClient
 
@@ -83,6 +91,8 @@ def submit(
         raise AutotagError(
             f"a topology named {name!r} is already running (kill it, or use --force)"
         )
+    if name in running and worker_timeout is not None:
+        kill_guard.wait_settled(settings, name, worker_timeout, progress=progress, client=client)
     cmd = ["sparse", "submit", "-n", name, "--config", str(derived_config(settings))]
     if force:
         cmd.append("--force")

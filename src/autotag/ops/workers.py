@@ -25,6 +25,7 @@ class WorkerProcess:
     pid: int
     worker_id: str
     port: str
+    topology_id: str = ""
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -50,9 +51,24 @@ def worker_processes(storm_local: Path) -> list[WorkerProcess]:
         if WORKER_MAIN not in argv or _prop(argv, "storm.local.dir") != str(storm_local):
             continue
         found.append(
-            WorkerProcess(int(entry.name), _prop(argv, "worker.id"), _prop(argv, "worker.port"))
+            WorkerProcess(
+                int(entry.name),
+                _prop(argv, "worker.id"),
+                _prop(argv, "worker.port"),
+                _prop(argv, "storm.id"),
+            )
         )
     return found
+
+
+def running_ports(storm_local: Path, topology_id: str) -> set[int]:
+    """Slot ports on which a worker JVM of this topology runs: its Supervisor has finished
+    localizing the topology there (it launches the JVM only after)."""
+    return {
+        int(w.port)
+        for w in worker_processes(storm_local)
+        if w.topology_id == topology_id and w.port.isdigit()
+    }
 
 
 def orphans(storm_local: Path) -> list[WorkerProcess]:

@@ -202,6 +202,11 @@ class Daemon:
             reason = "not running"
             if self.port is not None and port_open(self.address, self.port):
                 reason = f"not started by autotag, but port {self.port} is taken by another process"
+            elif self.pid_file.is_file():  # `stop` removes it: the process ended on its own
+                reason = (
+                    "not running: it died (not stopped by autotag; `autotag cluster up "
+                    f"{self.name}` starts it again); {self.death_note()}"
+                )
             return Status(self.name, None, self.port, False, reason)
         problem = self.check()
         return Status(self.name, pid, self.port, problem is None, problem or "ok")
@@ -263,6 +268,10 @@ class Daemon:
         raise ServiceError(
             f"{self.name} not healthy after {self.start_timeout:.0f}s ({problem}); see {self.log_file}"
         )
+
+    def death_note(self) -> str:
+        """What its log last said, for a daemon that died on its own."""
+        return f"last in {self.log_file}: {self.last_log_line()}"
 
     def last_log_line(self) -> str:
         try:

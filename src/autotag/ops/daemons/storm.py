@@ -110,6 +110,36 @@ class _StormJvm(Daemon):
             "-Djava.net.preferIPv4Stack=true",
         ]
 
+    @property
+    def storm_log(self) -> Path:
+        """Storm's own log of this daemon (the log file has only what escapes log4j)."""
+        return self.settings.log_dir / "storm" / f"{self.name}.log"
+
+    def death_note(self) -> str:
+        """Storm's last word: the "Halting process" line and the exception before it (a
+        Supervisor halts on an error in one of its slots, e.g. a topology killed while it
+        was localizing it)."""
+        try:
+            with open(self.storm_log, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 256 * 1024))
+                lines = fh.read().decode(errors="replace").splitlines()
+        except OSError:
+            return super().death_note()
+        started = max((i for i, ln in enumerate(lines) if "for storm version" in ln), default=0)
+        halts = [i for i, ln in enumerate(lines) if i >= started and "Halting process" in ln]
+        if not halts:
+            return super().death_note()
+        at = halts[-1]
+        while at - 1 in halts:  # the log line, then the exception that repeats it
+            at -= 1
+        cause = next(
+            (ln.strip() for ln in reversed(lines[:at]) if "Exception" in ln and ln[:1] != "\t"),
+            "",
+        )
+        said = lines[at].split("] ", 1)[-1].strip()
+        after = f" after {cause[:300]}" if cause else ""
+        return f'Storm logged "{said}"{after}; see {self.storm_log}'
+
     def prepare(self) -> None:
         write_storm_conf(self.settings)
         self.env_extra["LD_PRELOAD"] = str(ensure_loopback_shim(self.settings))
