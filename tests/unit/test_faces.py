@@ -74,3 +74,30 @@ def test_face_recall_and_precision_on_lfw(faces: FaceDetector) -> None:
     # Not worse than the Haar cascade it replaced, on the same scenes.
     haar = HaarFaceDetector.load()
     assert found >= sum(bool(haar.tags(s)) for s in face_scenes)
+
+
+def test_faces_side_by_side_in_a_panorama(faces: FaceDetector) -> None:
+    """Five LFW faces side by side in a 5:1 strip (a group panorama), or one above the
+    other in a 1:5 one, are each found where they are: shrunk whole to the detector's
+    128 px they would be a few pixels. Five non-face crops in the same strip give no face."""
+    lfw = (skimage.data.lfw_subset() * 255).astype(np.uint8)
+    rng = np.random.default_rng(1)
+
+    def strip(patches: list[np.ndarray], tall: bool = False) -> np.ndarray:
+        tiles = []
+        for patch in patches:
+            noise = np.clip(rng.normal(128, 30, (240, 240)), 0, 255)
+            tile = cv2.GaussianBlur(noise.astype(np.uint8), (0, 0), 3)
+            tile[60:150, 75:165] = cv2.resize(patch, (90, 90), interpolation=cv2.INTER_CUBIC)
+            tiles.append(tile)
+        joined = np.vstack(tiles) if tall else np.hstack(tiles)
+        return cv2.cvtColor(joined, cv2.COLOR_GRAY2BGR)
+
+    for start in (0, 20, 40):
+        patches = [lfw[start + i] for i in range(5)]
+        wide = faces.detect(strip(patches))
+        assert sorted((f.x + f.w / 2) // 240 for f in wide) == [0, 1, 2, 3, 4], (start, wide)
+        tall = faces.detect(strip(patches, tall=True))
+        assert sorted((f.y + f.h / 2) // 240 for f in tall) == [0, 1, 2, 3, 4], (start, tall)
+    for start in (100, 120, 140):
+        assert faces.detect(strip([lfw[start + i] for i in range(5)])) == [], start

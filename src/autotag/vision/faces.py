@@ -101,6 +101,7 @@ class FaceDetector:
     """
 
     SIZE = 128
+    TILE_ASPECT = 2.0  # a photo this elongated is also looked at in squares (panoramas)
 
     def __init__(self, model_path: Path, *, min_score: float = 0.6, nms_iou: float = 0.3):
         actual = file_sha256(model_path)
@@ -122,8 +123,36 @@ class FaceDetector:
         return cls(find_model(model_dirs, BLAZEFACE_FILE))
 
     def detect_scored(self, bgr: np.ndarray) -> list[tuple[Face, float]]:
-        """(face in original-image pixels, score), best first."""
+        """(face in original-image pixels, score), best first. A photo at least
+        ``TILE_ASPECT`` times wider than tall (or taller than wide) is also looked at in
+        overlapping squares along its long side: shrunk whole to 128 px, a panorama's faces
+        would be a few pixels."""
         img = as_bgr(bgr)
+        h, w = img.shape[:2]
+        found = [self._candidates(img)]
+        short, long = min(h, w), max(h, w)
+        if short > 0 and long >= self.TILE_ASPECT * short:
+            step = max(1, short // 2)
+            offsets = sorted({*range(0, long - short, step), long - short})
+            for off in offsets:
+                tile = img[:, off : off + short] if w > h else img[off : off + short, :]
+                boxes, scores = self._candidates(tile)
+                boxes[:, 0 if w > h else 1] += off
+                found.append((boxes, scores))
+        boxes = np.concatenate([f[0] for f in found])
+        scores = np.concatenate([f[1] for f in found])
+        if not len(scores):
+            return []
+        picked = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.min_score, self.nms_iou)
+        out = []
+        for i in sorted(np.ravel(picked), key=lambda i: -scores[i]):
+            x, y, fw, fh = boxes[i]
+            out.append((Face(round(x), round(y), round(fw), round(fh), 1), float(scores[i])))
+        return out
+
+    def _candidates(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One BlazeFace pass over ``img`` padded to a square: the boxes (x, y, w, h in
+        ``img``'s pixels, float) scoring at least ``min_score``, and their scores."""
         h, w = img.shape[:2]
         side = max(h, w)
         top, left = (side - h) // 2, (side - w) // 2
@@ -146,8 +175,6 @@ class FaceDetector:
         logits = np.clip(found["classificators"].reshape(-1), -60.0, 60.0)
         scores = 1.0 / (1.0 + np.exp(-logits))
         keep = scores >= self.min_score
-        if not keep.any():
-            return []
         reg = found["regressors"].reshape(-1, 16)[keep]
         anchors = self.anchors[keep]
         cx = reg[:, 0] / self.SIZE + anchors[:, 0]
@@ -156,14 +183,8 @@ class FaceDetector:
         boxes = np.stack(
             [(cx - bw / 2) * side - left, (cy - bh / 2) * side - top, bw * side, bh * side],
             axis=1,
-        )
-        kept = scores[keep]
-        picked = cv2.dnn.NMSBoxes(boxes.tolist(), kept.tolist(), self.min_score, self.nms_iou)
-        out = []
-        for i in sorted(np.ravel(picked), key=lambda i: -kept[i]):
-            x, y, fw, fh = boxes[i]
-            out.append((Face(round(x), round(y), round(fw), round(fh), 1), float(kept[i])))
-        return out
+        ).astype(np.float64)
+        return boxes.reshape(-1, 4), scores[keep].astype(np.float64)
 
     def detect(self, bgr: np.ndarray) -> list[Face]:
         return [f for f, _ in self.detect_scored(bgr)]
