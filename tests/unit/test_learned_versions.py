@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from autotag.learning.learned_bundle import compose, current_versions
+from autotag.learning.learned_bundle import (
+    compose,
+    current_versions,
+    learned_rows,
+    origin,
+    with_thresholds,
+)
 from autotag.vision.bundle import HeadGroup, ModelBundle, set_active
 
 D = 8
@@ -58,3 +64,28 @@ def test_photos_on_the_learned_from_base_are_current_another_base_is_backlog(
     assert set(current_versions(tmp_path, other.id)) == {old_vocabulary.id, other.id}
     # a plain bundle activated by hand: nothing re-scored the photos on the learned ones
     assert current_versions(tmp_path, new_vocabulary.id) == [new_vocabulary.id]
+
+
+def test_a_base_class_replaced_by_a_learned_tag_comes_back_when_it_is_forgotten(
+    tmp_path: Path,
+) -> None:
+    """A learned tag named like a base class replaces it; forgetting the learned tag brings
+    the class back as the first bundle had it, with the recalibrations made since."""
+    base = _base("base-v1")
+    base.install(tmp_path)
+    taught = compose(base, {"b": _row()}, {}, origin(tmp_path, base))
+    taught.install(tmp_path)
+    assert [c for c in taught.classes if c == "b"] == ["b"]  # one "b": the learned one
+    assert learned_rows(taught).keys() == {"b"}
+    raised = with_thresholds(taught, {"a": 0.75})  # a correction of "a" since
+    raised.install(tmp_path)
+    assert origin(tmp_path, raised).id == "base-v1"
+
+    forgot = compose(raised, {}, {}, origin(tmp_path, raised))
+    assert sorted(forgot.classes) == ["a", "b", "c"] and not learned_rows(forgot)
+    i, j = forgot.classes.index("b"), base.classes.index("b")
+    assert np.array_equal(forgot.W[i], base.W[j]) and forgot.b[i] == base.b[j]
+    assert [(h.group, h.activation) for h in forgot.heads] == [("imagenet", "softmax")]
+    assert forgot.thresholds[forgot.classes.index("a")] == np.float32(0.75)
+    # Without the chain's first bundle (the old behaviour) it stays gone.
+    assert "b" not in compose(raised, {}, {}).classes

@@ -5,7 +5,9 @@ same probabilities.
 
 A new bundle is made for every change (a tag learned again, learned for the first time, or
 forgotten): the base heads copied bit for bit, the learned rows of unchanged tags too. A
-learned tag named like one of the base's classes replaces it (one meaning per tag).
+learned tag named like one of the base's classes replaces it (one meaning per tag); the base
+class comes back, as the bundle the learner started from had it, once that learned tag is
+forgotten (``origin``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from autotag.errors import ModelError
 from autotag.learning.bundle_edit import drop_classes, sub_bundle
 from autotag.learning.learner import TagFit
 from autotag.vision.bundle import (
@@ -24,6 +27,7 @@ from autotag.vision.bundle import (
     HeadGroup,
     ModelBundle,
     list_bundles,
+    load_bundle,
     safe_bundle_name,
 )
 
@@ -74,6 +78,43 @@ def base_of(bundle: ModelBundle) -> ModelBundle:
     return sub_bundle(bundle, groups)
 
 
+def origin(models_dir: Path, bundle: ModelBundle) -> ModelBundle:
+    """The bundle the learner's chain of published bundles started from (through each
+    one's ``based_on``), or ``bundle`` itself if the learner did not publish it. A bundle
+    of the chain no longer installed ends the walk there."""
+    seen: set[str] = set()
+    while bundle.id not in seen:
+        seen.add(bundle.id)
+        made = bundle.provenance or {}
+        if not made.get("learned_from_labels") or not made.get("based_on"):
+            break
+        try:
+            bundle = load_bundle(models_dir, str(made["based_on"]))
+        except (ModelError, OSError):
+            break
+    return bundle
+
+
+def _restored(base: ModelBundle, first: ModelBundle, keep_out: set[str]) -> ModelBundle:
+    """``base`` with the classes the chain's first bundle had and a learned tag replaced
+    since (not in ``keep_out``, the learned tags kept): ``first``'s base heads, with
+    ``base``'s thresholds (recalibrations) for the classes both have."""
+    first_base = base_of(first)
+    missing = set(first_base.classes) - set(base.classes) - keep_out
+    if not missing or first_base.feature_key != base.feature_key:
+        return base
+    out = drop_classes(sub_bundle(first_base, [h.group for h in first_base.heads]), keep_out)
+    out.thresholds = np.array(out.thresholds, np.float32, copy=True)
+    for i, name in enumerate(out.classes):
+        if name in base.classes:
+            out.thresholds[i] = base.thresholds[base.classes.index(name)]
+    if out.concept_thresholds is not None and base.concept_thresholds is not None:
+        if [c.tag for c in out.concepts] == [c.tag for c in base.concepts]:
+            out.concept_thresholds = np.array(base.concept_thresholds, np.float32, copy=True)
+    out.metrics = dict(base.metrics)
+    return out
+
+
 def current_versions(models_dir: Path, active_id: str) -> list[str]:
     """The bundle ids whose photos need no re-tagging for ``active_id``: the active bundle,
     and when the learner published it, the bundle it was learned from and every bundle
@@ -111,9 +152,14 @@ def compose(
     active: ModelBundle,
     rows: Mapping[str, Row],
     metrics: Mapping[str, dict[str, Any]],
+    first: ModelBundle | None = None,
 ) -> ModelBundle:
-    """A new bundle: ``active``'s base heads, then a learned group with ``rows`` (by tag)."""
+    """A new bundle: ``active``'s base heads, then a learned group with ``rows`` (by tag).
+    ``first``: the bundle the learner's chain started from (``origin``), whose classes that
+    a learned tag no longer in ``rows`` had replaced come back."""
     base = base_of(active)
+    if first is not None:
+        base = _restored(base, first, set(rows))
     if not rows:
         out = ModelBundle.create(
             name=base.name,

@@ -34,6 +34,7 @@ from autotag.learning.learned_bundle import (
     compose,
     fit_row,
     learned_rows,
+    origin,
     row_probabilities,
     with_thresholds,
 )
@@ -257,7 +258,7 @@ def _learn(
     rows.update({t: fit_row(f) for t, f in learned.items()})
     metrics = {t: dict((active.metrics.get("learned") or {}).get(t, {})) for t in current}
     metrics.update({t: f.metrics() for t, f in learned.items()})
-    candidate = compose(active, rows, metrics)
+    candidate = compose(active, rows, metrics, origin(models_dir, active))
     worse = shadow(conn, data, active, candidate, current, rows)
     if worse:
         msg = "refused by the shadow check: worse than the active model on " + ", ".join(
@@ -591,7 +592,7 @@ def forget(conn: psycopg.Connection[Any], models_dir: Path, tag: str) -> dict[st
         if tag in current:
             rows = {t: r for t, r in current.items() if t != tag}
             metrics = {t: m for t, m in (active.metrics.get("learned") or {}).items() if t in rows}
-            candidate = compose(active, rows, metrics)
+            candidate = compose(active, rows, metrics, origin(models_dir, active))
             publish(models_dir, candidate)
             bundle_id = candidate.id
         with conn.transaction():
