@@ -338,7 +338,7 @@ def test_permanent_errors_are_isolated_not_retried(conn: psycopg.Connection[Any]
 
 
 def test_gc_removes_blobs_of_deleted_photos_and_stale_temp_files(
-    postgres_service: Settings, conn: psycopg.Connection[Any]
+    services: Settings, conn: psycopg.Connection[Any]
 ) -> None:
     """Item 12: `autotag gc` (--dry-run, --json) removes what nothing refers to any more,
     and never a blob with a photo row or a file younger than --min-age."""
@@ -351,14 +351,14 @@ def test_gc_removes_blobs_of_deleted_photos_and_stale_temp_files(
     from autotag.cli import cli
     from autotag.storage.blobs import BlobStore
 
-    blobs = BlobStore(postgres_service.blob_dir)
+    blobs = BlobStore(services.blob_dir)
     kept, _ = blobs.put_bytes(uuid.uuid4().bytes)
     registry.register_photo(conn, kept, "kept.jpg", 16)
     deleted, _ = blobs.put_bytes(uuid.uuid4().bytes)
     registry.register_photo(conn, deleted, "deleted.jpg", 16)
     conn.execute("DELETE FROM photos WHERE photo_id = %s", (deleted,))
     fresh, _ = blobs.put_bytes(uuid.uuid4().bytes)  # an upload that has not registered yet
-    stale_tmp = postgres_service.blob_dir / ".tmp" / f"in-{uuid.uuid4().hex}"
+    stale_tmp = services.blob_dir / ".tmp" / f"in-{uuid.uuid4().hex}"
     stale_tmp.write_bytes(b"half an upload")
     an_hour_ago = time.time() - 3700
     for path in (blobs.path_for(kept), blobs.path_for(deleted), stale_tmp):
@@ -576,3 +576,24 @@ def test_a_new_contract_field_is_stored_by_the_writer(postgres_service: Settings
     finally:
         with database.connect(postgres_service.services, role="owner") as owner:
             owner.execute(f"ALTER TABLE photos DROP COLUMN {column}")
+
+
+def test_a_learned_tag_is_stored_only_while_it_is_learned(conn: psycopg.Connection[Any]) -> None:
+    """A bolt still on a bundle that `autotag learned forget` replaced (bolts switch within
+    seconds) sends a learned tag no longer learned: the writer leaves it out, and keeps the
+    photo's other tags; a learned tag that is learned is stored."""
+    from autotag.contract import Tag
+    from autotag.storage import learned
+
+    kept, gone = f"k{uuid.uuid4().hex[:8]}", f"g{uuid.uuid4().hex[:8]}"
+    learned.save_state(
+        conn, kept, "learned", "", bundle_id=None, n_pos=5, n_neg=3, precision=0.9,
+        recall=0.7, threshold=0.5, labels_seen="x",
+    )  # fmt: skip
+    pid = new_id()
+    tags = [Tag("cat", 0.8), Tag(kept, 0.9, "learned"), Tag(gone, 0.9, "learned")]
+    writer.write_results(conn, [PhotoResult(pid, "tagged", "v1", "cnn@1", tags, None)])
+    stored = {t: k for t, _s, k in conn.execute(
+        "SELECT tag, score, kind FROM tags WHERE photo_id = %s", (pid,)
+    ).fetchall()}  # fmt: skip
+    assert stored == {"cat": "leaf", kept: "learned"}

@@ -119,6 +119,10 @@ def library(server: tuple[str, str], lib_settings: Settings) -> dict[str, Any]:
             faces = [FaceFound((180, 60, 120, 150), 0.98, 0.9, _descriptor(ids.index(pid)))]
         results.append(PhotoResult(pid, "tagged", "v1", "cnn@1", tags, None, faces=faces, **extra))
     with database.connect(lib_settings.services) as conn:
+        learned.save_state(
+            conn, learned_word, "learned", "", bundle_id=None, n_pos=5, n_neg=12,
+            precision=0.92, recall=0.71, threshold=0.5, labels_seen="x",
+        )  # fmt: skip
         writer.write_results(conn, results)
         face_ids = {
             f["photo_id"]: f["face_id"]
@@ -126,10 +130,6 @@ def library(server: tuple[str, str], lib_settings: Settings) -> dict[str, Any]:
             for f in people_store.photo_faces(conn, p)
         }
         people_store.assign(conn, [], [[face_ids[a], face_ids[b]], [face_ids[c]]])
-        learned.save_state(
-            conn, learned_word, "learned", "", bundle_id=None, n_pos=5, n_neg=12,
-            precision=0.92, recall=0.71, threshold=0.5, labels_seen="x",
-        )  # fmt: skip
         for pid in (b, c):
             conn.execute(
                 "INSERT INTO labels (photo_id, tag, positive) VALUES (%s, %s, true)",

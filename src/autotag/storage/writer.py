@@ -152,6 +152,10 @@ FROM unnest(%s::text[], %s::text[], %s::real[], %s::text[], %s::text[], %s::text
 WHERE """
     + _NOT_DELETED.format(id="r.photo_id")
     + """
+  -- a learned tag only while it is learned: a bolt still on the bundle a `learned forget`
+  -- replaced (it switches within seconds) does not bring the tag back
+  AND (r.kind <> 'learned' OR EXISTS (
+        SELECT 1 FROM learned_tags l WHERE l.tag = r.tag AND l.status = 'learned'))
 ORDER BY r.photo_id, r.tag
 ON CONFLICT (photo_id, model_version, tag) DO UPDATE SET
     score = EXCLUDED.score, kind = EXCLUDED.kind, via = EXCLUDED.via
