@@ -10,6 +10,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,9 +18,9 @@ from types import SimpleNamespace
 import pytest
 
 from autotag.config import Settings, load_settings
-from autotag.errors import ServiceError
-from autotag.ops import cluster, kill_guard, run_dir
-from autotag.ops.daemons.base import ephemeral_range, process_start_time
+from autotag.errors import AutotagError, ServiceError
+from autotag.ops import cluster, kill_guard, run_dir, workers
+from autotag.ops.daemons.base import ephemeral_range, process_start_time, wait_for
 from autotag.ops.daemons.redis import RedisDaemon
 from autotag.ops.daemons.storm import SupervisorDaemon
 from autotag.ops.topology import wait_scheduled
@@ -216,3 +217,67 @@ def test_kill_guard_watches_only_this_hosts_slots(tmp_path: Path) -> None:
     ]
     assert kill_guard.local_slots(s, SimpleNamespace(executors=executors)) == {slot}
     assert kill_guard.local_slots(s, SimpleNamespace(executors=None)) == set()
+
+
+class NimbusWithOneTopology:
+    """Nimbus's answer for a topology placed on one slot (host, port)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.info = SimpleNamespace(
+            id="smoke-7-1796538000", executors=[SimpleNamespace(host=host, port=port)]
+        )
+
+    def topology_info(self, name: str) -> SimpleNamespace:
+        return self.info
+
+
+def test_kill_guard_waits_for_the_worker_then_refuses(tmp_path: Path) -> None:
+    """With this host's Supervisor running and the topology's slot here, the guard waits for
+    a worker process of that topology on that slot, and refuses (saying why and how to force
+    it) when none starts in time; without a running Supervisor there is nothing to wait for."""
+    s = settings_for(tmp_path / "run")
+    run_dir.prepare(s.run_dir)
+    slot = s.services.port(s.services.worker_ports[0])
+    nimbus = NimbusWithOneTopology(s.services.local_hostname, slot)
+    topology_id = nimbus.info.id
+    said: list[str] = []
+
+    # No Supervisor here: nothing a kill could halt.
+    kill_guard.wait_settled(s, "smoke", 0.2, progress=said.append, client=nimbus)  # type: ignore[arg-type]
+    assert said == []
+
+    sup = SupervisorDaemon(s)
+    stand_in = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    worker = None
+    try:
+        sup.pid_file.write_text(f"{stand_in.pid} {process_start_time(stand_in.pid)}\n")
+        with pytest.raises(AutotagError) as refused:
+            kill_guard.wait_settled(s, "smoke", 0.6, progress=said.append, client=nimbus)  # type: ignore[arg-type]
+        assert f"smoke's worker (slot {slot}) has not started after 1s" in str(refused.value)
+        assert "--no-worker-wait" in str(refused.value)
+        assert said == [
+            "waiting for smoke's worker to start before killing it "
+            "(a kill during jar localization halts Storm 2.8.3's Supervisor)"
+        ]
+
+        # A worker of another topology on that slot does not count; this topology's does.
+        argv = [
+            "-c",
+            "import time; time.sleep(60)",
+            f"-Dstorm.local.dir={s.storm_local_dir}",
+            f"-Dworker.port={slot}",
+            workers.WORKER_MAIN,
+        ]
+        worker = subprocess.Popen([sys.executable, *argv, "-Dstorm.id=other-1-1"])
+        assert wait_for(lambda: bool(workers.worker_processes(s.storm_local_dir)), 5)
+        with pytest.raises(AutotagError):
+            kill_guard.wait_settled(s, "smoke", 0.3, client=nimbus)  # type: ignore[arg-type]
+        worker.kill()
+        worker.wait()
+        worker = subprocess.Popen([sys.executable, *argv, f"-Dstorm.id={topology_id}"])
+        kill_guard.wait_settled(s, "smoke", 5, client=nimbus)  # type: ignore[arg-type]
+    finally:
+        for proc in (stand_in, worker):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
