@@ -213,12 +213,14 @@ def taught(
         p = fit.decide(X[left])
         got = np.zeros(0, np.int64)
         if phase is None and opts.questions > 0:
-            got = questions.nearest(p, fit.threshold, opts.questions)
+            order = questions.nearest(p, fit.threshold, -1)
+            got = questions.diverse(order, X[left], opts.questions)
             phase = "near"
         if not len(got):
             if opts.spot_check <= 0:
                 return fit, True, left, all_asked
-            got = questions.spot_sample(p, fit.threshold, opts.spot_check, rng)
+            order = questions.spot_sample(p, fit.threshold, -1, rng)
+            got = questions.diverse(order, X[left], opts.spot_check)
             phase, checked = "spot", fit
             if not len(got):
                 return fit, False, left, all_asked

@@ -11,12 +11,14 @@ published (`autotag learned questions`): the bench answers as a user would, from
 photo came from (yes for a stamp of the kind), with `autotag learned answer`, until the tag is
 published. The clock starts just before the answer that publishes it (with
 ``--no-questions``, the learner's settings learn_questions = learn_spot_check = 0: before the
-k-th label, which then publishes at once). It prints the questions answered and the seconds
-from that last answer (or label) to:
+k-th label, which then publishes at once). When the learner says "add examples" (a spot
+check failed, and the answers left it unlearnable), two more photos of the kind are
+labelled, as a user would. It prints the questions answered and the seconds from that last
+answer (or label) to:
 
 1. the learned bundle being active (``models/ACTIVE`` names it, polled every 50 ms);
-2. `autotag search TAG` finding at least half of the kind's unlabelled photos (and how many
-   of the kind and of the unrelated photos it finds);
+2. `autotag search TAG` finding at least half of the kind's photos neither labelled nor
+   asked about (and how many of them and of the unrelated photos it finds);
 3. a NEW upload of the kind (``--new`` held-out stamps, uploaded as soon as the bundle is
    active) tagged by the learned bundle through the topology and carrying the tag. The bolts
    look at ``models/ACTIVE`` every few seconds, so a photo that the previous bundle tags is
@@ -213,7 +215,7 @@ def measure(s: Settings, args: argparse.Namespace, out: dict[str, Any]) -> None:
     print(f"uploading {k + args.rest + len(others)} stamps ...", file=sys.stderr)
     kind_ids = upload_tagged(s, kind[: k + args.rest], before, args.timeout)
     other_ids = upload_tagged(s, others, before, args.timeout)
-    labelled, rest = kind_ids[:k], set(kind_ids[k:])
+    labelled = kind_ids[:k]
 
     out["labelled"] = True  # from here on, clean up
     run_cli(s, args.timeout, "labels", "add", "--tag", tag, *labelled[: k - 1], "--no-learn")
@@ -224,8 +226,19 @@ def measure(s: Settings, args: argparse.Namespace, out: dict[str, Any]) -> None:
     out["label_command_s"] = round(time.monotonic() - t0, 2)
     kind_set = set(kind_ids)
     asked: list[str] = []
-    for _round in range(10):
+    touched = set(labelled)  # labelled or asked: not counted when search is measured
+    spare = kind_ids[k : k + args.rest // 2]  # at most half of the rest as new examples
+    for _round in range(12):
         mine = next((o for o in report["outcomes"] if o["tag"] == tag), None)
+        more = [p for p in spare if p not in touched][:2]
+        if mine is not None and mine["status"] == "not-yet" and len(more) == 2:
+            # "add examples", as the learner says: two more photos of the kind, labelled.
+            touched.update(more)
+            asked.append(f"+{len(more)} examples")
+            t0, t0_wall = time.monotonic(), time.time()
+            report = run_cli(s, args.timeout, "labels", "add", "--tag", tag, *more)["learn"]
+            out["answer_command_s"] = round(time.monotonic() - t0, 2)
+            continue
         if mine is None or mine["status"] != "asking":
             break
         q = run_cli(s, args.timeout, "learned", "questions", tag)
@@ -239,16 +252,18 @@ def measure(s: Settings, args: argparse.Namespace, out: dict[str, Any]) -> None:
                 p["photo_id"],
             )
         ]
+        touched.update(p["photo_id"] for p in q["photos"])
         asked.append(f"{q['phase']} {len(q['photos'])}")
         t0, t0_wall = time.monotonic(), time.time()
         report = run_cli(s, args.timeout, "learned", "answer", tag, *answers)["learn"]
         out["answer_command_s"] = round(time.monotonic() - t0, 2)
     out["questions"] = asked
+    rest = set(kind_ids) - touched
     outcomes = {o["tag"]: o for o in report["outcomes"]}
     mine = outcomes.get(tag)
     if mine is None or mine["status"] != "learned" or not report["bundle_id"]:
         why = mine["message"] if mine else "no outcome for the tag"
-        raise BenchError(f"the tag was not learned from {k} labels: {why}")
+        raise BenchError(f"the tag was not learned ({k} labels, then {asked}): {why}")
     bundle = str(report["bundle_id"])
     out["bundle_learned"] = bundle
     out["learner_s"] = report["seconds"]
@@ -270,7 +285,7 @@ def measure(s: Settings, args: argparse.Namespace, out: dict[str, Any]) -> None:
             raise BenchError(f"upload of {rec.path} failed: {rec.status}")
         ids[rec.photo_id] = rec.path
 
-    want = -(-len(rest) // 2)  # at least half of the kind's unlabelled photos
+    want = -(-len(rest) // 2)  # at least half of the kind's photos neither labelled nor asked
     deadline = time.monotonic() + args.timeout
     while True:
         hits = {
@@ -301,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--k", type=int, default=5, help="labels given (the k-th starts the clock)")
     ap.add_argument("--kind", default="plants/flowers", help="Tux Paint stamp folder taught")
-    ap.add_argument("--rest", type=int, default=8, help="unlabelled photos of the kind")
+    ap.add_argument("--rest", type=int, default=14, help="unlabelled photos of the kind")
     ap.add_argument("--new", type=int, default=2, help="new uploads of the kind afterwards")
     ap.add_argument("--per-other", type=int, default=3, help="stamps of each unrelated folder")
     ap.add_argument("--tag", default=None, help="the tag taught (default: a fresh nonsense word)")

@@ -49,3 +49,23 @@ def test_spot_passed_needs_enough_right_answers() -> None:
     # one photo to ask: it must be right
     assert questions.spot_passed(1, 1, 5, 4)
     assert not questions.spot_passed(0, 1, 5, 4)
+
+
+def test_near_copies_are_asked_about_once() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((4, 32))
+    # photos 0-2 are one scene shot three times, 3-5 three other scenes, 6 a copy of 4
+    X = np.stack([base[0], base[0] + 0.01, base[0] - 0.01, base[1], base[2], base[3], base[2]])
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    order = np.arange(len(X))
+    assert questions.diverse(order, X, 10).tolist() == [0, 3, 4, 5]
+    assert questions.diverse(order, X, 2).tolist() == [0, 3]
+    assert questions.diverse(order[::-1], X, 3).tolist() == [6, 5, 3]
+    assert questions.diverse(order, X, 10, max_cos=1.01).tolist() == list(range(7))
+
+
+def test_all_of_them_in_order() -> None:
+    p = np.array([0.9, 0.52, 0.1, 0.47])
+    assert questions.nearest(p, 0.5, -1).tolist() == [1, 3, 0, 2]
+    everyone = questions.spot_sample(p, 0.5, -1, np.random.default_rng(0))
+    assert sorted(everyone.tolist()) == [0, 1]

@@ -42,6 +42,7 @@ from autotag.learning.learner import (
     LearnOptions,
     TagFit,
     fit_tag,
+    l2,
     recalibrated_threshold,
     shadow_check,
 )
@@ -306,19 +307,19 @@ def ask(
     tag = fit.tag
     ids, probs = _library_probabilities(conn, fit, feature_set)
     if answered is None and options.questions > 0:
-        asked = questions.nearest(probs, fit.threshold, options.questions)
-        if len(asked):
-            return _save_asking(conn, fit, "near", [ids[i] for i in asked], signature, note)
+        order = questions.nearest(probs, fit.threshold, -1)
+        asked = _diverse(conn, feature_set, ids, order, options.questions)
+        if asked:
+            return _save_asking(conn, fit, "near", asked, signature, note)
     if options.spot_check <= 0:
         return None
-    asked = questions.spot_sample(
-        probs, fit.threshold, options.spot_check, questions.seeded_rng(tag, signature)
-    )
-    if not len(asked):
+    order = questions.spot_sample(probs, fit.threshold, -1, questions.seeded_rng(tag, signature))
+    asked = _diverse(conn, feature_set, ids, order, options.spot_check)
+    if not asked:
         msg = note + "cannot learn yet: it would tag none of the other stored photos; add examples"
         _save(conn, tag, "not-yet", msg, None, fit, signature)
         return _outcome(fit, "not-yet", msg)
-    out = _save_asking(conn, fit, "spot", [ids[i] for i in asked], signature, note)
+    out = _save_asking(conn, fit, "spot", asked, signature, note)
     assert fit.w is not None
     store.save_candidate(conn, tag, fit.w, fit.b, fit.calib_a, fit.calib_c)
     return out
@@ -348,6 +349,21 @@ def _checked(
         prev.recall,
         {"spot_check": spot},
     )
+
+
+def _diverse(
+    conn: psycopg.Connection[Any], feature_set: str, ids: list[str], order: np.ndarray, n: int
+) -> list[str]:
+    """The first ``n`` photos of ``order`` (indices into ``ids``) that are not near copies
+    of one already taken (``questions.diverse``, on their stored vectors)."""
+    head = [ids[i] for i in order[: 50 * n]]  # near copies come in bursts, not hundreds
+    got, X = store.vectors_of(conn, feature_set, head)
+    row = {pid: i for i, pid in enumerate(got)}
+    keep = [pid for pid in head if pid in row]
+    if not keep:
+        return []
+    vectors = l2(X[[row[pid] for pid in keep]])
+    return [keep[i] for i in questions.diverse(np.arange(len(keep)), vectors, n)]
 
 
 def _library_probabilities(
