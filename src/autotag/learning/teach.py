@@ -294,19 +294,19 @@ def _asking_message(tag: str, phase: str | None, asked: int, answered: int) -> s
 def ask(
     conn: psycopg.Connection[Any],
     fit: TagFit,
-    answered: str | None,
+    phase_done: str | None,
     signature: str,
     feature_set: str,
     options: LearnOptions,
     note: str = "",
 ) -> Outcome | None:
     """A new tag's next questions (``learning.questions``), saved as ``asking``: the photos
-    nearest its threshold first (``answered`` None), then, those answered (``answered`` =
-    'near'), a spot check of photos it would tag, whose head is kept to be published as it
+    nearest its threshold first (``phase_done`` None), then, those answered (``phase_done``
+    = 'near'), a spot check of photos it would tag, whose head is kept to be published as it
     was checked. None: nothing left to ask (no spot check configured): publish it."""
     tag = fit.tag
     ids, probs = _library_probabilities(conn, fit, feature_set)
-    if answered is None and options.questions > 0:
+    if phase_done is None and options.questions > 0:
         order = questions.nearest(probs, fit.threshold, -1)
         asked = _diverse(conn, feature_set, ids, order, options.questions)
         if asked:
