@@ -316,7 +316,10 @@ def ask(
     order = questions.spot_sample(probs, fit.threshold, -1, questions.seeded_rng(tag, signature))
     asked = _diverse(conn, feature_set, ids, order, options.spot_check)
     if not asked:
-        msg = note + "cannot learn yet: it would tag none of the other stored photos; add examples"
+        msg = note + (
+            f"cannot learn yet: it would tag none of the other {len(ids)} stored photos;"
+            " add examples (or upload more photos of the kind)"
+        )
         _save(conn, tag, "not-yet", msg, None, fit, signature)
         return _outcome(fit, "not-yet", msg)
     out = _save_asking(conn, fit, "spot", asked, signature, note)
