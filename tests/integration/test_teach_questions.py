@@ -136,7 +136,9 @@ def test_a_new_tag_asks_then_is_published_as_it_was_checked(
     published = learned_rows(load_active(models))[tag]
     assert np.array_equal(published["W"], w)
     assert float(published["thresholds"]) == pytest.approx(threshold, abs=1e-6)
-    assert store.states(conn)[tag].status == "learned"
+    published_state = store.states(conn)[tag]
+    assert published_state.status == "learned"
+    assert published_state.message.startswith("learned (spot check: "), published_state
     tagged = {
         r[0]
         for r in conn.execute(

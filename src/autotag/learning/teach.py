@@ -274,7 +274,9 @@ def _learn(
     report.bundle_id = candidate.id
     say(f"published and activated {candidate.id}")
     for tag, fit in learned.items():
-        _save(conn, tag, "learned", "learned", candidate.id, fit, stats[tag].signature)
+        checked_by = fit.info.get("spot_check")
+        said = f"learned (spot check: {checked_by} right)" if checked_by else "learned"
+        _save(conn, tag, "learned", said, candidate.id, fit, stats[tag].signature)
         report.outcomes.append(_outcome(fit, "learned", f"learned into {candidate.id}"))
     report.rescored = rescore(conn, fs, {t: rows[t] for t in learned}, candidate.id)
 
