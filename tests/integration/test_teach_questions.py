@@ -21,7 +21,7 @@ from autotag.contract import PhotoResult
 from autotag.learning import teach
 from autotag.learning.learned_bundle import learned_rows, row_probabilities
 from autotag.learning.learner import LearnOptions
-from autotag.storage import database, writer
+from autotag.storage import database, videos, writer
 from autotag.storage import labels as label_store
 from autotag.storage import learned as store
 from autotag.vision.bundle import active_bundle_id, load_active
@@ -167,3 +167,34 @@ def test_a_failed_spot_check_publishes_nothing_and_asks_again(
     if o.status == "asking":
         assert store.states(conn)[tag].phase == "near"
     assert store.learned_tag_count(conn, tag) == 0
+
+
+def test_forget_removes_the_tag_from_photos_and_video_segments(
+    conn: psycopg.Connection[Any], models: Path
+) -> None:
+    """`autotag learned forget` removes the learned tag everywhere: its head, its stored
+    tags on photos, and on video segments the bolts tagged with a bundle that had it; a
+    segment tag of the same name from a bundle without it (a base class) stays."""
+    _ids, _kind, tag, base = _five_labelled(conn, models, seed=3)
+    opts = LearnOptions(questions=0, spot_check=0)  # published at once: not what this tests
+    report = teach.learn(conn, models, opts, tags=[tag])
+    assert report.bundle_id, report.as_dict()
+    video_id = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+    videos.register_video(conn, video_id, kind="upload", source="clip.avi", info={"fps": 2.0})
+    videos.add_segments(conn, video_id, [videos.SegmentRow(n, "0" * 64, n, n + 1) for n in (0, 1)])
+    conn.execute(
+        "INSERT INTO video_segment_tags (video_id, segment, tag, score, frames, model_version)"
+        " VALUES (%s, 0, %s, 0.9, 3, %s), (%s, 1, %s, 0.8, 2, %s)",
+        (video_id, tag, report.bundle_id, video_id, tag, base),
+    )
+    assert store.learned_tag_count(conn, tag) > 0
+
+    done = teach.forget(conn, models, tag)
+    assert done["was_learned"] and done["bundle_id"] == active_bundle_id(models)
+    assert tag not in learned_rows(load_active(models))
+    assert store.learned_tag_count(conn, tag) == 0 and tag not in store.states(conn)
+    left = conn.execute(
+        "SELECT segment, model_version FROM video_segment_tags WHERE video_id = %s AND tag = %s",
+        (video_id, tag),
+    ).fetchall()
+    assert left == [(1, base)]

@@ -115,6 +115,18 @@ def _restored(base: ModelBundle, first: ModelBundle, keep_out: set[str]) -> Mode
     return out
 
 
+def versions_learning(models_dir: Path, tag: str) -> list[str]:
+    """The installed bundles whose learned group has ``tag`` (read from their manifests):
+    the model versions under which a stored tag of that name is a learned one."""
+    out = []
+    for m in list_bundles(models_dir):
+        classes = m.get("classes") or []
+        for h in m.get("heads") or []:
+            if h.get("group") == LEARNED_GROUP and tag in classes[h["start"] : h["stop"]]:
+                out.append(str(m["id"]))
+    return out
+
+
 def current_versions(models_dir: Path, active_id: str) -> list[str]:
     """The bundle ids whose photos need no re-tagging for ``active_id``: the active bundle,
     and when the learner published it, the bundle it was learned from and every bundle

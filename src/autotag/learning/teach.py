@@ -36,6 +36,7 @@ from autotag.learning.learned_bundle import (
     learned_rows,
     origin,
     row_probabilities,
+    versions_learning,
     with_thresholds,
 )
 from autotag.learning.learner import (
@@ -617,7 +618,7 @@ def forget(conn: psycopg.Connection[Any], models_dir: Path, tag: str) -> dict[st
             publish(models_dir, candidate)
             bundle_id = candidate.id
         with conn.transaction():
-            labels, tags = store.forget(conn, tag)
+            labels, tags = store.forget(conn, tag, versions_learning(models_dir, tag))
     finally:
         store.unlock(conn)
     return {

@@ -364,10 +364,17 @@ def candidate(
     return np.asarray(w, np.float32), float(b), float(a), float(c), float(thr)
 
 
-def forget(conn: psycopg.Connection[Any], tag: str) -> tuple[int, int]:
-    """Delete a tag's learner state, its labels and its stored learned tags:
-    (labels deleted, tags deleted)."""
+def forget(
+    conn: psycopg.Connection[Any], tag: str, learned_versions: Sequence[str] = ()
+) -> tuple[int, int]:
+    """Delete a tag's learner state, its labels and its stored learned tags, on photos and
+    on video segments tagged by a bundle that had it as a learned tag (``learned_versions``:
+    a segment's tags carry no kind): (labels deleted, tags deleted)."""
     conn.execute("DELETE FROM learned_tags WHERE tag = %s", (tag,))
     labels = conn.execute("DELETE FROM labels WHERE tag = %s", (tag,)).rowcount
     tags = clear_learned_tags(conn, [tag])
+    tags += conn.execute(
+        "DELETE FROM video_segment_tags WHERE tag = %s AND model_version = ANY(%s::text[])",
+        (tag, list(learned_versions)),
+    ).rowcount
     return labels, tags
