@@ -170,6 +170,8 @@ def _answer_questions(
         assert active_bundle_id(s.models_dir) == base
         ids = [p["photo_id"] for p in q["photos"]]
         assert not set(ids) & set(_labels(s, tag)), q  # never asked twice
+        listed = _learned(s)[tag]  # `autotag learned --json` lists the same questions
+        assert listed["status"] == "asking" and listed["questions"] == ids, listed
         answers = {
             p["photo_id"]: p["photo_id"] in kind or "plants/flowers" in (p["source"] or "")
             for p in q["photos"]

@@ -185,8 +185,19 @@ def learned(ctx: click.Context, as_json: bool) -> None:
     with database.connect(s.services) as conn, database.pg_errors(s.services):
         rows = learned_store.states(conn)
         counts = {t: learned_store.learned_tag_count(conn, t) for t in rows}
+        waiting = {  # the questions still unanswered, as the web API lists them
+            t: learned_store.unanswered(conn, t, r.questions) if r.status == "asking" else []
+            for t, r in rows.items()
+        }
     if as_json:
-        click.echo(json.dumps([{**r.as_dict(), "photos": counts[t]} for t, r in rows.items()]))
+        click.echo(
+            json.dumps(
+                [
+                    {**r.as_dict(), "photos": counts[t], "questions": waiting[t]}
+                    for t, r in rows.items()
+                ]
+            )
+        )
         return
     if not rows:
         click.echo("no labelled tags yet (autotag labels add --tag TAG PHOTO_ID...)", err=True)
