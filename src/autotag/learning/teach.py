@@ -231,7 +231,11 @@ def _learn(
             library[lib_mask] if len(library) else library,
             options,
         )
-        say(f"{tag}: {fit.message}")
+        if fit.ok:
+            say(
+                f"{tag}: fitted on {fit.n_pos} examples and {fit.n_neg} counter-examples"
+                f" (estimated precision {fit.precision:.2f}, recall {fit.recall:.2f})"
+            )
         fits[tag] = fit
     learned: dict[str, TagFit] = dict(checked)
     for tag, fit in fits.items():
@@ -252,7 +256,6 @@ def _learn(
             if next_step is None:
                 learned[tag] = fit
             else:
-                say(f"{tag}: {next_step.message}")
                 report.outcomes.append(next_step)
     if not learned:
         return
