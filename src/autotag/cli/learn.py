@@ -270,6 +270,9 @@ def questions_cmd(tag: str, as_json: bool) -> None:
     if state.status != "asking":
         click.echo(f"{tag}: {state.status}: {state.message} (nothing to answer)")
         return
+    if not photos:
+        click.echo(f"{tag}: every question is answered; `autotag learn --tag {tag}` goes on")
+        return
     click.echo(f"{tag}: {state.message}")
     for p in photos:
         words = ", ".join(t["tag"] for t in p["tags"]) or "-"
