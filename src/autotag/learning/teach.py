@@ -185,7 +185,7 @@ def _learn(
                 yes = sum(store.answers(conn, tag, prev.questions).values())
                 n_asked = len(prev.questions)
                 if questions.spot_passed(yes, n_asked, options.spot_check, options.spot_min_yes):
-                    was = _checked(conn, prev, st.n_pos, st.n_neg, f"{yes} of {n_asked}")
+                    was = _checked(conn, prev, f"{yes} of {n_asked}")
                     if was is not None:  # published as it was checked
                         checked[tag] = was
                         continue
@@ -334,11 +334,10 @@ def ask(
     return out
 
 
-def _checked(
-    conn: psycopg.Connection[Any], prev: store.LearnedState, n_pos: int, n_neg: int, spot: str
-) -> TagFit | None:
+def _checked(conn: psycopg.Connection[Any], prev: store.LearnedState, spot: str) -> TagFit | None:
     """The head a passed spot check was asked about, to be published as it was checked (a
-    head fitted again with the answers would not be the one the user saw)."""
+    head fitted again with the answers would not be the one the user saw). Its example
+    counts are filled in where the labels are read."""
     kept = store.candidate(conn, prev.tag)
     if kept is None:
         return None
@@ -347,8 +346,8 @@ def _checked(
         prev.tag,
         True,
         "learned",
-        n_pos,
-        n_neg,
+        0,
+        0,
         w,
         b,
         calib_a,
